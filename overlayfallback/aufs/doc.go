@@ -1,0 +1,27 @@
+// Package aufs is thinctl's aufs backend: a file-level fallback for hosts
+// whose kernel carries the out-of-tree aufs module and no usable
+// device-mapper.
+//
+// Layout under the driver home:
+//
+//	diff/<id>    the layer's own files: its aufs branch
+//	layers/<id>  the layer's ancestors, one id per line, nearest first
+//	mnt/<id>     where Get mounts the union
+//
+// Get mounts "br:diff/<id>=rw:diff/<parent>=ro+wh:..." with dirperm1 (when
+// the module knows it) and xino=/dev/shm/aufs.xino. Mount data is limited
+// to one page, so the branches of a deep chain that do not fit are added
+// by remounts appending them in batches.
+//
+// Deletions are ".wh.<name>" whiteout files and replaced directories carry
+// ".wh..wh..opq", the spelling of the OCI layer format, so Diff, Changes,
+// DiffSize and ApplyDiff work on the diff directories without mounting and
+// leave out aufs's own .wh..wh.aufs, .wh..wh.plnk and .wh..wh.orph.
+//
+// Remove renames diff/<id> and mnt/<id> to <id>-removing before deleting
+// them; New deletes such leftovers of an interrupted removal.
+//
+// New fails with an error wrapping driver.ErrNotSupported when
+// /proc/filesystems lacks aufs (after trying to load the module), as on
+// mainline kernels.
+package aufs

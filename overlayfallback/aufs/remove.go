@@ -1,0 +1,129 @@
+package aufs
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/driver"
+)
+
+// Remove deletes layer id. A layer other layers build on is refused with
+// driver.ErrHasChildren, a layer still held by Get with an error naming the
+// reference count. diff/<id> and mnt/<id> are first renamed to
+// <id>-removing, then the layers file goes, then the renamed trees are
+// deleted: a crash at any point leaves either the whole layer or only
+// -removing leftovers, which New sweeps.
+func (d *Driver) Remove(id string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.Exists(id) {
+		return errors.Wrapf(driver.ErrNotFound, "aufs: remove %s", id)
+	}
+	if n := d.refs[id]; n > 0 {
+		return errors.Errorf("aufs: remove %s: layer is mounted (%d references); Put it first", id, n)
+	}
+	children, err := d.children(id)
+	if err != nil {
+		return err
+	}
+	if len(children) > 0 {
+		return errors.Wrapf(driver.ErrHasChildren, "aufs: remove %s: layers %s build on it; remove them first", id, strings.Join(children, ", "))
+	}
+	if d.sys.mounted(d.mntPath(id)) {
+		// Left mounted by an earlier process; nobody here holds it.
+		if err := d.unmount(d.mntPath(id)); err != nil {
+			return errors.Wrapf(err, "aufs: remove %s", id)
+		}
+	}
+	for _, p := range []string{d.diffPath(id), d.mntPath(id)} {
+		if err := renameAway(p); err != nil {
+			return errors.Wrapf(err, "aufs: remove %s", id)
+		}
+	}
+	if err := os.Remove(d.layersPath(id)); err != nil && !os.IsNotExist(err) {
+		return errors.Wrapf(err, "aufs: remove %s: layers file", id)
+	}
+	for _, p := range []string{d.diffPath(id), d.mntPath(id)} {
+		if err := os.RemoveAll(p + removingSuffix); err != nil {
+			return errors.Wrapf(err, "aufs: remove %s: delete %s (it will be swept on the next start)", id, p+removingSuffix)
+		}
+	}
+	return nil
+}
+
+// renameAway renames p to p-removing, replacing an older leftover of the
+// same name; a missing p is fine.
+func renameAway(p string) error {
+	if _, err := os.Lstat(p); os.IsNotExist(err) {
+		return nil
+	}
+	if err := os.RemoveAll(p + removingSuffix); err != nil {
+		return err
+	}
+	return os.Rename(p, p+removingSuffix)
+}
+
+// children lists the layers whose ancestor chain contains id.
+func (d *Driver) children(id string) ([]string, error) {
+	ids, err := d.ids()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, other := range ids {
+		if other == id {
+			continue
+		}
+		chain, err := d.ancestors(other)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range chain {
+			if a == id {
+				out = append(out, other)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// sweep deletes what interrupted removals left: every <id>-removing entry
+// under diff/ and mnt/, and the layers file of a layer whose diff directory
+// was already renamed away.
+func (d *Driver) sweep() error {
+	for _, sub := range []string{diffDir, mntDir} {
+		dir := filepath.Join(d.home, sub)
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return errors.Wrapf(err, "aufs: sweep %s", dir)
+		}
+		for _, e := range ents {
+			name := e.Name()
+			if !strings.HasSuffix(name, removingSuffix) {
+				continue
+			}
+			p := filepath.Join(dir, name)
+			if sub == mntDir && d.sys.mounted(p) {
+				if err := d.unmount(p); err != nil {
+					return errors.Wrapf(err, "aufs: sweep %s", p)
+				}
+			}
+			if err := os.RemoveAll(p); err != nil {
+				return errors.Wrapf(err, "aufs: sweep %s", p)
+			}
+			id := strings.TrimSuffix(name, removingSuffix)
+			if sub == diffDir && validateID(id) == nil {
+				if _, err := os.Stat(d.diffPath(id)); os.IsNotExist(err) {
+					if err := os.Remove(d.layersPath(id)); err != nil && !os.IsNotExist(err) {
+						return errors.Wrapf(err, "aufs: sweep layers file of %s", id)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
