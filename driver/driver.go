@@ -1,6 +1,3 @@
-// Package driver holds the interface every thinctl storage backend
-// implements (devicemapper, overlay2, aufs), the shared errors, and the
-// generic diff support any backend gets.
 package driver
 
 // This file is the contract other packages code against. Adding is fine;

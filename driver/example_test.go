@@ -1,0 +1,30 @@
+package driver_test
+
+import (
+	"fmt"
+
+	"github.com/thinctl/thinctl/driver"
+)
+
+// Select picks a backend under a root directory and says why.
+func ExampleSelect() {
+	d, choice, err := driver.Select("/var/lib/thinctl", "auto", driver.Options{})
+	if err != nil {
+		fmt.Println("no backend:", err)
+		return
+	}
+	defer d.Cleanup()
+	fmt.Println(choice.Name, "-", choice.Reason)
+}
+
+// ParseWhiteout classifies names in a layer stream.
+func ExampleParseWhiteout() {
+	for _, name := range []string{"etc/passwd", "etc/.wh.shadow", "var/cache/.wh..wh..opq"} {
+		kind, target, _ := driver.ParseWhiteout(name)
+		fmt.Printf("%-14s whiteout=%v opaque=%v target=%q\n", name, kind == driver.Whiteout, kind == driver.OpaqueMarker, target)
+	}
+	// Output:
+	// etc/passwd     whiteout=false opaque=false target=""
+	// etc/.wh.shadow whiteout=true opaque=false target="etc/shadow"
+	// var/cache/.wh..wh..opq whiteout=false opaque=true target="var/cache"
+}

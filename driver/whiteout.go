@@ -1,0 +1,116 @@
+package driver
+
+import (
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/pkg/errors"
+)
+
+// OCI whiteout names as they appear in layer tar streams.
+const (
+	// WhiteoutPrefix starts the name of an entry that deletes its sibling:
+	// "dir/.wh.name" removes "dir/name" from the layers below.
+	WhiteoutPrefix = ".wh."
+	// WhiteoutMetaPrefix starts names reserved for union-filesystem metadata
+	// (aufs's .wh..wh.plnk, .wh..wh.aufs); they are never content.
+	WhiteoutMetaPrefix = WhiteoutPrefix + WhiteoutPrefix
+	// OpaqueWhiteout, placed in a directory, hides everything the layers
+	// below have in that directory.
+	OpaqueWhiteout = WhiteoutMetaPrefix + ".opq"
+)
+
+// WhiteoutKind classifies a name in a tar stream.
+type WhiteoutKind int
+
+// The kinds ParseWhiteout reports.
+const (
+	NotWhiteout   WhiteoutKind = iota // ordinary content
+	Whiteout                          // ".wh.<name>": deletes <name>
+	OpaqueMarker                      // ".wh..wh..opq": the directory is opaque
+	WhiteoutMeta                      // other ".wh..wh." names: metadata, skipped
+)
+
+// ParseWhiteout classifies the slash-separated tar entry name p. For a
+// Whiteout, target is the cleaned path it deletes; for an OpaqueMarker,
+// target is the cleaned directory that becomes opaque ("." for the root).
+// A whiteout naming nothing (".wh.", ".wh..", ".wh...") is an error.
+func ParseWhiteout(p string) (kind WhiteoutKind, target string, err error) {
+	dir, base := path.Split(strings.TrimSuffix(p, "/"))
+	dir = path.Clean("/" + dir)[1:]
+	if dir == "" {
+		dir = "."
+	}
+	switch {
+	case !strings.HasPrefix(base, WhiteoutPrefix):
+		return NotWhiteout, "", nil
+	case base == OpaqueWhiteout:
+		return OpaqueMarker, dir, nil
+	case strings.HasPrefix(base, WhiteoutMetaPrefix):
+		return WhiteoutMeta, "", nil
+	}
+	name := strings.TrimPrefix(base, WhiteoutPrefix)
+	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+		return NotWhiteout, "", errors.Errorf("whiteout entry %q names no file", p)
+	}
+	return Whiteout, path.Join(dir, name), nil
+}
+
+// WhiteoutName returns the OCI whiteout entry name that deletes p
+// ("a/b" → "a/.wh.b").
+func WhiteoutName(p string) string {
+	dir, base := path.Split(strings.Trim(p, "/"))
+	return dir + WhiteoutPrefix + base
+}
+
+// WhiteoutFormat turns OCI whiteouts into a backend's native form while
+// ApplyTar unpacks a layer stream. root is the directory being unpacked
+// into; rel is a cleaned slash-separated path relative to root.
+type WhiteoutFormat interface {
+	// Whiteout records that rel is deleted. Anything at rel in root is
+	// removed first.
+	Whiteout(root, rel string) error
+	// Opaque records that directory rel (which exists) hides everything
+	// lower layers hold in it. written reports whether a child path was
+	// unpacked by this same stream and must therefore stay.
+	Opaque(root, rel string, written func(rel string) bool) error
+}
+
+// RemoveWhiteouts is the WhiteoutFormat for a layer seen as one complete
+// tree (a block snapshot, or a mounted union view): a whiteout deletes the
+// path and an opaque marker deletes the directory's children that the
+// stream did not write itself.
+var RemoveWhiteouts WhiteoutFormat = removeFormat{}
+
+type removeFormat struct{}
+
+func (removeFormat) Whiteout(root, rel string) error {
+	p := filepath.Join(root, filepath.FromSlash(rel))
+	if err := os.RemoveAll(p); err != nil {
+		return errors.Wrapf(err, "apply whiteout %s", rel)
+	}
+	return nil
+}
+
+func (removeFormat) Opaque(root, rel string, written func(string) bool) error {
+	dir := filepath.Join(root, filepath.FromSlash(rel))
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return errors.Wrapf(err, "apply opaque marker in %s", rel)
+	}
+	for _, e := range entries {
+		child := path.Join(rel, e.Name())
+		if rel == "." {
+			child = e.Name()
+		}
+		if written(child) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return errors.Wrapf(err, "apply opaque marker in %s", rel)
+		}
+	}
+	return nil
+}
