@@ -1,0 +1,58 @@
+package loopback
+
+import (
+	"time"
+
+	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
+)
+
+// How long Detach waits for a deferred detach to complete (a transient
+// opener such as udev's blkid probe), polling every detachPoll.
+var (
+	detachWait = 2 * time.Second
+	detachPoll = 20 * time.Millisecond
+)
+
+// Detach unbinds the loop device at devPath (LOOP_CLR_FD). An unbound device
+// gives ErrNotFound. While the device is open elsewhere (mounted, held by a
+// device-mapper table) the kernel only marks it autoclear and detaches it on
+// last close; Detach waits briefly for that and otherwise returns an error
+// wrapping ErrBusy, the device then being detached later by the kernel.
+func Detach(devPath string) error {
+	f, err := openDevice(devPath, "detach")
+	if err != nil {
+		return err
+	}
+	before, err := statusOf(f, "detach")
+	if err != nil {
+		f.Close()
+		return err
+	}
+	err = clrFD(int(f.Fd()))
+	f.Close() // on newer kernels the unbinding completes in this close
+	switch err {
+	case nil:
+	case unix.ENXIO:
+		return errors.Wrapf(ErrNotFound, "loopback: detach %s: device is not bound to a file", devPath)
+	case unix.EBUSY:
+		return errors.Wrapf(ErrBusy, "loopback: detach %s (backing %s): device is in use; unmount it or remove the table using it", devPath, before.BackingFile)
+	default:
+		return errors.Wrapf(err, "loopback: detach %s (backing %s): LOOP_CLR_FD", devPath, before.BackingFile)
+	}
+
+	deadline := time.Now().Add(detachWait)
+	for {
+		now, err := GetInfo(devPath)
+		if errors.Is(err, ErrNotFound) || (err == nil && (now.BackingDev != before.BackingDev || now.BackingInode != before.BackingInode)) {
+			return nil // unbound, or already bound again by someone else
+		}
+		if err != nil {
+			return errors.Wrapf(err, "loopback: detach %s (backing %s): check the device was released", devPath, before.BackingFile)
+		}
+		if time.Now().After(deadline) {
+			return errors.Wrapf(ErrBusy, "loopback: detach %s (backing %s): device is still open elsewhere; the kernel detaches it on last close (unmount it or remove the table using it)", devPath, before.BackingFile)
+		}
+		time.Sleep(detachPoll)
+	}
+}
