@@ -1,0 +1,273 @@
+package dm
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
+)
+
+// Buffer sizes for commands that return data: zero-filled, starting at
+// initialBuffer and doubled while the kernel reports DM_BUFFER_FULL_FLAG.
+const (
+	initialBuffer = 16 << 10
+	maxBuffer     = 64 << 20
+)
+
+// ioctlFunc issues one DM_* ioctl on fd with buf as its argument. Tests
+// replace it with a fake kernel.
+type ioctlFunc func(fd int, cmd uint, buf []byte) error
+
+func sysIoctl(fd int, cmd uint, buf []byte) error {
+	for {
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(cmd), uintptr(unsafe.Pointer(&buf[0])))
+		switch e {
+		case 0:
+			return nil
+		case unix.EINTR:
+			continue
+		}
+		return e
+	}
+}
+
+// Client talks to /dev/mapper/control. One Client per process is enough;
+// its methods are safe for concurrent use (the kernel serialises what needs
+// serialising; ioctls on one control fd may run concurrently).
+type Client struct {
+	mu      sync.RWMutex // held for reading around every ioctl, for writing by Close
+	fd      int          // -1 once closed
+	ioctl   ioctlFunc
+	version KernelVersion // as reported when the client was opened
+
+	controlPath string // /dev/mapper/control
+	devDir      string // where nodes are made: /dev/mapper
+	udevControl string // exists while udev runs: /run/udev/control
+	kmsgPath    string // /dev/kmsg, for the kernel's reasons
+
+	udevTimeout   time.Duration
+	removeBackoff time.Duration // first sleep between EBUSY retries
+	noArmPoll     bool          // tests: force WaitEvent's polling fallback
+
+	logger atomic.Pointer[func(format string, args ...any)]
+}
+
+var (
+	defaultMu     sync.Mutex
+	defaultClient *Client
+)
+
+// Default returns the process-wide Client, opening the control node (and
+// creating /dev/mapper/control when it is missing) on first use. A failed
+// first use is retried on the next call.
+func Default() (*Client, error) {
+	defaultMu.Lock()
+	defer defaultMu.Unlock()
+	if defaultClient != nil {
+		return defaultClient, nil
+	}
+	c, err := open(controlNode)
+	if err != nil {
+		return nil, err
+	}
+	defaultClient = c
+	return c, nil
+}
+
+const (
+	controlNode     = mapperDir + "/control"
+	udevControlPath = "/run/udev/control"
+)
+
+func newClient() *Client {
+	return &Client{
+		fd:            -1,
+		ioctl:         sysIoctl,
+		controlPath:   controlNode,
+		devDir:        mapperDir,
+		udevControl:   udevControlPath,
+		kmsgPath:      "/dev/kmsg",
+		udevTimeout:   10 * time.Second,
+		removeBackoff: 60 * time.Millisecond,
+	}
+}
+
+// open opens the control node at path and reads the kernel's version.
+func open(path string) (*Client, error) {
+	if err := ensureControl(path); err != nil {
+		return nil, err
+	}
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, controlError(path, err)
+	}
+	c := newClient()
+	c.fd, c.controlPath = fd, path
+	v, err := c.Version()
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if v.Major != 4 {
+		unix.Close(fd)
+		return nil, errors.Wrapf(ErrNotSupported, "dm: kernel speaks device-mapper ioctl version %s; only 4.x is supported", v)
+	}
+	c.version = v
+	return c, nil
+}
+
+func controlError(path string, err error) error {
+	switch err {
+	case unix.EACCES, unix.EPERM:
+		return errors.Wrapf(ErrPermission, "dm: open %s: %v (run as root)", path, err)
+	case unix.ENOENT, unix.ENXIO, unix.ENODEV:
+		return errors.Wrapf(ErrNotSupported, "dm: open %s: %v (is the dm-mod module loaded?)", path, err)
+	}
+	return errors.Wrapf(err, "dm: open %s", path)
+}
+
+// Close releases the control fd. Later calls on c fail; when c is the
+// Default client, the next Default call opens a fresh one.
+func (c *Client) Close() error {
+	defaultMu.Lock()
+	if defaultClient == c {
+		defaultClient = nil
+	}
+	defaultMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fd < 0 {
+		return nil
+	}
+	err := unix.Close(c.fd)
+	c.fd = -1
+	return errors.Wrap(err, "dm: close control node")
+}
+
+// SetLogger installs a function that receives one line per kernel operation
+// (operation, device, result, duration), e.g. for a --debug flag. nil, the
+// default, disables logging.
+func (c *Client) SetLogger(logf func(format string, args ...any)) {
+	if logf == nil {
+		c.logger.Store(nil)
+		return
+	}
+	c.logger.Store(&logf)
+}
+
+func (c *Client) logf(format string, args ...any) {
+	if p := c.logger.Load(); p != nil {
+		(*p)(format, args...)
+	}
+}
+
+// KernelVersion returns the version read when the client was opened.
+func (c *Client) KernelVersion() KernelVersion { return c.version }
+
+// Version asks the kernel for its device-mapper ioctl version.
+func (c *Client) Version() (KernelVersion, error) {
+	rep, err := c.run("version", unix.DM_VERSION, request{})
+	if err != nil {
+		return KernelVersion{}, err
+	}
+	v := rep.hdr.Version
+	return KernelVersion{v[0], v[1], v[2]}, nil
+}
+
+// request is one ioctl's input.
+type request struct {
+	dev         ref
+	newUUID     string // DM_DEV_CREATE: the uuid to give the new device
+	flags       uint32
+	eventNr     uint32
+	targetCount uint32
+	payload     []byte // the data area, placed at data_start
+	out         bool   // the command returns data: start big, grow on DM_BUFFER_FULL_FLAG
+	table       bool   // EINVAL means ErrInvalidTable
+	fd          *int   // another control fd than the client's (WaitEvent's own)
+}
+
+// reply is one ioctl's output.
+type reply struct {
+	hdr header
+	buf []byte
+}
+
+func (r *reply) data() ([]byte, error) { return r.hdr.data(r.buf) }
+
+// run validates the request, issues the ioctl with a zero-filled buffer and,
+// for commands that return data, doubles the buffer and retries while the
+// kernel reports DM_BUFFER_FULL_FLAG.
+func (c *Client) run(op string, cmd uint, req request) (*reply, error) {
+	if req.dev != (ref{}) {
+		if err := req.dev.validate(); err != nil {
+			return nil, err
+		}
+	}
+	size := headerSize + len(req.payload)
+	if req.out && size < initialBuffer {
+		size = initialBuffer
+	}
+	start := time.Now()
+	for {
+		rep, full, err := c.once(cmd, req, size)
+		if err != nil {
+			c.logf("dm: %s %s: %v (%s)", op, req.dev, err, time.Since(start))
+			return nil, opError(op, req.dev, err, req.table)
+		}
+		if !full || !req.out {
+			c.logf("dm: %s %s: ok (%s)", op, req.dev, time.Since(start))
+			return rep, nil
+		}
+		if size >= maxBuffer {
+			return nil, errors.Errorf("dm: %s %s: reply does not fit in %d bytes", op, req.dev, maxBuffer)
+		}
+		size *= 2
+	}
+}
+
+// runOn is run on a control fd of the caller's.
+func (c *Client) runOn(fd int, op string, cmd uint, req request) (*reply, error) {
+	req.fd = &fd
+	return c.run(op, cmd, req)
+}
+
+// once issues the ioctl with a buffer of size bytes and reports whether the
+// kernel said the buffer was too small.
+func (c *Client) once(cmd uint, req request, size int) (*reply, bool, error) {
+	buf := make([]byte, size)
+	h := header{
+		Version:     sendVersion,
+		DataSize:    uint32(size),
+		DataStart:   headerSize,
+		TargetCount: req.targetCount,
+		Flags:       req.flags,
+		EventNr:     req.eventNr,
+		Dev:         req.dev.dev,
+		Name:        req.dev.name,
+		UUID:        req.dev.uuid,
+	}
+	if req.newUUID != "" {
+		h.UUID = req.newUUID
+	}
+	h.encode(buf)
+	copy(buf[headerSize:], req.payload)
+	c.mu.RLock()
+	fd := c.fd
+	if req.fd != nil {
+		fd = *req.fd
+	}
+	err := c.ioctl(fd, cmd, buf) // fd -1 after Close: EBADF, never a reused fd
+	c.mu.RUnlock()
+	if err != nil {
+		return nil, false, err
+	}
+	hdr, err := decodeHeader(buf)
+	if err != nil {
+		return nil, false, err
+	}
+	return &reply{hdr: hdr, buf: buf}, hdr.Flags&unix.DM_BUFFER_FULL_FLAG != 0, nil
+}

@@ -1,0 +1,96 @@
+package dm
+
+import (
+	"fmt"
+	"syscall"
+
+	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
+)
+
+// Sentinel errors. Every error returned by this package wraps exactly one of
+// them where the kernel's errno maps to one; test with errors.Is.
+var (
+	ErrNotFound        = errors.New("no such device")                     // ENXIO/ENODEV/ENOENT from the kernel
+	ErrBusy            = errors.New("device or resource busy")            // EBUSY
+	ErrExists          = errors.New("already exists")                     // EEXIST
+	ErrNoData          = errors.New("no data")                            // ENODATA (thin: delete of a missing id)
+	ErrPermission      = errors.New("permission denied")                  // EPERM/EACCES
+	ErrNotSupported    = errors.New("not supported by this kernel")       // ENOTTY/EOPNOTSUPP, missing control node or target
+	ErrInvalidTable    = errors.New("kernel rejected the table")          // EINVAL on TABLE_LOAD
+	ErrInvalidName     = errors.New("invalid device-mapper name or uuid") // rejected before any ioctl
+	ErrInvalidArgument = errors.New("invalid argument")                   // other EINVAL
+)
+
+// Error is the error of one failed kernel operation. errors.Is matches both
+// its sentinel (ErrBusy, ...) and its errno (unix.EBUSY, ...).
+type Error struct {
+	Op     string        // the operation, e.g. "load table"
+	Device string        // the device it acted on, empty for global operations
+	Errno  syscall.Errno // what the ioctl returned
+	Kernel string        // the kernel log lines explaining it, when found
+	kind   error
+}
+
+// Error formats "dm: <op> <device>: <sentinel> (<errno>)[: kernel: <reason>]".
+func (e *Error) Error() string {
+	s := "dm: " + e.Op
+	if e.Device != "" {
+		s += " " + e.Device
+	}
+	if e.kind != nil {
+		s += ": " + e.kind.Error() + " (" + e.Errno.Error() + ")"
+	} else {
+		s += ": " + e.Errno.Error()
+	}
+	if e.Kernel != "" {
+		s += ": kernel: " + e.Kernel
+	}
+	return s
+}
+
+// Unwrap returns the sentinel and the errno.
+func (e *Error) Unwrap() []error {
+	if e.kind == nil {
+		return []error{e.Errno}
+	}
+	return []error{e.kind, e.Errno}
+}
+
+// sentinelFor maps an errno to its sentinel; table selects ErrInvalidTable
+// for EINVAL.
+func sentinelFor(errno syscall.Errno, table bool) error {
+	switch errno {
+	case unix.ENXIO, unix.ENODEV, unix.ENOENT:
+		return ErrNotFound
+	case unix.EBUSY:
+		return ErrBusy
+	case unix.EEXIST:
+		return ErrExists
+	case unix.ENODATA:
+		return ErrNoData
+	case unix.EPERM, unix.EACCES:
+		return ErrPermission
+	case unix.ENOTTY, unix.EOPNOTSUPP:
+		return ErrNotSupported
+	case unix.EINVAL:
+		if table {
+			return ErrInvalidTable
+		}
+		return ErrInvalidArgument
+	}
+	return nil
+}
+
+// opError builds the Error for a failed operation.
+func opError(op string, r ref, err error, table bool) error {
+	errno, ok := err.(syscall.Errno)
+	if !ok {
+		return errors.Wrapf(err, "dm: %s %s", op, r)
+	}
+	return &Error{Op: op, Device: r.String(), Errno: errno, kind: sentinelFor(errno, table)}
+}
+
+func devString(dev uint64) string {
+	return fmt.Sprintf("%d:%d", unix.Major(dev), unix.Minor(dev))
+}

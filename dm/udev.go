@@ -1,0 +1,78 @@
+package dm
+
+import (
+	"time"
+
+	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
+)
+
+// With udev running, the device-mapper udev rules (10-dm.rules) make
+// /dev/mapper/<name> on the "change" uevent of a resume and drop it on
+// "remove". The kernel passes event_nr of resume, remove and rename to udev
+// as DM_COOKIE: the low 16 bits are a semaphore id (0: nobody waits on it,
+// which "dmsetup udevcomplete" accepts) and the high 16 bits are flags the
+// rules decode with "dmsetup udevflags". We send:
+//
+//   - DM_UDEV_PRIMARY_SOURCE_FLAG: the event comes from the program that
+//     changed the device, so the rules treat it as genuine and act on it
+//     (without it they fall back to stale database values);
+//   - DM_UDEV_DISABLE_LIBRARY_FALLBACK: we never make nodes while udev runs.
+//
+// and none of DM_UDEV_DISABLE_DM_RULES_FLAG / _SUBSYSTEM_RULES / _DISK_RULES /
+// _OTHER_RULES, which would stop the rules from making the node. We then wait,
+// bounded, for the node to appear or vanish instead of using semaphores.
+const (
+	udevDisableLibraryFallback = 0x0020
+	udevPrimarySource          = 0x0040
+	udevFlagsShift             = 16
+)
+
+// cookie returns the event_nr to send on resume, remove and rename.
+func cookie(udev bool) uint32 {
+	if !udev {
+		return 0
+	}
+	return (udevPrimarySource | udevDisableLibraryFallback) << udevFlagsShift
+}
+
+// udevRunning reports whether udev runs (its control socket exists), which
+// decides who makes device nodes. It is checked per operation.
+func (c *Client) udevRunning() bool {
+	var st unix.Stat_t
+	return unix.Stat(c.udevControl, &st) == nil
+}
+
+// UdevRunning reports whether this client leaves /dev/mapper nodes to udev
+// (true) or makes them itself (false).
+func (c *Client) UdevRunning() bool { return c.udevRunning() }
+
+// waitNode waits until devDir/<name> resolves to block device dev (present)
+// or no longer exists (!present), polling with a growing interval up to
+// c.udevTimeout.
+func (c *Client) waitNode(name string, dev uint64, present bool) error {
+	p := c.nodePath(name)
+	deadline := time.Now().Add(c.udevTimeout)
+	sleep := time.Millisecond
+	for {
+		var st unix.Stat_t
+		if present {
+			err := unix.Stat(p, &st)
+			if err == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK && (dev == 0 || st.Rdev == dev) {
+				return nil
+			}
+		} else if err := unix.Lstat(p, &st); err == unix.ENOENT {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if present {
+				return errors.Errorf("dm: udev did not create %s for device %s within %s (are the device-mapper udev rules, e.g. 10-dm.rules from dmsetup, installed?)", p, devString(dev), c.udevTimeout)
+			}
+			return errors.Errorf("dm: device removed, but udev did not remove %s within %s", p, c.udevTimeout)
+		}
+		time.Sleep(sleep)
+		if sleep < 50*time.Millisecond {
+			sleep *= 2
+		}
+	}
+}
