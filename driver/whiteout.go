@@ -27,10 +27,10 @@ type WhiteoutKind int
 
 // The kinds ParseWhiteout reports.
 const (
-	NotWhiteout   WhiteoutKind = iota // ordinary content
-	Whiteout                          // ".wh.<name>": deletes <name>
-	OpaqueMarker                      // ".wh..wh..opq": the directory is opaque
-	WhiteoutMeta                      // other ".wh..wh." names: metadata, skipped
+	NotWhiteout  WhiteoutKind = iota // ordinary content
+	Whiteout                         // ".wh.<name>": deletes <name>
+	OpaqueMarker                     // ".wh..wh..opq": the directory is opaque
+	WhiteoutMeta                     // other ".wh..wh." names: metadata, skipped
 )
 
 // ParseWhiteout classifies the slash-separated tar entry name p. For a

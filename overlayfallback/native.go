@@ -7,9 +7,9 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"syscall"
 
 	"github.com/pkg/errors"
-	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/driver"
 )
@@ -108,8 +108,8 @@ func DiffSize(upper string, f Format) (int64, error) {
 		if e.kind != driver.NotWhiteout || !e.fi.Mode().IsRegular() {
 			return nil
 		}
-		if st, ok := e.fi.Sys().(*unix.Stat_t); ok && st.Nlink > 1 {
-			key := [2]uint64{st.Dev, st.Ino}
+		if st, ok := e.fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			key := [2]uint64{uint64(st.Dev), st.Ino}
 			if seen[key] {
 				return nil
 			}
