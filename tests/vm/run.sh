@@ -1,0 +1,423 @@
+#!/usr/bin/env bash
+# tests/vm/run.sh: run thinctl's real-kernel tests in a throwaway qemu VM.
+#
+# It installs what it needs (Debian), fetches Debian's kernel package, builds
+# a busybox initramfs with the kernel modules, the tools the tests use as
+# oracles and the `go test -c -tags vm` binaries, boots it under qemu, streams
+# the serial console and exits with the guest's status. See tests/vm/README.md.
+set -euo pipefail
+
+usage() {
+	cat <<'EOF'
+usage: tests/vm/run.sh [flags]
+
+  --pkg PKG        package to test (repeatable; default: every package with a
+                   //go:build vm file)
+  --run REGEX      passed to the test binaries as -test.run
+  --no-udev        boot once without udev (default)
+  --udev           boot once with systemd-udevd and the dm udev rules
+  --both           boot twice: without udev, then with udev
+  --timeout DUR    kill a guest that runs longer (default 15m; s/m/h suffixes)
+  --script FILE    run FILE with bash in the guest instead of the Go tests
+                   (bin/thinctl, when built, is on the guest's PATH)
+  --extra-bin PATH copy another binary onto the guest's PATH (repeatable)
+  --keep           keep the per-run build directory
+  --memory MIB     guest memory (default 2048)
+  --accel A        tcg (default) or kvm
+  -h, --help       this text
+EOF
+}
+
+die() { echo "run.sh: $*" >&2; exit 2; }
+log() { echo "run.sh: $*" >&2; }
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+CACHE="$HERE/.cache"
+BUILDROOT="$HERE/.build"
+
+PKGS=()
+RUN_REGEX=""
+MODES=(noudev)
+TIMEOUT="15m"
+SCRIPT=""
+EXTRA_BINS=()
+KEEP=0
+MEMORY="${THINCTL_VM_MEMORY:-2048}"
+ACCEL="${THINCTL_VM_ACCEL:-tcg}"
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--pkg) PKGS+=("${2:?--pkg needs a package}"); shift 2 ;;
+	--pkg=*) PKGS+=("${1#*=}"); shift ;;
+	--run) RUN_REGEX="${2?--run needs a regex}"; shift 2 ;;
+	--run=*) RUN_REGEX="${1#*=}"; shift ;;
+	--no-udev) MODES=(noudev); shift ;;
+	--udev) MODES=(udev); shift ;;
+	--both) MODES=(noudev udev); shift ;;
+	--timeout) TIMEOUT="${2:?--timeout needs a duration}"; shift 2 ;;
+	--timeout=*) TIMEOUT="${1#*=}"; shift ;;
+	--script) SCRIPT="${2:?--script needs a file}"; shift 2 ;;
+	--script=*) SCRIPT="${1#*=}"; shift ;;
+	--extra-bin) EXTRA_BINS+=("${2:?--extra-bin needs a path}"); shift 2 ;;
+	--extra-bin=*) EXTRA_BINS+=("${1#*=}"); shift ;;
+	--keep) KEEP=1; shift ;;
+	--memory) MEMORY="${2:?}"; shift 2 ;;
+	--accel) ACCEL="${2:?}"; shift 2 ;;
+	-h | --help) usage; exit 0 ;;
+	*) usage >&2; die "unknown argument: $1" ;;
+	esac
+done
+
+# seconds converts 90, 90s, 15m, 1h or a Go-style 1h30m into seconds.
+seconds() {
+	local s="$1" total=0 n
+	[[ "$s" =~ ^[0-9]+$ ]] && { echo "$s"; return; }
+	while [ -n "$s" ]; do
+		[[ "$s" =~ ^([0-9]+)([hms])(.*)$ ]] || die "bad duration: $1 (use e.g. 90s, 15m, 1h)"
+		n="${BASH_REMATCH[1]}"
+		case "${BASH_REMATCH[2]}" in h) n=$((n * 3600)) ;; m) n=$((n * 60)) ;; esac
+		total=$((total + n))
+		s="${BASH_REMATCH[3]}"
+	done
+	echo "$total"
+}
+TIMEOUT_S="$(seconds "$TIMEOUT")"
+[ "$TIMEOUT_S" -gt 0 ] || die "--timeout must be positive"
+[ -z "$SCRIPT" ] || [ -f "$SCRIPT" ] || die "--script $SCRIPT: no such file"
+for b in "${EXTRA_BINS[@]}"; do [ -f "$b" ] || die "--extra-bin $b: no such file"; done
+
+case ":$PATH:" in *:/usr/local/go/bin:*) ;; *) [ -d /usr/local/go/bin ] && PATH="$PATH:/usr/local/go/bin" ;; esac
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH="$PATH:/usr/sbin:/sbin" ;; esac
+export PATH
+
+mkdir -p "$CACHE" "$BUILDROOT"
+
+# ---------------------------------------------------------------------------
+# 1. Host packages.
+
+HOST_PKGS=(qemu-system-x86 busybox-static cpio kmod e2fsprogs xfsprogs
+	thin-provisioning-tools dmsetup udev util-linux xz-utils zstd)
+
+ensure_packages() {
+	local missing=() p
+	for p in "${HOST_PKGS[@]}"; do
+		if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
+			missing+=("$p")
+		fi
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
+	[ "$(id -u)" -eq 0 ] || die "missing packages ${missing[*]}: run as root (or apt-get install them)"
+	log "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ---------------------------------------------------------------------------
+# 2. Debian's kernel: vmlinuz and the modules we need, unpacked into the cache.
+
+MODULES=(virtio_pci virtio_blk crc32c_generic dm-mod dm-thin-pool dm-zero loop ext4 xfs overlay)
+
+ensure_kernel() {
+	local cur="$CACHE/kernel-current"
+	if [ -f "$cur" ] && [ -f "$CACHE/$(cat "$cur")/ready" ]; then
+		KVER="$(cat "$cur")"
+		return 0
+	fi
+	local dl="$CACHE/debs"
+	mkdir -p "$dl"
+	log "fetching Debian's kernel package"
+	(cd "$dl" && apt-get -o APT::Sandbox::User=root download -q linux-image-amd64 >/dev/null) ||
+		{ apt-get update -qq && (cd "$dl" && apt-get -o APT::Sandbox::User=root download -q linux-image-amd64 >/dev/null); }
+	local meta dep
+	meta="$(ls -t "$dl"/linux-image-amd64_*.deb | head -1)"
+	dep="$(dpkg-deb -f "$meta" Depends | tr ',|' '\n\n' | sed -n 's/^ *\(linux-image-[0-9][^ ]*\).*/\1/p' | head -1)"
+	[ -n "$dep" ] || die "cannot find the versioned kernel package in $(basename "$meta")'s Depends"
+	(cd "$dl" && apt-get -o APT::Sandbox::User=root download -q "$dep" >/dev/null)
+	local deb kdir
+	deb="$(ls -t "$dl/${dep}"_*.deb | head -1)"
+	KVER="${dep#linux-image-}"
+	kdir="$CACHE/$KVER"
+	rm -rf "$kdir"
+	mkdir -p "$kdir/unpacked" "$kdir/modules"
+	dpkg-deb -x "$deb" "$kdir/unpacked"
+	# merged-/usr packages put modules under usr/lib; modprobe -d wants lib/modules.
+	local mroot="$kdir/unpacked"
+	[ -d "$mroot/lib/modules/$KVER" ] || mroot="$kdir/unpacked/usr"
+	[ -d "$mroot/lib/modules/$KVER" ] || die "no modules for $KVER in $deb"
+	depmod -b "$mroot" "$KVER"
+	cp "$kdir/unpacked/boot/vmlinuz-$KVER" "$kdir/vmlinuz"
+	local m line ko n=0 seen=" "
+	: >"$kdir/modules/order"
+	for m in "${MODULES[@]}"; do
+		while read -r line; do
+			case "$line" in insmod\ *) ;; *) continue ;; esac
+			ko="$(echo "$line" | awk '{print $2}')"
+			case "$seen" in *" $ko "*) continue ;; esac
+			seen="$seen$ko "
+			n=$((n + 1))
+			local base out
+			base="$(basename "$ko")"
+			out="$(printf '%02d-%s' "$n" "${base%%.ko*}.ko")"
+			case "$ko" in
+			*.ko.xz) xz -dc "$ko" >"$kdir/modules/$out" ;;
+			*.ko.zst) zstd -qdc "$ko" >"$kdir/modules/$out" ;;
+			*.ko.gz) gzip -dc "$ko" >"$kdir/modules/$out" ;;
+			*) cp "$ko" "$kdir/modules/$out" ;;
+			esac
+			echo "$out" >>"$kdir/modules/order"
+		done < <(modprobe -d "$mroot" -S "$KVER" --show-depends "$m" 2>/dev/null || true)
+	done
+	grep -q 'dm-thin-pool' "$kdir/modules/order" || grep -q 'dm_thin_pool' "$kdir/modules/order" ||
+		die "modprobe found no dm-thin-pool module in $KVER"
+	rm -rf "$kdir/unpacked" # keep only what the guest needs
+	touch "$kdir/ready"
+	echo "$KVER" >"$cur"
+	log "kernel $KVER ready ($(wc -l <"$kdir/modules/order") modules)"
+}
+
+# ---------------------------------------------------------------------------
+# 3. The base initramfs: busybox, tools with their libraries, udev, modules.
+#    It depends only on the kernel, the host's packages and guest/, so it is
+#    cached; the per-run part (tests, config) is a second cpio archive.
+
+TOOLS=(bash dmsetup thin_check thin_dump thin_restore thin_ls thin_metadata_size
+	mkfs.ext4 mke2fs resize2fs e2fsck tune2fs dumpe2fs mkfs.xfs xfs_growfs xfs_io xfs_repair
+	xfs_admin xfs_db xfs_info blkid losetup udevadm findmnt mount umount wipefs blockdev)
+
+# copy_with_libs SRC DEST_IN_ROOT: copy a program and the shared libraries it needs.
+copy_with_libs() {
+	local src="$1" dst="$2" lib
+	mkdir -p "$STAGE$(dirname "$dst")"
+	cp -L "$src" "$STAGE$dst"
+	chmod 0755 "$STAGE$dst"
+	while read -r lib; do
+		[ -n "$lib" ] && [ -e "$lib" ] || continue
+		[ -e "$STAGE$lib" ] && continue
+		mkdir -p "$STAGE$(dirname "$lib")"
+		cp -L "$lib" "$STAGE$lib"
+	done < <(ldd "$src" 2>/dev/null | awk '/=>/ {print $3} !/=>/ && $1 ~ /^\// {print $1}')
+}
+
+build_base() {
+	local key stamp
+	key="$( {
+		echo "$KVER"
+		cat "$HERE/run.sh" "$HERE"/guest/*
+		dpkg-query -W "${HOST_PKGS[@]}" 2>/dev/null
+	} | sha256sum | cut -c1-16)"
+	BASE="$CACHE/base-$KVER-$key.cpio"
+	[ -f "$BASE" ] && return 0
+	log "building the base initramfs"
+	STAGE="$(mktemp -d "$BUILDROOT/base.XXXXXX")"
+	mkdir -p "$STAGE"/{bin,dev,proc,sys,run,tmp,etc,root,scratch,mnt,usr/bin,usr/sbin,usr/local/bin,lib/modules,lib/udev/rules.d,tests}
+	ln -s usr/sbin "$STAGE/sbin"
+	cp /bin/busybox "$STAGE/bin/busybox"
+	local a t p
+	for a in $(/bin/busybox --list); do
+		[ -e "$STAGE/bin/$a" ] || ln -s busybox "$STAGE/bin/$a"
+	done
+	for t in "${TOOLS[@]}"; do
+		p="$(command -v "$t" || true)"
+		[ -n "$p" ] || { log "note: $t not on the host, not in the guest"; continue; }
+		case "$t" in
+		bash | udevadm | findmnt | mount | umount | xfs_io | xfs_db | losetup | wipefs | blockdev) copy_with_libs "$p" "/usr/bin/$t" ;;
+		*) copy_with_libs "$p" "/usr/sbin/$t" ;;
+		esac
+	done
+	# systemd-udevd and the rules the device-mapper tests depend on.
+	copy_with_libs /lib/systemd/systemd-udevd /lib/systemd/systemd-udevd
+	local r
+	for r in 50-udev-default.rules 10-dm.rules 13-dm-disk.rules 55-dm.rules 60-persistent-storage-dm.rules \
+		95-dm-notify.rules 60-block.rules 60-persistent-storage.rules; do
+		[ -f "/lib/udev/rules.d/$r" ] && cp "/lib/udev/rules.d/$r" "$STAGE/lib/udev/rules.d/"
+	done
+	mkdir -p "$STAGE/etc/udev"
+	[ -f /etc/udev/udev.conf ] && cp /etc/udev/udev.conf "$STAGE/etc/udev/"
+	[ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$STAGE/etc/"
+	cat >"$STAGE/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/usr/bin/bash
+nobody:x:65534:65534:nobody:/nonexistent:/bin/sh
+EOF
+	cat >"$STAGE/etc/group" <<'EOF'
+root:x:0:
+tty:x:5:
+disk:x:6:
+kmem:x:15:
+dialout:x:20:
+cdrom:x:24:
+tape:x:26:
+audio:x:29:
+video:x:44:
+input:x:105:
+kvm:x:106:
+render:x:107:
+sgx:x:108:
+nogroup:x:65534:
+EOF
+	echo "thinctl-vm" >"$STAGE/etc/hostname"
+	: >"$STAGE/etc/fstab"
+	ln -sf /proc/self/mounts "$STAGE/etc/mtab"
+	cp "$CACHE/$KVER/modules/"* "$STAGE/lib/modules/"
+	echo "$KVER" >"$STAGE/etc/kernel-version"
+	cp "$HERE/guest/init" "$STAGE/init"
+	cp "$HERE/guest/lib.sh" "$STAGE/lib/thinctl-vm.sh"
+	chmod 0755 "$STAGE/init"
+	(cd "$STAGE" && find . | LC_ALL=C sort | cpio -o -H newc --quiet >"$BASE.tmp")
+	mv "$BASE.tmp" "$BASE"
+	rm -rf "$STAGE"
+	# Drop older base archives.
+	find "$CACHE" -maxdepth 1 -name 'base-*.cpio' ! -name "$(basename "$BASE")" -mmin +60 -delete 2>/dev/null || true
+}
+
+setup() {
+	(
+		flock 9
+		ensure_packages
+		ensure_kernel
+		build_base
+		echo "$KVER $BASE" >"$CACHE/.setup-result.$$"
+	) 9>"$CACHE/.lock"
+	read -r KVER BASE <"$CACHE/.setup-result.$$"
+	rm -f "$CACHE/.setup-result.$$"
+}
+
+# ---------------------------------------------------------------------------
+# 4. The per-run part: test binaries (or the script), config.
+
+# vm_packages lists the packages that have at least one //go:build vm file.
+vm_packages() {
+	(cd "$ROOT" && grep -rlE --include='*_test.go' '^//go:build .*\bvm\b' . 2>/dev/null |
+		grep -v '/\.' | xargs -r -n1 dirname | LC_ALL=C sort -u)
+}
+
+build_run() {
+	RUN="$(mktemp -d "$BUILDROOT/run.XXXXXX")"
+	local stage="$RUN/stage" pkg rel name
+	mkdir -p "$stage/tests" "$stage/etc" "$stage/usr/local/bin" "$RUN/bin"
+	if [ -n "$SCRIPT" ]; then
+		cp "$SCRIPT" "$stage/tests/script.sh"
+		echo "$(basename "$SCRIPT")" >"$stage/etc/thinctl-script-name"
+		if [ -x "$ROOT/bin/thinctl" ]; then
+			cp "$ROOT/bin/thinctl" "$stage/usr/local/bin/thinctl"
+		else
+			log "note: bin/thinctl not built (make build); the script runs without it"
+		fi
+	else
+		if [ ${#PKGS[@]} -eq 0 ]; then
+			mapfile -t PKGS < <(vm_packages)
+			[ ${#PKGS[@]} -gt 0 ] || die "no package has a //go:build vm test file"
+		fi
+		log "building test binaries: ${PKGS[*]}"
+		local t0=$SECONDS
+		for pkg in "${PKGS[@]}"; do
+			rel="${pkg#./}"
+			rel="${rel%/}"
+			[ -n "$rel" ] && [ "$rel" != "." ] || rel="root"
+			name="$(echo "$rel" | tr '/' '_')"
+			(cd "$ROOT" && CGO_ENABLED=0 go test -c -tags vm -o "$RUN/bin/$name.test" "$pkg")
+			if [ ! -f "$RUN/bin/$name.test" ]; then
+				log "note: $pkg has no tests"
+				continue
+			fi
+			mkdir -p "$stage/tests/$name"
+			mv "$RUN/bin/$name.test" "$stage/tests/$name/$name.test"
+			# The binary runs in a copy of its package directory's testdata.
+			[ -d "$ROOT/$rel/testdata" ] && cp -r "$ROOT/$rel/testdata" "$stage/tests/$name/"
+		done
+		log "test binaries built in $((SECONDS - t0))s"
+		ls "$stage/tests"/*/*.test >/dev/null 2>&1 || die "no test binaries were built"
+	fi
+	local b
+	for b in "${EXTRA_BINS[@]}"; do
+		STAGE="$stage" copy_with_libs "$b" "/usr/local/bin/$(basename "$b")"
+	done
+	local testto=$((TIMEOUT_S > 120 ? TIMEOUT_S - 60 : TIMEOUT_S))
+	{
+		printf 'VM_RUN=%q\n' "$RUN_REGEX"
+		printf 'VM_TEST_TIMEOUT=%ss\n' "$testto"
+	} >"$stage/etc/thinctl-vm.conf"
+	(cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc --quiet >"$RUN/run.cpio")
+	cat "$BASE" "$RUN/run.cpio" >"$RUN/initrd.cpio"
+	rm -rf "$stage" "$RUN/run.cpio"
+}
+
+# ---------------------------------------------------------------------------
+# 5. Boot.
+
+SUMMARIES=()
+TOTAL_P=0 TOTAL_F=0 TOTAL_S=0
+
+boot() {
+	local mode="$1" disk="$RUN/scratch-$mode.img" logf="$RUN/console-$mode.log" rc=0
+	truncate -s 8G "$disk"
+	local accel=(-accel tcg,thread=multi -cpu max)
+	[ "$ACCEL" = kvm ] && accel=(-accel kvm -cpu host)
+	echo "=== VM boot: mode $mode, kernel $KVER, timeout ${TIMEOUT_S}s ==="
+	local t0=$SECONDS
+	set +e
+	timeout --kill-after=10 "$TIMEOUT_S" qemu-system-x86_64 "${accel[@]}" \
+		-m "$MEMORY" -smp 2 -nographic -no-reboot -nic none \
+		-kernel "$CACHE/$KVER/vmlinuz" -initrd "$RUN/initrd.cpio" \
+		-drive "file=$disk,format=raw,if=virtio,cache=unsafe,discard=unmap" \
+		-append "console=ttyS0 panic=-1 quiet thinctl.mode=$mode" </dev/null 2>&1 |
+		tee "$logf"
+	local st=("${PIPESTATUS[@]}")
+	set -e
+	local qrc="${st[0]}" elapsed=$((SECONDS - t0))
+	tr -d '\r' <"$logf" >"$logf.clean"
+	local sentinel
+	sentinel="$(grep -a '^THINCTL-VM-EXIT=' "$logf.clean" | tail -1 | cut -d= -f2)"
+	if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
+		echo "run.sh: KILLED the $mode guest after ${TIMEOUT_S}s (--timeout $TIMEOUT): it did not power off in time (hung test or guest)" >&2
+		rc=124
+	elif [ -z "$sentinel" ]; then
+		echo "run.sh: the $mode guest stopped without reporting a result (qemu exit $qrc; init crashed or kernel panicked?)" >&2
+		rc=3
+	else
+		rc="$sentinel"
+	fi
+	local summary
+	summary="$(grep -a '^VM (' "$logf.clean" | tail -1 || true)"
+	[ -n "$summary" ] || summary="VM ($mode, kernel $KVER): no result (exit $rc)"
+	SUMMARIES+=("$summary (boot+run ${elapsed}s)")
+	local counts
+	counts="$(grep -a '^THINCTL-VM-COUNTS=' "$logf.clean" | tail -1 | cut -d= -f2)"
+	if [ -n "$counts" ]; then
+		local p f s
+		read -r p f s <<<"$counts"
+		TOTAL_P=$((TOTAL_P + p)) TOTAL_F=$((TOTAL_F + f)) TOTAL_S=$((TOTAL_S + s))
+	fi
+	[ "$rc" = 0 ] || TOTAL_F=$((TOTAL_F + 0))
+	return "$rc"
+}
+
+cleanup() {
+	if [ -n "${RUN:-}" ] && [ -d "$RUN" ]; then
+		if [ "$KEEP" = 1 ]; then
+			rm -f "$RUN"/scratch-*.img
+			log "kept $RUN"
+		else
+			rm -rf "$RUN"
+		fi
+	fi
+}
+trap cleanup EXIT
+
+T_START=$SECONDS
+setup
+build_run
+log "prepared in $((SECONDS - T_START))s"
+final=0
+for mode in "${MODES[@]}"; do
+	boot "$mode" || final=$?
+done
+echo
+echo "=== VM summary ==="
+for s in "${SUMMARIES[@]}"; do echo "$s"; done
+if [ -z "$SCRIPT" ]; then
+	echo "VM: $TOTAL_P passed, $TOTAL_F failed, $TOTAL_S skipped"
+fi
+exit "$final"
