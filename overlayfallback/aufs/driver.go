@@ -29,6 +29,10 @@ type Driver struct {
 
 	mu   sync.Mutex
 	refs map[string]int // Get references per mounted layer
+
+	// hookAfterRename, when set by a test, runs in Remove between the
+	// renames and the deletion.
+	hookAfterRename func()
 }
 
 var (

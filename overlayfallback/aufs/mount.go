@@ -99,6 +99,9 @@ func (d *Driver) mountLayer(id, mountLabel string) error {
 		return errors.Wrapf(err, "aufs: get %s", id)
 	}
 	target := d.mntPath(id)
+	if err := os.MkdirAll(target, 0o755); err != nil { // swept or lost: recreate
+		return errors.Wrapf(err, "aufs: get %s: mount point", id)
+	}
 	if err := d.sys.mount("none", target, "aufs", 0, plan.First); err != nil {
 		return errors.Wrapf(err, "aufs: get %s: mount %d branches (is the home on a filesystem aufs accepts?)", id, len(planBranches(mountPlan{First: plan.First})))
 	}

@@ -43,6 +43,9 @@ func (d *Driver) Remove(id string) error {
 			return errors.Wrapf(err, "aufs: remove %s", id)
 		}
 	}
+	if d.hookAfterRename != nil {
+		d.hookAfterRename()
+	}
 	if err := os.Remove(d.layersPath(id)); err != nil && !os.IsNotExist(err) {
 		return errors.Wrapf(err, "aufs: remove %s: layers file", id)
 	}
@@ -118,6 +121,9 @@ func (d *Driver) sweep() error {
 			id := strings.TrimSuffix(name, removingSuffix)
 			if sub == diffDir && validateID(id) == nil {
 				if _, err := os.Stat(d.diffPath(id)); os.IsNotExist(err) {
+					if d.hookAfterRename != nil {
+						d.hookAfterRename()
+					}
 					if err := os.Remove(d.layersPath(id)); err != nil && !os.IsNotExist(err) {
 						return errors.Wrapf(err, "aufs: sweep layers file of %s", id)
 					}

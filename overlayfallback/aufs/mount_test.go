@@ -1,0 +1,170 @@
+package aufs
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// chain lays out n layers l000 <- l001 <- ... the way Docker's aufs driver
+// left them on disk (written directly: Create's fsync per layer would make
+// deep chains slow to set up) and returns their ids, bottom first.
+func chain(t *testing.T, d *Driver, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("l%03d-%s", i, strings.Repeat("f", 56))
+		mkdirAll(t, d.diffPath(ids[i]))
+		mkdirAll(t, d.mntPath(ids[i]))
+		var up []string
+		for j := i - 1; j >= 0; j-- {
+			up = append(up, ids[j])
+		}
+		if err := os.WriteFile(d.layersPath(ids[i]), formatLayers(up), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ids
+}
+
+func TestGetMountsTheLayerOverItsAncestors(t *testing.T) {
+	d, f := newTestDriver(t)
+	d.dirperm1 = true
+	ids := chain(t, d, 3)
+	top := ids[2]
+	p, err := d.Get(top, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p != d.mntPath(top) {
+		t.Fatalf("Get returned %q, want %q", p, d.mntPath(top))
+	}
+	want := []mountCall{{op: "mount", target: d.mntPath(top), data: "br:" +
+		d.diffPath(ids[2]) + "=rw:" + d.diffPath(ids[1]) + "=ro+wh:" + d.diffPath(ids[0]) + "=ro+wh" +
+		",dirperm1,xino=/dev/shm/aufs.xino"}}
+	if !reflect.DeepEqual(f.calls, want) {
+		t.Fatalf("mount calls:\n got %+v\nwant %+v", f.calls, want)
+	}
+}
+
+func TestGetOfA128LayerChainAppendsBranchesByRemount(t *testing.T) {
+	d, f := newTestDriver(t)
+	ids := chain(t, d, 128)
+	top := ids[127]
+	if _, err := d.Get(top, ""); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.calls) < 2 {
+		t.Fatalf("a 128-layer chain must need remounts; calls: %d", len(f.calls))
+	}
+	var got []string
+	for i, c := range f.calls {
+		if c.op != "mount" || c.target != d.mntPath(top) {
+			t.Fatalf("call %d = %+v", i, c)
+		}
+		if len(c.data)+1 > 4096 {
+			t.Fatalf("call %d carries %d bytes of data, over a page", i, len(c.data))
+		}
+		if (i == 0) != (c.flags&unix.MS_REMOUNT == 0) {
+			t.Fatalf("call %d flags %#x: only the first call mounts, the rest remount", i, c.flags)
+		}
+		if i == 0 {
+			got = append(got, planBranches(mountPlan{First: c.data})...)
+		} else {
+			got = append(got, planBranches(mountPlan{Appends: []string{c.data}})...)
+		}
+	}
+	want := []string{d.diffPath(top) + "=rw"}
+	for i := 126; i >= 0; i-- {
+		want = append(want, d.diffPath(ids[i])+"=ro+wh")
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("branches mounted, top first:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestGetAndPutCountReferences(t *testing.T) {
+	d, f := newTestDriver(t)
+	mustCreate(t, d, "a", "")
+	for i := 0; i < 3; i++ {
+		if _, err := d.Get("a", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(f.calls); n != 1 {
+		t.Fatalf("three Gets made %d mount calls, want 1", n)
+	}
+	for i := 0; i < 2; i++ {
+		if err := d.Put("a"); err != nil {
+			t.Fatal(err)
+		}
+		if !f.mounts[d.mntPath("a")] {
+			t.Fatalf("Put %d of 3 unmounted", i+1)
+		}
+	}
+	if err := d.Put("a"); err != nil {
+		t.Fatal(err)
+	}
+	if f.mounts[d.mntPath("a")] {
+		t.Fatal("the last Put did not unmount")
+	}
+	if err := d.Put("a"); err == nil {
+		t.Fatal("a Put without a Get must fail")
+	}
+}
+
+func TestGetPassesTheMountLabel(t *testing.T) {
+	d, f := newTestDriver(t)
+	mustCreate(t, d, "a", "")
+	if _, err := d.Get("a", "system_u:object_r:container_file_t:s0"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(f.calls[0].data, `,context="system_u:object_r:container_file_t:s0"`) {
+		t.Fatalf("mount data %q lacks the context option", f.calls[0].data)
+	}
+}
+
+func TestFailedRemountUndoesTheMount(t *testing.T) {
+	d, f := newTestDriver(t)
+	ids := chain(t, d, 128)
+	f.failOn = func(c mountCall) error {
+		if c.flags&unix.MS_REMOUNT != 0 {
+			return unix.EINVAL
+		}
+		return nil
+	}
+	_, err := d.Get(ids[127], "")
+	if err == nil || !strings.Contains(err.Error(), "append branch batch 1") || !strings.Contains(err.Error(), "128 layers") {
+		t.Fatalf("Get error = %v, want one naming the batch and the layer count", err)
+	}
+	if f.mounts[d.mntPath(ids[127])] {
+		t.Fatal("a failed remount left the partial union mounted")
+	}
+	if len(d.refs) != 0 {
+		t.Fatalf("a failed Get left references: %v", d.refs)
+	}
+}
+
+func TestCleanupUnmountsEverything(t *testing.T) {
+	d, f := newTestDriver(t)
+	mustCreate(t, d, "a", "")
+	mustCreate(t, d, "b", "a")
+	for _, id := range []string{"a", "b", "b"} {
+		if _, err := d.Get(id, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.mounts) != 0 || len(d.refs) != 0 {
+		t.Fatalf("after Cleanup: mounts %v, refs %v", f.mounts, d.refs)
+	}
+	if _, err := d.Get("b", ""); err != nil {
+		t.Fatalf("the driver must stay usable after Cleanup: %v", err)
+	}
+}
