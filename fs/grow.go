@@ -1,7 +1,10 @@
 package fs
 
 import (
+	"bufio"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
@@ -34,6 +37,9 @@ func Grow(dev, mountpoint string, t Type) error {
 			}
 		}
 		if err := runTool("resize2fs", dev); err != nil {
+			if mounted != "" && !hasCapability(unix.CAP_SYS_RESOURCE) {
+				return errors.Wrapf(err, "grow ext4 on %s online: the kernel demands CAP_SYS_RESOURCE, which this process lacks", dev)
+			}
 			return errors.Wrapf(err, "grow ext4 on %s", dev)
 		}
 	case XFS:
@@ -98,4 +104,21 @@ func mountPointOf(devnum uint64, want string) (string, error) {
 		}
 	}
 	return first, nil
+}
+
+// hasCapability reports whether capability c is in our effective set.
+func hasCapability(c int) bool {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return true // cannot tell: assume so and let the kernel decide
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err != nil || mask&(1<<uint(c)) != 0
+		}
+	}
+	return true
 }

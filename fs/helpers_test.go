@@ -1,6 +1,8 @@
 package fs
 
 import (
+	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,4 +173,42 @@ func startProcess(t testing.TB, cmd *exec.Cmd) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
+}
+
+// copySparse copies file to a new temp file, leaving holes where the source
+// reads as zeros (busybox cp has no --sparse).
+func copySparse(t testing.TB, file string) string {
+	t.Helper()
+	src, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst := filepath.Join(t.TempDir(), "copy-"+filepath.Base(file))
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	buf, zero := make([]byte, 1<<20), make([]byte, 1<<20)
+	var off int64
+	for {
+		n, err := io.ReadFull(src, buf)
+		if n > 0 && !bytes.Equal(buf[:n], zero[:n]) {
+			if _, werr := out.WriteAt(buf[:n], off); werr != nil {
+				t.Fatal(werr)
+			}
+		}
+		off += int64(n)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := out.Truncate(off); err != nil {
+		t.Fatal(err)
+	}
+	return dst
 }
