@@ -144,7 +144,7 @@ func openBacking(abs string, opts Options) (*os.File, error) {
 		f.Close()
 		return nil, errors.Wrapf(err, "loopback: attach %s: stat backing file", abs)
 	}
-	if !fi.Mode().IsRegular() && fi.Mode()&os.ModeDevice == 0 {
+	if m := fi.Mode(); !m.IsRegular() && (m&os.ModeDevice == 0 || m&os.ModeCharDevice != 0) {
 		f.Close()
 		return nil, errors.Errorf("loopback: attach %s: not a regular file or block device (mode %s)", abs, fi.Mode())
 	}
