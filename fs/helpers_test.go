@@ -163,14 +163,16 @@ func mountedFS(t testing.TB, typ Type) (*testLoop, string) {
 	return l, mnt
 }
 
-// startProcess starts cmd and kills and reaps it at cleanup.
+// startProcess starts cmd in a process group of its own and kills that
+// group (cmd and any children it forked) and reaps cmd at cleanup.
 func startProcess(t testing.TB, cmd *exec.Cmd) {
 	t.Helper()
+	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %v: %v", cmd.Args, err)
 	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
+		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
 		_ = cmd.Wait()
 	})
 }
