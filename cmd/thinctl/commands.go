@@ -1,0 +1,261 @@
+package main
+
+import (
+	"flag"
+	"strings"
+)
+
+// options holds every command flag; each command registers the ones it
+// takes (see command.flags).
+type options struct {
+	dataSize     uint64
+	metadataSize uint64
+	blockSize    uint64
+	baseSize     uint64
+	fsType       string
+	mkfsArgs     []string
+	mountOpts    []string
+	minFree      float64
+	dataDev      string
+	metadataDev  string
+	thinpoolDev  string
+	noDiscard    bool
+
+	parent string
+	size   uint64
+	force  bool
+	repair bool
+}
+
+// command describes one thinctl command: how it is called, what it says
+// about itself in --help, and the function doing the work.
+type command struct {
+	name     string   // "create", "pool init"
+	synopsis string   // the usage line after "thinctl "
+	summary  string   // one line for the command list
+	detail   string   // a paragraph for "thinctl <command> --help"
+	args     []string // names of the positional arguments, in order
+	json     bool     // supports -o json
+	dmOnly   bool     // only meaningful for the devicemapper driver
+	noRoot   bool     // runs without root (version)
+	flags    func(fs *flag.FlagSet, o *options)
+	// validate checks flag combinations after parsing (usage errors).
+	validate func(c *call) error
+	run      func(c *call) error
+}
+
+// id flag helpers shared by several commands.
+func mountOptFlag(fs *flag.FlagSet, o *options) {
+	fs.Var(listValue{&o.mountOpts}, "mount-opt", "add mount option `OPT` (repeatable)")
+}
+
+func growFlags(fs *flag.FlagSet, o *options) {
+	fs.Var(sizeValue{&o.dataSize}, "data-size", "new data `SIZE` (larger than now)")
+	fs.Var(sizeValue{&o.metadataSize}, "metadata-size", "new metadata `SIZE` (larger than now)")
+}
+
+// commands is the command tree in the order --help lists it.
+var commands = []*command{
+	{
+		name: "pool init",
+		synopsis: "pool init [--data-size 100G] [--metadata-size 2G] [--block-size 64K] [--base-size 10G]\n" +
+			"                  [--fs ext4|xfs] [--mkfs-arg ARG]... [--mount-opt OPT]... [--min-free-space 10%]\n" +
+			"                  [--data-dev DEV --metadata-dev DEV | --thinpool-dev NAME] [--no-discard]",
+		summary: "create the thin pool and its base device (or the driver's home) under --root",
+		detail: "Creates the pool under <root>/devicemapper: sparse data and metadata files on loop\n" +
+			"devices (or the given block devices, or an existing thin-pool), the pool table and a\n" +
+			"base device with a filesystem that every new device snapshots. Under overlay2 or aufs\n" +
+			"it creates the driver's home directory (<root>/overlay2, <root>/aufs); the size and\n" +
+			"device flags are devicemapper-only.",
+		flags: func(fs *flag.FlagSet, o *options) {
+			fs.Var(sizeValue{&o.dataSize}, "data-size", "`SIZE` of the sparse data file (default 100G)")
+			fs.Var(sizeValue{&o.metadataSize}, "metadata-size", "`SIZE` of the sparse metadata file (default 2G)")
+			fs.Var(sizeValue{&o.blockSize}, "block-size", "allocation block `SIZE`: 64K to 1G in steps of 64K (default 64K)")
+			fs.Var(sizeValue{&o.baseSize}, "base-size", "`SIZE` of the base device every device starts from (default 10G)")
+			fs.Var(choiceValue{&o.fsType, []string{"ext4", "xfs"}}, "fs", "filesystem `TYPE` of the base device: ext4 or xfs (default ext4)")
+			fs.Var(listValue{&o.mkfsArgs}, "mkfs-arg", "pass `ARG` to mkfs (repeatable)")
+			mountOptFlag(fs, o)
+			fs.Var(percentValue{&o.minFree}, "min-free-space", "refuse new devices when less than `PCT` of data or metadata is free (default 10%)")
+			fs.StringVar(&o.dataDev, "data-dev", "", "use block device `DEV` for data instead of a loop file")
+			fs.StringVar(&o.metadataDev, "metadata-dev", "", "use block device `DEV` for metadata instead of a loop file")
+			fs.StringVar(&o.thinpoolDev, "thinpool-dev", "", "use the existing thin-pool device `NAME` (never deactivated)")
+			fs.BoolVar(&o.noDiscard, "no-discard", false, "do not discard a device's blocks when removing it")
+		},
+		validate: validatePoolInit,
+		run:      runPoolInit,
+	},
+	{
+		name:     "pool status",
+		synopsis: "pool status",
+		summary:  "show the driver (and why it was chosen), space used and device count",
+		detail: "Shows the driver and why --driver auto chose it, the pool's state and transaction id,\n" +
+			"Data% and Meta% with a small gauge, and the number of devices.",
+		json: true,
+		run:  runPoolStatus,
+	},
+	{
+		name:     "pool up",
+		synopsis: "pool up",
+		summary:  "bring the pool up after a reboot (loop devices, pool table)",
+		detail: "Re-attaches the data and metadata files, recreates the pool and finishes interrupted\n" +
+			"work. Harmless when the pool is already up.",
+		run: runPoolUp,
+	},
+	{
+		name:     "pool down",
+		synopsis: "pool down",
+		summary:  "deactivate every device and the pool, detach the loop devices",
+		detail:   "Takes the pool down; refuses while devices are mounted (unmount them first).",
+		run:      runPoolDown,
+	},
+	{
+		name:     "pool grow",
+		synopsis: "pool grow [--data-size SIZE] [--metadata-size SIZE]",
+		summary:  "grow the pool's data and/or metadata online (devicemapper)",
+		detail:   "Grows the data and/or metadata space while devices stay mounted. Give at least one size.",
+		dmOnly:   true,
+		flags:    growFlags,
+		validate: validatePoolGrow,
+		run:      runPoolGrow,
+	},
+	{
+		name:     "pool destroy",
+		synopsis: "pool destroy [--force]",
+		summary:  "remove the pool, every device and the state under --root",
+		detail:   "Refuses while devices other than the base exist, unless --force is given.",
+		flags: func(fs *flag.FlagSet, o *options) {
+			fs.BoolVar(&o.force, "force", false, "also remove every device")
+		},
+		run: runPoolDestroy,
+	},
+	{
+		name:     "create",
+		synopsis: "create ID [--parent ID] [--size SIZE]",
+		summary:  "create device ID as a snapshot of --parent (default: the base device)",
+		detail: "Creates device ID as a snapshot of the device named by --parent, or of the base device\n" +
+			"when none is given (under overlay2/aufs: an empty layer). --size grows the new device's\n" +
+			"filesystem to SIZE (at least the parent's) when it is first activated.",
+		args: []string{"ID"},
+		flags: func(fs *flag.FlagSet, o *options) {
+			fs.StringVar(&o.parent, "parent", "", "snapshot device `ID` (default: the base device)")
+			fs.Var(sizeValue{&o.size}, "size", "`SIZE` of the new device (at least the parent's)")
+		},
+		run: runCreate,
+	},
+	{
+		name:     "mount",
+		synopsis: "mount ID [--mount-opt OPT]...",
+		summary:  "activate and mount device ID; prints the mount path",
+		detail:   "Mounts device ID at <root>/mnt/<ID> (reference counted) and prints the path.",
+		args:     []string{"ID"},
+		flags:    mountOptFlag,
+		run:      runMount,
+	},
+	{
+		name:     "unmount",
+		synopsis: "unmount ID",
+		summary:  "release a mount of device ID (the last one unmounts and deactivates)",
+		detail:   "Releases one mount reference; the last one unmounts lazily, removes the mount point and deactivates.",
+		args:     []string{"ID"},
+		run:      runUnmount,
+	},
+	{
+		name:     "activate",
+		synopsis: "activate ID",
+		summary:  "activate device ID without mounting it; prints the device path (devicemapper)",
+		detail:   "Activates device ID and prints its /dev/mapper path.",
+		args:     []string{"ID"},
+		dmOnly:   true,
+		run:      runActivate,
+	},
+	{
+		name:     "deactivate",
+		synopsis: "deactivate ID",
+		summary:  "deactivate device ID (devicemapper)",
+		detail:   "Deactivates device ID; refuses while it is mounted or open.",
+		args:     []string{"ID"},
+		dmOnly:   true,
+		run:      runDeactivate,
+	},
+	{
+		name:     "remove",
+		synopsis: "remove ID",
+		summary:  "delete device ID and free its space (deferred while it is busy)",
+		detail: "Unmounts, deactivates and deletes device ID, discarding its blocks. When something\n" +
+			"still holds it, deletion is deferred and finished by 'thinctl gc' or the next command.",
+		args: []string{"ID"},
+		run:  runRemove,
+	},
+	{
+		name:     "list",
+		synopsis: "list",
+		summary:  "list every device",
+		detail:   "Lists every device, including ones whose deletion is deferred, sorted by ID.",
+		json:     true,
+		run:      runList,
+	},
+	{
+		name:     "info",
+		synopsis: "info ID",
+		summary:  "show one device",
+		detail:   "Shows device ID: parent, size, state and mount path.",
+		args:     []string{"ID"},
+		json:     true,
+		run:      runInfo,
+	},
+	{
+		name:     "check",
+		synopsis: "check [--repair]",
+		summary:  "compare registry, pool metadata and live devices (exit 1 when problems remain)",
+		detail: "Compares the device registry, the pool's metadata and the live devices. Exits 0 when\n" +
+			"consistent (or when --repair fixed every problem) and 1 when problems remain.",
+		json: true,
+		flags: func(fs *flag.FlagSet, o *options) {
+			fs.BoolVar(&o.repair, "repair", false, "fix what can be fixed without losing data")
+		},
+		run: runCheck,
+	},
+	{
+		name:     "gc",
+		synopsis: "gc",
+		summary:  "finish deferred deletions",
+		detail:   "Deletes devices whose removal was deferred because they were busy, when they are free now.",
+		run:      runGC,
+	},
+	{
+		name:     "version",
+		synopsis: "version",
+		summary:  "print thinctl's, Go's and the kernel's versions",
+		detail:   "Prints thinctl's version, the Go version it was built with and the running kernel.",
+		json:     true,
+		noRoot:   true,
+		run:      runVersion,
+	},
+}
+
+// groups are command words that only prefix subcommands.
+var groups = map[string]string{
+	"pool": "manage the pool itself",
+}
+
+// lookupCommand finds the command named by words ("pool", "init").
+func lookupCommand(words []string) *command {
+	name := strings.Join(words, " ")
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// subcommands lists the commands under a group, in help order.
+func subcommands(group string) []*command {
+	var out []*command
+	for _, c := range commands {
+		if strings.HasPrefix(c.name, group+" ") {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/driver"
+	"github.com/thinctl/thinctl/thinpool"
+
+	// The file-level backends register themselves with driver.Register.
+	_ "github.com/thinctl/thinctl/overlayfallback/aufs"
+)
+
+const devicemapper = "devicemapper"
+
+// choice is the backend a command runs on and why.
+type choice struct {
+	name   string // "devicemapper", "overlay2", "aufs"
+	home   string // <root>/<name>
+	reason string // shown by "pool status"
+	// initialized reports whether the backend's state exists under root.
+	initialized bool
+}
+
+// layerDrivers lists the registered file-level backends in auto's order.
+func layerDrivers() []string {
+	var out []string
+	for _, n := range driver.Backends() {
+		if n != devicemapper {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// chooseDriver resolves --driver to a backend without creating anything.
+// An explicit name is taken as is. auto keeps what root already holds —
+// a thin pool, else the one file-level driver home there (two homes is an
+// error naming both) — so a host never silently switches backends; on a
+// fresh root it picks devicemapper when the kernel can run dm-thin-pool and
+// otherwise the first file-level backend.
+func chooseDriver(root, name string) (choice, error) {
+	if name != "auto" && name != "" {
+		home := filepath.Join(root, name)
+		init := isDir(home)
+		if name == devicemapper {
+			init = thinpool.Exists(root)
+		}
+		return choice{name: name, home: home, reason: name + ": chosen with --driver", initialized: init}, nil
+	}
+	if thinpool.Exists(root) {
+		home := filepath.Join(root, devicemapper)
+		return choice{name: devicemapper, home: home, initialized: true,
+			reason: "devicemapper: " + home + " already holds a thin pool"}, nil
+	}
+	var found []choice
+	for _, n := range layerDrivers() {
+		home := filepath.Join(root, n)
+		if isDir(home) {
+			found = append(found, choice{name: n, home: home, initialized: true,
+				reason: n + ": " + home + " already exists"})
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+	default:
+		var homes, names []string
+		for _, c := range found {
+			homes = append(homes, c.home)
+			names = append(names, c.name)
+		}
+		return choice{}, &usageError{
+			why:  "driver homes " + strings.Join(homes, " and ") + " both exist; --driver auto cannot choose",
+			hint: "name one with --driver (" + strings.Join(names, " or ") + ") and remove the other with 'pool destroy'",
+		}
+	}
+	dmErr := probeThinPool()
+	if dmErr == nil {
+		return choice{name: devicemapper, home: filepath.Join(root, devicemapper),
+			reason: "devicemapper: the kernel has dm-thin-pool"}, nil
+	}
+	others := layerDrivers()
+	if len(others) == 0 {
+		return choice{}, errors.Wrap(dmErr, "no usable storage driver")
+	}
+	why := strings.TrimSuffix(oneLine(dmErr.Error()), ": "+dm.ErrNotSupported.Error())
+	return choice{name: others[0], home: filepath.Join(root, others[0]),
+		reason: others[0] + ": devicemapper unavailable (" + why + ")"}, nil
+}
+
+// probeThinPool returns nil when the kernel can run a thin pool: the
+// device-mapper control node opens and the thin-pool target is loaded or
+// loadable as a module.
+func probeThinPool() error {
+	c, err := dm.Default()
+	if err != nil {
+		return err
+	}
+	if vs, err := c.ListTargetVersions(); err == nil {
+		for _, v := range vs {
+			if v.Name == "thin-pool" {
+				return nil
+			}
+		}
+	}
+	if moduleAvailable("dm-thin-pool") {
+		return nil
+	}
+	return errors.Wrap(dm.ErrNotSupported, "the kernel has no dm-thin-pool target")
+}
+
+// moduleAvailable reports whether the running kernel has module name
+// built in or installed (so that loading a thin-pool table can load it).
+func moduleAvailable(name string) bool {
+	if isDir("/sys/module/" + strings.ReplaceAll(name, "-", "_")) {
+		return true
+	}
+	dir := "/lib/modules/" + kernelRelease()
+	for _, f := range []string{"modules.builtin", "modules.dep"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err == nil && strings.Contains(string(b), "/"+name+".ko") {
+			return true
+		}
+	}
+	return false
+}
+
+// openStore opens the backend a command runs on; the backend's state must
+// exist (see "pool init").
+func (c *call) openStore() (store, error) {
+	ch, err := c.app.choose(c.g.root, c.g.driver)
+	if err != nil {
+		return nil, err
+	}
+	c.ch = ch
+	if c.cmd.dmOnly && ch.name != devicemapper {
+		return nil, &dmOnlyError{what: c.cmd.name, driver: ch.name}
+	}
+	if !ch.initialized {
+		if ch.name == devicemapper || c.g.driver == "auto" {
+			return nil, errors.Wrapf(thinpool.ErrNotInitialized, "%s", c.g.root)
+		}
+		return nil, errNotInitialized(ch.name, ch.home)
+	}
+	if ch.name == devicemapper {
+		if err := c.dmClient(); err != nil {
+			return nil, err
+		}
+		p, err := thinpool.Open(c.g.root, thinpool.OpenOptions{Progress: c.progress()})
+		if err != nil {
+			return nil, err
+		}
+		return &dmStore{p: p, ch: ch}, nil
+	}
+	d, _, err := driver.Select(c.g.root, ch.name, driver.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return &layerStore{d: d, ch: ch, statfs: c.app.statfs}, nil
+}
+
+// dmClient opens the device-mapper control node before thinpool does, so
+// that a kernel without device-mapper fails before any state is written,
+// and installs the --debug logger.
+func (c *call) dmClient() error {
+	cl, err := dm.Default()
+	if err != nil {
+		return err
+	}
+	if c.g.debug {
+		w := c.app.stderr
+		cl.SetLogger(func(format string, args ...any) {
+			writeDebug(w, format, args...)
+		})
+	}
+	return nil
+}
