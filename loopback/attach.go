@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/errors"
@@ -24,6 +25,9 @@ var (
 
 // getFree returns a free loop device index; tests replace it to stage races.
 var getFree = ctlGetFree
+
+// Binding attempts per path, for tests to see which path ran.
+var boundWithConfigure, boundWithLegacy atomic.Int64
 
 // attachMu serializes this process's attaches so that its own goroutines do
 // not race each other for the device LOOP_CTL_GET_FREE hands out; other
@@ -257,6 +261,7 @@ func bind(fd, backingFD int, abs string, opts Options) error {
 		return err
 	}
 	if ok {
+		boundWithConfigure.Add(1)
 		err := configure(fd, uint32(backingFD), &info)
 		if err == unix.EINVAL && opts.DirectIO {
 			return errors.Wrap(ErrNotSupported, "LOOP_CONFIGURE refused direct I/O for this file (alignment or filesystem); attach without DirectIO")
@@ -264,6 +269,7 @@ func bind(fd, backingFD int, abs string, opts Options) error {
 		return errors.Wrap(err, "LOOP_CONFIGURE")
 	}
 
+	boundWithLegacy.Add(1)
 	if err := setFD(fd, backingFD); err != nil {
 		return errors.Wrap(err, "LOOP_SET_FD")
 	}
