@@ -1,0 +1,410 @@
+package overlay2
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
+
+	"github.com/thinctl/thinctl/driver"
+	"github.com/thinctl/thinctl/fs"
+)
+
+// Name is the name overlay2 registers under.
+const Name = "overlay2"
+
+// Driver is the overlay2 backend rooted at one home directory.
+type Driver struct {
+	home       string
+	backingFS  string
+	nativeDiff bool
+	indexOff   bool
+	quota      *quotaCtl // nil when sizes cannot be enforced
+	quotaErr   error     // why quota is nil
+
+	mu   sync.Mutex
+	refs map[string]int // Get references per layer in this process
+}
+
+var (
+	_ driver.Driver     = (*Driver)(nil)
+	_ driver.DiffDriver = (*Driver)(nil)
+)
+
+// New opens (creating when needed) an overlay2 home. It checks that the
+// kernel has overlay, that the backing filesystem is usable and records
+// file types in directory entries (d_type), rebuilds lost l/ links, and
+// finds out whether sizes can be enforced and whether diffs can be read
+// natively. opts.StorageOpt is not used yet.
+func New(home string, opts driver.Options) (*Driver, error) {
+	if err := probe(home); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(home, linkDir), 0o700); err != nil {
+		return nil, errors.Wrapf(err, "create overlay2 home %s", home)
+	}
+	abs, err := filepath.Abs(home)
+	if err != nil {
+		return nil, errors.Wrapf(err, "resolve %s", home)
+	}
+	fsName, err := backingFS(abs)
+	if err != nil {
+		return nil, err
+	}
+	ok, err := checkDType(abs)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, errNoDType(abs, fsName)
+	}
+	d := &Driver{home: abs, backingFS: fsName, refs: map[string]int{}}
+	_, d.indexOff = kernelParam("index")
+	redirect, _ := kernelParam("redirect_dir")
+	metacopy, _ := kernelParam("metacopy")
+	d.nativeDiff = !redirect && !metacopy
+	d.quota, d.quotaErr = newQuotaCtl(abs, fsName)
+	if err := d.repairLinks(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Home returns the driver's home directory.
+func (d *Driver) Home() string { return d.home }
+
+// String returns "overlay2".
+func (d *Driver) String() string { return Name }
+
+// Exists reports whether layer id exists.
+func (d *Driver) Exists(id string) bool {
+	if validID(id) != nil {
+		return false
+	}
+	_, err := os.Stat(d.diffDir(id))
+	return err == nil
+}
+
+// Create makes a read-only layer (it gets a committed marker).
+func (d *Driver) Create(id, parent string, opts *driver.CreateOpts) error {
+	return d.create(id, parent, opts, true)
+}
+
+// CreateReadWrite makes a writable layer.
+func (d *Driver) CreateReadWrite(id, parent string, opts *driver.CreateOpts) error {
+	return d.create(id, parent, opts, false)
+}
+
+func (d *Driver) create(id, parent string, opts *driver.CreateOpts, committed bool) (retErr error) {
+	if err := validID(id); err != nil {
+		return err
+	}
+	var size uint64
+	if opts != nil {
+		for k, v := range opts.StorageOpt {
+			if k != "size" {
+				return errors.Errorf("overlay2 does not know the storage option %q (known: size)", k)
+			}
+			s, err := ParseSize(v)
+			if err != nil {
+				return err
+			}
+			size = s
+		}
+	}
+	if size > 0 && d.quota == nil {
+		return d.quotaErr
+	}
+	if _, err := os.Lstat(d.dir(id)); err == nil {
+		return errors.Wrapf(driver.ErrExists, "overlay2 layer %s", id)
+	}
+	var lower string
+	if parent != "" {
+		if !d.Exists(parent) {
+			return errors.Wrapf(driver.ErrNotFound, "parent layer %s of %s", parent, id)
+		}
+		plink, err := d.readLink(parent)
+		if err != nil {
+			return err
+		}
+		plower, err := d.readLower(parent)
+		if err != nil {
+			return err
+		}
+		lower = FormatLower(plink, plower)
+	}
+	if err := os.Mkdir(d.dir(id), 0o700); err != nil {
+		if os.IsExist(err) {
+			return errors.Wrapf(driver.ErrExists, "overlay2 layer %s", id)
+		}
+		return errors.Wrapf(err, "create layer directory for %s", id)
+	}
+	var link string
+	defer func() {
+		if retErr != nil {
+			if link != "" {
+				os.Remove(filepath.Join(d.home, linkDir, link))
+			}
+			os.RemoveAll(d.dir(id))
+		}
+	}()
+	if size > 0 {
+		if err := d.quota.setLimit(d.dir(id), size); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(d.diffDir(id), 0o755); err != nil {
+		return errors.Wrapf(err, "create diff directory for %s", id)
+	}
+	// The mode must be exact whatever the umask.
+	if err := os.Chmod(d.diffDir(id), 0o755); err != nil {
+		return errors.Wrapf(err, "chmod diff directory of %s", id)
+	}
+	link, err := newLinkName()
+	if err != nil {
+		return err
+	}
+	if err := os.Symlink(filepath.Join("..", id, diffDirName), filepath.Join(d.home, linkDir, link)); err != nil {
+		link = ""
+		return errors.Wrapf(err, "create link for layer %s", id)
+	}
+	if err := writeFile(filepath.Join(d.dir(id), linkFileName), link); err != nil {
+		return err
+	}
+	if lower != "" {
+		if err := writeFile(filepath.Join(d.dir(id), lowerFileName), lower); err != nil {
+			return err
+		}
+		if err := os.Mkdir(d.workDir(id), 0o700); err != nil {
+			return errors.Wrapf(err, "create work directory for %s", id)
+		}
+	}
+	if committed {
+		if err := writeFile(filepath.Join(d.dir(id), committedName), ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// children lists the layers whose nearest parent is id.
+func (d *Driver) children(id string) ([]string, error) {
+	link, err := d.readLink(id)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := d.layerIDs()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, other := range ids {
+		if other == id {
+			continue
+		}
+		lower, err := d.readLower(other)
+		if err != nil {
+			return nil, err
+		}
+		if len(lower) > 0 && lower[0] == link {
+			out = append(out, other)
+		}
+	}
+	return out, nil
+}
+
+// Remove deletes layer id; ErrHasChildren when layers build on it, and an
+// error when it is mounted.
+func (d *Driver) Remove(id string) error {
+	if !d.Exists(id) {
+		return errors.Wrapf(driver.ErrNotFound, "overlay2 layer %s", id)
+	}
+	kids, err := d.children(id)
+	if err != nil {
+		return err
+	}
+	if len(kids) > 0 {
+		return errors.Wrapf(driver.ErrHasChildren, "overlay2 layer %s is the parent of %s", id, strings.Join(kids, ", "))
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.refs[id] > 0 {
+		return errors.Errorf("overlay2 layer %s is mounted (%d references); Put it before Remove", id, d.refs[id])
+	}
+	if mounted, _ := fs.IsMounted(d.mergedDir(id)); mounted {
+		return errors.Errorf("overlay2 layer %s is mounted at %s by another process; unmount it before Remove", id, d.mergedDir(id))
+	}
+	if link, err := d.readLink(id); err == nil {
+		if err := os.Remove(filepath.Join(d.home, linkDir, link)); err != nil && !os.IsNotExist(err) {
+			return errors.Wrapf(err, "remove link of layer %s", id)
+		}
+	}
+	if err := os.RemoveAll(d.dir(id)); err != nil {
+		return errors.Wrapf(err, "remove layer %s", id)
+	}
+	return nil
+}
+
+// Get mounts layer id (a parentless layer needs no mount: its diff
+// directory is returned) and returns the path of its tree. Calls are
+// reference counted; a mount left by another process is adopted.
+func (d *Driver) Get(id, mountLabel string) (string, error) {
+	if !d.Exists(id) {
+		return "", errors.Wrapf(driver.ErrNotFound, "overlay2 layer %s", id)
+	}
+	lower, err := d.readLower(id)
+	if err != nil {
+		return "", err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(lower) == 0 {
+		d.refs[id]++
+		return d.diffDir(id), nil
+	}
+	merged := d.mergedDir(id)
+	if d.refs[id] > 0 {
+		d.refs[id]++
+		return merged, nil
+	}
+	if err := os.MkdirAll(merged, 0o700); err != nil {
+		return "", errors.Wrapf(err, "create mount point for %s", id)
+	}
+	if mounted, err := fs.IsMounted(merged); err != nil {
+		return "", err
+	} else if mounted {
+		d.refs[id] = 1
+		return merged, nil
+	}
+	spec, err := buildMountData(d.home, id, lower, d.extraOptions(mountLabel))
+	if err != nil {
+		return "", errors.Wrapf(err, "mount overlay2 layer %s", id)
+	}
+	if err := mountOverlay(spec); err != nil {
+		return "", errors.Wrapf(err, "mount overlay2 layer %s", id)
+	}
+	d.refs[id] = 1
+	return merged, nil
+}
+
+func (d *Driver) extraOptions(mountLabel string) []string {
+	var extra []string
+	if d.indexOff {
+		extra = append(extra, "index=off")
+	}
+	if mountLabel != "" {
+		extra = append(extra, `context="`+mountLabel+`"`)
+	}
+	return extra
+}
+
+// Put releases one reference taken by Get; the last one unmounts. Putting
+// a layer this process never got unmounts a mount left by another process.
+func (d *Driver) Put(id string) error {
+	if !d.Exists(id) {
+		return errors.Wrapf(driver.ErrNotFound, "overlay2 layer %s", id)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.refs[id] > 1 {
+		d.refs[id]--
+		return nil
+	}
+	delete(d.refs, id)
+	merged := d.mergedDir(id)
+	mounted, err := fs.IsMounted(merged)
+	if err != nil || !mounted {
+		return err
+	}
+	return d.unmount(id)
+}
+
+func (d *Driver) unmount(id string) error {
+	merged := d.mergedDir(id)
+	if err := unix.Unmount(merged, 0); err != nil {
+		if !errors.Is(err, unix.EBUSY) {
+			return errors.Wrapf(err, "unmount overlay2 layer %s", id)
+		}
+		if err := unix.Unmount(merged, unix.MNT_DETACH); err != nil {
+			return errors.Wrapf(err, "lazily unmount busy overlay2 layer %s", id)
+		}
+	}
+	// An empty mount point left behind would leak into new mount namespaces.
+	os.Remove(merged)
+	return nil
+}
+
+// Status reports the backing filesystem, d_type support, whether diffs are
+// read natively, size quota support and the layer count.
+func (d *Driver) Status() []driver.KV {
+	ids, _ := d.layerIDs()
+	quota := "true"
+	if d.quota == nil {
+		quota = "false"
+	}
+	return []driver.KV{
+		{Key: "Backing Filesystem", Value: d.backingFS},
+		{Key: "Supports d_type", Value: "true"},
+		{Key: "Native Overlay Diff", Value: strconv.FormatBool(d.nativeDiff)},
+		{Key: "Size Quota", Value: quota},
+		{Key: "Layers", Value: strconv.Itoa(len(ids))},
+	}
+}
+
+// Metadata returns LowerDir (colon-separated diff directories, nearest
+// first; absent for a parentless layer), UpperDir, WorkDir and MergedDir.
+func (d *Driver) Metadata(id string) (map[string]string, error) {
+	if !d.Exists(id) {
+		return nil, errors.Wrapf(driver.ErrNotFound, "overlay2 layer %s", id)
+	}
+	lower, err := d.readLower(id)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]string{"UpperDir": d.diffDir(id)}
+	if len(lower) == 0 {
+		m["MergedDir"] = d.diffDir(id)
+		return m, nil
+	}
+	dirs, err := d.lowerDirs(lower)
+	if err != nil {
+		return nil, err
+	}
+	m["LowerDir"] = strings.Join(dirs, ":")
+	m["WorkDir"] = d.workDir(id)
+	m["MergedDir"] = d.mergedDir(id)
+	return m, nil
+}
+
+// lowerDirs resolves link names to absolute diff directories.
+func (d *Driver) lowerDirs(lower []string) ([]string, error) {
+	out := make([]string, len(lower))
+	for i, l := range lower {
+		target, err := os.Readlink(filepath.Join(d.home, linkDir, l))
+		if err != nil {
+			return nil, errors.Wrapf(err, "resolve lower layer link %s", l)
+		}
+		out[i] = filepath.Join(d.home, linkDir, target)
+	}
+	return out, nil
+}
+
+// Cleanup unmounts every layer this driver mounted and drops the references.
+func (d *Driver) Cleanup() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var first error
+	for id := range d.refs {
+		if mounted, _ := fs.IsMounted(d.mergedDir(id)); mounted {
+			if err := d.unmount(id); err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	d.refs = map[string]int{}
+	return first
+}
