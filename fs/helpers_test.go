@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"bytes"
 	"io"
 	"os"
 	"os/exec"
@@ -177,8 +176,8 @@ func startProcess(t testing.TB, cmd *exec.Cmd) {
 	})
 }
 
-// copySparse copies file to a new temp file, leaving holes where the source
-// reads as zeros (busybox cp has no --sparse).
+// copySparse copies file to a new temp file, copying only its data
+// regions (found with SEEK_DATA/SEEK_HOLE) so that holes stay holes.
 func copySparse(t testing.TB, file string) string {
 	t.Helper()
 	src, err := os.Open(file)
@@ -186,30 +185,37 @@ func copySparse(t testing.TB, file string) string {
 		t.Fatal(err)
 	}
 	defer src.Close()
+	st, err := src.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
 	dst := filepath.Join(t.TempDir(), "copy-"+filepath.Base(file))
 	out, err := os.Create(dst)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	buf, zero := make([]byte, 1<<20), make([]byte, 1<<20)
-	var off int64
-	for {
-		n, err := io.ReadFull(src, buf)
-		if n > 0 && !bytes.Equal(buf[:n], zero[:n]) {
-			if _, werr := out.WriteAt(buf[:n], off); werr != nil {
-				t.Fatal(werr)
-			}
-		}
-		off += int64(n)
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+	for off := int64(0); off < st.Size(); {
+		data, err := src.Seek(off, unix.SEEK_DATA)
+		if err != nil { // ENXIO: no data after off
 			break
 		}
+		hole, err := src.Seek(data, unix.SEEK_HOLE)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if _, err := src.Seek(data, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := out.Seek(data, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.CopyN(out, src, hole-data); err != nil {
+			t.Fatal(err)
+		}
+		off = hole
 	}
-	if err := out.Truncate(off); err != nil {
+	if err := out.Truncate(st.Size()); err != nil {
 		t.Fatal(err)
 	}
 	return dst
