@@ -36,8 +36,14 @@ const (
 // ParseWhiteout classifies the slash-separated tar entry name p. For a
 // Whiteout, target is the cleaned path it deletes; for an OpaqueMarker,
 // target is the cleaned directory that becomes opaque ("." for the root).
+// Anything under a root-level ".wh..wh." directory (aufs's .wh..wh.plnk,
+// .wh..wh.orph) is WhiteoutMeta.
 // A whiteout naming nothing (".wh.", ".wh..", ".wh...") is an error.
 func ParseWhiteout(p string) (kind WhiteoutKind, target string, err error) {
+	if rootPart := strings.TrimPrefix(strings.TrimPrefix(p, "./"), "/"); strings.HasPrefix(rootPart, WhiteoutMetaPrefix) &&
+		strings.TrimSuffix(rootPart, "/") != OpaqueWhiteout {
+		return WhiteoutMeta, "", nil // aufs's own directories at the layer root
+	}
 	dir, base := path.Split(strings.TrimSuffix(p, "/"))
 	dir = path.Clean("/" + dir)[1:]
 	if dir == "" {

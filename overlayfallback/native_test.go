@@ -1,0 +1,236 @@
+package overlayfallback
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/thinctl/thinctl/driver"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for whiteout devices and trusted xattrs")
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// layerSpec builds a layer directory from lines: "f path content",
+// "d path", "w path" (whiteout), "o path" (opaque dir).
+func buildLayer(t *testing.T, f Format, lines ...string) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, l := range lines {
+		parts := strings.SplitN(l, " ", 3)
+		p := filepath.Join(root, parts[1])
+		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		switch parts[0] {
+		case "f":
+			must(t, os.WriteFile(p, []byte(parts[2]), 0o644))
+		case "d":
+			must(t, os.MkdirAll(p, 0o755))
+		case "w":
+			must(t, f.Whiteout(root, parts[1]))
+		case "o":
+			must(t, os.MkdirAll(p, 0o755))
+			must(t, f.Opaque(root, parts[1], nil))
+		}
+	}
+	return root
+}
+
+// tarNames lists a stream's entry names (with a type letter for markers).
+func tarNames(t *testing.T, r io.Reader) []string {
+	t.Helper()
+	var out []string
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		must(t, err)
+		out = append(out, h.Name)
+	}
+}
+
+var formats = []Format{Overlay, Aufs}
+
+func TestWriteDiffEmitsOCIWhiteoutsForEachNativeForm(t *testing.T) {
+	requireRoot(t)
+	for _, f := range formats {
+		t.Run(f.Name()+" whiteouts and opaque directories become .wh. entries", func(t *testing.T) {
+			upper := buildLayer(t, f, "f etc/passwd x", "w etc/shadow", "o var/cache", "f var/cache/new n", "w gone")
+			var buf bytes.Buffer
+			must(t, WriteDiff(&buf, upper, f))
+			names := tarNames(t, &buf)
+			sort.Strings(names)
+			got := strings.Join(names, " ")
+			want := ".wh.gone etc/ etc/.wh.shadow etc/passwd var/ var/cache/ var/cache/.wh..wh..opq var/cache/new"
+			if got != want {
+				t.Errorf("stream entries:\n got %s\nwant %s", got, want)
+			}
+		})
+	}
+}
+
+func TestApplyDiffWritesEachNativeForm(t *testing.T) {
+	requireRoot(t)
+	stream := func() io.Reader {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, h := range []tar.Header{
+			{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755},
+			{Name: "etc/.wh.shadow", Typeflag: tar.TypeReg},
+			{Name: "var/cache/", Typeflag: tar.TypeDir, Mode: 0o755},
+			{Name: "var/cache/.wh..wh..opq", Typeflag: tar.TypeReg},
+		} {
+			must(t, tw.WriteHeader(&h))
+		}
+		must(t, tw.Close())
+		return &buf
+	}
+	cases := []struct {
+		f     Format
+		check func(t *testing.T, root string)
+	}{
+		{Overlay, func(t *testing.T, root string) {
+			var st unix.Stat_t
+			must(t, unix.Lstat(filepath.Join(root, "etc/shadow"), &st))
+			if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
+				t.Errorf("etc/shadow is mode %o rdev %d, want a 0/0 character device", st.Mode, st.Rdev)
+			}
+			buf := make([]byte, 4)
+			n, err := unix.Lgetxattr(filepath.Join(root, "var/cache"), OverlayOpaqueXattr, buf)
+			if err != nil || string(buf[:n]) != "y" {
+				t.Errorf("var/cache opaque xattr = %q, %v; want y", buf[:n], err)
+			}
+		}},
+		{Aufs, func(t *testing.T, root string) {
+			for _, p := range []string{"etc/.wh.shadow", "var/cache/.wh..wh..opq"} {
+				fi, err := os.Lstat(filepath.Join(root, p))
+				if err != nil || !fi.Mode().IsRegular() {
+					t.Errorf("%s: %v, want a regular marker file", p, err)
+				}
+			}
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.f.Name()+" form is written for OCI whiteouts", func(t *testing.T) {
+			root := t.TempDir()
+			_, err := ApplyDiff(root, stream(), c.f)
+			must(t, err)
+			c.check(t, root)
+			// Reading the layer back yields the same OCI entries.
+			var buf bytes.Buffer
+			must(t, WriteDiff(&buf, root, c.f))
+			if got := strings.Join(tarNames(t, &buf), " "); got != "etc/ etc/.wh.shadow var/ var/cache/ var/cache/.wh..wh..opq" {
+				t.Errorf("round trip gives %s", got)
+			}
+		})
+	}
+}
+
+func TestChangesAgainstALowerStack(t *testing.T) {
+	requireRoot(t)
+	for _, f := range formats {
+		t.Run(f.Name()+" layers", func(t *testing.T) {
+			bottom := buildLayer(t, f, "f a/old1 1", "f a/old2 2", "f b/x x", "f c/y y", "f d/deep/z z")
+			middle := buildLayer(t, f, "w b", "o c", "f c/fresh f", "f d/deep/more m")
+			upper := buildLayer(t, f,
+				"f a/old1 changed", // modifies a file from bottom
+				"f b/x new",        // b was whited out in middle: added
+				"w c/fresh",        // deletes middle's file
+				"o d",              // opaque over a dir the stack shows
+				"f d/kept k",       // added inside the opaque dir
+				"f e/new e",        // added dir and file
+			)
+			got, err := Changes(upper, []string{middle, bottom}, f)
+			must(t, err)
+			want := "[M /a M /a/old1 A /b A /b/x M /c D /c/fresh M /d D /d/deep A /d/kept A /e A /e/new]"
+			if s := fmt.Sprint(got); s != want {
+				t.Errorf("Changes:\n got %s\nwant %s", s, want)
+			}
+		})
+	}
+}
+
+func TestDiffSizeCountsContentOnce(t *testing.T) {
+	requireRoot(t)
+	for _, f := range formats {
+		t.Run(f.Name()+" layer", func(t *testing.T) {
+			upper := buildLayer(t, f, "f a 12345", "f b/c 123", "w gone", "o opq")
+			must(t, os.Link(filepath.Join(upper, "a"), filepath.Join(upper, "a2")))
+			n, err := DiffSize(upper, f)
+			must(t, err)
+			if n != 8 {
+				t.Errorf("DiffSize = %d, want 8 (markers excluded, hard link once)", n)
+			}
+		})
+	}
+}
+
+func TestClassify(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	must(t, unix.Mknod(filepath.Join(dir, "wo"), unix.S_IFCHR, 0))
+	must(t, unix.Mknod(filepath.Join(dir, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
+	must(t, os.WriteFile(filepath.Join(dir, ".wh.x"), nil, 0o444))
+	must(t, os.WriteFile(filepath.Join(dir, ".wh..wh..opq"), nil, 0o444))
+	must(t, os.WriteFile(filepath.Join(dir, ".wh..wh.aufs"), nil, 0o444))
+	must(t, os.WriteFile(filepath.Join(dir, "plain"), nil, 0o644))
+	cases := []struct {
+		f      Format
+		name   string
+		kind   driver.WhiteoutKind
+		hidden string
+	}{
+		{Overlay, "wo", driver.Whiteout, "wo"},
+		{Overlay, "null", driver.NotWhiteout, ""},
+		{Overlay, ".wh.x", driver.NotWhiteout, ""},
+		{Aufs, ".wh.x", driver.Whiteout, "x"},
+		{Aufs, ".wh..wh..opq", driver.OpaqueMarker, ""},
+		{Aufs, ".wh..wh.aufs", driver.WhiteoutMeta, ""},
+		{Aufs, "plain", driver.NotWhiteout, ""},
+		{Aufs, "wo", driver.NotWhiteout, ""},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%s classifies %s", c.f.Name(), c.name), func(t *testing.T) {
+			fi, err := os.Lstat(filepath.Join(dir, c.name))
+			must(t, err)
+			kind, hidden := c.f.Classify(c.name, fi)
+			if kind != c.kind || hidden != c.hidden {
+				t.Errorf("Classify = %v %q, want %v %q", kind, hidden, c.kind, c.hidden)
+			}
+		})
+	}
+}
+
+func TestStackListHonoursWhiteoutsAndOpaqueDirectories(t *testing.T) {
+	requireRoot(t)
+	top := buildLayer(t, Overlay, "w d/a", "f d/n n")
+	mid := buildLayer(t, Overlay, "o d", "f d/m m")
+	bottom := buildLayer(t, Overlay, "f d/a a", "f d/b b")
+	s := &stack{lowers: []string{top, mid, bottom}, f: Overlay, names: map[string]map[string]bool{}}
+	got, err := s.list("d")
+	must(t, err)
+	sort.Strings(got)
+	if strings.Join(got, ",") != "m,n" {
+		t.Errorf("stack shows %v in d, want [m n] (a whited out, b under an opaque dir)", got)
+	}
+}
