@@ -2,7 +2,6 @@ package aufs
 
 import (
 	"os"
-	"sort"
 
 	"github.com/pkg/errors"
 
@@ -17,13 +16,8 @@ func (d *Driver) Create(id, parent string, opts *driver.CreateOpts) error {
 	if err := validateID(id); err != nil {
 		return errors.Wrap(err, "aufs: create")
 	}
-	if opts != nil && len(opts.StorageOpt) > 0 {
-		keys := make([]string, 0, len(opts.StorageOpt))
-		for k := range opts.StorageOpt {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		return errors.Wrapf(driver.ErrNotSupported, "aufs: create %s: storage option %q: aufs has no per-layer options (no size quota); drop the option or use devicemapper or overlay2 on xfs", id, keys[0])
+	if k := firstKey(opts.StorageOpt); opts != nil && k != "" {
+		return errors.Wrapf(driver.ErrNotSupported, "aufs: create %s: storage option %q: aufs has no per-layer options (no size quota); drop the option or use devicemapper or overlay2 on xfs", id, k)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -1,16 +1,14 @@
 package aufs
 
 import (
-	"archive/tar"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
+	"syscall"
 
 	"github.com/pkg/errors"
-	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/driver"
 )
@@ -19,54 +17,59 @@ import (
 // changed files, ".wh.<name>" whiteouts for deletions and ".wh..wh..opq"
 // markers for replaced directories, exactly the OCI layer spelling. So Diff,
 // Changes and DiffSize read diff/<id> directly instead of comparing two
-// mounted trees; they only have to leave out what aufs keeps for itself.
+// mounted trees; they only have to leave out what aufs keeps for itself
+// (.wh..wh.aufs, the .wh..wh.plnk and .wh..wh.orph directories, and the
+// .wh..wh.<name>.<n> directories aufs renames removed ones to) together
+// with everything inside those.
 
-// nativeParent checks that parent is the parent the layer was created on:
-// the diff directory holds changes against that layer only.
-func (d *Driver) nativeParent(op, id, parent string) error {
+// native reports whether parent is the parent id was created on, the only
+// base diff/<id> records changes against; other bases go through
+// driver.NaiveDiff, which mounts both layers.
+func (d *Driver) native(op, id, parent string) (bool, error) {
 	if !d.Exists(id) {
-		return errors.Wrapf(driver.ErrNotFound, "aufs: %s %s", op, id)
+		return false, errors.Wrapf(driver.ErrNotFound, "aufs: %s %s", op, id)
 	}
-	real, err := d.parentOf(id)
-	if err != nil {
-		return err
-	}
-	if parent != real {
-		return errors.Errorf("aufs: %s %s against %q: an aufs layer records changes against its own parent %q only; pass that parent", op, id, parent, real)
-	}
-	return nil
+	own, err := d.parentOf(id)
+	return err == nil && parent == own, err
 }
 
-// Diff returns a tar stream of layer id's changes against parent, which
-// must be id's parent: the content of diff/<id> with whiteouts in OCI form
-// and aufs's own entries (.wh..wh.aufs, .wh..wh.plnk, .wh..wh.orph) left out.
+// Diff returns a tar stream of layer id's changes against parent: for
+// id's own parent, the content of diff/<id> with whiteouts in OCI form and
+// aufs's own entries left out; for any other parent, NaiveDiff's.
 func (d *Driver) Diff(id, parent string) (io.ReadCloser, error) {
-	if err := d.nativeParent("diff", id, parent); err != nil {
+	ok, err := d.native("diff", id, parent)
+	if err != nil {
 		return nil, err
+	}
+	if !ok {
+		return driver.NaiveDiff(d).Diff(id, parent)
 	}
 	pr, pw := io.Pipe()
 	go func() {
-		pw.CloseWithError(writeLayerTar(pw, d.diffPath(id)))
+		pw.CloseWithError(writeBranchTar(pw, d.diffPath(id)))
 	}()
 	return pr, nil
 }
 
-// DiffSize returns the bytes of regular file content in layer id's diff
-// directory (hard links counted once), which is what ApplyDiff of its Diff
+// DiffSize returns the bytes of regular file content layer id changes
+// against parent (hard links counted once): what ApplyDiff of its Diff
 // reports.
 func (d *Driver) DiffSize(id, parent string) (int64, error) {
-	if err := d.nativeParent("diff size", id, parent); err != nil {
+	ok, err := d.native("diff size", id, parent)
+	if err != nil {
 		return 0, err
 	}
+	if !ok {
+		return driver.NaiveDiff(d).DiffSize(id, parent)
+	}
 	var size int64
-	seen := map[devIno]bool{}
-	err := walkBranch(d.diffPath(id), func(rel string, fi fs.FileInfo, kind entryKind) error {
+	seen := map[[2]uint64]bool{}
+	err = walkBranch(d.diffPath(id), func(rel string, fi fs.FileInfo, kind entryKind) error {
 		if kind != entryPlain || !fi.Mode().IsRegular() {
 			return nil
 		}
-		st := fi.Sys().(*unix.Stat_t)
-		if st.Nlink > 1 {
-			k := devIno{uint64(st.Dev), st.Ino}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			k := [2]uint64{uint64(st.Dev), st.Ino}
 			if seen[k] {
 				return nil
 			}
@@ -81,11 +84,9 @@ func (d *Driver) DiffSize(id, parent string) (int64, error) {
 	return size, nil
 }
 
-type devIno struct{ dev, ino uint64 }
-
 // walkBranch visits every entry below root in lexical order, except aufs's
-// reserved entries (and whatever is inside them). fn gets the slash
-// separated path relative to root, the lstat result and the entry's kind.
+// reserved entries and whatever is inside them. fn gets the slash separated
+// path relative to root, the lstat result and the entry's kind.
 func walkBranch(root string, fn func(rel string, fi fs.FileInfo, kind entryKind) error) error {
 	return filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
@@ -110,85 +111,46 @@ func walkBranch(root string, fn func(rel string, fi fs.FileInfo, kind entryKind)
 			return err
 		}
 		if kind != entryPlain && de.IsDir() {
-			return filepath.SkipDir // a whiteout is a file; never descend into a stray directory of that name
+			return filepath.SkipDir // markers are files; never descend into a stray directory of that name
 		}
 		return nil
 	})
 }
 
-// writeLayerTar writes the tar stream of one branch: directories, files
-// (hard links within the branch as link entries), symbolic links, device
-// nodes and fifos with owner, mode, mtime and extended attributes;
-// whiteouts and opaque markers as empty regular files; sockets and aufs's
-// reserved entries are left out.
-func writeLayerTar(w io.Writer, root string) error {
-	tw := tar.NewWriter(w)
-	links := map[devIno]string{}
+// isOpaque reports whether directory dir holds the opaque marker.
+func isOpaque(dir string) bool {
+	_, err := os.Lstat(filepath.Join(dir, opaqueMarker))
+	return err == nil
+}
+
+// writeBranchTar writes one branch as an OCI layer stream: content with
+// owner, mode, times, xattrs and hard links; each whiteout as the empty
+// ".wh." entry OCI expects (aufs makes them hard links to .wh..wh.aufs,
+// which is not in the stream); an opaque directory's marker right after
+// the directory's own entry; aufs's reserved entries left out.
+func writeBranchTar(w io.Writer, root string) error {
+	tw := driver.NewTarWriter(w)
+	if isOpaque(root) {
+		if err := tw.AddOpaque(""); err != nil {
+			return err
+		}
+	}
 	err := walkBranch(root, func(rel string, fi fs.FileInfo, kind entryKind) error {
-		abs := filepath.Join(root, filepath.FromSlash(rel))
-		st := fi.Sys().(*unix.Stat_t)
-		hdr := &tar.Header{
-			Name:    rel,
-			Mode:    int64(st.Mode & 0o7777),
-			Uid:     int(st.Uid),
-			Gid:     int(st.Gid),
-			ModTime: time.Unix(st.Mtim.Unix()),
-			Format:  tar.FormatPAX,
+		switch kind {
+		case entryOpaque:
+			return nil // written with its directory
+		case entryWhiteout:
+			dir, base := filepath.Split(rel)
+			return tw.AddWhiteout(dir + whiteoutTarget(base))
 		}
-		if kind != entryPlain {
-			// aufs makes whiteouts hard links to .wh..wh.aufs, which is
-			// not in the stream: emit each as the empty file OCI expects.
-			hdr.Typeflag = tar.TypeReg
-			return tw.WriteHeader(hdr)
+		if fi.Mode()&fs.ModeSocket != 0 {
+			return nil // sockets do not belong in layers
 		}
-		var body *os.File
-		switch fi.Mode().Type() {
-		case fs.ModeDir:
-			hdr.Typeflag, hdr.Name = tar.TypeDir, rel+"/"
-		case fs.ModeSymlink:
-			target, err := os.Readlink(abs)
-			if err != nil {
-				return err
-			}
-			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
-		case fs.ModeDevice | fs.ModeCharDevice, fs.ModeDevice:
-			hdr.Typeflag = tar.TypeBlock
-			if fi.Mode()&fs.ModeCharDevice != 0 {
-				hdr.Typeflag = tar.TypeChar
-			}
-			hdr.Devmajor, hdr.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
-		case fs.ModeNamedPipe:
-			hdr.Typeflag = tar.TypeFifo
-		case fs.ModeSocket:
-			return nil
-		case 0:
-			k := devIno{uint64(st.Dev), st.Ino}
-			if first, ok := links[k]; ok && st.Nlink > 1 {
-				hdr.Typeflag, hdr.Linkname = tar.TypeLink, first
-				break
-			}
-			if st.Nlink > 1 {
-				links[k] = rel
-			}
-			f, err := os.Open(abs)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			hdr.Typeflag, hdr.Size, body = tar.TypeReg, fi.Size(), f
-		default:
-			return errors.Errorf("%s: unsupported file type %v", rel, fi.Mode().Type())
-		}
-		if err := addXattrs(hdr, abs); err != nil {
+		if err := tw.AddPath(root, rel); err != nil {
 			return err
 		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if body != nil {
-			if _, err := io.CopyN(tw, body, hdr.Size); err != nil {
-				return errors.Wrapf(err, "%s: file changed while being read", rel)
-			}
+		if fi.IsDir() && isOpaque(filepath.Join(root, filepath.FromSlash(rel))) {
+			return tw.AddOpaque(rel)
 		}
 		return nil
 	})
@@ -196,71 +158,4 @@ func writeLayerTar(w io.Writer, root string) error {
 		return errors.Wrapf(err, "tar of %s", root)
 	}
 	return tw.Close()
-}
-
-// paxXattr prefixes extended attributes in PAX records.
-const paxXattr = "SCHILY.xattr."
-
-// addXattrs copies abs's extended attributes into hdr, except overlayfs's
-// trusted.overlay.* which mean nothing outside an overlay upper directory.
-func addXattrs(hdr *tar.Header, abs string) error {
-	names, err := listXattrs(abs)
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		if strings.HasPrefix(name, "trusted.overlay.") {
-			continue
-		}
-		val, err := getXattr(abs, name)
-		if err != nil {
-			return err
-		}
-		if hdr.PAXRecords == nil {
-			hdr.PAXRecords = map[string]string{}
-		}
-		hdr.PAXRecords[paxXattr+name] = string(val)
-	}
-	return nil
-}
-
-// listXattrs returns the names of abs's extended attributes (not following
-// a symbolic link); a filesystem without xattrs has none.
-func listXattrs(abs string) ([]string, error) {
-	buf := make([]byte, 1024)
-	for {
-		n, err := unix.Llistxattr(abs, buf)
-		switch {
-		case errors.Is(err, unix.ERANGE):
-			buf = make([]byte, 2*len(buf))
-			continue
-		case errors.Is(err, unix.ENOTSUP):
-			return nil, nil
-		case err != nil:
-			return nil, errors.Wrapf(err, "list xattrs of %s", abs)
-		}
-		var names []string
-		for _, s := range strings.Split(string(buf[:n]), "\x00") {
-			if s != "" {
-				names = append(names, s)
-			}
-		}
-		return names, nil
-	}
-}
-
-// getXattr returns one extended attribute of abs.
-func getXattr(abs, name string) ([]byte, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Lgetxattr(abs, name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, 2*len(buf))
-			continue
-		}
-		if err != nil {
-			return nil, errors.Wrapf(err, "read xattr %s of %s", name, abs)
-		}
-		return buf[:n], nil
-	}
 }

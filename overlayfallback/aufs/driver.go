@@ -65,14 +65,15 @@ func hostOps() sysOps {
 // New opens (creating if needed) an aufs driver home. It fails with an
 // error wrapping driver.ErrNotSupported when the kernel cannot mount aufs,
 // and with driver.ErrPrerequisitesMissing when the process is not root or
-// home lies on a filesystem aufs cannot use. Leftovers of interrupted
-// removals are deleted.
-func New(home string) (*Driver, error) {
-	if err := Supported(); err != nil {
-		return nil, err
+// home lies on a filesystem aufs cannot use. aufs takes no driver options;
+// any in opts.StorageOpt is refused. Leftovers of interrupted removals are
+// deleted.
+func New(home string, opts driver.Options) (*Driver, error) {
+	if k := firstKey(opts.StorageOpt); k != "" {
+		return nil, errors.Errorf("aufs: unknown driver option %q: aufs takes no options (no size quota); drop it or choose devicemapper or overlay2", k)
 	}
-	if os.Geteuid() != 0 {
-		return nil, errors.Wrap(driver.ErrPrerequisitesMissing, "aufs: mounting needs root (CAP_SYS_ADMIN); run thinctl as root")
+	if err := (backend{}).Probe(filepath.Dir(home)); err != nil {
+		return nil, err
 	}
 	d, err := open(home, hostOps(), os.Getpagesize())
 	if err != nil {
@@ -219,4 +220,17 @@ func (d *Driver) List() ([]driver.LayerInfo, error) {
 		out = append(out, info)
 	}
 	return out, nil
+}
+
+// firstKey returns the alphabetically first key of m, "" when m is empty.
+func firstKey(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if len(keys) == 0 {
+		return ""
+	}
+	return keys[0]
 }

@@ -53,11 +53,18 @@ func (f *fakeSys) ops() sysOps {
 	}
 }
 
-// newTestDriver opens a driver on a fresh home with a fake kernel.
+// newTestDriver opens a driver on a fresh home with a fake kernel and
+// 4 KiB pages.
 func newTestDriver(t *testing.T) (*Driver, *fakeSys) {
 	t.Helper()
+	return newTestDriverPage(t, 4096)
+}
+
+// newTestDriverPage is newTestDriver with another page size.
+func newTestDriverPage(t *testing.T, pageSize int) (*Driver, *fakeSys) {
+	t.Helper()
 	f := &fakeSys{mounts: map[string]bool{}}
-	d, err := open(filepath.Join(t.TempDir(), "aufs"), f.ops(), 4096)
+	d, err := open(filepath.Join(fastTempDir(t), "aufs"), f.ops(), pageSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,4 +131,17 @@ func listTree(t *testing.T, root string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// fastTempDir returns a fresh directory on tmpfs (/dev/shm) when there is
+// one, else t.TempDir(): the tests create many small files and directories,
+// which a slow disk makes the bulk of their run time.
+func fastTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "aufs-test")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }

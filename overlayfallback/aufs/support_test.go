@@ -2,6 +2,7 @@ package aufs
 
 import (
 	"errors"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -86,7 +87,7 @@ func TestCheckSupport(t *testing.T) {
 }
 
 func TestNewOnThisHostEitherWorksOrSaysWhyNot(t *testing.T) {
-	d, err := New(t.TempDir())
+	d, err := New(t.TempDir(), driver.Options{})
 	if err != nil {
 		if !errors.Is(err, driver.ErrNotSupported) && !errors.Is(err, driver.ErrPrerequisitesMissing) {
 			t.Fatalf("New failed with an unclassified error: %v", err)
@@ -114,4 +115,35 @@ func FuzzParseFilesystems(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestNewRefusesDriverOptions(t *testing.T) {
+	_, err := New(t.TempDir(), driver.Options{StorageOpt: map[string]string{"size": "10G"}})
+	if err == nil || !strings.Contains(err.Error(), `"size"`) {
+		t.Fatalf("New with a size option = %v, want an error naming it", err)
+	}
+}
+
+func TestRegisteredForSelection(t *testing.T) {
+	found := false
+	for _, n := range driver.Backends() {
+		found = found || n == "aufs"
+	}
+	if !found {
+		t.Fatalf("aufs is not among the registered backends %v", driver.Backends())
+	}
+}
+
+func TestHasLayers(t *testing.T) {
+	d, _ := newTestDriver(t)
+	if (backend{}).HasLayers(d.Home()) {
+		t.Fatal("an empty home reports layers")
+	}
+	if (backend{}).HasLayers(filepath.Join(d.Home(), "missing")) {
+		t.Fatal("a missing home reports layers")
+	}
+	mustCreate(t, d, "a", "")
+	if !(backend{}).HasLayers(d.Home()) {
+		t.Fatal("a home with a layer reports none")
+	}
 }

@@ -1,6 +1,10 @@
 package aufs
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/thinctl/thinctl/driver"
+)
 
 // aufs marks deletions with plain files whose names carry a prefix, the same
 // spelling the OCI image layer format uses, so layer tar streams need no
@@ -8,20 +12,17 @@ import "strings"
 // aufs keeps for itself at the top of each writable branch: they must never
 // leak into a diff, and a foreign tar stream must never plant them.
 const (
-	// WhiteoutPrefix starts the name of a file that hides <name> in the
+	// whiteoutPrefix starts the name of a file that hides <name> in the
 	// branches below: ".wh.<name>".
-	WhiteoutPrefix = ".wh."
-	// WhiteoutMetaPrefix starts every name aufs reserves for its own use.
-	WhiteoutMetaPrefix = WhiteoutPrefix + WhiteoutPrefix
-	// OpaqueMarker, placed inside a directory, hides everything below that
+	whiteoutPrefix = driver.WhiteoutPrefix
+	// metaPrefix starts every name aufs reserves for its own use: the
+	// whiteout base .wh..wh.aufs, the pseudo-link directory .wh..wh.plnk,
+	// the orphan directory .wh..wh.orph and the .wh..wh.<name>.<n>
+	// directories removed ones are renamed to.
+	metaPrefix = driver.WhiteoutMetaPrefix
+	// opaqueMarker, placed inside a directory, hides everything below that
 	// directory in lower branches.
-	OpaqueMarker = WhiteoutMetaPrefix + ".opq"
-	// whiteoutBase is the file aufs hard-links whiteouts to.
-	whiteoutBase = WhiteoutMetaPrefix + "aufs"
-	// pseudoLinkDir holds aufs's pseudo-links (hard links across branches).
-	pseudoLinkDir = WhiteoutMetaPrefix + "plnk"
-	// orphanDir holds files removed while still open.
-	orphanDir = WhiteoutMetaPrefix + "orph"
+	opaqueMarker = driver.OpaqueWhiteout
 )
 
 // entryKind classifies one directory entry name of a branch.
@@ -37,20 +38,24 @@ const (
 // classify tells what a base name means inside an aufs branch.
 func classify(base string) entryKind {
 	switch {
-	case base == OpaqueMarker:
+	case base == opaqueMarker:
 		return entryOpaque
-	case strings.HasPrefix(base, WhiteoutMetaPrefix), base == WhiteoutPrefix:
-		// A bare ".wh." hides nothing; aufs never creates one, so it is
-		// treated like the reserved names and kept out of diffs.
+	case strings.HasPrefix(base, metaPrefix):
 		return entryMeta
-	case strings.HasPrefix(base, WhiteoutPrefix):
+	case strings.HasPrefix(base, whiteoutPrefix):
+		switch whiteoutTarget(base) {
+		case "", ".", "..":
+			// Hides nothing; aufs never makes one, so like the reserved
+			// names it is kept out of diffs.
+			return entryMeta
+		}
 		return entryWhiteout
 	}
 	return entryPlain
 }
 
 // whiteoutTarget returns the name a whiteout hides (".wh.a" -> "a").
-func whiteoutTarget(base string) string { return strings.TrimPrefix(base, WhiteoutPrefix) }
+func whiteoutTarget(base string) string { return strings.TrimPrefix(base, whiteoutPrefix) }
 
 // whiteoutName returns the whiteout that hides name ("a" -> ".wh.a").
-func whiteoutName(name string) string { return WhiteoutPrefix + name }
+func whiteoutName(name string) string { return whiteoutPrefix + name }

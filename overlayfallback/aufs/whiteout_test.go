@@ -18,6 +18,8 @@ func TestClassify(t *testing.T) {
 		{"the orphan directory is aufs metadata", ".wh..wh.orph", entryMeta},
 		{"any other .wh..wh. name is aufs metadata", ".wh..wh.future", entryMeta},
 		{"a bare .wh. hides nothing and is metadata", ".wh.", entryMeta},
+		{"a whiteout of dot-dot hides nothing and is metadata", ".wh...", entryMeta},
+		{"a whiteout of dot hides nothing and is metadata", ".wh..", entryMeta},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
