@@ -1,0 +1,325 @@
+package thinpool
+
+import (
+	"bytes"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/fs"
+)
+
+// Problem kinds Check reports.
+const (
+	ProblemOrphanThin         = "orphan_thin"         // a thin id in the pool with no registry record
+	ProblemLeakedID           = "leaked_id"           // an active dm device of this root with no registry record
+	ProblemMissingDevice      = "missing_device"      // a registry record whose thin id the pool lacks
+	ProblemStaleMount         = "stale_mount"         // a mount point without a mount, or a mount without a device
+	ProblemPendingTransaction = "pending_transaction" // transaction.json left by a crash
+	ProblemDeletedPending     = "deleted_pending"     // a deferred deletion not finished yet
+)
+
+// Problem is one inconsistency Check found.
+type Problem struct {
+	Kind   string // "orphan_thin", "leaked_id", "missing_device", "stale_mount", "pending_transaction", "deleted_pending", ...
+	ID     string
+	Detail string
+	Fixed  bool
+}
+
+// Report is the result of Check.
+type Report struct {
+	Consistent bool
+	Problems   []Problem
+	// Notes says what could not be compared (e.g. thin_dump missing).
+	Notes []string
+}
+
+// Check compares registry, pool metadata and live devices. With Repair it
+// fixes what can be fixed without losing data: it finishes transactions
+// and deferred deletions, deletes pool devices no record refers to,
+// removes leaked dm devices nobody holds and empty stale mount points.
+// Consistent is true when no problem is left unfixed.
+func (p *Pool) Check(opts CheckOptions) (Report, error) {
+	if err := p.lk.lock(); err != nil {
+		return Report{}, err
+	}
+	defer p.lk.unlock()
+	defer p.idx.invalidate()
+	var r Report
+	add := func(kind, id, detail string, fixed bool) {
+		r.Problems = append(r.Problems, Problem{Kind: kind, ID: id, Detail: detail, Fixed: fixed})
+	}
+
+	if t, err := p.reg.loadTx(); err != nil {
+		return r, err
+	} else if t != nil {
+		fixed := false
+		detail := fmt.Sprintf("%s of thin id %d (pool transaction %d) started %s", t.Op, t.DeviceID, t.PoolTransactionID, t.Started.Format("2006-01-02 15:04:05"))
+		if opts.Repair {
+			if err := p.recoverTx(*t); err != nil {
+				detail += ": " + err.Error()
+			} else {
+				fixed = true
+			}
+		}
+		add(ProblemPendingTransaction, t.ID, detail, fixed)
+	}
+	if err := p.ensureIndexNoRecover(); err != nil {
+		return r, err
+	}
+	recs, err := p.reg.listDevices()
+	if err != nil {
+		return r, err
+	}
+	byDevID := map[uint32]deviceRecord{}
+	for _, d := range recs {
+		byDevID[d.DeviceID] = d
+	}
+
+	// Deferred deletions.
+	for _, d := range recs {
+		if !d.Deleted {
+			continue
+		}
+		fixed := false
+		detail := "marked deleted, waiting for its holders to let go"
+		if opts.Repair && p.idx.children[d.ID] == 0 {
+			if err := p.removeLocked(d); err == nil {
+				fixed = true
+				delete(byDevID, d.DeviceID)
+			} else {
+				detail = err.Error()
+			}
+		}
+		add(ProblemDeletedPending, d.ID, detail, fixed)
+	}
+
+	// Pool metadata against the registry.
+	poolIDs, note := p.poolDeviceIDs()
+	if note != "" {
+		r.Notes = append(r.Notes, note)
+	}
+	if poolIDs != nil {
+		inPool := map[uint32]bool{}
+		for _, id := range poolIDs {
+			inPool[id] = true
+			if _, ok := byDevID[id]; ok || id == p.cfg.BaseDeviceID {
+				continue
+			}
+			fixed := false
+			detail := fmt.Sprintf("thin id %d is in the pool but no registry record refers to it", id)
+			if opts.Repair {
+				if err := p.deleteOrphan(id); err == nil {
+					fixed = true
+				} else {
+					detail += ": " + err.Error()
+				}
+			}
+			add(ProblemOrphanThin, itoa(id), detail, fixed)
+		}
+		if !inPool[p.cfg.BaseDeviceID] {
+			add(ProblemMissingDevice, "", fmt.Sprintf("the base device (thin id %d) is not in the pool; new devices cannot be created", p.cfg.BaseDeviceID), false)
+		}
+		for _, d := range recs {
+			if _, ok := byDevID[d.DeviceID]; ok && !inPool[d.DeviceID] {
+				add(ProblemMissingDevice, d.ID, fmt.Sprintf("thin id %d is not in the pool; its data is gone: remove the device", d.DeviceID), false)
+			}
+		}
+	}
+
+	// Live device-mapper devices against the registry.
+	live, err := p.ourDevices()
+	if err != nil {
+		return r, err
+	}
+	for _, ld := range live {
+		devID, _ := p.thinDevIDOf(ld)
+		if _, ok := byDevID[devID]; ok || devID == p.cfg.BaseDeviceID {
+			continue
+		}
+		fixed := false
+		detail := fmt.Sprintf("%s (thin id %d) is active but no registry record refers to it", ld.Name, devID)
+		if opts.Repair {
+			if err := p.dm.Remove(ld.Name, dm.RemoveOptions{Retries: -1}); err == nil || errors.Is(err, dm.ErrNotFound) {
+				fixed = true
+			} else {
+				detail += ": " + err.Error()
+			}
+		}
+		add(ProblemLeakedID, itoa(devID), detail, fixed)
+	}
+
+	// Mount points.
+	mnt := filepath.Join(p.root, mountDirName)
+	entries, _ := os.ReadDir(mnt)
+	for _, e := range entries {
+		mp := filepath.Join(mnt, e.Name())
+		mounted, _ := fs.IsMounted(mp)
+		rec, rerr := p.reg.loadDevice(e.Name())
+		known := rerr == nil
+		switch {
+		case !mounted:
+			fixed := false
+			if opts.Repair && os.Remove(mp) == nil {
+				fixed = true
+			}
+			add(ProblemStaleMount, e.Name(), mp+" is a leftover mount point with nothing mounted", fixed)
+		case !known:
+			add(ProblemStaleMount, e.Name(), mp+" is mounted but no registry record refers to it; unmount it", false)
+		default:
+			if _, err := p.dm.Info(thinName(p.cfg.Key, rec.DeviceID)); err != nil {
+				add(ProblemStaleMount, e.Name(), mp+" is mounted but its device is not active", false)
+			}
+		}
+	}
+
+	r.Consistent = true
+	for _, pr := range r.Problems {
+		if !pr.Fixed {
+			r.Consistent = false
+		}
+	}
+	return r, nil
+}
+
+// ensureIndexNoRecover rebuilds the index without touching transactions.
+func (p *Pool) ensureIndexNoRecover() error {
+	if t, err := p.reg.loadTx(); err != nil || t != nil {
+		if err != nil {
+			return err
+		}
+		p.idx.invalidate()
+	}
+	return p.ensureIndex()
+}
+
+// deleteOrphan deletes a thin id no registry record refers to.
+func (p *Pool) deleteOrphan(devID uint32) error {
+	if err := p.deactivateThin(devID, ""); err != nil {
+		return err
+	}
+	err := p.runTx(txRecord{Op: opDelete, DeviceID: devID}, nil)
+	if err == nil || errors.Is(err, dm.ErrNoData) {
+		p.idx.used.clear(devID)
+		return nil
+	}
+	return err
+}
+
+// poolDeviceIDs lists the thin ids in the pool's metadata through a
+// metadata snapshot and thin_dump. It returns nil and a note when that is
+// not possible (thin_dump missing, snapshot refused).
+func (p *Pool) poolDeviceIDs() ([]uint32, string) {
+	tool, err := exec.LookPath("thin_dump")
+	if err != nil {
+		return nil, "thin_dump is not installed: pool metadata was not compared (install thin-provisioning-tools)"
+	}
+	metaPath, err := p.metadataDevicePath()
+	if err != nil {
+		return nil, "pool metadata was not compared: " + err.Error()
+	}
+	if _, err := p.dm.Message(p.cfg.PoolName, 0, "reserve_metadata_snap"); err != nil {
+		return nil, "pool metadata was not compared: reserve_metadata_snap: " + err.Error()
+	}
+	defer p.dm.Message(p.cfg.PoolName, 0, "release_metadata_snap")
+	var out, stderr bytes.Buffer
+	cmd := exec.Command(tool, "-m", metaPath)
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Sprintf("pool metadata was not compared: thin_dump -m %s: %v: %s", metaPath, err, strings.TrimSpace(stderr.String()))
+	}
+	ids, err := parseThinDumpDeviceIDs(&out)
+	if err != nil {
+		return nil, "pool metadata was not compared: " + err.Error()
+	}
+	return ids, ""
+}
+
+// metadataDevicePath finds the pool's metadata device from its live table.
+func (p *Pool) metadataDevicePath() (string, error) {
+	ts, err := p.dm.Table(p.cfg.PoolName, dm.TableOptions{})
+	if err != nil {
+		return "", errors.Wrapf(err, "table of %s", p.cfg.PoolName)
+	}
+	if len(ts) != 1 || ts[0].Type != "thin-pool" {
+		return "", errors.Errorf("%s is not a thin pool", p.cfg.PoolName)
+	}
+	f := strings.Fields(ts[0].Params)
+	if len(f) == 0 {
+		return "", errors.Errorf("%s has an empty thin-pool table", p.cfg.PoolName)
+	}
+	return devicePathOf(f[0])
+}
+
+// devicePathOf maps "major:minor" to /dev/<name> through sysfs.
+func devicePathOf(majMin string) (string, error) {
+	b, err := os.ReadFile(filepath.Join("/sys/dev/block", majMin, "uevent"))
+	if err != nil {
+		return "", errors.Wrapf(err, "device %s", majMin)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if name, ok := strings.CutPrefix(line, "DEVNAME="); ok {
+			return "/dev/" + name, nil
+		}
+	}
+	return "", errors.Errorf("device %s has no DEVNAME in sysfs", majMin)
+}
+
+// parseThinDumpDeviceIDs reads the dev_id of every <device> element of
+// thin_dump's XML output, sorted and without duplicates.
+func parseThinDumpDeviceIDs(r io.Reader) ([]uint32, error) {
+	dec := xml.NewDecoder(r)
+	seen := map[uint32]bool{}
+	ids := []uint32{}
+	sawSuperblock := false
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, errors.Wrap(err, "thin_dump output")
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok {
+			continue
+		}
+		switch se.Name.Local {
+		case "superblock":
+			sawSuperblock = true
+		case "device":
+			found := false
+			for _, a := range se.Attr {
+				if a.Name.Local != "dev_id" {
+					continue
+				}
+				var n uint64
+				if _, err := fmt.Sscanf(a.Value, "%d", &n); err != nil || n > maxDeviceID || fmt.Sprint(n) != a.Value {
+					return nil, errors.Errorf("thin_dump output: dev_id %q is not a 24-bit number", a.Value)
+				}
+				found = true
+				if !seen[uint32(n)] {
+					seen[uint32(n)] = true
+					ids = append(ids, uint32(n))
+				}
+			}
+			if !found {
+				return nil, errors.New("thin_dump output: <device> without dev_id")
+			}
+		}
+	}
+	if !sawSuperblock {
+		return nil, errors.New("thin_dump output has no <superblock>")
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids, nil
+}

@@ -1,0 +1,358 @@
+package thinpool
+
+import (
+	"os"
+	"time"
+
+	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/fs"
+)
+
+// Device is one registry entry as callers see it.
+type Device struct {
+	ID            string
+	Parent        string // "" for snapshots of the base device
+	DeviceID      uint32 // thin device id in the pool (24-bit)
+	Size          uint64
+	TransactionID uint64
+	Initialized   bool
+	Deleted       bool
+	Created       time.Time
+	Active        bool
+	Mounted       bool
+	MountPath     string
+	DevicePath    string // /dev/mapper/<name> when active
+}
+
+// DeviceName returns the device-mapper name device id has when active.
+func (p *Pool) DeviceName(id string) (string, error) {
+	if err := ValidateID(id); err != nil {
+		return "", err
+	}
+	d, err := p.reg.loadDevice(id)
+	if err != nil {
+		return "", err
+	}
+	return thinName(p.cfg.Key, d.DeviceID), nil
+}
+
+// allocTx runs a create transaction with a freshly allocated device id,
+// skipping ids the pool already has. build fills in the transaction for
+// the id it is given.
+func (p *Pool) allocTx(build func(devID uint32) (txRecord, func(uint64) error)) (uint32, error) {
+	for {
+		devID, err := p.idx.used.alloc()
+		if err != nil {
+			return 0, err
+		}
+		t, commit := build(devID)
+		err = p.runTx(t, commit)
+		if errors.Is(err, errIDTaken) {
+			continue // id stays marked used: the pool has it
+		}
+		if err != nil {
+			p.idx.used.clear(devID)
+			return 0, err
+		}
+		return devID, nil
+	}
+}
+
+// createBase makes, formats and probes the base device during Init.
+func (p *Pool) createBase() error {
+	p.report("creating the base device", 0.2)
+	devID, err := p.allocTx(func(devID uint32) (txRecord, func(uint64) error) {
+		return txRecord{Op: opCreateThin, DeviceID: devID}, nil
+	})
+	if err != nil {
+		return err
+	}
+	p.cfg.BaseDeviceID = devID
+	path, err := p.activateThin(devID, p.cfg.BaseSize)
+	if err != nil {
+		return err
+	}
+	p.report("formatting the base device ("+string(p.cfg.Filesystem)+")", 0.3)
+	if err := fs.Mkfs(path, p.cfg.Filesystem, fs.MkfsOptions{ExtraArgs: p.cfg.MkfsArgs}); err != nil {
+		_ = p.deactivateThin(devID, "")
+		return errors.Wrapf(err, "format the base device %s", path)
+	}
+	p.report("reading the base filesystem", 0.9)
+	pr, err := fs.Probe(path)
+	if err != nil {
+		_ = p.deactivateThin(devID, "")
+		return errors.Wrapf(err, "probe the base device %s", path)
+	}
+	p.cfg.BaseUUID = pr.UUID
+	return p.deactivateThin(devID, "")
+}
+
+// Create makes device id as a snapshot of parent ("" = the base device).
+func (p *Pool) Create(id, parent string, opts CreateOptions) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	if parent != "" {
+		if err := ValidateID(parent); err != nil {
+			return errors.Wrapf(ErrParentNotFound, "parent: %v", err)
+		}
+	}
+	if err := p.lk.lock(); err != nil {
+		return err
+	}
+	defer p.lk.unlock()
+	if err := p.ensureIndex(); err != nil {
+		return err
+	}
+	if _, err := p.reg.loadDevice(id); err == nil {
+		return errors.Wrapf(ErrDeviceExists, "device %q", id)
+	} else if !errors.Is(err, ErrDeviceNotFound) {
+		return err
+	}
+	originID, originSize, growPending := p.cfg.BaseDeviceID, p.cfg.BaseSize, false
+	if parent != "" {
+		pd, err := p.reg.loadDevice(parent)
+		if errors.Is(err, ErrDeviceNotFound) || (err == nil && pd.Deleted) {
+			return errors.Wrapf(ErrParentNotFound, "parent %q of %q", parent, id)
+		}
+		if err != nil {
+			return err
+		}
+		originID, originSize, growPending = pd.DeviceID, pd.Size, pd.GrowPending
+	}
+	size := originSize
+	if opts.Size != 0 {
+		size = roundUp(opts.Size, 4*KiB)
+		if size < originSize {
+			return errors.Wrapf(ErrInvalidSize, "size %s of %q is smaller than its parent's %s; thin devices only grow",
+				formatBytes(opts.Size), id, formatBytes(originSize))
+		}
+	}
+	if err := p.checkSpace(); err != nil {
+		return err
+	}
+	// A snapshot of an active origin needs the origin suspended so that
+	// no write is in flight while the pool shares its blocks.
+	originName := thinName(p.cfg.Key, originID)
+	if info, err := p.dm.Info(originName); err == nil && info.LiveTable && !info.Suspended {
+		if err := p.dm.Suspend(originName, dm.SuspendOptions{}); err != nil {
+			return errors.Wrapf(err, "suspend %s (the parent %q) for the snapshot", originName, parent)
+		}
+		defer p.dm.Resume(originName)
+	}
+	var rec deviceRecord
+	_, err := p.allocTx(func(devID uint32) (txRecord, func(uint64) error) {
+		rec = deviceRecord{Version: registryVersion, ID: id, DeviceID: devID, Size: size, Initialized: true,
+			Parent: parent, Created: time.Now().UTC(), GrowPending: growPending || size > originSize}
+		t := txRecord{Op: opCreateSnap, DeviceID: devID, OriginDeviceID: originID, ID: id, Record: &rec}
+		return t, func(txid uint64) error { rec.TransactionID = txid; return p.reg.saveDevice(rec) }
+	})
+	if err != nil {
+		return errors.Wrapf(err, "create %q", id)
+	}
+	p.idx.add(rec)
+	return nil
+}
+
+// anyDevice loads a device record, including one pending deletion.
+func (p *Pool) anyDevice(id string) (deviceRecord, error) {
+	if err := ValidateID(id); err != nil {
+		return deviceRecord{}, err
+	}
+	return p.reg.loadDevice(id)
+}
+
+// liveDevice loads a device record that is not pending deletion.
+func (p *Pool) liveDevice(id string) (deviceRecord, error) {
+	d, err := p.anyDevice(id)
+	if err != nil {
+		return d, err
+	}
+	if d.Deleted {
+		return d, errors.Wrapf(ErrDeviceNotFound, "device %q is being deleted", id)
+	}
+	return d, nil
+}
+
+// Activate activates device id and returns its /dev/mapper path.
+func (p *Pool) Activate(id string) (string, error) {
+	if err := p.lk.lock(); err != nil {
+		return "", err
+	}
+	defer p.lk.unlock()
+	d, err := p.liveDevice(id)
+	if err != nil {
+		return "", err
+	}
+	return p.activateDevice(d)
+}
+
+// activateDevice activates a registry device and, for ext4, grows its
+// filesystem on the first activation after a Create with a bigger size.
+func (p *Pool) activateDevice(d deviceRecord) (string, error) {
+	path, err := p.activateThin(d.DeviceID, d.Size)
+	if err != nil {
+		return "", errors.Wrapf(err, "activate %q", d.ID)
+	}
+	if d.GrowPending && p.cfg.Filesystem == fs.Ext4 {
+		if mounted, _ := fs.IsMounted(p.MountPath(d.ID)); !mounted {
+			if err := fs.Grow(path, "", fs.Ext4); err != nil {
+				return path, errors.Wrapf(err, "grow the filesystem of %q to %s", d.ID, formatBytes(d.Size))
+			}
+			d.GrowPending = false
+			if err := p.reg.saveDevice(d); err != nil {
+				return path, err
+			}
+		}
+	}
+	return path, nil
+}
+
+// activateThin makes sure thin device devID is active with size bytes.
+func (p *Pool) activateThin(devID uint32, size uint64) (string, error) {
+	name := thinName(p.cfg.Key, devID)
+	info, err := p.dm.Info(name)
+	switch {
+	case err == nil && info.LiveTable:
+		if info.Suspended {
+			if err := p.dm.Resume(name); err != nil {
+				return "", errors.Wrapf(err, "resume %s", name)
+			}
+		}
+		return dm.NodePath(name), nil
+	case err == nil:
+		// A device without a table (an interrupted activation): load one.
+	case errors.Is(err, dm.ErrNotFound):
+		if _, err := p.dm.Create(name, dm.CreateOptions{UUID: thinUUID(p.cfg.Key, devID)}); err != nil {
+			return "", errors.Wrapf(err, "create %s", name)
+		}
+	default:
+		return "", errors.Wrapf(err, "%s", name)
+	}
+	poolDev, err := p.poolDev()
+	if err != nil {
+		return "", err
+	}
+	t := thinTable(poolDev, devID, size)
+	if err := p.dm.LoadTable(name, []dm.Target{t}, dm.LoadOptions{}); err != nil {
+		_ = p.dm.Remove(name, dm.RemoveOptions{Retries: -1})
+		return "", errors.Wrapf(err, "load thin table %q into %s", t.Params, name)
+	}
+	if err := p.dm.Resume(name); err != nil {
+		_ = p.dm.Remove(name, dm.RemoveOptions{Retries: -1})
+		return "", errors.Wrapf(err, "resume %s", name)
+	}
+	return dm.NodePath(name), nil
+}
+
+// deactivateThin removes thin device devID; ErrBusy naming the holders
+// when it is open (mountPath, if given, helps find them).
+func (p *Pool) deactivateThin(devID uint32, mountPath string) error {
+	name := thinName(p.cfg.Key, devID)
+	info, ierr := p.dm.Info(name)
+	if errors.Is(ierr, dm.ErrNotFound) {
+		return nil
+	}
+	err := p.dm.Remove(name, dm.RemoveOptions{})
+	if err == nil || errors.Is(err, dm.ErrNotFound) {
+		return nil
+	}
+	if errors.Is(err, dm.ErrBusy) {
+		return errors.Wrapf(ErrBusy, "%s is in use%s", name, p.holdersText(info.Dev, mountPath))
+	}
+	return errors.Wrapf(err, "deactivate %s", name)
+}
+
+// holdersText describes who holds a device, as ": held by ..." or "".
+func (p *Pool) holdersText(dev uint64, mountPath string) string {
+	if dev == 0 {
+		return ""
+	}
+	hs, err := fs.Holders(dev, mountPath)
+	if err != nil || len(hs) == 0 {
+		return ""
+	}
+	return ": held by " + fs.FormatHolders(hs)
+}
+
+// Deactivate deactivates device id (ErrBusy while mounted or open).
+func (p *Pool) Deactivate(id string) error {
+	return p.withDevice(id, func(d deviceRecord) error {
+		mp := p.MountPath(id)
+		if m, _ := fs.IsMounted(mp); m {
+			return errors.Wrapf(ErrBusy, "device %q is mounted at %s; unmount it first", id, mp)
+		}
+		return p.deactivateThin(d.DeviceID, mp)
+	})
+}
+
+// withDevice runs fn under the root lock with device id's record
+// (including one pending deletion).
+func (p *Pool) withDevice(id string, fn func(d deviceRecord) error) error {
+	if err := p.lk.lock(); err != nil {
+		return err
+	}
+	defer p.lk.unlock()
+	d, err := p.anyDevice(id)
+	if err != nil {
+		return err
+	}
+	return fn(d)
+}
+
+// Device returns one device; ErrDeviceNotFound when unknown.
+func (p *Pool) Device(id string) (Device, error) {
+	if err := ValidateID(id); err != nil {
+		return Device{}, err
+	}
+	d, err := p.reg.loadDevice(id)
+	if err != nil {
+		return Device{}, err
+	}
+	_, ierr := p.dm.Info(thinName(p.cfg.Key, d.DeviceID))
+	return p.toDevice(d, ierr == nil), nil
+}
+
+// Devices lists every device (including ones pending deletion), sorted by id.
+func (p *Pool) Devices() ([]Device, error) {
+	recs, err := p.reg.listDevices()
+	if err != nil {
+		return nil, err
+	}
+	live, err := p.ourDevices()
+	if err != nil {
+		return nil, err
+	}
+	active := map[uint32]bool{}
+	for _, d := range live {
+		if devID, ok := p.thinDevIDOf(d); ok {
+			active[devID] = true
+		}
+	}
+	out := make([]Device, 0, len(recs))
+	for _, d := range recs {
+		out = append(out, p.toDevice(d, active[d.DeviceID]))
+	}
+	return out, nil
+}
+
+func (p *Pool) toDevice(d deviceRecord, active bool) Device {
+	out := Device{ID: d.ID, Parent: d.Parent, DeviceID: d.DeviceID, Size: d.Size, TransactionID: d.TransactionID,
+		Initialized: d.Initialized, Deleted: d.Deleted, Created: d.Created, Active: active}
+	if active {
+		out.DevicePath = dm.NodePath(thinName(p.cfg.Key, d.DeviceID))
+	}
+	mp := p.MountPath(d.ID)
+	if m, _ := fs.IsMounted(mp); m {
+		out.Mounted, out.MountPath = true, mp
+	}
+	return out
+}
+
+// dirExists reports whether path is a directory.
+func dirExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
+}

@@ -1,0 +1,41 @@
+// Package thinpool is thinctl's storage engine: a device-mapper thin pool
+// kept under a state directory, with a base device carrying a filesystem,
+// thin snapshots of it (and of each other) as devices, and a JSON registry
+// of those devices.
+//
+// # Layout
+//
+// Everything lives under the root given to Init and Open:
+//
+//	<root>/devicemapper/data             sparse data file (loop device), default 100 GiB
+//	<root>/devicemapper/metadata         sparse metadata file (loop device), default 2 GiB
+//	<root>/devicemapper/pool.json        pool configuration and the base device
+//	<root>/devicemapper/devices/<id>.json one record per device
+//	<root>/devicemapper/transaction.json the pool message in flight, if any
+//	<root>/devicemapper/lock             flock serialising writers of the root
+//	<root>/mnt/<id>                      where Mount mounts device <id>
+//
+// docs/registry.md describes the JSON files.
+//
+// # Naming
+//
+// The pool is the device-mapper device "thinctl-<maj>:<min>-<ino>-pool",
+// from the device and inode of the root directory, so two roots never
+// clash; a thin device is "thinctl-<maj>:<min>-<ino>-<thin id>" with the
+// uuid "THINCTL-<maj>:<min>-<ino>-<thin id>", whatever its registry id.
+//
+// # Consistency
+//
+// Every create_thin, create_snap and delete message runs in a transaction
+// keyed on the pool's transaction id (transaction.json is written before
+// the message and removed after set_transaction_id), so Open can roll an
+// interrupted one forward or back. Busy devices are removed lazily: the
+// kernel removes the mapping on last close (deferred remove) and the
+// registry record stays marked deleted until GC or the next Open deletes
+// the thin device. A full pool fails writes at once (error_if_no_space)
+// and Create refuses to add devices when free space falls under
+// Options.MinFreeSpace.
+//
+// The package also provides the "devicemapper" backend of the driver
+// package (Backend, Driver), registered on import.
+package thinpool

@@ -1,0 +1,110 @@
+package thinpool
+
+import (
+	"os"
+
+	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/loopback"
+)
+
+// Grow grows the data and/or metadata online: the loop file is extended,
+// the loop device picks up the new size, and the pool's table is reloaded
+// with the new length (suspend, resume). Mounted thin devices stay mounted.
+// Shrinking is refused (ErrInvalidSize). For raw block devices, grow the
+// device first; Grow then makes the pool use its new size.
+func (p *Pool) Grow(opts GrowOptions) error {
+	if err := p.lk.lock(); err != nil {
+		return err
+	}
+	defer p.lk.unlock()
+	if p.cfg.ExternalPool {
+		return errors.Errorf("thin pool %s is not managed by thinctl; grow it with the tool that made it", p.cfg.PoolName)
+	}
+	if opts.DataSize != 0 {
+		opts.DataSize = roundDown(opts.DataSize, p.cfg.BlockSize)
+		if opts.DataSize < p.cfg.DataSize {
+			return errors.Wrapf(ErrInvalidSize, "data size %s is smaller than the current %s; a thin pool cannot shrink",
+				formatBytes(opts.DataSize), formatBytes(p.cfg.DataSize))
+		}
+	}
+	if opts.MetadataSize != 0 {
+		opts.MetadataSize = roundUp(opts.MetadataSize, 4*KiB)
+		if err := validateMetadataSize(opts.MetadataSize); err != nil {
+			return err
+		}
+		if opts.MetadataSize < p.cfg.MetadataSize {
+			return errors.Wrapf(ErrInvalidSize, "metadata size %s is smaller than the current %s; metadata cannot shrink",
+				formatBytes(opts.MetadataSize), formatBytes(p.cfg.MetadataSize))
+		}
+	}
+	if p.cfg.DataFile != "" {
+		if err := growFile(p.dataFilePath(), opts.DataSize); err != nil {
+			return err
+		}
+		if err := growFile(p.metaFilePath(), opts.MetadataSize); err != nil {
+			return err
+		}
+	}
+	data, meta, err := p.dataAndMeta()
+	if err != nil {
+		return err
+	}
+	if opts.DataSize > data.Size {
+		return errors.Wrapf(ErrInvalidSize, "data device %s has only %s; grow it to %s first", data.Path, formatBytes(data.Size), formatBytes(opts.DataSize))
+	}
+	if opts.MetadataSize > meta.Size {
+		return errors.Wrapf(ErrInvalidSize, "metadata device %s has only %s; grow it to %s first", meta.Path, formatBytes(meta.Size), formatBytes(opts.MetadataSize))
+	}
+	if err := p.reloadPool(data, meta); err != nil {
+		return err
+	}
+	p.cfg.DataSize, p.cfg.MetadataSize = roundDown(data.Size, p.cfg.BlockSize), meta.Size
+	return p.reg.savePool(p.cfg)
+}
+
+// growFile extends a loop file to size (0: leave it) and tells its loop
+// device. Smaller sizes are refused.
+func growFile(path string, size uint64) error {
+	if size == 0 {
+		return nil
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return errors.Wrapf(err, "stat %s", path)
+	}
+	cur := uint64(st.Size())
+	if size < cur {
+		return errors.Wrapf(ErrInvalidSize, "%s is %s; it cannot shrink to %s", path, formatBytes(cur), formatBytes(size))
+	}
+	if size > cur {
+		if err := os.Truncate(path, int64(size)); err != nil {
+			return errors.Wrapf(err, "extend %s to %s", path, formatBytes(size))
+		}
+	}
+	info, err := loopback.FindByBackingFile(path)
+	if err != nil {
+		return errors.Wrapf(err, "loop device of %s", path)
+	}
+	return errors.Wrapf(loopback.SetCapacity(info.Path), "refresh the size of %s", info.Path)
+}
+
+// reloadPool loads a pool table for the current device sizes and swaps it
+// in with a suspend and resume. The kernel picks up a bigger metadata
+// device on resume too.
+func (p *Pool) reloadPool(data, meta blockDev) error {
+	name := p.cfg.PoolName
+	t := poolTable(meta.Dev, data.Dev, data.Size, p.cfg.BlockSize, p.cfg.NoDiscard)
+	if err := p.dm.LoadTable(name, []dm.Target{t}, dm.LoadOptions{}); err != nil {
+		return errors.Wrapf(err, "load the grown table %q into %s", t.Params, name)
+	}
+	if err := p.dm.Suspend(name, dm.SuspendOptions{}); err != nil {
+		_ = p.dm.ClearTable(name)
+		return errors.Wrapf(err, "suspend %s", name)
+	}
+	if err := p.dm.Resume(name); err != nil {
+		return errors.Wrapf(err, "resume %s with the grown table", name)
+	}
+	return nil
+}

@@ -1,0 +1,112 @@
+package thinpool
+
+import (
+	"os"
+
+	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/fs"
+)
+
+// Mount activates and mounts device id at root/mnt/<id> and returns the path.
+//
+// Mounts are reference counted within the process: a second Mount of a
+// mounted device only takes another reference. A device some other process
+// mounted is detected (the mount point is a mount) and joined the same way.
+// Nothing about mounts is stored on disk.
+func (p *Pool) Mount(id string, opts MountOptions) (string, error) {
+	if err := p.lk.lock(); err != nil {
+		return "", err
+	}
+	defer p.lk.unlock()
+	d, err := p.liveDevice(id)
+	if err != nil {
+		return "", err
+	}
+	mp := p.MountPath(id)
+	mounted, err := fs.IsMounted(mp)
+	if err != nil {
+		return "", errors.Wrapf(err, "is %s mounted", mp)
+	}
+	if mounted {
+		p.mounts[id]++
+		return mp, nil
+	}
+	delete(p.mounts, id) // unmounted behind our back
+	dev, err := p.activateDevice(d)
+	if err != nil {
+		return "", err
+	}
+	mo := fs.MountOptions{Options: append(append([]string{}, p.cfg.MountOptions...), opts.Options...), Label: opts.MountLabel}
+	if err := fs.Mount(dev, mp, p.cfg.Filesystem, mo); err != nil {
+		_ = p.deactivateThin(d.DeviceID, "")
+		os.Remove(mp)
+		return "", errors.Wrapf(err, "mount %q (%s) at %s", id, dev, mp)
+	}
+	if d.GrowPending && p.cfg.Filesystem == fs.XFS {
+		if err := fs.Grow(dev, mp, fs.XFS); err != nil {
+			p.unmountAll(id)
+			_ = p.deactivateThin(d.DeviceID, "")
+			return "", errors.Wrapf(err, "grow the filesystem of %q to %s", id, formatBytes(d.Size))
+		}
+		d.GrowPending = false
+		if err := p.reg.saveDevice(d); err != nil {
+			return "", err
+		}
+	}
+	p.mounts[id] = 1
+	return mp, nil
+}
+
+// Unmount releases one Mount reference; the last one unmounts (lazily),
+// removes the mount point and deactivates. A device still held open
+// elsewhere (a mount leaked into another mount namespace) stays active;
+// Remove defers its removal.
+func (p *Pool) Unmount(id string) error {
+	return p.withDevice(id, func(d deviceRecord) error {
+		if p.mounts[id] > 1 {
+			if m, _ := fs.IsMounted(p.MountPath(id)); m {
+				p.mounts[id]--
+				return nil
+			}
+		}
+		return p.releaseLocked(d)
+	})
+}
+
+// releaseLocked drops every reference on d, unmounts it and deactivates
+// it unless something else still holds it.
+func (p *Pool) releaseLocked(d deviceRecord) error {
+	if err := p.unmountAll(d.ID); err != nil {
+		return err
+	}
+	if err := p.deactivateThin(d.DeviceID, p.MountPath(d.ID)); err != nil && !errors.Is(err, ErrBusy) {
+		return err
+	}
+	return nil
+}
+
+// unmountAll drops every reference and lazily unmounts id's mount point,
+// removing the directory.
+func (p *Pool) unmountAll(id string) error {
+	delete(p.mounts, id)
+	mp := p.MountPath(id)
+	if err := fs.Unmount(mp, fs.UnmountOptions{Lazy: true, RemoveDir: true}); err != nil && !errors.Is(err, fs.ErrNotMounted) {
+		return errors.Wrapf(err, "unmount %s", mp)
+	}
+	return nil
+}
+
+// mountedIDs lists the devices this process holds Mount references on.
+func (p *Pool) mountedIDs() []string {
+	p.lk.mu.Lock()
+	defer p.lk.mu.Unlock()
+	ids := make([]string, 0, len(p.mounts))
+	for id := range p.mounts {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// releaseAll drops every reference on id, unmounts and deactivates it.
+func (p *Pool) releaseAll(id string) error { return p.withDevice(id, p.releaseLocked) }

@@ -1,0 +1,547 @@
+package thinpool
+
+import (
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/fs"
+)
+
+// Pool is an open thin pool rooted at a state directory. Its methods are
+// safe for concurrent use; writers of one root are serialised across
+// processes by a lock file.
+type Pool struct {
+	root string // absolute
+	dir  string // <root>/devicemapper
+	reg  registry
+	dm   *dm.Client
+	lk   *rootLock
+
+	// Guarded by lk.
+	cfg      poolRecord
+	idx      *index
+	mounts   map[string]int // Mount references taken by this process
+	progress func(step string, fraction float64)
+}
+
+// index is what Open learns from scanning the registry: the used device
+// ids and, per device, its number of snapshots. It is rebuilt whenever
+// the pool's transaction id shows that another process changed the pool.
+type index struct {
+	valid    bool
+	txid     uint64
+	used     *idBitmap
+	byDevID  map[uint32]string
+	children map[string]int
+}
+
+func (x *index) invalidate() { x.valid = false }
+
+func (x *index) add(d deviceRecord) {
+	x.used.set(d.DeviceID)
+	x.byDevID[d.DeviceID] = d.ID
+	if d.Parent != "" {
+		x.children[d.Parent]++
+	}
+}
+
+func (x *index) remove(d deviceRecord) {
+	x.used.clear(d.DeviceID)
+	delete(x.byDevID, d.DeviceID)
+	if d.Parent != "" {
+		if x.children[d.Parent]--; x.children[d.Parent] <= 0 {
+			delete(x.children, d.Parent)
+		}
+	}
+}
+
+func (p *Pool) report(step string, fraction float64) {
+	if p.progress != nil {
+		p.progress(step, fraction)
+	}
+}
+
+// stateDir returns <root>/devicemapper for an absolute root.
+func stateDir(root string) string { return filepath.Join(root, stateDirName) }
+
+// Exists reports whether root holds an initialized pool.
+func Exists(root string) bool {
+	_, err := os.Stat(filepath.Join(root, stateDirName, poolFileName))
+	return err == nil
+}
+
+// MountPath returns where Mount mounts device id.
+func (p *Pool) MountPath(id string) string { return filepath.Join(p.root, mountDirName, id) }
+
+// Root returns the pool's state directory.
+func (p *Pool) Root() string { return p.root }
+
+// Name returns the pool's device-mapper name.
+func (p *Pool) Name() string {
+	p.lk.mu.Lock()
+	defer p.lk.mu.Unlock()
+	return p.cfg.PoolName
+}
+
+func makeDirs(root string) error {
+	for _, d := range []string{root, stateDir(root), filepath.Join(stateDir(root), devicesDirName), filepath.Join(root, mountDirName)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return errors.Wrapf(err, "create directory %s", d)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return errors.Wrapf(err, "chmod %s", d)
+		}
+	}
+	return nil
+}
+
+// newPool builds the in-memory Pool of an absolute root and takes its lock.
+func newPool(root string, progress func(string, float64)) (*Pool, error) {
+	dir := stateDir(root)
+	lk, err := openRootLock(filepath.Join(dir, lockFileName))
+	if err != nil {
+		return nil, err
+	}
+	c, err := dm.Default()
+	if err != nil {
+		lk.close()
+		return nil, errors.Wrap(err, "device-mapper")
+	}
+	return &Pool{root: root, dir: dir, reg: registry{dir: dir}, dm: c, lk: lk,
+		idx: &index{}, mounts: map[string]int{}, progress: progress}, nil
+}
+
+// Init creates a new pool under root/devicemapper and its base device.
+func Init(root string, opts Options) (*Pool, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if root, err = filepath.Abs(root); err != nil {
+		return nil, errors.Wrap(err, "root")
+	}
+	if Exists(root) {
+		return nil, errors.Wrapf(ErrAlreadyInit, "%s", filepath.Join(stateDir(root), poolFileName))
+	}
+	if err := makeDirs(root); err != nil {
+		return nil, err
+	}
+	p, err := newPool(root, o.Progress)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.lk.lock(); err != nil {
+		p.lk.close()
+		return nil, err
+	}
+	defer p.lk.unlock()
+	if Exists(root) { // another process won the race
+		p.lk.close()
+		return nil, errors.Wrapf(ErrAlreadyInit, "%s", p.reg.poolPath())
+	}
+	if err := p.initLocked(o); err != nil {
+		p.initCleanup(o)
+		p.lk.f.Close()
+		p.lk.f = nil
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Pool) initLocked(o Options) error {
+	key, err := rootKey(p.root)
+	if err != nil {
+		return err
+	}
+	p.cfg = poolRecord{
+		Version: registryVersion, Key: key, PoolName: poolNameForKey(key),
+		BlockSize: o.BlockSize, NoDiscard: o.NoDiscard, MinFreeSpace: o.MinFreeSpace,
+		Filesystem: o.Filesystem, MkfsArgs: o.MkfsArgs, MountOptions: o.MountOptions,
+		BaseSize: o.BaseSize, Created: time.Now().UTC(),
+	}
+	_ = p.reg.clearTx() // a transaction left by an earlier, failed Init
+	switch {
+	case o.ThinPoolDevice != "":
+		if err := p.adoptExternalPool(o.ThinPoolDevice); err != nil {
+			return err
+		}
+	case o.DataDevice != "":
+		p.cfg.DataDevice, p.cfg.MetadataDevice = o.DataDevice, o.MetadataDevice
+		if err := p.removeLeftoverPool(); err != nil {
+			return err
+		}
+		if err := zeroHead(o.MetadataDevice); err != nil {
+			return err
+		}
+	default:
+		p.cfg.DataFile, p.cfg.MetadataFile = dataFileName, metaFileName
+		p.cfg.DataSize, p.cfg.MetadataSize = roundDown(o.DataSize, o.BlockSize), roundUp(o.MetadataSize, 4*KiB)
+		if err := p.removeLeftoverPool(); err != nil {
+			return err
+		}
+		p.report("creating sparse data and metadata files", 0.05)
+		if err := createSparse(p.dataFilePath(), p.cfg.DataSize); err != nil {
+			return err
+		}
+		if err := createSparse(p.metaFilePath(), p.cfg.MetadataSize); err != nil {
+			return err
+		}
+		if err := zeroHead(p.metaFilePath()); err != nil {
+			return err
+		}
+	}
+	p.report("creating the thin pool", 0.15)
+	if err := p.poolUp(); err != nil {
+		return err
+	}
+	if !p.cfg.ExternalPool {
+		data, meta, err := p.dataAndMeta()
+		if err != nil {
+			return err
+		}
+		p.cfg.DataSize, p.cfg.MetadataSize = data.Size, meta.Size
+	}
+	p.idx = &index{valid: true, used: newIDBitmap(), byDevID: map[uint32]string{}, children: map[string]int{}}
+	if err := p.createBase(); err != nil {
+		return err
+	}
+	p.cfg.NextDeviceID = p.idx.used.next
+	p.report("saving the registry", 0.98)
+	if err := p.reg.savePool(p.cfg); err != nil {
+		return err
+	}
+	p.report("done", 1)
+	return nil
+}
+
+// adoptExternalPool checks that an existing thin-pool device is usable:
+// active, and untouched (transaction id 0, no data used) on first use.
+func (p *Pool) adoptExternalPool(name string) error {
+	p.cfg.PoolName, p.cfg.ExternalPool = name, true
+	ts, err := p.dm.Table(name, dm.TableOptions{})
+	if err != nil {
+		return errors.Wrapf(err, "thin-pool device %s", name)
+	}
+	if len(ts) != 1 || ts[0].Type != "thin-pool" {
+		return errors.Errorf("device %s is not a thin pool", name)
+	}
+	f := strings.Fields(ts[0].Params)
+	if len(f) >= 3 {
+		var bs uint64
+		if _, err := fmtSscan(f[2], &bs); err == nil {
+			p.cfg.BlockSize = bs * 512
+		}
+	}
+	p.cfg.DataSize = ts[0].Length * 512
+	st, err := p.rawStatus()
+	if err != nil {
+		return err
+	}
+	if st.TransactionID != 0 || st.DataUsed != 0 {
+		return errors.Errorf("thin pool %s is not empty (transaction id %d, %d data blocks used); give thinctl a new pool", name, st.TransactionID, st.DataUsed)
+	}
+	p.cfg.MetadataSize = st.MetadataTotal * metadataBlockSize
+	return nil
+}
+
+// removeLeftoverPool takes down a pool device and loop devices left by an
+// Init that did not finish (pool.json was never written).
+func (p *Pool) removeLeftoverPool() error {
+	if _, err := p.dm.Info(p.cfg.PoolName); err == nil {
+		if devs, err := p.ourDevices(); err == nil {
+			for _, d := range devs {
+				_ = p.dm.Remove(d.Name, dm.RemoveOptions{})
+			}
+		}
+	}
+	if p.cfg.DataFile != "" {
+		if _, err := os.Stat(p.dataFilePath()); err != nil {
+			return nil
+		}
+	}
+	return p.poolDown()
+}
+
+func createSparse(path string, size uint64) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return errors.Wrapf(err, "create %s", path)
+	}
+	defer f.Close()
+	if err := f.Chmod(0o600); err != nil {
+		return errors.Wrapf(err, "chmod %s", path)
+	}
+	if err := f.Truncate(int64(size)); err != nil {
+		return errors.Wrapf(err, "size %s to %s", path, formatBytes(size))
+	}
+	return errors.Wrapf(f.Sync(), "fsync %s", path)
+}
+
+// zeroHead writes 4 KiB of zeros at the start of a file or device, so the
+// kernel formats fresh pool metadata instead of reading stale metadata.
+func zeroHead(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return errors.Wrapf(err, "open %s", path)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(make([]byte, 4096), 0); err != nil {
+		return errors.Wrapf(err, "zero the first 4 KiB of %s", path)
+	}
+	return errors.Wrapf(f.Sync(), "fsync %s", path)
+}
+
+// initCleanup undoes what a failed Init made.
+func (p *Pool) initCleanup(o Options) {
+	if devs, err := p.ourDevices(); err == nil {
+		for _, d := range devs {
+			_ = p.dm.Remove(d.Name, dm.RemoveOptions{Retries: -1})
+		}
+	}
+	if p.cfg.ExternalPool {
+		if p.cfg.BaseDeviceID != 0 {
+			_, _ = p.dm.Message(p.cfg.PoolName, 0, "delete "+itoa(p.cfg.BaseDeviceID))
+		}
+	} else if p.cfg.PoolName != "" {
+		_ = p.poolDown()
+	}
+	if p.cfg.DataFile != "" {
+		os.Remove(p.dataFilePath())
+		os.Remove(p.metaFilePath())
+	}
+	_ = p.reg.clearTx()
+}
+
+// Open opens an existing pool, bringing it up (loop devices, pool table)
+// when it is down and finishing interrupted transactions and deferred
+// deletions. ErrNotInitialized when root has no pool.
+func Open(root string, opts OpenOptions) (*Pool, error) {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, errors.Wrap(err, "root")
+	}
+	reg := registry{dir: stateDir(root)}
+	if _, err := reg.loadPool(); err != nil {
+		return nil, err
+	}
+	p, err := newPool(root, opts.Progress)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.lk.lock(); err != nil {
+		p.lk.close()
+		return nil, err
+	}
+	err = p.openLocked()
+	p.lk.unlock()
+	if err != nil {
+		p.lk.close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Pool) openLocked() error {
+	cfg, err := p.reg.loadPool()
+	if err != nil {
+		return err
+	}
+	p.cfg = cfg
+	p.report("bringing up the thin pool", 0.1)
+	if err := p.poolUp(); err != nil {
+		return err
+	}
+	p.report("reading the device registry", 0.4)
+	if err := p.ensureIndex(); err != nil {
+		return err
+	}
+	p.report("finishing deferred deletions", 0.8)
+	_, _ = p.gcLocked()
+	p.report("done", 1)
+	return nil
+}
+
+// ensureIndex finishes a transaction a crashed process left behind and
+// (re)builds the index when the pool changed since it was built. The
+// caller holds the lock.
+func (p *Pool) ensureIndex() error {
+	if err := p.recoverPendingTx(); err != nil {
+		return err
+	}
+	txid, err := p.poolTransactionID()
+	if err != nil {
+		return err
+	}
+	if p.idx.valid && p.idx.txid == txid {
+		return nil
+	}
+	recs, err := p.reg.listDevices()
+	if err != nil {
+		return err
+	}
+	x := &index{valid: true, txid: txid, used: newIDBitmap(), byDevID: map[uint32]string{}, children: map[string]int{}}
+	x.used.set(p.cfg.BaseDeviceID)
+	var highest uint32
+	for _, d := range recs {
+		x.add(d)
+		highest = max(highest, d.DeviceID)
+	}
+	highest = max(highest, p.cfg.BaseDeviceID)
+	hint := max(p.cfg.NextDeviceID, highest+1)
+	if p.idx.used != nil && p.idx.used.next > hint {
+		hint = p.idx.used.next
+	}
+	x.used.setHint(hint)
+	p.idx = x
+	return nil
+}
+
+// Close releases the process's handles; devices stay as they are.
+func (p *Pool) Close() error {
+	return p.lk.close()
+}
+
+// ourDevices lists the live thin devices of this root (not the pool).
+func (p *Pool) ourDevices() ([]dm.Device, error) {
+	all, err := p.dm.ListDevices()
+	if err != nil {
+		return nil, errors.Wrap(err, "list device-mapper devices")
+	}
+	var out []dm.Device
+	for _, d := range all {
+		if _, ok := p.thinDevIDOf(d); ok {
+			out = append(out, d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// thinDevIDOf returns the thin device id of a dm device of this root.
+func (p *Pool) thinDevIDOf(d dm.Device) (uint32, bool) {
+	if d.UUID != "" {
+		return parseThinUUID(p.cfg.Key, d.UUID)
+	}
+	return parseThinName(p.cfg.Key, d.Name)
+}
+
+// Down unmounts nothing: it deactivates every inactive-able device of the
+// root and then the pool (unless it is an external thin-pool), and detaches
+// the loop devices. Mounted devices make it fail with ErrBusy.
+func (p *Pool) Down() error {
+	if err := p.lk.lock(); err != nil {
+		return err
+	}
+	defer p.lk.unlock()
+	if err := p.deactivateAll(); err != nil {
+		return err
+	}
+	if p.idx.used != nil && p.idx.used.next != p.cfg.NextDeviceID {
+		p.cfg.NextDeviceID = p.idx.used.next
+		_ = p.reg.savePool(p.cfg)
+	}
+	p.idx.invalidate()
+	return p.poolDown()
+}
+
+// deactivateAll removes every thin device of the root; busy ones make it
+// fail with ErrBusy naming them.
+func (p *Pool) deactivateAll() error {
+	devs, err := p.ourDevices()
+	if err != nil {
+		return err
+	}
+	var busy []string
+	for _, d := range devs {
+		err := p.dm.Remove(d.Name, dm.RemoveOptions{})
+		if err == nil || errors.Is(err, dm.ErrNotFound) {
+			continue
+		}
+		if !errors.Is(err, dm.ErrBusy) {
+			return errors.Wrapf(err, "deactivate %s", d.Name)
+		}
+		label := d.Name
+		if devID, ok := p.thinDevIDOf(d); ok {
+			if id, ok := p.idx.byDevID[devID]; ok {
+				label = id
+				if m, _ := fs.IsMounted(p.MountPath(id)); m {
+					label += " (mounted at " + p.MountPath(id) + ")"
+				}
+			} else if devID == p.cfg.BaseDeviceID {
+				label = "the base device"
+			}
+		}
+		busy = append(busy, label)
+	}
+	if len(busy) > 0 {
+		return errors.Wrapf(ErrBusy, "devices still in use: %s; unmount them first", strings.Join(busy, ", "))
+	}
+	return nil
+}
+
+// Destroy removes every device, the pool and the root's state. Without
+// force it refuses when devices other than the base exist.
+func (p *Pool) Destroy(force bool) error {
+	if err := p.lk.lock(); err != nil {
+		return err
+	}
+	err := p.destroyLocked(force)
+	p.lk.unlock()
+	if err != nil {
+		return err
+	}
+	return p.Close()
+}
+
+func (p *Pool) destroyLocked(force bool) error {
+	recs, err := p.reg.listDevices()
+	if err != nil {
+		return err
+	}
+	if len(recs) > 0 && !force {
+		return errors.Wrapf(ErrHasChildren, "%d devices exist; remove them first or destroy with force", len(recs))
+	}
+	for _, d := range recs {
+		if err := p.unmountAll(d.ID); err != nil {
+			return err
+		}
+	}
+	if err := p.deactivateAll(); err != nil {
+		return err
+	}
+	ids := []uint32{p.cfg.BaseDeviceID}
+	for _, d := range recs {
+		ids = append(ids, d.DeviceID)
+	}
+	for _, devID := range ids {
+		if _, err := p.dm.Message(p.cfg.PoolName, 0, "delete "+itoa(devID)); err != nil && !errors.Is(err, dm.ErrNoData) {
+			return errors.Wrapf(err, "delete thin device id %d", devID)
+		}
+	}
+	if p.cfg.ExternalPool {
+		// Leave the pool as thinctl found it: empty, transaction id 0.
+		if cur, err := p.poolTransactionID(); err == nil && cur != 0 {
+			_, _ = p.dm.Message(p.cfg.PoolName, 0, "set_transaction_id "+utoa(cur)+" 0")
+		}
+	}
+	if err := p.poolDown(); err != nil {
+		return err
+	}
+	mnt := filepath.Join(p.root, mountDirName)
+	if entries, err := os.ReadDir(mnt); err == nil {
+		for _, e := range entries {
+			os.Remove(filepath.Join(mnt, e.Name())) // empty mount points only
+		}
+	}
+	os.Remove(mnt)
+	if err := os.RemoveAll(p.dir); err != nil {
+		return errors.Wrapf(err, "remove %s", p.dir)
+	}
+	return nil
+}

@@ -1,0 +1,303 @@
+package thinpool
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
+
+	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/loopback"
+)
+
+// Device-mapper names and uuids of a root. Every name carries the root's
+// key so that two roots on one host never clash, and every uuid starts
+// with uuidPrefix+key+"-" so that the devices of a root can be listed.
+const (
+	namePrefix = "thinctl-"
+	uuidPrefix = "THINCTL-"
+)
+
+// rootKey derives the key of a root from the device and inode of its
+// directory, like Docker's "253:0-655790".
+func rootKey(root string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(root, &st); err != nil {
+		return "", errors.Wrapf(err, "stat %s", root)
+	}
+	return fmt.Sprintf("%d:%d-%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino), nil
+}
+
+func poolNameForKey(key string) string { return namePrefix + key + "-pool" }
+func poolUUIDForKey(key string) string { return uuidPrefix + key + "-pool" }
+
+// thinName is the dm name of thin device devID; at most 8+22+1+8 bytes.
+func thinName(key string, devID uint32) string {
+	return namePrefix + key + "-" + strconv.FormatUint(uint64(devID), 10)
+}
+
+// thinUUID is the dm uuid of thin device devID.
+func thinUUID(key string, devID uint32) string {
+	return uuidPrefix + key + "-" + strconv.FormatUint(uint64(devID), 10)
+}
+
+// parseThinUUID returns the device id encoded in a uuid of this root's
+// thin devices, or false for anything else (including the pool).
+func parseThinUUID(key, uuid string) (uint32, bool) {
+	return parseDevIDSuffix(uuidPrefix+key+"-", uuid)
+}
+
+// parseThinName is parseThinUUID for names (kernels that list no uuids).
+func parseThinName(key, name string) (uint32, bool) {
+	return parseDevIDSuffix(namePrefix+key+"-", name)
+}
+
+func parseDevIDSuffix(prefix, s string) (uint32, bool) {
+	rest, ok := strings.CutPrefix(s, prefix)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(rest, 10, 32)
+	if err != nil || n == 0 || n > maxDeviceID {
+		return 0, false
+	}
+	return uint32(n), true
+}
+
+func devString(dev uint64) string {
+	return fmt.Sprintf("%d:%d", unix.Major(dev), unix.Minor(dev))
+}
+
+// poolTable is the thin-pool table for a data device of dataBytes bytes
+// (rounded down to whole blocks).
+func poolTable(metaDev, dataDev, dataBytes, blockSize uint64, noDiscard bool) dm.Target {
+	features := []string{"skip_block_zeroing", "error_if_no_space"}
+	if noDiscard {
+		features = append(features, "ignore_discard")
+	}
+	return dm.Target{
+		Start:  0,
+		Length: roundDown(dataBytes, blockSize) / 512,
+		Type:   "thin-pool",
+		Params: fmt.Sprintf("%s %s %d %d %d %s", devString(metaDev), devString(dataDev), blockSize/512,
+			lowWaterBlocks, len(features), strings.Join(features, " ")),
+	}
+}
+
+// thinTable is the table of a thin device of size bytes in pool poolDev.
+func thinTable(poolDev uint64, devID uint32, size uint64) dm.Target {
+	return dm.Target{Start: 0, Length: size / 512, Type: "thin",
+		Params: fmt.Sprintf("%s %d", devString(poolDev), devID)}
+}
+
+// blockDev is a data or metadata device of the pool.
+type blockDev struct {
+	Path string // /dev/loopN or the raw device
+	Dev  uint64
+	Size uint64
+	Loop bool // we bound it to a file
+}
+
+// blockDeviceSize returns the size of a block device in bytes.
+func blockDeviceSize(path string) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, errors.Wrapf(err, "open %s", path)
+	}
+	defer f.Close()
+	var n uint64
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&n))); e != 0 {
+		return 0, errors.Wrapf(e, "BLKGETSIZE64 %s", path)
+	}
+	return n, nil
+}
+
+// rawDevice describes a block device given by path.
+func rawDevice(path string) (blockDev, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return blockDev{}, errors.Wrapf(err, "stat %s", path)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return blockDev{}, errors.Errorf("%s is not a block device", path)
+	}
+	size, err := blockDeviceSize(path)
+	if err != nil {
+		return blockDev{}, err
+	}
+	return blockDev{Path: path, Dev: uint64(st.Rdev), Size: size}, nil
+}
+
+// loopFor returns the loop device bound to file, binding one when none is.
+func loopFor(file string) (blockDev, error) {
+	info, err := loopback.FindByBackingFile(file)
+	if err != nil && !errors.Is(err, loopback.ErrNotFound) {
+		return blockDev{}, errors.Wrapf(err, "look for a loop device of %s", file)
+	}
+	if err != nil || info.ReadOnly {
+		if info, err = loopback.Attach(file, loopback.Options{}); err != nil {
+			return blockDev{}, errors.Wrapf(err, "attach %s to a loop device", file)
+		}
+	}
+	size, err := blockDeviceSize(info.Path)
+	if err != nil {
+		return blockDev{}, err
+	}
+	return blockDev{Path: info.Path, Dev: info.Dev, Size: size, Loop: true}, nil
+}
+
+// detachLoopFor unbinds the loop device of file, if any.
+func detachLoopFor(file string) error {
+	info, err := loopback.FindByBackingFile(file)
+	if errors.Is(err, loopback.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return errors.Wrapf(err, "look for a loop device of %s", file)
+	}
+	if err := loopback.Detach(info.Path); err != nil && !errors.Is(err, loopback.ErrNotFound) {
+		return errors.Wrapf(err, "detach %s from %s", info.Path, file)
+	}
+	return nil
+}
+
+func (p *Pool) dataFilePath() string {
+	if p.cfg.DataFile == "" {
+		return ""
+	}
+	return filepath.Join(p.dir, p.cfg.DataFile)
+}
+
+func (p *Pool) metaFilePath() string {
+	if p.cfg.MetadataFile == "" {
+		return ""
+	}
+	return filepath.Join(p.dir, p.cfg.MetadataFile)
+}
+
+// dataAndMeta returns the pool's data and metadata block devices,
+// binding loop devices to the files when needed.
+func (p *Pool) dataAndMeta() (data, meta blockDev, err error) {
+	if p.cfg.DataFile != "" {
+		if data, err = loopFor(p.dataFilePath()); err != nil {
+			return
+		}
+		meta, err = loopFor(p.metaFilePath())
+		return
+	}
+	if data, err = rawDevice(p.cfg.DataDevice); err != nil {
+		return
+	}
+	meta, err = rawDevice(p.cfg.MetadataDevice)
+	return
+}
+
+// poolUp makes sure the pool device exists with a live table: binding the
+// loop devices and creating the pool after a reboot, resuming it when it
+// was left suspended, and doing nothing when it is already up.
+func (p *Pool) poolUp() error {
+	name := p.cfg.PoolName
+	info, err := p.dm.Info(name)
+	if err != nil && !errors.Is(err, dm.ErrNotFound) {
+		return errors.Wrapf(err, "thin pool %s", name)
+	}
+	if p.cfg.ExternalPool {
+		if err != nil || !info.LiveTable {
+			return errors.Errorf("thin-pool device %s is not active; thinctl does not manage it: bring it up first", name)
+		}
+		if info.Suspended {
+			return errors.Wrapf(p.dm.Resume(name), "resume thin pool %s", name)
+		}
+		return nil
+	}
+	if err == nil && info.LiveTable {
+		if info.Suspended {
+			return errors.Wrapf(p.dm.Resume(name), "resume thin pool %s", name)
+		}
+		return nil
+	}
+	data, meta, err2 := p.dataAndMeta()
+	if err2 != nil {
+		return err2
+	}
+	created := false
+	if err != nil { // not found
+		if _, err := p.dm.Create(name, dm.CreateOptions{UUID: poolUUIDForKey(p.cfg.Key)}); err != nil {
+			return errors.Wrapf(err, "create thin pool device %s", name)
+		}
+		created = true
+	}
+	t := poolTable(meta.Dev, data.Dev, data.Size, p.cfg.BlockSize, p.cfg.NoDiscard)
+	if err := p.dm.LoadTable(name, []dm.Target{t}, dm.LoadOptions{}); err != nil {
+		if created {
+			_ = p.dm.Remove(name, dm.RemoveOptions{})
+		}
+		return errors.Wrapf(err, "load thin-pool table %q into %s", t.Params, name)
+	}
+	if err := p.dm.Resume(name); err != nil {
+		if created {
+			_ = p.dm.Remove(name, dm.RemoveOptions{})
+		}
+		return errors.Wrapf(err, "resume thin pool %s", name)
+	}
+	return nil
+}
+
+// poolDev returns the device number of the pool.
+func (p *Pool) poolDev() (uint64, error) {
+	info, err := p.dm.Info(p.cfg.PoolName)
+	if err != nil {
+		return 0, errors.Wrapf(err, "thin pool %s", p.cfg.PoolName)
+	}
+	return info.Dev, nil
+}
+
+// rawStatus reads and parses the pool's status line.
+func (p *Pool) rawStatus() (poolStatus, error) {
+	ts, err := p.dm.Status(p.cfg.PoolName)
+	if err != nil {
+		return poolStatus{}, errors.Wrapf(err, "status of thin pool %s", p.cfg.PoolName)
+	}
+	if len(ts) != 1 || ts[0].Type != "thin-pool" {
+		return poolStatus{}, errors.Errorf("%s is not a thin-pool device (%d targets)", p.cfg.PoolName, len(ts))
+	}
+	return parsePoolStatus(ts[0].Params)
+}
+
+// poolTransactionID returns the pool's current transaction id.
+func (p *Pool) poolTransactionID() (uint64, error) {
+	st, err := p.rawStatus()
+	if err != nil {
+		return 0, err
+	}
+	if st.Failed {
+		return 0, errors.Wrapf(ErrPoolReadOnly, "thin pool %s has failed; run thin_check on its metadata", p.cfg.PoolName)
+	}
+	return st.TransactionID, nil
+}
+
+// poolDown removes the pool device (never an external one) and unbinds
+// the loop devices of its files.
+func (p *Pool) poolDown() error {
+	if p.cfg.ExternalPool {
+		return nil
+	}
+	if err := p.dm.Remove(p.cfg.PoolName, dm.RemoveOptions{}); err != nil && !errors.Is(err, dm.ErrNotFound) {
+		if errors.Is(err, dm.ErrBusy) {
+			return errors.Wrapf(ErrBusy, "thin pool %s is still in use: %v", p.cfg.PoolName, err)
+		}
+		return errors.Wrapf(err, "remove thin pool %s", p.cfg.PoolName)
+	}
+	if p.cfg.DataFile == "" {
+		return nil
+	}
+	if err := detachLoopFor(p.dataFilePath()); err != nil {
+		return err
+	}
+	return detachLoopFor(p.metaFilePath())
+}

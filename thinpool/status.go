@@ -1,0 +1,165 @@
+package thinpool
+
+import (
+	"os"
+
+	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
+
+	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/fs"
+)
+
+// Status is the pool's state.
+type Status struct {
+	PoolName          string
+	TransactionID     uint64
+	DataUsed          uint64
+	DataTotal         uint64
+	MetadataUsed      uint64
+	MetadataTotal     uint64
+	DataAvailable     uint64 // capped by the free space of the filesystem holding a loop file
+	MetadataAvailable uint64
+	ReadOnly          bool
+	OutOfDataSpace    bool
+	NeedsCheck        bool
+	Failed            bool
+	State             string // "rw", "ro", "out_of_data_space", "fail", "down"
+	Devices           int
+	BlockSize         uint64
+	Filesystem        fs.Type
+	DataFile          string
+	MetadataFile      string
+
+	// DataUsedPercent and MetadataUsedPercent are Used/Total in percent.
+	DataUsedPercent     float64
+	MetadataUsedPercent float64
+	// DataFreePercent and MetadataFreePercent are Available/Total in
+	// percent: what the minimum-free-space check compares.
+	DataFreePercent     float64
+	MetadataFreePercent float64
+	// BaseSize is the size of the base device new devices start from.
+	BaseSize uint64
+	// MinFreeSpace is the percentage under which Create refuses.
+	MinFreeSpace float64
+	// ExternalPool is set when thinctl uses a thin pool it does not own.
+	ExternalPool bool
+}
+
+// Status reports the pool's state.
+func (p *Pool) Status() (Status, error) {
+	if err := p.lk.lock(); err != nil {
+		return Status{}, err
+	}
+	defer p.lk.unlock()
+	return p.statusLocked()
+}
+
+func (p *Pool) statusLocked() (Status, error) {
+	s := Status{PoolName: p.cfg.PoolName, BlockSize: p.cfg.BlockSize, Filesystem: p.cfg.Filesystem,
+		DataFile: p.dataFilePath(), MetadataFile: p.metaFilePath(), BaseSize: p.cfg.BaseSize,
+		MinFreeSpace: p.cfg.MinFreeSpace, ExternalPool: p.cfg.ExternalPool}
+	if entries, err := os.ReadDir(p.reg.devicesDir()); err == nil {
+		for _, e := range entries {
+			if len(e.Name()) > 0 && e.Name()[0] != '.' {
+				s.Devices++
+			}
+		}
+	}
+	if _, err := p.dm.Info(p.cfg.PoolName); errors.Is(err, dm.ErrNotFound) {
+		s.State = "down"
+		return s, nil
+	}
+	st, err := p.rawStatus()
+	if err != nil {
+		return s, err
+	}
+	fillStatus(&s, st, p.cfg.BlockSize, fsFree(p.dataFilePath()), fsFree(p.metaFilePath()))
+	return s, nil
+}
+
+// fsFree returns the bytes free (for root) on the
+// filesystem holding path, or -1 when path is empty or unknown.
+func fsFree(path string) int64 {
+	if path == "" {
+		return -1
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(path, &sfs); err != nil {
+		return -1
+	}
+	return int64(sfs.Bfree) * sfs.Bsize
+}
+
+// fillStatus converts a parsed status line into bytes and percentages.
+// dataFree and metaFree (-1 for none) cap what is available: a sparse
+// loop file can only grow into the free space of its filesystem.
+func fillStatus(s *Status, st poolStatus, blockSize uint64, dataFree, metaFree int64) {
+	s.TransactionID = st.TransactionID
+	s.Failed = st.Failed
+	s.NeedsCheck = st.NeedsCheck
+	switch {
+	case st.Failed:
+		s.State = "fail"
+		s.ReadOnly = true
+		return
+	case st.Mode == "":
+		s.State = "rw"
+	default:
+		s.State = st.Mode
+	}
+	s.ReadOnly = st.Mode == "ro"
+	s.OutOfDataSpace = st.Mode == "out_of_data_space"
+	s.DataUsed, s.DataTotal = st.DataUsed*blockSize, st.DataTotal*blockSize
+	s.MetadataUsed, s.MetadataTotal = st.MetadataUsed*metadataBlockSize, st.MetadataTotal*metadataBlockSize
+	s.DataAvailable = capFree(s.DataTotal-s.DataUsed, dataFree)
+	s.MetadataAvailable = capFree(s.MetadataTotal-s.MetadataUsed, metaFree)
+	s.DataUsedPercent = percent(s.DataUsed, s.DataTotal)
+	s.MetadataUsedPercent = percent(s.MetadataUsed, s.MetadataTotal)
+	s.DataFreePercent = percent(s.DataAvailable, s.DataTotal)
+	s.MetadataFreePercent = percent(s.MetadataAvailable, s.MetadataTotal)
+}
+
+func capFree(n uint64, free int64) uint64 {
+	if free >= 0 && uint64(free) < n {
+		return uint64(free)
+	}
+	return n
+}
+
+func percent(a, b uint64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) * 100 / float64(b)
+}
+
+// checkSpace refuses new devices when the pool cannot take writes or when
+// free data or metadata space is under the configured minimum.
+func (p *Pool) checkSpace() error {
+	s, err := p.statusLocked()
+	if err != nil {
+		return err
+	}
+	return spaceError(s)
+}
+
+// spaceError is the pure part of checkSpace.
+func spaceError(s Status) error {
+	switch {
+	case s.State == "down":
+		return errors.Errorf("thin pool %s is not active; run `thinctl pool up`", s.PoolName)
+	case s.Failed || s.ReadOnly || s.NeedsCheck:
+		return errors.Wrapf(ErrPoolReadOnly, "thin pool %s is %s%s; repair its metadata with thin_check/thin_repair",
+			s.PoolName, s.State, map[bool]string{true: " and needs_check", false: ""}[s.NeedsCheck])
+	case s.OutOfDataSpace || s.DataFreePercent < s.MinFreeSpace:
+		return errors.Wrapf(ErrLowSpace, "thin pool %s has %s of data space left (%.1f%% of %s), under the %.0f%% minimum; "+
+			"grow it with `thinctl pool grow --data-size <bigger>` or remove devices",
+			s.PoolName, formatBytes(s.DataAvailable), s.DataFreePercent, formatBytes(s.DataTotal), s.MinFreeSpace)
+	case s.MetadataFreePercent < s.MinFreeSpace:
+		return errors.Wrapf(ErrLowSpace, "thin pool %s has %s of metadata space left (%.1f%% of %s), under the %.0f%% minimum; "+
+			"grow it with `thinctl pool grow --metadata-size <bigger>`",
+			s.PoolName, formatBytes(s.MetadataAvailable), s.MetadataFreePercent, formatBytes(s.MetadataTotal), s.MinFreeSpace)
+	}
+	return nil
+}
