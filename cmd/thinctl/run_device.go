@@ -10,14 +10,14 @@ func runCreate(c *call) error {
 		if err := s.create(c.id(), c.opts.parent, c.opts.size); err != nil {
 			return err
 		}
-		from := "the base device"
+		what := "a snapshot of the base device"
 		switch {
 		case c.opts.parent != "":
-			from = c.opts.parent
+			what = "a snapshot of " + c.opts.parent
 		case c.ch.name != devicemapper:
-			from = "nothing (an empty layer)"
+			what = "an empty layer"
 		}
-		fmt.Fprintf(c.app.stdout, "Created %s (snapshot of %s)\n", c.id(), from)
+		fmt.Fprintf(c.app.stdout, "Created %s, %s\n", c.id(), what)
 		return nil
 	})
 }

@@ -13,6 +13,7 @@ import (
 
 	// The file-level backends register themselves with driver.Register.
 	_ "github.com/thinctl/thinctl/overlayfallback/aufs"
+	_ "github.com/thinctl/thinctl/overlayfallback/overlay2"
 )
 
 const devicemapper = "devicemapper"
@@ -85,7 +86,7 @@ func chooseDriver(root, name string) (choice, error) {
 			hint: "name one with --driver (" + strings.Join(names, " or ") + ") and remove the other with 'pool destroy'",
 		}
 	}
-	dmErr := probeThinPool()
+	dmErr := probeThinPool(root)
 	if dmErr == nil {
 		return choice{name: devicemapper, home: filepath.Join(root, devicemapper),
 			reason: "devicemapper: the kernel has dm-thin-pool"}, nil
@@ -94,47 +95,14 @@ func chooseDriver(root, name string) (choice, error) {
 	if len(others) == 0 {
 		return choice{}, errors.Wrap(dmErr, "no usable storage driver")
 	}
-	why := strings.TrimSuffix(oneLine(dmErr.Error()), ": "+dm.ErrNotSupported.Error())
+	why := strings.TrimSuffix(oneLine(dmErr.Error()), ": "+driver.ErrNotSupported.Error())
 	return choice{name: others[0], home: filepath.Join(root, others[0]),
 		reason: others[0] + ": devicemapper unavailable (" + why + ")"}, nil
 }
 
-// probeThinPool returns nil when the kernel can run a thin pool: the
-// device-mapper control node opens and the thin-pool target is loaded or
-// loadable as a module.
-func probeThinPool() error {
-	c, err := dm.Default()
-	if err != nil {
-		return err
-	}
-	if vs, err := c.ListTargetVersions(); err == nil {
-		for _, v := range vs {
-			if v.Name == "thin-pool" {
-				return nil
-			}
-		}
-	}
-	if moduleAvailable("dm-thin-pool") {
-		return nil
-	}
-	return errors.Wrap(dm.ErrNotSupported, "the kernel has no dm-thin-pool target")
-}
-
-// moduleAvailable reports whether the running kernel has module name
-// built in or installed (so that loading a thin-pool table can load it).
-func moduleAvailable(name string) bool {
-	if isDir("/sys/module/" + strings.ReplaceAll(name, "-", "_")) {
-		return true
-	}
-	dir := "/lib/modules/" + kernelRelease()
-	for _, f := range []string{"modules.builtin", "modules.dep"} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err == nil && strings.Contains(string(b), "/"+name+".ko") {
-			return true
-		}
-	}
-	return false
-}
+// probeThinPool returns nil when the kernel can run a thin pool (the
+// devicemapper backend's own probe; it changes nothing).
+func probeThinPool(root string) error { return thinpool.Backend{}.Probe(root) }
 
 // openStore opens the backend a command runs on; the backend's state must
 // exist (see "pool init").
@@ -148,8 +116,11 @@ func (c *call) openStore() (store, error) {
 		return nil, &dmOnlyError{what: c.cmd.name, driver: ch.name}
 	}
 	if !ch.initialized {
-		if ch.name == devicemapper || c.g.driver == "auto" {
+		switch {
+		case ch.name == devicemapper:
 			return nil, errors.Wrapf(thinpool.ErrNotInitialized, "%s", c.g.root)
+		case c.g.driver == "auto":
+			return nil, errors.Wrapf(errNoHome, "no pool or driver home under %s", c.g.root)
 		}
 		return nil, errNotInitialized(ch.name, ch.home)
 	}

@@ -76,13 +76,14 @@ func (s *layerStore) mount(id string, opts []string) (string, error) {
 // unmount releases the mount whoever made it: the drivers count Get
 // references per process, and each thinctl command is its own process, so
 // a Get (which adopts the existing mount) precedes the Put that unmounts.
+// A layer that is not mounted has nothing to release.
 func (s *layerStore) unmount(id string) error {
 	d, err := s.device(id)
 	if err != nil {
 		return err
 	}
 	if !d.Mounted {
-		return errors.Errorf("%s is not mounted", id)
+		return nil // like devicemapper: nothing to release
 	}
 	if _, err := s.d.Get(id, ""); err != nil {
 		return err
