@@ -16,7 +16,10 @@ func (d *Driver) Create(id, parent string, opts *driver.CreateOpts) error {
 	if err := validateID(id); err != nil {
 		return errors.Wrap(err, "aufs: create")
 	}
-	if k := firstKey(opts.StorageOpt); opts != nil && k != "" {
+	if opts == nil {
+		opts = &driver.CreateOpts{}
+	}
+	if k := firstKey(opts.StorageOpt); k != "" {
 		return errors.Wrapf(driver.ErrNotSupported, "aufs: create %s: storage option %q: aufs has no per-layer options (no size quota); drop the option or use devicemapper or overlay2 on xfs", id, k)
 	}
 	d.mu.Lock()

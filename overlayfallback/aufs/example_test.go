@@ -1,0 +1,52 @@
+package aufs_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/thinctl/thinctl/driver"
+	"github.com/thinctl/thinctl/overlayfallback/aufs"
+)
+
+// Example creates a base layer and a container layer on it, writes through
+// the union mount and lists what the container changed. It needs root and
+// a kernel with aufs; elsewhere New says why not.
+func Example() {
+	d, err := aufs.New("/var/lib/thinctl/aufs", driver.Options{})
+	if errors.Is(err, driver.ErrNotSupported) || errors.Is(err, driver.ErrPrerequisitesMissing) {
+		fmt.Println("aufs unavailable:", err)
+		return
+	}
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer d.Cleanup()
+
+	if err := d.Create("base", "", nil); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := d.CreateReadWrite("web", "base", nil); err != nil {
+		fmt.Println(err)
+		return
+	}
+	root, err := d.Get("web", "")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = os.WriteFile(filepath.Join(root, "index.html"), []byte("hello\n"), 0o644)
+	_ = d.Put("web")
+
+	changes, err := d.Changes("web", "base")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, c := range changes {
+		fmt.Println(c) // "A /index.html"
+	}
+}
