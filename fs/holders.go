@@ -51,7 +51,8 @@ type Holder struct {
 //     our own namespace;
 //   - an open file descriptor to the block device or to a file on its
 //     filesystem (our own process is skipped);
-//   - a cwd or root directory on the filesystem or under mountpoint.
+//   - a cwd or root directory on the filesystem (under mountpoint when dev
+//     is 0, i.e. unknown).
 //
 // Processes that exit during the scan are skipped. mountpoint may be "".
 func Holders(dev uint64, mountpoint string) ([]Holder, error) {
@@ -116,6 +117,9 @@ func (h *holderScan) add(pid int, kind HolderKind, reason string, pids []int) {
 // namespaceMounts reports mounts of dev in the namespace shared by members
 // (sorted pids). In our own namespace the mount at mountpoint is expected.
 func (h *holderScan) namespaceMounts(members []int, own bool) {
+	if h.dev == 0 {
+		return
+	}
 	sources := make([]string, 0, len(members))
 	if own {
 		// Our own view: another member's could be relative to a chroot.
@@ -153,6 +157,9 @@ func (h *holderScan) namespaceMounts(members []int, own bool) {
 
 // openFiles reports pid's descriptors on the device or its filesystem.
 func (h *holderScan) openFiles(pid int) {
+	if h.dev == 0 {
+		return
+	}
 	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -200,11 +207,13 @@ func (h *holderScan) cwdRoot(pid int) {
 }
 
 // onFilesystem reports whether the directory link (a /proc magic link) is on
-// dev's filesystem or under mountpoint.
+// dev's filesystem. The device number decides (it also catches directories
+// in detached mounts and in other namespaces); the path under mountpoint is
+// only consulted when no device number was given.
 func (h *holderScan) onFilesystem(link string) bool {
-	var st unix.Stat_t
-	if unix.Stat(link, &st) == nil && uint64(st.Dev) == h.dev {
-		return true
+	if h.dev != 0 {
+		var st unix.Stat_t
+		return unix.Stat(link, &st) == nil && uint64(st.Dev) == h.dev
 	}
 	if h.mountpoint == "" {
 		return false

@@ -166,6 +166,27 @@ func TestHoldersReportsOtherMountsInOurNamespace(t *testing.T) {
 	}
 }
 
+func TestHoldersWithoutADeviceNumberMatchesCwdByPath(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	in, out := sleeper(), sleeper()
+	in.Dir = sub
+	out.Dir = os.TempDir()
+	startProcess(t, in)
+	startProcess(t, out)
+	waitHolder(t, 0, dir, in.Process.Pid, HolderCwd)
+	hs, err := Holders(0, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := findHolder(hs, out.Process.Pid, HolderCwd); ok {
+		t.Fatalf("a process outside %s was reported: %+v", dir, hs)
+	}
+}
+
 func TestHoldersOfAnUnusedDeviceIsEmpty(t *testing.T) {
 	l := attachLoop(t, sparseFile(t, "idle", 1<<20))
 	hs, err := Holders(l.Dev, "")
