@@ -12,7 +12,7 @@ import (
 
 // Remove deletes layer id. A layer other layers build on is refused with
 // driver.ErrHasChildren, a layer still held by Get with an error naming the
-// reference count. diff/<id> and mnt/<id> are first renamed to
+// reference count. mnt/<id> and diff/<id> are first renamed to
 // <id>-removing, then the layers file goes, then the renamed trees are
 // deleted: a crash at any point leaves either the whole layer or only
 // -removing leftovers, which New sweeps.
@@ -38,7 +38,9 @@ func (d *Driver) Remove(id string) error {
 			return errors.Wrapf(err, "aufs: remove %s", id)
 		}
 	}
-	for _, p := range []string{d.diffPath(id), d.mntPath(id)} {
+	// The mount point goes first: a crash right after it leaves a whole
+	// layer whose mount point Get recreates.
+	for _, p := range []string{d.mntPath(id), d.diffPath(id)} {
 		if err := renameAway(p); err != nil {
 			return errors.Wrapf(err, "aufs: remove %s", id)
 		}
