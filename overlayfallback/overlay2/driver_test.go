@@ -1,0 +1,307 @@
+package overlay2
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/driver"
+	"github.com/thinctl/thinctl/driver/drivertest"
+	"github.com/thinctl/thinctl/fs"
+)
+
+// notOnThisHost stands in for thinpool's devicemapper backend, which this
+// test binary does not link: it reports what a host without device-mapper
+// reports.
+type notOnThisHost struct{}
+
+func (notOnThisHost) Probe(string) error {
+	return errors.Wrap(driver.ErrNotSupported, "device-mapper thin-pool unavailable (no /dev/mapper/control)")
+}
+func (notOnThisHost) HasLayers(string) bool { return false }
+func (notOnThisHost) New(string, driver.Options) (driver.Driver, error) {
+	return nil, driver.ErrNotSupported
+}
+
+func init() { driver.Register("devicemapper", notOnThisHost{}) }
+
+func TestAutoPicksOverlay2WithAReasonOnAHostWithoutDeviceMapper(t *testing.T) {
+	newTestDriver(t) // skips when overlay2 cannot run here
+	root := t.TempDir()
+	d, ch, err := driver.Select(root, "auto", driver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Cleanup()
+	t.Logf("auto chose %s: %s", ch.Name, ch.Reason)
+	if ch.Name != Name || d.String() != Name || ch.Home != filepath.Join(root, Name) {
+		t.Fatalf("auto chose %s in %s, want overlay2 in %s/overlay2", ch.Name, ch.Home, root)
+	}
+	want := "overlay2: device-mapper thin-pool unavailable (no /dev/mapper/control); overlay2 usable"
+	if ch.Reason != want {
+		t.Errorf("reason %q, want %q", ch.Reason, want)
+	}
+	// Once overlay2 holds a layer, auto keeps it and says so.
+	if err := d.Create("l1", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, ch, err = driver.Select(root, "auto", driver.Options{})
+	if err != nil || !strings.Contains(ch.Reason, "already holds layers") {
+		t.Errorf("second Select: %v, %q", err, ch.Reason)
+	}
+	if _, _, err := driver.Select(root, "devicemapper", driver.Options{}); !errors.Is(err, driver.ErrNotSupported) {
+		t.Errorf("explicit devicemapper on this host = %v, want ErrNotSupported", err)
+	}
+}
+
+func TestHasLayers(t *testing.T) {
+	home := t.TempDir()
+	if (Backend{}).HasLayers(home) {
+		t.Error("an empty home has layers")
+	}
+	os.MkdirAll(filepath.Join(home, "l"), 0o700)
+	os.MkdirAll(filepath.Join(home, "notalayer"), 0o700)
+	if (Backend{}).HasLayers(home) {
+		t.Error("a home with only l/ and a stray directory has layers")
+	}
+	os.MkdirAll(filepath.Join(home, "abc", "diff"), 0o755)
+	if !(Backend{}).HasLayers(home) {
+		t.Error("a home with <id>/diff has no layers")
+	}
+	if (Backend{}).HasLayers(filepath.Join(home, "missing")) {
+		t.Error("a missing home has layers")
+	}
+}
+
+func TestLayoutOnDisk(t *testing.T) {
+	d := newTestDriver(t)
+	must(t, d.Create("base", "", nil))
+	must(t, d.CreateReadWrite("rw", "base", nil))
+	for _, p := range []string{"l", "base/diff", "base/link", "base/committed", "rw/diff", "rw/link", "rw/lower", "rw/work"} {
+		if _, err := os.Lstat(filepath.Join(d.home, p)); err != nil {
+			t.Errorf("%s missing: %v", p, err)
+		}
+	}
+	for _, p := range []string{"base/lower", "base/work", "rw/committed"} {
+		if _, err := os.Lstat(filepath.Join(d.home, p)); err == nil {
+			t.Errorf("%s should not exist", p)
+		}
+	}
+	link, err := d.readLink("base")
+	must(t, err)
+	target, err := os.Readlink(filepath.Join(d.home, "l", link))
+	if err != nil || target != "../base/diff" {
+		t.Errorf("l/%s -> %q (%v), want ../base/diff", link, target, err)
+	}
+	lower, err := os.ReadFile(filepath.Join(d.home, "rw/lower"))
+	if err != nil || string(lower) != "l/"+link {
+		t.Errorf("rw/lower = %q (%v), want l/%s", lower, err, link)
+	}
+	md, err := d.Metadata("rw")
+	must(t, err)
+	want := map[string]string{
+		"LowerDir":  filepath.Join(d.home, "base/diff"),
+		"UpperDir":  filepath.Join(d.home, "rw/diff"),
+		"WorkDir":   filepath.Join(d.home, "rw/work"),
+		"MergedDir": filepath.Join(d.home, "rw/merged"),
+	}
+	if fmt.Sprint(md) != fmt.Sprint(want) {
+		t.Errorf("Metadata(rw) = %v, want %v", md, want)
+	}
+	st := d.Status()
+	keys := []string{}
+	for _, kv := range st {
+		keys = append(keys, kv.Key+"="+kv.Value)
+	}
+	got := strings.Join(keys, " ")
+	if !strings.Contains(got, "Supports d_type=true") || !strings.Contains(got, "Layers=2") || !strings.HasPrefix(got, "Backing Filesystem=") {
+		t.Errorf("Status = %s", got)
+	}
+}
+
+func TestLostLinksAreRebuiltByNew(t *testing.T) {
+	d := newTestDriver(t)
+	must(t, d.Create("base", "", nil))
+	must(t, d.CreateReadWrite("rw", "base", nil))
+	p, err := d.Get("base", "")
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(p, "f"), []byte("kept"), 0o644))
+	must(t, d.Put("base"))
+	link, err := d.readLink("base")
+	must(t, err)
+	must(t, os.RemoveAll(filepath.Join(d.home, "l")))
+	if _, err := d.Get("rw", ""); err == nil {
+		d.Put("rw")
+		t.Fatal("mounting with the l/ links gone worked; the test proves nothing")
+	}
+	d2, err := New(d.home, driver.Options{})
+	must(t, err)
+	if target, err := os.Readlink(filepath.Join(d.home, "l", link)); err != nil || target != "../base/diff" {
+		t.Fatalf("l/%s after New: %q, %v", link, target, err)
+	}
+	p, err = d2.Get("rw", "")
+	must(t, err)
+	defer d2.Put("rw")
+	if b, err := os.ReadFile(filepath.Join(p, "f")); err != nil || string(b) != "kept" {
+		t.Errorf("rw sees f as %q (%v)", b, err)
+	}
+}
+
+func TestAMountFromAnotherDriverInstanceIsAdoptedNotDoubled(t *testing.T) {
+	d := newTestDriver(t)
+	must(t, d.Create("base", "", nil))
+	must(t, d.CreateReadWrite("rw", "base", nil))
+	p, err := d.Get("rw", "")
+	must(t, err)
+	other, err := New(d.home, driver.Options{})
+	must(t, err)
+	p2, err := other.Get("rw", "")
+	must(t, err)
+	if p != p2 {
+		t.Fatalf("paths %s and %s", p, p2)
+	}
+	if n := countMounts(t, p); n != 1 {
+		t.Errorf("%d mounts at %s, want 1", n, p)
+	}
+	must(t, other.Put("rw"))
+	if mounted, _ := fs.IsMounted(p); mounted {
+		t.Error("the adopting instance's last Put left the layer mounted")
+	}
+	must(t, d.Put("rw"))
+}
+
+func countMounts(t *testing.T, p string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	must(t, err)
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == p {
+			n++
+		}
+	}
+	return n
+}
+
+func TestADeepChainIsMountedThroughTheRelativePathHelper(t *testing.T) {
+	d := newTestDriver(t)
+	const layers = 129 // a lower chain of 128 layers
+	parent := ""
+	for i := 0; i < layers; i++ {
+		id := fmt.Sprintf("%03d%s", i, strings.Repeat("f", 61)) // 64 characters, like Docker ids
+		must(t, d.Create(id, parent, nil))
+		if i == 0 {
+			p, err := d.Get(id, "")
+			must(t, err)
+			must(t, os.WriteFile(filepath.Join(p, "bottom"), []byte("b"), 0o644))
+			must(t, d.Put(id))
+		}
+		parent = id
+	}
+	lower, err := d.readLower(parent)
+	must(t, err)
+	spec, err := buildMountData(d.home, parent, lower, d.extraOptions(""))
+	must(t, err)
+	if spec.dir == "" {
+		t.Fatalf("a %d-layer chain under %s fit with absolute paths; the helper is not exercised", layers, d.home)
+	}
+	p, err := d.Get(parent, "")
+	must(t, err)
+	defer d.Put(parent)
+	if b, err := os.ReadFile(filepath.Join(p, "bottom")); err != nil || string(b) != "b" {
+		t.Errorf("top of %d layers reads bottom as %q (%v)", layers, b, err)
+	}
+}
+
+func TestMountHelperReportsKernelErrors(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	dir := t.TempDir()
+	must(t, os.Mkdir(filepath.Join(dir, "m"), 0o755))
+	err := mountOverlay(mountSpec{dir: dir, target: "m", data: "lowerdir=l/NOSUCHLINK,upperdir=u,workdir=w"})
+	if err == nil || !strings.Contains(err.Error(), "mount helper") {
+		t.Fatalf("err = %v, want the helper's own message", err)
+	}
+}
+
+func TestSizeOptionOutsideXfsIsNotSupported(t *testing.T) {
+	d := newTestDriver(t)
+	if d.quota != nil {
+		t.Skip("this home supports project quotas")
+	}
+	err := d.Create("q", "", &driver.CreateOpts{StorageOpt: map[string]string{"size": "10G"}})
+	if !errors.Is(err, driver.ErrNotSupported) || !strings.Contains(err.Error(), "prjquota") {
+		t.Errorf("err = %v, want ErrNotSupported naming prjquota", err)
+	}
+	if d.Exists("q") {
+		t.Error("the refused layer exists")
+	}
+	err = d.Create("q", "", &driver.CreateOpts{StorageOpt: map[string]string{"sise": "10G"}})
+	if err == nil || !strings.Contains(err.Error(), `"sise"`) {
+		t.Errorf("unknown option: %v", err)
+	}
+}
+
+func TestIndexOffIsPassedWhenTheKernelHasTheParameter(t *testing.T) {
+	d := newTestDriver(t)
+	_, has := kernelParam("index")
+	got := strings.Join(d.extraOptions("system_u:object_r:container_file_t:s0"), ",")
+	if has != strings.Contains(got, "index=off") {
+		t.Errorf("index parameter present=%v but options %q", has, got)
+	}
+	if !strings.Contains(got, `context="system_u:object_r:container_file_t:s0"`) {
+		t.Errorf("mount label missing from %q", got)
+	}
+}
+
+// TestConformanceOnXfsWithProjectQuotas runs the suite on an xfs image
+// mounted with prjquota, so the size case runs rather than skips.
+func TestConformanceOnXfsWithProjectQuotas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("makes and mounts an xfs image")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	mkfs, err := exec.LookPath("mkfs.xfs")
+	if err != nil {
+		t.Skip("mkfs.xfs not installed")
+	}
+	img := filepath.Join(t.TempDir(), "xfs.img")
+	must(t, os.WriteFile(img, nil, 0o600))
+	must(t, os.Truncate(img, 512<<20))
+	if out, err := exec.Command(mkfs, "-q", "-n", "ftype=1", img).CombinedOutput(); err != nil {
+		t.Skipf("mkfs.xfs: %v: %s", err, out)
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-o", "loop,prjquota", img, mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot loop-mount xfs with prjquota here: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	n := 0
+	drivertest.Run(t, func(t *testing.T) driver.Driver {
+		n++
+		d, err := New(filepath.Join(mnt, fmt.Sprint(n)), driver.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.quota == nil {
+			t.Fatalf("no quota support on xfs with prjquota: %v", d.quotaErr)
+		}
+		t.Cleanup(func() { d.Cleanup() })
+		return d
+	})
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
