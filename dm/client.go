@@ -169,7 +169,7 @@ func (c *Client) KernelVersion() KernelVersion { return c.version }
 
 // Version asks the kernel for its device-mapper ioctl version.
 func (c *Client) Version() (KernelVersion, error) {
-	rep, err := c.run("version", unix.DM_VERSION, request{})
+	rep, err := c.run("version", unix.DM_VERSION, request{global: true})
 	if err != nil {
 		return KernelVersion{}, err
 	}
@@ -180,6 +180,7 @@ func (c *Client) Version() (KernelVersion, error) {
 // request is one ioctl's input.
 type request struct {
 	dev         ref
+	global      bool   // the command acts on no device (version, lists, arm poll)
 	newUUID     string // DM_DEV_CREATE: the uuid to give the new device
 	flags       uint32
 	eventNr     uint32
@@ -187,6 +188,7 @@ type request struct {
 	payload     []byte // the data area, placed at data_start
 	out         bool   // the command returns data: start big, grow on DM_BUFFER_FULL_FLAG
 	table       bool   // EINVAL means ErrInvalidTable
+	naming      bool   // EBUSY means the name or uuid is taken: ErrExists
 	fd          *int   // another control fd than the client's (WaitEvent's own)
 }
 
@@ -202,7 +204,7 @@ func (r *reply) data() ([]byte, error) { return r.hdr.data(r.buf) }
 // for commands that return data, doubles the buffer and retries while the
 // kernel reports DM_BUFFER_FULL_FLAG.
 func (c *Client) run(op string, cmd uint, req request) (*reply, error) {
-	if req.dev != (ref{}) {
+	if !req.global {
 		if err := req.dev.validate(); err != nil {
 			return nil, err
 		}
@@ -216,7 +218,7 @@ func (c *Client) run(op string, cmd uint, req request) (*reply, error) {
 		rep, full, err := c.once(cmd, req, size)
 		if err != nil {
 			c.logf("dm: %s %s: %v (%s)", op, req.dev, err, time.Since(start))
-			return nil, opError(op, req.dev, err, req.table)
+			return nil, opError(op, req.dev, err, req.table, req.naming)
 		}
 		if !full || !req.out {
 			c.logf("dm: %s %s: ok (%s)", op, req.dev, time.Since(start))

@@ -22,7 +22,7 @@ func (c *Client) Create(name string, opts CreateOptions) (Info, error) {
 	if err := ValidateUUID(opts.UUID); err != nil {
 		return Info{}, err
 	}
-	rep, err := c.run("create", unix.DM_DEV_CREATE, request{dev: byName(name), newUUID: opts.UUID})
+	rep, err := c.run("create", unix.DM_DEV_CREATE, request{dev: byName(name), newUUID: opts.UUID, naming: true})
 	if err != nil {
 		return Info{}, err
 	}
@@ -143,7 +143,7 @@ func (c *Client) Rename(name, newName string) error {
 		return err
 	}
 	udev := c.udevRunning()
-	rep, err := c.run("rename", unix.DM_DEV_RENAME, request{dev: byName(name), eventNr: cookie(udev), payload: encodeString(newName)})
+	rep, err := c.run("rename", unix.DM_DEV_RENAME, request{dev: byName(name), eventNr: cookie(udev), payload: encodeString(newName), naming: true})
 	if err != nil {
 		return err
 	}

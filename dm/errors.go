@@ -17,7 +17,7 @@ var (
 	ErrNoData          = errors.New("no data")                            // ENODATA (thin: delete of a missing id)
 	ErrPermission      = errors.New("permission denied")                  // EPERM/EACCES
 	ErrNotSupported    = errors.New("not supported by this kernel")       // ENOTTY/EOPNOTSUPP, missing control node or target
-	ErrInvalidTable    = errors.New("kernel rejected the table")          // EINVAL on TABLE_LOAD
+	ErrInvalidTable    = errors.New("kernel rejected the table")          // EINVAL (or ENODEV/ENOENT for a missing component) on TABLE_LOAD
 	ErrInvalidName     = errors.New("invalid device-mapper name or uuid") // rejected before any ioctl
 	ErrInvalidArgument = errors.New("invalid argument")                   // other EINVAL
 )
@@ -57,14 +57,26 @@ func (e *Error) Unwrap() []error {
 	return []error{e.kind, e.Errno}
 }
 
-// sentinelFor maps an errno to its sentinel; table selects ErrInvalidTable
-// for EINVAL.
-func sentinelFor(errno syscall.Errno, table bool) error {
+// sentinelFor maps an errno to its sentinel. With table (TABLE_LOAD), the
+// errors a target's constructor returns (EINVAL, and ENODEV or ENOENT when a
+// device in the table cannot be found) mean ErrInvalidTable; ENXIO still
+// means the mapped device itself is missing. With naming (create, rename),
+// EBUSY is the kernel's answer to a name or uuid in use: ErrExists.
+func sentinelFor(errno syscall.Errno, table, naming bool) error {
+	if table {
+		switch errno {
+		case unix.EINVAL, unix.ENODEV, unix.ENOENT:
+			return ErrInvalidTable
+		}
+	}
 	switch errno {
+	case unix.EBUSY:
+		if naming {
+			return ErrExists
+		}
+		return ErrBusy
 	case unix.ENXIO, unix.ENODEV, unix.ENOENT:
 		return ErrNotFound
-	case unix.EBUSY:
-		return ErrBusy
 	case unix.EEXIST:
 		return ErrExists
 	case unix.ENODATA:
@@ -74,21 +86,18 @@ func sentinelFor(errno syscall.Errno, table bool) error {
 	case unix.ENOTTY, unix.EOPNOTSUPP:
 		return ErrNotSupported
 	case unix.EINVAL:
-		if table {
-			return ErrInvalidTable
-		}
 		return ErrInvalidArgument
 	}
 	return nil
 }
 
 // opError builds the Error for a failed operation.
-func opError(op string, r ref, err error, table bool) error {
+func opError(op string, r ref, err error, table, naming bool) error {
 	errno, ok := err.(syscall.Errno)
 	if !ok {
 		return errors.Wrapf(err, "dm: %s %s", op, r)
 	}
-	return &Error{Op: op, Device: r.String(), Errno: errno, kind: sentinelFor(errno, table)}
+	return &Error{Op: op, Device: r.String(), Errno: errno, kind: sentinelFor(errno, table, naming)}
 }
 
 func devString(dev uint64) string {

@@ -99,8 +99,8 @@ func decodeHeader(b []byte) (header, error) {
 	h.Flags = ne.Uint32(b[offFlags:])
 	h.EventNr = ne.Uint32(b[offEventNr:])
 	h.Dev = ne.Uint64(b[offDev:])
-	h.Name = cString(b[offName : offName+nameLen])
-	h.UUID = cString(b[offUUID : offUUID+uuidLen])
+	h.Name = cString(b[offName : offName+nameLen-1])
+	h.UUID = cString(b[offUUID : offUUID+uuidLen-1])
 	return h, nil
 }
 
@@ -230,7 +230,7 @@ func decodeTargets(data []byte, count uint32) ([]Target, error) {
 		targets = append(targets, Target{
 			Start:  ne.Uint64(s[specOffStart:]),
 			Length: ne.Uint64(s[specOffLength:]),
-			Type:   cString(s[specOffType : specOffType+typeLen]),
+			Type:   cString(s[specOffType : specOffType+typeLen-1]),
 			Params: params,
 		})
 		if i+1 == count {

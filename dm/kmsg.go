@@ -86,18 +86,20 @@ func parseKmsgRecord(rec string) (string, bool) {
 	return unescapeKmsg(msg), true
 }
 
-// unescapeKmsg turns the \xNN escapes /dev/kmsg uses for unprintable bytes
-// back into bytes.
+// unescapeKmsg turns the \xNN escapes /dev/kmsg uses back into bytes, except
+// control characters, which stay escaped so that a reason stays one line.
 func unescapeKmsg(s string) string {
 	if !strings.Contains(s, `\x`) {
 		return s
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s)+0 && s[i+1] == 'x' && isHex(s[i+2]) && isHex(s[i+3]) {
-			b.WriteByte(unhex(s[i+2])<<4 | unhex(s[i+3]))
-			i += 3
-			continue
+		if s[i] == '\\' && i+3 < len(s) && s[i+1] == 'x' && isHex(s[i+2]) && isHex(s[i+3]) {
+			if c := unhex(s[i+2])<<4 | unhex(s[i+3]); c >= 0x20 && c != 0x7f {
+				b.WriteByte(c)
+				i += 3
+				continue
+			}
 		}
 		b.WriteByte(s[i])
 	}

@@ -13,7 +13,7 @@ func (c *Client) ListDevices() ([]Device, error) {
 	if extras {
 		flags = unix.DM_UUID_FLAG // older kernels ignore it; the record flags say what came back
 	}
-	rep, err := c.run("list devices", unix.DM_LIST_DEVICES, request{flags: flags, out: true})
+	rep, err := c.run("list devices", unix.DM_LIST_DEVICES, request{global: true, flags: flags, out: true})
 	if err != nil {
 		return nil, err
 	}
@@ -27,7 +27,7 @@ func (c *Client) ListDevices() ([]Device, error) {
 
 // ListTargetVersions lists the target types the kernel has loaded.
 func (c *Client) ListTargetVersions() ([]TargetVersion, error) {
-	rep, err := c.run("list versions", unix.DM_LIST_VERSIONS, request{out: true})
+	rep, err := c.run("list versions", unix.DM_LIST_VERSIONS, request{global: true, out: true})
 	if err != nil {
 		return nil, err
 	}

@@ -71,7 +71,7 @@ func (c *Client) waitArmPoll(ctx context.Context, name string, eventNr uint32) (
 	defer wg.Wait()
 	defer close(done)
 
-	arm := request{}
+	arm := request{global: true}
 	for {
 		// Arm first, then look: an event between the two still wakes poll.
 		if _, err := c.runOn(fd, "arm poll", unix.DM_DEV_ARM_POLL, arm); err != nil {
