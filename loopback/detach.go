@@ -1,24 +1,30 @@
 package loopback
 
 import (
+	"strings"
 	"time"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
 
-// How long Detach waits for a deferred detach to complete (a transient
-// opener such as udev's blkid probe), polling every detachPoll.
+// How long Detach waits for a deferred detach to complete when nothing but
+// a transient opener (udev's blkid probe, a backup tool) holds the device,
+// polling every detachPoll.
 var (
-	detachWait = 2 * time.Second
+	detachWait = 10 * time.Second
 	detachPoll = 20 * time.Millisecond
 )
 
 // Detach unbinds the loop device at devPath (LOOP_CLR_FD). An unbound device
-// gives ErrNotFound. While the device is open elsewhere (mounted, held by a
-// device-mapper table) the kernel only marks it autoclear and detaches it on
-// last close; Detach waits briefly for that and otherwise returns an error
-// wrapping ErrBusy, the device then being detached later by the kernel.
+// gives ErrNotFound.
+//
+// While the device is open elsewhere the kernel only marks it autoclear and
+// detaches it on last close. Detach then returns an error wrapping ErrBusy
+// at once when the device is mounted (in this mount namespace) or held by
+// another block device such as a device-mapper table; otherwise it waits up
+// to 10 seconds for the other opener to go. Either way the kernel finishes
+// the detach by itself when the last opener closes the device.
 func Detach(devPath string) error {
 	f, err := openDevice(devPath, "detach")
 	if err != nil {
@@ -50,8 +56,11 @@ func Detach(devPath string) error {
 		if err != nil {
 			return errors.Wrapf(err, "loopback: detach %s (backing %s): check the device was released", devPath, before.BackingFile)
 		}
+		if users := usersOf(before.Dev); len(users) > 0 {
+			return errors.Wrapf(ErrBusy, "loopback: detach %s (backing %s): %s; the kernel detaches the device when that ends", devPath, before.BackingFile, strings.Join(users, ", "))
+		}
 		if time.Now().After(deadline) {
-			return errors.Wrapf(ErrBusy, "loopback: detach %s (backing %s): device is still open elsewhere; the kernel detaches it on last close (unmount it or remove the table using it)", devPath, before.BackingFile)
+			return errors.Wrapf(ErrBusy, "loopback: detach %s (backing %s): device is still open elsewhere; the kernel detaches it on last close", devPath, before.BackingFile)
 		}
 		time.Sleep(detachPoll)
 	}

@@ -12,5 +12,5 @@ var (
 	ErrExhausted = errors.New("no free loop device")
 	// ErrNotSupported: no /dev/loop-control, no loop driver, or a feature
 	// (such as direct I/O on the backing filesystem) the kernel refuses.
-	ErrNotSupported = errors.New("loop devices not supported here")
+	ErrNotSupported = errors.New("not supported by this kernel or filesystem")
 )
