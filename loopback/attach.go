@@ -31,7 +31,8 @@ var boundWithConfigure, boundWithLegacy atomic.Int64
 
 // attachMu serializes this process's attaches so that its own goroutines do
 // not race each other for the device LOOP_CTL_GET_FREE hands out; other
-// processes are kept out, when they cooperate, by an flock on loop-control.
+// other processes using this package take turns through an flock on
+// loop-control.
 var attachMu sync.Mutex
 
 // Device is a loop device bound by AttachOpen and held open by this process.
@@ -136,6 +137,13 @@ func openBacking(abs string, opts Options) (*os.File, error) {
 		// logical blocks to the backing disk's, which direct I/O needs.
 		flag |= unix.O_DIRECT
 	}
+	// Refuse what cannot back a loop device before opening it: opening a
+	// FIFO read-only would block.
+	if fi, err := os.Stat(abs); err == nil {
+		if err := checkBackingMode(abs, fi.Mode()); err != nil {
+			return nil, err
+		}
+	}
 	f, err := os.OpenFile(abs, flag|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if opts.DirectIO && errnoOf(err) == unix.EINVAL {
@@ -148,16 +156,25 @@ func openBacking(abs string, opts Options) (*os.File, error) {
 		f.Close()
 		return nil, errors.Wrapf(err, "loopback: attach %s: stat backing file", abs)
 	}
-	if m := fi.Mode(); !m.IsRegular() && (m&os.ModeDevice == 0 || m&os.ModeCharDevice != 0) {
+	if err := checkBackingMode(abs, fi.Mode()); err != nil {
 		f.Close()
-		return nil, errors.Errorf("loopback: attach %s: not a regular file or block device (mode %s)", abs, fi.Mode())
+		return nil, err
 	}
 	return f, nil
 }
 
-// lockControl takes an exclusive flock on loop-control, the convention
-// systemd uses to keep cooperating processes from racing for free devices.
-// It gives up at the deadline: the retry loop is correct without the lock.
+// checkBackingMode accepts regular files and block devices.
+func checkBackingMode(abs string, m os.FileMode) error {
+	if !m.IsRegular() && (m&os.ModeDevice == 0 || m&os.ModeCharDevice != 0) {
+		return errors.Errorf("loopback: attach %s: not a regular file or block device (mode %s)", abs, m)
+	}
+	return nil
+}
+
+// lockControl takes an exclusive flock on loop-control so that processes
+// using this package (several thinctl commands, parallel test binaries) take
+// turns instead of racing for the same free device. It gives up at the
+// deadline: the retry loop is correct without the lock.
 func lockControl(fd int, deadline time.Time) bool {
 	for {
 		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)

@@ -330,6 +330,10 @@ func TestDetachOfADeviceOpenElsewhereIsBusyUntilLastClose(t *testing.T) {
 func TestAttachFailures(t *testing.T) {
 	requireLoop(t)
 	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name  string
 		path  string
@@ -338,9 +342,9 @@ func TestAttachFailures(t *testing.T) {
 		words string
 	}{
 		{"a missing file says it does not exist", filepath.Join(dir, "missing.img"), Options{}, fs.ErrNotExist, "missing.img"},
-		{"a directory is refused", dir, Options{}, nil, "is a directory"},
-		{"a directory is refused read-only too", dir, Options{ReadOnly: true}, nil, "not a regular file"},
+		{"a directory is refused", dir, Options{}, nil, "not a regular file"},
 		{"a character device is refused", "/dev/zero", Options{ReadOnly: true}, nil, "not a regular file"},
+		{"a FIFO is refused without blocking", fifo, Options{ReadOnly: true}, nil, "not a regular file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
