@@ -29,6 +29,9 @@ type Driver struct {
 
 	mu   sync.Mutex
 	refs map[string]int // Get references per mounted layer
+	// mntPrivate is set once mnt/ is a private mount; boundMnt while it
+	// is a bind mount of itself that this driver made (see makeMntPrivate).
+	mntPrivate, boundMnt bool
 
 	// hookAfterRename, when set by a test, runs in Remove between the
 	// renames and the deletion.
@@ -48,6 +51,8 @@ type sysOps struct {
 	unmount func(target string, flags int) error
 	// mounted reports whether target is an aufs mount point.
 	mounted func(target string) bool
+	// isMountPoint reports whether dir is the root of any mount.
+	isMountPoint func(dir string) bool
 }
 
 // hostOps performs real mounts.
@@ -59,7 +64,22 @@ func hostOps() sysOps {
 			var st unix.Statfs_t
 			return unix.Statfs(target, &st) == nil && int64(st.Type) == magicAufs
 		},
+		isMountPoint: isMountPoint,
 	}
+}
+
+// isMountPoint compares the mount ids of dir and its parent (statx,
+// Linux 5.8 and later); without mount ids it answers false, and the caller
+// at worst stacks one more bind mount.
+func isMountPoint(dir string) bool {
+	id := func(p string) (uint64, bool) {
+		var stx unix.Statx_t
+		err := unix.Statx(unix.AT_FDCWD, p, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx)
+		return stx.Mnt_id, err == nil && stx.Mask&unix.STATX_MNT_ID != 0
+	}
+	a, okA := id(dir)
+	b, okB := id(filepath.Dir(dir))
+	return okA && okB && a != b
 }
 
 // New opens (creating if needed) an aufs driver home. It fails with an

@@ -20,6 +20,7 @@ type mountCall struct {
 // fakeSys stands in for the kernel: it records mounts and remembers what is
 // mounted, so the driver's mount logic runs without aufs.
 type fakeSys struct {
+	// calls lists every call in order; mounts holds the mounted targets.
 	calls  []mountCall
 	mounts map[string]bool
 	failOn func(c mountCall) error
@@ -49,7 +50,8 @@ func (f *fakeSys) ops() sysOps {
 			delete(f.mounts, target)
 			return nil
 		},
-		mounted: func(target string) bool { return f.mounts[target] },
+		mounted:      func(target string) bool { return f.mounts[target] },
+		isMountPoint: func(dir string) bool { return f.mounts[dir] },
 	}
 }
 
@@ -144,4 +146,16 @@ func fastTempDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// layerCalls returns the calls on target, leaving out the private bind
+// mount of mnt/ that precedes a driver's first layer mount.
+func (f *fakeSys) layerCalls(target string) []mountCall {
+	var out []mountCall
+	for _, c := range f.calls {
+		if c.target == target {
+			out = append(out, c)
+		}
+	}
+	return out
 }

@@ -55,8 +55,9 @@ func (d *Driver) Put(id string) error {
 	return nil
 }
 
-// Cleanup unmounts every layer this driver mounted and any aufs mount left
-// under mnt/ by an earlier process. The driver stays usable.
+// Cleanup unmounts every layer this driver mounted, any aufs mount left
+// under mnt/ by an earlier process, and the private bind mount of mnt/
+// the driver made. The driver stays usable: the next Get mounts again.
 func (d *Driver) Cleanup() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -77,7 +78,33 @@ func (d *Driver) Cleanup() error {
 		}
 		delete(d.refs, e.Name())
 	}
+	if first == nil && d.boundMnt {
+		if err := d.unmount(filepath.Join(d.home, mntDir)); err != nil {
+			return errors.Wrap(err, "aufs: cleanup")
+		}
+		d.boundMnt, d.mntPrivate = false, false
+	}
 	return first
+}
+
+// makeMntPrivate makes mnt/ a private mount, bind-mounting it onto itself
+// first unless it already is a mount point. Layer mounts then do not
+// propagate into other mount namespaces (systemd makes / shared), where
+// copies nobody unmounts would keep the branches busy and make removal
+// fail.
+func (d *Driver) makeMntPrivate() error {
+	dir := filepath.Join(d.home, mntDir)
+	if !d.sys.isMountPoint(dir) {
+		if err := d.sys.mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+			return errors.Wrapf(err, "aufs: bind-mount %s onto itself", dir)
+		}
+		d.boundMnt = true
+	}
+	if err := d.sys.mount("", dir, "", unix.MS_PRIVATE, ""); err != nil {
+		return errors.Wrapf(err, "aufs: make %s a private mount", dir)
+	}
+	d.mntPrivate = true
+	return nil
 }
 
 // mountLayer mounts id's branches following planMount: one mount, then
@@ -97,6 +124,11 @@ func (d *Driver) mountLayer(id, mountLabel string) error {
 	plan, err := planMount(d.diffPath(id), ro, branchOpts(d.dirperm1, mountLabel), d.pageSize)
 	if err != nil {
 		return errors.Wrapf(err, "aufs: get %s", id)
+	}
+	if !d.mntPrivate {
+		if err := d.makeMntPrivate(); err != nil {
+			return err
+		}
 	}
 	target := d.mntPath(id)
 	if err := os.MkdirAll(target, 0o755); err != nil { // swept or lost: recreate

@@ -3,6 +3,7 @@ package aufs
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -43,9 +44,13 @@ func TestGetMountsTheLayerOverItsAncestors(t *testing.T) {
 	if p != d.mntPath(top) {
 		t.Fatalf("Get returned %q, want %q", p, d.mntPath(top))
 	}
-	want := []mountCall{{op: "mount", target: d.mntPath(top), data: "br:" +
-		d.diffPath(ids[2]) + "=rw:" + d.diffPath(ids[1]) + "=ro+wh:" + d.diffPath(ids[0]) + "=ro+wh" +
-		",dirperm1,xino=/dev/shm/aufs.xino"}}
+	mnt := filepath.Join(d.Home(), "mnt")
+	want := []mountCall{
+		{op: "mount", target: mnt, flags: unix.MS_BIND},
+		{op: "mount", target: mnt, flags: unix.MS_PRIVATE},
+		{op: "mount", target: d.mntPath(top), data: "br:" +
+			d.diffPath(ids[2]) + "=rw:" + d.diffPath(ids[1]) + "=ro+wh:" + d.diffPath(ids[0]) + "=ro+wh" +
+			",dirperm1,xino=/dev/shm/aufs.xino"}}
 	if !reflect.DeepEqual(f.calls, want) {
 		t.Fatalf("mount calls:\n got %+v\nwant %+v", f.calls, want)
 	}
@@ -58,11 +63,11 @@ func TestGetOfA128LayerChainAppendsBranchesByRemount(t *testing.T) {
 	if _, err := d.Get(top, ""); err != nil {
 		t.Fatal(err)
 	}
-	if len(f.calls) < 2 {
-		t.Fatalf("a 128-layer chain must need remounts; calls: %d", len(f.calls))
+	if n := len(f.layerCalls(d.mntPath(top))); n < 2 {
+		t.Fatalf("a 128-layer chain must need remounts; calls: %d", n)
 	}
 	var got []string
-	for i, c := range f.calls {
+	for i, c := range f.layerCalls(d.mntPath(top)) {
 		if c.op != "mount" || c.target != d.mntPath(top) {
 			t.Fatalf("call %d = %+v", i, c)
 		}
@@ -95,7 +100,7 @@ func TestGetAndPutCountReferences(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(f.calls); n != 1 {
+	if n := len(f.layerCalls(d.mntPath("a"))); n != 1 {
 		t.Fatalf("three Gets made %d mount calls, want 1", n)
 	}
 	for i := 0; i < 2; i++ {
@@ -123,7 +128,7 @@ func TestGetPassesTheMountLabel(t *testing.T) {
 	if _, err := d.Get("a", "system_u:object_r:container_file_t:s0"); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasSuffix(f.calls[0].data, `,context="system_u:object_r:container_file_t:s0"`) {
+	if !strings.HasSuffix(f.layerCalls(d.mntPath("a"))[0].data, `,context="system_u:object_r:container_file_t:s0"`) {
 		t.Fatalf("mount data %q lacks the context option", f.calls[0].data)
 	}
 }
@@ -166,5 +171,49 @@ func TestCleanupUnmountsEverything(t *testing.T) {
 	}
 	if _, err := d.Get("b", ""); err != nil {
 		t.Fatalf("the driver must stay usable after Cleanup: %v", err)
+	}
+}
+
+func TestLayerMountsLiveInAPrivateMount(t *testing.T) {
+	tests := []struct {
+		name        string
+		mntIsMount  bool // mnt/ is a mount point before the first Get
+		wantBind    bool
+		wantUnbound bool // Cleanup unmounts mnt/
+	}{
+		{"mnt is bind-mounted onto itself, made private, and released by Cleanup", false, true, true},
+		{"an existing mount at mnt is made private and left alone by Cleanup", true, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, f := newTestDriver(t)
+			mnt := filepath.Join(d.Home(), "mnt")
+			f.mounts[mnt] = tt.mntIsMount
+			mustCreate(t, d, "a", "")
+			mustCreate(t, d, "b", "")
+			for _, id := range []string{"a", "b"} {
+				if _, err := d.Get(id, ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			calls := f.layerCalls(mnt)
+			var flags []uintptr
+			for _, c := range calls {
+				flags = append(flags, c.flags)
+			}
+			want := []uintptr{unix.MS_PRIVATE}
+			if tt.wantBind {
+				want = []uintptr{unix.MS_BIND, unix.MS_PRIVATE}
+			}
+			if !reflect.DeepEqual(flags, want) {
+				t.Fatalf("calls on mnt/ before two layer mounts: %+v, want flags %#x", calls, want)
+			}
+			if err := d.Cleanup(); err != nil {
+				t.Fatal(err)
+			}
+			if f.mounts[mnt] == tt.wantUnbound {
+				t.Fatalf("after Cleanup mnt/ mounted = %v, want %v", f.mounts[mnt], !tt.wantUnbound)
+			}
+		})
 	}
 }
