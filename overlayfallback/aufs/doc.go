@@ -11,7 +11,9 @@
 // Get mounts "br:diff/<id>=rw:diff/<parent>=ro+wh:..." with dirperm1 (when
 // the module knows it) and xino=/dev/shm/aufs.xino. Mount data is limited
 // to one page, so the branches of a deep chain that do not fit are added
-// by remounts appending them in batches.
+// by remounts appending them in batches. Before its first layer mount the
+// driver makes mnt/ a private mount (a bind of itself), so layer mounts do
+// not leak into other mount namespaces; Cleanup releases it.
 //
 // Deletions are ".wh.<name>" whiteout files and replaced directories carry
 // ".wh..wh..opq", the spelling of the OCI layer format, so Diff, Changes,
