@@ -217,3 +217,37 @@ func TestLayerMountsLiveInAPrivateMount(t *testing.T) {
 		})
 	}
 }
+
+func TestProbeDirperm1(t *testing.T) {
+	tests := []struct {
+		name    string
+		mountOK bool
+		want    bool
+	}{
+		{"a module that mounts with dirperm1 supports it", true, true},
+		{"a module that refuses dirperm1 does not", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, f := newTestDriver(t)
+			f.failOn = func(mountCall) error {
+				if tt.mountOK {
+					return nil
+				}
+				return unix.EINVAL
+			}
+			if got := d.probeDirperm1(); got != tt.want {
+				t.Fatalf("probeDirperm1 = %v, want %v", got, tt.want)
+			}
+			if len(f.calls) == 0 || !strings.HasSuffix(f.calls[0].data, ",dirperm1") || !strings.HasPrefix(f.calls[0].data, "br:"+d.Home()) {
+				t.Fatalf("probe mount calls: %+v", f.calls)
+			}
+			if len(f.mounts) != 0 {
+				t.Fatalf("the probe left mounts: %v", f.mounts)
+			}
+			if got := listTree(t, d.Home()); !reflect.DeepEqual(got, []string{"diff/", "layers/", "mnt/"}) {
+				t.Fatalf("the probe left files in the home: %q", got)
+			}
+		})
+	}
+}
