@@ -2,6 +2,7 @@ package aufs
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -250,4 +251,53 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestReadsADockerAufsHome opens the home Docker's aufs driver left for an
+// ubuntu:16.04 container (ids and layers files as shown by
+// `tree /var/lib/docker/aufs` and `cat layers/<id>`) and checks the stack
+// it would mount: a5 -> a5-init -> af -> 80 -> 14 -> 72.
+func TestReadsADockerAufsHome(t *testing.T) {
+	const (
+		c         = "a5cad43027e71dcd8efaa9287a4c502a59631c108d22b5e861d9ca1878525227"
+		initLayer = c + "-init"
+		l4        = "aff7006186a6867de9cc7a75f1d31c90eb52753b9d96d6c85a3f66e78ccd465b"
+		l3        = "8065b4da5339d297dfb53f4bd7edfeba97b5c0089eda635c412943c4d7e55e81"
+		l2        = "1492027998d17f2f422a0d46ed6e41a9ef59911bb13357765aeb0dc9f150ea76"
+		l1        = "72c62493358ebb6ae7d47717a491b7f3ff402fb338a34d9df8529c166223737a"
+	)
+	stack := []string{c, initLayer, l4, l3, l2, l1}
+	d, f := newTestDriver(t)
+	for i, id := range stack {
+		mkdirAll(t, d.diffPath(id))
+		mkdirAll(t, d.mntPath(id))
+		if err := os.WriteFile(d.layersPath(id), formatLayers(stack[i+1:]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The container deleted /bin/zegrep, which lives in the bottom layer.
+	writeTree(t, d.diffPath(l1), map[string]string{"bin/zegrep": "#!/bin/sh\n"})
+	writeTree(t, d.diffPath(c), map[string]string{"bin/.wh.zegrep": ""})
+
+	list, err := d.List()
+	if err != nil || len(list) != len(stack) {
+		t.Fatalf("List = %+v, %v", list, err)
+	}
+	if md, err := d.Metadata(c); err != nil || md["parent"] != initLayer {
+		t.Fatalf("parent of the container layer = %q (%v), want its -init layer", md["parent"], err)
+	}
+	if _, err := d.Get(c, ""); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range planBranches(mountPlan{First: f.layerCalls(d.mntPath(c))[0].data}) {
+		got = append(got, filepath.Base(strings.TrimSuffix(strings.TrimSuffix(b, "=rw"), "=ro+wh")))
+	}
+	if !reflect.DeepEqual(got, stack) {
+		t.Fatalf("mounted stack, top first:\n got %q\nwant %q", got, stack)
+	}
+	changes, err := d.Changes(c, initLayer)
+	if err != nil || fmt.Sprint(changes) != "[M /bin D /bin/zegrep]" {
+		t.Fatalf("Changes of the container = %v, %v", changes, err)
+	}
 }
