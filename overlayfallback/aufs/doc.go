@@ -20,7 +20,7 @@
 // DiffSize and ApplyDiff work on the diff directories without mounting and
 // leave out aufs's own .wh..wh.aufs, .wh..wh.plnk and .wh..wh.orph.
 //
-// Remove renames diff/<id> and mnt/<id> to <id>-removing before deleting
+// Remove renames mnt/<id> and diff/<id> to <id>-removing before deleting
 // them; New deletes such leftovers of an interrupted removal.
 //
 // New fails with an error wrapping driver.ErrNotSupported when
