@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // findHolder returns the holder with pid and kind, if any.
@@ -123,6 +125,17 @@ func TestHoldersReportsAMountInAnotherNamespaceOnce(t *testing.T) {
 	}
 	if len(hs) != 1 {
 		t.Fatalf("Holders = %+v, want only the namespace", hs)
+	}
+	// Removing the mount point after a lazy unmount detaches the copy in
+	// the other namespace too, while its processes live on.
+	if err := Unmount(mnt, UnmountOptions{Lazy: true, RemoveDir: true}); err != nil {
+		t.Fatal(err)
+	}
+	if hs, err := Holders(l.Dev, ""); err != nil || len(hs) != 0 {
+		t.Fatalf("Holders after lazy unmount and rmdir = %+v, %v; want none", hs, err)
+	}
+	if err := unix.Kill(cmd.Process.Pid, 0); err != nil {
+		t.Fatalf("the namespace's process is gone: %v", err)
 	}
 }
 

@@ -126,15 +126,28 @@ type UnmountOptions struct {
 	RemoveDir bool // rmdir the mount point afterwards
 }
 
-// Unmount unmounts target. Not mounted is ErrNotMounted unless RemoveDir is
-// set, in which case it is fine and the directory is still removed. A busy
-// mount (EBUSY) names the usual causes; Lazy detaches it instead.
+// Unmount unmounts target (symlinks resolved first). Not mounted is
+// ErrNotMounted unless RemoveDir is set, in which case it is fine and the
+// directory is still removed. A busy mount (EBUSY) names the usual causes;
+// Lazy detaches it instead. After a lazy unmount, removing the directory also
+// detaches the copies of the mount that other mount namespaces hold.
 func Unmount(target string, opts UnmountOptions) error {
+	p, err := canonical(target)
+	if err != nil {
+		if !os.IsNotExist(errors.Cause(err)) {
+			return errors.Wrap(err, "unmount")
+		}
+		if !opts.RemoveDir {
+			return errors.Wrapf(ErrNotMounted, "unmount %s: no such directory", target)
+		}
+		return nil
+	}
+	target = p
 	flags := unix.UMOUNT_NOFOLLOW
 	if opts.Lazy {
 		flags |= unix.MNT_DETACH
 	}
-	err := unix.Unmount(target, flags)
+	err = unix.Unmount(target, flags)
 	switch {
 	case err == nil:
 	case err == unix.EINVAL || err == unix.ENOENT:

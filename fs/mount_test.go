@@ -107,8 +107,8 @@ func TestMountWriteReadUnmount(t *testing.T) {
 			if ok, err := IsMounted(parent); err != nil || ok {
 				t.Errorf("IsMounted(parent %s) = %v, %v; want false", parent, ok, err)
 			}
-			if err := Unmount(mnt, UnmountOptions{Lazy: true, RemoveDir: true}); err != nil {
-				t.Fatalf("Unmount: %v", err)
+			if err := Unmount(link, UnmountOptions{Lazy: true, RemoveDir: true}); err != nil {
+				t.Fatalf("Unmount through a symlink: %v", err)
 			}
 			if _, err := os.Stat(mnt); !os.IsNotExist(err) {
 				t.Errorf("mount point still there after Unmount with RemoveDir: %v", err)
