@@ -111,12 +111,17 @@ func usageLine(used, total uint64) string {
 	return fmt.Sprintf("%5.1f  %s  %s of %s", p, bar(p, 10), humanSize(used), humanSize(total))
 }
 
+// driverText renders a driver and why it was chosen: "overlay2 (…)".
+func driverText(name, reason string) string {
+	if reason == "" {
+		return name
+	}
+	return name + " (" + reason + ")"
+}
+
 // writePoolStatus prints "pool status".
 func writePoolStatus(w io.Writer, st poolStatus) error {
-	fields := []driver.KV{
-		{Key: "Driver", Value: st.Driver},
-		{Key: "Why", Value: st.DriverReason},
-	}
+	fields := []driver.KV{{Key: "Driver", Value: driverText(st.Driver, st.DriverReason)}}
 	if st.PoolName != "" {
 		fields = append(fields, driver.KV{Key: "Pool", Value: st.PoolName})
 	}

@@ -4,15 +4,22 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
+
+// progressDelay is how long work runs before a bar appears: quick
+// commands (opening an up pool) stay quiet.
+const progressDelay = 400 * time.Millisecond
 
 // progressBar draws thinpool's progress reports on one terminal line,
 // redrawing it in place, and erases it when the work is done.
 type progressBar struct {
 	mu    sync.Mutex
 	w     io.Writer
+	start time.Time
 	shown bool
 	last  string
+	now   func() time.Time
 }
 
 // update redraws the line for step at fraction (0..1).
@@ -26,7 +33,11 @@ func (p *progressBar) update(step string, fraction float64) {
 	line := fmt.Sprintf("%s %s %3.0f%%", bar(fraction*100, 20), step, fraction*100)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if line == p.last {
+	now := p.now()
+	if p.start.IsZero() {
+		p.start = now
+	}
+	if line == p.last || now.Sub(p.start) < progressDelay {
 		return
 	}
 	p.last = line
@@ -41,8 +52,9 @@ func (p *progressBar) done() {
 	if p.shown {
 		fmt.Fprint(p.w, "\r\x1b[K")
 		p.shown = false
-		p.last = ""
 	}
+	p.last = ""
+	p.start = time.Time{}
 }
 
 // progress returns the Progress callback for thinpool: a bar on stderr
@@ -55,8 +67,19 @@ func (c *call) progress() func(string, float64) {
 	if !c.app.isTerminal(c.app.stderr) {
 		return nil
 	}
-	c.bar = &progressBar{w: c.app.stderr}
+	c.bar = &progressBar{w: c.app.stderr, now: time.Now}
 	return c.bar.update
+}
+
+// stdout is where commands print results: the progress line is erased
+// before anything is written, so results never share a line with it.
+func (c *call) stdout() io.Writer { return eraseFirst{c} }
+
+type eraseFirst struct{ c *call }
+
+func (e eraseFirst) Write(b []byte) (int, error) {
+	e.c.endProgress()
+	return e.c.app.stdout.Write(b)
 }
 
 // endProgress erases the progress line.

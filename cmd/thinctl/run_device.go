@@ -17,7 +17,7 @@ func runCreate(c *call) error {
 		case c.ch.name != devicemapper:
 			what = "an empty layer"
 		}
-		fmt.Fprintf(c.app.stdout, "Created %s, %s\n", c.id(), what)
+		fmt.Fprintf(c.stdout(), "Created %s, %s\n", c.id(), what)
 		return nil
 	})
 }
@@ -28,7 +28,7 @@ func runMount(c *call) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(c.app.stdout, path)
+		fmt.Fprintln(c.stdout(), path)
 		return nil
 	})
 }
@@ -38,7 +38,7 @@ func runUnmount(c *call) error {
 		if err := s.unmount(c.id()); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.app.stdout, "Unmounted %s\n", c.id())
+		fmt.Fprintf(c.stdout(), "Unmounted %s\n", c.id())
 		return nil
 	})
 }
@@ -49,7 +49,7 @@ func runActivate(c *call) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(c.app.stdout, path)
+		fmt.Fprintln(c.stdout(), path)
 		return nil
 	})
 }
@@ -59,7 +59,7 @@ func runDeactivate(c *call) error {
 		if err := s.(thinStore).deactivate(c.id()); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.app.stdout, "Deactivated %s\n", c.id())
+		fmt.Fprintf(c.stdout(), "Deactivated %s\n", c.id())
 		return nil
 	})
 }
@@ -73,13 +73,13 @@ func runRemove(c *call) error {
 		c.endProgress()
 		if deferred {
 			fmt.Fprintf(c.app.stderr, "thinctl: %s: %s\n%s\n", c.what(), oneLine(err.Error()), deferredHint)
-			fmt.Fprintf(c.app.stdout, "Deferred removal of %s\n", c.id())
+			fmt.Fprintf(c.stdout(), "Deferred removal of %s\n", c.id())
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.app.stdout, "Removed %s\n", c.id())
+		fmt.Fprintf(c.stdout(), "Removed %s\n", c.id())
 		return nil
 	})
 }
@@ -94,9 +94,9 @@ func runList(c *call) error {
 			if ds == nil {
 				ds = []deviceInfo{}
 			}
-			return writeJSON(c.app.stdout, ds)
+			return writeJSON(c.stdout(), ds)
 		}
-		return writeDeviceList(c.app.stdout, ds)
+		return writeDeviceList(c.stdout(), ds)
 	})
 }
 
@@ -107,9 +107,9 @@ func runInfo(c *call) error {
 			return err
 		}
 		if c.json() {
-			return writeJSON(c.app.stdout, d)
+			return writeJSON(c.stdout(), d)
 		}
-		return writeDeviceInfo(c.app.stdout, d)
+		return writeDeviceInfo(c.stdout(), d)
 	})
 }
 
@@ -124,9 +124,9 @@ func runCheck(c *call) error {
 			r.Problems = []problem{}
 		}
 		if c.json() {
-			err = writeJSON(c.app.stdout, r)
+			err = writeJSON(c.stdout(), r)
 		} else {
-			err = writeCheck(c.app.stdout, r, c.opts.repair)
+			err = writeCheck(c.stdout(), r, c.opts.repair)
 		}
 		if err != nil || r.Consistent {
 			return err
@@ -148,9 +148,9 @@ func runGC(c *call) error {
 	return c.withStore(func(s store) error {
 		ids, err := s.gc()
 		if len(ids) > 0 {
-			fmt.Fprintf(c.app.stdout, "Removed %s\n", strings.Join(ids, ", "))
+			fmt.Fprintf(c.stdout(), "Removed %s\n", strings.Join(ids, ", "))
 		} else if err == nil {
-			fmt.Fprintln(c.app.stdout, "Nothing to collect")
+			fmt.Fprintln(c.stdout(), "Nothing to collect")
 		}
 		return err
 	})

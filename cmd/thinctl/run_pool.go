@@ -83,7 +83,6 @@ func runPoolInit(c *call) error {
 	if err != nil {
 		return err
 	}
-	c.endProgress()
 	base, fsType := opts.BaseSize, opts.Filesystem
 	if base == 0 {
 		base = thinpool.DefaultBaseSize
@@ -91,8 +90,9 @@ func runPoolInit(c *call) error {
 	if fsType == "" {
 		fsType = fs.Ext4
 	}
-	fmt.Fprintf(c.app.stdout, "Initialized pool %s in %s: data %s, metadata %s, base device %s (%s)\n",
+	fmt.Fprintf(c.stdout(), "Initialized pool %s in %s: data %s, metadata %s, base device %s (%s)\n",
 		st.PoolName, ch.home, humanSize(st.DataTotal), humanSize(st.MetadataTotal), humanSize(base), fsType)
+	fmt.Fprintf(c.stdout(), "Driver: %s\n", driverText(ch.name, ch.reason))
 	return nil
 }
 
@@ -111,7 +111,8 @@ func (c *call) initLayerHome() error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.app.stdout, "Initialized %s driver home %s\n", d.String(), c.ch.home)
+	fmt.Fprintf(c.stdout(), "Initialized %s driver home %s\n", d.String(), c.ch.home)
+	fmt.Fprintf(c.stdout(), "Driver: %s\n", driverText(c.ch.name, c.ch.reason))
 	return nil
 }
 
@@ -132,9 +133,9 @@ func runPoolStatus(c *call) error {
 			return err
 		}
 		if c.json() {
-			return writeJSON(c.app.stdout, st)
+			return writeJSON(c.stdout(), st)
 		}
-		return writePoolStatus(c.app.stdout, st)
+		return writePoolStatus(c.stdout(), st)
 	})
 }
 
@@ -144,8 +145,7 @@ func runPoolUp(c *call) error {
 		if err != nil {
 			return err
 		}
-		c.endProgress()
-		fmt.Fprintf(c.app.stdout, "%s is up: %s, %d devices\n", capitalize(s.label()), st.State, st.Devices)
+		fmt.Fprintf(c.stdout(), "%s is up: %s, %d devices\n", capitalize(s.label()), st.State, st.Devices)
 		return nil
 	})
 }
@@ -155,7 +155,7 @@ func runPoolDown(c *call) error {
 		if err := s.down(); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.app.stdout, "%s is down\n", capitalize(s.label()))
+		fmt.Fprintf(c.stdout(), "%s is down\n", capitalize(s.label()))
 		return nil
 	})
 }
@@ -166,8 +166,7 @@ func runPoolGrow(c *call) error {
 		if err != nil {
 			return err
 		}
-		c.endProgress()
-		fmt.Fprintf(c.app.stdout, "Grew %s: data %s -> %s, metadata %s -> %s\n", s.label(),
+		fmt.Fprintf(c.stdout(), "Grew %s: data %s -> %s, metadata %s -> %s\n", s.label(),
 			humanSize(before.DataTotalBytes), humanSize(after.DataTotalBytes),
 			humanSize(before.MetadataTotalBytes), humanSize(after.MetadataTotalBytes))
 		return nil
@@ -180,8 +179,7 @@ func runPoolDestroy(c *call) error {
 		if err := s.destroy(c.opts.force); err != nil {
 			return err
 		}
-		c.endProgress()
-		fmt.Fprintf(c.app.stdout, "Destroyed %s\n", label)
+		fmt.Fprintf(c.stdout(), "Destroyed %s\n", label)
 		return nil
 	})
 }

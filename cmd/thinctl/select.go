@@ -22,7 +22,7 @@ const devicemapper = "devicemapper"
 type choice struct {
 	name   string // "devicemapper", "overlay2", "aufs"
 	home   string // <root>/<name>
-	reason string // shown by "pool status"
+	reason string // why: shown by "pool init" and "pool status"
 	// initialized reports whether the backend's state exists under root.
 	initialized bool
 }
@@ -56,19 +56,19 @@ func chooseDriver(root, name string) (choice, error) {
 		if name == devicemapper {
 			init = thinpool.Exists(root)
 		}
-		return choice{name: name, home: home, reason: name + ": chosen with --driver", initialized: init}, nil
+		return choice{name: name, home: home, reason: "chosen with --driver", initialized: init}, nil
 	}
 	if thinpool.Exists(root) {
 		home := filepath.Join(root, devicemapper)
 		return choice{name: devicemapper, home: home, initialized: true,
-			reason: "devicemapper: " + home + " already holds a thin pool"}, nil
+			reason: home + " already holds a thin pool"}, nil
 	}
 	var found []choice
 	for _, n := range layerDrivers() {
 		home := filepath.Join(root, n)
 		if isDir(home) {
 			found = append(found, choice{name: n, home: home, initialized: true,
-				reason: n + ": " + home + " already exists"})
+				reason: home + " already exists"})
 		}
 	}
 	switch len(found) {
@@ -89,7 +89,7 @@ func chooseDriver(root, name string) (choice, error) {
 	dmErr := probeThinPool(root)
 	if dmErr == nil {
 		return choice{name: devicemapper, home: filepath.Join(root, devicemapper),
-			reason: "devicemapper: the kernel has dm-thin-pool"}, nil
+			reason: "the kernel has dm-thin-pool"}, nil
 	}
 	others := layerDrivers()
 	if len(others) == 0 {
@@ -97,7 +97,7 @@ func chooseDriver(root, name string) (choice, error) {
 	}
 	why := strings.TrimSuffix(oneLine(dmErr.Error()), ": "+driver.ErrNotSupported.Error())
 	return choice{name: others[0], home: filepath.Join(root, others[0]),
-		reason: others[0] + ": devicemapper unavailable (" + why + ")"}, nil
+		reason: "devicemapper unavailable: " + why}, nil
 }
 
 // probeThinPool returns nil when the kernel can run a thin pool (the

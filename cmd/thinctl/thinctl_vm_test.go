@@ -166,7 +166,7 @@ func TestAnOperatorSessionAgainstDeviceMapper(t *testing.T) {
 		t.Fatalf("pool init printed %q", out)
 	}
 	st := o.status()
-	if st.Driver != "devicemapper" || !strings.Contains(st.DriverReason, "devicemapper") {
+	if st.Driver != "devicemapper" || st.DriverReason == "" {
 		t.Fatalf("pool status: driver %q (%q), want devicemapper", st.Driver, st.DriverReason)
 	}
 	if st.DataTotalBytes != 1<<30 || st.MetadataTotalBytes != 16<<20 || st.State != "rw" {
@@ -374,9 +374,12 @@ func TestALowSpacePoolRefusesNewDevicesWithAGrowHint(t *testing.T) {
 // on a kernel with dm-thin-pool.
 func TestTheAutoDriverPicksDeviceMapperHere(t *testing.T) {
 	o := newOperator(t)
-	o.must("pool", "init", "--data-size", "256M", "--metadata-size", "8M", "--base-size", "64M")
+	out := o.must("pool", "init", "--data-size", "256M", "--metadata-size", "8M", "--base-size", "64M")
+	if !strings.Contains(out, "Driver: devicemapper (the kernel has dm-thin-pool)") {
+		t.Fatalf("pool init on a fresh root printed:\n%s", out)
+	}
 	st := o.status()
-	if st.Driver != "devicemapper" || !strings.Contains(st.DriverReason, "dm-thin-pool") {
+	if st.Driver != "devicemapper" || st.DriverReason != filepath.Join(o.root, "devicemapper")+" already holds a thin pool" {
 		t.Fatalf("auto chose %q because %q", st.Driver, st.DriverReason)
 	}
 	o.fails(1, "already", "pool", "init")

@@ -50,7 +50,7 @@ func dmVersion() string {
 func runVersion(c *call) error {
 	v := versionInfo{Version: thinctlVersion(), GoVersion: runtime.Version(), Kernel: c.app.uname()}
 	if c.json() {
-		return writeJSON(c.app.stdout, v)
+		return writeJSON(c.stdout(), v)
 	}
 	fields := []driver.KV{
 		{Key: "Version", Value: v.Version},
@@ -62,5 +62,5 @@ func runVersion(c *call) error {
 			fields = append(fields, driver.KV{Key: "Device-mapper", Value: dv})
 		}
 	}
-	return writeFields(c.app.stdout, fields)
+	return writeFields(c.stdout(), fields)
 }
