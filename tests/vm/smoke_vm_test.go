@@ -167,3 +167,22 @@ func TestTheOracleToolsAreOnPath(t *testing.T) {
 		}
 	}
 }
+
+func TestTheKernelKnowsExt4XfsAndOverlay(t *testing.T) {
+	inVM(t)
+	b, err := os.ReadFile("/proc/filesystems")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fs := range []string{"ext4", "xfs", "overlay"} {
+		found := false
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && f[len(f)-1] == fs {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("/proc/filesystems does not list %s:\n%s", fs, b)
+		}
+	}
+}
