@@ -103,8 +103,10 @@ func globalFlags(fs *flag.FlagSet, g *globals) {
 	fs.StringVar(&g.root, "root", g.root, "state directory `DIR` (default /var/lib/thinctl; env THINCTL_ROOT)")
 	fs.Var(choiceValue{&g.driver, drivers}, "driver", "storage driver `NAME`: auto, devicemapper, overlay2 or aufs (default auto)")
 	fs.Var(choiceValue{&g.output, []string{"text", "json"}}, "output", "output `FORMAT`: text or json (default text)")
-	fs.BoolVar(&g.debug, "debug", false, "log each kernel operation to stderr")
-	fs.BoolVar(&g.help, "help", false, "show help")
+	// Defaults are the current values: registering the flags again for the
+	// command must not undo what was given before the command name.
+	fs.BoolVar(&g.debug, "debug", g.debug, "log each kernel operation to stderr")
+	fs.BoolVar(&g.help, "help", g.help, "show help")
 }
 
 // parse splits args into global flags, the command words, the command's
