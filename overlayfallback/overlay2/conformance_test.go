@@ -29,3 +29,14 @@ func newTestDriver(t *testing.T) *Driver {
 func TestOverlay2PassesTheDriverConformanceSuite(t *testing.T) {
 	drivertest.Run(t, func(t *testing.T) driver.Driver { return newTestDriver(t) })
 }
+
+// TestOverlay2WithNaiveDiffPassesTheSuite runs the suite the way a kernel
+// with redirect_dir or metacopy would have it: diffs by mounting and
+// comparing instead of reading diff/.
+func TestOverlay2WithNaiveDiffPassesTheSuite(t *testing.T) {
+	drivertest.Run(t, func(t *testing.T) driver.Driver {
+		d := newTestDriver(t)
+		d.nativeDiff = false
+		return d
+	})
+}
