@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/thinctl/thinctl/internal/testenv"
@@ -135,4 +136,23 @@ func eachPath(t *testing.T, f func(t *testing.T)) {
 		t.Cleanup(func() { ForceLegacyAttach(prev) })
 		f(t)
 	})
+}
+
+// eventuallyUnbound fails t unless the device at path stops being bound to
+// the file with inode ino within 10 s: a deferred detach completes when the
+// last opener goes, and with udev running its probe may be that opener.
+func eventuallyUnbound(t testing.TB, path string, ino uint64, when string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := GetInfo(path)
+		if errors.Is(err, ErrNotFound) || (err == nil && info.BackingInode != ino) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: %s still bound after 10 s (%+v, %v)", when, path, info, err)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
