@@ -48,7 +48,7 @@ type Client struct {
 	udevControl string // exists while udev runs: /run/udev/control
 	kmsgPath    string // /dev/kmsg, for the kernel's reasons
 
-	udevTimeout   time.Duration
+	udevTimeout   atomic.Int64  // nanoseconds; see SetUdevTimeout
 	removeBackoff time.Duration // first sleep between EBUSY retries
 	noArmPoll     bool          // tests: force WaitEvent's polling fallback
 
@@ -83,16 +83,17 @@ const (
 )
 
 func newClient() *Client {
-	return &Client{
+	c := &Client{
 		fd:            -1,
 		ioctl:         sysIoctl,
 		controlPath:   controlNode,
 		devDir:        mapperDir,
 		udevControl:   udevControlPath,
 		kmsgPath:      "/dev/kmsg",
-		udevTimeout:   10 * time.Second,
 		removeBackoff: 60 * time.Millisecond,
 	}
+	c.SetUdevTimeout(DefaultUdevTimeout)
+	return c
 }
 
 // open opens the control node at path and reads the kernel's version.
@@ -162,6 +163,20 @@ func (c *Client) logf(format string, args ...any) {
 	if p := c.logger.Load(); p != nil {
 		(*p)(format, args...)
 	}
+}
+
+// DefaultUdevTimeout bounds how long Resume, Remove and Rename wait for udev
+// to make or drop a /dev/mapper node. udev normally takes milliseconds; the
+// bound is generous for event storms at boot and for emulated machines.
+const DefaultUdevTimeout = 30 * time.Second
+
+// SetUdevTimeout changes how long the client waits for udev's nodes (d <= 0
+// restores DefaultUdevTimeout).
+func (c *Client) SetUdevTimeout(d time.Duration) {
+	if d <= 0 {
+		d = DefaultUdevTimeout
+	}
+	c.udevTimeout.Store(int64(d))
 }
 
 // KernelVersion returns the version read when the client was opened.

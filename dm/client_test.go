@@ -389,7 +389,7 @@ func TestWithUdevTheClientSendsACookieAndWaitsForUdevsNode(t *testing.T) {
 	if err := os.WriteFile(c.udevControl, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c.udevTimeout = 2 * time.Second
+	c.SetUdevTimeout(2 * time.Second)
 	if _, err := c.Create("u", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +416,7 @@ func TestWithUdevTheClientSendsACookieAndWaitsForUdevsNode(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c.udevTimeout = 30 * time.Millisecond
+	c.SetUdevTimeout(30 * time.Millisecond)
 	err := c.Resume("u")
 	if err == nil || !strings.Contains(err.Error(), "udev did not create") {
 		t.Fatalf("Resume without udev's node = %v, want a timeout naming udev", err)

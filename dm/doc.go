@@ -31,7 +31,8 @@
 // With udev running the client never calls mknod. Resume, Remove and Rename
 // pass a udev cookie carrying DM_UDEV_PRIMARY_SOURCE_FLAG, so the
 // device-mapper udev rules make or drop the /dev/mapper/<name> symlink, and
-// the client waits (up to 10 s) for that to happen. The rules make the node
+// the client waits for that to happen (up to DefaultUdevTimeout, 30 s;
+// see SetUdevTimeout). The rules make the node
 // only when a table goes live, so in this mode it appears at the first
 // Resume, not at Create.
 //

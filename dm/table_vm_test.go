@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestALinearMappingOverALoopDeviceReadsBackAndWritesThrough(t *testing.T) {
@@ -52,13 +54,19 @@ func TestALinearMappingOverALoopDeviceReadsBackAndWritesThrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := os.Open(loop.Path)
+	// Read the loop device around its page cache, which udev's probe may
+	// have filled before the write went through the mapping.
+	fd, err := unix.Open(loop.Path, unix.O_RDONLY|unix.O_DIRECT, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
-	got := make([]byte, len(pattern))
-	if _, err := r.ReadAt(got, 8192*512); err != nil || !bytes.Equal(got, pattern) {
+	defer unix.Close(fd)
+	got, err := unix.Mmap(-1, 0, len(pattern), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(got)
+	if _, err := unix.Pread(fd, got, 8192*512); err != nil || !bytes.Equal(got, pattern) {
 		t.Fatalf("the loop device does not hold the data at the mapped offset (err %v)", err)
 	}
 }

@@ -49,10 +49,11 @@ func (c *Client) UdevRunning() bool { return c.udevRunning() }
 
 // waitNode waits until devDir/<name> resolves to block device dev (present)
 // or no longer exists (!present), polling with a growing interval up to
-// c.udevTimeout.
+// the udev timeout.
 func (c *Client) waitNode(name string, dev uint64, present bool) error {
 	p := c.nodePath(name)
-	deadline := time.Now().Add(c.udevTimeout)
+	timeout := time.Duration(c.udevTimeout.Load())
+	deadline := time.Now().Add(timeout)
 	sleep := time.Millisecond
 	for {
 		var st unix.Stat_t
@@ -66,9 +67,9 @@ func (c *Client) waitNode(name string, dev uint64, present bool) error {
 		}
 		if time.Now().After(deadline) {
 			if present {
-				return errors.Errorf("dm: udev did not create %s for device %s within %s (are the device-mapper udev rules, e.g. 10-dm.rules from dmsetup, installed?)", p, devString(dev), c.udevTimeout)
+				return errors.Errorf("dm: udev did not create %s for device %s within %s (are the device-mapper udev rules, e.g. 10-dm.rules from dmsetup, installed?)", p, devString(dev), timeout)
 			}
-			return errors.Errorf("dm: device removed, but udev did not remove %s within %s", p, c.udevTimeout)
+			return errors.Errorf("dm: device removed, but udev did not remove %s within %s", p, timeout)
 		}
 		time.Sleep(sleep)
 		if sleep < 50*time.Millisecond {
