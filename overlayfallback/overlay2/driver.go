@@ -218,7 +218,7 @@ func (d *Driver) children(id string) ([]string, error) {
 }
 
 // Remove deletes layer id; ErrHasChildren when layers build on it, and an
-// error when it is mounted.
+// error while it is in use (Get without Put) or mounted by another process.
 func (d *Driver) Remove(id string) error {
 	if !d.Exists(id) {
 		return errors.Wrapf(driver.ErrNotFound, "overlay2 layer %s", id)
@@ -233,7 +233,7 @@ func (d *Driver) Remove(id string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.refs[id] > 0 {
-		return errors.Errorf("overlay2 layer %s is mounted (%d references); Put it before Remove", id, d.refs[id])
+		return errors.Errorf("overlay2 layer %s is in use (%d Get references); Put it before Remove", id, d.refs[id])
 	}
 	if mounted, _ := fs.IsMounted(d.mergedDir(id)); mounted {
 		return errors.Errorf("overlay2 layer %s is mounted at %s by another process; unmount it before Remove", id, d.mergedDir(id))

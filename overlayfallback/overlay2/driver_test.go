@@ -175,6 +175,29 @@ func TestAMountFromAnotherDriverInstanceIsAdoptedNotDoubled(t *testing.T) {
 	must(t, d.Put("rw"))
 }
 
+func TestRemoveRefusesALayerInUse(t *testing.T) {
+	d := newTestDriver(t)
+	must(t, d.Create("base", "", nil))
+	must(t, d.CreateReadWrite("rw", "base", nil))
+	p, err := d.Get("rw", "")
+	must(t, err)
+	if err := d.Remove("rw"); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("Remove of a mounted layer = %v, want an in-use error", err)
+	}
+	if mounted, _ := fs.IsMounted(p); !mounted {
+		t.Fatal("the refused Remove unmounted the layer")
+	}
+	must(t, d.Put("rw"))
+	must(t, d.Remove("rw"))
+	if _, err := os.Lstat(filepath.Join(d.home, "rw")); !os.IsNotExist(err) {
+		t.Errorf("layer directory still there: %v", err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(d.home, "l"))
+	if len(ents) != 1 {
+		t.Errorf("l/ holds %d links after removing rw, want base's only", len(ents))
+	}
+}
+
 func countMounts(t *testing.T, p string) int {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/mountinfo")
