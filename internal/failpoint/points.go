@@ -1,0 +1,66 @@
+package failpoint
+
+// Point is one named step where product code calls Inject or InjectErr.
+type Point struct {
+	// Name is what THINCTL_FAILPOINTS names, "<package>/<operation>/<step>".
+	Name string
+	// Where says in words what has happened when the point is reached.
+	Where string
+}
+
+// The names of the points in thinpool; Points describes each.
+const (
+	InitAfterFiles    = "thinpool/init/after-files"
+	InitAfterPool     = "thinpool/init/after-pool"
+	InitAfterBase     = "thinpool/init/after-base"
+	InitAfterMkfs     = "thinpool/init/after-mkfs"
+	OpenAfterPoolUp   = "thinpool/open/after-pool-up"
+	RegistryBeforeRen = "thinpool/registry/before-rename"
+	RegistryAfterRen  = "thinpool/registry/after-rename"
+	TxAfterSave       = "thinpool/tx/after-save"
+	TxAfterMessage    = "thinpool/tx/after-message"
+	TxAfterCommit     = "thinpool/tx/after-commit"
+	TxAfterTxID       = "thinpool/tx/after-set-transaction-id"
+	SnapAfterSuspend  = "thinpool/snapshot/after-suspend"
+	ActivateAfterLoad = "thinpool/activate/after-create"
+	MountAfterMount   = "thinpool/mount/after-mount"
+	RemoveAfterUnmnt  = "thinpool/remove/after-unmount"
+	RemoveAfterDeact  = "thinpool/remove/after-deactivate"
+	RemoveAfterMark   = "thinpool/remove/after-mark-deleted"
+	GrowAfterFiles    = "thinpool/grow/after-files"
+	GrowAfterReload   = "thinpool/grow/after-reload"
+)
+
+// Points is every failpoint the product marks, in the order an operation
+// meets them.
+var Points = []Point{
+	{InitAfterFiles, "pool init: the sparse data and metadata files exist, no loop device or pool yet"},
+	{InitAfterPool, "pool init: the thin pool is loaded and active, no base device"},
+	{InitAfterBase, "pool init: the base thin device exists in the pool and is active, no filesystem"},
+	{InitAfterMkfs, "pool init: the base device has its filesystem, pool.json is not written"},
+	{OpenAfterPoolUp, "open: the pool is up, interrupted transactions not yet finished"},
+	{RegistryBeforeRen, "registry write: the new file is written and fsynced under a temporary name"},
+	{RegistryAfterRen, "registry write: renamed into place, the directory not yet fsynced"},
+	{TxAfterSave, "pool message: transaction.json is saved, the message is not sent"},
+	{TxAfterMessage, "pool message: the kernel committed the message, the registry is unchanged"},
+	{TxAfterCommit, "pool message: the device record is written or removed, the pool's transaction id not advanced"},
+	{TxAfterTxID, "pool message: the transaction id is advanced, transaction.json not removed"},
+	{SnapAfterSuspend, "snapshot: the active origin is suspended for create_snap"},
+	{ActivateAfterLoad, "activate: the device-mapper device is created with its table loaded, not resumed"},
+	{MountAfterMount, "mount: the filesystem is mounted, the caller not told"},
+	{RemoveAfterUnmnt, "remove: the device is unmounted, still active"},
+	{RemoveAfterDeact, "remove: the device is deactivated, its record is live"},
+	{RemoveAfterMark, "remove: the record is marked deleted, the thin device not deleted"},
+	{GrowAfterFiles, "pool grow: the backing files are larger, the loop devices and pool not"},
+	{GrowAfterReload, "pool grow: the pool table is reloaded at the new size, pool.json not saved"},
+}
+
+// Known reports whether name is one of Points.
+func Known(name string) bool {
+	for _, p := range Points {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
+}
