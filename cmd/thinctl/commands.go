@@ -235,7 +235,7 @@ var commands = []*command{
 
 // groups are command words that only prefix subcommands.
 var groups = map[string]string{
-	"pool": "manage the pool itself",
+	"pool": "Manage the pool itself",
 }
 
 // lookupCommand finds the command named by words ("pool", "init").

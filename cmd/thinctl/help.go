@@ -41,7 +41,7 @@ func (a *app) help(c *call) {
 		commandHelp(w, c.cmd)
 	case len(c.args) > 0:
 		group := c.args[0]
-		fmt.Fprintf(w, "Usage: thinctl %s <subcommand> [flags]\n\n%s.\n\nSubcommands:\n", group, capitalize(groups[group]))
+		fmt.Fprintf(w, "Usage: thinctl %s <subcommand> [flags]\n\n%s.\n\nSubcommands:\n", group, groups[group])
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, sc := range subcommands(group) {
 			fmt.Fprintf(tw, "  %s\t%s\n", sc.name, sc.summary)

@@ -83,15 +83,8 @@ func runPoolInit(c *call) error {
 	if err != nil {
 		return err
 	}
-	base, fsType := opts.BaseSize, opts.Filesystem
-	if base == 0 {
-		base = thinpool.DefaultBaseSize
-	}
-	if fsType == "" {
-		fsType = fs.Ext4
-	}
 	fmt.Fprintf(c.stdout(), "Initialized pool %s in %s: data %s, metadata %s, base device %s (%s)\n",
-		st.PoolName, ch.home, humanSize(st.DataTotal), humanSize(st.MetadataTotal), humanSize(base), fsType)
+		st.PoolName, ch.home, humanSize(st.DataTotal), humanSize(st.MetadataTotal), humanSize(st.BaseSize), st.Filesystem)
 	fmt.Fprintf(c.stdout(), "Driver: %s\n", driverText(ch.name, ch.reason))
 	return nil
 }
@@ -145,7 +138,7 @@ func runPoolUp(c *call) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout(), "%s is up: %s, %d devices\n", capitalize(s.label()), st.State, st.Devices)
+		fmt.Fprintf(c.stdout(), "Up: %s (%s, %d devices)\n", s.label(), st.State, st.Devices)
 		return nil
 	})
 }
@@ -155,7 +148,7 @@ func runPoolDown(c *call) error {
 		if err := s.down(); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout(), "%s is down\n", capitalize(s.label()))
+		fmt.Fprintf(c.stdout(), "Down: %s\n", s.label())
 		return nil
 	})
 }
@@ -182,12 +175,4 @@ func runPoolDestroy(c *call) error {
 		fmt.Fprintf(c.stdout(), "Destroyed %s\n", label)
 		return nil
 	})
-}
-
-// capitalize upper-cases the first letter of a message.
-func capitalize(s string) string {
-	if s == "" || s[0] < 'a' || s[0] > 'z' {
-		return s
-	}
-	return string(s[0]-'a'+'A') + s[1:]
 }

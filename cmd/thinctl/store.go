@@ -69,7 +69,7 @@ type store interface {
 	down() error
 	destroy(force bool) error
 	close() error
-	// label names the pool in messages: "pool thinctl-…", "overlay2 home /…".
+	// label names the pool in messages: "pool thinctl-…", "overlay2 driver home /…".
 	label() string
 }
 

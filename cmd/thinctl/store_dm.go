@@ -2,6 +2,7 @@ package main
 
 import (
 	"sort"
+	"strconv"
 
 	"github.com/pkg/errors"
 
@@ -54,6 +55,16 @@ func (s *dmStore) status() (poolStatus, error) {
 	if st.DataUsed <= st.DataTotal && st.DataAvailable < st.DataTotal-st.DataUsed {
 		ps.details = append(ps.details, driver.KV{Key: "Data free",
 			Value: humanSize(st.DataAvailable) + " (limited by the filesystem holding the data file)"})
+	}
+	if st.BaseSize != 0 {
+		ps.details = append(ps.details, driver.KV{Key: "Base device", Value: humanSize(st.BaseSize)})
+	}
+	if st.MinFreeSpace != 0 {
+		ps.details = append(ps.details, driver.KV{Key: "Min free space",
+			Value: strconv.FormatFloat(st.MinFreeSpace, 'f', -1, 64) + "% (create refuses below it)"})
+	}
+	if st.ExternalPool {
+		ps.details = append(ps.details, driver.KV{Key: "External pool", Value: "yes (never deactivated by thinctl)"})
 	}
 	if st.BlockSize != 0 {
 		ps.details = append(ps.details, driver.KV{Key: "Block size", Value: humanSize(st.BlockSize)})

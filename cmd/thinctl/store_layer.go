@@ -261,4 +261,4 @@ func childrenFirst(ds []deviceInfo) []string {
 
 func (s *layerStore) close() error { return nil }
 
-func (s *layerStore) label() string { return s.ch.name + " home " + s.ch.home }
+func (s *layerStore) label() string { return s.ch.name + " driver home " + s.ch.home }
