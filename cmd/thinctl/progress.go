@@ -9,7 +9,7 @@ import (
 
 // progressDelay is how long work runs before a bar appears: quick
 // commands (opening an up pool) stay quiet.
-const progressDelay = 400 * time.Millisecond
+const progressDelay = time.Second
 
 // progressBar draws thinpool's progress reports on one terminal line,
 // redrawing it in place, and erases it when the work is done.
