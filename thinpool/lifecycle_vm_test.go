@@ -1,0 +1,450 @@
+//go:build vm
+
+package thinpool
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/thinctl/thinctl/fs"
+)
+
+func TestRemoveGivesTheSpaceBackToTheDataFile(t *testing.T) {
+	p, _ := newVMPool(t, smallOptions())
+	data := p.dataFilePath()
+	before := allocated(t, data)
+	must(t, p.Create("big", "", CreateOptions{}))
+	dir := mustMount(t, p, "big")
+	must(t, writeRandom(filepath.Join(dir, "blob"), 100*int64(MiB)))
+	must(t, p.Unmount("big"))
+	grown := allocated(t, data)
+	t.Logf("data file allocation: %d MiB before, %d MiB after writing 100 MiB", before>>20, grown>>20)
+	if grown-before < 95*int64(MiB) || grown-before > 140*int64(MiB) {
+		t.Fatalf("writing 100 MiB grew the data file by %d MiB", (grown-before)>>20)
+	}
+	must(t, p.Remove("big"))
+	after := allocated(t, data)
+	t.Logf("after Remove: %d MiB", after>>20)
+	if after-before > 4*int64(p.cfg.BlockSize) {
+		t.Fatalf("after Remove the data file holds %d KiB more than before", (after-before)>>10)
+	}
+	if _, err := p.Device("big"); !isErr(err, ErrDeviceNotFound) {
+		t.Fatalf("Device after Remove = %v", err)
+	}
+}
+
+// startHolder starts sleep in a private copy of our mount namespace
+// (optionally with its working directory inside dir) and waits until the
+// copy exists.
+func startHolder(t *testing.T, dir string, cwdInside bool) *exec.Cmd {
+	t.Helper()
+	holder := exec.Command("sleep", "600")
+	holder.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	if cwdInside {
+		holder.Dir = dir
+	}
+	must(t, holder.Start())
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+	waitFor(t, "the holder's namespace", func() bool {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", holder.Process.Pid))
+		return strings.Contains(string(b), dir)
+	})
+	return holder
+}
+
+func TestRemoveDetachesMountsLeakedIntoOtherNamespaces(t *testing.T) {
+	p, _ := newVMPool(t, smallOptions())
+	must(t, p.Create("leaked", "", CreateOptions{}))
+	dir := mustMount(t, p, "leaked")
+	holder := startHolder(t, dir, false)
+	// Lazy unmount + rmdir detaches the copy in the holder's namespace, so
+	// the device is free at once (Docker's "device is busy", moby #27381).
+	must(t, p.Remove("leaked"))
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", holder.Process.Pid))
+	if strings.Contains(string(b), dir) {
+		t.Fatal("the copy of the mount in the other namespace survived Remove")
+	}
+}
+
+func TestRemoveOfADeviceHeldInAnotherNamespaceIsDeferred(t *testing.T) {
+	p, _ := newVMPool(t, smallOptions())
+	must(t, p.Create("held", "", CreateOptions{}))
+	dir := mustMount(t, p, "held")
+	writeFile(t, filepath.Join(dir, "f"), "x")
+	name, _ := p.DeviceName("held")
+	// The holder has its working directory in the filesystem: that keeps
+	// the filesystem (and the device) alive after every mount is detached.
+	holder := startHolder(t, dir, true)
+
+	err := p.Remove("held")
+	if !isErr(err, ErrDeferred) {
+		t.Fatalf("Remove of a held device = %v, want ErrDeferred", err)
+	}
+	if !strings.Contains(err.Error(), fmt.Sprintf("pid %d", holder.Process.Pid)) {
+		t.Errorf("the error does not name the holder pid %d: %v", holder.Process.Pid, err)
+	}
+	t.Logf("deferred: %v", err)
+	d, err := p.Device("held")
+	must(t, err)
+	if !d.Deleted {
+		t.Fatal("the registry does not mark the device deleted")
+	}
+	if exists(dir) {
+		t.Error("the mount point is still there after Remove")
+	}
+	if out, err := dmsetup(t, "info", name); err != nil || !strings.Contains(out, "ACTIVE") {
+		t.Fatalf("dmsetup info %s while held: %v %s", name, err, out)
+	}
+	if ids, err := p.GC(); err != nil || len(ids) != 0 {
+		t.Fatalf("GC while held = %v, %v; want nothing removed", ids, err)
+	}
+
+	holder.Process.Kill()
+	holder.Wait()
+	waitFor(t, "the kernel's deferred removal", func() bool {
+		_, err := dmsetup(t, "info", name)
+		return err != nil
+	})
+	ids, err := p.GC()
+	if err != nil || len(ids) != 1 || ids[0] != "held" {
+		t.Fatalf("GC after release = %v, %v; want [held]", ids, err)
+	}
+	if _, err := p.Device("held"); !isErr(err, ErrDeviceNotFound) {
+		t.Fatalf("Device after GC = %v", err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestDownThenOpenKeepsEveryDeviceAndItsData(t *testing.T) {
+	p, root := newVMPool(t, smallOptions())
+	for _, id := range []string{"one", "two"} {
+		must(t, p.Create(id, "", CreateOptions{}))
+		dir := mustMount(t, p, id)
+		writeFile(t, filepath.Join(dir, "name"), id)
+		must(t, p.Unmount(id))
+	}
+	must(t, p.Create("three", "two", CreateOptions{}))
+	must(t, p.Down())
+	must(t, p.Close())
+	if out := mustDmsetup(t, "ls"); strings.Contains(out, p.cfg.Key) {
+		t.Fatalf("devices of the root survive Down:\n%s", out)
+	}
+	for _, f := range []string{p.dataFilePath(), p.metaFilePath()} {
+		if out, _ := exec.Command("losetup", "-j", f).CombinedOutput(); strings.TrimSpace(string(out)) != "" {
+			t.Fatalf("a loop device still backs %s: %s", f, out)
+		}
+	}
+
+	p2, err := Open(root, OpenOptions{})
+	must(t, err)
+	defer p2.Close()
+	p3, err := Open(root, OpenOptions{}) // a second Open of a running pool is harmless
+	must(t, err)
+	must(t, p3.Close())
+	for id, want := range map[string]string{"one": "one", "two": "two", "three": "two"} {
+		dir := mustMount(t, p2, id)
+		if got := readFile(t, filepath.Join(dir, "name")); got != want {
+			t.Errorf("after Down/Open %s reads %q, want %q", id, got, want)
+		}
+		must(t, p2.Unmount(id))
+	}
+	st, err := p2.Status()
+	must(t, err)
+	if st.Devices != 3 || st.State != "rw" {
+		t.Fatalf("status after reopen: %+v", st)
+	}
+}
+
+func TestGrowWhileMountedAndWriting(t *testing.T) {
+	p, _ := newVMPool(t, smallOptions())
+	must(t, p.Create("busy", "", CreateOptions{}))
+	dir := mustMount(t, p, "busy")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var writeErr error
+	var written int
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil; i++ {
+			if err := writeRandom(filepath.Join(dir, fmt.Sprintf("f%d", i%8)), int64(MiB)); err != nil {
+				writeErr = err
+				return
+			}
+			written++
+		}
+	}()
+	time.Sleep(time.Second)
+	must(t, p.Grow(GrowOptions{DataSize: 2 * GiB, MetadataSize: 128 * MiB}))
+	time.Sleep(time.Second)
+	cancel()
+	wg.Wait()
+	if writeErr != nil {
+		t.Fatalf("a write during the grow failed: %v", writeErr)
+	}
+	t.Logf("%d MiB written during the grow", written)
+	st, err := p.Status()
+	must(t, err)
+	if st.DataTotal != 2*GiB || st.MetadataTotal != 128*MiB {
+		t.Fatalf("status after grow: data %d, metadata %d", st.DataTotal, st.MetadataTotal)
+	}
+	if got := poolTableLength(t, p.Name()); got != "4194304" {
+		t.Fatalf("dmsetup table length %s, want 4194304", got)
+	}
+	if m, _ := fs.IsMounted(dir); !m {
+		t.Fatal("the device was unmounted by the grow")
+	}
+	if err := p.Grow(GrowOptions{DataSize: GiB}); !isErr(err, ErrInvalidSize) {
+		t.Fatalf("shrinking Grow = %v, want ErrInvalidSize", err)
+	}
+}
+
+func TestAFullPoolFailsWritesQuickly(t *testing.T) {
+	o := smallOptions()
+	o.DataSize = 96 * MiB
+	o.MinFreeSpace = 0.01
+	p, _ := newVMPool(t, o)
+	must(t, p.Create("fill", "", CreateOptions{}))
+	dir := mustMount(t, p, "fill")
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			if err := writeRandom(filepath.Join(dir, fmt.Sprintf("f%d", i)), 8*int64(MiB)); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		t.Logf("writes failed with: %v", err)
+	case <-time.After(5 * time.Minute):
+		t.Fatal("writes into a full pool still hang after 5 minutes")
+	}
+	st, err := p.Status()
+	must(t, err)
+	if !st.OutOfDataSpace {
+		t.Fatalf("status of a full pool: %+v", st)
+	}
+	if err := p.Create("more", "", CreateOptions{}); !isErr(err, ErrLowSpace) {
+		t.Fatalf("Create in a full pool = %v, want ErrLowSpace", err)
+	}
+	must(t, p.Unmount("fill"))
+	must(t, p.Remove("fill"))
+}
+
+func TestCreateRefusesWhenSpaceIsLow(t *testing.T) {
+	o := smallOptions()
+	o.MinFreeSpace = 99.9
+	p, _ := newVMPool(t, o)
+	err := p.Create("x", "", CreateOptions{})
+	if !isErr(err, ErrLowSpace) || !strings.Contains(err.Error(), "thinctl pool grow") {
+		t.Fatalf("Create with 99.9%% minimum free = %v, want ErrLowSpace with advice", err)
+	}
+	if _, err := p.Device("x"); !isErr(err, ErrDeviceNotFound) {
+		t.Fatalf("a refused Create left a record: %v", err)
+	}
+}
+
+func TestCreateWithABiggerSizeGrowsTheFilesystem(t *testing.T) {
+	for _, fsType := range []fs.Type{fs.Ext4, fs.XFS} {
+		t.Run(string(fsType), func(t *testing.T) {
+			o := smallOptions()
+			o.Filesystem = fsType
+			o.BaseSize = 320 * MiB
+			p, _ := newVMPool(t, o)
+			must(t, p.Create("small", "", CreateOptions{}))
+			must(t, p.Create("large", "small", CreateOptions{Size: 640 * MiB}))
+			if err := p.Create("tiny", "small", CreateOptions{Size: 100 * MiB}); !isErr(err, ErrInvalidSize) {
+				t.Fatalf("Create smaller than the parent = %v, want ErrInvalidSize", err)
+			}
+			dir := mustMount(t, p, "large")
+			var sfs syscall.Statfs_t
+			must(t, syscall.Statfs(dir, &sfs))
+			if size := uint64(sfs.Blocks) * uint64(sfs.Bsize); size < 560*MiB {
+				t.Fatalf("the filesystem of a 640 MiB device is %d MiB", size>>20)
+			}
+			d, err := p.reg.loadDevice("large")
+			must(t, err)
+			if d.GrowPending {
+				t.Fatal("the registry still says the grow is pending")
+			}
+		})
+	}
+}
+
+func TestRemoveRefusesADeviceWithSnapshots(t *testing.T) {
+	p, _ := newVMPool(t, smallOptions())
+	must(t, p.Create("parent", "", CreateOptions{}))
+	must(t, p.Create("child", "parent", CreateOptions{}))
+	if err := p.Remove("parent"); !isErr(err, ErrHasChildren) {
+		t.Fatalf("Remove(parent) = %v, want ErrHasChildren", err)
+	}
+	must(t, p.Remove("child"))
+	must(t, p.Remove("parent"))
+	for _, c := range []struct {
+		name string
+		err  error
+		fn   func() error
+	}{
+		{"an existing id", ErrDeviceExists, func() error {
+			must(t, p.Create("dup", "", CreateOptions{}))
+			return p.Create("dup", "", CreateOptions{})
+		}},
+		{"a missing parent", ErrParentNotFound, func() error { return p.Create("orphan", "nope", CreateOptions{}) }},
+		{"an invalid id", ErrInvalidID, func() error { return p.Create("../etc", "", CreateOptions{}) }},
+		{"mounting a missing device", ErrDeviceNotFound, func() error { _, err := p.Mount("nope", MountOptions{}); return err }},
+	} {
+		if err := c.fn(); !isErr(err, c.err) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.err)
+		}
+	}
+}
+
+func TestMountIsReferenceCountedAndSeenAcrossPoolValues(t *testing.T) {
+	p, root := newVMPool(t, smallOptions())
+	must(t, p.Create("m", "", CreateOptions{}))
+	dir := mustMount(t, p, "m")
+	if again := mustMount(t, p, "m"); again != dir {
+		t.Fatalf("second Mount returned %s, want %s", again, dir)
+	}
+	must(t, p.Unmount("m"))
+	if m, _ := fs.IsMounted(dir); !m {
+		t.Fatal("one of two Unmounts unmounted")
+	}
+	// Another Pool value (as another process would) sees the mount.
+	other, err := Open(root, OpenOptions{})
+	must(t, err)
+	defer other.Close()
+	d, err := other.Device("m")
+	must(t, err)
+	if !d.Mounted || !d.Active {
+		t.Fatalf("another Pool sees %+v", d)
+	}
+	if err := other.Deactivate("m"); !isErr(err, ErrBusy) {
+		t.Fatalf("Deactivate of a mounted device = %v, want ErrBusy", err)
+	}
+	must(t, p.Unmount("m"))
+	if exists(dir) {
+		t.Fatal("the last Unmount left the mount point")
+	}
+	if d, _ := other.Device("m"); d.Active {
+		t.Fatal("the last Unmount left the device active")
+	}
+}
+
+func TestCheckFindsAndRepairsOrphansAndStaleMounts(t *testing.T) {
+	p, root := newVMPool(t, smallOptions())
+	must(t, p.Create("kept", "", CreateOptions{}))
+	// An orphan thin id (a crash after the message, transaction file lost).
+	mustDmsetup(t, "message", p.Name(), "0", "create_thin 4242")
+	// A stale mount point.
+	must(t, os.MkdirAll(filepath.Join(root, "mnt", "ghost"), 0o700))
+
+	r, err := p.Check(CheckOptions{})
+	must(t, err)
+	kinds := map[string]bool{}
+	for _, pr := range r.Problems {
+		kinds[pr.Kind+"/"+pr.ID] = true
+	}
+	if r.Consistent || !kinds["orphan_thin/4242"] || !kinds["stale_mount/ghost"] {
+		t.Fatalf("Check found %+v (notes %v)", r.Problems, r.Notes)
+	}
+	r, err = p.Check(CheckOptions{Repair: true})
+	must(t, err)
+	if !r.Consistent {
+		t.Fatalf("Check with repair left %+v", r.Problems)
+	}
+	r, err = p.Check(CheckOptions{})
+	must(t, err)
+	if !r.Consistent || len(r.Problems) != 0 {
+		t.Fatalf("after repair Check finds %+v", r.Problems)
+	}
+	if _, err := p.Device("kept"); err != nil {
+		t.Fatalf("repair lost a real device: %v", err)
+	}
+}
+
+func TestOpenRollsInterruptedTransactionsForwardAndBack(t *testing.T) {
+	p, root := newVMPool(t, smallOptions())
+	cur, err := p.poolTransactionID()
+	must(t, err)
+
+	// Crash after create_snap was sent, before set_transaction_id: roll back.
+	rec := deviceRecord{Version: registryVersion, ID: "lost", DeviceID: 77, Size: p.cfg.BaseSize, Initialized: true}
+	must(t, p.reg.saveTx(txRecord{Op: opCreateSnap, PoolTransactionID: cur + 1, DeviceID: 77,
+		OriginDeviceID: p.cfg.BaseDeviceID, ID: "lost", Record: &rec}))
+	mustDmsetup(t, "message", p.Name(), "0", fmt.Sprintf("create_snap 77 %d", p.cfg.BaseDeviceID))
+	must(t, p.reg.saveDevice(rec))
+	p.Close()
+	p, err = Open(root, OpenOptions{})
+	must(t, err)
+	if _, err := p.Device("lost"); !isErr(err, ErrDeviceNotFound) {
+		t.Fatalf("a rolled-back create left its record: %v", err)
+	}
+	if exists(p.reg.txPath()) {
+		t.Fatal("transaction.json survives the roll back")
+	}
+
+	// Crash after set_transaction_id, before the record: roll forward.
+	rec2 := deviceRecord{Version: registryVersion, ID: "found", DeviceID: 78, Size: p.cfg.BaseSize, Initialized: true}
+	must(t, p.reg.saveTx(txRecord{Op: opCreateSnap, PoolTransactionID: cur + 1, DeviceID: 78,
+		OriginDeviceID: p.cfg.BaseDeviceID, ID: "found", Record: &rec2}))
+	mustDmsetup(t, "message", p.Name(), "0", fmt.Sprintf("create_snap 78 %d", p.cfg.BaseDeviceID))
+	mustDmsetup(t, "message", p.Name(), "0", fmt.Sprintf("set_transaction_id %d %d", cur, cur+1))
+	p.Close()
+	p, err = Open(root, OpenOptions{})
+	must(t, err)
+	defer p.Close()
+	dir := mustMount(t, p, "found")
+	if !exists(filepath.Join(dir, "lost+found")) {
+		t.Fatal("the rolled-forward device does not hold the base filesystem")
+	}
+	must(t, p.Unmount("found"))
+	must(t, p.Down())
+	ids := thinDumpIDs(t, p.metaFilePath())
+	if fmt.Sprint(ids) != fmt.Sprint([]uint32{p.cfg.BaseDeviceID, 78}) {
+		t.Fatalf("thin_dump lists %v, want base and 78", ids)
+	}
+}
+
+func TestPerDeviceTimings(t *testing.T) {
+	p, _ := newVMPool(t, smallOptions())
+	const n = 50
+	ids := make([]string, n)
+	start := time.Now()
+	for i := range ids {
+		ids[i] = fmt.Sprintf("t%d", i)
+		must(t, p.Create(ids[i], "", CreateOptions{}))
+		if _, err := p.Activate(ids[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create := time.Since(start) / n
+	start = time.Now()
+	for _, id := range ids {
+		must(t, p.Deactivate(id))
+		must(t, p.Remove(id))
+	}
+	remove := time.Since(start) / n
+	t.Logf("per device over %d devices: create_snap+activate %v, deactivate+delete %v (emulated guest)", n, create, remove)
+}
