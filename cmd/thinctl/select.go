@@ -12,9 +12,34 @@ import (
 	"github.com/thinctl/thinctl/thinpool"
 
 	// The file-level backends register themselves with driver.Register.
-	_ "github.com/thinctl/thinctl/overlayfallback/aufs"
-	_ "github.com/thinctl/thinctl/overlayfallback/overlay2"
+	"github.com/thinctl/thinctl/overlayfallback/aufs"
+	"github.com/thinctl/thinctl/overlayfallback/overlay2"
 )
+
+// probes tell, without creating or changing anything, whether this host
+// can run a backend (each backend's own check).
+var probes = map[string]func(root string) error{
+	devicemapper: func(root string) error { return thinpool.Backend{}.Probe(root) },
+	"overlay2":   func(root string) error { return overlay2.Backend{}.Probe(root) },
+	"aufs":       func(string) error { return aufs.Supported() },
+}
+
+// probe runs name's probe; a backend without one is assumed usable.
+func probe(name, root string) error {
+	if p, ok := probes[name]; ok {
+		return p(root)
+	}
+	return nil
+}
+
+// shortReason trims the sentinel text that ends a probe error.
+func shortReason(err error) string {
+	s := oneLine(err.Error())
+	for _, sentinel := range []error{driver.ErrNotSupported, driver.ErrPrerequisitesMissing, dm.ErrNotSupported} {
+		s = strings.TrimSuffix(s, ": "+sentinel.Error())
+	}
+	return s
+}
 
 const devicemapper = "devicemapper"
 
@@ -86,23 +111,24 @@ func chooseDriver(root, name string) (choice, error) {
 			hint: "name one with --driver (" + strings.Join(names, " or ") + ") and remove the other with 'pool destroy'",
 		}
 	}
-	dmErr := probeThinPool(root)
+	dmErr := probe(devicemapper, root)
 	if dmErr == nil {
 		return choice{name: devicemapper, home: filepath.Join(root, devicemapper),
 			reason: "the kernel has dm-thin-pool"}, nil
 	}
-	others := layerDrivers()
-	if len(others) == 0 {
-		return choice{}, errors.Wrap(dmErr, "no usable storage driver")
+	skipped := []string{"devicemapper unavailable: " + shortReason(dmErr)}
+	for _, n := range layerDrivers() {
+		if err := probe(n, root); err != nil {
+			skipped = append(skipped, n+" unavailable: "+shortReason(err))
+			continue
+		}
+		return choice{name: n, home: filepath.Join(root, n), reason: strings.Join(skipped, "; ")}, nil
 	}
-	why := strings.TrimSuffix(oneLine(dmErr.Error()), ": "+driver.ErrNotSupported.Error())
-	return choice{name: others[0], home: filepath.Join(root, others[0]),
-		reason: "devicemapper unavailable: " + why}, nil
+	return choice{}, errors.Wrapf(driver.ErrNotSupported, "no storage driver can run on this host (%s)", strings.Join(skipped, "; "))
 }
 
-// probeThinPool returns nil when the kernel can run a thin pool (the
-// devicemapper backend's own probe; it changes nothing).
-func probeThinPool(root string) error { return thinpool.Backend{}.Probe(root) }
+// probeThinPool returns nil when the kernel can run a thin pool.
+func probeThinPool(root string) error { return probe(devicemapper, root) }
 
 // openStore opens the backend a command runs on; the backend's state must
 // exist (see "pool init").
