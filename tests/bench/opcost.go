@@ -1,0 +1,235 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/fs"
+)
+
+// timeBatch runs op for i in [0,n) and returns the mean milliseconds per call.
+func timeBatch(n int, op func(i int) error) (float64, error) {
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		if err := op(i); err != nil {
+			return 0, errors.Wrapf(err, "device %d", i)
+		}
+	}
+	return ms(time.Since(t0)) / float64(n), nil
+}
+
+// runPaths measures create (n devices) then remove (the same n) on every
+// path, reps times, rotating the order of the paths between repetitions so
+// that no path always runs first.
+func runPaths(paths []opPath, n, reps int, logf func(string, ...any)) (map[string]*PathCost, error) {
+	out := map[string]*PathCost{}
+	for _, p := range paths {
+		out[p.name()] = &PathCost{}
+	}
+	for rep := 0; rep < reps; rep++ {
+		for k := range paths {
+			p := paths[(k+rep)%len(paths)]
+			c, err := timeBatch(n, p.create)
+			if err != nil {
+				return out, errors.Wrapf(err, "%s create, repetition %d", p.name(), rep+1)
+			}
+			r, err := timeBatch(n, p.remove)
+			if err != nil {
+				return out, errors.Wrapf(err, "%s remove, repetition %d", p.name(), rep+1)
+			}
+			pc := out[p.name()]
+			pc.CreateMs = append(pc.CreateMs, c)
+			pc.RemoveMs = append(pc.RemoveMs, r)
+			logf("rep %d/%d %-16s create+activate %7.2f ms/device, deactivate+delete %7.2f ms/device", rep+1, reps, p.name(), c, r)
+		}
+	}
+	return out, nil
+}
+
+// opCost is measurement 1.
+func (r *rig) opCost(n, reps int) (*OpCost, error) {
+	paths := []opPath{
+		&libPath{label: PathLibrary, pool: r.pool, parent: originID, prefix: "op-"},
+		&dmsetupPath{rawPool: r.raw, prefix: namePrefix + "dmsetup-"},
+		&floorPath{rawPool: withFirstID(r.raw, rawFirstID+0x100000), c: r.dm, prefix: namePrefix + "floor-"},
+		&libPath{label: PathLibraryDiscard, pool: r.discard, parent: originID, prefix: "op-"},
+	}
+	pc, err := runPaths(paths, n, reps, r.logf)
+	return &OpCost{Devices: n, Paths: pc}, err
+}
+
+func withFirstID(p rawPool, first uint32) rawPool { p.firstID = first; return p }
+
+// profileLibrary runs n library create+activate and deactivate+remove
+// cycles under the CPU profiler and returns the profile (gzipped protobuf).
+func (r *rig) profileLibrary(n int) ([]byte, error) {
+	path := filepath.Join(r.work, "cpu.pprof")
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	lib := &libPath{label: PathLibrary, pool: r.pool, parent: originID, prefix: "prof-"}
+	_, err = timeBatch(n, lib.create)
+	if err == nil {
+		_, err = timeBatch(n, lib.remove)
+	}
+	pprof.StopCPUProfile()
+	f.Close()
+	if err != nil {
+		return nil, errors.Wrap(err, "profiled library run")
+	}
+	return os.ReadFile(path)
+}
+
+// medianOf times fn reps times and returns the median milliseconds.
+func medianOf(reps int, fn func(i int) error) (float64, error) {
+	xs := make([]float64, 0, reps)
+	for i := 0; i < reps; i++ {
+		t0 := time.Now()
+		if err := fn(i); err != nil {
+			return 0, err
+		}
+		xs = append(xs, ms(time.Since(t0)))
+	}
+	return Median(xs), nil
+}
+
+// breakdown times, one at a time, the pieces a library create or remove is
+// made of, so the gap to the floor can be attributed.
+func (r *rig) breakdown(reps int) ([]Component, error) {
+	var out []Component
+	add := func(name, note string, fn func(i int) error) error {
+		m, err := medianOf(reps, fn)
+		if err != nil {
+			return errors.Wrapf(err, "breakdown %s", name)
+		}
+		out = append(out, Component{Name: name, Ms: m, Note: note})
+		r.logf("breakdown %-28s %8.3f ms", name, m)
+		return nil
+	}
+	pool := r.raw.poolName
+	id := func(i int) uint32 { return rawFirstID + 0x200000 + uint32(i) }
+	steps := []struct {
+		name, note string
+		fn         func(i int) error
+	}{
+		{"dm_status_ioctl", "DM_TABLE_STATUS of the pool as dm.Client.Status sends it (no flags): a thin pool commits its metadata first", func(int) error {
+			_, err := r.dm.Status(pool)
+			return err
+		}},
+		{"dm_status_noflush", "the same ioctl with DM_NOFLUSH_FLAG: the pool skips its metadata commit", func(int) error {
+			_, err := statusNoFlush(pool)
+			return err
+		}},
+		{"dm_info_ioctl", "DM_DEV_STATUS of one device", func(int) error {
+			_, err := r.dm.Info(pool)
+			return err
+		}},
+		{"msg_create_snap", "pool message create_snap (one metadata commit)", func(i int) error {
+			_, err := r.dm.Message(pool, 0, fmt.Sprintf("create_snap %d %d", id(i), r.raw.originID))
+			return err
+		}},
+		{"msg_delete", "pool message delete (one metadata commit)", func(i int) error {
+			_, err := r.dm.Message(pool, 0, fmt.Sprintf("delete %d", id(i)))
+			return err
+		}},
+		{"durable_write", "registry-style file write: temp file, write, fsync, rename, fsync dir", func(i int) error {
+			return durableWrite(filepath.Join(r.work, registryFile), i)
+		}},
+		{"durable_remove", "registry-style remove: unlink, fsync dir", func(i int) error {
+			return durableRemove(filepath.Join(r.work, registryFile), i)
+		}},
+		{"is_mounted", "fs.IsMounted (reads /proc/self/mountinfo)", func(int) error {
+			_, err := fs.IsMounted(filepath.Join(r.work, "nowhere"))
+			return err
+		}},
+		{"dmsetup_true", "fork+exec of `dmsetup version` (the fixed price of each dmsetup step)", func(int) error {
+			_, err := dmsetup("version")
+			return err
+		}},
+	}
+	if err := os.MkdirAll(filepath.Join(r.work, registryFile), fileMode); err != nil {
+		return nil, err
+	}
+	for _, s := range steps {
+		if err := add(s.name, s.note, s.fn); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+var recordBody = []byte(strings.Repeat(`{"version":1,"id":"0123456789abcdef","device_id":42,"size":1073741824}`, 4) + "\n")
+
+func durableWrite(dir string, i int) error {
+	tmp, err := os.CreateTemp(dir, ".rec.tmp-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(recordBody); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, fmt.Sprintf("rec-%d.json", i))); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func durableRemove(dir string, i int) error {
+	if err := os.Remove(filepath.Join(dir, fmt.Sprintf("rec-%d.json", i))); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// unmountUnder lazily unmounts every mount at or below dir, deepest first.
+func unmountUnder(dir string) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	ms, err := fs.ParseMountInfo(f)
+	f.Close()
+	if err != nil {
+		return
+	}
+	abs, _ := filepath.Abs(dir)
+	var targets []string
+	for _, m := range ms {
+		if m.MountPoint == abs || strings.HasPrefix(m.MountPoint, abs+"/") {
+			targets = append(targets, m.MountPoint)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(targets)))
+	for _, t := range targets {
+		_ = fs.Unmount(t, fs.UnmountOptions{Lazy: true})
+	}
+}

@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pkg/errors"
+)
+
+// Results is everything one run measured. The guest prints it (gzip, base64,
+// one "BENCHJSON " line per chunk) and the host-side report reads it back.
+type Results struct {
+	Env       Env             `json:"env"`
+	Config    Config          `json:"config"`
+	OpCost    *OpCost         `json:"op_cost,omitempty"`
+	Breakdown []Component     `json:"breakdown,omitempty"`
+	Scale     *Scale          `json:"scale,omitempty"`
+	CoW       *CoW            `json:"cow,omitempty"`
+	PageCache *PageCache      `json:"page_cache,omitempty"`
+	Layer     *LayerCost      `json:"layer,omitempty"`
+	Notes     []string        `json:"notes,omitempty"`
+	Elapsed   map[string]Secs `json:"elapsed_s,omitempty"` // wall time per section
+}
+
+// Secs is a duration in seconds.
+type Secs float64
+
+// Env is where the run happened.
+type Env struct {
+	Kernel     string `json:"kernel"`
+	CPUs       int    `json:"cpus"`
+	CPUModel   string `json:"cpu_model"`
+	MemTotalMB int    `json:"mem_total_mib"`
+	Emulation  string `json:"emulation"` // "qemu TCG (software emulation)", "native", ...
+	DMVersion  string `json:"dm_version"`
+	Dmsetup    string `json:"dmsetup"`
+	ScratchFS  string `json:"scratch_fs"`
+	Udev       bool   `json:"udev"`
+	GoVersion  string `json:"go"`
+	Started    string `json:"started"`
+}
+
+// Config is the counts a run used.
+type Config struct {
+	Quick       bool   `json:"quick"`
+	Devices     int    `json:"devices"`      // N of measurement 1
+	Reps        int    `json:"reps"`         // repetitions of measurement 1
+	ScaleLevels []int  `json:"scale_levels"` // pool sizes of measurement 2
+	ScaleOps    int    `json:"scale_ops"`    // devices per scale repetition
+	ScaleReps   int    `json:"scale_reps"`
+	CoWFileMiB  int    `json:"cow_file_mib"`
+	CoWReps     int    `json:"cow_reps"`
+	PCFileMiB   int    `json:"pagecache_file_mib"`
+	PCLayers    int    `json:"pagecache_layers"`
+	LayerReps   int    `json:"layer_reps"`
+	BlockKiB    int    `json:"pool_block_kib"`
+	DeviceMiB   int    `json:"device_mib"`
+	Revision    string `json:"revision,omitempty"` // git describe of the tree that was built
+	Populate    string `json:"populate"`           // how measurement 2 filled the pool: raw or library
+}
+
+// The operation-cost paths of measurement 1.
+const (
+	PathLibrary        = "thinctl"         // thinpool library, registry durable, discards off
+	PathLibraryDiscard = "thinctl-discard" // thinpool library with discard on remove
+	PathDmsetup        = "dmsetup"         // dmsetup processes, containerd style
+	PathFloor          = "floor"           // bare dm ioctls, no registry
+)
+
+// OpCost is measurement 1: per-device milliseconds of each phase, one value
+// per repetition (the mean over Devices devices).
+type OpCost struct {
+	Devices int                  `json:"devices"`
+	Paths   map[string]*PathCost `json:"paths"`
+}
+
+// PathCost holds one path's per-repetition per-device means.
+type PathCost struct {
+	CreateMs []float64 `json:"create_ms"` // create_snap + activate
+	RemoveMs []float64 `json:"remove_ms"` // deactivate + delete
+}
+
+// Create returns the median create+activate cost.
+func (p *PathCost) Create() float64 {
+	if p == nil {
+		return math.NaN()
+	}
+	return Median(p.CreateMs)
+}
+
+// Remove returns the median deactivate+delete cost.
+func (p *PathCost) Remove() float64 {
+	if p == nil {
+		return math.NaN()
+	}
+	return Median(p.RemoveMs)
+}
+
+// Component is one measured piece of the library's per-operation work.
+type Component struct {
+	Name string  `json:"name"`
+	Ms   float64 `json:"ms"`   // median per call
+	Note string  `json:"note"` // what it is
+}
+
+// Scale is measurement 2.
+type Scale struct {
+	Levels   []ScaleLevel `json:"levels"`
+	OpenMs   []float64    `json:"open_ms"` // thinpool.Open of the root at the largest level
+	OpenAt   int          `json:"open_at"`
+	Populate []Fill       `json:"populate"` // library Create cost while filling
+}
+
+// ScaleLevel is the library's per-device cost with Devices already in the pool.
+type ScaleLevel struct {
+	Devices   int       `json:"devices"`
+	CreateMs  []float64 `json:"create_ms"`
+	RemoveMs  []float64 `json:"remove_ms"`
+	OpenMs    float64   `json:"open_ms,omitempty"` // thinpool.Open right after filling (raw populate)
+	ReadDirMs float64   `json:"readdir_ms"`        // os.ReadDir of the registry's devices/ (median)
+}
+
+// CycleMs is the median per-device create+activate+deactivate+remove cost.
+func (l ScaleLevel) CycleMs() float64 { return Median(l.CreateMs) + Median(l.RemoveMs) }
+
+// Fill is one stretch of populating: the mean Create cost from From to To devices.
+type Fill struct {
+	From, To int
+	Ms       float64 `json:"ms"`
+}
+
+// CoW is measurement 3.
+type CoW struct {
+	FileMiB int      `json:"file_mib"`
+	Thin    CoWSide  `json:"thin"`
+	Overlay CoWSide  `json:"overlay"`
+	Notes   []string `json:"notes,omitempty"`
+}
+
+// CoWSide is one backend's first-write figures, one entry per repetition.
+type CoWSide struct {
+	LatencyMs    []float64 `json:"latency_ms"`     // open + 4 KiB pwrite + fsync + close
+	OpenWriteMs  []float64 `json:"open_write_ms"`  // open + pwrite only (overlay copies up at open)
+	DiskBytes    []int64   `json:"disk_bytes"`     // sectors written to the scratch disk * 512
+	StoreBytes   []int64   `json:"store_bytes"`    // thin: pool data used delta; overlay: upper dir growth
+	FileBytes    []int64   `json:"file_bytes"`     // thin: data file allocation delta; overlay: copied-up file allocation
+	PoolBlockKiB int       `json:"pool_block_kib"` // thin only
+}
+
+// PageCache is measurement 4: Cached growth after each layer read.
+type PageCache struct {
+	FileMiB int     `json:"file_mib"`
+	Layers  int     `json:"layers"`
+	Thin    []int64 `json:"thin_bytes"`    // cumulative growth after layer 1..Layers
+	Overlay []int64 `json:"overlay_bytes"` // same for overlay2
+	// ThinDataFile is how much of the pool's data file was resident at the
+	// end (mincore), the loop device's share of the thin growth.
+	ThinDataFile int64 `json:"thin_data_file_bytes"`
+}
+
+// Final returns the growth after the last layer, or NaN.
+func finalGrowth(xs []int64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	return float64(xs[len(xs)-1])
+}
+
+// LayerCost is measurement 5.
+type LayerCost struct {
+	ThinCreateMountMs     []float64 `json:"thin_create_mount_ms"`
+	ThinUnmountRemoveMs   []float64 `json:"thin_unmount_remove_ms"`
+	OverlayCreateMountMs  []float64 `json:"overlay_create_mount_ms"`
+	OverlayUnmountRemoves []float64 `json:"overlay_unmount_remove_ms"`
+}
+
+// Median returns the median of xs (NaN for none), leaving xs untouched.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// MedianInt is Median for byte counts.
+func MedianInt(xs []int64) float64 {
+	f := make([]float64, len(xs))
+	for i, x := range xs {
+		f[i] = float64(x)
+	}
+	return Median(f)
+}
+
+// Ratio returns num/den, NaN when either is not a positive finite number.
+func Ratio(num, den float64) float64 {
+	if !(num > 0) || !(den > 0) || math.IsInf(num, 0) || math.IsInf(den, 0) {
+		return math.NaN()
+	}
+	return num / den
+}
+
+// FormatRatio prints a ratio with two decimals ("NaN" when unknown).
+func FormatRatio(r float64) string {
+	if math.IsNaN(r) || math.IsInf(r, 0) {
+		return "NaN"
+	}
+	return strconv.FormatFloat(r, 'f', 2, 64)
+}
+
+// The BENCH names, in the order the program prints them last.
+var benchNames = []string{
+	"create_vs_dmsetup",
+	"remove_vs_dmsetup",
+	"create_vs_floor",
+	"remove_vs_floor",
+	"scale_10000_vs_100",
+	"cow4k_overlay_vs_thin",
+	"pagecache_thin_vs_overlay",
+}
+
+// Bench is one machine-readable figure.
+type Bench struct {
+	Name  string
+	Value float64
+}
+
+// Line formats b as the program prints it: "BENCH name=value".
+func (b Bench) Line() string { return "BENCH " + b.Name + "=" + FormatRatio(b.Value) }
+
+// BenchFigures computes the seven figures from r, in the contract's order.
+// A figure whose measurement did not run is NaN.
+func BenchFigures(r *Results) []Bench {
+	v := map[string]float64{}
+	for _, n := range benchNames {
+		v[n] = math.NaN()
+	}
+	if oc := r.OpCost; oc != nil {
+		lib, dms, floor := oc.Paths[PathLibrary], oc.Paths[PathDmsetup], oc.Paths[PathFloor]
+		v["create_vs_dmsetup"] = Ratio(dms.Create(), lib.Create())
+		v["remove_vs_dmsetup"] = Ratio(dms.Remove(), lib.Remove())
+		v["create_vs_floor"] = Ratio(lib.Create(), floor.Create())
+		v["remove_vs_floor"] = Ratio(lib.Remove(), floor.Remove())
+	}
+	if s := r.Scale; s != nil && len(s.Levels) > 0 {
+		lo, hi := s.Levels[0], s.Levels[len(s.Levels)-1]
+		v["scale_10000_vs_100"] = Ratio(hi.CycleMs(), lo.CycleMs())
+	}
+	if c := r.CoW; c != nil {
+		v["cow4k_overlay_vs_thin"] = Ratio(Median(c.Overlay.LatencyMs), Median(c.Thin.LatencyMs))
+	}
+	if pc := r.PageCache; pc != nil {
+		v["pagecache_thin_vs_overlay"] = Ratio(finalGrowth(pc.Thin), finalGrowth(pc.Overlay))
+	}
+	out := make([]Bench, len(benchNames))
+	for i, n := range benchNames {
+		out[i] = Bench{Name: n, Value: v[n]}
+	}
+	return out
+}
+
+// ParseBenchLines reads "BENCH name=value" lines out of console text (other
+// lines and carriage returns are ignored); the last value of a name wins.
+func ParseBenchLines(text string) (map[string]float64, error) {
+	out := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(strings.TrimRight(line, "\r"))
+		rest, ok := strings.CutPrefix(line, "BENCH ")
+		if !ok {
+			continue
+		}
+		name, val, ok := strings.Cut(rest, "=")
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			return nil, errors.Errorf("malformed BENCH line %q: want BENCH name=value", line)
+		}
+		f, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			return nil, errors.Errorf("malformed BENCH line %q: value is not a number", line)
+		}
+		out[name] = f
+	}
+	return out, nil
+}
+
+// Markers around the encoded results on the console.
+const (
+	resultsBegin = "BENCHJSON-BEGIN"
+	resultsEnd   = "BENCHJSON-END"
+	resultsLine  = "BENCHJSON "
+	profileBegin = "BENCHPROF-BEGIN"
+	profileEnd   = "BENCHPROF-END"
+	profileLine  = "BENCHPROF "
+)
+
+// WriteResults prints r as gzip+base64 lines between markers.
+func WriteResults(w io.Writer, r *Results) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return errors.Wrap(err, "encode results")
+	}
+	return writeBlob(w, data, resultsBegin, resultsLine, resultsEnd)
+}
+
+// writeBlob prints data gzipped, base64 encoded in 76-column lines each
+// starting with prefix, between begin and end lines.
+func writeBlob(w io.Writer, data []byte, begin, prefix, end string) error {
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	if _, err := zw.Write(data); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	enc := base64.StdEncoding.EncodeToString(z.Bytes())
+	bw := bufio.NewWriter(w)
+	fmt.Fprintln(bw, begin)
+	for len(enc) > 0 {
+		n := min(76, len(enc))
+		fmt.Fprintln(bw, prefix+enc[:n])
+		enc = enc[n:]
+	}
+	fmt.Fprintln(bw, end)
+	return bw.Flush()
+}
+
+// ReadResults finds the last results block in console text and decodes it.
+func ReadResults(text string) (*Results, error) {
+	data, err := readBlob(text, resultsBegin, resultsLine, resultsEnd)
+	if err != nil {
+		return nil, errors.Wrap(err, "results block")
+	}
+	var r Results
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, errors.Wrap(err, "decode results JSON")
+	}
+	return &r, nil
+}
+
+// ReadProfile returns the last CPU profile block in console text (nil when none).
+func ReadProfile(text string) ([]byte, error) {
+	if !strings.Contains(text, profileBegin) {
+		return nil, nil
+	}
+	return readBlob(text, profileBegin, profileLine, profileEnd)
+}
+
+// readBlob decodes the last complete block writeBlob printed into text.
+func readBlob(text, begin, prefix, end string) ([]byte, error) {
+	var cur []string
+	var last []string
+	in, found := false, false
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(strings.TrimRight(line, "\r"))
+		switch {
+		case line == begin:
+			in, cur = true, nil
+		case line == end && in:
+			in, found, last = false, true, cur
+		case in && strings.HasPrefix(line, prefix):
+			cur = append(cur, strings.TrimPrefix(line, prefix))
+		}
+	}
+	if !found {
+		return nil, errors.Errorf("no complete %s ... %s block in the output", begin, end)
+	}
+	z, err := base64.StdEncoding.DecodeString(strings.Join(last, ""))
+	if err != nil {
+		return nil, errors.Wrap(err, "base64")
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(z))
+	if err != nil {
+		return nil, errors.Wrap(err, "gzip")
+	}
+	return io.ReadAll(zr)
+}
+
+// ms converts a duration to float milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bytes"
+	"math"
+	"strings"
+	"testing"
+)
+
+func TestMedian(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []float64
+		want float64
+	}{
+		{"an odd count gives the middle value", []float64{5, 1, 3}, 3},
+		{"an even count gives the mean of the two middle values", []float64{4, 1, 3, 2}, 2.5},
+		{"one value is its own median", []float64{7}, 7},
+		{"an outlier does not move it", []float64{1, 2, 1000}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := append([]float64(nil), tt.in...)
+			if got := Median(tt.in); got != tt.want {
+				t.Errorf("Median(%v) = %v, want %v", tt.in, got, tt.want)
+			}
+			for i := range in {
+				if in[i] != tt.in[i] {
+					t.Fatalf("Median reordered its input: %v", tt.in)
+				}
+			}
+		})
+	}
+	if !math.IsNaN(Median(nil)) {
+		t.Error("Median of nothing should be NaN")
+	}
+	if got := MedianInt([]int64{10, 30, 20}); got != 20 {
+		t.Errorf("MedianInt = %v, want 20", got)
+	}
+}
+
+func TestRatioAndFormat(t *testing.T) {
+	tests := []struct {
+		name     string
+		num, den float64
+		want     string
+	}{
+		{"a plain ratio has two decimals", 167, 23.5, "7.11"},
+		{"an exact ratio keeps its zeros", 3, 1, "3.00"},
+		{"a zero denominator is unknown", 1, 0, "NaN"},
+		{"a missing measurement is unknown", math.NaN(), 2, "NaN"},
+		{"a negative time is unknown", -1, 2, "NaN"},
+		{"an infinite time is unknown", math.Inf(1), 2, "NaN"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := FormatRatio(Ratio(tt.num, tt.den)); got != tt.want {
+				t.Errorf("FormatRatio(Ratio(%v, %v)) = %q, want %q", tt.num, tt.den, got, tt.want)
+			}
+		})
+	}
+}
+
+// sample is a results value with every measurement filled in.
+func sample() *Results {
+	return &Results{
+		Config: Config{Devices: 200, Reps: 3, ScaleLevels: []int{100, 1000, 10000}},
+		OpCost: &OpCost{Devices: 200, Paths: map[string]*PathCost{
+			PathLibrary: {CreateMs: []float64{30, 20, 25}, RemoveMs: []float64{40, 40, 40}},
+			PathDmsetup: {CreateMs: []float64{150, 200, 160}, RemoveMs: []float64{120, 130, 125}},
+			PathFloor:   {CreateMs: []float64{20, 20, 20}, RemoveMs: []float64{32, 32, 32}},
+		}},
+		Scale: &Scale{Levels: []ScaleLevel{
+			{Devices: 100, CreateMs: []float64{20}, RemoveMs: []float64{20}},
+			{Devices: 1000, CreateMs: []float64{22}, RemoveMs: []float64{21}},
+			{Devices: 10000, CreateMs: []float64{30}, RemoveMs: []float64{30}},
+		}},
+		CoW:       &CoW{Thin: CoWSide{LatencyMs: []float64{2, 4, 3}}, Overlay: CoWSide{LatencyMs: []float64{300, 330, 900}}},
+		PageCache: &PageCache{Thin: []int64{64 << 20, 640 << 20}, Overlay: []int64{64 << 20, 64 << 20}},
+	}
+}
+
+func TestBenchFigures(t *testing.T) {
+	want := []string{
+		"BENCH create_vs_dmsetup=6.40",
+		"BENCH remove_vs_dmsetup=3.12",
+		"BENCH create_vs_floor=1.25",
+		"BENCH remove_vs_floor=1.25",
+		"BENCH scale_10000_vs_100=1.50",
+		"BENCH cow4k_overlay_vs_thin=110.00",
+		"BENCH pagecache_thin_vs_overlay=10.00",
+	}
+	got := BenchFigures(sample())
+	if len(got) != len(want) {
+		t.Fatalf("%d figures, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].Line() != want[i] {
+			t.Errorf("figure %d = %q, want %q", i, got[i].Line(), want[i])
+		}
+	}
+}
+
+func TestBenchFiguresOfAPartialRunAreNaN(t *testing.T) {
+	got := BenchFigures(&Results{OpCost: &OpCost{Paths: map[string]*PathCost{PathLibrary: {CreateMs: []float64{1}}}}})
+	for _, b := range got {
+		if !strings.HasSuffix(b.Line(), "=NaN") {
+			t.Errorf("%s: want NaN when a side is missing", b.Line())
+		}
+	}
+}
+
+func TestParseBenchLines(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    map[string]float64
+		wantErr bool
+	}{
+		{"lines among console noise are found", "boot\r\nBENCH a=1.50\r\nVM done\nBENCH b=NaN\n", map[string]float64{"a": 1.5}, false},
+		{"the last value of a name wins", "BENCH a=1\nBENCH a=2\n", map[string]float64{"a": 2}, false},
+		{"a line without = is an error", "BENCH a 1\n", nil, true},
+		{"a value that is not a number is an error", "BENCH a=fast\n", nil, true},
+		{"text that only mentions BENCH is ignored", "BENCHJSON abc\nno BENCH here\n", map[string]float64{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseBenchLines(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if tt.wantErr {
+				return
+			}
+			for k, v := range tt.want {
+				if got[k] != v {
+					t.Errorf("%s = %v, want %v", k, got[k], v)
+				}
+			}
+			for k, v := range got {
+				if _, ok := tt.want[k]; !ok && !math.IsNaN(v) {
+					t.Errorf("unexpected figure %s=%v", k, v)
+				}
+			}
+		})
+	}
+}
+
+func TestBenchLinesRoundTripThroughTheParser(t *testing.T) {
+	var out strings.Builder
+	for _, b := range BenchFigures(sample()) {
+		out.WriteString(b.Line() + "\n")
+	}
+	got, err := ParseBenchLines(out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(benchNames) {
+		t.Fatalf("parsed %d figures, want %d", len(got), len(benchNames))
+	}
+	if got["create_vs_dmsetup"] != 6.4 {
+		t.Errorf("create_vs_dmsetup = %v", got["create_vs_dmsetup"])
+	}
+}
+
+func TestResultsSurviveTheConsole(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteResults(&buf, sample()); err != nil {
+		t.Fatal(err)
+	}
+	// The serial console adds carriage returns and other output around
+	// the block; an earlier, interrupted block must not be picked.
+	console := "BENCHJSON-BEGIN\nBENCHJSON broken\n[ 12.3] kernel says hi\n" +
+		strings.ReplaceAll(buf.String(), "\n", "\r\n") + "BENCH create_vs_dmsetup=6.40\r\n"
+	r, err := ReadResults(console)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.OpCost.Paths[PathDmsetup].Create() != 160 || r.Scale.Levels[2].Devices != 10000 {
+		t.Errorf("decoded results differ: %+v", r.OpCost.Paths[PathDmsetup])
+	}
+}
+
+func TestReadResultsWithoutABlockSaysSo(t *testing.T) {
+	for _, in := range []string{"", "BENCHJSON-BEGIN\nBENCHJSON QUJD\n", "BENCHJSON-BEGIN\nBENCHJSON !!!\nBENCHJSON-END\n"} {
+		if _, err := ReadResults(in); err == nil {
+			t.Errorf("ReadResults(%q) succeeded", in)
+		}
+	}
+}
+
+func TestProfileBlockIsOptional(t *testing.T) {
+	if p, err := ReadProfile("no profile here"); p != nil || err != nil {
+		t.Errorf("ReadProfile without a block = %v, %v", p, err)
+	}
+	var buf bytes.Buffer
+	if err := writeBlob(&buf, []byte("pprof bytes"), profileBegin, profileLine, profileEnd); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ReadProfile(buf.String())
+	if err != nil || string(p) != "pprof bytes" {
+		t.Errorf("ReadProfile = %q, %v", p, err)
+	}
+}
+
+func TestTargetVerdicts(t *testing.T) {
+	tests := []struct {
+		name string
+		fig  string
+		v    float64
+		want string
+	}{
+		{"a speed-up at the goal is met", "create_vs_dmsetup", 5, "met"},
+		{"a speed-up under the goal says how far", "create_vs_dmsetup", 2.5, "missed by 2.00× (50% of the goal)"},
+		{"an overhead under the cap is met", "create_vs_floor", 1.2, "met"},
+		{"an overhead over the cap says by how much", "remove_vs_floor", 2.6, "missed by 2.00×"},
+		{"a trade-off figure has no verdict", "cow4k_overlay_vs_thin", 80, "—"},
+		{"a missing figure is not measured", "scale_10000_vs_100", math.NaN(), "not measured"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := targetFor(tt.fig).Verdict(tt.v); got != tt.want {
+				t.Errorf("Verdict(%v) = %q, want %q", tt.v, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseLevels(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []int
+		wantErr bool
+	}{
+		{"100,1000,10000", []int{100, 1000, 10000}, false},
+		{" 5 , 50 ", []int{5, 50}, false},
+		{"100,10", nil, true},
+		{"0", nil, true},
+		{"ten", nil, true},
+	}
+	for _, tt := range tests {
+		got, err := parseLevels(tt.in)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("parseLevels(%q) err = %v", tt.in, err)
+			continue
+		}
+		if len(got) != len(tt.want) {
+			t.Errorf("parseLevels(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseMeminfo(t *testing.T) {
+	text := []byte("MemTotal:        2014208 kB\nCached:           123456 kB\nSwapCached:            0 kB\n")
+	if v, err := parseMeminfo(text, "Cached"); err != nil || v != 123456 {
+		t.Errorf("Cached = %d, %v (SwapCached must not match)", v, err)
+	}
+	if _, err := parseMeminfo(text, "Buffers"); err == nil {
+		t.Error("a missing field should be an error")
+	}
+}
+
+func TestQuickFlagsShrinkTheCounts(t *testing.T) {
+	c, err := parseRunFlags([]string{"-quick"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Devices != 40 || len(c.ScaleLevels) != 2 || c.ScaleLevels[1] != 1000 {
+		t.Errorf("quick config = %+v", c.Config)
+	}
+	full, err := parseRunFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.Devices != 200 || full.ScaleLevels[2] != 10000 {
+		t.Errorf("full config = %+v", full.Config)
+	}
+	if _, err := parseRunFlags([]string{"-populate", "magic"}); err == nil {
+		t.Error("an unknown populate method should be refused")
+	}
+}
+
+func TestReportRendersEveryFigureAndSurvivesAnEmptyRun(t *testing.T) {
+	md := renderReport(sample(), "", "bench", map[string]bool{"opcost.svg": true})
+	for _, want := range []string{
+		"| `create_vs_dmsetup` | 6.40× |",
+		"| `scale_10000_vs_100` | 1.50× |",
+		"BENCH pagecache_thin_vs_overlay=10.00\n",
+		"![operation cost per device](bench/opcost.svg)",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if strings.Contains(md, "scale.svg") {
+		t.Error("report links a plot that was not drawn")
+	}
+	empty := renderReport(&Results{}, "", "bench", nil)
+	if !strings.Contains(empty, "Not measured in this run.") || !strings.Contains(empty, "BENCH create_vs_dmsetup=NaN") {
+		t.Error("an empty run should render with NaN figures and 'not measured' sections")
+	}
+}
+
+func TestPlotsOnlyForMeasuredSections(t *testing.T) {
+	names := map[string]bool{}
+	for _, p := range plotsFor(sample()) {
+		names[p.name] = true
+		if !strings.Contains(p.body, "DATA") || p.data == "" {
+			t.Errorf("%s: no data or no DATA reference", p.name)
+		}
+	}
+	for _, n := range []string{"opcost.svg", "scale.svg", "cow.svg", "pagecache.svg"} {
+		if !names[n] {
+			t.Errorf("no %s for a run that measured it", n)
+		}
+	}
+	if names["layer.svg"] {
+		t.Error("layer.svg without a layer measurement")
+	}
+	if len(plotsFor(&Results{})) != 0 {
+		t.Error("plots for an empty run")
+	}
+}

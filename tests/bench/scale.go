@@ -1,0 +1,146 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
+
+	"github.com/thinctl/thinctl/thinpool"
+)
+
+// Ways to fill the pool for measurement 2.
+const (
+	// PopulateRaw sends create_snap messages of the origin with the dm
+	// client (one metadata commit each) and writes the registry records in
+	// the documented format (docs/registry.md) without fsync, then syncs
+	// once and reopens the pool so that the library indexes them.
+	PopulateRaw = "raw"
+	// PopulateLibrary calls Pool.Create for each device.
+	PopulateLibrary = "library"
+)
+
+const (
+	fillChunk   = 500              // Creates one Fill entry averages over
+	fillFirstID = uint32(0x400000) // thin ids of raw-filled devices
+)
+
+// scale is measurement 2: the pool is filled with inactive snapshots of the
+// origin up to each level in turn; at each level ops devices are
+// created+activated and deactivated+removed through the library, reps
+// times. Then the pool is closed and opened again, openReps times.
+func (r *rig) scale(levels []int, ops, reps, openReps int, method string) (*Scale, error) {
+	s := &Scale{}
+	have := 0
+	for _, level := range levels {
+		t0 := time.Now()
+		for have < level {
+			from, to := have, min(level, (have/fillChunk+1)*fillChunk)
+			c0 := time.Now()
+			if err := r.fill(from, to, method); err != nil {
+				return s, err
+			}
+			have = to
+			s.Populate = append(s.Populate, Fill{From: from, To: to, Ms: ms(time.Since(c0)) / float64(to-from)})
+		}
+		lv := ScaleLevel{Devices: level}
+		if method == PopulateRaw {
+			unix.Sync()
+			open, err := r.reopen()
+			if err != nil {
+				return s, err
+			}
+			lv.OpenMs = open
+		}
+		r.logf("scale: pool holds %d devices (+origin), filled (%s) in %s", have, method, time.Since(t0).Round(time.Millisecond))
+		devDir := filepath.Join(r.work, poolDir, "devicemapper", "devices")
+		lv.ReadDirMs, _ = medianOf(5, func(int) error { _, err := os.ReadDir(devDir); return err })
+		lib := &libPath{label: PathLibrary, pool: r.pool, parent: originID, prefix: "scale-"}
+		pc, err := runPaths([]opPath{lib}, ops, reps, r.logf)
+		if err != nil {
+			return s, errors.Wrapf(err, "at %d devices", level)
+		}
+		lv.CreateMs, lv.RemoveMs = pc[PathLibrary].CreateMs, pc[PathLibrary].RemoveMs
+		s.Levels = append(s.Levels, lv)
+	}
+	if len(levels) == 0 {
+		return s, nil
+	}
+	s.OpenAt = have
+	for i := 0; i < openReps; i++ {
+		open, err := r.reopen()
+		if err != nil {
+			return s, err
+		}
+		s.OpenMs = append(s.OpenMs, open)
+		r.logf("scale: thinpool.Open with %d devices took %.1f ms", have, open)
+	}
+	return s, nil
+}
+
+// reopen closes the library pool and times thinpool.Open of its root.
+func (r *rig) reopen() (float64, error) {
+	if err := r.pool.Close(); err != nil {
+		return 0, err
+	}
+	r.pool = nil
+	t0 := time.Now()
+	p, err := thinpool.Open(filepath.Join(r.work, poolDir), thinpool.OpenOptions{})
+	if err != nil {
+		return 0, errors.Wrap(err, "open the pool")
+	}
+	r.pool = p
+	return ms(time.Since(t0)), nil
+}
+
+// fillRecord is a registry record as docs/registry.md documents it.
+type fillRecord struct {
+	Version       int       `json:"version"`
+	ID            string    `json:"id"`
+	DeviceID      uint32    `json:"device_id"`
+	Size          uint64    `json:"size"`
+	TransactionID uint64    `json:"transaction_id"`
+	Initialized   bool      `json:"initialized"`
+	Deleted       bool      `json:"deleted"`
+	Parent        string    `json:"parent"`
+	Created       time.Time `json:"created"`
+}
+
+func fillID(i int) string { return fmt.Sprintf("fill-%05d", i) }
+
+// fill adds devices [from,to) to the library pool.
+func (r *rig) fill(from, to int, method string) error {
+	if method == PopulateLibrary {
+		for i := from; i < to; i++ {
+			if err := r.pool.Create(fillID(i), originID, thinpool.CreateOptions{}); err != nil {
+				return errors.Wrapf(err, "populate device %d", i)
+			}
+		}
+		return nil
+	}
+	st, err := r.pool.Status()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(r.work, poolDir, "devicemapper", "devices")
+	for i := from; i < to; i++ {
+		devID := fillFirstID + uint32(i)
+		if _, err := r.dm.Message(r.raw.poolName, 0, fmt.Sprintf("create_snap %d %d", devID, r.raw.originID)); err != nil {
+			return errors.Wrapf(err, "populate device %d", i)
+		}
+		rec := fillRecord{Version: 1, ID: fillID(i), DeviceID: devID, Size: deviceSize, TransactionID: st.TransactionID,
+			Initialized: true, Parent: originID, Created: time.Now().UTC()}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, rec.ID+".json"), append(b, '\n'), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
