@@ -79,3 +79,30 @@ func TestRepeatableFlagsCollectEveryValue(t *testing.T) {
 		t.Fatalf("set flags recorded wrongly: %v", c.set)
 	}
 }
+
+// FuzzParse feeds arbitrary command lines to the parser: it must never
+// panic, and it either finds a command or reports a usage error.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"list", "create\x00web\x00--parent\x00base", "pool\x00init\x00--data-size=1G",
+		"--root\x00/x\x00-o\x00json\x00info\x00a", "pool", "--", "-o", "create\x00--size\x00-1",
+		"pool\x00grow\x00--data-size\x008P", "--help\x00pool", "info\x00--\x00-x",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		args := strings.Split(line, "\x00")
+		h := newHarness(t)
+		c, err := h.app(nil, nil).parse(args)
+		if err != nil {
+			code, _ := diagnose(c, err)
+			if code != exitUsage && code != exitFailure {
+				t.Fatalf("parse(%q): error %v maps to exit %d", args, err, code)
+			}
+			return
+		}
+		if c.cmd != nil && !c.g.help && len(c.args) != len(c.cmd.args) {
+			t.Fatalf("parse(%q) accepted %d arguments for %s", args, len(c.args), c.cmd.name)
+		}
+	})
+}

@@ -281,6 +281,16 @@ func TestAnOperatorSessionAgainstDeviceMapper(t *testing.T) {
 	}
 	o.fails(1, "list' shows the devices", "info", "snap")
 
+	// --debug logs the kernel operations on stderr, the output stays clean
+	r := o.run("--debug", "-o", "json", "info", "web")
+	if r.code != 0 || !strings.Contains(r.stderr, "debug: ") || !strings.Contains(r.stderr, " dm: ") {
+		t.Fatalf("--debug info: exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	var dbg deviceInfo
+	if err := json.Unmarshal([]byte(r.stdout), &dbg); err != nil || dbg.ID != "web" {
+		t.Fatalf("--debug -o json info web printed %q (%v)", r.stdout, err)
+	}
+
 	var rep checkReport
 	o.decode(&rep, "check")
 	if !rep.Consistent || len(rep.Problems) != 0 {
