@@ -194,12 +194,12 @@ func (a *app) parse(args []string) (*call, error) {
 	// Ids are checked before anything else happens.
 	for _, id := range c.args {
 		if err := thinpool.ValidateID(id); err != nil {
-			return c, usagef("invalid ID %q: %v", id, idReason(err))
+			return c, &usageError{why: fmt.Sprintf("invalid ID %q: %s", id, idReason(err)), hint: idRules}
 		}
 	}
 	if c.opts.parent != "" {
 		if err := thinpool.ValidateID(c.opts.parent); err != nil {
-			return c, usagef("invalid --parent %q: %v", c.opts.parent, idReason(err))
+			return c, &usageError{why: fmt.Sprintf("invalid --parent %q: %s", c.opts.parent, idReason(err)), hint: idRules}
 		}
 	}
 	if c.cmd.validate != nil {
@@ -210,8 +210,14 @@ func (a *app) parse(args []string) (*call, error) {
 	return c, nil
 }
 
-// idReason returns why ValidateID refused an id.
-func idReason(err error) string { return err.Error() }
+// idRules is the hint for a refused id.
+const idRules = "IDs are 1 to 128 characters of A-Z a-z 0-9 _ . - and do not start with '.' or '-'"
+
+// idReason returns why ValidateID refused an id, without the sentinel's
+// generic text.
+func idReason(err error) string {
+	return strings.TrimSuffix(err.Error(), ": "+thinpool.ErrInvalidID.Error())
+}
 
 // id returns the call's single positional argument.
 func (c *call) id() string { return c.args[0] }

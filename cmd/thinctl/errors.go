@@ -128,7 +128,7 @@ func diagnose(c *call, err error) (int, string) {
 	case errors.As(err, &dmo):
 		return exitFailure, "select the devicemapper driver with --driver devicemapper on a kernel with dm-thin-pool"
 	case errors.Is(err, thinpool.ErrInvalidID):
-		return exitUsage, "ids are 1-128 characters of A-Z a-z 0-9 _ . - and do not start with '.' or '-'"
+		return exitUsage, idRules
 	case errors.As(err, &pe):
 		if pe.repaired {
 			return exitFailure, "the rest needs a person: see the DETAIL column"

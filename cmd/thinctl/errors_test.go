@@ -71,7 +71,7 @@ func TestUsageAndFailureExits(t *testing.T) {
 		{name: "pool grow needs a size", args: []string{"pool", "grow"}, code: 2,
 			stderr: []string{"give --data-size and/or --metadata-size"}},
 		{name: "an id starting with a dot is refused", args: []string{"create", ".hidden"}, code: 2,
-			stderr: []string{`thinctl: create .hidden: invalid ID ".hidden"`}},
+			stderr: []string{`thinctl: create .hidden: invalid ID ".hidden": device id ".hidden" starts with '.'`, "hint: IDs are 1 to 128 characters"}},
 		{name: "an id starting with a dash is an unknown flag", args: []string{"create", "-web"}, code: 2,
 			stderr: []string{"unknown flag -web"}},
 		{name: "an id with a slash is refused", args: []string{"info", "a/b"}, code: 2,
@@ -174,7 +174,7 @@ func TestDiagnoseHints(t *testing.T) {
 		{"a missing pool says to init", "list", thinpool.ErrNotInitialized, 1, "pool init"},
 		{"a read-only pool says to check", "create", thinpool.ErrPoolReadOnly, 1, "check"},
 		{"a corrupt registry says to repair", "list", thinpool.ErrRegistryCorrupt, 1, "check --repair"},
-		{"a library id error is a usage error", "create", thinpool.ErrInvalidID, 2, "ids are 1-128"},
+		{"a library id error is a usage error", "create", thinpool.ErrInvalidID, 2, "IDs are 1 to 128 characters"},
 		{"permission errors from the kernel ask for root", "list", dm.ErrPermission, 1, "run it as root"},
 		{"an unknown error has no hint", "list", errors.New("boom"), 1, ""},
 	}
