@@ -238,10 +238,29 @@ func (d *Driver) Remove(id string) error {
 	return driverErr(err)
 }
 
-// Get mounts layer id and returns the mount point.
+// layerDir is the directory inside a device's filesystem that holds the
+// layer, so that the filesystem's own lost+found stays out of it (Docker
+// did the same).
+const layerDir = "rootfs"
+
+// Get mounts layer id and returns the layer's directory inside the mount.
 func (d *Driver) Get(id, mountLabel string) (string, error) {
-	p, err := d.pool.Mount(id, MountOptions{MountLabel: mountLabel})
-	return p, driverErr(err)
+	mp, err := d.pool.Mount(id, MountOptions{MountLabel: mountLabel})
+	if err != nil {
+		return "", driverErr(err)
+	}
+	dir := filepath.Join(mp, layerDir)
+	if err := os.Mkdir(dir, 0o755); err == nil {
+		err = os.Chmod(dir, 0o755)
+		if err != nil {
+			d.pool.Unmount(id)
+			return "", errors.Wrapf(err, "chmod %s", dir)
+		}
+	} else if !os.IsExist(err) {
+		d.pool.Unmount(id)
+		return "", errors.Wrapf(err, "create %s", dir)
+	}
+	return dir, nil
 }
 
 // Put releases one Get.
@@ -323,7 +342,7 @@ func (d *Driver) List() ([]driver.LayerInfo, error) {
 	for _, dev := range devs {
 		out = append(out, driver.LayerInfo{
 			ID: dev.ID, Parent: dev.Parent, SizeBytes: int64(dev.Size), Mounted: dev.Mounted,
-			MountPath: dev.MountPath, Deleted: dev.Deleted,
+			MountPath: layerPath(dev.MountPath), Deleted: dev.Deleted,
 			Extra: map[string]string{"device_id": itoa(dev.DeviceID), "active": strconv.FormatBool(dev.Active)},
 		})
 	}
@@ -348,4 +367,11 @@ func (d *Driver) ApplyDiff(id, parent string, diff io.Reader) (int64, error) {
 // DiffSize returns the size of id's changes against parent.
 func (d *Driver) DiffSize(id, parent string) (int64, error) {
 	return driver.NaiveDiff(d).DiffSize(id, parent)
+}
+
+func layerPath(mountPath string) string {
+	if mountPath == "" {
+		return ""
+	}
+	return filepath.Join(mountPath, layerDir)
 }
