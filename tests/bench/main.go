@@ -52,7 +52,7 @@ type runConfig struct {
 	work      string
 	emulation string
 	only      string
-	profileN  int
+	discardN  int
 	openReps  int
 }
 
@@ -78,8 +78,9 @@ func parseRunFlags(args []string) (runConfig, error) {
 	fl.IntVar(&c.PCFileMiB, "pagecache-mib", 64, "size of the file every layer reads")
 	fl.IntVar(&c.PCLayers, "pagecache-layers", 10, "layers reading it")
 	fl.IntVar(&c.LayerReps, "layer-reps", 0, "repetitions of layer create+mount (default 15; quick 5)")
-	fl.IntVar(&c.profileN, "profile-n", 0, "library cycles under the CPU profiler (default n; 0 with -only lacking breakdown)")
-	fl.StringVar(&c.Populate, "populate", PopulateRaw, "how the scale measurement fills the pool: raw (create_snap messages + registry records) or library (Pool.Create)")
+	fl.IntVar(&c.ProfileN, "profile-n", 50, "library create+remove cycles under the CPU profiler")
+	fl.IntVar(&c.discardN, "discard-reps", 1, "repetitions of the discards-on library path (0: skip it)")
+	fl.StringVar(&c.Populate, "populate", "", "how the scale measurement fills the pool: restore (thin_restore + registry records; the default with thin tools), raw (create_snap messages + registry records) or library (Pool.Create)")
 	fl.IntVar(&c.openReps, "open-reps", 3, "thinpool.Open repetitions at the largest scale level")
 	if err := fl.Parse(args); err != nil {
 		return c, err
@@ -94,7 +95,6 @@ func parseRunFlags(args []string) (runConfig, error) {
 	def(&c.ScaleOps, 50, 20)
 	def(&c.CoWReps, 5, 3)
 	def(&c.LayerReps, 15, 5)
-	def(&c.profileN, c.Devices, c.Devices)
 	spec := *levels
 	if spec == "" {
 		spec = map[bool]string{false: "100,1000,10000", true: "100,1000"}[c.Quick]
@@ -105,8 +105,11 @@ func parseRunFlags(args []string) (runConfig, error) {
 	}
 	c.BlockKiB = int(poolBlock >> 10)
 	c.DeviceMiB = int(deviceSize >> 20)
-	if c.Populate != PopulateRaw && c.Populate != PopulateLibrary {
-		return c, errors.Errorf("-populate %q: use raw or library", c.Populate)
+	if c.Populate == "" {
+		c.Populate = defaultPopulate()
+	}
+	if c.Populate != PopulateRaw && c.Populate != PopulateLibrary && c.Populate != PopulateRestore {
+		return c, errors.Errorf("-populate %q: use restore, raw or library", c.Populate)
 	}
 	return c, nil
 }
@@ -205,7 +208,7 @@ func runSections(r *rig, c runConfig, res *Results, prof *[]byte) error {
 	}
 	var err error
 	if err := section("opcost", func() error {
-		res.OpCost, err = r.opCost(c.Devices, c.Reps)
+		res.OpCost, err = r.opCost(c.Devices, c.Reps, min(c.discardN, c.Reps))
 		return err
 	}); err != nil {
 		return err
@@ -214,7 +217,7 @@ func runSections(r *rig, c runConfig, res *Results, prof *[]byte) error {
 		if res.Breakdown, err = r.breakdown(max(c.Reps*10, 20)); err != nil {
 			return err
 		}
-		*prof, err = r.profileLibrary(c.profileN)
+		*prof, err = r.profileLibrary(c.ProfileN)
 		return err
 	}); err != nil {
 		return err

@@ -117,8 +117,12 @@ func drawPlots(r *Results, dir string) map[string]bool {
 		if err := os.WriteFile(data, []byte(p.data), 0o644); err != nil {
 			continue
 		}
-		out := filepath.Join(dir, p.name)
-		script := svgHead + fmt.Sprintf("set output %q\nDATA = %q\n", out, data) + p.body
+		out, head := filepath.Join(dir, p.name), svgHead
+		if os.Getenv("THINCTL_BENCH_PNG") == "1" { // previews for people without an SVG viewer
+			out = strings.TrimSuffix(out, ".svg") + ".png"
+			head = strings.Replace(svgHead, "svg size 760,420 dynamic", "pngcairo size 760,420", 1)
+		}
+		script := head + fmt.Sprintf("set output %q\nDATA = %q\n", out, data) + p.body
 		sp := filepath.Join(tmp, p.name+".gp")
 		if err := os.WriteFile(sp, []byte(script), 0o644); err != nil {
 			continue

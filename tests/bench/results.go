@@ -55,6 +55,7 @@ type Config struct {
 	Quick       bool   `json:"quick"`
 	Devices     int    `json:"devices"`      // N of measurement 1
 	Reps        int    `json:"reps"`         // repetitions of measurement 1
+	ProfileN    int    `json:"profile_n"`    // library cycles under the CPU profiler
 	ScaleLevels []int  `json:"scale_levels"` // pool sizes of measurement 2
 	ScaleOps    int    `json:"scale_ops"`    // devices per scale repetition
 	ScaleReps   int    `json:"scale_reps"`

@@ -321,3 +321,21 @@ func TestPlotsOnlyForMeasuredSections(t *testing.T) {
 		t.Error("plots for an empty run")
 	}
 }
+
+func TestAddThinDevicesGoesInsideTheSuperblock(t *testing.T) {
+	dump := "<superblock uuid=\"\" transaction=\"7\">\n  <device dev_id=\"1\">\n  </device>\n</superblock>\n"
+	got, err := addThinDevices(dump, 7, 100, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "<superblock uuid=\"\" transaction=\"7\">\n  <device dev_id=\"1\">\n  </device>\n" +
+		"  <device dev_id=\"100\" mapped_blocks=\"0\" transaction=\"7\" creation_time=\"0\" snap_time=\"0\">\n  </device>\n" +
+		"  <device dev_id=\"101\" mapped_blocks=\"0\" transaction=\"7\" creation_time=\"0\" snap_time=\"0\">\n  </device>\n" +
+		"</superblock>\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	if _, err := addThinDevices("<nothing/>", 1, 1, 1); err == nil {
+		t.Error("a dump without a superblock should be refused")
+	}
+}
