@@ -59,6 +59,7 @@ func (p *Pool) Check(opts CheckOptions) (Report, error) {
 		r.Problems = append(r.Problems, Problem{Kind: kind, ID: id, Detail: detail, Fixed: fixed})
 	}
 
+	var pendingDevID uint32 // a transaction left pending owns its device id
 	if t, err := p.reg.loadTx(); err != nil {
 		return r, err
 	} else if t != nil {
@@ -71,9 +72,13 @@ func (p *Pool) Check(opts CheckOptions) (Report, error) {
 				fixed = true
 			}
 		}
+		if !fixed {
+			pendingDevID = t.DeviceID
+		}
 		add(ProblemPendingTransaction, t.ID, detail, fixed)
 	}
-	if err := p.ensureIndexNoRecover(); err != nil {
+	p.idx.invalidate()
+	if err := p.refreshIndex(); err != nil {
 		return r, err
 	}
 	recs, err := p.reg.listDevices()
@@ -112,7 +117,7 @@ func (p *Pool) Check(opts CheckOptions) (Report, error) {
 		inPool := map[uint32]bool{}
 		for _, id := range poolIDs {
 			inPool[id] = true
-			if _, ok := byDevID[id]; ok || id == p.cfg.BaseDeviceID {
+			if _, ok := byDevID[id]; ok || id == p.cfg.BaseDeviceID || id == pendingDevID {
 				continue
 			}
 			fixed := false
@@ -189,17 +194,6 @@ func (p *Pool) Check(opts CheckOptions) (Report, error) {
 		}
 	}
 	return r, nil
-}
-
-// ensureIndexNoRecover rebuilds the index without touching transactions.
-func (p *Pool) ensureIndexNoRecover() error {
-	if t, err := p.reg.loadTx(); err != nil || t != nil {
-		if err != nil {
-			return err
-		}
-		p.idx.invalidate()
-	}
-	return p.ensureIndex()
 }
 
 // deleteOrphan deletes a thin id no registry record refers to.

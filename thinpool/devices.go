@@ -331,22 +331,45 @@ func (p *Pool) Devices() ([]Device, error) {
 			active[devID] = true
 		}
 	}
+	mounted := mountPoints()
 	out := make([]Device, 0, len(recs))
 	for _, d := range recs {
-		out = append(out, p.toDevice(d, active[d.DeviceID]))
+		out = append(out, p.toDeviceWith(d, active[d.DeviceID], mounted[p.MountPath(d.ID)]))
 	}
 	return out, nil
 }
 
+// mountPoints returns the mount points of this mount namespace.
+func mountPoints() map[string]bool {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	entries, err := fs.ParseMountInfo(f)
+	if err != nil {
+		return nil
+	}
+	out := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		out[e.MountPoint] = true
+	}
+	return out
+}
+
 func (p *Pool) toDevice(d deviceRecord, active bool) Device {
+	m, _ := fs.IsMounted(p.MountPath(d.ID))
+	return p.toDeviceWith(d, active, m)
+}
+
+func (p *Pool) toDeviceWith(d deviceRecord, active, mounted bool) Device {
 	out := Device{ID: d.ID, Parent: d.Parent, DeviceID: d.DeviceID, Size: d.Size, TransactionID: d.TransactionID,
 		Initialized: d.Initialized, Deleted: d.Deleted, Created: d.Created, Active: active}
 	if active {
 		out.DevicePath = dm.NodePath(thinName(p.cfg.Key, d.DeviceID))
 	}
-	mp := p.MountPath(d.ID)
-	if m, _ := fs.IsMounted(mp); m {
-		out.Mounted, out.MountPath = true, mp
+	if mounted {
+		out.Mounted, out.MountPath = true, p.MountPath(d.ID)
 	}
 	return out
 }

@@ -55,6 +55,11 @@ func (l *rootLock) unlock() {
 func (l *rootLock) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.closeLocked()
+}
+
+// closeLocked is close for a caller holding the mutex.
+func (l *rootLock) closeLocked() error {
 	if l.f == nil {
 		return nil
 	}

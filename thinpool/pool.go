@@ -103,6 +103,11 @@ func makeDirs(root string) error {
 
 // newPool builds the in-memory Pool of an absolute root and takes its lock.
 func newPool(root string, progress func(string, float64)) (*Pool, error) {
+	// Mount points are compared with /proc/self/mountinfo, which shows
+	// paths without symlinks.
+	if real, err := filepath.EvalSymlinks(root); err == nil {
+		root = real
+	}
 	dir := stateDir(root)
 	lk, err := openRootLock(filepath.Join(dir, lockFileName))
 	if err != nil {
@@ -142,13 +147,12 @@ func Init(root string, opts Options) (*Pool, error) {
 	}
 	defer p.lk.unlock()
 	if Exists(root) { // another process won the race
-		p.lk.close()
+		p.lk.closeLocked()
 		return nil, errors.Wrapf(ErrAlreadyInit, "%s", p.reg.poolPath())
 	}
 	if err := p.initLocked(o); err != nil {
 		p.initCleanup(o)
-		p.lk.f.Close()
-		p.lk.f = nil
+		p.lk.closeLocked()
 		return nil, err
 	}
 	return p, nil
@@ -374,6 +378,12 @@ func (p *Pool) ensureIndex() error {
 	if err := p.recoverPendingTx(); err != nil {
 		return err
 	}
+	return p.refreshIndex()
+}
+
+// refreshIndex rebuilds the index when the pool's transaction id differs
+// from the one it was built at.
+func (p *Pool) refreshIndex() error {
 	txid, err := p.poolTransactionID()
 	if err != nil {
 		return err

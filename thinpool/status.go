@@ -52,13 +52,10 @@ func (p *Pool) Status() (Status, error) {
 		return Status{}, err
 	}
 	defer p.lk.unlock()
-	return p.statusLocked()
-}
-
-func (p *Pool) statusLocked() (Status, error) {
-	s := Status{PoolName: p.cfg.PoolName, BlockSize: p.cfg.BlockSize, Filesystem: p.cfg.Filesystem,
-		DataFile: p.dataFilePath(), MetadataFile: p.metaFilePath(), BaseSize: p.cfg.BaseSize,
-		MinFreeSpace: p.cfg.MinFreeSpace, ExternalPool: p.cfg.ExternalPool}
+	s, err := p.statusLocked()
+	if err != nil {
+		return s, err
+	}
 	if entries, err := os.ReadDir(p.reg.devicesDir()); err == nil {
 		for _, e := range entries {
 			if len(e.Name()) > 0 && e.Name()[0] != '.' {
@@ -66,6 +63,15 @@ func (p *Pool) statusLocked() (Status, error) {
 			}
 		}
 	}
+	return s, nil
+}
+
+// statusLocked is Status without the device count (which costs a
+// directory listing).
+func (p *Pool) statusLocked() (Status, error) {
+	s := Status{PoolName: p.cfg.PoolName, BlockSize: p.cfg.BlockSize, Filesystem: p.cfg.Filesystem,
+		DataFile: p.dataFilePath(), MetadataFile: p.metaFilePath(), BaseSize: p.cfg.BaseSize,
+		MinFreeSpace: p.cfg.MinFreeSpace, ExternalPool: p.cfg.ExternalPool}
 	if _, err := p.dm.Info(p.cfg.PoolName); errors.Is(err, dm.ErrNotFound) {
 		s.State = "down"
 		return s, nil

@@ -1,0 +1,88 @@
+//go:build vm
+
+package thinpool
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/thinctl/thinctl/internal/testenv"
+)
+
+func TestDestroyRemovesEveryDeviceThePoolAndTheState(t *testing.T) {
+	p, root := newVMPool(t, smallOptions())
+	must(t, p.Create("a", "", CreateOptions{}))
+	must(t, p.Create("b", "a", CreateOptions{}))
+	mustMount(t, p, "b")
+	if err := p.Destroy(false); !isErr(err, ErrHasChildren) {
+		t.Fatalf("Destroy without force = %v, want ErrHasChildren", err)
+	}
+	must(t, p.Destroy(true))
+	if out := mustDmsetup(t, "ls"); strings.Contains(out, p.cfg.Key) {
+		t.Fatalf("devices of the root survive Destroy:\n%s", out)
+	}
+	if exists(filepath.Join(root, "devicemapper")) || exists(filepath.Join(root, "mnt")) {
+		t.Fatal("Destroy left state behind")
+	}
+	if _, err := Open(root, OpenOptions{}); !isErr(err, ErrNotInitialized) {
+		t.Fatalf("Open after Destroy = %v, want ErrNotInitialized", err)
+	}
+}
+
+func TestAnExternalThinPoolIsUsedButNeverTakenDown(t *testing.T) {
+	testenv.RequireDeviceMapper(t)
+	losetup := testenv.RequireTool(t, "losetup")
+	data := testenv.SparseFile(t, "data", int64(GiB))
+	meta := testenv.SparseFile(t, "meta", int64(64*MiB))
+	attach := func(f string) string {
+		out, err := exec.Command(losetup, "-f", "--show", f).CombinedOutput()
+		if err != nil {
+			t.Fatalf("losetup %s: %v %s", f, err, out)
+		}
+		dev := strings.TrimSpace(string(out))
+		t.Cleanup(func() { exec.Command(losetup, "-d", dev).Run() })
+		return dev
+	}
+	dataDev, metaDev := attach(data), attach(meta)
+	name := fmt.Sprintf("ext-pool-%d", len(t.Name()))
+	mustDmsetup(t, "create", name, "--table", fmt.Sprintf("0 %d thin-pool %s %s 128 32768 1 skip_block_zeroing", GiB/512, metaDev, dataDev))
+	t.Cleanup(func() {
+		dmsetup(t, "remove", name)
+		thinCheck(t, meta)
+	})
+
+	root := t.TempDir()
+	p, err := Init(root, Options{ThinPoolDevice: name, BaseSize: 256 * MiB})
+	if err != nil {
+		t.Fatalf("Init on an external pool: %v", err)
+	}
+	must(t, p.Create("x", "", CreateOptions{}))
+	dir := mustMount(t, p, "x")
+	writeFile(t, filepath.Join(dir, "f"), "external")
+	must(t, p.Unmount("x"))
+	must(t, p.Down())
+	if _, err := dmsetup(t, "info", name); err != nil {
+		t.Fatal("Down took the external pool down")
+	}
+	p.Close()
+
+	// A second root cannot adopt the pool: it is no longer empty.
+	if _, err := Init(t.TempDir(), Options{ThinPoolDevice: name, BaseSize: 256 * MiB}); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("Init on a used external pool = %v", err)
+	}
+
+	p, err = Open(root, OpenOptions{})
+	must(t, err)
+	dir = mustMount(t, p, "x")
+	if got := readFile(t, filepath.Join(dir, "f")); got != "external" {
+		t.Fatalf("after Down/Open the device reads %q", got)
+	}
+	must(t, p.Destroy(true))
+	st := strings.Fields(mustDmsetup(t, "status", name))
+	if len(st) < 4 || st[3] != "0" {
+		t.Fatalf("after Destroy the external pool's status is %v, want transaction id 0", st)
+	}
+}
