@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/pkg/errors"
 
@@ -89,9 +91,9 @@ func (a *app) fail(c *call, err error) int {
 	if what != "" {
 		msg = what + ": " + msg
 	}
-	fmt.Fprintf(a.stderr, "thinctl: %s\n", msg)
+	fmt.Fprintf(a.stderr, "thinctl: %s\n", escapeControls(msg))
 	if hint != "" {
-		fmt.Fprintf(a.stderr, "hint: %s\n", hint)
+		fmt.Fprintf(a.stderr, "hint: %s\n", escapeControls(hint))
 	}
 	return code
 }
@@ -99,6 +101,25 @@ func (a *app) fail(c *call, err error) int {
 // oneLine folds a multi-line error message into one line.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+}
+
+// escapeControls writes control characters (an ID like "a\x1b[2J" given
+// on the command line) as Go escapes, so an error never carries raw
+// terminal control sequences or extra lines.
+func escapeControls(s string) string {
+	if strings.IndexFunc(s, unicode.IsControl) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // diagnose maps an error to its exit status and a hint. It is the one

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/pkg/errors"
 
@@ -74,6 +75,8 @@ func TestUsageAndFailureExits(t *testing.T) {
 			stderr: []string{`thinctl: create .hidden: invalid ID ".hidden": device id ".hidden" starts with '.'`, "hint: IDs are 1 to 128 characters"}},
 		{name: "an id starting with a dash is an unknown flag", args: []string{"create", "-web"}, code: 2,
 			stderr: []string{"unknown flag -web"}},
+		{name: "an id with control characters is printed escaped", args: []string{"create", "a\x1b[2J\nb"}, code: 2,
+			stderr: []string{`thinctl: create a\x1b[2J\nb: invalid ID "a\x1b[2J\nb"`}},
 		{name: "an id with a slash is refused", args: []string{"info", "a/b"}, code: 2,
 			stderr: []string{`invalid ID "a/b"`}},
 		{name: "an empty id is refused", args: []string{"remove", ""}, code: 2,
@@ -141,6 +144,11 @@ func TestUsageAndFailureExits(t *testing.T) {
 			if tt.args != nil && !strings.Contains(r.stderr, "Usage:") {
 				if n := strings.Count(r.stderr, "\n"); n > 2 {
 					t.Errorf("an error is one line plus at most a hint line, got %d lines:\n%s", n, r.stderr)
+				}
+			}
+			for _, ch := range r.stderr {
+				if ch != '\n' && unicode.IsControl(ch) {
+					t.Errorf("stderr carries the raw control character %q:\n%q", ch, r.stderr)
 				}
 			}
 			if ents, _ := os.ReadDir(h.root); len(ents) != 0 {

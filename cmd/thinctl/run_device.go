@@ -72,7 +72,7 @@ func runRemove(c *call) error {
 		deferred, err := s.remove(c.id())
 		c.endProgress()
 		if deferred {
-			fmt.Fprintf(c.app.stderr, "thinctl: %s: %s\n%s\n", c.what(), oneLine(err.Error()), deferredHint)
+			fmt.Fprintf(c.app.stderr, "thinctl: %s: %s\n%s\n", c.what(), escapeControls(oneLine(err.Error())), deferredHint)
 			fmt.Fprintf(c.stdout(), "Deferred removal of %s\n", c.id())
 			return nil
 		}
