@@ -17,7 +17,9 @@ usage: tests/vm/run.sh [flags]
   --no-udev        boot once without udev (default)
   --udev           boot once with systemd-udevd and the dm udev rules
   --both           boot twice: without udev, then with udev
-  --timeout DUR    kill a guest that runs longer (default 15m; s/m/h suffixes)
+  --timeout DUR    kill a guest that runs longer (default 40m; s/m/h suffixes)
+  --test-timeout DUR  -test.timeout for each test binary (default 15m, at most
+                   the guest's bound less a minute)
   --script FILE    run FILE with bash in the guest instead of the Go tests
                    (bin/thinctl, when built, is on the guest's PATH)
   --extra-bin PATH copy another binary onto the guest's PATH (repeatable)
@@ -34,12 +36,16 @@ log() { echo "run.sh: $*" >&2; }
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 CACHE="$HERE/.cache"
-BUILDROOT="$HERE/.build"
+# Per-run directories (initramfs, scratch disk image, console logs) live
+# outside the work tree, so that a `make clean` or `git clean` elsewhere cannot
+# pull them from under a running guest. THINCTL_VM_WORKDIR overrides.
+BUILDROOT="${THINCTL_VM_WORKDIR:-${TMPDIR:-/tmp}/thinctl-vm}"
 
 PKGS=()
 RUN_REGEX=""
 MODES=(noudev)
-TIMEOUT="15m"
+TIMEOUT="${THINCTL_VM_TIMEOUT:-40m}"
+TEST_TIMEOUT="${THINCTL_VM_TEST_TIMEOUT:-15m}"
 SCRIPT=""
 EXTRA_BINS=()
 KEEP=0
@@ -57,6 +63,8 @@ while [ $# -gt 0 ]; do
 	--both) MODES=(noudev udev); shift ;;
 	--timeout) TIMEOUT="${2:?--timeout needs a duration}"; shift 2 ;;
 	--timeout=*) TIMEOUT="${1#*=}"; shift ;;
+	--test-timeout) TEST_TIMEOUT="${2:?--test-timeout needs a duration}"; shift 2 ;;
+	--test-timeout=*) TEST_TIMEOUT="${1#*=}"; shift ;;
 	--script) SCRIPT="${2:?--script needs a file}"; shift 2 ;;
 	--script=*) SCRIPT="${1#*=}"; shift ;;
 	--extra-bin) EXTRA_BINS+=("${2:?--extra-bin needs a path}"); shift 2 ;;
@@ -84,6 +92,9 @@ seconds() {
 }
 TIMEOUT_S="$(seconds "$TIMEOUT")"
 [ "$TIMEOUT_S" -gt 0 ] || die "--timeout must be positive"
+TEST_TIMEOUT_S="$(seconds "$TEST_TIMEOUT")"
+[ "$TEST_TIMEOUT_S" -gt 0 ] || die "--test-timeout must be positive"
+[ "$TIMEOUT_S" -le 120 ] || [ "$TEST_TIMEOUT_S" -le $((TIMEOUT_S - 60)) ] || TEST_TIMEOUT_S=$((TIMEOUT_S - 60))
 [ -z "$SCRIPT" ] || [ -f "$SCRIPT" ] || die "--script $SCRIPT: no such file"
 for b in "${EXTRA_BINS[@]}"; do [ -f "$b" ] || die "--extra-bin $b: no such file"; done
 
@@ -359,7 +370,7 @@ build_run() {
 	for b in "${EXTRA_BINS[@]}"; do
 		STAGE="$stage" copy_with_libs "$b" "/usr/local/bin/$(basename "$b")"
 	done
-	local testto=$((TIMEOUT_S > 120 ? TIMEOUT_S - 60 : TIMEOUT_S))
+	local testto="$TEST_TIMEOUT_S"
 	{
 		printf 'VM_RUN=%q\n' "$RUN_REGEX"
 		printf 'VM_TEST_TIMEOUT=%ss\n' "$testto"
@@ -398,11 +409,19 @@ boot() {
 	local st=("${PIPESTATUS[@]}")
 	set -e
 	local qrc="${st[0]}" elapsed=$((SECONDS - t0))
+	if [ ! -f "$logf" ]; then
+		echo "run.sh: $RUN disappeared during the run (someone removed it?)" >&2
+		SUMMARIES+=("VM ($mode, kernel $KVER): no result: run directory removed")
+		return 3
+	fi
 	tr -d '\r' <"$logf" >"$logf.clean"
 	local sentinel
 	sentinel="$(grep -a '^THINCTL-VM-EXIT=' "$logf.clean" | tail -1 | cut -d= -f2)"
 	if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
 		echo "run.sh: KILLED the $mode guest after ${TIMEOUT_S}s (--timeout $TIMEOUT): it did not power off in time (hung test or guest)" >&2
+		local last
+		last="$(grep -a -E '^=== RUN (binary|  )' "$logf.clean" | tail -2 | sed 's/^=== RUN *//' | tr '\n' ' ')"
+		[ -z "$last" ] || echo "run.sh: last started: $last" >&2
 		rc=124
 	elif [ -z "$sentinel" ]; then
 		echo "run.sh: the $mode guest stopped without reporting a result (qemu exit $qrc; init crashed or kernel panicked?)" >&2
@@ -410,18 +429,26 @@ boot() {
 	else
 		rc="$sentinel"
 	fi
-	local summary
+	local summary counts
 	summary="$(grep -a '^VM (' "$logf.clean" | tail -1 || true)"
-	[ -n "$summary" ] || summary="VM ($mode, kernel $KVER): no result (exit $rc)"
-	SUMMARIES+=("$summary (boot+run ${elapsed}s)")
-	local counts
 	counts="$(grep -a '^THINCTL-VM-COUNTS=' "$logf.clean" | tail -1 | cut -d= -f2)"
+	if [ -z "$summary" ]; then
+		# The guest never got to its summary: count what the console shows.
+		# shellcheck source=guest/lib.sh
+		. "$HERE/guest/lib.sh"
+		counts="$(count_results "$logf.clean")"
+		local p f s
+		read -r p f s <<<"$counts"
+		[ "$rc" = 0 ] || f=$((f + 1)) # the run itself failed
+		counts="$p $f $s"
+		summary="$(summary_line "$mode" "$KVER" "$p" "$f" "$s") (incomplete: exit $rc)"
+	fi
+	SUMMARIES+=("$summary (boot+run ${elapsed}s)")
 	if [ -n "$counts" ]; then
 		local p f s
 		read -r p f s <<<"$counts"
 		TOTAL_P=$((TOTAL_P + p)) TOTAL_F=$((TOTAL_F + f)) TOTAL_S=$((TOTAL_S + s))
 	fi
-	[ "$rc" = 0 ] || TOTAL_F=$((TOTAL_F + 0))
 	return "$rc"
 }
 
