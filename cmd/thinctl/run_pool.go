@@ -74,6 +74,13 @@ func runPoolInit(c *call) error {
 	if err := c.dmClient(); err != nil {
 		return err
 	}
+	// A kernel without the thin-pool target fails here, before Init writes
+	// anything.
+	if o.thinpoolDev == "" {
+		if err := probeThinPool(c.g.root); err != nil {
+			return err
+		}
+	}
 	p, err := thinpool.Init(c.g.root, opts)
 	if err != nil {
 		return err
