@@ -28,7 +28,7 @@ func timeBatch(n int, op func(i int) error) (float64, error) {
 // runPaths measures create (n devices) then remove (the same n) on every
 // path, reps times, rotating the order of the paths between repetitions so
 // that no path always runs first.
-func runPaths(paths []opPath, n, reps int, logf func(string, ...any)) (map[string]*PathCost, error) {
+func runPaths(paths []opPath, n, reps int, fc flushCounter, logf func(string, ...any)) (map[string]*PathCost, error) {
 	out := map[string]*PathCost{}
 	for _, p := range paths {
 		out[p.name()] = &PathCost{}
@@ -39,18 +39,27 @@ func runPaths(paths []opPath, n, reps int, logf func(string, ...any)) (map[strin
 			if l, ok := p.(interface{ maxReps() int }); ok && rep >= l.maxReps() {
 				continue
 			}
+			m0, d0 := fc.sample()
 			c, err := timeBatch(n, p.create)
 			if err != nil {
 				return out, errors.Wrapf(err, "%s create, repetition %d", p.name(), rep+1)
 			}
+			m1, d1 := fc.sample()
 			r, err := timeBatch(n, p.remove)
 			if err != nil {
 				return out, errors.Wrapf(err, "%s remove, repetition %d", p.name(), rep+1)
 			}
+			m2, d2 := fc.sample()
 			pc := out[p.name()]
 			pc.CreateMs = append(pc.CreateMs, c)
 			pc.RemoveMs = append(pc.RemoveMs, r)
-			logf("rep %d/%d %-16s create+activate %7.2f ms/device, deactivate+delete %7.2f ms/device", rep+1, reps, p.name(), c, r)
+			per := func(a, b int64) float64 { return float64(b-a) / float64(n) }
+			pc.CreateMetaFlushes = append(pc.CreateMetaFlushes, per(m0, m1))
+			pc.RemoveMetaFlushes = append(pc.RemoveMetaFlushes, per(m1, m2))
+			pc.CreateDiskFlushes = append(pc.CreateDiskFlushes, per(d0, d1))
+			pc.RemoveDiskFlushes = append(pc.RemoveDiskFlushes, per(d1, d2))
+			logf("rep %d/%d %-16s create+activate %7.2f ms/device, deactivate+delete %7.2f ms/device; metadata flushes %.1f/%.1f, disk flushes %.1f/%.1f per device",
+				rep+1, reps, p.name(), c, r, per(m0, m1), per(m1, m2), per(d0, d1), per(d1, d2))
 		}
 	}
 	return out, nil
@@ -68,7 +77,7 @@ func (r *rig) opCost(n, reps, discardReps int) (*OpCost, error) {
 	if discardReps > 0 {
 		paths = append(paths, limited{&libPath{label: PathLibraryDiscard, pool: r.discard, parent: originID, prefix: "op-"}, discardReps})
 	}
-	pc, err := runPaths(paths, n, reps, r.logf)
+	pc, err := runPaths(paths, n, reps, r.newFlushCounter(), r.logf)
 	return &OpCost{Devices: n, Paths: pc}, err
 }
 

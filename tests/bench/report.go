@@ -258,6 +258,17 @@ func renderOpCost(w writer, r *Results, fig map[string]float64, img func(string,
 		}
 		w("| %s | %s | %s | %s | %s |\n", pathText[p], fmtMs(pc.Create()), spread(pc.CreateMs, fmtMs), fmtMs(pc.Remove()), spread(pc.RemoveMs, fmtMs))
 	}
+	if pc := oc.Paths[PathLibrary]; pc != nil && len(pc.CreateMetaFlushes) > 0 {
+		w("\nFlushes counted by the block layer per device (median over repetitions): on the pool's metadata device each\n")
+		w("one is a metadata commit of the thin pool; on the scratch disk they are fsyncs (registry files) and the commits\n")
+		w("passed down by the loop device.\n\n")
+		w("| path | create: metadata commits | create: disk flushes | remove: metadata commits | remove: disk flushes |\n| --- | --- | --- | --- | --- |\n")
+		for _, p := range pathOrder {
+			if pc := oc.Paths[p]; pc != nil {
+				w("| %s | %.1f | %.1f | %.1f | %.1f |\n", p, Median(pc.CreateMetaFlushes), Median(pc.CreateDiskFlushes), Median(pc.RemoveMetaFlushes), Median(pc.RemoveDiskFlushes))
+			}
+		}
+	}
 	lib, dis := oc.Paths[PathLibrary], oc.Paths[PathLibraryDiscard]
 	w("\nRatios: dmsetup/thinctl %s (create) and %s (remove); thinctl/floor %s (create) and %s (remove).\n",
 		fmtX(fig["create_vs_dmsetup"]), fmtX(fig["remove_vs_dmsetup"]), fmtX(fig["create_vs_floor"]), fmtX(fig["remove_vs_floor"]))

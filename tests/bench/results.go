@@ -89,6 +89,12 @@ type OpCost struct {
 type PathCost struct {
 	CreateMs []float64 `json:"create_ms"` // create_snap + activate
 	RemoveMs []float64 `json:"remove_ms"` // deactivate + delete
+	// Flushes per device: of the pool's metadata device (one per metadata
+	// commit) and of the scratch disk (fsyncs and commits reaching it).
+	CreateMetaFlushes []float64 `json:"create_meta_flushes,omitempty"`
+	RemoveMetaFlushes []float64 `json:"remove_meta_flushes,omitempty"`
+	CreateDiskFlushes []float64 `json:"create_disk_flushes,omitempty"`
+	RemoveDiskFlushes []float64 `json:"remove_disk_flushes,omitempty"`
 }
 
 // Create returns the median create+activate cost.

@@ -339,3 +339,28 @@ func TestAddThinDevicesGoesInsideTheSuperblock(t *testing.T) {
 		t.Error("a dump without a superblock should be refused")
 	}
 }
+
+func TestParseBlockStat(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    int64
+		wantErr bool
+	}{
+		{"a 17-field line gives field 16", "3374 1 55264 2174 2086 3515 713328 4334 0 4444 8782 12 0 98316 7 1123 2266\n", 1123, false},
+		{"an old kernel without flush fields counts none", "3374 1 55264 2174 2086 3515 713328 4334 0 4444 8782\n", 0, false},
+		{"a short line is an error", "1 2 3\n", 0, true},
+		{"a flush field that is not a number is an error", "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 x 17", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseBlockStat(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if got.Flushes != tt.want {
+				t.Errorf("flushes = %d, want %d", got.Flushes, tt.want)
+			}
+		})
+	}
+}
