@@ -241,7 +241,9 @@ build_base() {
 	local key stamp
 	key="$( {
 		echo "$KVER"
-		cat "$HERE/run.sh" "$HERE"/guest/*
+		declare -f build_base copy_with_libs
+		declare -p TOOLS
+		cat "$HERE"/guest/*
 		dpkg-query -W "${HOST_PKGS[@]}" 2>/dev/null
 	} | sha256sum | cut -c1-16)"
 	BASE="$CACHE/base-$KVER-$key.cpio"
@@ -347,24 +349,29 @@ build_run() {
 			[ ${#PKGS[@]} -gt 0 ] || die "no package has a //go:build vm test file"
 		fi
 		log "building test binaries: ${PKGS[*]}"
-		local t0=$SECONDS
+		local t0=$SECONDS dirs=() dir
+		# Resolve patterns (./..., import paths) to package directories.
 		for pkg in "${PKGS[@]}"; do
-			rel="${pkg#./}"
-			rel="${rel%/}"
-			[ -n "$rel" ] && [ "$rel" != "." ] || rel="root"
-			name="$(echo "$rel" | tr '/' '_')"
-			(cd "$ROOT" && CGO_ENABLED=0 go test -c -tags vm -o "$RUN/bin/$name.test" "$pkg")
-			if [ ! -f "$RUN/bin/$name.test" ]; then
-				log "note: $pkg has no tests"
+			mapfile -t -O "${#dirs[@]}" dirs < <(cd "$ROOT" && go list -tags vm -f '{{.Dir}}' "$pkg") ||
+				die "go list $pkg failed"
+		done
+		for dir in "${dirs[@]}"; do
+			rel="${dir#"$ROOT"}"
+			rel="${rel#/}"
+			name="$(echo "${rel:-root}" | tr '/' '_')"
+			if ! (cd "$dir" && CGO_ENABLED=0 go test -c -tags vm -o "$RUN/bin/$name.test" .); then
+				log "BUILD FAILED: ./$rel (its tests will not run)"
+				BUILD_FAILED+=("./$rel")
 				continue
 			fi
+			[ -f "$RUN/bin/$name.test" ] || continue # no test files
 			mkdir -p "$stage/tests/$name"
 			mv "$RUN/bin/$name.test" "$stage/tests/$name/$name.test"
 			# The binary runs in a copy of its package directory's testdata.
-			[ -d "$ROOT/$rel/testdata" ] && cp -r "$ROOT/$rel/testdata" "$stage/tests/$name/"
+			[ -d "$dir/testdata" ] && cp -r "$dir/testdata" "$stage/tests/$name/"
 		done
 		log "test binaries built in $((SECONDS - t0))s"
-		ls "$stage/tests"/*/*.test >/dev/null 2>&1 || die "no test binaries were built"
+		ls "$stage/tests"/*/*.test >/dev/null 2>&1 || die "no test binaries were built${BUILD_FAILED[*]:+ (build failed: ${BUILD_FAILED[*]})}"
 	fi
 	local b
 	for b in "${EXTRA_BINS[@]}"; do
@@ -384,6 +391,7 @@ build_run() {
 # 5. Boot.
 
 SUMMARIES=()
+BUILD_FAILED=()
 TOTAL_P=0 TOTAL_F=0 TOTAL_S=0
 
 boot() {
@@ -475,6 +483,11 @@ done
 echo
 echo "=== VM summary ==="
 for s in "${SUMMARIES[@]}"; do echo "$s"; done
+if [ ${#BUILD_FAILED[@]} -gt 0 ]; then
+	echo "VM: test build failed for ${BUILD_FAILED[*]}: those tests did not run"
+	TOTAL_F=$((TOTAL_F + ${#BUILD_FAILED[@]}))
+	final=1
+fi
 if [ -z "$SCRIPT" ]; then
 	echo "VM: $TOTAL_P passed, $TOTAL_F failed, $TOTAL_S skipped"
 fi
