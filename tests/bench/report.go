@@ -120,6 +120,13 @@ func fmtBytes(x float64) string {
 	return fmt.Sprintf("%.0f B", x)
 }
 
+func fmtCount(x float64) string {
+	if math.IsNaN(x) {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f", x)
+}
+
 func fmtX(x float64) string {
 	if math.IsNaN(x) || math.IsInf(x, 0) {
 		return "—"
@@ -259,13 +266,20 @@ func renderOpCost(w writer, r *Results, fig map[string]float64, img func(string,
 		w("| %s | %s | %s | %s | %s |\n", pathText[p], fmtMs(pc.Create()), spread(pc.CreateMs, fmtMs), fmtMs(pc.Remove()), spread(pc.RemoveMs, fmtMs))
 	}
 	if pc := oc.Paths[PathLibrary]; pc != nil && len(pc.CreateMetaFlushes) > 0 {
-		w("\nFlushes counted by the block layer per device (median over repetitions): on the pool's metadata device each\n")
-		w("one is a metadata commit of the thin pool; on the scratch disk they are fsyncs (registry files) and the commits\n")
-		w("passed down by the loop device.\n\n")
-		w("| path | create: metadata commits | create: disk flushes | remove: metadata commits | remove: disk flushes |\n| --- | --- | --- | --- | --- |\n")
+		w("\nFlush requests counted by the block layer per device (median over repetitions). A thin-pool metadata commit\n")
+		w("flushes the pool's metadata device; the floor makes exactly one commit per create and per remove, so its count\n")
+		w("is the price of one commit and the last columns divide by it. Scratch-disk flushes are the registry's fsyncs\n")
+		w("plus the commits the loop device passes down as fsyncs of the metadata file.\n\n")
+		w("| path | create: metadata flushes | create: commits | create: disk flushes | remove: metadata flushes | remove: commits | remove: disk flushes |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+		fc, fr := math.NaN(), math.NaN()
+		if f := oc.Paths[PathFloor]; f != nil {
+			fc, fr = Median(f.CreateMetaFlushes), Median(f.RemoveMetaFlushes)
+		}
 		for _, p := range pathOrder {
 			if pc := oc.Paths[p]; pc != nil {
-				w("| %s | %.1f | %.1f | %.1f | %.1f |\n", p, Median(pc.CreateMetaFlushes), Median(pc.CreateDiskFlushes), Median(pc.RemoveMetaFlushes), Median(pc.RemoveDiskFlushes))
+				mc, mr := Median(pc.CreateMetaFlushes), Median(pc.RemoveMetaFlushes)
+				w("| %s | %.1f | %s | %.1f | %.1f | %s | %.1f |\n", p, mc, fmtCount(Ratio(mc, fc)), Median(pc.CreateDiskFlushes),
+					mr, fmtCount(Ratio(mr, fr)), Median(pc.RemoveDiskFlushes))
 			}
 		}
 	}
