@@ -8,6 +8,7 @@ GO        ?= go
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 10s
+FUZZPKGS  ?=
 VMFLAGS   ?=
 DEMO      ?= tests/vm/demo/demo.sh
 
@@ -22,7 +23,7 @@ help:
 	@echo "make demo         build, then run $(DEMO) in the VM"
 	@echo "make demo-native  run $(DEMO) on this host (root, device-mapper)"
 	@echo "make bench        benchmarks in the VM;  make bench-native: on this host"
-	@echo "make fuzz         every Fuzz target for FUZZTIME=$(FUZZTIME)"
+	@echo "make fuzz         every Fuzz target (or those of FUZZPKGS=./pkg ...) for FUZZTIME=$(FUZZTIME) each"
 	@echo "make vet / fmt-check"
 
 build:
@@ -81,12 +82,7 @@ bench-native:
 	@echo "the same measurements directly on this host (root, device-mapper)."
 
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-			echo "=== $$pkg $$f ($(FUZZTIME)) ==="; \
-			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg; \
-		done; \
-	done
+	tests/reliability/fuzz.sh $(FUZZTIME) $(FUZZPKGS)
 
 vet:
 	$(GO) vet ./...
