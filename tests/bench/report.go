@@ -72,16 +72,16 @@ func reportMain(args []string) error {
 	return nil
 }
 
-// pprofTop runs `go tool pprof -top` on a profile; "" when that fails.
+// pprofTop runs `go tool pprof -top -cum` on a profile; "" when that fails.
 func pprofTop(path string) string {
-	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", path).Output()
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=30", path).Output()
 	if err != nil {
 		return ""
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	var keep []string
 	for _, l := range lines {
-		if strings.HasPrefix(l, "File:") || strings.HasPrefix(l, "Build ID:") {
+		if strings.HasPrefix(l, "File:") || strings.HasPrefix(l, "Build ID:") || strings.HasPrefix(l, "Time:") {
 			continue
 		}
 		keep = append(keep, l)
@@ -118,6 +118,13 @@ func fmtBytes(x float64) string {
 		return fmt.Sprintf("%.0f KiB", x/(1<<10))
 	}
 	return fmt.Sprintf("%.0f B", x)
+}
+
+func reps(n int) string {
+	if n == 1 {
+		return "1 repetition"
+	}
+	return fmt.Sprintf("%d repetitions", n)
 }
 
 func fmtCount(x float64) string {
@@ -210,8 +217,8 @@ func renderReport(r *Results, top, plots string, plotted map[string]bool) string
 	}
 	c := r.Config
 	w("\nPools: loop files on the scratch filesystem, %d KiB blocks, %d MiB devices, ext4, `skip_block_zeroing`.\n", c.BlockKiB, c.DeviceMiB)
-	w("Counts: %d devices × %d repetitions (operation cost); scale levels %v with %d devices × %d repetitions each;\n", c.Devices, c.Reps, c.ScaleLevels, c.ScaleOps, c.ScaleReps)
-	w("%d MiB file × %d repetitions (copy-on-write); %d layers × %d MiB (page cache); %d repetitions (layer create+mount).\n", c.CoWFileMiB, c.CoWReps, c.PCLayers, c.PCFileMiB, c.LayerReps)
+	w("Counts: %d devices × %s (operation cost); scale levels %v with %d devices × %s each;\n", c.Devices, reps(c.Reps), c.ScaleLevels, c.ScaleOps, reps(c.ScaleReps))
+	w("%d MiB file × %s (copy-on-write); %d layers × %d MiB (page cache); %s of layer create+mount.\n", c.CoWFileMiB, reps(c.CoWReps), c.PCLayers, c.PCFileMiB, reps(c.LayerReps))
 	if len(r.Elapsed) > 0 {
 		var keys []string
 		var total float64
@@ -335,14 +342,61 @@ func renderBreakdown(w writer, r *Results, top string) {
 			w("Starting one `dmsetup` process costs %s; the dmsetup path starts 3 per create and 2 per remove.\n", fmtMs(fork))
 		}
 	}
-	if r.Config.Revision != "" {
-		w("\nThe sequence of one library call at revision `%s` is listed in the trade-offs below.\n", r.Config.Revision)
-	}
+	renderClosing(w, r)
 	if top != "" {
-		w("\nCPU profile of %d library create+activate and deactivate+remove cycles (`go tool pprof -top`, profile in\n", r.Config.ProfileN)
+		w("\nCPU profile of %d library create+activate and deactivate+remove cycles (`go tool pprof -top -cum`, profile in\n", r.Config.ProfileN)
 		w("`docs/bench/cpu.pprof`). CPU time only: the process mostly waits in the kernel for metadata commits and fsyncs,\n")
 		w("which a CPU profile cannot see, so the breakdown above is the better guide to wall time.\n\n```\n%s\n```\n", top)
 	}
+}
+
+// The pool status reads and set_transaction_id messages in one library
+// create and remove, as read from thinpool's code (Create: ensureIndex,
+// checkSpace and runTx each read the status; Remove: ensureIndex and runTx).
+// The flush counts of the run check them: commits = status reads + 2.
+const (
+	statusReadsCreate = 3
+	statusReadsRemove = 2
+)
+
+// renderClosing estimates what removing each extra cost would leave.
+func renderClosing(w writer, r *Results) {
+	oc := r.OpCost
+	if oc == nil || oc.Paths[PathLibrary] == nil || oc.Paths[PathFloor] == nil || oc.Paths[PathDmsetup] == nil {
+		return
+	}
+	lib, floor, dms := oc.Paths[PathLibrary], oc.Paths[PathFloor], oc.Paths[PathDmsetup]
+	status, noflush := breakdownMs(r, "dm_status_ioctl"), breakdownMs(r, "dm_status_noflush")
+	commitC, commitR := breakdownMs(r, "msg_create_snap"), breakdownMs(r, "msg_delete")
+	dw, dr := breakdownMs(r, "durable_write"), breakdownMs(r, "durable_remove")
+	if math.IsNaN(status) || math.IsNaN(noflush) || math.IsNaN(commitC) || math.IsNaN(dw) {
+		return
+	}
+	save := status - noflush
+	c0, r0 := lib.Create(), lib.Remove()
+	c1, r1 := c0-statusReadsCreate*save, r0-statusReadsRemove*save
+	c2, r2 := c1-commitC, r1-commitR
+	c3, r3 := c2-(2*dw+dr), r2-(dw+2*dr)
+	w("\n### What would close the gaps\n\n")
+	w("Estimates: the measured library cost minus the pieces above, priced with this run's breakdown. The counts per\n")
+	w("operation are read from thinpool's code (a create reads the pool status %d times, a remove %d times, and each\n", statusReadsCreate, statusReadsRemove)
+	w("sends `set_transaction_id` after its message); the metadata flush counts above confirm them.\n\n")
+	w("| step | create + activate | vs floor | vs dmsetup | deactivate + delete | vs floor | vs dmsetup |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+	row := func(name string, c, rm float64) {
+		w("| %s | %s | %s | %s | %s | %s | %s |\n", name, fmtMs(c), fmtX(Ratio(c, floor.Create())), fmtX(Ratio(dms.Create(), c)),
+			fmtMs(rm), fmtX(Ratio(rm, floor.Remove())), fmtX(Ratio(dms.Remove(), rm)))
+	}
+	row("measured", c0, r0)
+	row("1. read the pool status with `DM_NOFLUSH_FLAG` (no commit per read)", c1, r1)
+	row("2. and no `set_transaction_id` commit per operation", c2, r2)
+	row("3. and no fsync of registry files (not crash-safe; sizes the fsyncs only)", c3, r3)
+	w("\nStep 1 is free: the dm package's `Status` needs a no-flush option and thinpool's status reads should use it (a\n")
+	w("status commit only refreshes the usage counters). Step 2 is a design choice: the transaction id is what lets\n")
+	w("Open tell whether an interrupted message reached the pool. Without it, recovery could instead probe the device\n")
+	w("id named in transaction.json (`create_thin` of it fails with EEXIST when it exists; `delete` fails with ENODATA\n")
+	w("when it does not), or advance the transaction id once per batch. Step 3 is shown only to size the registry's\n")
+	w("fsyncs (%s per durable write, %s per durable remove): dropping them gives up the crash safety the registry is for;\n", fmtMs(dw), fmtMs(dr))
+	w("folding transaction.json into the device record would save one of the three per operation.\n")
 }
 
 func renderScale(w writer, r *Results, fig map[string]float64, img func(string, string)) {
@@ -460,9 +514,11 @@ func renderTradeoffs(w writer, r *Results, fig map[string]float64) {
 		w("  reads the pool status (transaction id, free space) without `DM_NOFLUSH_FLAG`, which the kernel turns into a\n")
 		w("  commit each time, and writes transaction.json, the device record and removes transaction.json again, each\n")
 		w("  with a file and a directory fsync. Remove does the same around `delete`.\n")
-		w("- **Discards.** Discarding on remove gives the space back to the filesystem holding the pool's data file;\n")
-		w("  it makes deactivate + delete several times slower. Off by default in this comparison; a pool on a\n")
-		w("  thin-provisioned or shared filesystem wants it on.\n")
+		if lib, dis := oc.Paths[PathLibrary], oc.Paths[PathLibraryDiscard]; lib != nil && dis != nil {
+			w("- **Discards.** Discarding on remove gives the space back to the filesystem holding the pool's data file;\n")
+			w("  it makes deactivate + delete %s slower here. Off in this comparison; a pool whose data file shares a\n", fmtX(Ratio(dis.Remove(), lib.Remove())))
+			w("  filesystem with other data wants it on.\n")
+		}
 	}
 	if s := r.Scale; s != nil && len(s.Levels) > 0 {
 		w("- **Scale.** With %d devices already in the pool an operation costs %s what it costs with %d; opening such a\n",
