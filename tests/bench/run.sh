@@ -4,6 +4,7 @@
 #   tests/bench/run.sh                 in the throwaway VM (make bench)
 #   tests/bench/run.sh --native        on this host: root, device-mapper (make bench-native)
 #   tests/bench/run.sh --quick         small counts; report goes to $TMPDIR, not docs/
+#   tests/bench/run.sh --udev          in the VM with systemd-udevd and the dm rules running
 #   tests/bench/run.sh --report LOG    only rebuild docs/ from the output of an earlier run
 #
 # Anything after `--` is passed to `thinctl-bench run` (e.g. -- -only opcost -n 20).
@@ -16,7 +17,7 @@ set -euo pipefail
 main() {
 	ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 	export PATH="$PATH:/usr/local/go/bin"
-	MODE=vm QUICK=0 REPORT_ONLY="" TIMEOUT=50m
+	MODE=vm QUICK=0 REPORT_ONLY="" TIMEOUT=50m UDEV=--no-udev
 	RUN_ARGS=()
 
 	usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
@@ -27,6 +28,7 @@ main() {
 		--native) MODE=native; shift ;;
 		--vm) MODE=vm; shift ;;
 		--quick) QUICK=1; shift ;;
+		--udev) UDEV=--udev; shift ;;
 		--report) REPORT_ONLY="${2:?--report needs the log of a run}"; shift 2 ;;
 		--timeout) TIMEOUT="${2:?--timeout needs a duration}"; shift 2 ;;
 		-h | --help) usage ;;
@@ -85,7 +87,7 @@ main() {
 			[ ${#RUN_ARGS[@]} -eq 0 ] || printf ' %q' "${RUN_ARGS[@]}"
 			echo
 		} >"$script"
-		tests/vm/run.sh --script "$script" --extra-bin "$BIN" --timeout "$TIMEOUT" 2>&1 | tee "$LOG"
+		tests/vm/run.sh --script "$script" --extra-bin "$BIN" --timeout "$TIMEOUT" "$UDEV" 2>&1 | tee "$LOG"
 		rc=${PIPESTATUS[0]}
 	else
 		[ "$(id -u)" -eq 0 ] || die "--native needs root (loop, device-mapper and overlay mounts)"
