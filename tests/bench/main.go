@@ -1,13 +1,3 @@
-// Command thinctl-bench measures thinctl against dmsetup, the bare-ioctl
-// floor and overlay2 on a kernel with device-mapper (the VM rig or a native
-// host), and turns a run's output into docs/BENCHMARKS.md.
-//
-//	thinctl-bench run [-quick] [flags]     as root, on a device-mapper kernel
-//	thinctl-bench report -in console.log   on the host: tables, plots, markdown
-//
-// run prints progress, then the results (gzip+base64 between BENCHJSON
-// markers, a CPU profile between BENCHPROF markers) and ends with exactly
-// seven "BENCH name=value" lines. tests/bench/run.sh drives both.
 package main
 
 import (
