@@ -25,6 +25,9 @@ var (
 func parseCLIDoc(t *testing.T) (globalFlags []string, sections map[string]*docSection) {
 	t.Helper()
 	b, err := os.ReadFile("../../docs/cli.md")
+	if os.IsNotExist(err) && os.Getenv("THINCTL_VM") == "1" {
+		t.Skip("docs/cli.md is not copied into the VM; the host run checks it")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
