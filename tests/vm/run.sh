@@ -267,6 +267,12 @@ build_base() {
 	done
 	# systemd-udevd and the rules the device-mapper tests depend on.
 	copy_with_libs /lib/systemd/systemd-udevd /lib/systemd/systemd-udevd
+	# Helpers the storage rules import (Debian's 55-dm.rules combines upstream
+	# lvm2's 10-dm.rules and 13-dm-disk.rules; dmsetup is called as /sbin/dmsetup).
+	local h
+	for h in ata_id scsi_id; do
+		[ -x "/lib/udev/$h" ] && copy_with_libs "/lib/udev/$h" "/lib/udev/$h"
+	done
 	local r
 	for r in 50-udev-default.rules 10-dm.rules 13-dm-disk.rules 55-dm.rules 60-persistent-storage-dm.rules \
 		95-dm-notify.rules 60-block.rules 60-persistent-storage.rules; do
