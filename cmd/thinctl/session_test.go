@@ -25,9 +25,6 @@ func overlayHarness(t *testing.T) *harness {
 		t.Skipf("overlay2 cannot run here: %v", err)
 	}
 	d.Cleanup()
-	if _, ok := d.(driver.Lister); !ok {
-		t.Skip("the overlay2 driver does not implement driver.Lister yet")
-	}
 	t.Cleanup(func() { h.rooted("--driver", "overlay2", "pool", "destroy", "--force") })
 	return h
 }
