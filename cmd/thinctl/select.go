@@ -11,7 +11,8 @@ import (
 	"github.com/thinctl/thinctl/driver"
 	"github.com/thinctl/thinctl/thinpool"
 
-	// The file-level backends register themselves with driver.Register.
+	// Importing the file-level backends registers them with
+	// driver.Register; their probes are used directly below.
 	"github.com/thinctl/thinctl/overlayfallback/aufs"
 	"github.com/thinctl/thinctl/overlayfallback/overlay2"
 )
@@ -73,7 +74,7 @@ func isDir(p string) bool {
 // a thin pool, else the one file-level driver home there (two homes is an
 // error naming both) — so a host never silently switches backends; on a
 // fresh root it picks devicemapper when the kernel can run dm-thin-pool and
-// otherwise the first file-level backend.
+// otherwise the first file-level backend whose probe passes.
 func chooseDriver(root, name string) (choice, error) {
 	if name != "auto" && name != "" {
 		home := filepath.Join(root, name)
