@@ -194,6 +194,11 @@ func runSections(r *rig, c runConfig, res *Results, prof *[]byte) error {
 		t := time.Now()
 		err := fn()
 		res.Elapsed[name] = Secs(time.Since(t).Seconds())
+		// A results block after every section: a run killed later (the
+		// VM's timeout) still leaves what it measured on the console.
+		if werr := WriteResults(os.Stdout, res); werr != nil && err == nil {
+			err = werr
+		}
 		return errors.Wrap(err, name)
 	}
 	var err error

@@ -101,6 +101,9 @@ main() {
 	if ! grep -aq '^BENCHJSON-END' "$LOG"; then
 		die "the run printed no results (exit $rc); see $LOG"
 	fi
+	if ! tr -d '\r' <"$LOG" | grep -aq '^BENCH pagecache_thin_vs_overlay='; then
+		echo "bench: the run did not finish (exit $rc): the report shows the sections it completed" >&2
+	fi
 	report "$LOG"
 	echo "=== bench: figures ==="
 	tr -d '\r' <"$LOG" | grep -a '^BENCH ' | tail -7
