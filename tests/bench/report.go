@@ -18,26 +18,39 @@ import (
 // (gnuplot, SVG) and the raw results next to them.
 func reportMain(args []string) error {
 	fl := flag.NewFlagSet("report", flag.ContinueOnError)
-	in := fl.String("in", "", "output (console log) of a run")
+	var ins multiFlag
+	fl.Var(&ins, "in", "output (console log) of a run; repeat to merge runs that measured different sections")
 	out := fl.String("out", "docs/BENCHMARKS.md", "markdown report to write")
 	plots := fl.String("plots", "docs/bench", "directory for the SVG plots, results.json and the CPU profile")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
-	if *in == "" {
+	if len(ins) == 0 {
 		return errors.New("report: give the run's output with -in FILE")
 	}
-	b, err := os.ReadFile(*in)
-	if err != nil {
-		return errors.Wrap(err, "read the run's output")
-	}
-	r, err := ReadResults(string(b))
-	if err != nil {
-		return err
-	}
-	prof, err := ReadProfile(string(b))
-	if err != nil {
-		return errors.Wrap(err, "profile block")
+	var r *Results
+	var prof []byte
+	for _, in := range ins {
+		b, err := os.ReadFile(in)
+		if err != nil {
+			return errors.Wrap(err, "read the run's output")
+		}
+		ri, err := ReadResults(string(b))
+		if err != nil {
+			return errors.Wrap(err, in)
+		}
+		p, err := ReadProfile(string(b))
+		if err != nil {
+			return errors.Wrapf(err, "%s: profile block", in)
+		}
+		if prof == nil {
+			prof = p
+		}
+		if r == nil {
+			r = ri
+		} else {
+			mergeResults(r, ri)
+		}
 	}
 	if err := os.MkdirAll(*plots, 0o755); err != nil {
 		return err
@@ -70,6 +83,55 @@ func reportMain(args []string) error {
 		fmt.Println(x.Line())
 	}
 	return nil
+}
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// mergeResults fills the sections r lacks from o, a run of the same
+// revision that measured other sections, and records that it did.
+func mergeResults(r, o *Results) {
+	var took []string
+	if r.OpCost == nil && o.OpCost != nil {
+		r.OpCost, r.Config.Devices, r.Config.Reps, r.Config.ProfileN = o.OpCost, o.Config.Devices, o.Config.Reps, o.Config.ProfileN
+		took = append(took, "1 (operation cost)")
+	}
+	if len(r.Breakdown) == 0 && len(o.Breakdown) > 0 {
+		r.Breakdown = o.Breakdown
+		took = append(took, "the breakdown")
+	}
+	if r.Scale == nil && o.Scale != nil {
+		r.Scale = o.Scale
+		c := o.Config
+		r.Config.ScaleLevels, r.Config.ScaleOps, r.Config.ScaleReps, r.Config.Populate = c.ScaleLevels, c.ScaleOps, c.ScaleReps, c.Populate
+		took = append(took, "2 (scale)")
+	}
+	if r.CoW == nil && o.CoW != nil {
+		r.CoW, r.Config.CoWFileMiB, r.Config.CoWReps = o.CoW, o.Config.CoWFileMiB, o.Config.CoWReps
+		took = append(took, "3 (copy-on-write)")
+	}
+	if r.PageCache == nil && o.PageCache != nil {
+		r.PageCache, r.Config.PCFileMiB, r.Config.PCLayers = o.PageCache, o.Config.PCFileMiB, o.Config.PCLayers
+		took = append(took, "4 (page cache)")
+	}
+	if r.Layer == nil && o.Layer != nil {
+		r.Layer, r.Config.LayerReps = o.Layer, o.Config.LayerReps
+		took = append(took, "5 (layer setup)")
+	}
+	if r.Elapsed == nil {
+		r.Elapsed = map[string]Secs{}
+	}
+	for k, v := range o.Elapsed {
+		r.Elapsed[k] += v
+	}
+	r.Notes = append(r.Notes, o.Notes...)
+	if len(took) > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("sections %s come from a second run (revision %s, same kind of machine, started %s, run alongside the first); "+
+			"every ratio still compares paths measured within one run", strings.Join(took, ", "), o.Config.Revision, o.Env.Started))
+	}
 }
 
 // pprofTop runs `go tool pprof -top -cum` on a profile; "" when that fails.
@@ -231,7 +293,7 @@ func renderReport(r *Results, top, plots string, plotted map[string]bool) string
 		for _, k := range keys {
 			parts = append(parts, fmt.Sprintf("%s %.0f s", k, float64(r.Elapsed[k])))
 		}
-		w("Wall time inside the machine: %.1f min (%s).\n", total/60, strings.Join(parts, ", "))
+		w("Wall time of the measurements: %.1f min (%s).\n", total/60, strings.Join(parts, ", "))
 	}
 	if strings.Contains(e.Emulation, "TCG") {
 		w("\nUnder TCG every instruction is emulated and every ioctl, fsync and fork pays for it: absolute times are many\n")

@@ -364,3 +364,24 @@ func TestParseBlockStat(t *testing.T) {
 		})
 	}
 }
+
+func TestMergeFillsOnlyMissingSections(t *testing.T) {
+	first := &Results{OpCost: sample().OpCost, Config: Config{Devices: 200, Revision: "abc"}}
+	second := sample()
+	second.OpCost.Paths[PathLibrary].CreateMs = []float64{999}
+	second.Config.Revision = "abc"
+	second.Elapsed = map[string]Secs{"scale": 60}
+	mergeResults(first, second)
+	if first.OpCost.Paths[PathLibrary].Create() != 25 {
+		t.Error("a section the first run has must not be replaced")
+	}
+	if first.Scale == nil || first.CoW == nil || first.PageCache == nil {
+		t.Error("sections only the second run has must be taken")
+	}
+	if len(first.Notes) != 1 || !strings.Contains(first.Notes[0], "2 (scale), 3 (copy-on-write), 4 (page cache)") {
+		t.Errorf("notes = %q", first.Notes)
+	}
+	if first.Elapsed["scale"] != 60 {
+		t.Errorf("elapsed = %v", first.Elapsed)
+	}
+}

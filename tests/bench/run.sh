@@ -5,7 +5,8 @@
 #   tests/bench/run.sh --native        on this host: root, device-mapper (make bench-native)
 #   tests/bench/run.sh --quick         small counts; report goes to $TMPDIR, not docs/
 #   tests/bench/run.sh --udev          in the VM with systemd-udevd and the dm rules running
-#   tests/bench/run.sh --report LOG    only rebuild docs/ from the output of an earlier run
+#   tests/bench/run.sh --report LOG    only rebuild docs/ from the output of an earlier run (repeat
+#                                      --report to merge runs that measured different sections)
 #
 # Anything after `--` is passed to `thinctl-bench run` (e.g. -- -only opcost -n 20).
 # The run's output is kept in ${TMPDIR:-/tmp}/thinctl-bench-<time>.log; its last
@@ -17,10 +18,11 @@ set -euo pipefail
 main() {
 	ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 	export PATH="$PATH:/usr/local/go/bin"
-	MODE=vm QUICK=0 REPORT_ONLY="" TIMEOUT=50m UDEV=--no-udev
+	MODE=vm QUICK=0 TIMEOUT=50m UDEV=--no-udev
+	REPORT_LOGS=()
 	RUN_ARGS=()
 
-	usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+	usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 	die() { echo "bench: $*" >&2; exit 1; }
 
 	while [ $# -gt 0 ]; do
@@ -29,7 +31,7 @@ main() {
 		--vm) MODE=vm; shift ;;
 		--quick) QUICK=1; shift ;;
 		--udev) UDEV=--udev; shift ;;
-		--report) REPORT_ONLY="${2:?--report needs the log of a run}"; shift 2 ;;
+		--report) REPORT_LOGS+=("${2:?--report needs the log of a run}"); shift 2 ;;
 		--timeout) TIMEOUT="${2:?--timeout needs a duration}"; shift 2 ;;
 		-h | --help) usage ;;
 		--) shift; RUN_ARGS+=("$@"); break ;;
@@ -56,7 +58,8 @@ main() {
 	fi
 
 	report() {
-		local log="$1"
+		local ins=() log
+		for log in "$@"; do ins+=(-in "$log"); done
 		if ! command -v gnuplot >/dev/null 2>&1; then
 			echo "=== bench: installing gnuplot-nox for the plots ==="
 			if ! { apt-get install -y --no-install-recommends gnuplot-nox >/dev/null 2>&1 ||
@@ -65,12 +68,12 @@ main() {
 			fi
 		fi
 		mkdir -p "$OUT_PLOTS"
-		"$BIN" report -in "$log" -out "$OUT_DOCS" -plots "$OUT_PLOTS"
+		"$BIN" report "${ins[@]}" -out "$OUT_DOCS" -plots "$OUT_PLOTS"
 		echo "=== bench: wrote $OUT_DOCS and $OUT_PLOTS/ ==="
 	}
 
-	if [ -n "$REPORT_ONLY" ]; then
-		report "$REPORT_ONLY"
+	if [ ${#REPORT_LOGS[@]} -gt 0 ]; then
+		report "${REPORT_LOGS[@]}"
 		exit 0
 	fi
 
