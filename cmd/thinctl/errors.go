@@ -38,6 +38,11 @@ func usagef(format string, args ...interface{}) error {
 // without root.
 var errNotRoot = errors.New("permission denied: thinctl needs root (CAP_SYS_ADMIN) to manage device-mapper devices, loop devices and mounts")
 
+// hintedError is a failure (exit 1) that carries its own hint.
+type hintedError struct{ msg, hint string }
+
+func (e *hintedError) Error() string { return e.msg }
+
 // dmOnlyError says a devicemapper-only command was run under another driver.
 type dmOnlyError struct{ what, driver string }
 
@@ -135,7 +140,10 @@ func diagnose(c *call, err error) (int, string) {
 	var ue *usageError
 	var dmo *dmOnlyError
 	var pe *problemsError
+	var he *hintedError
 	switch {
+	case errors.As(err, &he):
+		return exitFailure, he.hint
 	case errors.As(err, &ue):
 		if ue.hint != "" {
 			return exitUsage, ue.hint

@@ -206,6 +206,20 @@ func TestDiagnoseHints(t *testing.T) {
 	}
 }
 
+func TestAutoRefusesToChooseBetweenTwoHomes(t *testing.T) {
+	h := newHarness(t)
+	for _, d := range []string{"overlay2", "aufs"} {
+		if err := os.MkdirAll(filepath.Join(h.root, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := h.rooted("list")
+	if r.code != 1 || !strings.Contains(r.stderr, "thinctl: list: --driver auto cannot choose: ") ||
+		!strings.Contains(r.stderr, "hint: name one with --driver (overlay2 or aufs)") {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+}
+
 func TestUnsupportedHintNamesWhatAutoPicks(t *testing.T) {
 	h := newHarness(t)
 	h.choose = func(root, name string) (choice, error) {

@@ -71,8 +71,8 @@ func isDir(p string) bool {
 
 // chooseDriver resolves --driver to a backend without creating anything.
 // An explicit name is taken as is. auto keeps what root already holds —
-// a thin pool, else the one file-level driver home there (two homes is an
-// error naming both) — so a host never silently switches backends; on a
+// a thin pool or a file-level driver home (two of them is an error naming
+// both) — so a host never silently switches backends; on a
 // fresh root it picks devicemapper when the kernel can run dm-thin-pool and
 // otherwise the first file-level backend whose probe passes.
 func chooseDriver(root, name string) (choice, error) {
@@ -84,12 +84,12 @@ func chooseDriver(root, name string) (choice, error) {
 		}
 		return choice{name: name, home: home, reason: "chosen with --driver", initialized: init}, nil
 	}
+	var found []choice
 	if thinpool.Exists(root) {
 		home := filepath.Join(root, devicemapper)
-		return choice{name: devicemapper, home: home, initialized: true,
-			reason: home + " already holds a thin pool"}, nil
+		found = append(found, choice{name: devicemapper, home: home, initialized: true,
+			reason: home + " already holds a thin pool"})
 	}
-	var found []choice
 	for _, n := range layerDrivers() {
 		home := filepath.Join(root, n)
 		if isDir(home) {
@@ -107,9 +107,9 @@ func chooseDriver(root, name string) (choice, error) {
 			homes = append(homes, c.home)
 			names = append(names, c.name)
 		}
-		return choice{}, &usageError{
-			why:  "driver homes " + strings.Join(homes, " and ") + " both exist; --driver auto cannot choose",
-			hint: "name one with --driver (" + strings.Join(names, " or ") + ") and remove the other with 'pool destroy'",
+		return choice{}, &hintedError{
+			msg:  "--driver auto cannot choose: " + strings.Join(homes, " and ") + " both exist",
+			hint: "name one with --driver (" + strings.Join(names, " or ") + "), or remove the other with --driver NAME pool destroy",
 		}
 	}
 	dmErr := probe(devicemapper, root)
