@@ -22,7 +22,7 @@ const (
 	TxAfterCommit     = "thinpool/tx/after-commit"
 	TxAfterTxID       = "thinpool/tx/after-set-transaction-id"
 	SnapAfterSuspend  = "thinpool/snapshot/after-suspend"
-	ActivateAfterLoad = "thinpool/activate/after-create"
+	ActivateAfterLoad = "thinpool/activate/after-load"
 	MountAfterMount   = "thinpool/mount/after-mount"
 	RemoveAfterUnmnt  = "thinpool/remove/after-unmount"
 	RemoveAfterDeact  = "thinpool/remove/after-deactivate"

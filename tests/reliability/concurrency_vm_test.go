@@ -170,8 +170,11 @@ func opsPerWorker() int {
 			return n
 		}
 	}
-	if full {
+	switch {
+	case full:
 		return 100
+	case udevMode:
+		return 3
 	}
 	return 5
 }
