@@ -394,3 +394,55 @@ func TestTheAutoDriverPicksDeviceMapperHere(t *testing.T) {
 	}
 	o.fails(1, "already", "pool", "init")
 }
+
+// TestPoolInitFlagsReachTheKernel makes an xfs pool with a custom block
+// size and mount option and a device larger than the base, and reads the
+// effects back from the kernel: the pool table's block size, the mount's
+// options and the filesystem's size.
+func TestPoolInitFlagsReachTheKernel(t *testing.T) {
+	o := newOperator(t)
+	testenv.RequireTool(t, "mkfs.xfs")
+	o.must("pool", "init", "--data-size", "1G", "--metadata-size", "16M", "--base-size", "320M",
+		"--block-size", "128K", "--fs", "xfs", "--mount-opt", "noatime", "--min-free-space", "5%")
+	st := o.status()
+	f := strings.Fields(dmTable(t)[st.PoolName])
+	// 0 <len> thin-pool <meta> <data> <block sectors> ...
+	if len(f) < 6 || f[5] != "256" {
+		t.Fatalf("pool table %q: want a block size of 256 sectors (128K)", dmTable(t)[st.PoolName])
+	}
+	text := o.must("pool", "status")
+	for _, want := range []string{"Filesystem:      xfs", "Block size:      128.0K", "Min free space:  5%", "Base device:     320.0M"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("pool status lacks %q:\n%s", want, text)
+		}
+	}
+	o.must("create", "big", "--size", "640M")
+	if d := o.info("big"); d.SizeBytes != 640<<20 {
+		t.Fatalf("info big: size %d, want 640M", d.SizeBytes)
+	}
+	mnt := strings.TrimSpace(o.must("mount", "big"))
+	mounts, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(line); len(f) >= 4 && f[1] == mnt {
+			found = true
+			if f[2] != "xfs" || !strings.Contains(","+f[3]+",", ",noatime,") {
+				t.Errorf("%s is mounted as %s with %s, want xfs with noatime", mnt, f[2], f[3])
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("%s is not in /proc/self/mounts", mnt)
+	}
+	total, _, err := statfs(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total < 500<<20 { // xfs keeps its log out of f_blocks; the 320M base has under 300M
+		t.Fatalf("the filesystem of big is %d bytes, want it grown to about 640M", total)
+	}
+	o.must("unmount", "big")
+}
