@@ -50,7 +50,8 @@ func (e *dmOnlyError) Error() string {
 	return fmt.Sprintf("%s is only available with the devicemapper driver (current driver: %s)", e.what, e.driver)
 }
 
-// deferredNote is printed (not as an error) when a removal is deferred.
+// deferredHint follows the note "remove" prints (exit 0) when a removal is
+// deferred.
 const deferredHint = "hint: the deletion finishes by itself once nothing holds the device; 'thinctl gc' finishes it now"
 
 // Failures of the file-level drivers' homes; they share thinpool's hints.
