@@ -12,8 +12,11 @@
 //
 // (the cmd/thinctl test binary serves as thinctl in the guest when no
 // thinctl binary is on PATH; --extra-bin bin/thinctl works too).
-// THINCTL_RELIABILITY_FULL=1 runs the whole crash matrix and the
-// concurrency test at full size; docs/RELIABILITY.md lists what is covered
-// and the figures of the last run. fuzz.sh runs every fuzz target of the
-// repository for a CI-sized time.
+// THINCTL_RELIABILITY_FULL=1 (or a file testdata/full, for the VM rig,
+// which does not pass the environment on) runs the whole crash matrix and
+// the concurrency test at full size; THINCTL_RELIABILITY_OPS=N (or
+// testdata/ops holding N) sets the operations per concurrent worker.
+// docs/RELIABILITY.md lists what is covered and the figures of the last
+// run. fuzz.sh runs every fuzz target of the repository for a CI-sized
+// time.
 package reliability
