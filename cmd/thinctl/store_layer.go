@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -10,7 +9,6 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/driver"
-	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/thinpool"
 )
 
@@ -29,46 +27,7 @@ func (s *layerStore) lister() (driver.Lister, error) {
 	if l, ok := s.d.(driver.Lister); ok {
 		return l, nil
 	}
-	return homeLister{d: s.d, home: s.ch.home}, nil
-}
-
-// homeLister lists the layers of a driver that does not implement
-// driver.Lister itself, from the layout the file-level drivers share with
-// Docker's overlay2: one directory per layer in the home, holding diff/;
-// Metadata's LowerDir lists the ancestors' diff directories nearest first
-// and MergedDir is where a layer with ancestors is mounted.
-type homeLister struct {
-	d    driver.Driver
-	home string
-}
-
-func (h homeLister) List() ([]driver.LayerInfo, error) {
-	ents, err := os.ReadDir(h.home)
-	if err != nil {
-		return nil, errors.Wrapf(err, "list %s", h.home)
-	}
-	var out []driver.LayerInfo
-	for _, e := range ents {
-		id := e.Name()
-		if !e.IsDir() || thinpool.ValidateID(id) != nil || !isDir(filepath.Join(h.home, id, "diff")) || !h.d.Exists(id) {
-			continue
-		}
-		m, err := h.d.Metadata(id)
-		if err != nil {
-			return nil, err
-		}
-		li := driver.LayerInfo{ID: id}
-		if lower := m["LowerDir"]; lower != "" {
-			li.Parent = filepath.Base(filepath.Dir(strings.SplitN(lower, ":", 2)[0]))
-		}
-		if merged := m["MergedDir"]; merged != "" && merged != m["UpperDir"] {
-			if mounted, _ := fs.IsMounted(merged); mounted {
-				li.Mounted, li.MountPath = true, merged
-			}
-		}
-		out = append(out, li)
-	}
-	return out, nil
+	return nil, errors.Errorf("the %s driver cannot list its layers", s.d.String())
 }
 
 func (s *layerStore) status() (poolStatus, error) {
