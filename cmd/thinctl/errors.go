@@ -184,7 +184,10 @@ func diagnose(c *call, err error) (int, string) {
 	case errors.Is(err, thinpool.ErrDeviceExists), errors.Is(err, driver.ErrExists):
 		return exitFailure, "choose another ID, or remove the existing device first"
 	case errors.Is(err, thinpool.ErrRegistryCorrupt):
-		return exitFailure, fmt.Sprintf("run thinctl%s check --repair", root)
+		// check --repair opens the same registry and stops at the same
+		// file, so the only way out is the file itself; thinctl never
+		// rewrites it.
+		return exitFailure, "thinctl left the file as it is: restore it from a backup (docs/registry.md describes the format), then run thinctl" + root + " check"
 	case errors.Is(err, thinpool.ErrInvalidSize):
 		return exitFailure, "a device is at least as large as its parent; the pool only grows"
 	case errors.Is(err, dm.ErrNotSupported), errors.Is(err, driver.ErrNotSupported),

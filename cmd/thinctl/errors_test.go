@@ -181,7 +181,7 @@ func TestDiagnoseHints(t *testing.T) {
 		{"an existing pool says so", "pool init", thinpool.ErrAlreadyInit, 1, "pool destroy"},
 		{"a missing pool says to init", "list", thinpool.ErrNotInitialized, 1, "pool init"},
 		{"a read-only pool says to check", "create", thinpool.ErrPoolReadOnly, 1, "check"},
-		{"a corrupt registry says to repair", "list", thinpool.ErrRegistryCorrupt, 1, "check --repair"},
+		{"a corrupt registry says to restore the file, not to repair through it", "list", thinpool.ErrRegistryCorrupt, 1, "restore it from a backup"},
 		{"a library id error is a usage error", "create", thinpool.ErrInvalidID, 2, "IDs are 1 to 128 characters"},
 		{"permission errors from the kernel ask for root", "list", dm.ErrPermission, 1, "run it as root"},
 		{"an unknown error has no hint", "list", errors.New("boom"), 1, ""},

@@ -112,10 +112,15 @@ func TestReliabilityBadInputDevicemapper(t *testing.T) {
 					t.Fatal(err)
 				}
 				before := r.dmState(t)
-				for _, args := range [][]string{{"list"}, {"create", "new"}, {"pool", "up"}} {
+				// check --repair included: it must not "repair" by
+				// rewriting or dropping the file.
+				for _, args := range [][]string{{"list"}, {"create", "new"}, {"pool", "up"}, {"check", "--repair"}} {
 					res := r.run(args...)
 					if res.code != 1 || !strings.Contains(res.stderr, filepath.Base(c.file)) {
 						t.Errorf("want exit 1 naming %s, got %s", filepath.Base(c.file), res)
+					}
+					if strings.Contains(res.stderr, "hint:") && strings.Contains(res.stderr, "check --repair") {
+						t.Errorf("the hint sends the user to check --repair, which stops at the same file: %s", res)
 					}
 				}
 				if d := diffDigest(before, r.dmState(t)); d != "" {
