@@ -28,6 +28,11 @@ func TestParseWhiteout(t *testing.T) {
 		{"the opaque marker at the root", ".wh..wh..opq", OpaqueMarker, ".", false},
 		{"aufs metadata directories are skipped", ".wh..wh.plnk/123.456", WhiteoutMeta, "", false},
 		{"aufs metadata at the end is skipped", "a/.wh..wh.aufs", WhiteoutMeta, "", false},
+		{"a file inside a nested aufs directory is skipped", "x/.wh..wh.foo.1/file", WhiteoutMeta, "", false},
+		{"a whiteout inside a nested aufs directory is skipped", "x/.wh..wh.foo.1/.wh.bar", WhiteoutMeta, "", false},
+		{"an opaque marker inside a nested aufs directory is skipped", "x/.wh..wh.foo.1/.wh..wh..opq", WhiteoutMeta, "", false},
+		{"a nested aufs directory itself is skipped", "x/y/.wh..wh.foo.1/", WhiteoutMeta, "", false},
+		{"anything below an opaque marker name is skipped", "a/.wh..wh..opq/b", WhiteoutMeta, "", false},
 		{"a bare prefix is an error", "a/.wh.", NotWhiteout, "", true},
 		{"a whiteout of .. is an error", "a/.wh...", NotWhiteout, "", true},
 		{"a name merely containing .wh. is content", "a/b.wh.c", NotWhiteout, "", false},
@@ -222,6 +227,44 @@ func TestApplyTarWhiteoutsAndOpaqueDirectories(t *testing.T) {
 	want := "[A /keep A /keep/a A /opq A /opq/new]"
 	if sprint(got) != want {
 		t.Errorf("tree after apply: %s, want %s", sprint(got), want)
+	}
+}
+
+func TestApplyTarWritesNothingAtOrBelowReservedNames(t *testing.T) {
+	cases := []struct {
+		name    string
+		entries []tarEntry
+	}{
+		{"a file in a nested aufs directory", []tarEntry{
+			{hdr: tar.Header{Name: "x/", Typeflag: tar.TypeDir, Mode: 0o755}},
+			{hdr: tar.Header{Name: "x/.wh..wh.foo.1/", Typeflag: tar.TypeDir, Mode: 0o755}},
+			{hdr: tar.Header{Name: "x/.wh..wh.foo.1/file", Typeflag: tar.TypeReg, Mode: 0o644}, body: "leak"},
+		}},
+		{"a whiteout in a nested aufs directory", []tarEntry{
+			{hdr: tar.Header{Name: "x/", Typeflag: tar.TypeDir, Mode: 0o755}},
+			{hdr: tar.Header{Name: "x/.wh..wh.foo.1/.wh.bar", Typeflag: tar.TypeReg}},
+		}},
+		{"a hard link to a file in the pseudo-link directory", []tarEntry{
+			{hdr: tar.Header{Name: "x/", Typeflag: tar.TypeDir, Mode: 0o755}},
+			{hdr: tar.Header{Name: ".wh..wh.plnk/1.2", Typeflag: tar.TypeReg, Mode: 0o644}, body: "p"},
+			{hdr: tar.Header{Name: "x/h", Typeflag: tar.TypeLink, Linkname: ".wh..wh.plnk/1.2"}},
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name+" is left out", func(t *testing.T) {
+			root := t.TempDir()
+			n, err := ApplyTar(root, tarOf(t, c.entries...), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := ChangesDirs(root, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sprint(got) != "[A /x]" || n != 0 {
+				t.Errorf("tree after apply: %s (%d bytes), want [A /x] (0 bytes)", sprint(got), n)
+			}
+		})
 	}
 }
 

@@ -11,13 +11,16 @@ import (
 )
 
 func FuzzParseWhiteout(f *testing.F) {
-	for _, s := range []string{"a/.wh.b", ".wh..wh..opq", "x/.wh..wh..opq", ".wh..wh.plnk/1", "a/.wh.", "./.wh.x", "a//.wh.b/", "plain"} {
+	for _, s := range []string{"a/.wh.b", ".wh..wh..opq", "x/.wh..wh..opq", ".wh..wh.plnk/1", "a/.wh.", "./.wh.x", "a//.wh.b/", "plain", "x/.wh..wh.foo.1/.wh.bar"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
 		kind, target, err := ParseWhiteout(name)
 		if err != nil {
 			return
+		}
+		if (kind == Whiteout || kind == OpaqueMarker) && UnderMeta(target) {
+			t.Fatalf("ParseWhiteout(%q) = %v of %q, inside reserved metadata", name, kind, target)
 		}
 		switch kind {
 		case Whiteout:

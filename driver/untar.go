@@ -41,6 +41,8 @@ func CleanEntryName(name string) (string, error) {
 // counted once). It keeps modes including setuid, setgid and sticky bits,
 // owners, nanosecond mtimes, xattrs, symlinks, hard links and device nodes.
 // Entries may not escape root, neither by .. nor through a symlink.
+// Entries at or below a reserved ".wh..wh." name (see ParseWhiteout), and
+// hard links to such entries, are left out.
 func ApplyTar(root string, r io.Reader, wf WhiteoutFormat) (int64, error) {
 	if wf == nil {
 		wf = RemoveWhiteouts
@@ -137,6 +139,9 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 			}
 		}
 		return a.wf.Opaque(a.root, target, func(child string) bool { return a.written[child] })
+	}
+	if hdr.Typeflag == tar.TypeLink && UnderMeta(path.Clean("/" + hdr.Linkname)[1:]) {
+		return nil // its target is union-filesystem metadata, never unpacked
 	}
 	if rel != "." {
 		if err := a.safeParent(rel); err != nil {

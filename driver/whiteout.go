@@ -36,18 +36,18 @@ const (
 // ParseWhiteout classifies the slash-separated tar entry name p. For a
 // Whiteout, target is the cleaned path it deletes; for an OpaqueMarker,
 // target is the cleaned directory that becomes opaque ("." for the root).
-// Anything under a root-level ".wh..wh." directory (aufs's .wh..wh.plnk,
-// .wh..wh.orph) is WhiteoutMeta.
+// Anything below a ".wh..wh." directory, at any depth (aufs's .wh..wh.plnk
+// and .wh..wh.orph at the layer root, the .wh..wh.<name>.<n> directories it
+// renames removed ones to), is WhiteoutMeta.
 // A whiteout naming nothing (".wh.", ".wh..", ".wh...") is an error.
 func ParseWhiteout(p string) (kind WhiteoutKind, target string, err error) {
-	if rootPart := strings.TrimPrefix(strings.TrimPrefix(p, "./"), "/"); strings.HasPrefix(rootPart, WhiteoutMetaPrefix) &&
-		strings.TrimSuffix(rootPart, "/") != OpaqueWhiteout {
-		return WhiteoutMeta, "", nil // aufs's own directories at the layer root
-	}
 	dir, base := path.Split(strings.TrimSuffix(p, "/"))
 	dir = path.Clean("/" + dir)[1:]
 	if dir == "" {
 		dir = "."
+	}
+	if UnderMeta(dir) {
+		return WhiteoutMeta, "", nil
 	}
 	switch {
 	case !strings.HasPrefix(base, WhiteoutPrefix):
@@ -62,6 +62,18 @@ func ParseWhiteout(p string) (kind WhiteoutKind, target string, err error) {
 		return NotWhiteout, "", errors.Errorf("whiteout entry %q names no file", p)
 	}
 	return Whiteout, path.Join(dir, name), nil
+}
+
+// UnderMeta reports whether the slash-separated path p has a component
+// that is a reserved ".wh..wh." name, the opaque marker included: such a
+// path is union-filesystem metadata, or lies inside it, and never content.
+func UnderMeta(p string) bool {
+	for _, part := range strings.Split(p, "/") {
+		if strings.HasPrefix(part, WhiteoutMetaPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // WhiteoutName returns the OCI whiteout entry name that deletes p
