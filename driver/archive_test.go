@@ -297,3 +297,28 @@ func TestChangesDirsReportsDeletionsOnceAndParentsAsModified(t *testing.T) {
 		t.Errorf("ChangesDirs = %s, want %s", sprint(got), want)
 	}
 }
+
+func TestAnOpaqueMarkerKeepsWhatTheStreamWroteBelowIt(t *testing.T) {
+	root := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(root, "opq/sub"), 0o755))
+	must(os.WriteFile(filepath.Join(root, "opq/sub/old"), nil, 0o644))
+	must(os.WriteFile(filepath.Join(root, "opq/old"), nil, 0o644))
+	// No entry for opq/sub itself: ApplyTar creates it as a parent.
+	stream := tarOf(t,
+		tarEntry{hdr: tar.Header{Name: "opq/sub/new", Typeflag: tar.TypeReg, Mode: 0o644}, body: "n"},
+		tarEntry{hdr: tar.Header{Name: "opq/.wh..wh..opq", Typeflag: tar.TypeReg}},
+	)
+	_, err := ApplyTar(root, stream, nil)
+	must(err)
+	got, err := ChangesDirs(root, "")
+	must(err)
+	if want := "[A /opq A /opq/sub A /opq/sub/new A /opq/sub/old]"; sprint(got) != want {
+		t.Errorf("tree after apply: %s, want %s", sprint(got), want)
+	}
+}

@@ -39,17 +39,21 @@ func NewTarWriter(w io.Writer) *TarWriter {
 }
 
 // AddPath writes the entry for rel (slash-separated, relative to root),
-// reading its metadata and content from disk.
+// reading its metadata and content from disk. A socket is left out: a
+// layer stream cannot hold one, and it means nothing once its server is gone.
 func (t *TarWriter) AddPath(root, rel string) error {
 	rel = strings.Trim(filepath.ToSlash(rel), "/")
 	p := filepath.Join(root, filepath.FromSlash(rel))
-	hdr, err := FileHeader(p, rel)
-	if err != nil {
-		return err
-	}
 	var st unix.Stat_t
 	if err := unix.Lstat(p, &st); err != nil {
 		return errors.Wrapf(err, "stat %s", p)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFSOCK {
+		return nil
+	}
+	hdr, err := FileHeader(p, rel)
+	if err != nil {
+		return err
 	}
 	if hdr.Typeflag == tar.TypeReg && st.Nlink > 1 {
 		key := [2]uint64{st.Dev, st.Ino}

@@ -152,7 +152,11 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 	if err := a.create(hdr, rel, p, r); err != nil {
 		return err
 	}
-	a.written[rel] = true
+	// The stream wrote rel and, by implication, every directory above it:
+	// an opaque marker that follows must keep them all.
+	for d := rel; d != "." && !a.written[d]; d = path.Dir(d) {
+		a.written[d] = true
+	}
 	return a.setMeta(hdr, rel, p)
 }
 

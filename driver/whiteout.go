@@ -91,8 +91,10 @@ type WhiteoutFormat interface {
 	// removed first.
 	Whiteout(root, rel string) error
 	// Opaque records that directory rel (which exists) hides everything
-	// lower layers hold in it. written reports whether a child path was
-	// unpacked by this same stream and must therefore stay.
+	// lower layers hold in it, and drops what rel already held that this
+	// same stream did not write. written reports whether a child path was
+	// unpacked by the stream (itself, or something below it) and must
+	// therefore stay; nil means nothing was.
 	Opaque(root, rel string, written func(rel string) bool) error
 }
 
@@ -123,7 +125,7 @@ func (removeFormat) Opaque(root, rel string, written func(string) bool) error {
 		if rel == "." {
 			child = e.Name()
 		}
-		if written(child) {
+		if written != nil && written(child) {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {

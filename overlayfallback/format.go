@@ -80,7 +80,10 @@ func (overlayFormat) Whiteout(root, rel string) error {
 	return nil
 }
 
-func (overlayFormat) Opaque(root, rel string, _ func(string) bool) error {
+func (overlayFormat) Opaque(root, rel string, written func(string) bool) error {
+	if err := driver.RemoveWhiteouts.Opaque(root, rel, written); err != nil {
+		return err
+	}
 	p := filepath.Join(root, filepath.FromSlash(rel))
 	if err := unix.Lsetxattr(p, OverlayOpaqueXattr, []byte("y"), 0); err != nil {
 		return errors.Wrapf(err, "mark %s opaque", rel)
@@ -134,7 +137,18 @@ func (aufsFormat) Whiteout(root, rel string) error {
 	return createMarker(filepath.Join(root, filepath.FromSlash(driver.WhiteoutName(rel))))
 }
 
-func (aufsFormat) Opaque(root, rel string, _ func(string) bool) error {
+func (f aufsFormat) Opaque(root, rel string, written func(string) bool) error {
+	// aufs's own entries (at the root: .wh..wh.aufs, .wh..wh.plnk,
+	// .wh..wh.orph) are not the directory's content and stay.
+	keep := func(child string) bool {
+		if kind, _ := f.Classify(path.Base(child), nil); kind == driver.WhiteoutMeta {
+			return true
+		}
+		return written != nil && written(child)
+	}
+	if err := driver.RemoveWhiteouts.Opaque(root, rel, keep); err != nil {
+		return err
+	}
 	return createMarker(filepath.Join(root, filepath.FromSlash(path.Join(rel, driver.OpaqueWhiteout))))
 }
 

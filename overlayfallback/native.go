@@ -23,7 +23,11 @@ type entry struct {
 }
 
 // walkLayer visits every entry of layer directory dir in lexical order
-// (parents before children), classified by f. The root itself is skipped.
+// (parents before children), classified by f. The root itself is skipped,
+// and so is everything inside a directory that is not content: a reserved
+// directory (aufs's .wh..wh.plnk, .wh..wh.orph, .wh..wh.<name>.<n>) is
+// visited as WhiteoutMeta, a directory named like a whiteout as that
+// whiteout, but their entries never are.
 func walkLayer(dir string, f Format, visit func(e entry) error) error {
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -46,15 +50,26 @@ func walkLayer(dir string, f Format, visit func(e entry) error) error {
 		if kind == driver.Whiteout {
 			e.target = path.Join(path.Dir(rel), hidden)
 		}
-		return visit(e)
+		if err := visit(e); err != nil || kind == driver.NotWhiteout || !d.IsDir() {
+			return err
+		}
+		return filepath.SkipDir
 	})
 }
 
 // WriteDiff writes layer directory upper as an OCI layer stream: content
-// as is, native whiteouts as ".wh.<name>" entries, and an opaque marker
-// right after each opaque directory's own entry.
+// as is (sockets left out), native whiteouts as ".wh.<name>" entries, and
+// an opaque marker first when upper itself is opaque and right after each
+// opaque directory's own entry.
 func WriteDiff(w io.Writer, upper string, f Format) error {
 	tw := driver.NewTarWriter(w)
+	if opaque, err := f.IsOpaque(upper); err != nil {
+		return err
+	} else if opaque {
+		if err := tw.AddOpaque("."); err != nil {
+			return err
+		}
+	}
 	err := walkLayer(upper, f, func(e entry) error {
 		switch e.kind {
 		case driver.WhiteoutMeta, driver.OpaqueMarker:
@@ -124,11 +139,34 @@ func DiffSize(upper string, f Format) (int64, error) {
 // Changes lists what layer directory upper changes relative to the stack
 // lowers (layer directories, nearest parent first), sorted by path: a path
 // in upper is added when the stack does not show it and modified when it
-// does; a whiteout is a deletion; an opaque directory also deletes every
-// name the stack shows in it that upper does not hold.
+// does; a whiteout is a deletion; an opaque directory (upper itself
+// included) also deletes every name the stack shows in it that upper does
+// not hold.
 func Changes(upper string, lowers []string, f Format) ([]driver.Change, error) {
 	st := &stack{lowers: lowers, f: f, names: map[string]map[string]bool{}}
 	var out []driver.Change
+	// hidden adds a deletion for each name the stack shows in directory
+	// rel that upper does not hold, when upper's rel is opaque.
+	hidden := func(rel string) error {
+		abs := filepath.Join(upper, filepath.FromSlash(rel))
+		opaque, err := f.IsOpaque(abs)
+		if err != nil || !opaque {
+			return err
+		}
+		below, err := st.list(rel)
+		if err != nil {
+			return err
+		}
+		for _, n := range below {
+			if _, err := os.Lstat(filepath.Join(abs, n)); os.IsNotExist(err) {
+				out = append(out, driver.Change{Path: "/" + path.Join(rel, n), Kind: driver.ChangeDelete})
+			}
+		}
+		return nil
+	}
+	if err := hidden("."); err != nil {
+		return nil, err
+	}
 	err := walkLayer(upper, f, func(e entry) error {
 		switch e.kind {
 		case driver.WhiteoutMeta, driver.OpaqueMarker:
@@ -149,21 +187,7 @@ func Changes(upper string, lowers []string, f Format) ([]driver.Change, error) {
 		if !e.fi.IsDir() || !shown {
 			return nil
 		}
-		abs := filepath.Join(upper, filepath.FromSlash(e.rel))
-		opaque, err := f.IsOpaque(abs)
-		if err != nil || !opaque {
-			return err
-		}
-		below, err := st.list(e.rel)
-		if err != nil {
-			return err
-		}
-		for _, n := range below {
-			if _, err := os.Lstat(filepath.Join(abs, n)); os.IsNotExist(err) {
-				out = append(out, driver.Change{Path: "/" + path.Join(e.rel, n), Kind: driver.ChangeDelete})
-			}
-		}
-		return nil
+		return hidden(e.rel)
 	})
 	if err != nil {
 		return nil, err

@@ -234,3 +234,147 @@ func TestStackListHonoursWhiteoutsAndOpaqueDirectories(t *testing.T) {
 		t.Errorf("stack shows %v in d, want [m n] (a whited out, b under an opaque dir)", got)
 	}
 }
+
+func TestReservedAufsDirectoriesStayOutOfDiffs(t *testing.T) {
+	requireRoot(t)
+	upper := buildLayer(t, Aufs,
+		"f keep 12",
+		"f .wh..wh.aufs -",
+		"f .wh..wh.plnk/1.2 pseudo-link",
+		"f .wh..wh.orph/o orphan",
+		"f dir/.wh..wh.name.1/f being-removed",
+		"f dir/.wh..wh.name.1/sub/g being-removed",
+		"f dir/x 1",
+	)
+	lower := buildLayer(t, Aufs, "f dir/y y")
+	cases := []struct {
+		name string
+		got  func() (string, error)
+		want string
+	}{
+		{"WriteDiff writes no entry from inside them", func() (string, error) {
+			var buf bytes.Buffer
+			err := WriteDiff(&buf, upper, Aufs)
+			return strings.Join(tarNames(t, &buf), " "), err
+		}, "dir/ dir/x keep"},
+		{"Changes lists no path inside them", func() (string, error) {
+			got, err := Changes(upper, []string{lower}, Aufs)
+			return fmt.Sprint(got), err
+		}, "[M /dir A /dir/x A /keep]"},
+		{"DiffSize counts no file inside them", func() (string, error) {
+			n, err := DiffSize(upper, Aufs)
+			return fmt.Sprint(n), err
+		}, "3"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := c.got()
+			must(t, err)
+			if got != c.want {
+				t.Errorf("got %s, want %s", got, c.want)
+			}
+		})
+	}
+}
+
+func TestWriteDiffLeavesOutSockets(t *testing.T) {
+	requireRoot(t)
+	for _, f := range formats {
+		t.Run(f.Name()+" layer with a socket", func(t *testing.T) {
+			upper := buildLayer(t, f, "f run/a 1")
+			must(t, unix.Mknod(filepath.Join(upper, "run/sock"), unix.S_IFSOCK|0o600, 0))
+			var buf bytes.Buffer
+			must(t, WriteDiff(&buf, upper, f))
+			if got := strings.Join(tarNames(t, &buf), " "); got != "run/ run/a" {
+				t.Errorf("stream entries %s, want run/ run/a", got)
+			}
+		})
+	}
+}
+
+// TestAnAppliedOpaqueMarkerReplacesTheDirectory checks both native forms
+// agree: an opaque marker in a stream applied over a layer that already has
+// content drops the directory's earlier entries (content and whiteouts) but
+// keeps what the stream itself wrote there, and the layer then reads back
+// as that stream, with the lower layers' entries deleted.
+func TestAnAppliedOpaqueMarkerReplacesTheDirectory(t *testing.T) {
+	requireRoot(t)
+	cases := []struct {
+		name        string
+		before      []string
+		stream      []tarEntryT
+		wantDiff    string
+		wantChanges string
+	}{
+		{
+			name:        "a marker in a subdirectory",
+			before:      []string{"f keep k", "f var/old o", "w var/gone", "f var/sub/deep d"},
+			stream:      []tarEntryT{{"var/", ""}, {"var/a", "a"}, {"var/.wh..wh..opq", ""}, {"var/z", "z"}},
+			wantDiff:    "keep var/ var/.wh..wh..opq var/a var/z",
+			wantChanges: "[A /keep M /var A /var/a D /var/lower A /var/z]",
+		},
+		{
+			name:        "a marker at the root",
+			before:      []string{"f old o", "d dir"},
+			stream:      []tarEntryT{{".wh..wh..opq", ""}, {"new", "n"}},
+			wantDiff:    ".wh..wh..opq new",
+			wantChanges: "[A /new D /var]",
+		},
+	}
+	for _, f := range formats {
+		for _, c := range cases {
+			t.Run(f.Name()+" "+c.name, func(t *testing.T) {
+				lower := buildLayer(t, f, "f var/lower l")
+				upper := buildLayer(t, f, c.before...)
+				_, err := ApplyDiff(upper, streamOf(t, c.stream), f)
+				must(t, err)
+				var buf bytes.Buffer
+				must(t, WriteDiff(&buf, upper, f))
+				if got := strings.Join(tarNames(t, &buf), " "); got != c.wantDiff {
+					t.Errorf("layer reads back as\n %s\nwant %s", got, c.wantDiff)
+				}
+				got, err := Changes(upper, []string{lower}, f)
+				must(t, err)
+				if fmt.Sprint(got) != c.wantChanges {
+					t.Errorf("Changes = %v, want %s", got, c.wantChanges)
+				}
+			})
+		}
+	}
+}
+
+func TestAnAppliedRootOpaqueMarkerKeepsAufsMetadata(t *testing.T) {
+	requireRoot(t)
+	upper := buildLayer(t, Aufs, "f .wh..wh.aufs -", "f .wh..wh.plnk/1.2 p", "f old o")
+	_, err := ApplyDiff(upper, streamOf(t, []tarEntryT{{".wh..wh..opq", ""}}), Aufs)
+	must(t, err)
+	for _, p := range []string{".wh..wh.aufs", ".wh..wh.plnk/1.2", ".wh..wh..opq"} {
+		if _, err := os.Lstat(filepath.Join(upper, p)); err != nil {
+			t.Errorf("%s: %v, want it kept", p, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(upper, "old")); !os.IsNotExist(err) {
+		t.Errorf("old: %v, want it dropped by the marker", err)
+	}
+}
+
+// tarEntryT is a stream entry: a name ending in "/" is a directory, any
+// other a regular file with the given body.
+type tarEntryT struct{ name, body string }
+
+func streamOf(t *testing.T, entries []tarEntryT) io.Reader {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(e.body))}
+		if strings.HasSuffix(e.name, "/") {
+			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o755, 0
+		}
+		must(t, tw.WriteHeader(h))
+		_, err := io.WriteString(tw, e.body)
+		must(t, err)
+	}
+	must(t, tw.Close())
+	return &buf
+}
