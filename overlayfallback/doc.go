@@ -13,5 +13,9 @@
 //	aufs             dir/.wh.name (regular file)   dir/.wh..wh..opq (regular file)
 //
 // Overlay and Aufs implement Format for the last two; WriteDiff, Changes,
-// DiffSize and ApplyDiff convert between them and the OCI form.
+// DiffSize and ApplyDiff convert between them and the OCI form. Both forms
+// treat an opaque marker in an applied stream alike: the directory hides
+// what lower layers hold there, and the entries it already held in this
+// layer that the stream did not write are dropped. Reserved ".wh..wh."
+// entries (aufs's metadata) and everything inside them never reach a diff.
 package overlayfallback

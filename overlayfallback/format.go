@@ -41,7 +41,8 @@ var Overlay Format = overlayFormat{}
 
 // Aufs is aufs's form: a whiteout is a file ".wh.<name>" beside the deleted
 // name, an opaque directory holds a file ".wh..wh..opq", and other
-// ".wh..wh." names are aufs metadata.
+// ".wh..wh." names are aufs metadata. It classifies by name alone, so its
+// Classify accepts a nil fi.
 var Aufs Format = aufsFormat{}
 
 type overlayFormat struct{}

@@ -378,3 +378,32 @@ func streamOf(t *testing.T, entries []tarEntryT) io.Reader {
 	must(t, tw.Close())
 	return &buf
 }
+
+func TestAufsClassifiesByNameAlone(t *testing.T) {
+	cases := []struct {
+		name, base string
+		kind       driver.WhiteoutKind
+		hidden     string
+	}{
+		{"an ordinary name is content", "hosts", driver.NotWhiteout, ""},
+		{"a dot file is content", ".bashrc", driver.NotWhiteout, ""},
+		{"a .wh. name is a whiteout", ".wh.zegrep", driver.Whiteout, "zegrep"},
+		{"a whiteout of a dot file is a whiteout", ".wh..bashrc", driver.Whiteout, ".bashrc"},
+		{"the opaque marker is opaque", ".wh..wh..opq", driver.OpaqueMarker, ""},
+		{"the whiteout base is metadata", ".wh..wh.aufs", driver.WhiteoutMeta, ""},
+		{"the pseudo-link directory is metadata", ".wh..wh.plnk", driver.WhiteoutMeta, ""},
+		{"the orphan directory is metadata", ".wh..wh.orph", driver.WhiteoutMeta, ""},
+		{"a renamed-away directory is metadata", ".wh..wh.name.4f2a", driver.WhiteoutMeta, ""},
+		{"a bare .wh. hides nothing and is metadata", ".wh.", driver.WhiteoutMeta, ""},
+		{"a whiteout of dot hides nothing and is metadata", ".wh..", driver.WhiteoutMeta, ""},
+		{"a whiteout of dot-dot hides nothing and is metadata", ".wh...", driver.WhiteoutMeta, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			kind, hidden := Aufs.Classify(c.base, nil)
+			if kind != c.kind || hidden != c.hidden {
+				t.Errorf("Classify(%q) = %v %q, want %v %q", c.base, kind, hidden, c.kind, c.hidden)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -248,7 +249,7 @@ func TestApplyDiffWritesAufsWhiteouts(t *testing.T) {
 			}
 			var want int64
 			for _, e := range tt.stream {
-				if classify(filepath.Base(e[0])) == entryPlain && !underMeta(e[0]) {
+				if kind, _, _ := driver.ParseWhiteout(e[0]); kind == driver.NotWhiteout {
 					want += int64(len(e[1]))
 				}
 			}
@@ -256,7 +257,7 @@ func TestApplyDiffWritesAufsWhiteouts(t *testing.T) {
 				t.Fatalf("ApplyDiff reported %d bytes, want %d", n, want)
 			}
 			for _, p := range tt.want {
-				if k := classify(filepath.Base(p)); k == entryWhiteout || k == entryOpaque {
+				if k, _, _ := driver.ParseWhiteout(p); k == driver.Whiteout || k == driver.OpaqueMarker {
 					fi, err := os.Lstat(filepath.Join(d.diffPath("l"), p))
 					if err != nil || !fi.Mode().IsRegular() || fi.Size() != 0 {
 						t.Fatalf("%s must be an empty regular file: %v %v", p, fi, err)
@@ -314,22 +315,38 @@ func TestDiffThenApplyReproducesTheLayer(t *testing.T) {
 	}
 }
 
-// describeBranch lists a branch's content entries (aufs metadata left out)
-// with type, mode, owner, size, mtime of non-directories and link target.
+// describeBranch lists a branch's content entries (aufs metadata and
+// whatever is inside it left out) with type, mode, owner, size, mtime of
+// non-directories and link target.
 func describeBranch(t *testing.T, root string) []string {
 	t.Helper()
 	var out []string
-	err := walkBranch(root, func(rel string, fi os.FileInfo, kind entryKind) error {
+	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		rel := strings.TrimPrefix(p, root+"/")
+		kind, _, _ := driver.ParseWhiteout(rel)
+		if kind == driver.WhiteoutMeta {
+			if de.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		fi, err := de.Info()
+		if err != nil {
+			return err
+		}
 		st := fi.Sys().(*syscall.Stat_t)
 		line := fmt.Sprintf("%s %o %d:%d", rel, st.Mode, st.Uid, st.Gid)
 		switch {
-		case kind != entryPlain:
+		case kind != driver.NotWhiteout:
 			line = fmt.Sprintf("%s marker size=%d", rel, fi.Size())
 		case fi.Mode().IsRegular():
-			b, _ := os.ReadFile(filepath.Join(root, rel))
+			b, _ := os.ReadFile(p)
 			line += fmt.Sprintf(" %q mtime=%d", b, st.Mtim.Nano())
 		case fi.Mode()&os.ModeSymlink != 0:
-			l, _ := os.Readlink(filepath.Join(root, rel))
+			l, _ := os.Readlink(p)
 			line += " -> " + l
 		}
 		out = append(out, line)

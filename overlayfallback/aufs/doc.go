@@ -18,7 +18,8 @@
 // Deletions are ".wh.<name>" whiteout files and replaced directories carry
 // ".wh..wh..opq", the spelling of the OCI layer format, so Diff, Changes,
 // DiffSize and ApplyDiff work on the diff directories without mounting and
-// leave out aufs's own .wh..wh.aufs, .wh..wh.plnk and .wh..wh.orph.
+// leave out aufs's own .wh..wh.aufs, .wh..wh.plnk, .wh..wh.orph and
+// .wh..wh.<name>.<n> entries with everything inside them.
 //
 // Remove renames mnt/<id> and diff/<id> to <id>-removing before deleting
 // them; New deletes such leftovers of an interrupted removal.
