@@ -13,6 +13,7 @@ set grid ytics lc rgb "#dddddd"
 set border 3
 set tics nomirror
 set key top left
+set offsets graph 0, graph 0, graph 0.2, 0
 `
 
 const histStyle = `set style data histograms
@@ -38,6 +39,7 @@ func plotsFor(r *Results) []plot {
 			}
 		}
 		ps = append(ps, plot{"opcost.svg", d.String(), histStyle + fmt.Sprintf(`set title "Per-device cost, %d devices (median of %d repetitions)"
+set key top right
 set ylabel "ms per device"
 set yrange [0:*]
 plot DATA using 2:xtic(1) title "create_snap + activate", '' using 3 title "deactivate + delete"
@@ -49,6 +51,7 @@ plot DATA using 2:xtic(1) title "create_snap + activate", '' using 3 title "deac
 			fmt.Fprintf(&d, "%d %g %g %g\n", l.Devices, Median(l.CreateMs), Median(l.RemoveMs), l.CycleMs())
 		}
 		ps = append(ps, plot{"scale.svg", d.String(), `set title "thinctl per-device cost against devices already in the pool"
+set key bottom right
 set logscale x
 set xlabel "devices in the pool"
 set ylabel "ms per device"
@@ -90,6 +93,7 @@ plot DATA using 1:2 with linespoints lw 2 title "thin snapshots", '' using 1:3 w
 		d := fmt.Sprintf("\"create + mount\" %g %g\n\"unmount + remove\" %g %g\n",
 			Median(l.ThinCreateMountMs), Median(l.OverlayCreateMountMs), Median(l.ThinUnmountRemoveMs), Median(l.OverlayUnmountRemoves))
 		ps = append(ps, plot{"layer.svg", d, histStyle + `set title "A writable layer on a parent"
+set key top right
 set ylabel "ms"
 set yrange [0:*]
 plot DATA using 2:xtic(1) title "thin", '' using 3 title "overlay2"
