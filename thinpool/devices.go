@@ -24,6 +24,9 @@ type Device struct {
 	Mounted       bool
 	MountPath     string
 	DevicePath    string // /dev/mapper/<name> when active
+	// Used is the space the device has mapped in the pool, in bytes;
+	// known only while the device is active (from its thin status).
+	Used uint64
 }
 
 // DeviceName returns the device-mapper name device id has when active.
@@ -366,7 +369,13 @@ func (p *Pool) toDeviceWith(d deviceRecord, active, mounted bool) Device {
 	out := Device{ID: d.ID, Parent: d.Parent, DeviceID: d.DeviceID, Size: d.Size, TransactionID: d.TransactionID,
 		Initialized: d.Initialized, Deleted: d.Deleted, Created: d.Created, Active: active}
 	if active {
-		out.DevicePath = dm.NodePath(thinName(p.cfg.Key, d.DeviceID))
+		name := thinName(p.cfg.Key, d.DeviceID)
+		out.DevicePath = dm.NodePath(name)
+		if ts, err := p.dm.Status(name); err == nil && len(ts) == 1 {
+			if st, err := parseThinStatus(ts[0].Params); err == nil {
+				out.Used = st.MappedSectors * 512
+			}
+		}
 	}
 	if mounted {
 		out.Mounted, out.MountPath = true, p.MountPath(d.ID)

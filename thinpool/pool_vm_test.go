@@ -13,7 +13,14 @@ import (
 )
 
 func TestInitMakesThePoolDockerDid(t *testing.T) {
-	p, root := newVMPool(t, smallOptions())
+	o := smallOptions()
+	var steps []string
+	var last float64
+	o.Progress = func(step string, f float64) { steps = append(steps, step); last = f }
+	p, root := newVMPool(t, o)
+	if len(steps) < 3 || last != 1 {
+		t.Errorf("progress reported %q ending at %v", steps, last)
+	}
 	name := p.Name()
 	if !strings.HasPrefix(name, "thinctl-") || !strings.HasSuffix(name, "-pool") {
 		t.Fatalf("pool name %q", name)
