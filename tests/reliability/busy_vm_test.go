@@ -136,6 +136,10 @@ func TestReliabilityBusyDevices(t *testing.T) {
 				if !found {
 					t.Errorf("the record of %s is gone while its thin device is still held", id)
 				}
+				// A parent being deleted is no parent.
+				if res := r.run("create", id+"-child", "--parent", id); res.code != 1 || !strings.Contains(res.stderr, id) {
+					t.Errorf("create --parent of a device pending deletion: want exit 1 naming it, got %s", res)
+				}
 				rep, _ := r.check()
 				for _, p := range rep.Problems {
 					if p.Kind != "deleted_pending" {

@@ -225,6 +225,7 @@ func TestReliabilityCrashAtEveryStep(t *testing.T) {
 				t.Cleanup(func() { target.t = t; target.destroy() })
 			}
 			target.t = t
+			forget(target, c)
 			if c.prepare != nil {
 				c.prepare(t, target)
 			}
@@ -240,6 +241,20 @@ func TestReliabilityCrashAtEveryStep(t *testing.T) {
 		})
 	}
 	printMatrix(t, "crash (SIGKILL)", rows)
+}
+
+// forget removes what an earlier, failed step may have left (its new
+// device, mounts of the world's devices), so one failure does not cascade.
+func forget(r *rig, c crashStep) {
+	if c.fresh {
+		return
+	}
+	if c.newID != "" {
+		r.run("remove", c.newID)
+	}
+	for _, id := range []string{"k1", "k2"} {
+		r.run("unmount", id)
+	}
 }
 
 // recoverAndVerify runs thinctl again after a crash and asserts the

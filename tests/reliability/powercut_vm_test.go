@@ -222,6 +222,7 @@ func TestReliabilityPowerCut(t *testing.T) {
 			row := crashRow{step: c}
 			defer func() { row.survived = !t.Failed(); row.took = time.Since(start); rows = append(rows, row) }()
 			r.t = t
+			forget(r, c)
 			if c.prepare != nil {
 				c.prepare(t, r)
 			}
