@@ -333,7 +333,7 @@ setup() {
 
 # vm_packages lists the packages that have at least one //go:build vm file.
 vm_packages() {
-	(cd "$ROOT" && grep -rlE --include='*_test.go' '^//go:build .*\bvm\b' . 2>/dev/null |
+	(cd "$ROOT" && grep -rlP --include='*_test.go' '^//go:build .*(?<![!\w])vm\b' . 2>/dev/null |
 		grep -v '/\.' | xargs -r -n1 dirname | LC_ALL=C sort -u)
 }
 
