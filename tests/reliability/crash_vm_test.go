@@ -218,7 +218,11 @@ func TestReliabilityCrashAtEveryStep(t *testing.T) {
 		t.Run(c.name+" at "+c.spec("kill"), func(t *testing.T) {
 			start := time.Now()
 			row := crashRow{step: c}
-			defer func() { row.survived = !t.Failed(); row.took = time.Since(start); rows = append(rows, row) }()
+			defer func() {
+				row.survived, row.took = !t.Failed(), time.Since(start)
+				dirty = dirty || t.Failed()
+				rows = append(rows, row)
+			}()
 			target := r
 			if c.fresh {
 				target = newRig(t, t.TempDir())
@@ -243,12 +247,16 @@ func TestReliabilityCrashAtEveryStep(t *testing.T) {
 	printMatrix(t, "crash (SIGKILL)", rows)
 }
 
+// dirty is set when a step failed and may have left things behind.
+var dirty bool
+
 // forget removes what an earlier, failed step may have left (its new
 // device, mounts of the world's devices), so one failure does not cascade.
 func forget(r *rig, c crashStep) {
-	if c.fresh {
+	if c.fresh || !dirty {
 		return
 	}
+	dirty = false
 	if c.newID != "" {
 		r.run("remove", c.newID)
 	}

@@ -220,7 +220,11 @@ func TestReliabilityPowerCut(t *testing.T) {
 		t.Run(c.name+" at "+c.spec("stop"), func(t *testing.T) {
 			start := time.Now()
 			row := crashRow{step: c}
-			defer func() { row.survived = !t.Failed(); row.took = time.Since(start); rows = append(rows, row) }()
+			defer func() {
+				row.survived, row.took = !t.Failed(), time.Since(start)
+				dirty = dirty || t.Failed()
+				rows = append(rows, row)
+			}()
 			r.t = t
 			forget(r, c)
 			if c.prepare != nil {
