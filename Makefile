@@ -55,7 +55,7 @@ test-native:
 	@[ "$$(id -u)" -eq 0 ] || { echo "make test-native: run as root (it creates device-mapper and loop devices)"; exit 1; }
 	@[ -e /dev/mapper/control ] || modprobe dm_mod 2>/dev/null || true
 	@modprobe -a dm_thin_pool dm_zero loop 2>/dev/null || true
-	$(GO) test -tags vm -count=1 -p 1 ./...
+	THINCTL_UDEV=$$([ -e /run/udev/control ] && echo 1 || echo 0) $(GO) test -tags vm -count=1 -p 1 ./...
 
 vagrant-check:
 	@if command -v vagrant >/dev/null 2>&1; then \
