@@ -18,7 +18,7 @@ usage: tests/vm/run.sh [flags]
   --udev           boot once with systemd-udevd and the dm udev rules
   --both           boot twice: without udev, then with udev
   --timeout DUR    kill a guest that runs longer (default 40m; s/m/h suffixes)
-  --test-timeout DUR  -test.timeout for each test binary (default 15m, at most
+  --test-timeout DUR  -test.timeout for each test binary (default 20m, at most
                    the guest's bound less a minute)
   --script FILE    run FILE with bash in the guest instead of the Go tests
                    (bin/thinctl, when built, is on the guest's PATH)
@@ -45,7 +45,7 @@ PKGS=()
 RUN_REGEX=""
 MODES=(noudev)
 TIMEOUT="${THINCTL_VM_TIMEOUT:-40m}"
-TEST_TIMEOUT="${THINCTL_VM_TEST_TIMEOUT:-15m}"
+TEST_TIMEOUT="${THINCTL_VM_TEST_TIMEOUT:-20m}"
 SCRIPT=""
 EXTRA_BINS=()
 KEEP=0
