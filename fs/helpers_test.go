@@ -75,6 +75,7 @@ func attachLoop(t testing.TB, file string) *testLoop {
 		copy(info.File_name[:], file)
 		_ = unix.IoctlLoopSetStatus64(lfd, &info)
 		l := &testLoop{Path: path, Dev: unix.Mkdev(7, uint32(n)), fd: lfd}
+		settleUdev(t)
 		t.Cleanup(func() {
 			_ = unix.IoctlSetInt(l.fd, unix.LOOP_CLR_FD, 0)
 			unix.Close(l.fd)
@@ -219,4 +220,17 @@ func copySparse(t testing.TB, file string) string {
 		t.Fatal(err)
 	}
 	return dst
+}
+
+// settleUdev waits for udev (when it runs) to finish the events a new
+// device raised: its workers open the device briefly to probe it, and a
+// test that counts the device's holders must not see them.
+func settleUdev(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat("/run/udev/control"); err != nil {
+		return
+	}
+	if out, err := exec.Command("udevadm", "settle", "--timeout=30").CombinedOutput(); err != nil {
+		t.Logf("udevadm settle: %v: %s", err, out)
+	}
 }
