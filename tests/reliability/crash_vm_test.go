@@ -143,12 +143,12 @@ func crashSteps() []crashStep {
 	ofV := func(*world) string { return "victim\n" }
 	var steps []crashStep
 	for _, p := range []string{failpoint.InitAfterFiles, failpoint.InitAfterPool, failpoint.InitAfterBase, failpoint.InitAfterMkfs} {
-		steps = append(steps, crashStep{name: "pool init", point: p, fresh: true, subset: p == failpoint.InitAfterBase,
+		steps = append(steps, crashStep{name: "pool init", point: p, fresh: true,
 			args: fixed(append([]string{"--driver", "devicemapper"}, smallPool...)...)})
 	}
 	for _, p := range []string{failpoint.TxAfterSave, failpoint.TxAfterMessage, failpoint.TxAfterCommit, failpoint.TxAfterTxID} {
 		steps = append(steps, crashStep{name: "create", point: p, subset: p == failpoint.TxAfterMessage,
-			udev: p == failpoint.TxAfterMessage, cut: p == failpoint.TxAfterCommit,
+			udev: p == failpoint.TxAfterMessage,
 			args: fixed("create", "n"), newID: "n", newData: base})
 	}
 	for nth := 1; nth <= 2; nth++ {
@@ -172,7 +172,7 @@ func crashSteps() []crashStep {
 		prepare: heldVictim, afterCrash: release, args: fixed("remove", "v"), newID: "v", newData: ofV})
 	for _, p := range []string{failpoint.RemoveAfterUnmnt, failpoint.RemoveAfterDeact,
 		failpoint.TxAfterSave, failpoint.TxAfterMessage, failpoint.TxAfterCommit, failpoint.TxAfterTxID, failpoint.RegistryBeforeRen} {
-		steps = append(steps, crashStep{name: "remove", point: p, cut: p == failpoint.TxAfterMessage,
+		steps = append(steps, crashStep{name: "remove", point: p,
 			prepare: victim, args: fixed("remove", "v"), newID: "v", newData: ofV})
 	}
 	steps = append(steps,
