@@ -9,6 +9,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 10s
 FUZZPKGS  ?=
+BENCHFLAGS ?=
 VMFLAGS   ?=
 DEMO      ?= tests/vm/demo/demo.sh
 
@@ -73,13 +74,14 @@ demo-native: build
 	@[ "$$(id -u)" -eq 0 ] || { echo "make demo-native: run as root"; exit 1; }
 	PATH="$(CURDIR)/bin:$$PATH" bash $(DEMO)
 
+# bench runs the benchmark program in the VM and rewrites docs/BENCHMARKS.md
+# and docs/bench/; BENCHFLAGS=--quick uses small counts and writes to $$TMPDIR.
 bench:
-	@echo "make bench: no benchmarks yet. The bench issue adds them: the ioctl path vs dmsetup,"
-	@echo "create_snap+activate and deactivate+delete over 200 thin devices, run in the VM rig."
+	tests/bench/run.sh $(BENCHFLAGS)
 
 bench-native:
-	@echo "make bench-native: no benchmarks yet. The bench issue adds them; they will run"
-	@echo "the same measurements directly on this host (root, device-mapper)."
+	@[ "$$(id -u)" -eq 0 ] || { echo "make bench-native: run as root (it creates device-mapper and loop devices)"; exit 1; }
+	tests/bench/run.sh --native $(BENCHFLAGS)
 
 fuzz:
 	tests/reliability/fuzz.sh $(FUZZTIME) $(FUZZPKGS)
