@@ -243,8 +243,9 @@ func renderReport(r *Results, top, plots string, plotted map[string]bool) string
 
 	w("# Benchmarks\n\n")
 	w("thinctl against `dmsetup` (how containerd's devmapper snapshotter drives device-mapper), against the bare\n")
-	w("ioctl sequence with no bookkeeping (the floor), and against overlay2. Everything below comes from **one run**;\n")
-	w("compare the ratios, not the absolute times (see [Environment](#environment)). Medians of the repetitions.\n\n")
+	w("ioctl sequence with no bookkeeping (the floor), and against overlay2. Every ratio compares paths measured in\n")
+	w("the same run; compare the ratios, not the absolute times (see [Environment](#environment)). Medians of the\n")
+	w("repetitions.\n\n")
 	w("This file is generated: `make bench` (in the throwaway VM, full counts) or `make bench-native` (on a\n")
 	w("device-mapper host) runs `tests/bench/run.sh`, which runs `thinctl-bench run` and then\n")
 	w("`thinctl-bench report` to write this page, the plots and the raw results in `docs/bench/`.\n")
@@ -256,7 +257,7 @@ func renderReport(r *Results, top, plots string, plotted map[string]bool) string
 		t := targetFor(f.Name)
 		w("| `%s` | %s | %s | %s | %s |\n", f.Name, fmtX(f.Value), t.Meaning, t.Goal(), t.Verdict(f.Value))
 	}
-	w("\nThe program's last lines, as printed:\n\n```\n")
+	w("\nThe same figures as the program's last lines:\n\n```\n")
 	for _, f := range figs {
 		w("%s\n", f.Line())
 	}
