@@ -203,7 +203,11 @@ func runSections(r *rig, c runConfig, res *Results, prof *[]byte) error {
 	}
 	var err error
 	if err := section("opcost", func() error {
-		res.OpCost, err = r.opCost(c.Devices, c.Reps, min(c.discardN, c.Reps))
+		res.OpCost, err = r.opCost(c.Devices, c.Reps, min(c.discardN, c.Reps), func(oc *OpCost) {
+			// Each finished repetition is printed: a run cut short keeps them.
+			res.OpCost = oc
+			_ = WriteResults(os.Stdout, res)
+		})
 		return err
 	}); err != nil {
 		return err

@@ -26,40 +26,65 @@ func timeBatch(n int, op func(i int) error) (float64, error) {
 }
 
 // runPaths measures create (n devices) then remove (the same n) on every
-// path, reps times, rotating the order of the paths between repetitions so
-// that no path always runs first.
-func runPaths(paths []opPath, n, reps int, fc flushCounter, logf func(string, ...any)) (map[string]*PathCost, error) {
+// path, reps times. The paths are interleaved device by device, in an
+// order that rotates from one device to the next, so that a change in the
+// machine's load hits every path alike. After each repetition done is
+// called (nil: nothing), so a long run can report what it has.
+func runPaths(paths []opPath, n, reps int, fc flushCounter, logf func(string, ...any), done func(map[string]*PathCost)) (map[string]*PathCost, error) {
 	out := map[string]*PathCost{}
 	for _, p := range paths {
 		out[p.name()] = &PathCost{}
 	}
+	type tally struct{ ms, meta, disk float64 }
 	for rep := 0; rep < reps; rep++ {
-		for k := range paths {
-			p := paths[(k+rep)%len(paths)]
+		var active []opPath
+		for _, p := range paths {
 			if l, ok := p.(interface{ maxReps() int }); ok && rep >= l.maxReps() {
 				continue
 			}
-			m0, d0 := fc.sample()
-			c, err := timeBatch(n, p.create)
-			if err != nil {
-				return out, errors.Wrapf(err, "%s create, repetition %d", p.name(), rep+1)
+			active = append(active, p)
+		}
+		create, remove := map[string]*tally{}, map[string]*tally{}
+		for _, p := range active {
+			create[p.name()], remove[p.name()] = &tally{}, &tally{}
+		}
+		phase := func(what string, sums map[string]*tally, op func(p opPath, i int) error) error {
+			for i := 0; i < n; i++ {
+				for k := range active {
+					p := active[(k+i+rep)%len(active)]
+					m0, d0 := fc.sample()
+					t0 := time.Now()
+					if err := op(p, i); err != nil {
+						return errors.Wrapf(err, "%s %s, device %d, repetition %d", p.name(), what, i, rep+1)
+					}
+					d := ms(time.Since(t0))
+					m1, d1 := fc.sample()
+					t := sums[p.name()]
+					t.ms, t.meta, t.disk = t.ms+d, t.meta+float64(m1-m0), t.disk+float64(d1-d0)
+				}
 			}
-			m1, d1 := fc.sample()
-			r, err := timeBatch(n, p.remove)
-			if err != nil {
-				return out, errors.Wrapf(err, "%s remove, repetition %d", p.name(), rep+1)
-			}
-			m2, d2 := fc.sample()
-			pc := out[p.name()]
-			pc.CreateMs = append(pc.CreateMs, c)
-			pc.RemoveMs = append(pc.RemoveMs, r)
-			per := func(a, b int64) float64 { return float64(b-a) / float64(n) }
-			pc.CreateMetaFlushes = append(pc.CreateMetaFlushes, per(m0, m1))
-			pc.RemoveMetaFlushes = append(pc.RemoveMetaFlushes, per(m1, m2))
-			pc.CreateDiskFlushes = append(pc.CreateDiskFlushes, per(d0, d1))
-			pc.RemoveDiskFlushes = append(pc.RemoveDiskFlushes, per(d1, d2))
+			return nil
+		}
+		if err := phase("create", create, func(p opPath, i int) error { return p.create(i) }); err != nil {
+			return out, err
+		}
+		if err := phase("remove", remove, func(p opPath, i int) error { return p.remove(i) }); err != nil {
+			return out, err
+		}
+		f := float64(n)
+		for _, p := range active {
+			c, r, pc := create[p.name()], remove[p.name()], out[p.name()]
+			pc.CreateMs = append(pc.CreateMs, c.ms/f)
+			pc.RemoveMs = append(pc.RemoveMs, r.ms/f)
+			pc.CreateMetaFlushes = append(pc.CreateMetaFlushes, c.meta/f)
+			pc.RemoveMetaFlushes = append(pc.RemoveMetaFlushes, r.meta/f)
+			pc.CreateDiskFlushes = append(pc.CreateDiskFlushes, c.disk/f)
+			pc.RemoveDiskFlushes = append(pc.RemoveDiskFlushes, r.disk/f)
 			logf("rep %d/%d %-16s create+activate %7.2f ms/device, deactivate+delete %7.2f ms/device; metadata flushes %.1f/%.1f, disk flushes %.1f/%.1f per device",
-				rep+1, reps, p.name(), c, r, per(m0, m1), per(m1, m2), per(d0, d1), per(d1, d2))
+				rep+1, reps, p.name(), c.ms/f, r.ms/f, c.meta/f, r.meta/f, c.disk/f, r.disk/f)
+		}
+		if done != nil {
+			done(out)
 		}
 	}
 	return out, nil
@@ -68,7 +93,7 @@ func runPaths(paths []opPath, n, reps int, fc flushCounter, logf func(string, ..
 // opCost is measurement 1.
 // The discards-on path runs in the first discardReps repetitions only: it
 // is context for the reader, not one of the compared figures.
-func (r *rig) opCost(n, reps, discardReps int) (*OpCost, error) {
+func (r *rig) opCost(n, reps, discardReps int, done func(*OpCost)) (*OpCost, error) {
 	paths := []opPath{
 		&libPath{label: PathLibrary, pool: r.pool, parent: originID, prefix: "op-"},
 		&dmsetupPath{rawPool: r.raw, prefix: namePrefix + "dmsetup-"},
@@ -77,7 +102,11 @@ func (r *rig) opCost(n, reps, discardReps int) (*OpCost, error) {
 	if discardReps > 0 {
 		paths = append(paths, limited{&libPath{label: PathLibraryDiscard, pool: r.discard, parent: originID, prefix: "op-"}, discardReps})
 	}
-	pc, err := runPaths(paths, n, reps, r.newFlushCounter(), r.logf)
+	pc, err := runPaths(paths, n, reps, r.newFlushCounter(), r.logf, func(pc map[string]*PathCost) {
+		if done != nil {
+			done(&OpCost{Devices: n, Paths: pc})
+		}
+	})
 	return &OpCost{Devices: n, Paths: pc}, err
 }
 

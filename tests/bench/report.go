@@ -322,7 +322,8 @@ func renderOpCost(w writer, r *Results, fig map[string]float64, img func(string,
 		return
 	}
 	w("Each repetition snapshots one inactive origin %d times (create_snap + activate), then deactivates and deletes\n", oc.Devices)
-	w("the %d devices; the table gives the median over repetitions of the mean per device, and the range of those means.\n", oc.Devices)
+	w("the %d devices; the paths take turns device by device (the order rotates), so a change in the machine's load\n", oc.Devices)
+	w("hits them alike. The table gives the median over repetitions of the mean per device, and the range of those means.\n")
 	w("All paths use the same pool. The dmsetup path is `dmsetup info` on the origin (to suspend it only if it is\n")
 	w("active, as containerd does), `dmsetup message <pool> 0 \"create_snap N O\"`, `dmsetup create <name> --table ...`;\n")
 	w("then `dmsetup remove`, `dmsetup message <pool> 0 \"delete N\"`. The floor is `Message`, `Create`, `LoadTable`,\n")

@@ -70,7 +70,7 @@ func (r *rig) scale(levels []int, ops, reps, openReps int, method string) (*Scal
 		devDir := filepath.Join(r.work, poolDir, "devicemapper", "devices")
 		lv.ReadDirMs, _ = medianOf(5, func(int) error { _, err := os.ReadDir(devDir); return err })
 		lib := &libPath{label: PathLibrary, pool: r.pool, parent: originID, prefix: "scale-"}
-		pc, err := runPaths([]opPath{lib}, ops, reps, r.newFlushCounter(), r.logf)
+		pc, err := runPaths([]opPath{lib}, ops, reps, r.newFlushCounter(), r.logf, nil)
 		if err != nil {
 			return s, errors.Wrapf(err, "at %d devices", level)
 		}
