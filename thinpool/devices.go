@@ -258,7 +258,7 @@ func (p *Pool) deactivateThin(devID uint32, mountPath string) error {
 	if errors.Is(ierr, dm.ErrNotFound) {
 		return nil
 	}
-	err := p.dm.Remove(name, dm.RemoveOptions{})
+	err := p.dm.Remove(name, removeOptions())
 	if err == nil || errors.Is(err, dm.ErrNotFound) {
 		return nil
 	}
@@ -266,6 +266,16 @@ func (p *Pool) deactivateThin(devID uint32, mountPath string) error {
 		return errors.Wrapf(ErrBusy, "%s is in use%s", name, p.holdersText(info.Dev, mountPath))
 	}
 	return errors.Wrapf(err, "deactivate %s", name)
+}
+
+// removeOptions retries a busy removal longer while udev runs: its rules
+// open every device that was just closed (blkid probes), which makes the
+// device busy for a moment after an unmount.
+func removeOptions() dm.RemoveOptions {
+	if _, err := os.Stat("/run/udev/control"); err == nil {
+		return dm.RemoveOptions{Retries: 7} // about 7.6 s of backoff
+	}
+	return dm.RemoveOptions{}
 }
 
 // holdersText describes who holds a device, as ": held by ..." or "".

@@ -469,7 +469,7 @@ func (p *Pool) deactivateAll() error {
 	}
 	var busy []string
 	for _, d := range devs {
-		err := p.dm.Remove(d.Name, dm.RemoveOptions{})
+		err := p.dm.Remove(d.Name, removeOptions())
 		if err == nil || errors.Is(err, dm.ErrNotFound) {
 			continue
 		}

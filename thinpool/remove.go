@@ -61,7 +61,7 @@ func (p *Pool) removeLocked(d deviceRecord) error {
 		}
 	}
 	if active {
-		err := p.dm.Remove(name, dm.RemoveOptions{})
+		err := p.dm.Remove(name, removeOptions())
 		if errors.Is(err, dm.ErrBusy) {
 			return p.deferRemoval(d, name, info.Dev, mp)
 		}
