@@ -184,6 +184,18 @@ func crashSteps() []crashStep {
 	return steps
 }
 
+// requireFailpoints skips the test when the thinctl under test has no
+// failpoint markers at all (a thinpool without them): pool up with the
+// open point armed to kill must die. Each step still fails on its own
+// when its point is not reached.
+func requireFailpoints(t *testing.T, r *rig) {
+	t.Helper()
+	res := r.runEnv([]string{failpoint.Env + "=" + failpoint.OpenAfterPoolUp + "=kill"}, "pool", "up")
+	if res.signal != syscall.SIGKILL {
+		t.Skipf("this thinctl has no failpoint markers (%s did not fire): %s", failpoint.OpenAfterPoolUp, res)
+	}
+}
+
 // crashRow is one line of the summary table.
 type crashRow struct {
 	step     crashStep
@@ -209,6 +221,7 @@ func TestReliabilityCrashAtEveryStep(t *testing.T) {
 			t.Errorf("failpoint %s has no crash step", p.Name)
 		}
 	}
+	requireFailpoints(t, r)
 	var rows []crashRow
 	for _, c := range crashSteps() {
 		if !selected(c.subset, c.udev) {

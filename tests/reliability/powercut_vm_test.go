@@ -210,6 +210,7 @@ func TestReliabilityPowerCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newPoolRig(t, root)
+	requireFailpoints(t, r)
 	w := makeWorld(t, r)
 	var rows []crashRow
 	for _, c := range crashSteps() {
