@@ -133,7 +133,7 @@ func (p *Pool) Create(id, parent string, opts CreateOptions) error {
 				formatBytes(opts.Size), id, formatBytes(originSize))
 		}
 	}
-	if err := p.checkSpace(); err != nil {
+	if err := p.checkSpace(id, size); err != nil {
 		return err
 	}
 	// A snapshot of an active origin needs the origin suspended so that

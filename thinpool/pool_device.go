@@ -154,8 +154,8 @@ func loopFor(file string) (blockDev, error) {
 // detachLoopFor unbinds the loop device of file, if any.
 func detachLoopFor(file string) error {
 	info, err := loopback.FindByBackingFile(file)
-	if errors.Is(err, loopback.ErrNotFound) {
-		return nil
+	if errors.Is(err, loopback.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+		return nil // nothing bound, or the file is gone (its loop device went with the pool's table)
 	}
 	if err != nil {
 		return errors.Wrapf(err, "look for a loop device of %s", file)
@@ -287,6 +287,10 @@ func (p *Pool) poolDown() error {
 	if p.cfg.ExternalPool {
 		return nil
 	}
+	// The loop devices the live table uses, read before the table goes:
+	// a backing file deleted under the live pool can no longer be matched
+	// by device and inode, but the loop device bound to it still holds it.
+	loops := p.poolLoopDevices()
 	if err := p.dm.Remove(p.cfg.PoolName, dm.RemoveOptions{}); err != nil && !errors.Is(err, dm.ErrNotFound) {
 		if errors.Is(err, dm.ErrBusy) {
 			return errors.Wrapf(ErrBusy, "thin pool %s is still in use: %v", p.cfg.PoolName, err)
@@ -296,8 +300,30 @@ func (p *Pool) poolDown() error {
 	if p.cfg.DataFile == "" {
 		return nil
 	}
+	for _, l := range loops {
+		if err := loopback.Detach(l); err != nil && !errors.Is(err, loopback.ErrNotFound) {
+			return errors.Wrapf(err, "detach %s, a loop device of thin pool %s", l, p.cfg.PoolName)
+		}
+	}
 	if err := detachLoopFor(p.dataFilePath()); err != nil {
 		return err
 	}
 	return detachLoopFor(p.metaFilePath())
+}
+
+// poolLoopDevices returns the /dev/loopN paths the pool's live table
+// depends on; none when the pool is not active.
+func (p *Pool) poolLoopDevices() []string {
+	deps, err := p.dm.Deps(p.cfg.PoolName)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, d := range deps {
+		target, err := os.Readlink(fmt.Sprintf("/sys/dev/block/%d:%d", unix.Major(d), unix.Minor(d)))
+		if name := filepath.Base(target); err == nil && strings.HasPrefix(name, "loop") {
+			out = append(out, "/dev/"+name)
+		}
+	}
+	return out
 }

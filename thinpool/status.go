@@ -142,12 +142,22 @@ func percent(a, b uint64) float64 {
 
 // checkSpace refuses new devices when the pool cannot take writes or when
 // free data or metadata space is under the configured minimum.
-func (p *Pool) checkSpace() error {
+// A device larger than the pool's whole data space could never be filled:
+// it is refused rather than silently over-committed.
+func (p *Pool) checkSpace(id string, size uint64) error {
 	s, err := p.statusLocked()
 	if err != nil {
 		return err
 	}
-	return spaceError(s)
+	if err := spaceError(s); err != nil {
+		return err
+	}
+	if s.DataTotal > 0 && size > s.DataTotal {
+		return errors.Wrapf(ErrInvalidSize, "size %s of %q is larger than the thin pool's data space %s; "+
+			"grow the pool first with `thinctl pool grow --data-size <bigger>` or ask for less",
+			formatBytes(size), id, formatBytes(s.DataTotal))
+	}
+	return nil
 }
 
 // spaceError is the pure part of checkSpace.
