@@ -43,7 +43,7 @@ set key top right
 set ylabel "ms per device"
 set yrange [0:*]
 plot DATA using 2:xtic(1) title "create_snap + activate", '' using 3 title "deactivate + delete"
-`, oc.Devices, r.Config.Reps)})
+`, oc.Devices, doneReps(oc))})
 	}
 	if s := r.Scale; s != nil && len(s.Levels) > 0 {
 		var d strings.Builder

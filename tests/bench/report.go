@@ -354,6 +354,9 @@ func renderOpCost(w writer, r *Results, fig map[string]float64, img func(string,
 			}
 		}
 	}
+	if n := doneReps(oc); n < r.Config.Reps {
+		w("\nThis run was stopped after %d of its %d repetitions; the medians are over those %d.\n", n, r.Config.Reps, n)
+	}
 	lib, dis := oc.Paths[PathLibrary], oc.Paths[PathLibraryDiscard]
 	w("\nRatios: dmsetup/thinctl %s (create) and %s (remove); thinctl/floor %s (create) and %s (remove).\n",
 		fmtX(fig["create_vs_dmsetup"]), fmtX(fig["remove_vs_dmsetup"]), fmtX(fig["create_vs_floor"]), fmtX(fig["remove_vs_floor"]))
@@ -365,6 +368,14 @@ func renderOpCost(w writer, r *Results, fig map[string]float64, img func(string,
 		w("repetitions (it is context, not a compared figure).\n")
 	}
 	img("opcost.svg", "operation cost per device")
+}
+
+// doneReps is how many repetitions of measurement 1 finished.
+func doneReps(oc *OpCost) int {
+	if pc := oc.Paths[PathLibrary]; pc != nil {
+		return len(pc.CreateMs)
+	}
+	return 0
 }
 
 func breakdownMs(r *Results, name string) float64 {
