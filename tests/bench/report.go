@@ -101,7 +101,7 @@ func mergeResults(r, o *Results) {
 	}
 	if len(r.Breakdown) == 0 && len(o.Breakdown) > 0 {
 		r.Breakdown = o.Breakdown
-		took = append(took, "the breakdown")
+		took = append(took, "1 (breakdown and profile)")
 	}
 	if r.Scale == nil && o.Scale != nil {
 		r.Scale = o.Scale
