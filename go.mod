@@ -3,7 +3,7 @@ module github.com/thinctl/thinctl
 go 1.26.8
 
 require (
-	github.com/google/uuid v1.6.0 // indirect
-	github.com/pkg/errors v0.9.1 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	github.com/google/uuid v1.6.0
+	github.com/pkg/errors v0.9.1
+	golang.org/x/sys v0.49.0
 )
