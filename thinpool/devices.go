@@ -8,6 +8,7 @@ import (
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
 // Device is one registry entry as callers see it.
@@ -77,6 +78,7 @@ func (p *Pool) createBase() error {
 	if err != nil {
 		return err
 	}
+	failpoint.Inject(failpoint.InitAfterBase)
 	p.report("formatting the base device ("+string(p.cfg.Filesystem)+")", 0.3)
 	if err := fs.Mkfs(path, p.cfg.Filesystem, fs.MkfsOptions{ExtraArgs: p.cfg.MkfsArgs}); err != nil {
 		_ = p.deactivateThin(devID, "")
@@ -144,6 +146,7 @@ func (p *Pool) Create(id, parent string, opts CreateOptions) error {
 			return errors.Wrapf(err, "suspend %s (the parent %q) for the snapshot", originName, parent)
 		}
 		defer p.dm.Resume(originName)
+		failpoint.Inject(failpoint.SnapAfterSuspend)
 	}
 	var rec deviceRecord
 	_, err := p.allocTx(func(devID uint32) (txRecord, func(uint64) error) {
@@ -243,6 +246,7 @@ func (p *Pool) activateThin(devID uint32, size uint64) (string, error) {
 		_ = p.dm.Remove(name, dm.RemoveOptions{Retries: -1})
 		return "", errors.Wrapf(err, "load thin table %q into %s", t.Params, name)
 	}
+	failpoint.Inject(failpoint.ActivateAfterLoad)
 	if err := p.dm.Resume(name); err != nil {
 		_ = p.dm.Remove(name, dm.RemoveOptions{Retries: -1})
 		return "", errors.Wrapf(err, "resume %s", name)

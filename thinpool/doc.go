@@ -29,7 +29,11 @@
 // Every create_thin, create_snap and delete message runs in a transaction
 // keyed on the pool's transaction id (transaction.json is written before
 // the message and removed after set_transaction_id), so Open can roll an
-// interrupted one forward or back. Busy devices are removed lazily: the
+// interrupted one forward or back; it also resumes devices a crash left
+// suspended mid-snapshot and removes the empty mount points a reboot
+// leaves behind (tests/reliability crashes thinctl at every
+// internal/failpoint marker to check this).
+// Busy devices are removed lazily: the
 // kernel removes the mapping on last close (deferred remove) and the
 // registry record stays marked deleted until GC or the next Open deletes
 // the thin device. A full pool fails writes at once (error_if_no_space)

@@ -6,6 +6,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/loopback"
 )
 
@@ -46,6 +47,7 @@ func (p *Pool) Grow(opts GrowOptions) error {
 		if err := growFile(p.metaFilePath(), opts.MetadataSize); err != nil {
 			return err
 		}
+		failpoint.Inject(failpoint.GrowAfterFiles)
 	}
 	data, meta, err := p.dataAndMeta()
 	if err != nil {
@@ -60,6 +62,7 @@ func (p *Pool) Grow(opts GrowOptions) error {
 	if err := p.reloadPool(data, meta); err != nil {
 		return err
 	}
+	failpoint.Inject(failpoint.GrowAfterReload)
 	p.cfg.DataSize, p.cfg.MetadataSize = roundDown(data.Size, p.cfg.BlockSize), meta.Size
 	return p.reg.savePool(p.cfg)
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
 // Mount activates and mounts device id at root/mnt/<id> and returns the path.
@@ -43,6 +44,7 @@ func (p *Pool) Mount(id string, opts MountOptions) (string, error) {
 		os.Remove(mp)
 		return "", errors.Wrapf(err, "mount %q (%s) at %s", id, dev, mp)
 	}
+	failpoint.Inject(failpoint.MountAfterMount)
 	if d.GrowPending && p.cfg.Filesystem == fs.XFS {
 		if err := fs.Grow(dev, mp, fs.XFS); err != nil {
 			p.unmountAll(id)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
 // Pool is an open thin pool rooted at a state directory. Its methods are
@@ -101,6 +102,17 @@ func makeDirs(root string) error {
 	return nil
 }
 
+// removeEmptyState removes what makeDirs and the lock made under root
+// when a first Init failed, so a refused Init leaves the root as it was.
+// Directories that are not empty stay.
+func removeEmptyState(root string) {
+	dir := stateDir(root)
+	os.Remove(filepath.Join(dir, lockFileName))
+	os.Remove(filepath.Join(dir, devicesDirName))
+	os.Remove(dir)
+	os.Remove(filepath.Join(root, mountDirName))
+}
+
 // newPool builds the in-memory Pool of an absolute root and takes its lock.
 func newPool(root string, progress func(string, float64)) (*Pool, error) {
 	// Mount points are compared with /proc/self/mountinfo, which shows
@@ -134,6 +146,7 @@ func Init(root string, opts Options) (*Pool, error) {
 	if Exists(root) {
 		return nil, errors.Wrapf(ErrAlreadyInit, "%s", filepath.Join(stateDir(root), poolFileName))
 	}
+	fresh := !dirExists(stateDir(root))
 	if err := makeDirs(root); err != nil {
 		return nil, err
 	}
@@ -153,6 +166,9 @@ func Init(root string, opts Options) (*Pool, error) {
 	if err := p.initLocked(o); err != nil {
 		p.initCleanup(o)
 		p.lk.closeLocked()
+		if fresh {
+			removeEmptyState(root)
+		}
 		return nil, err
 	}
 	return p, nil
@@ -199,11 +215,13 @@ func (p *Pool) initLocked(o Options) error {
 		if err := zeroHead(p.metaFilePath()); err != nil {
 			return err
 		}
+		failpoint.Inject(failpoint.InitAfterFiles)
 	}
 	p.report("creating the thin pool", 0.15)
 	if err := p.poolUp(); err != nil {
 		return err
 	}
+	failpoint.Inject(failpoint.InitAfterPool)
 	if !p.cfg.ExternalPool {
 		data, meta, err := p.dataAndMeta()
 		if err != nil {
@@ -216,6 +234,7 @@ func (p *Pool) initLocked(o Options) error {
 		return err
 	}
 	p.cfg.NextDeviceID = p.idx.used.next
+	failpoint.Inject(failpoint.InitAfterMkfs)
 	p.report("saving the registry", 0.98)
 	if err := p.reg.savePool(p.cfg); err != nil {
 		return err
@@ -361,6 +380,9 @@ func (p *Pool) openLocked() error {
 	if err := p.poolUp(); err != nil {
 		return err
 	}
+	failpoint.Inject(failpoint.OpenAfterPoolUp)
+	p.resumeSuspended()
+	p.removeStaleMountPoints()
 	p.report("reading the device registry", 0.4)
 	if err := p.ensureIndex(); err != nil {
 		return err
@@ -369,6 +391,38 @@ func (p *Pool) openLocked() error {
 	_, _ = p.gcLocked()
 	p.report("done", 1)
 	return nil
+}
+
+// resumeSuspended resumes the root's thin devices left suspended by a
+// process that died while snapshotting them (I/O to them would hang). No
+// operation keeps a device suspended once it has released the root lock,
+// and the caller holds it.
+func (p *Pool) resumeSuspended() {
+	devs, err := p.ourDevices()
+	if err != nil {
+		return
+	}
+	for _, d := range devs {
+		if info, err := p.dm.Info(d.Name); err == nil && info.Suspended && info.LiveTable {
+			_ = p.dm.Resume(d.Name)
+		}
+	}
+}
+
+// removeStaleMountPoints removes the empty directories under <root>/mnt
+// that nothing is mounted on: a reboot or a crash between mkdir and mount
+// leaves them, and Check would report each one. Mount creates them under
+// the root lock, which the caller holds; a directory that is not empty is
+// left for Check to report.
+func (p *Pool) removeStaleMountPoints() {
+	mnt := filepath.Join(p.root, mountDirName)
+	entries, _ := os.ReadDir(mnt)
+	for _, e := range entries {
+		mp := filepath.Join(mnt, e.Name())
+		if mounted, err := fs.IsMounted(mp); err == nil && !mounted && e.IsDir() {
+			_ = os.Remove(mp)
+		}
+	}
 }
 
 // ensureIndex finishes a transaction a crashed process left behind and

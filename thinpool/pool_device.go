@@ -63,7 +63,9 @@ func parseDevIDSuffix(prefix, s string) (uint32, bool) {
 		return 0, false
 	}
 	n, err := strconv.ParseUint(rest, 10, 32)
-	if err != nil || n == 0 || n > maxDeviceID {
+	// Only the canonical spelling thinctl writes is ours: "0005" or "+5"
+	// may be someone else's device.
+	if err != nil || n == 0 || n > maxDeviceID || strconv.FormatUint(n, 10) != rest {
 		return 0, false
 	}
 	return uint32(n), true

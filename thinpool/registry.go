@@ -12,6 +12,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
 // registryVersion is the format version written into every registry file.
@@ -118,9 +119,11 @@ func writeFileAtomic(path string, data []byte) (err error) {
 	if err = tmp.Close(); err != nil {
 		return errors.Wrapf(err, "registry: close %s", tmp.Name())
 	}
+	failpoint.Inject(failpoint.RegistryBeforeRen)
 	if err = os.Rename(tmp.Name(), path); err != nil {
 		return errors.Wrapf(err, "registry: rename %s to %s", tmp.Name(), path)
 	}
+	failpoint.Inject(failpoint.RegistryAfterRen)
 	return syncDir(dir)
 }
 
@@ -165,11 +168,11 @@ func readJSON(path string, v any) error {
 		return err
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s is empty; restore it from a backup or run `thinctl check`", path)
+		return errors.Wrapf(ErrRegistryCorrupt, "%s is empty; restore it from a backup (thinctl never rewrites it)", path)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(v); err != nil {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s does not decode (%v); restore it from a backup or run `thinctl check`", path, err)
+		return errors.Wrapf(ErrRegistryCorrupt, "%s does not decode (%v); restore it from a backup (thinctl never rewrites it)", path, err)
 	}
 	if dec.More() {
 		return errors.Wrapf(ErrRegistryCorrupt, "%s has trailing data after the JSON document", path)

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
 // Remove deletes device id. When it is busy, removal is deferred
@@ -33,6 +34,7 @@ func (p *Pool) Remove(id string) error {
 	if err := p.unmountAll(id); err != nil {
 		return err
 	}
+	failpoint.Inject(failpoint.RemoveAfterUnmnt)
 	return p.removeLocked(d)
 }
 
@@ -40,6 +42,15 @@ func (p *Pool) Remove(id string) error {
 // device is held open it is marked deleted, its kernel removal deferred,
 // and ErrDeferred names the holders.
 func (p *Pool) removeLocked(d deviceRecord) error {
+	// Mark the record deleted before the first destructive step (the
+	// discard): a crash from here on leaves a record that GC or the next
+	// Open finishes, never a live record whose blocks are gone.
+	if !d.Deleted {
+		if err := p.markDeleted(d.ID); err != nil {
+			return err
+		}
+		d.Deleted = true
+	}
 	name := thinName(p.cfg.Key, d.DeviceID)
 	mp := p.MountPath(d.ID)
 	info, ierr := p.dm.Info(name)
@@ -68,6 +79,7 @@ func (p *Pool) removeLocked(d deviceRecord) error {
 		if err != nil && !errors.Is(err, dm.ErrNotFound) {
 			return errors.Wrapf(err, "deactivate %s", name)
 		}
+		failpoint.Inject(failpoint.RemoveAfterDeact)
 	}
 	err := p.runTx(txRecord{Op: opDelete, DeviceID: d.DeviceID, ID: d.ID}, func(uint64) error {
 		return p.reg.removeDevice(d.ID)
@@ -92,6 +104,7 @@ func (p *Pool) deferRemoval(d deviceRecord, name string, dev uint64, mp string) 
 	if err := p.markDeleted(d.ID); err != nil {
 		return err
 	}
+	failpoint.Inject(failpoint.RemoveAfterMark)
 	return errors.Wrapf(ErrDeferred, "device %q is in use%s; it is deleted once released (thinctl gc)", d.ID, holders)
 }
 

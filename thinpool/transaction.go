@@ -8,6 +8,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
 // The operations a transaction wraps.
@@ -136,6 +137,7 @@ func (p *Pool) runTx(t txRecord, commit func(txid uint64) error) error {
 	if err := p.reg.saveTx(t); err != nil {
 		return err
 	}
+	failpoint.Inject(failpoint.TxAfterSave)
 	if _, err := p.dm.Message(p.cfg.PoolName, 0, t.message()); err != nil {
 		// The kernel refused the message: nothing happened.
 		cerr := p.reg.clearTx()
@@ -147,6 +149,7 @@ func (p *Pool) runTx(t txRecord, commit func(txid uint64) error) error {
 		}
 		return errors.Wrapf(p.poolMessageError(err), "thin pool %s: %s", p.cfg.PoolName, t.message())
 	}
+	failpoint.Inject(failpoint.TxAfterMessage)
 	fail := func(err error) error {
 		if rerr := p.recoverTx(t); rerr != nil {
 			return errors.Wrapf(err, "and rolling back failed (%v); the next Open retries", rerr)
@@ -158,11 +161,13 @@ func (p *Pool) runTx(t txRecord, commit func(txid uint64) error) error {
 			return fail(err)
 		}
 	}
+	failpoint.Inject(failpoint.TxAfterCommit)
 	msg := fmt.Sprintf("set_transaction_id %d %d", cur, cur+1)
 	if _, err := p.dm.Message(p.cfg.PoolName, 0, msg); err != nil {
 		return fail(errors.Wrapf(err, "thin pool %s: %s", p.cfg.PoolName, msg))
 	}
 	p.idx.txid = cur + 1
+	failpoint.Inject(failpoint.TxAfterTxID)
 	return p.reg.clearTx()
 }
 
