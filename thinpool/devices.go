@@ -135,7 +135,13 @@ func (p *Pool) Create(id, parent string, opts CreateOptions) error {
 				formatBytes(opts.Size), id, formatBytes(originSize))
 		}
 	}
-	if err := p.checkSpace(id, size); err != nil {
+	// Only an explicit size is checked against the pool: a snapshot that
+	// keeps its parent's size is never refused for it.
+	requested := uint64(0)
+	if opts.Size != 0 {
+		requested = size
+	}
+	if err := p.checkSpace(id, requested); err != nil {
 		return err
 	}
 	// A snapshot of an active origin needs the origin suspended so that

@@ -142,8 +142,8 @@ func percent(a, b uint64) float64 {
 
 // checkSpace refuses new devices when the pool cannot take writes or when
 // free data or metadata space is under the configured minimum.
-// A device larger than the pool's whole data space could never be filled:
-// it is refused rather than silently over-committed.
+// A requested size (0: none) larger than the pool's whole data space could
+// never be filled: it is refused rather than silently over-committed.
 func (p *Pool) checkSpace(id string, size uint64) error {
 	s, err := p.statusLocked()
 	if err != nil {
