@@ -114,7 +114,7 @@ func TestAReplyThatNeverFitsFailsInsteadOfGrowingForever(t *testing.T) {
 		return nil
 	}
 	c := fakeClient(t, k)
-	if _, err := c.Status("x"); err == nil {
+	if _, err := c.Status("x", StatusOptions{}); err == nil {
 		t.Fatal("Status succeeded with a kernel that always says the buffer is full")
 	}
 	if n := len(k.calls); n > 20 {

@@ -80,7 +80,7 @@ func TestAZeroDeviceGoesThroughCreateLoadResumeSuspendAndRemove(t *testing.T) {
 		t.Fatalf("after Resume Info = %+v", info)
 	}
 	wantTable(t, c, name, table)
-	st, err := c.Status(name)
+	st, err := c.Status(name, StatusOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +286,7 @@ func TestManyGoroutinesShareTheClient(t *testing.T) {
 				errs <- err
 				return
 			}
-			if _, err := c.Status(name); err != nil {
+			if _, err := c.Status(name, StatusOptions{}); err != nil {
 				errs <- err
 				return
 			}

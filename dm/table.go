@@ -59,8 +59,12 @@ func (c *Client) Table(name string, opts TableOptions) ([]Target, error) {
 }
 
 // Status returns each target's status line in Target.Params.
-func (c *Client) Status(name string) ([]Target, error) {
-	return c.targets("status", name, 0)
+func (c *Client) Status(name string, opts StatusOptions) ([]Target, error) {
+	var flags uint32
+	if opts.NoFlush {
+		flags |= unix.DM_NOFLUSH_FLAG
+	}
+	return c.targets("status", name, flags)
 }
 
 func (c *Client) targets(op, name string, flags uint32) ([]Target, error) {

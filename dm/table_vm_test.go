@@ -36,7 +36,7 @@ func TestALinearMappingOverALoopDeviceReadsBackAndWritesThrough(t *testing.T) {
 	if oracle := dmsetup(t, "deps", name); !strings.Contains(oracle, "1 dependencies") || !strings.Contains(strings.ReplaceAll(oracle, " ", ""), "("+strings.ReplaceAll(ld, ":", ",")+")") {
 		t.Errorf("dmsetup deps = %q, want one dependency on %s", oracle, ld)
 	}
-	st, err := c.Status(name)
+	st, err := c.Status(name, StatusOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestATableOfFiveHundredTargetsReadsBackWhole(t *testing.T) {
 		t.Fatalf("Info.TargetCount = %d", info.TargetCount)
 	}
 	wantTable(t, c, name, table)
-	st, err := c.Status(name)
+	st, err := c.Status(name, StatusOptions{})
 	if err != nil || len(st) != 500 {
 		t.Fatalf("Status: %d targets, %v", len(st), err)
 	}

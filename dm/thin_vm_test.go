@@ -47,7 +47,7 @@ func TestAThinPoolAndAThinDeviceReadBackAsDmsetupShowsThem(t *testing.T) {
 	if oracle := dmsetupTable(t, "table", pool); oracle != formatTable(got) {
 		t.Errorf("dmsetup table = %q, Table = %q", oracle, formatTable(got))
 	}
-	status, err := c.Status(pool)
+	status, err := c.Status(pool, StatusOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestAThinPoolAndAThinDeviceReadBackAsDmsetupShowsThem(t *testing.T) {
 	thin, thinTable := thinDevice(t, c, pool, 1, 32768)
 	wantTable(t, c, thin, []Target{thinTable})
 	wantInfoMatchesDmsetup(t, c, thin)
-	ts, err := c.Status(thin)
+	ts, err := c.Status(thin, StatusOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestAThinPoolAndAThinDeviceReadBackAsDmsetupShowsThem(t *testing.T) {
 	if _, err := c.Message(pool, 0, "set_transaction_id 0 1"); err != nil {
 		t.Fatal(err)
 	}
-	status, err = c.Status(pool)
+	status, err = c.Status(pool, StatusOptions{})
 	if err != nil || !strings.HasPrefix(status[0].Params, "1 ") {
 		t.Errorf("pool status after set_transaction_id = %v, %v", status, err)
 	}

@@ -90,6 +90,16 @@ type TableOptions struct {
 	Inactive bool // read the inactive (loaded, not yet resumed) table
 }
 
+// StatusOptions tunes Status.
+type StatusOptions struct {
+	// NoFlush sets DM_NOFLUSH_FLAG. Targets that would otherwise flush
+	// first skip it: a thin-pool commits its metadata before reporting
+	// unless this is set, so every status read without it is a metadata
+	// commit (a disk flush). The counters reported are the in-core ones
+	// either way.
+	NoFlush bool
+}
+
 func itoa(v uint32) string {
 	if v == 0 {
 		return "0"

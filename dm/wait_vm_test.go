@@ -94,7 +94,7 @@ func checkLowWater(t *testing.T, c *Client, pool string, before, nr uint32, err 
 }
 
 func statusOf(t *testing.T, c *Client, name string) string {
-	st, err := c.Status(name)
+	st, err := c.Status(name, StatusOptions{})
 	if err != nil {
 		return err.Error()
 	}

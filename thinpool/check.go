@@ -64,7 +64,7 @@ func (p *Pool) Check(opts CheckOptions) (Report, error) {
 		return r, err
 	} else if t != nil {
 		fixed := false
-		detail := fmt.Sprintf("%s of thin id %d (pool transaction %d) started %s", t.Op, t.DeviceID, t.PoolTransactionID, t.Started.Format("2006-01-02 15:04:05"))
+		detail := fmt.Sprintf("%s of thin id %d started %s", t.Op, t.DeviceID, t.Started.Format("2006-01-02 15:04:05"))
 		if opts.Repair {
 			if err := p.recoverTx(*t); err != nil {
 				detail += ": " + err.Error()

@@ -13,18 +13,17 @@ import (
 
 // Device is one registry entry as callers see it.
 type Device struct {
-	ID            string
-	Parent        string // "" for snapshots of the base device
-	DeviceID      uint32 // thin device id in the pool (24-bit)
-	Size          uint64
-	TransactionID uint64
-	Initialized   bool
-	Deleted       bool
-	Created       time.Time
-	Active        bool
-	Mounted       bool
-	MountPath     string
-	DevicePath    string // /dev/mapper/<name> when active
+	ID          string
+	Parent      string // "" for snapshots of the base device
+	DeviceID    uint32 // thin device id in the pool (24-bit)
+	Size        uint64
+	Initialized bool
+	Deleted     bool
+	Created     time.Time
+	Active      bool
+	Mounted     bool
+	MountPath   string
+	DevicePath  string // /dev/mapper/<name> when active
 	// Used is the space the device has mapped in the pool, in bytes;
 	// known only while the device is active (from its thin status).
 	Used uint64
@@ -45,7 +44,7 @@ func (p *Pool) DeviceName(id string) (string, error) {
 // allocTx runs a create transaction with a freshly allocated device id,
 // skipping ids the pool already has. build fills in the transaction for
 // the id it is given.
-func (p *Pool) allocTx(build func(devID uint32) (txRecord, func(uint64) error)) (uint32, error) {
+func (p *Pool) allocTx(build func(devID uint32) (txRecord, func() error)) (uint32, error) {
 	for {
 		devID, err := p.idx.used.alloc()
 		if err != nil {
@@ -67,11 +66,17 @@ func (p *Pool) allocTx(build func(devID uint32) (txRecord, func(uint64) error)) 
 // createBase makes, formats and probes the base device during Init.
 func (p *Pool) createBase() error {
 	p.report("creating the base device", 0.2)
-	devID, err := p.allocTx(func(devID uint32) (txRecord, func(uint64) error) {
+	devID, err := p.allocTx(func(devID uint32) (txRecord, func() error) {
 		return txRecord{Op: opCreateThin, DeviceID: devID}, nil
 	})
 	if err != nil {
 		return err
+	}
+	// Transaction id 1 marks the pool as thinctl's: Init refuses an
+	// external pool whose id is not 0. Operations never advance it (each
+	// message commits by itself; see runTx).
+	if _, err := p.dm.Message(p.cfg.PoolName, 0, "set_transaction_id 0 1"); err != nil {
+		return errors.Wrapf(err, "thin pool %s: set_transaction_id 0 1", p.cfg.PoolName)
 	}
 	p.cfg.BaseDeviceID = devID
 	path, err := p.activateThin(devID, p.cfg.BaseSize)
@@ -155,11 +160,11 @@ func (p *Pool) Create(id, parent string, opts CreateOptions) error {
 		failpoint.Inject(failpoint.SnapAfterSuspend)
 	}
 	var rec deviceRecord
-	_, err := p.allocTx(func(devID uint32) (txRecord, func(uint64) error) {
+	_, err := p.allocTx(func(devID uint32) (txRecord, func() error) {
 		rec = deviceRecord{Version: registryVersion, ID: id, DeviceID: devID, Size: size, Initialized: true,
 			Parent: parent, Created: time.Now().UTC(), GrowPending: growPending || size > originSize}
-		t := txRecord{Op: opCreateSnap, DeviceID: devID, OriginDeviceID: originID, ID: id, Record: &rec}
-		return t, func(txid uint64) error { rec.TransactionID = txid; return p.reg.saveDevice(rec) }
+		t := txRecord{Op: opCreateSnap, DeviceID: devID, OriginDeviceID: originID, ID: id}
+		return t, func() error { return p.reg.saveDevice(rec) }
 	})
 	if err != nil {
 		return errors.Wrapf(err, "create %q", id)
@@ -386,12 +391,12 @@ func (p *Pool) toDevice(d deviceRecord, active bool) Device {
 }
 
 func (p *Pool) toDeviceWith(d deviceRecord, active, mounted bool) Device {
-	out := Device{ID: d.ID, Parent: d.Parent, DeviceID: d.DeviceID, Size: d.Size, TransactionID: d.TransactionID,
+	out := Device{ID: d.ID, Parent: d.Parent, DeviceID: d.DeviceID, Size: d.Size,
 		Initialized: d.Initialized, Deleted: d.Deleted, Created: d.Created, Active: active}
 	if active {
 		name := thinName(p.cfg.Key, d.DeviceID)
 		out.DevicePath = dm.NodePath(name)
-		if ts, err := p.dm.Status(name); err == nil && len(ts) == 1 {
+		if ts, err := p.dm.Status(name, dm.StatusOptions{NoFlush: true}); err == nil && len(ts) == 1 {
 			if st, err := parseThinStatus(ts[0].Params); err == nil {
 				out.Used = st.MappedSectors * 512
 			}

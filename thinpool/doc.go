@@ -27,9 +27,9 @@
 // # Consistency
 //
 // Every create_thin, create_snap and delete message runs in a transaction
-// keyed on the pool's transaction id (transaction.json is written before
-// the message and removed after set_transaction_id), so Open can roll an
-// interrupted one forward or back; it also resumes devices a crash left
+// (transaction.json is written before the message and removed once the
+// registry matches it; the kernel commits the pool's metadata after each
+// message), so Open can keep, undo or finish an interrupted one; it also resumes devices a crash left
 // suspended mid-snapshot and removes the empty mount points a reboot
 // leaves behind (tests/reliability crashes thinctl at every
 // internal/failpoint marker to check this).

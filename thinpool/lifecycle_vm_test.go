@@ -392,47 +392,100 @@ func TestCheckFindsAndRepairsOrphansAndStaleMounts(t *testing.T) {
 	}
 }
 
-func TestOpenRollsInterruptedTransactionsForwardAndBack(t *testing.T) {
+func TestOpenFinishesInterruptedTransactions(t *testing.T) {
 	p, root := newVMPool(t, smallOptions())
-	cur, err := p.poolTransactionID()
-	must(t, err)
+	base := p.cfg.BaseDeviceID
+	record := func(id string, devID uint32) deviceRecord {
+		return deviceRecord{Version: registryVersion, ID: id, DeviceID: devID, Size: p.cfg.BaseSize, Initialized: true}
+	}
+	snap := func(devID uint32) {
+		mustDmsetup(t, "message", p.Name(), "0", fmt.Sprintf("create_snap %d %d", devID, base))
+	}
+	reopen := func() {
+		t.Helper()
+		p.Close()
+		var err error
+		p, err = Open(root, OpenOptions{})
+		must(t, err)
+		if exists(p.reg.txPath()) {
+			t.Fatal("transaction.json survives Open")
+		}
+	}
 
-	// Crash after create_snap was sent, before set_transaction_id: roll back.
-	rec := deviceRecord{Version: registryVersion, ID: "lost", DeviceID: 77, Size: p.cfg.BaseSize, Initialized: true}
-	must(t, p.reg.saveTx(txRecord{Op: opCreateSnap, PoolTransactionID: cur + 1, DeviceID: 77,
-		OriginDeviceID: p.cfg.BaseDeviceID, ID: "lost", Record: &rec}))
-	mustDmsetup(t, "message", p.Name(), "0", fmt.Sprintf("create_snap 77 %d", p.cfg.BaseDeviceID))
-	must(t, p.reg.saveDevice(rec))
-	p.Close()
-	p, err = Open(root, OpenOptions{})
-	must(t, err)
+	// A create interrupted after its message, before its record: undone.
+	must(t, p.reg.saveTx(txRecord{Op: opCreateSnap, DeviceID: 77, OriginDeviceID: base, ID: "lost"}))
+	snap(77)
+	reopen()
 	if _, err := p.Device("lost"); !isErr(err, ErrDeviceNotFound) {
-		t.Fatalf("a rolled-back create left its record: %v", err)
-	}
-	if exists(p.reg.txPath()) {
-		t.Fatal("transaction.json survives the roll back")
+		t.Fatalf("an undone create left a record: %v", err)
 	}
 
-	// Crash after set_transaction_id, before the record: roll forward.
-	rec2 := deviceRecord{Version: registryVersion, ID: "found", DeviceID: 78, Size: p.cfg.BaseSize, Initialized: true}
-	must(t, p.reg.saveTx(txRecord{Op: opCreateSnap, PoolTransactionID: cur + 1, DeviceID: 78,
-		OriginDeviceID: p.cfg.BaseDeviceID, ID: "found", Record: &rec2}))
-	mustDmsetup(t, "message", p.Name(), "0", fmt.Sprintf("create_snap 78 %d", p.cfg.BaseDeviceID))
-	mustDmsetup(t, "message", p.Name(), "0", fmt.Sprintf("set_transaction_id %d %d", cur, cur+1))
-	p.Close()
-	p, err = Open(root, OpenOptions{})
-	must(t, err)
+	// A create interrupted after its record, before transaction.json went: kept.
+	must(t, p.reg.saveTx(txRecord{Op: opCreateSnap, DeviceID: 78, OriginDeviceID: base, ID: "found"}))
+	snap(78)
+	must(t, p.reg.saveDevice(record("found", 78)))
+	reopen()
+
+	// A create interrupted before its message reached the pool: undone (ENODATA).
+	must(t, p.reg.saveTx(txRecord{Op: opCreateSnap, DeviceID: 79, OriginDeviceID: base, ID: "never"}))
+	reopen()
+
+	// A delete interrupted after its message, before the record went: finished.
+	snap(80)
+	must(t, p.reg.saveDevice(record("gone", 80)))
+	must(t, p.reg.saveTx(txRecord{Op: opDelete, DeviceID: 80, ID: "gone"}))
+	mustDmsetup(t, "message", p.Name(), "0", "delete 80")
+	reopen()
+	if _, err := p.Device("gone"); !isErr(err, ErrDeviceNotFound) {
+		t.Fatalf("a finished delete left its record: %v", err)
+	}
+
+	// A delete interrupted before its message: finished too.
+	snap(81)
+	must(t, p.reg.saveDevice(record("doomed", 81)))
+	must(t, p.reg.saveTx(txRecord{Op: opDelete, DeviceID: 81, ID: "doomed"}))
+	reopen()
 	defer p.Close()
+	if _, err := p.Device("doomed"); !isErr(err, ErrDeviceNotFound) {
+		t.Fatalf("a finished delete left its record: %v", err)
+	}
+
 	dir := mustMount(t, p, "found")
 	if !exists(filepath.Join(dir, "lost+found")) {
-		t.Fatal("the rolled-forward device does not hold the base filesystem")
+		t.Fatal("the kept device does not hold the base filesystem")
 	}
 	must(t, p.Unmount("found"))
 	must(t, p.Down())
 	ids := thinDumpIDs(t, p.metaFilePath())
-	if fmt.Sprint(ids) != fmt.Sprint([]uint32{p.cfg.BaseDeviceID, 78}) {
-		t.Fatalf("thin_dump lists %v, want base and 78", ids)
+	if fmt.Sprint(ids) != fmt.Sprint([]uint32{base, 78}) {
+		t.Fatalf("thin_dump lists %v, want base (%d) and 78", ids, base)
 	}
+}
+
+// Two handles on one root stand for two processes: each sees what the
+// other changed (the change counter in the lock file), so a parent that
+// gained a snapshot through one handle cannot be removed through the other.
+func TestHandlesSeeEachOthersChanges(t *testing.T) {
+	p, root := newVMPool(t, smallOptions())
+	must(t, p.Create("parent", "", CreateOptions{}))
+	q, err := Open(root, OpenOptions{})
+	must(t, err)
+	defer q.Close()
+	must(t, q.Create("child", "parent", CreateOptions{}))
+	if err := p.Remove("parent"); !isErr(err, ErrHasChildren) {
+		t.Fatalf("Remove of a parent another handle snapshotted = %v, want ErrHasChildren", err)
+	}
+	must(t, p.Create("sibling", "parent", CreateOptions{}))
+	a, err := q.Device("sibling")
+	must(t, err)
+	b, err := p.Device("child")
+	must(t, err)
+	if a.DeviceID == b.DeviceID {
+		t.Fatalf("both handles allocated thin device id %d", a.DeviceID)
+	}
+	must(t, q.Remove("child"))
+	must(t, q.Remove("sibling"))
+	must(t, p.Remove("parent"))
 }
 
 func TestPerDeviceTimings(t *testing.T) {
@@ -457,4 +510,29 @@ func TestPerDeviceTimings(t *testing.T) {
 	t.Logf("per device over %d devices (emulated guest): create_snap+activate %v (Create %v, Activate %v); "+
 		"deactivate+delete %v (Deactivate %v, Remove with discard %v)", n, (create+activate)/n, create/n, activate/n,
 		(deactivate+remove)/n, deactivate/n, remove/n)
+}
+
+// The kernel commits the pool's metadata after each message it accepts;
+// transaction recovery relies on it. Read the committed metadata from the
+// file under the live pool (thin_dump reads the on-disk superblock) right
+// after Create and Remove return.
+func TestCreateAndRemoveAreOnDiskWhenTheyReturn(t *testing.T) {
+	p, _ := newVMPool(t, smallOptions())
+	must(t, p.Create("durable", "", CreateOptions{}))
+	d, err := p.Device("durable")
+	must(t, err)
+	ids := thinDumpIDs(t, p.metaFilePath())
+	if fmt.Sprint(ids) != fmt.Sprint([]uint32{p.cfg.BaseDeviceID, d.DeviceID}) {
+		t.Fatalf("committed metadata lists %v right after Create, want base and %d", ids, d.DeviceID)
+	}
+	must(t, p.Remove("durable"))
+	ids = thinDumpIDs(t, p.metaFilePath())
+	if fmt.Sprint(ids) != fmt.Sprint([]uint32{p.cfg.BaseDeviceID}) {
+		t.Fatalf("committed metadata lists %v right after Remove, want only the base", ids)
+	}
+	st, err := p.Status()
+	must(t, err)
+	if st.TransactionID != 1 {
+		t.Fatalf("pool transaction id %d after a create and a remove, want 1 (set at Init, never advanced)", st.TransactionID)
+	}
 }

@@ -1,6 +1,8 @@
 package thinpool
 
 import (
+	"encoding/binary"
+	"io"
 	"os"
 	"sync"
 
@@ -10,6 +12,13 @@ import (
 
 // rootLock serialises writers of one root: a mutex for goroutines of this
 // process and an flock on <root>/devicemapper/lock for other processes.
+// The lock file's first 8 bytes are the root's change counter: every
+// process that changes the set of devices advances it while holding the
+// lock, and a process whose in-memory index was built at another value
+// rebuilds it. The counter is a cache key, not state: it is never
+// fsynced, and a lost update only costs a rebuild (a process starts
+// without an index, and a crash mid-change leaves transaction.json, whose
+// recovery advances the counter).
 type rootLock struct {
 	mu   sync.Mutex
 	f    *os.File
@@ -66,4 +75,34 @@ func (l *rootLock) closeLocked() error {
 	err := l.f.Close()
 	l.f = nil
 	return err
+}
+
+// generation reads the change counter (0 for an empty lock file). The
+// caller holds the lock.
+func (l *rootLock) generation() (uint64, error) {
+	var b [8]byte
+	n, err := l.f.ReadAt(b[:], 0)
+	if n == len(b) {
+		return binary.LittleEndian.Uint64(b[:]), nil
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, errors.Wrapf(err, "read the change counter in %s", l.path)
+	}
+	return 0, nil
+}
+
+// bump advances the change counter and returns its new value. The caller
+// holds the lock.
+func (l *rootLock) bump() (uint64, error) {
+	gen, err := l.generation()
+	if err != nil {
+		return 0, err
+	}
+	gen++
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], gen)
+	if _, err := l.f.WriteAt(b[:], 0); err != nil {
+		return 0, errors.Wrapf(err, "advance the change counter in %s", l.path)
+	}
+	return gen, nil
 }

@@ -33,13 +33,22 @@ type Pool struct {
 
 // index is what Open learns from scanning the registry: the used device
 // ids and, per device, its number of snapshots. It is rebuilt whenever
-// the pool's transaction id shows that another process changed the pool.
+// the root's change counter (kept in the lock file) shows that another
+// process changed the set of devices.
 type index struct {
 	valid    bool
-	txid     uint64
+	gen      uint64
 	used     *idBitmap
 	byDevID  map[uint32]string
 	children map[string]int
+	// deleted holds the ids whose records are marked deleted (removal
+	// deferred), so GC need not read every record again.
+	deleted map[string]bool
+}
+
+func newIndex(gen uint64) *index {
+	return &index{valid: true, gen: gen, used: newIDBitmap(), byDevID: map[uint32]string{},
+		children: map[string]int{}, deleted: map[string]bool{}}
 }
 
 func (x *index) invalidate() { x.valid = false }
@@ -50,11 +59,15 @@ func (x *index) add(d deviceRecord) {
 	if d.Parent != "" {
 		x.children[d.Parent]++
 	}
+	if d.Deleted {
+		x.deleted[d.ID] = true
+	}
 }
 
 func (x *index) remove(d deviceRecord) {
 	x.used.clear(d.DeviceID)
 	delete(x.byDevID, d.DeviceID)
+	delete(x.deleted, d.ID)
 	if d.Parent != "" {
 		if x.children[d.Parent]--; x.children[d.Parent] <= 0 {
 			delete(x.children, d.Parent)
@@ -229,7 +242,7 @@ func (p *Pool) initLocked(o Options) error {
 		}
 		p.cfg.DataSize, p.cfg.MetadataSize = data.Size, meta.Size
 	}
-	p.idx = &index{valid: true, used: newIDBitmap(), byDevID: map[uint32]string{}, children: map[string]int{}}
+	p.idx = newIndex(0)
 	if err := p.createBase(); err != nil {
 		return err
 	}
@@ -435,21 +448,21 @@ func (p *Pool) ensureIndex() error {
 	return p.refreshIndex()
 }
 
-// refreshIndex rebuilds the index when the pool's transaction id differs
+// refreshIndex rebuilds the index when the root's change counter differs
 // from the one it was built at.
 func (p *Pool) refreshIndex() error {
-	txid, err := p.poolTransactionID()
+	gen, err := p.lk.generation()
 	if err != nil {
 		return err
 	}
-	if p.idx.valid && p.idx.txid == txid {
+	if p.idx.valid && p.idx.gen == gen {
 		return nil
 	}
 	recs, err := p.reg.listDevices()
 	if err != nil {
 		return err
 	}
-	x := &index{valid: true, txid: txid, used: newIDBitmap(), byDevID: map[uint32]string{}, children: map[string]int{}}
+	x := newIndex(gen)
 	x.used.set(p.cfg.BaseDeviceID)
 	var highest uint32
 	for _, d := range recs {

@@ -261,7 +261,7 @@ func (p *Pool) poolDev() (uint64, error) {
 
 // rawStatus reads and parses the pool's status line.
 func (p *Pool) rawStatus() (poolStatus, error) {
-	ts, err := p.dm.Status(p.cfg.PoolName)
+	ts, err := p.dm.Status(p.cfg.PoolName, dm.StatusOptions{NoFlush: true})
 	if err != nil {
 		return poolStatus{}, errors.Wrapf(err, "status of thin pool %s", p.cfg.PoolName)
 	}

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/errors"
@@ -65,15 +68,14 @@ type poolRecord struct {
 
 // deviceRecord is devices/<id>.json: one thin device.
 type deviceRecord struct {
-	Version       int       `json:"version"`
-	ID            string    `json:"id"`
-	DeviceID      uint32    `json:"device_id"`
-	Size          uint64    `json:"size"`
-	TransactionID uint64    `json:"transaction_id"`
-	Initialized   bool      `json:"initialized"`
-	Deleted       bool      `json:"deleted"`
-	Parent        string    `json:"parent"`
-	Created       time.Time `json:"created"`
+	Version     int       `json:"version"`
+	ID          string    `json:"id"`
+	DeviceID    uint32    `json:"device_id"`
+	Size        uint64    `json:"size"`
+	Initialized bool      `json:"initialized"`
+	Deleted     bool      `json:"deleted"`
+	Parent      string    `json:"parent"`
+	Created     time.Time `json:"created"`
 	// GrowPending is set when the device is bigger than its parent's
 	// filesystem; the first activation (ext4) or mount (xfs) grows the
 	// filesystem and clears it.
@@ -257,7 +259,10 @@ func (r registry) removeDevice(id string) error {
 }
 
 // listDevices reads every device record, sorted by id. Temporary files
-// left by an interrupted write (names starting with '.') are skipped.
+// left by an interrupted write (names starting with '.') are skipped. The
+// records are read by a few goroutines at once (a root may hold tens of
+// thousands); when some fail, the error of the first id in order is
+// returned, so the message does not depend on scheduling.
 func (r registry) listDevices() ([]deviceRecord, error) {
 	entries, err := os.ReadDir(r.devicesDir())
 	if err != nil {
@@ -266,23 +271,37 @@ func (r registry) listDevices() ([]deviceRecord, error) {
 		}
 		return nil, errors.Wrapf(err, "registry: read %s", r.devicesDir())
 	}
-	out := make([]deviceRecord, 0, len(entries))
+	ids := make([]string, 0, len(entries))
 	for _, e := range entries {
 		name := e.Name()
 		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, recordExtension) || !e.Type().IsRegular() {
 			continue
 		}
-		id := strings.TrimSuffix(name, recordExtension)
-		if ValidateID(id) != nil {
-			continue
+		if id := strings.TrimSuffix(name, recordExtension); ValidateID(id) == nil {
+			ids = append(ids, id)
 		}
-		d, err := r.loadDevice(id)
+	}
+	sort.Strings(ids) // ReadDir sorts by file name; ".json" can reorder ids
+	out := make([]deviceRecord, len(ids))
+	errs := make([]error, len(ids))
+	workers := min(len(ids)/64+1, 2*runtime.GOMAXPROCS(0))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(ids); i = int(next.Add(1) - 1) {
+				out[i], errs[i] = r.loadDevice(ids[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, d)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
 

@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -23,7 +24,7 @@ func newTestRegistry(t *testing.T) registry {
 }
 
 func sampleDevice(id string, devID uint32) deviceRecord {
-	return deviceRecord{Version: registryVersion, ID: id, DeviceID: devID, Size: 256 * MiB, TransactionID: 4,
+	return deviceRecord{Version: registryVersion, ID: id, DeviceID: devID, Size: 256 * MiB,
 		Initialized: true, Parent: "base-layer", Created: time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)}
 }
 
@@ -61,9 +62,8 @@ func TestRegistryRoundTrip(t *testing.T) {
 		}
 	})
 	t.Run("a transaction reads back equal and clears", func(t *testing.T) {
-		rec := sampleDevice("layer-2", 43)
-		tx := txRecord{Version: registryVersion, Op: opCreateSnap, PoolTransactionID: 5, DeviceID: 43, OriginDeviceID: 1,
-			ID: "layer-2", Record: &rec, Started: time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)}
+		tx := txRecord{Version: registryVersion, Op: opCreateSnap, DeviceID: 43, OriginDeviceID: 1,
+			ID: "layer-2", Started: time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)}
 		if err := r.saveTx(tx); err != nil {
 			t.Fatal(err)
 		}
@@ -213,4 +213,37 @@ func TestCorruptRegistryIsRefused(t *testing.T) {
 			t.Fatalf("loadTx = %v, want ErrRegistryCorrupt", err)
 		}
 	})
+}
+
+func TestListDevicesReadsManyRecordsInIDOrderAndNamesTheFirstCorruptOne(t *testing.T) {
+	r := newTestRegistry(t)
+	const n = 500
+	for i := n; i >= 1; i-- {
+		if err := r.saveDevice(sampleDevice(fmt.Sprintf("layer-%d", i), uint32(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := r.listDevices()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != n {
+		t.Fatalf("listDevices returned %d records, want %d", len(recs), n)
+	}
+	for i := 1; i < len(recs); i++ {
+		if recs[i-1].ID >= recs[i].ID {
+			t.Fatalf("records out of order: %q before %q", recs[i-1].ID, recs[i].ID)
+		}
+	}
+	for _, id := range []string{"layer-77", "layer-400", "layer-123"} {
+		if err := os.WriteFile(r.devicePath(id), []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 5 { // the same answer whatever the goroutines' timing
+		_, err := r.listDevices()
+		if !errors.Is(err, ErrRegistryCorrupt) || !strings.Contains(err.Error(), "layer-123.json") {
+			t.Fatalf("listDevices = %v, want ErrRegistryCorrupt naming layer-123.json (the first in id order)", err)
+		}
+	}
 }

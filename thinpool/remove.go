@@ -2,6 +2,7 @@ package thinpool
 
 import (
 	"os"
+	"sort"
 	"unsafe"
 
 	"github.com/pkg/errors"
@@ -81,7 +82,7 @@ func (p *Pool) removeLocked(d deviceRecord) error {
 		}
 		failpoint.Inject(failpoint.RemoveAfterDeact)
 	}
-	err := p.runTx(txRecord{Op: opDelete, DeviceID: d.DeviceID, ID: d.ID}, func(uint64) error {
+	err := p.runTx(txRecord{Op: opDelete, DeviceID: d.DeviceID, ID: d.ID}, func() error {
 		return p.reg.removeDevice(d.ID)
 	})
 	if errors.Is(err, dm.ErrBusy) {
@@ -143,21 +144,33 @@ func (p *Pool) GC() ([]string, error) {
 	return p.gcLocked()
 }
 
-// gcLocked retries the removal of every device marked deleted. Devices
-// still busy stay marked; the first other error is returned after trying
-// them all.
+// gcLocked retries the removal of every device marked deleted (the
+// index knows which). Devices still busy stay marked; the first other
+// error is returned after trying them all.
 func (p *Pool) gcLocked() ([]string, error) {
-	recs, err := p.reg.listDevices()
-	if err != nil {
-		return nil, err
+	ids := make([]string, 0, len(p.idx.deleted))
+	for id := range p.idx.deleted {
+		ids = append(ids, id)
 	}
+	sort.Strings(ids)
 	var removed []string
 	var firstErr error
-	for _, d := range recs {
+	for _, id := range ids {
+		d, err := p.reg.loadDevice(id)
+		if errors.Is(err, ErrDeviceNotFound) {
+			delete(p.idx.deleted, id)
+			continue
+		}
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
 		if !d.Deleted || p.idx.children[d.ID] > 0 {
 			continue
 		}
-		err := p.removeLocked(d)
+		err = p.removeLocked(d)
 		switch {
 		case err == nil:
 			removed = append(removed, d.ID)

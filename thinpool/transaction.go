@@ -19,22 +19,25 @@ const (
 )
 
 // txRecord is transaction.json: the one pool message in flight. It is
-// written before the message is sent and removed after the pool's
-// transaction id has been advanced, so a crash anywhere in between leaves
-// enough behind for Open to make registry and pool agree again.
+// written (durably) before the message is sent and removed once the
+// registry matches what the message did, so a crash anywhere in between
+// leaves enough behind for Open to make registry and pool agree again.
+//
+// The kernel commits the pool's metadata after every message it accepts,
+// so a message that returned is on disk; one that did not return may or
+// may not have reached the pool. Recovery therefore never has to ask the
+// pool which it was: a create whose device record was not yet written is
+// undone with "delete <id>" (ENODATA means it never arrived), and a delete
+// is simply sent again.
 type txRecord struct {
-	Version int    `json:"version"`
-	Op      string `json:"op"`
-	// PoolTransactionID is the pool transaction id this transaction
-	// commits (the id before it plus one).
-	PoolTransactionID uint64 `json:"pool_transaction_id"`
-	DeviceID          uint32 `json:"device_id"`
-	OriginDeviceID    uint32 `json:"origin_device_id,omitempty"`
+	Version  int    `json:"version"`
+	Op       string `json:"op"`
+	DeviceID uint32 `json:"device_id"`
+	// OriginDeviceID is the snapshot's origin (create_snap only).
+	OriginDeviceID uint32 `json:"origin_device_id,omitempty"`
 	// ID is the registry id; empty for the base device and for orphans.
-	ID string `json:"id,omitempty"`
-	// Record is the device record a create writes (rolled forward from here).
-	Record  *deviceRecord `json:"record,omitempty"`
-	Started time.Time     `json:"started"`
+	ID      string    `json:"id,omitempty"`
+	Started time.Time `json:"started"`
 }
 
 func (t txRecord) validate() error {
@@ -50,16 +53,10 @@ func (t txRecord) validate() error {
 	if t.DeviceID == 0 || t.DeviceID > maxDeviceID {
 		return errors.Errorf("device_id %d outside 1..%d", t.DeviceID, maxDeviceID)
 	}
-	if t.PoolTransactionID == 0 {
-		return errors.New("pool_transaction_id is 0")
-	}
 	if t.ID != "" {
 		if err := ValidateID(t.ID); err != nil {
 			return err
 		}
-	}
-	if t.Record != nil && (t.Record.ID != t.ID || t.Record.DeviceID != t.DeviceID) {
-		return errors.New("record does not match id and device_id")
 	}
 	return nil
 }
@@ -78,40 +75,40 @@ func (t txRecord) message() string {
 type txAction int
 
 const (
-	// txRollForward: the pool committed the transaction (its id advanced);
-	// make the registry match (write or remove the device record).
-	txRollForward txAction = iota
-	// txRollBack: the pool's id did not advance, the message may or may
-	// not have reached the kernel; undo a create (delete, ignoring
-	// ENODATA, drop the record) or finish a delete (delete again,
-	// ignoring ENODATA, drop the record).
-	txRollBack
-	// txConflict: the pool's id is neither the one before nor the one
-	// after; something else changed the pool. Nothing is touched.
-	txConflict
+	// txKeep: a create whose device record was written; the pool has the
+	// device (the message returned before the record was written). Only
+	// transaction.json is left to remove.
+	txKeep txAction = iota
+	// txUndo: a create without its record; "delete <id>" (ENODATA: the
+	// message never arrived) and nothing else.
+	txUndo
+	// txFinish: a delete; "delete <id>" again (ENODATA: it was done) and
+	// remove the record. A device still open somewhere is left to
+	// deferred deletion instead.
+	txFinish
 )
 
 func (a txAction) String() string {
 	switch a {
-	case txRollForward:
-		return "roll forward"
-	case txRollBack:
-		return "roll back"
+	case txKeep:
+		return "keep"
+	case txUndo:
+		return "undo"
 	default:
-		return "conflict"
+		return "finish"
 	}
 }
 
-// decideTx picks the recovery action for pending transaction t given the
-// pool's current transaction id.
-func decideTx(t txRecord, poolTxID uint64) txAction {
+// decideTx picks the recovery action for pending transaction t; recorded
+// is the device id of t.ID's record in the registry, 0 when it has none.
+func decideTx(t txRecord, recorded uint32) txAction {
 	switch {
-	case poolTxID == t.PoolTransactionID:
-		return txRollForward
-	case poolTxID+1 == t.PoolTransactionID:
-		return txRollBack
+	case t.Op == opDelete:
+		return txFinish
+	case t.ID != "" && recorded == t.DeviceID:
+		return txKeep
 	default:
-		return txConflict
+		return txUndo
 	}
 }
 
@@ -119,21 +116,13 @@ func decideTx(t txRecord, poolTxID uint64) txAction {
 // (EEXIST); the caller marks it used and tries the next one.
 var errIDTaken = errors.New("thin device id already exists in the pool")
 
-// runTx runs one pool message inside a transaction: persist the record,
-// send the message, apply commit (write or remove the device record),
-// advance the pool's transaction id, clear the record. Any failure after
-// the message was sent rolls the transaction back on the spot (and, if
-// that fails too, on the next Open). The caller holds the root lock.
-func (p *Pool) runTx(t txRecord, commit func(txid uint64) error) error {
-	cur, err := p.poolTransactionID()
-	if err != nil {
-		return err
-	}
-	t.PoolTransactionID = cur + 1
+// runTx runs one pool message inside a transaction: persist the
+// transaction, send the message (the kernel commits it), apply commit
+// (write or remove the device record), clear the transaction. Any failure
+// after the message was sent is recovered on the spot (and, if that fails
+// too, on the next Open). The caller holds the root lock.
+func (p *Pool) runTx(t txRecord, commit func() error) error {
 	t.Started = time.Now().UTC()
-	if t.Record != nil {
-		t.Record.TransactionID = t.PoolTransactionID
-	}
 	if err := p.reg.saveTx(t); err != nil {
 		return err
 	}
@@ -150,25 +139,36 @@ func (p *Pool) runTx(t txRecord, commit func(txid uint64) error) error {
 		return errors.Wrapf(p.poolMessageError(err), "thin pool %s: %s", p.cfg.PoolName, t.message())
 	}
 	failpoint.Inject(failpoint.TxAfterMessage)
-	fail := func(err error) error {
-		if rerr := p.recoverTx(t); rerr != nil {
-			return errors.Wrapf(err, "and rolling back failed (%v); the next Open retries", rerr)
-		}
-		return err
-	}
 	if commit != nil {
-		if err := commit(t.PoolTransactionID); err != nil {
-			return fail(err)
+		if err := commit(); err != nil {
+			if rerr := p.recoverTx(t); rerr != nil {
+				return errors.Wrapf(err, "and recovering failed (%v); the next Open retries", rerr)
+			}
+			return err
 		}
 	}
 	failpoint.Inject(failpoint.TxAfterCommit)
-	msg := fmt.Sprintf("set_transaction_id %d %d", cur, cur+1)
-	if _, err := p.dm.Message(p.cfg.PoolName, 0, msg); err != nil {
-		return fail(errors.Wrapf(err, "thin pool %s: %s", p.cfg.PoolName, msg))
-	}
-	p.idx.txid = cur + 1
-	failpoint.Inject(failpoint.TxAfterTxID)
+	p.changed()
 	return p.reg.clearTx()
+}
+
+// changed advances the root's change counter after this process changed
+// the set of devices, keeping its own index (which the caller updates in
+// place) current when nobody else changed anything in between.
+func (p *Pool) changed() {
+	gen, err := p.lk.bump()
+	if p.idx == nil {
+		return
+	}
+	if err != nil {
+		p.idx.invalidate()
+		return
+	}
+	if p.idx.valid && p.idx.gen+1 == gen {
+		p.idx.gen = gen
+	} else {
+		p.idx.invalidate()
+	}
 }
 
 // poolMessageError maps a refused message to a friendlier error when the
@@ -189,50 +189,39 @@ func (p *Pool) recoverPendingTx() error {
 	return p.recoverTx(*t)
 }
 
-// recoverTx rolls t forward or back so that registry and pool agree.
+// recoverTx finishes or undoes t so that registry and pool agree.
 func (p *Pool) recoverTx(t txRecord) error {
-	cur, err := p.poolTransactionID()
-	if err != nil {
-		return err
-	}
-	switch decideTx(t, cur) {
-	case txRollForward:
+	var recorded uint32
+	if t.ID != "" {
+		d, err := p.reg.loadDevice(t.ID)
 		switch {
-		case t.Op == opDelete && t.ID != "":
-			if err := p.reg.removeDevice(t.ID); err != nil {
-				return err
-			}
-		case t.Record != nil:
-			if _, err := p.reg.loadDevice(t.ID); errors.Is(err, ErrDeviceNotFound) {
-				if err := p.reg.saveDevice(*t.Record); err != nil {
-					return err
-				}
-			} else if err != nil {
-				return err
-			}
+		case err == nil:
+			recorded = d.DeviceID
+		case !errors.Is(err, ErrDeviceNotFound):
+			return err
 		}
-	case txRollBack:
+	}
+	action := decideTx(t, recorded)
+	if action != txKeep {
 		_, err := p.dm.Message(p.cfg.PoolName, 0, opDelete+" "+strconv.FormatUint(uint64(t.DeviceID), 10))
 		if err != nil && !errors.Is(err, dm.ErrNoData) {
-			if t.Op == opDelete && t.ID != "" && errors.Is(err, dm.ErrBusy) {
+			if action == txFinish && recorded == t.DeviceID && errors.Is(err, dm.ErrBusy) {
 				// Still open somewhere: leave it to deferred deletion.
 				if err := p.markDeleted(t.ID); err != nil {
 					return err
 				}
+				p.changed()
 				return p.reg.clearTx()
 			}
-			return errors.Wrapf(err, "roll back %s of device id %d (transaction %d)", t.Op, t.DeviceID, t.PoolTransactionID)
+			return errors.Wrapf(err, "%s the interrupted %s of thin device id %d (%s)", action, t.Op, t.DeviceID, p.reg.txPath())
 		}
-		if t.ID != "" {
+		if action == txFinish && recorded == t.DeviceID {
 			if err := p.reg.removeDevice(t.ID); err != nil {
 				return err
 			}
 		}
-	default:
-		return errors.Errorf("pending transaction in %s wants pool transaction id %d but the pool is at %d; "+
-			"something else changed the pool: inspect it with `thinctl check` before removing that file",
-			p.reg.txPath(), t.PoolTransactionID, cur)
 	}
+	p.changed()
 	if p.idx != nil {
 		p.idx.invalidate()
 	}
@@ -245,9 +234,14 @@ func (p *Pool) markDeleted(id string) error {
 	if err != nil {
 		return err
 	}
-	if d.Deleted {
-		return nil
+	if !d.Deleted {
+		d.Deleted = true
+		if err := p.reg.saveDevice(d); err != nil {
+			return err
+		}
 	}
-	d.Deleted = true
-	return p.reg.saveDevice(d)
+	if p.idx != nil && p.idx.deleted != nil {
+		p.idx.deleted[id] = true
+	}
+	return nil
 }

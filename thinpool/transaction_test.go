@@ -5,25 +5,22 @@ import "testing"
 func TestDecideTx(t *testing.T) {
 	cases := []struct {
 		name     string
-		op       string
-		target   uint64
-		poolTxID uint64
+		tx       txRecord
+		recorded uint32
 		want     txAction
 	}{
-		{"a create the pool committed rolls forward", opCreateSnap, 5, 5, txRollForward},
-		{"a create the pool did not commit rolls back", opCreateSnap, 5, 4, txRollBack},
-		{"a delete the pool committed rolls forward", opDelete, 9, 9, txRollForward},
-		{"a delete the pool did not commit rolls back (deletes again)", opDelete, 9, 8, txRollBack},
-		{"the base create_thin at transaction 1 rolls back from 0", opCreateThin, 1, 0, txRollBack},
-		{"a pool id beyond the transaction is a conflict", opCreateSnap, 5, 6, txConflict},
-		{"a pool id two behind is a conflict", opCreateSnap, 5, 3, txConflict},
-		{"a pool reset to 0 is a conflict", opDelete, 7, 0, txConflict},
+		{"a create whose record was written is kept", txRecord{Op: opCreateSnap, DeviceID: 5, ID: "a"}, 5, txKeep},
+		{"a create without its record is undone", txRecord{Op: opCreateSnap, DeviceID: 5, ID: "a"}, 0, txUndo},
+		{"a create whose id names another device's record is undone", txRecord{Op: opCreateSnap, DeviceID: 5, ID: "a"}, 4, txUndo},
+		{"the base create_thin (no registry id) is undone", txRecord{Op: opCreateThin, DeviceID: 1}, 0, txUndo},
+		{"a delete with its record left is finished", txRecord{Op: opDelete, DeviceID: 9, ID: "b"}, 9, txFinish},
+		{"a delete whose record is gone is finished", txRecord{Op: opDelete, DeviceID: 9, ID: "b"}, 0, txFinish},
+		{"an orphan delete is finished", txRecord{Op: opDelete, DeviceID: 9}, 0, txFinish},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := decideTx(txRecord{Op: c.op, PoolTransactionID: c.target, DeviceID: 3}, c.poolTxID)
-			if got != c.want {
-				t.Fatalf("decideTx(target %d, pool %d) = %s, want %s", c.target, c.poolTxID, got, c.want)
+			if got := decideTx(c.tx, c.recorded); got != c.want {
+				t.Fatalf("decideTx(%+v, recorded %d) = %s, want %s", c.tx, c.recorded, got, c.want)
 			}
 		})
 	}
@@ -49,19 +46,18 @@ func TestTxMessage(t *testing.T) {
 }
 
 func TestTxValidate(t *testing.T) {
-	rec := deviceRecord{ID: "b", DeviceID: 4}
 	cases := []struct {
 		name string
 		tx   txRecord
 		ok   bool
 	}{
-		{"a complete create_snap is valid", txRecord{Op: opCreateSnap, PoolTransactionID: 2, DeviceID: 4, OriginDeviceID: 1, ID: "b", Record: &rec}, true},
-		{"an orphan delete without id is valid", txRecord{Op: opDelete, PoolTransactionID: 2, DeviceID: 4}, true},
-		{"create_snap without origin is invalid", txRecord{Op: opCreateSnap, PoolTransactionID: 2, DeviceID: 4}, false},
-		{"device id 0 is invalid", txRecord{Op: opDelete, PoolTransactionID: 2}, false},
-		{"pool transaction 0 is invalid", txRecord{Op: opDelete, DeviceID: 4}, false},
-		{"a record for another device is invalid", txRecord{Op: opCreateSnap, PoolTransactionID: 2, DeviceID: 5, OriginDeviceID: 1, ID: "b", Record: &rec}, false},
-		{"an invalid registry id is invalid", txRecord{Op: opDelete, PoolTransactionID: 2, DeviceID: 4, ID: "../x"}, false},
+		{"a complete create_snap is valid", txRecord{Op: opCreateSnap, DeviceID: 4, OriginDeviceID: 1, ID: "b"}, true},
+		{"an orphan delete without id is valid", txRecord{Op: opDelete, DeviceID: 4}, true},
+		{"create_snap without origin is invalid", txRecord{Op: opCreateSnap, DeviceID: 4}, false},
+		{"device id 0 is invalid", txRecord{Op: opDelete}, false},
+		{"a device id beyond 24 bits is invalid", txRecord{Op: opDelete, DeviceID: 1 << 24}, false},
+		{"an unknown op is invalid", txRecord{Op: "create_everything", DeviceID: 4}, false},
+		{"an invalid registry id is invalid", txRecord{Op: opDelete, DeviceID: 4, ID: "../x"}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -20,7 +20,6 @@ const (
 	TxAfterSave       = "thinpool/tx/after-save"
 	TxAfterMessage    = "thinpool/tx/after-message"
 	TxAfterCommit     = "thinpool/tx/after-commit"
-	TxAfterTxID       = "thinpool/tx/after-set-transaction-id"
 	SnapAfterSuspend  = "thinpool/snapshot/after-suspend"
 	ActivateAfterLoad = "thinpool/activate/after-load"
 	MountAfterMount   = "thinpool/mount/after-mount"
@@ -43,8 +42,7 @@ var Points = []Point{
 	{RegistryAfterRen, "registry write: renamed into place, the directory not yet fsynced"},
 	{TxAfterSave, "pool message: transaction.json is saved, the message is not sent"},
 	{TxAfterMessage, "pool message: the kernel committed the message, the registry is unchanged"},
-	{TxAfterCommit, "pool message: the device record is written or removed, the pool's transaction id not advanced"},
-	{TxAfterTxID, "pool message: the transaction id is advanced, transaction.json not removed"},
+	{TxAfterCommit, "pool message: the device record is written or removed, transaction.json not removed"},
 	{SnapAfterSuspend, "snapshot: the active origin is suspended for create_snap"},
 	{ActivateAfterLoad, "activate: the device-mapper device is created with its table loaded, not resumed"},
 	{MountAfterMount, "mount: the filesystem is mounted, the caller not told"},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pkg/errors"
 
+	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 )
 
@@ -177,12 +178,12 @@ func (r *rig) breakdown(reps int) ([]Component, error) {
 		name, note string
 		fn         func(i int) error
 	}{
-		{"dm_status_ioctl", "DM_TABLE_STATUS of the pool as dm.Client.Status sends it (no flags): a thin pool commits its metadata first", func(int) error {
-			_, err := r.dm.Status(pool)
+		{"dm_status_ioctl", "DM_TABLE_STATUS of the pool without flags: a thin pool commits its metadata first", func(int) error {
+			_, err := r.dm.Status(pool, dm.StatusOptions{})
 			return err
 		}},
 		{"dm_status_noflush", "the same ioctl with DM_NOFLUSH_FLAG: the pool skips its metadata commit", func(int) error {
-			_, err := statusNoFlush(pool)
+			_, err := r.dm.Status(pool, dm.StatusOptions{NoFlush: true})
 			return err
 		}},
 		{"dm_info_ioctl", "DM_DEV_STATUS of one device", func(int) error {

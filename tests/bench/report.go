@@ -408,7 +408,8 @@ func renderBreakdown(w writer, r *Results, top string) {
 		}
 		if flush > 0 && noflush > 0 {
 			w("A status ioctl of the pool without `DM_NOFLUSH_FLAG` costs %s against %s with it: the kernel's thin-pool\n", fmtMs(flush), fmtMs(noflush))
-			w("status commits the metadata first unless the flag is set, so every status read is a commit.\n")
+			w("status commits the metadata first unless the flag is set, so every status read would be a commit; thinpool\n")
+			w("reads it with the flag.\n")
 		}
 		if dw := breakdownMs(r, "durable_write"); dw > 0 {
 			w("A durable registry write (file fsync + directory fsync) costs %s; a durable remove %s.\n", fmtMs(dw), fmtMs(breakdownMs(r, "durable_remove")))
@@ -425,53 +426,50 @@ func renderBreakdown(w writer, r *Results, top string) {
 	}
 }
 
-// The pool status reads and set_transaction_id messages in one library
-// create and remove, as read from thinpool's code (Create: ensureIndex,
-// checkSpace and runTx each read the status; Remove: ensureIndex and runTx).
-// The flush counts of the run check them: commits = status reads + 2.
+// The registry's durable steps in one library create and remove, as read
+// from thinpool's runTx: a create writes transaction.json and the device
+// record (file and directory fsync each) and removes transaction.json
+// (directory fsync); a remove writes transaction.json and removes the
+// record and transaction.json. The disk flush counts of the run check them.
 const (
-	statusReadsCreate = 3
-	statusReadsRemove = 2
+	durableWritesCreate, durableRemovesCreate = 2, 1
+	durableWritesRemove, durableRemovesRemove = 1, 2
 )
 
-// renderClosing estimates what removing each extra cost would leave.
+// renderClosing sizes what separates the library from the floor.
 func renderClosing(w writer, r *Results) {
 	oc := r.OpCost
 	if oc == nil || oc.Paths[PathLibrary] == nil || oc.Paths[PathFloor] == nil || oc.Paths[PathDmsetup] == nil {
 		return
 	}
 	lib, floor, dms := oc.Paths[PathLibrary], oc.Paths[PathFloor], oc.Paths[PathDmsetup]
-	status, noflush := breakdownMs(r, "dm_status_ioctl"), breakdownMs(r, "dm_status_noflush")
-	commitC, commitR := breakdownMs(r, "msg_create_snap"), breakdownMs(r, "msg_delete")
 	dw, dr := breakdownMs(r, "durable_write"), breakdownMs(r, "durable_remove")
-	if math.IsNaN(status) || math.IsNaN(noflush) || math.IsNaN(commitC) || math.IsNaN(dw) {
+	if math.IsNaN(dw) || math.IsNaN(dr) {
 		return
 	}
-	save := status - noflush
 	c0, r0 := lib.Create(), lib.Remove()
-	c1, r1 := c0-statusReadsCreate*save, r0-statusReadsRemove*save
-	c2, r2 := c1-commitC, r1-commitR
-	c3, r3 := c2-(2*dw+dr), r2-(dw+2*dr)
+	regC := durableWritesCreate*dw + durableRemovesCreate*dr
+	regR := durableWritesRemove*dw + durableRemovesRemove*dr
+	c1, r1 := c0-regC, r0-regR
 	w("\n### What would close the gaps\n\n")
-	w("Estimates: the measured library cost minus the pieces above, priced with this run's breakdown. The counts per\n")
-	w("operation are read from thinpool's code (a create reads the pool status %d times, a remove %d times, and each\n", statusReadsCreate, statusReadsRemove)
-	w("sends `set_transaction_id` after its message); the metadata flush counts above confirm them.\n\n")
-	w("| step | create + activate | vs floor | vs dmsetup | deactivate + delete | vs floor | vs dmsetup |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+	w("A library create makes the same single metadata commit as the floor (the `create_snap` message; the kernel\n")
+	w("commits after every message) and reads the pool status only with `DM_NOFLUSH_FLAG`. What it adds is the\n")
+	w("registry: %d durable writes and %d durable remove per create, %d and %d per remove (transaction.json before the\n",
+		durableWritesCreate, durableRemovesCreate, durableWritesRemove, durableRemovesRemove)
+	w("message, the device record after it, transaction.json removed). Priced with this run's breakdown:\n\n")
+	w("| | create + activate | vs floor | vs dmsetup | deactivate + delete | vs floor | vs dmsetup |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 	row := func(name string, c, rm float64) {
 		w("| %s | %s | %s | %s | %s | %s | %s |\n", name, fmtMs(c), fmtX(Ratio(c, floor.Create())), fmtX(Ratio(dms.Create(), c)),
 			fmtMs(rm), fmtX(Ratio(rm, floor.Remove())), fmtX(Ratio(dms.Remove(), rm)))
 	}
 	row("measured", c0, r0)
-	row("1. read the pool status with `DM_NOFLUSH_FLAG` (no commit per read)", c1, r1)
-	row("2. and no `set_transaction_id` commit per operation", c2, r2)
-	row("3. and no fsync of registry files (not crash-safe; sizes the fsyncs only)", c3, r3)
-	w("\nStep 1 is free: the dm package's `Status` needs a no-flush option and thinpool's status reads should use it (a\n")
-	w("status commit only refreshes the usage counters). Step 2 is a design choice: the transaction id is what lets\n")
-	w("Open tell whether an interrupted message reached the pool. Without it, recovery could instead probe the device\n")
-	w("id named in transaction.json (`create_thin` of it fails with EEXIST when it exists; `delete` fails with ENODATA\n")
-	w("when it does not), or advance the transaction id once per batch. Step 3 is shown only to size the registry's\n")
-	w("fsyncs (%s per durable write, %s per durable remove): dropping them gives up the crash safety the registry is for;\n", fmtMs(dw), fmtMs(dr))
-	w("folding transaction.json into the device record would save one of the three per operation.\n")
+	row("the registry's fsyncs", regC, regR)
+	row("measured minus the registry's fsyncs (not crash-safe; sizes them only)", c1, r1)
+	w("\nThe fsyncs are what makes a crash at any step recoverable (docs/RELIABILITY.md), so the floor targets are out of\n")
+	w("reach while the registry stays durable: a create needs its intent on disk before the message and its record on\n")
+	w("disk before it returns. What is left to win: one fsync per operation by folding transaction.json into the\n")
+	w("device record (a record written as pending before the message and marked complete after it), and the directory\n")
+	w("fsyncs by keeping the records in one preallocated journal file instead of one file per device.\n")
 }
 
 func renderScale(w writer, r *Results, fig map[string]float64, img func(string, string)) {
@@ -484,7 +482,7 @@ func renderScale(w writer, r *Results, fig map[string]float64, img func(string, 
 	switch r.Config.Populate {
 	case PopulateRestore:
 		w("The pool was filled without the library, to keep the run within its time budget under emulation (%d library\n", s.OpenAt)
-		w("`Create` calls cost several metadata commits and fsyncs each): at each level the pool was taken down\n")
+		w("`Create` calls cost a metadata commit and several fsyncs each): at each level the pool was taken down\n")
 		w("(`Pool.Down`), empty thin devices were added to its metadata with `thin_dump` and `thin_restore`, their registry\n")
 		w("records written in the documented format (docs/registry.md), and the root opened again with `thinpool.Open`\n")
 		w("(the Open column: loop devices, pool table, reading every record). Each added device is one more entry in the\n")
@@ -493,7 +491,7 @@ func renderScale(w writer, r *Results, fig map[string]float64, img func(string, 
 	case PopulateRaw:
 		w("The pool was filled with inactive snapshots of the origin by sending `create_snap` messages with the dm package\n")
 		w("and writing their registry records in the documented format (docs/registry.md) without fsync, then `sync` and\n")
-		w("`thinpool.Open` so that the library indexes them: %d library `Create` calls (each several metadata commits and\n", s.OpenAt)
+		w("`thinpool.Open` so that the library indexes them: %d library `Create` calls (each a metadata commit and several\n", s.OpenAt)
 		w("fsyncs) would not fit the run's time budget under emulation. The measured operations at each level go through\n")
 		w("the library, as in measurement 1.\n\n")
 	default:
@@ -586,13 +584,12 @@ func renderTradeoffs(w writer, r *Results, fig map[string]float64) {
 	if oc := r.OpCost; oc != nil {
 		w("- **thinctl against dmsetup.** Without a process per step thinctl is %s faster to create and activate a\n", fmtX(fig["create_vs_dmsetup"]))
 		w("  snapshot and %s faster to deactivate and delete one. What it buys on top of dmsetup's work: a registry kept\n", fmtX(fig["remove_vs_dmsetup"]))
-		w("  durable on disk and a transaction around every pool message, so a crash at any point is rolled forward or\n")
-		w("  back at the next Open; one static binary, no udev dependency.\n")
+		w("  durable on disk and a transaction around every pool message, so a crash at any point is finished or undone\n")
+		w("  at the next Open; one static binary, no udev dependency.\n")
 		w("- **thinctl against the floor.** That bookkeeping costs %s (create) and %s (remove) the bare ioctls.\n", fmtX(fig["create_vs_floor"]), fmtX(fig["remove_vs_floor"]))
-		w("  A library create sends `create_snap` and `set_transaction_id` (two metadata commits where the floor has one),\n")
-		w("  reads the pool status (transaction id, free space) without `DM_NOFLUSH_FLAG`, which the kernel turns into a\n")
-		w("  commit each time, and writes transaction.json, the device record and removes transaction.json again, each\n")
-		w("  with a file and a directory fsync. Remove does the same around `delete`.\n")
+		w("  A library create makes the floor's one metadata commit (`create_snap`), reads the pool's free space with\n")
+		w("  `DM_NOFLUSH_FLAG` (no commit), and writes transaction.json, the device record and removes transaction.json\n")
+		w("  again, each with a file and a directory fsync. Remove does the same around `delete`.\n")
 		if lib, dis := oc.Paths[PathLibrary], oc.Paths[PathLibraryDiscard]; lib != nil && dis != nil {
 			w("- **Discards.** Discarding on remove gives the space back to the filesystem holding the pool's data file;\n")
 			w("  it makes deactivate + delete %s slower here. Off in this comparison; a pool whose data file shares a\n", fmtX(Ratio(dis.Remove(), lib.Remove())))

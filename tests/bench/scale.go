@@ -114,17 +114,16 @@ func (r *rig) reopen() (float64, error) {
 	return d, nil
 }
 
-// fillRecord is a registry record as docs/registry.md documents it.
+// fillRecord is a registry record as docs/registry.md documents it, with
+// the fields a fresh snapshot sets (absent ones read as false or empty).
 type fillRecord struct {
-	Version       int       `json:"version"`
-	ID            string    `json:"id"`
-	DeviceID      uint32    `json:"device_id"`
-	Size          uint64    `json:"size"`
-	TransactionID uint64    `json:"transaction_id"`
-	Initialized   bool      `json:"initialized"`
-	Deleted       bool      `json:"deleted"`
-	Parent        string    `json:"parent"`
-	Created       time.Time `json:"created"`
+	Version     int       `json:"version"`
+	ID          string    `json:"id"`
+	DeviceID    uint32    `json:"device_id"`
+	Size        uint64    `json:"size"`
+	Initialized bool      `json:"initialized"`
+	Parent      string    `json:"parent"`
+	Created     time.Time `json:"created"`
 }
 
 func fillID(i int) string { return fmt.Sprintf("fill-%05d", i) }
@@ -156,7 +155,7 @@ func (r *rig) fill(from, to int, method string) error {
 				return errors.Wrapf(err, "populate device %d", i)
 			}
 		}
-		rec := fillRecord{Version: 1, ID: fillID(i), DeviceID: devID, Size: deviceSize, TransactionID: st.TransactionID,
+		rec := fillRecord{Version: 1, ID: fillID(i), DeviceID: devID, Size: deviceSize,
 			Initialized: true, Parent: originID, Created: time.Now().UTC()}
 		b, err := json.Marshal(rec)
 		if err != nil {

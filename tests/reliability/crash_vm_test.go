@@ -146,7 +146,7 @@ func crashSteps() []crashStep {
 		steps = append(steps, crashStep{name: "pool init", point: p, fresh: true,
 			args: fixed(append([]string{"--driver", "devicemapper"}, smallPool...)...)})
 	}
-	for _, p := range []string{failpoint.TxAfterSave, failpoint.TxAfterMessage, failpoint.TxAfterCommit, failpoint.TxAfterTxID} {
+	for _, p := range []string{failpoint.TxAfterSave, failpoint.TxAfterMessage, failpoint.TxAfterCommit} {
 		steps = append(steps, crashStep{name: "create", point: p, subset: p == failpoint.TxAfterMessage,
 			udev: p == failpoint.TxAfterMessage,
 			args: fixed("create", "n"), newID: "n", newData: base})
@@ -171,7 +171,7 @@ func crashSteps() []crashStep {
 	steps = append(steps, crashStep{name: "remove of a held device", point: failpoint.RemoveAfterMark, subset: true,
 		prepare: heldVictim, afterCrash: release, args: fixed("remove", "v"), newID: "v", newData: ofV})
 	for _, p := range []string{failpoint.RemoveAfterUnmnt, failpoint.RemoveAfterDeact,
-		failpoint.TxAfterSave, failpoint.TxAfterMessage, failpoint.TxAfterCommit, failpoint.TxAfterTxID, failpoint.RegistryBeforeRen} {
+		failpoint.TxAfterSave, failpoint.TxAfterMessage, failpoint.TxAfterCommit, failpoint.RegistryBeforeRen} {
 		steps = append(steps, crashStep{name: "remove", point: p,
 			prepare: victim, args: fixed("remove", "v"), newID: "v", newData: ofV})
 	}
@@ -222,13 +222,31 @@ func TestReliabilityCrashAtEveryStep(t *testing.T) {
 		}
 	}
 	requireFailpoints(t, r)
+	keep := func(c crashStep) bool { return selected(c.subset, c.udev) }
+	runCrashMatrix(t, "crash (SIGKILL)", "kill", r, w, keep, func(t *testing.T, target *rig, c crashStep) (bool, string) {
+		res := target.runEnv([]string{failpoint.Env + "=" + c.spec("kill")}, c.args(target)...)
+		if c.afterCrash != nil {
+			c.afterCrash()
+		}
+		return res.signal == syscall.SIGKILL, res.String()
+	})
+}
+
+// interruptFunc interrupts thinctl at step c's failpoint on target and
+// reports whether the point was reached (and, if not, what happened).
+type interruptFunc func(t *testing.T, target *rig, c crashStep) (reached bool, detail string)
+
+// runCrashMatrix runs each step keep selects as a subtest: prepare it,
+// interrupt thinctl at its failpoint, recover and verify; then it prints
+// the matrix of points x survived. Steps marked fresh get a new root.
+func runCrashMatrix(t *testing.T, kind, action string, r *rig, w *world, keep func(crashStep) bool, interrupt interruptFunc) {
 	var rows []crashRow
 	for _, c := range crashSteps() {
-		if !selected(c.subset, c.udev) {
+		if !keep(c) {
 			continue
 		}
 		c := c
-		t.Run(c.name+" at "+c.spec("kill"), func(t *testing.T) {
+		t.Run(c.name+" at "+c.spec(action), func(t *testing.T) {
 			start := time.Now()
 			row := crashRow{step: c}
 			defer func() {
@@ -246,18 +264,14 @@ func TestReliabilityCrashAtEveryStep(t *testing.T) {
 			if c.prepare != nil {
 				c.prepare(t, target)
 			}
-			res := target.runEnv([]string{failpoint.Env + "=" + c.spec("kill")}, c.args(target)...)
-			row.reached = res.signal == syscall.SIGKILL
-			if c.afterCrash != nil {
-				c.afterCrash()
-			}
-			if !row.reached {
-				t.Fatalf("the failpoint was not reached: %s", res)
+			var detail string
+			if row.reached, detail = interrupt(t, target, c); !row.reached {
+				t.Fatalf("the failpoint was not reached: %s", detail)
 			}
 			row.outcome = recoverAndVerify(t, target, w, c)
 		})
 	}
-	printMatrix(t, "crash (SIGKILL)", rows)
+	printMatrix(t, kind, rows)
 }
 
 // dirty is set when a step failed and may have left things behind.

@@ -5,6 +5,7 @@ package reliability
 import (
 	"bufio"
 	"io"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -212,45 +213,25 @@ func TestReliabilityPowerCut(t *testing.T) {
 	r := newPoolRig(t, root)
 	requireFailpoints(t, r)
 	w := makeWorld(t, r)
-	var rows []crashRow
-	for _, c := range crashSteps() {
-		if c.fresh || !selected(c.cut, false) {
-			continue
+	keep := func(c crashStep) bool { return !c.fresh && selected(c.cut, false) }
+	runCrashMatrix(t, "power cut", "stop", r, w, keep, func(t *testing.T, target *rig, c crashStep) (bool, string) {
+		cfg, err := readPoolJSON(target.root)
+		if err != nil {
+			t.Fatal(err)
 		}
-		c := c
-		t.Run(c.name+" at "+c.spec("stop"), func(t *testing.T) {
-			start := time.Now()
-			row := crashRow{step: c}
-			defer func() {
-				row.survived, row.took = !t.Failed(), time.Since(start)
-				dirty = dirty || t.Failed()
-				rows = append(rows, row)
-			}()
-			r.t = t
-			forget(r, c)
-			if c.prepare != nil {
-				c.prepare(t, r)
-			}
-			cfg, err := readPoolJSON(r.root)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd := r.command([]string{failpoint.Env + "=" + c.spec("stop")}, c.args(r)...)
-			var out strings.Builder
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan struct{})
-			go func() { cmd.Wait(); close(done) }()
-			row.reached = waitStopped(cmd, done)
-			if !row.reached {
-				t.Fatalf("the failpoint was not reached; thinctl %v finished:\n%s", c.args(r), out.String())
-			}
-			disk.cut(cmd.Process.Pid, cfg.Key, c.afterCrash)
-			<-done
-			row.outcome = recoverAndVerify(t, r, w, c)
-		})
-	}
-	printMatrix(t, "power cut", rows)
+		cmd := target.command([]string{failpoint.Env + "=" + c.spec("stop")}, c.args(target)...)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		if !waitStopped(cmd, done) {
+			return false, fmt.Sprintf("thinctl %v finished:\n%s", c.args(target), out.String())
+		}
+		disk.cut(cmd.Process.Pid, cfg.Key, c.afterCrash)
+		<-done
+		return true, ""
+	})
 }
