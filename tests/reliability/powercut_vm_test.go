@@ -4,8 +4,8 @@ package reliability
 
 import (
 	"bufio"
-	"io"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
