@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/thinctl/thinctl/internal/testenv"
 )
 
@@ -34,19 +36,7 @@ func TestDestroyRemovesEveryDeviceThePoolAndTheState(t *testing.T) {
 
 func TestAnExternalThinPoolIsUsedButNeverTakenDown(t *testing.T) {
 	testenv.RequireDeviceMapper(t)
-	losetup := testenv.RequireTool(t, "losetup")
-	data := testenv.SparseFile(t, "data", int64(GiB))
-	meta := testenv.SparseFile(t, "meta", int64(64*MiB))
-	attach := func(f string) string {
-		out, err := exec.Command(losetup, "-f", "--show", f).CombinedOutput()
-		if err != nil {
-			t.Fatalf("losetup %s: %v %s", f, err, out)
-		}
-		dev := strings.TrimSpace(string(out))
-		t.Cleanup(func() { exec.Command(losetup, "-d", dev).Run() })
-		return dev
-	}
-	dataDev, metaDev := attach(data), attach(meta)
+	_, meta, dataDev, metaDev := rawDevices(t)
 	name := fmt.Sprintf("ext-pool-%d", len(t.Name()))
 	mustDmsetup(t, "create", name, "--table", fmt.Sprintf("0 %d thin-pool %s %s 128 32768 1 skip_block_zeroing", GiB/512, metaDev, dataDev))
 	t.Cleanup(func() {
@@ -85,4 +75,89 @@ func TestAnExternalThinPoolIsUsedButNeverTakenDown(t *testing.T) {
 	if len(st) < 4 || st[3] != "0" {
 		t.Fatalf("after Destroy the external pool's status is %v, want transaction id 0", st)
 	}
+}
+
+// rawDevices makes a 1 GiB data and a 64 MiB metadata file and binds them
+// to loop devices with losetup (not thinctl's loopback package: to thinctl
+// they are someone else's block devices). They are detached when the test
+// ends.
+func rawDevices(t *testing.T) (data, meta, dataDev, metaDev string) {
+	t.Helper()
+	losetup := testenv.RequireTool(t, "losetup")
+	data = testenv.SparseFile(t, "data", int64(GiB))
+	meta = testenv.SparseFile(t, "meta", int64(64*MiB))
+	attach := func(f string) string {
+		out, err := exec.Command(losetup, "-f", "--show", f).CombinedOutput()
+		if err != nil {
+			t.Fatalf("losetup %s: %v %s", f, err, out)
+		}
+		dev := strings.TrimSpace(string(out))
+		t.Cleanup(func() { exec.Command(losetup, "-d", dev).Run() })
+		return dev
+	}
+	return data, meta, attach(data), attach(meta)
+}
+
+// boundTo returns the backing file losetup reports for a loop device, ""
+// when it is not bound.
+func boundTo(t *testing.T, dev string) string {
+	t.Helper()
+	out, err := exec.Command(testenv.RequireTool(t, "losetup"), "-n", "-O", "BACK-FILE", dev).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func TestRawDataAndMetadataDevicesBuildThePoolAndStayBound(t *testing.T) {
+	testenv.RequireDeviceMapper(t)
+	testenv.RequireTool(t, "mkfs.ext4")
+	data, meta, dataDev, metaDev := rawDevices(t)
+	root := t.TempDir()
+	p, err := Init(root, Options{DataDevice: dataDev, MetadataDevice: metaDev, BaseSize: 256 * MiB})
+	if err != nil {
+		t.Fatalf("Init on raw devices: %v", err)
+	}
+	table := mustDmsetup(t, "table", p.Name())
+	devNum := func(dev string) string {
+		var st unix.Stat_t
+		if err := unix.Stat(dev, &st); err != nil {
+			t.Fatalf("stat %s: %v", dev, err)
+		}
+		return fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	}
+	if f := strings.Fields(table); len(f) < 5 || f[3] != devNum(metaDev) || f[4] != devNum(dataDev) {
+		t.Fatalf("pool table %q does not use metadata %s (%s) and data %s (%s)", table, metaDev, devNum(metaDev), dataDev, devNum(dataDev))
+	}
+	must(t, p.Create("x", "", CreateOptions{}))
+	dir := mustMount(t, p, "x")
+	writeFile(t, filepath.Join(dir, "f"), "raw")
+	must(t, p.Unmount("x"))
+	must(t, p.Down())
+	p.Close()
+	if _, err := dmsetup(t, "info", p.Name()); err == nil {
+		t.Fatal("Down left the pool device")
+	}
+	if boundTo(t, dataDev) != data || boundTo(t, metaDev) != meta {
+		t.Fatalf("Down detached devices thinctl does not own: %s -> %q, %s -> %q", dataDev, boundTo(t, dataDev), metaDev, boundTo(t, metaDev))
+	}
+	thinCheck(t, meta)
+
+	p, err = Open(root, OpenOptions{})
+	must(t, err)
+	dir = mustMount(t, p, "x")
+	if got := readFile(t, filepath.Join(dir, "f")); got != "raw" {
+		t.Fatalf("after Down and Open the device reads %q", got)
+	}
+	must(t, p.Destroy(true))
+	if _, err := dmsetup(t, "info", p.Name()); err == nil {
+		t.Fatal("Destroy left the pool device")
+	}
+	if boundTo(t, dataDev) != data || boundTo(t, metaDev) != meta {
+		t.Fatal("Destroy detached devices thinctl does not own")
+	}
+	if !exists(data) || !exists(meta) {
+		t.Fatal("Destroy removed the raw devices' backing files")
+	}
+	thinCheck(t, meta)
 }

@@ -41,6 +41,7 @@ func (p *Pool) Grow(opts GrowOptions) error {
 		}
 	}
 	if p.cfg.DataFile != "" {
+		p.report("growing the data and metadata files", 0.2)
 		if err := growFile(p.dataFilePath(), opts.DataSize); err != nil {
 			return err
 		}
@@ -59,6 +60,7 @@ func (p *Pool) Grow(opts GrowOptions) error {
 	if opts.MetadataSize > meta.Size {
 		return errors.Wrapf(ErrInvalidSize, "metadata device %s has only %s; grow it to %s first", meta.Path, formatBytes(meta.Size), formatBytes(opts.MetadataSize))
 	}
+	p.report("reloading the thin pool at its new size", 0.6)
 	if err := p.reloadPool(data, meta); err != nil {
 		return err
 	}

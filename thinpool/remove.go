@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"fmt"
 	"os"
 	"sort"
 	"unsafe"
@@ -65,6 +66,7 @@ func (p *Pool) removeLocked(d deviceRecord) error {
 			return err
 		}
 		active = true
+		p.report(fmt.Sprintf("discarding the blocks of %q", d.ID), 0.2)
 		if err := discardAll(path); err != nil && !errors.Is(err, unix.EBUSY) {
 			return errors.Wrapf(err, "discard the blocks of %q", d.ID)
 		}
@@ -82,6 +84,7 @@ func (p *Pool) removeLocked(d deviceRecord) error {
 		}
 		failpoint.Inject(failpoint.RemoveAfterDeact)
 	}
+	p.report(fmt.Sprintf("deleting %q from the pool", d.ID), 0.8)
 	err := p.runTx(txRecord{Op: opDelete, DeviceID: d.DeviceID, ID: d.ID}, func() error {
 		return p.reg.removeDevice(d.ID)
 	})
