@@ -49,11 +49,7 @@ func TestAnExternalThinPoolIsUsedButNeverTakenDown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Init on an external pool: %v", err)
 	}
-	must(t, p.Create("x", "", CreateOptions{}))
-	dir := mustMount(t, p, "x")
-	writeFile(t, filepath.Join(dir, "f"), "external")
-	must(t, p.Unmount("x"))
-	must(t, p.Down())
+	writeXAndDown(t, p, "external")
 	if _, err := dmsetup(t, "info", name); err != nil {
 		t.Fatal("Down took the external pool down")
 	}
@@ -66,7 +62,7 @@ func TestAnExternalThinPoolIsUsedButNeverTakenDown(t *testing.T) {
 
 	p, err = Open(root, OpenOptions{})
 	must(t, err)
-	dir = mustMount(t, p, "x")
+	dir := mustMount(t, p, "x")
 	if got := readFile(t, filepath.Join(dir, "f")); got != "external" {
 		t.Fatalf("after Down/Open the device reads %q", got)
 	}
@@ -129,11 +125,7 @@ func TestRawDataAndMetadataDevicesBuildThePoolAndStayBound(t *testing.T) {
 	if f := strings.Fields(table); len(f) < 5 || f[3] != devNum(metaDev) || f[4] != devNum(dataDev) {
 		t.Fatalf("pool table %q does not use metadata %s (%s) and data %s (%s)", table, metaDev, devNum(metaDev), dataDev, devNum(dataDev))
 	}
-	must(t, p.Create("x", "", CreateOptions{}))
-	dir := mustMount(t, p, "x")
-	writeFile(t, filepath.Join(dir, "f"), "raw")
-	must(t, p.Unmount("x"))
-	must(t, p.Down())
+	writeXAndDown(t, p, "raw")
 	p.Close()
 	if _, err := dmsetup(t, "info", p.Name()); err == nil {
 		t.Fatal("Down left the pool device")
@@ -145,7 +137,7 @@ func TestRawDataAndMetadataDevicesBuildThePoolAndStayBound(t *testing.T) {
 
 	p, err = Open(root, OpenOptions{})
 	must(t, err)
-	dir = mustMount(t, p, "x")
+	dir := mustMount(t, p, "x")
 	if got := readFile(t, filepath.Join(dir, "f")); got != "raw" {
 		t.Fatalf("after Down and Open the device reads %q", got)
 	}
@@ -160,4 +152,14 @@ func TestRawDataAndMetadataDevicesBuildThePoolAndStayBound(t *testing.T) {
 		t.Fatal("Destroy removed the raw devices' backing files")
 	}
 	thinCheck(t, meta)
+}
+
+// writeXAndDown creates device x, writes content to its file f and takes
+// the pool down.
+func writeXAndDown(t *testing.T, p *Pool, content string) {
+	t.Helper()
+	must(t, p.Create("x", "", CreateOptions{}))
+	writeFile(t, filepath.Join(mustMount(t, p, "x"), "f"), content)
+	must(t, p.Unmount("x"))
+	must(t, p.Down())
 }
