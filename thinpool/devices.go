@@ -273,7 +273,7 @@ func (p *Pool) deactivateThin(devID uint32, mountPath string) error {
 	if errors.Is(ierr, dm.ErrNotFound) {
 		return nil
 	}
-	err := p.dm.Remove(name, removeOptions())
+	err := p.removeDM(name, info.Dev, mountPath)
 	if err == nil || errors.Is(err, dm.ErrNotFound) {
 		return nil
 	}
@@ -283,14 +283,56 @@ func (p *Pool) deactivateThin(devID uint32, mountPath string) error {
 	return errors.Wrapf(err, "deactivate %s", name)
 }
 
-// removeOptions retries a busy removal longer while udev runs: its rules
-// open every device that was just closed (blkid probes), which makes the
-// device busy for a moment after an unmount.
-func removeOptions() dm.RemoveOptions {
-	if _, err := os.Stat("/run/udev/control"); err == nil {
-		return dm.RemoveOptions{Retries: 7} // about 7.6 s of backoff
+// udevSettleWait bounds how long a removal waits for udev's workers to
+// let go of a device.
+const udevSettleWait = 8 * time.Second
+
+// removeDM removes a device-mapper device, waiting out transient holders.
+// A busy device is retried briefly (the dm package's default). While udev
+// runs, its workers open every device that was just closed (blkid probes)
+// and hold it for a moment after an unmount: as long as nothing but udev's
+// processes can be seen holding it, removal is retried for up to
+// udevSettleWait. A device held by any other process is reported busy at
+// once, so the caller can defer or refuse without a long wait.
+func (p *Pool) removeDM(name string, dev uint64, mountPath string) error {
+	err := p.dm.Remove(name, dm.RemoveOptions{})
+	if !errors.Is(err, dm.ErrBusy) || !udevRunning() {
+		return err
 	}
-	return dm.RemoveOptions{}
+	deadline := time.Now().Add(udevSettleWait)
+	for time.Now().Before(deadline) {
+		if dev != 0 {
+			if hs, herr := fs.Holders(dev, mountPath); herr == nil && heldBeyondUdev(hs) {
+				return err
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		if err = p.dm.Remove(name, dm.RemoveOptions{Retries: -1}); !errors.Is(err, dm.ErrBusy) {
+			return err
+		}
+	}
+	return err
+}
+
+// udevRunning reports whether udev is running (its control socket exists).
+func udevRunning() bool {
+	_, err := os.Stat("/run/udev/control")
+	return err == nil
+}
+
+// udevCommands are the process names udev's workers and the programs its
+// rules start go by (systemd 252 names workers "(udev-worker)").
+var udevCommands = map[string]bool{"systemd-udevd": true, "(udev-worker)": true, "udevd": true,
+	"(spawn)": true, "blkid": true, "dmsetup": true}
+
+// heldBeyondUdev reports whether any holder is not one of udev's processes.
+func heldBeyondUdev(hs []fs.Holder) bool {
+	for _, h := range hs {
+		if !udevCommands[h.Command] {
+			return true
+		}
+	}
+	return false
 }
 
 // holdersText describes who holds a device, as ": held by ..." or "".

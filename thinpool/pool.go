@@ -536,7 +536,13 @@ func (p *Pool) deactivateAll() error {
 	}
 	var busy []string
 	for _, d := range devs {
-		err := p.dm.Remove(d.Name, removeOptions())
+		devID, ours := p.thinDevIDOf(d)
+		id, known := p.idx.byDevID[devID]
+		var mp string
+		if ours && known {
+			mp = p.MountPath(id)
+		}
+		err := p.removeDM(d.Name, d.Dev, mp)
 		if err == nil || errors.Is(err, dm.ErrNotFound) {
 			continue
 		}
@@ -544,15 +550,14 @@ func (p *Pool) deactivateAll() error {
 			return errors.Wrapf(err, "deactivate %s", d.Name)
 		}
 		label := d.Name
-		if devID, ok := p.thinDevIDOf(d); ok {
-			if id, ok := p.idx.byDevID[devID]; ok {
-				label = id
-				if m, _ := fs.IsMounted(p.MountPath(id)); m {
-					label += " (mounted at " + p.MountPath(id) + ")"
-				}
-			} else if devID == p.cfg.BaseDeviceID {
-				label = "the base device"
+		switch {
+		case ours && known:
+			label = id
+			if m, _ := fs.IsMounted(mp); m {
+				label += " (mounted at " + mp + ")"
 			}
+		case ours && devID == p.cfg.BaseDeviceID:
+			label = "the base device"
 		}
 		busy = append(busy, label)
 	}

@@ -75,7 +75,7 @@ func (p *Pool) removeLocked(d deviceRecord) error {
 		}
 	}
 	if active {
-		err := p.dm.Remove(name, removeOptions())
+		err := p.removeDM(name, info.Dev, mp)
 		if errors.Is(err, dm.ErrBusy) {
 			return p.deferRemoval(d, name, info.Dev, mp)
 		}
