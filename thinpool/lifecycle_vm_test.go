@@ -488,30 +488,6 @@ func TestHandlesSeeEachOthersChanges(t *testing.T) {
 	must(t, p.Remove("parent"))
 }
 
-func TestPerDeviceTimings(t *testing.T) {
-	p, _ := newVMPool(t, smallOptions())
-	const n = 50
-	ids := make([]string, n)
-	var create, activate, deactivate, remove time.Duration
-	timed := func(d *time.Duration, fn func() error) {
-		start := time.Now()
-		must(t, fn())
-		*d += time.Since(start)
-	}
-	for i := range ids {
-		ids[i] = fmt.Sprintf("t%d", i)
-		timed(&create, func() error { return p.Create(ids[i], "", CreateOptions{}) })
-		timed(&activate, func() error { _, err := p.Activate(ids[i]); return err })
-	}
-	for _, id := range ids {
-		timed(&deactivate, func() error { return p.Deactivate(id) })
-		timed(&remove, func() error { return p.Remove(id) })
-	}
-	t.Logf("per device over %d devices (emulated guest): create_snap+activate %v (Create %v, Activate %v); "+
-		"deactivate+delete %v (Deactivate %v, Remove with discard %v)", n, (create+activate)/n, create/n, activate/n,
-		(deactivate+remove)/n, deactivate/n, remove/n)
-}
-
 // The kernel commits the pool's metadata after each message it accepts;
 // transaction recovery relies on it. Read the committed metadata from the
 // file under the live pool (thin_dump reads the on-disk superblock) right
