@@ -330,7 +330,16 @@ func (r registry) saveTx(t txRecord) error {
 	return writeJSON(r.txPath(), t)
 }
 
-// clearTx removes the transaction record.
+// clearTx removes the transaction record. The removal is not fsynced: by
+// then what the transaction did is durable (the message committed by the
+// kernel, the record written or removed with fsyncs), and recovery of a
+// transaction is idempotent, so a transaction.json that reappears after a
+// power cut is only finished again. Any later transaction replaces the
+// file durably before its message, so an old one never resurfaces after a
+// newer one started.
 func (r registry) clearTx() error {
-	return removeFileDurable(r.txPath())
+	if err := os.Remove(r.txPath()); err != nil && !os.IsNotExist(err) {
+		return errors.Wrapf(err, "registry: remove %s", r.txPath())
+	}
+	return nil
 }
