@@ -12,14 +12,21 @@ FUZZPKGS  ?=
 BENCHFLAGS ?=
 VMFLAGS   ?=
 DEMO      ?= tests/vm/demo/demo.sh
+# The power cut across reboots (tests/reliability/reboot_vm_test.go): N steps
+# take N+1 boots; tests/reliability/testdata/full cuts every step but pool init.
+POWERCUT_BOOTS ?= $(if $(wildcard tests/reliability/testdata/full),40,4)
+POWERCUTFLAGS ?=
+POWERCUT  := tests/vm/run.sh --pkg ./tests/reliability --pkg ./cmd/thinctl --run '^TestReliabilityPowerCutReboot$$' \
+	--no-udev --max-boots $(POWERCUT_BOOTS) --timeout 15m
 
-.PHONY: help build test test-host test-vm test-native demo demo-native bench bench-native fuzz vet fmt-check vagrant-check clean distclean
+.PHONY: help build test test-host test-vm test-powercut test-native demo demo-native bench bench-native fuzz vet fmt-check vagrant-check clean distclean
 
 help:
 	@echo "make build        static bin/thinctl (CGO_ENABLED=0, version $(VERSION))"
-	@echo "make test         host unit tests, then the VM suite without and with udev, then the Vagrantfile check"
+	@echo "make test         host unit tests, the VM suite without and with udev, the power cut across reboots, the Vagrantfile check"
 	@echo "make test-host    host unit tests only (go test ./...)"
 	@echo "make test-vm      the VM suite only (tests/vm/run.sh --both; VMFLAGS=... adds flags)"
+	@echo "make test-powercut  thinctl frozen at failpoints, the guest's power cut, checked in the next boot (POWERCUTFLAGS=...)"
 	@echo "make test-native  the integration suite on this host (root, kernel with device-mapper)"
 	@echo "make demo         build, then run $(DEMO) in the VM"
 	@echo "make demo-native  run $(DEMO) on this host (root, device-mapper)"
@@ -37,20 +44,28 @@ test:
 	$(GO) test -count=1 ./... 2>&1 | tee "$$log/host"; host=$${PIPESTATUS[0]}; \
 	echo "=== VM suite: tests/vm/run.sh --both $(VMFLAGS) ==="; \
 	tests/vm/run.sh --both $(VMFLAGS) 2>&1 | tee "$$log/vm"; vm=$${PIPESTATUS[0]}; \
+	echo "=== power cut across reboots: $(POWERCUT) ==="; \
+	$(POWERCUT) $(POWERCUTFLAGS) 2>&1 | tee "$$log/cut"; cut=$${PIPESTATUS[0]}; \
 	$(MAKE) --no-print-directory vagrant-check; vag=$$?; \
 	echo; echo "=== make test summary ==="; \
 	echo "host (go test ./..., exit $$host): $$(grep -c '^ok' "$$log/host") packages ok," \
 		"$$(grep -c '^FAIL'$$'\t' "$$log/host") failed, $$(grep -c 'no test files' "$$log/host") without tests"; \
 	grep -a -E '^VM \(.*boot\+run' "$$log/vm" || echo "VM suite: no result (exit $$vm)"; \
 	grep -a -E '^VM: ' "$$log/vm" | tail -1; \
+	grep -a -E '^VM \(.*boot\+run' "$$log/cut" | sed 's/^VM/power cut across reboots:/' | grep . || \
+		echo "power cut across reboots: no result (exit $$cut)"; \
+	grep -a -E '^power cut across reboots: [0-9]+ points' "$$log/cut" | tail -1; \
 	rm -rf "$$log"; \
-	[ $$host -eq 0 ] && [ $$vm -eq 0 ] && [ $$vag -eq 0 ]
+	[ $$host -eq 0 ] && [ $$vm -eq 0 ] && [ $$cut -eq 0 ] && [ $$vag -eq 0 ]
 
 test-host:
 	$(GO) test -count=1 ./...
 
 test-vm:
 	tests/vm/run.sh --both $(VMFLAGS)
+
+test-powercut:
+	$(POWERCUT) $(POWERCUTFLAGS)
 
 test-native:
 	@[ "$$(id -u)" -eq 0 ] || { echo "make test-native: run as root (it creates device-mapper and loop devices)"; exit 1; }

@@ -191,6 +191,26 @@ func waitStopped(cmd *exec.Cmd, done <-chan struct{}) bool {
 	}
 }
 
+// freezeAt starts step c's command on r with its failpoint armed to stop
+// and waits until thinctl is frozen there; done is closed when the process
+// ends. The error says what happened when the command finished without
+// reaching the point.
+func freezeAt(t *testing.T, r *rig, c crashStep) (cmd *exec.Cmd, done <-chan struct{}, err error) {
+	t.Helper()
+	cmd = r.command([]string{failpoint.Env + "=" + c.spec("stop")}, c.args(r)...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	if !waitStopped(cmd, exited) {
+		return nil, nil, fmt.Errorf("thinctl %v finished:\n%s", c.args(r), out.String())
+	}
+	return cmd, exited, nil
+}
+
 // TestReliabilityPowerCut freezes thinctl at failpoints, cuts the power
 // of the filesystem holding the root (see stateDisk.cut), boots the copy
 // and checks the same conditions as the crash test.
@@ -219,16 +239,9 @@ func TestReliabilityPowerCut(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := target.command([]string{failpoint.Env + "=" + c.spec("stop")}, c.args(target)...)
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		if !waitStopped(cmd, done) {
-			return false, fmt.Sprintf("thinctl %v finished:\n%s", c.args(target), out.String())
+		cmd, done, err := freezeAt(t, target, c)
+		if err != nil {
+			return false, err.Error()
 		}
 		disk.cut(cmd.Process.Pid, cfg.Key, c.afterCrash)
 		<-done

@@ -24,6 +24,12 @@ usage: tests/vm/run.sh [flags]
                    (bin/thinctl, when built, is on the guest's PATH)
   --extra-bin PATH copy another binary onto the guest's PATH (repeatable)
   --keep           keep the per-run build directory
+  --state-disk FILE  attach FILE (created sparse, 2 GiB, when missing) as a
+                   second virtio disk that keeps its contents from one boot to
+                   the next; the guest never formats it
+  --max-boots N    boot again, up to N boots per mode, while the guest asks
+                   for it (a test that cut the power: THINCTL_VM_POWERCUT);
+                   N > 1 without --state-disk attaches a fresh one per mode
   --memory MIB     guest memory (default 2048)
   --accel A        tcg (default) or kvm
   -h, --help       this text
@@ -50,6 +56,8 @@ SCRIPT=""
 EXTRA_BINS=()
 KEEP=0
 MEMORY="${THINCTL_VM_MEMORY:-2048}"
+STATE_DISK=""
+MAX_BOOTS=1
 ACCEL="${THINCTL_VM_ACCEL:-tcg}"
 
 while [ $# -gt 0 ]; do
@@ -70,6 +78,10 @@ while [ $# -gt 0 ]; do
 	--extra-bin) EXTRA_BINS+=("${2:?--extra-bin needs a path}"); shift 2 ;;
 	--extra-bin=*) EXTRA_BINS+=("${1#*=}"); shift ;;
 	--keep) KEEP=1; shift ;;
+	--state-disk) STATE_DISK="${2:?--state-disk needs a file}"; shift 2 ;;
+	--state-disk=*) STATE_DISK="${1#*=}"; shift ;;
+	--max-boots) MAX_BOOTS="${2:?--max-boots needs a number}"; shift 2 ;;
+	--max-boots=*) MAX_BOOTS="${1#*=}"; shift ;;
 	--memory) MEMORY="${2:?}"; shift 2 ;;
 	--accel) ACCEL="${2:?}"; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
@@ -97,6 +109,11 @@ TEST_TIMEOUT_S="$(seconds "$TEST_TIMEOUT")"
 [ "$TIMEOUT_S" -le 120 ] || [ "$TEST_TIMEOUT_S" -le $((TIMEOUT_S - 60)) ] || TEST_TIMEOUT_S=$((TIMEOUT_S - 60))
 [ -z "$SCRIPT" ] || [ -f "$SCRIPT" ] || die "--script $SCRIPT: no such file"
 for b in "${EXTRA_BINS[@]}"; do [ -f "$b" ] || die "--extra-bin $b: no such file"; done
+[[ "$MAX_BOOTS" =~ ^[1-9][0-9]*$ ]] || die "--max-boots wants a whole number from 1, not $MAX_BOOTS"
+if [ -n "$STATE_DISK" ]; then
+	[ ! -e "$STATE_DISK" ] || [ -f "$STATE_DISK" ] || die "--state-disk $STATE_DISK: not a regular file"
+	case "$STATE_DISK" in /*) ;; *) STATE_DISK="$PWD/$STATE_DISK" ;; esac
+fi
 
 case ":$PATH:" in *:/usr/local/go/bin:*) ;; *) [ -d /usr/local/go/bin ] && PATH="$PATH:/usr/local/go/bin" ;; esac
 case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH="$PATH:/usr/sbin:/sbin" ;; esac
@@ -322,7 +339,10 @@ setup() {
 		ensure_packages
 		ensure_kernel
 		build_base
-		echo "$KVER $BASE" >"$CACHE/.setup-result.$$"
+		# A link of our own, taken under the lock: another run that builds a
+		# newer base may delete this one before build_run reads it.
+		ln -f "$BASE" "$BUILDROOT/.base.$$.cpio" 2>/dev/null || cp "$BASE" "$BUILDROOT/.base.$$.cpio"
+		echo "$KVER $BUILDROOT/.base.$$.cpio" >"$CACHE/.setup-result.$$"
 	) 9>"$CACHE/.lock"
 	read -r KVER BASE <"$CACHE/.setup-result.$$"
 	rm -f "$CACHE/.setup-result.$$"
@@ -390,25 +410,52 @@ build_run() {
 	} >"$stage/etc/thinctl-vm.conf"
 	(cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc --quiet >"$RUN/run.cpio")
 	cat "$BASE" "$RUN/run.cpio" >"$RUN/initrd.cpio"
-	rm -rf "$stage" "$RUN/run.cpio"
+	rm -rf "$stage" "$RUN/run.cpio" "$BASE"
 }
 
 # ---------------------------------------------------------------------------
 # 5. Boot.
 
+# count_results and summary_line, shared with the guest's init.
+# shellcheck source=guest/lib.sh
+. "$HERE/guest/lib.sh"
+
 SUMMARIES=()
 BUILD_FAILED=()
 TOTAL_P=0 TOTAL_F=0 TOTAL_S=0
 
-boot() {
-	local mode="$1" disk="$RUN/scratch-$mode.img" logf="$RUN/console-$mode.log" rc=0
+# boot_once MODE K STATE: boot guest number K of MODE (STATE: the state disk
+# or empty) and read its console. It returns the guest's status and sets
+# B_SUMMARY (the guest's summary line), B_COUNTS ("passed failed skipped"),
+# B_ELAPSED (seconds), B_LOG (the console log) and B_REBOOT (1 when the guest
+# cut its power and asked for another boot).
+boot_once() {
+	local mode="$1" k="$2" state="$3" disk="$RUN/scratch-$mode.img" logf="$RUN/console-$mode.log" rc=0
+	[ "$k" -eq 1 ] || logf="$RUN/console-$mode.boot$k.log"
+	B_SUMMARY="" B_COUNTS="" B_REBOOT=0 B_ELAPSED=0 B_LOG="$logf"
+	rm -f "$disk"
 	truncate -s 8G "$disk"
 	local accel=(-accel tcg,thread=multi -cpu max)
 	[ "$ACCEL" = kvm ] && accel=(-accel kvm -cpu host)
 	# qboot starts the kernel in a fraction of SeaBIOS's time and prints nothing.
 	local bios=()
 	[ -f /usr/share/qemu/qboot.rom ] && bios=(-bios /usr/share/qemu/qboot.rom)
-	echo "=== VM boot: mode $mode, kernel $KVER, timeout ${TIMEOUT_S}s ==="
+	# The state disk: found by the guest through its serial, never formatted
+	# by init. What the guest wrote to it before a power cut is in the file
+	# (with cache=unsafe, in the host's page cache): the next boot sees it.
+	local extra=() append="console=ttyS0 panic=-1 quiet thinctl.mode=$mode"
+	[ -z "$state" ] || extra=(-drive "file=$state,format=raw,if=none,id=state,cache=unsafe"
+		-device "virtio-blk-pci,drive=state,serial=thinctl-state")
+	if [ -n "$state" ] || [ "$MAX_BOOTS" -gt 1 ]; then
+		# no_timer_check: on a loaded host the kernel's early IO-APIC timer
+		# check can fail under emulation and panic the boot; a chain of
+		# boots makes that likely enough to matter.
+		append="$append no_timer_check thinctl.boot=$k thinctl.maxboots=$MAX_BOOTS"
+		[ -z "$state" ] || append="$append thinctl.statedisk=1"
+		echo "=== VM boot: mode $mode, kernel $KVER, timeout ${TIMEOUT_S}s, boot $k of at most $MAX_BOOTS ==="
+	else
+		echo "=== VM boot: mode $mode, kernel $KVER, timeout ${TIMEOUT_S}s ==="
+	fi
 	# The uncompressed kernel boots through PVH; fall back to the bzImage.
 	local kernel="$CACHE/$KVER/vmlinux"
 	[ -f "$kernel" ] && [ "${THINCTL_VM_KERNEL:-}" != bzimage ] || kernel="$CACHE/$KVER/vmlinuz"
@@ -417,26 +464,32 @@ boot() {
 	timeout --kill-after=10 "$TIMEOUT_S" qemu-system-x86_64 "${accel[@]}" \
 		-m "$MEMORY" -smp 2 -nographic -no-reboot -nic none "${bios[@]}" \
 		-kernel "$kernel" -initrd "$RUN/initrd.cpio" \
-		-drive "file=$disk,format=raw,if=virtio,cache=unsafe,discard=unmap" \
-		-append "console=ttyS0 panic=-1 quiet thinctl.mode=$mode" </dev/null 2>&1 |
+		-drive "file=$disk,format=raw,if=virtio,cache=unsafe,discard=unmap" "${extra[@]}" \
+		-append "$append" </dev/null 2>&1 |
 		tee "$logf"
 	local st=("${PIPESTATUS[@]}")
 	set -e
-	local qrc="${st[0]}" elapsed=$((SECONDS - t0))
+	local qrc="${st[0]}"
+	B_ELAPSED=$((SECONDS - t0))
 	if [ ! -f "$logf" ]; then
 		echo "run.sh: $RUN disappeared during the run (someone removed it?)" >&2
-		SUMMARIES+=("VM ($mode, kernel $KVER): no result: run directory removed")
+		B_SUMMARY="VM ($mode, kernel $KVER): no result: run directory removed"
 		return 3
 	fi
 	tr -d '\r' <"$logf" >"$logf.clean"
-	local sentinel
+	local sentinel reboot
 	sentinel="$(grep -a '^THINCTL-VM-EXIT=' "$logf.clean" | tail -1 | cut -d= -f2)"
+	reboot="$(grep -a '^THINCTL-VM-REBOOT=' "$logf.clean" | tail -1 | cut -d= -f2)"
 	if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
 		echo "run.sh: KILLED the $mode guest after ${TIMEOUT_S}s (--timeout $TIMEOUT): it did not power off in time (hung test or guest)" >&2
 		local last
 		last="$(grep -a -E '^=== RUN (binary|  )' "$logf.clean" | tail -2 | sed 's/^=== RUN *//' | tr '\n' ' ')"
 		[ -z "$last" ] || echo "run.sh: last started: $last" >&2
 		rc=124
+	elif [ -n "$reboot" ] && [ -z "$sentinel" ]; then
+		# The guest cut its own power (sysrq b; -no-reboot makes qemu exit).
+		B_REBOOT=1
+		rc="$reboot"
 	elif [ -z "$sentinel" ]; then
 		echo "run.sh: the $mode guest stopped without reporting a result (qemu exit $qrc; init crashed or kernel panicked?)" >&2
 		rc=3
@@ -448,8 +501,6 @@ boot() {
 	counts="$(grep -a '^THINCTL-VM-COUNTS=' "$logf.clean" | tail -1 | cut -d= -f2)"
 	if [ -z "$summary" ]; then
 		# The guest never got to its summary: count what the console shows.
-		# shellcheck source=guest/lib.sh
-		. "$HERE/guest/lib.sh"
 		counts="$(count_results "$logf.clean")"
 		local p f s
 		read -r p f s <<<"$counts"
@@ -457,16 +508,60 @@ boot() {
 		counts="$p $f $s"
 		summary="$(summary_line "$mode" "$KVER" "$p" "$f" "$s") (incomplete: exit $rc)"
 	fi
-	SUMMARIES+=("$summary (boot+run ${elapsed}s)")
-	if [ -n "$counts" ]; then
-		local p f s
-		read -r p f s <<<"$counts"
-		TOTAL_P=$((TOTAL_P + p)) TOTAL_F=$((TOTAL_F + f)) TOTAL_S=$((TOTAL_S + s))
-	fi
+	B_SUMMARY="$summary" B_COUNTS="$counts"
 	return "$rc"
 }
 
+# boot MODE boots the guest for MODE; with --max-boots N, again (on the same
+# state disk) each time the guest cut its power and asked for another boot,
+# at most N times. It adds one line to SUMMARIES and the counts to the totals.
+boot() {
+	local mode="$1" k=1 rc=0 final=0 state="" t0=$SECONDS
+	local p=0 f=0 s=0 bp bf bs
+	if [ -n "$STATE_DISK" ]; then
+		state="$STATE_DISK"
+	elif [ "$MAX_BOOTS" -gt 1 ]; then
+		state="$RUN/state-$mode.img"
+		rm -f "$state"
+	fi
+	[ -z "$state" ] || [ -e "$state" ] || truncate -s 2G "$state"
+	while :; do
+		rc=0
+		boot_once "$mode" "$k" "$state" || rc=$?
+		if [ "$rc" = 3 ] && { [ -n "$state" ] || [ "$MAX_BOOTS" -gt 1 ]; } && ! grep -q -a '^=== thinctl VM: ' "$B_LOG.clean"; then
+			# The kernel died before init ran: nothing touched the state
+			# disk, so the boot can be tried once more.
+			echo "run.sh: boot $k ($mode) never reached init; trying it once more" >&2
+			rc=0
+			boot_once "$mode" "$k" "$state" || rc=$?
+		fi
+		[ "$rc" = 0 ] || final="$rc"
+		if [ -n "$B_COUNTS" ]; then
+			read -r bp bf bs <<<"$B_COUNTS"
+			p=$((p + bp)) f=$((f + bf)) s=$((s + bs))
+		fi
+		[ "$B_REBOOT" = 1 ] || break
+		if [ "$k" -ge "$MAX_BOOTS" ]; then
+			echo "run.sh: the $mode guest cut its power and asked for boot $((k + 1)), but --max-boots is $MAX_BOOTS" >&2
+			final=1 f=$((f + 1))
+			break
+		fi
+		echo "run.sh: boot $k ($mode) cut its power (status $rc, ${B_ELAPSED}s): ${B_SUMMARY#VM ($mode, kernel $KVER): }; booting again on the same state disk" >&2
+		k=$((k + 1))
+	done
+	if [ "$k" -eq 1 ]; then
+		SUMMARIES+=("$B_SUMMARY (boot+run ${B_ELAPSED}s)")
+	elif [ -n "$SCRIPT" ]; then
+		SUMMARIES+=("$B_SUMMARY (last of $k boots, boot+run $((SECONDS - t0))s)")
+	else
+		SUMMARIES+=("$(summary_line "$mode" "$KVER" "$p" "$f" "$s") ($k boots, boot+run $((SECONDS - t0))s)")
+	fi
+	TOTAL_P=$((TOTAL_P + p)) TOTAL_F=$((TOTAL_F + f)) TOTAL_S=$((TOTAL_S + s))
+	return "$final"
+}
+
 cleanup() {
+	rm -f "$BUILDROOT/.base.$$.cpio"
 	if [ -n "${RUN:-}" ] && [ -d "$RUN" ]; then
 		if [ "$KEEP" = 1 ]; then
 			rm -f "$RUN"/scratch-*.img
