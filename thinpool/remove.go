@@ -44,15 +44,6 @@ func (p *Pool) Remove(id string) error {
 // device is held open it is marked deleted, its kernel removal deferred,
 // and ErrDeferred names the holders.
 func (p *Pool) removeLocked(d deviceRecord) error {
-	// Mark the record deleted before the first destructive step (the
-	// discard): a crash from here on leaves a record that GC or the next
-	// Open finishes, never a live record whose blocks are gone.
-	if !d.Deleted {
-		if err := p.markDeleted(d.ID); err != nil {
-			return err
-		}
-		d.Deleted = true
-	}
 	name := thinName(p.cfg.Key, d.DeviceID)
 	mp := p.MountPath(d.ID)
 	info, ierr := p.dm.Info(name)
@@ -61,6 +52,17 @@ func (p *Pool) removeLocked(d deviceRecord) error {
 	}
 	active := ierr == nil
 	if !p.cfg.NoDiscard && !(active && info.DeferredRemove) {
+		// Mark the record deleted before the discard, the one destructive
+		// step before the delete transaction: a crash from here on leaves
+		// a record that GC or the next Open finishes, never a live record
+		// whose blocks are gone. (Without discards nothing is lost before
+		// the transaction, which recovers by itself.)
+		if !d.Deleted {
+			if err := p.markDeleted(d.ID); err != nil {
+				return err
+			}
+			d.Deleted = true
+		}
 		path, err := p.activateThin(d.DeviceID, d.Size)
 		if err != nil {
 			return err

@@ -47,7 +47,7 @@ var Points = []Point{
 	{ActivateAfterLoad, "activate: the device-mapper device is created with its table loaded, not resumed"},
 	{MountAfterMount, "mount: the filesystem is mounted, the caller not told"},
 	{RemoveAfterUnmnt, "remove: the device is unmounted, still active"},
-	{RemoveAfterDeact, "remove: the record is marked deleted, the blocks discarded and the device deactivated; the thin device is not deleted"},
+	{RemoveAfterDeact, "remove: the device is deactivated (with discards on: the record marked deleted and the blocks discarded first); the thin device is not deleted"},
 	{RemoveAfterMark, "remove: the record is marked deleted, the thin device not deleted"},
 	{GrowAfterFiles, "pool grow: the backing files are larger, the loop devices and pool not"},
 	{GrowAfterReload, "pool grow: the pool table is reloaded at the new size, pool.json not saved"},
