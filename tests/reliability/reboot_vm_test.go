@@ -257,6 +257,10 @@ func cutNext(t *testing.T, r *rig, ph *rebootPhase, steps []crashStep, boot int)
 		cmd, _, err := freezeAt(t, r, c)
 		if err != nil {
 			t.Errorf("%s: the failpoint was not reached: %v", stepKey(c), err)
+			if c.afterCrash != nil {
+				c.afterCrash() // e.g. end the process that holds a device
+				r.run("gc")    // and finish a deletion that waited for it
+			}
 			ph.Rows = append(ph.Rows, rebootRow{Step: ph.Next, Outcome: "not reached",
 				Seconds: time.Since(ph.StepStart).Seconds()})
 			ph.CutBoot = 0
