@@ -254,9 +254,11 @@ func cutNext(t *testing.T, r *rig, ph *rebootPhase, steps []crashStep, boot int)
 		// starts: no fsync of the state filesystem happens after the freeze.
 		ph.CutBoot = boot
 		savePhase(t, ph)
+		before, _ := exec.Command("dmsetup", "info", "-c").CombinedOutput()
 		cmd, _, err := freezeAt(t, r, c)
 		if err != nil {
-			t.Errorf("%s: the failpoint was not reached: %v", stepKey(c), err)
+			after, _ := exec.Command("dmsetup", "info", "-c").CombinedOutput()
+			t.Errorf("%s: the failpoint was not reached: %v\ndevice-mapper devices before the command:\n%s\nafter it:\n%s", stepKey(c), err, before, after)
 			if c.afterCrash != nil {
 				c.afterCrash() // e.g. end the process that holds a device
 				r.run("gc")    // and finish a deletion that waited for it
