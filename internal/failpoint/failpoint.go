@@ -2,6 +2,7 @@ package failpoint
 
 import (
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -179,7 +180,20 @@ func fire(cfg map[string]*armed, name string) error {
 	case Sleep:
 		time.Sleep(a.Delay)
 	case Stop:
-		_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+		stopThisThread()
 	}
 	return nil
+}
+
+// stopThisThread stops the process from the thread that reached the point.
+// A process-directed SIGSTOP (kill) is taken by whichever thread the kernel
+// picks, and the thread at the point runs on until the group stop reaches
+// it: the command could finish, or pass further steps, first. A
+// thread-directed one (tgkill) to this very thread stops it before tgkill
+// returns; the goroutine is locked to its thread so that the thread id
+// stays its own.
+func stopThisThread() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	_ = syscall.Tgkill(os.Getpid(), syscall.Gettid(), syscall.SIGSTOP)
 }
