@@ -486,6 +486,23 @@ func TestHandlesSeeEachOthersChanges(t *testing.T) {
 	must(t, q.Remove("child"))
 	must(t, q.Remove("sibling"))
 	must(t, p.Remove("parent"))
+
+	// A removal one handle had to defer is finished by the other's GC.
+	must(t, p.Create("held", "", CreateOptions{}))
+	path, err := q.Activate("held")
+	must(t, err)
+	f, err := os.Open(path)
+	must(t, err)
+	if err := q.Remove("held"); !isErr(err, ErrDeferred) {
+		f.Close()
+		t.Fatalf("Remove of an open device = %v, want ErrDeferred", err)
+	}
+	f.Close()
+	removed, err := p.GC()
+	must(t, err)
+	if fmt.Sprint(removed) != "[held]" {
+		t.Fatalf("GC through the other handle removed %v, want [held]", removed)
+	}
 }
 
 // The kernel commits the pool's metadata after each message it accepts;

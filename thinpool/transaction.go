@@ -204,21 +204,20 @@ func (p *Pool) recoverTx(t txRecord) error {
 	action := decideTx(t, recorded)
 	if action != txKeep {
 		_, err := p.dm.Message(p.cfg.PoolName, 0, opDelete+" "+strconv.FormatUint(uint64(t.DeviceID), 10))
-		if err != nil && !errors.Is(err, dm.ErrNoData) {
-			if action == txFinish && recorded == t.DeviceID && errors.Is(err, dm.ErrBusy) {
-				// Still open somewhere: leave it to deferred deletion.
-				if err := p.markDeleted(t.ID); err != nil {
+		switch {
+		case err == nil || errors.Is(err, dm.ErrNoData):
+			if action == txFinish && recorded == t.DeviceID {
+				if err := p.reg.removeDevice(t.ID); err != nil {
 					return err
 				}
-				p.changed()
-				return p.reg.clearTx()
 			}
-			return errors.Wrapf(err, "%s the interrupted %s of thin device id %d (%s)", action, t.Op, t.DeviceID, p.reg.txPath())
-		}
-		if action == txFinish && recorded == t.DeviceID {
-			if err := p.reg.removeDevice(t.ID); err != nil {
+		case action == txFinish && recorded == t.DeviceID && errors.Is(err, dm.ErrBusy):
+			// Still open somewhere: leave it to deferred deletion.
+			if err := p.markDeleted(t.ID); err != nil {
 				return err
 			}
+		default:
+			return errors.Wrapf(err, "%s the interrupted %s of thin device id %d (%s)", action, t.Op, t.DeviceID, p.reg.txPath())
 		}
 	}
 	p.changed()
@@ -228,20 +227,24 @@ func (p *Pool) recoverTx(t txRecord) error {
 	return p.reg.clearTx()
 }
 
-// markDeleted flags a device record as pending deletion.
+// markDeleted flags a device record as pending deletion. The index keeps
+// the set of such records (GC walks it), so other processes are told
+// through the change counter.
 func (p *Pool) markDeleted(id string) error {
 	d, err := p.reg.loadDevice(id)
 	if err != nil {
 		return err
 	}
-	if !d.Deleted {
-		d.Deleted = true
-		if err := p.reg.saveDevice(d); err != nil {
-			return err
-		}
+	if d.Deleted {
+		return nil
+	}
+	d.Deleted = true
+	if err := p.reg.saveDevice(d); err != nil {
+		return err
 	}
 	if p.idx != nil && p.idx.deleted != nil {
 		p.idx.deleted[id] = true
 	}
+	p.changed()
 	return nil
 }
