@@ -5,6 +5,8 @@ package dm
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -102,5 +104,47 @@ func TestThinPoolMessageErrorsMapToSentinels(t *testing.T) {
 			continue
 		}
 		t.Logf("message %q: %v", tc.msg, err)
+	}
+}
+
+// A thin-pool commits its metadata before every status report unless
+// DM_NOFLUSH_FLAG is set; a commit flushes the metadata device, whose
+// block-layer flush count (field 16 of its stat file) shows it.
+func TestStatusWithNoFlushLeavesAThinPoolUncommitted(t *testing.T) {
+	c := vmClient(t)
+	pool, table := thinPool(t, c, 32<<20, 16)
+	statPath := "/sys/dev/block/" + strings.Fields(table.Params)[0] + "/stat"
+	flushes := func() int64 {
+		t.Helper()
+		b, err := os.ReadFile(statPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 17 {
+			t.Skipf("%s has no flush fields (%d fields)", statPath, len(f))
+		}
+		n, err := strconv.ParseInt(f[15], 10, 64)
+		if err != nil {
+			t.Fatalf("%s: flush field %q", statPath, f[15])
+		}
+		return n
+	}
+	const reads = 5
+	status := func(opts StatusOptions) int64 {
+		t.Helper()
+		before := flushes()
+		for range reads {
+			if _, err := c.Status(pool, opts); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return flushes() - before
+	}
+	if n := status(StatusOptions{NoFlush: true}); n != 0 {
+		t.Errorf("%d status reads with NoFlush flushed the metadata device %d times, want 0", reads, n)
+	}
+	if n := status(StatusOptions{}); n < reads {
+		t.Errorf("%d status reads without NoFlush flushed the metadata device %d times, want a commit (a flush) each", reads, n)
 	}
 }
