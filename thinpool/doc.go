@@ -29,16 +29,15 @@
 // Every create_thin, create_snap and delete message runs in a transaction
 // (transaction.json is written before the message and removed once the
 // registry matches it; the kernel commits the pool's metadata after each
-// message), so Open can keep, undo or finish an interrupted one; it also resumes devices a crash left
-// suspended mid-snapshot and removes the empty mount points a reboot
-// leaves behind (tests/reliability crashes thinctl at every
-// internal/failpoint marker to check this).
-// Busy devices are removed lazily: the
-// kernel removes the mapping on last close (deferred remove) and the
-// registry record stays marked deleted until GC or the next Open deletes
-// the thin device. A full pool fails writes at once (error_if_no_space)
-// and Create refuses to add devices when free space falls under
-// Options.MinFreeSpace.
+// message), so Open can keep, undo or finish an interrupted one. Open also
+// resumes devices a crash left suspended mid-snapshot and removes the
+// empty mount points a reboot leaves behind (tests/reliability crashes
+// thinctl at every internal/failpoint marker to check this). Busy devices
+// are removed lazily: the kernel removes the mapping on last close
+// (deferred remove) and the registry record stays marked deleted until GC
+// or the next Open deletes the thin device. A full pool fails writes at
+// once (error_if_no_space) and Create refuses to add devices when free
+// space falls under Options.MinFreeSpace.
 //
 // The package also provides the "devicemapper" backend of the driver
 // package (Backend, Driver), registered on import.

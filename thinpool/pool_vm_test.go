@@ -47,6 +47,15 @@ func TestInitMakesThePoolDockerDid(t *testing.T) {
 	if _, err := Init(root, smallOptions()); !isErr(err, ErrAlreadyInit) {
 		t.Fatalf("second Init = %v, want ErrAlreadyInit", err)
 	}
+	// Remove (with its discard) and Grow report their steps too.
+	steps = nil
+	must(t, p.Create("x", "", CreateOptions{}))
+	must(t, p.Remove("x"))
+	must(t, p.Grow(GrowOptions{DataSize: 2 * GiB}))
+	if got, want := fmt.Sprintf("%q", steps), `["discarding the blocks of \"x\"" "deleting \"x\" from the pool" `+
+		`"growing the data and metadata files" "reloading the thin pool at its new size"]`; got != want {
+		t.Errorf("Remove and Grow reported %s, want %s", got, want)
+	}
 	// Two roots on one host get different pools.
 	p2, _ := newVMPool(t, smallOptions())
 	if p2.Name() == name {
