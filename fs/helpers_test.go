@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/thinctl/thinctl/internal/testenv"
 )
 
 // These helpers attach loop devices with raw ioctls so that the tests depend
@@ -75,7 +77,7 @@ func attachLoop(t testing.TB, file string) *testLoop {
 		copy(info.File_name[:], file)
 		_ = unix.IoctlLoopSetStatus64(lfd, &info)
 		l := &testLoop{Path: path, Dev: unix.Mkdev(7, uint32(n)), fd: lfd}
-		settleUdev(t)
+		testenv.SettleUdev(t)
 		t.Cleanup(func() {
 			_ = unix.IoctlSetInt(l.fd, unix.LOOP_CLR_FD, 0)
 			unix.Close(l.fd)
@@ -220,17 +222,4 @@ func copySparse(t testing.TB, file string) string {
 		t.Fatal(err)
 	}
 	return dst
-}
-
-// settleUdev waits for udev (when it runs) to finish the events a new
-// device raised: its workers open the device briefly to probe it, and a
-// test that counts the device's holders must not see them.
-func settleUdev(t testing.TB) {
-	t.Helper()
-	if _, err := os.Stat("/run/udev/control"); err != nil {
-		return
-	}
-	if out, err := exec.Command("udevadm", "settle", "--timeout=30").CombinedOutput(); err != nil {
-		t.Logf("udevadm settle: %v: %s", err, out)
-	}
 }

@@ -64,3 +64,17 @@ func containsWord(s, w string) bool {
 	}
 	return false
 }
+
+// SettleUdev waits for udev (when it runs) to finish the events queued so
+// far: its workers open new and changed devices briefly to probe them, and
+// a test that compares a device's open count or counts its holders must
+// not see them.
+func SettleUdev(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat("/run/udev/control"); err != nil {
+		return
+	}
+	if out, err := exec.Command("udevadm", "settle", "--timeout=30").CombinedOutput(); err != nil {
+		t.Logf("udevadm settle: %v: %s", err, out)
+	}
+}
