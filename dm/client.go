@@ -53,6 +53,7 @@ type Client struct {
 	noArmPoll     bool          // tests: force WaitEvent's polling fallback
 
 	logger atomic.Pointer[func(format string, args ...any)]
+	shared bool // the Default client: Close leaves it open
 }
 
 var (
@@ -60,9 +61,35 @@ var (
 	defaultClient *Client
 )
 
-// Default returns the process-wide Client, opening the control node (and
-// creating /dev/mapper/control when it is missing) on first use. A failed
-// first use is retried on the next call.
+// Options configures a Client made by Open. The zero value is what Default
+// uses: no logging, DefaultUdevTimeout.
+type Options struct {
+	// Logger, when set, receives one line per kernel operation (operation,
+	// device, result, duration), e.g. for a --debug flag.
+	Logger func(format string, args ...any)
+	// UdevTimeout bounds how long Resume, Remove and Rename wait for udev
+	// to make or drop a /dev/mapper node; 0 means DefaultUdevTimeout. A
+	// caller's context can end the wait sooner.
+	UdevTimeout time.Duration
+}
+
+// Open returns a new, independent Client on /dev/mapper/control (creating
+// the node when it is missing): its logger and udev timeout are its own, and
+// closing it affects no other Client. Close it when done.
+func Open(opts Options) (*Client, error) {
+	c, err := open(controlNode)
+	if err != nil {
+		return nil, err
+	}
+	c.SetLogger(opts.Logger)
+	c.SetUdevTimeout(opts.UdevTimeout)
+	return c, nil
+}
+
+// Default returns a Client shared by every caller in the process that has
+// no Client of its own, opening it on first use (a failed first use is
+// retried on the next call). Its Close does nothing; a program that wants a
+// logger or a udev timeout of its own uses Open instead of changing it.
 func Default() (*Client, error) {
 	defaultMu.Lock()
 	defer defaultMu.Unlock()
@@ -73,6 +100,7 @@ func Default() (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.shared = true
 	defaultClient = c
 	return c, nil
 }
@@ -130,14 +158,12 @@ func controlError(path string, err error) error {
 	return errors.Wrapf(err, "dm: open %s", path)
 }
 
-// Close releases the control fd. Later calls on c fail; when c is the
-// Default client, the next Default call opens a fresh one.
+// Close releases a Client made by Open; later calls on it fail. Close of the
+// Default client does nothing, so that one user cannot break the others.
 func (c *Client) Close() error {
-	defaultMu.Lock()
-	if defaultClient == c {
-		defaultClient = nil
+	if c.shared {
+		return nil
 	}
-	defaultMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fd < 0 {
@@ -150,7 +176,8 @@ func (c *Client) Close() error {
 
 // SetLogger installs a function that receives one line per kernel operation
 // (operation, device, result, duration), e.g. for a --debug flag. nil, the
-// default, disables logging.
+// default, disables logging. It changes this Client only; on the Default
+// client that is every user's, so prefer Open with Options.Logger.
 func (c *Client) SetLogger(logf func(format string, args ...any)) {
 	if logf == nil {
 		c.logger.Store(nil)
@@ -170,8 +197,8 @@ func (c *Client) logf(format string, args ...any) {
 // bound is generous for event storms at boot and for emulated machines.
 const DefaultUdevTimeout = 30 * time.Second
 
-// SetUdevTimeout changes how long the client waits for udev's nodes (d <= 0
-// restores DefaultUdevTimeout).
+// SetUdevTimeout changes how long this Client waits for udev's nodes (d <= 0
+// restores DefaultUdevTimeout); prefer Open with Options.UdevTimeout.
 func (c *Client) SetUdevTimeout(d time.Duration) {
 	if d <= 0 {
 		d = DefaultUdevTimeout

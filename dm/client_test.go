@@ -1,6 +1,7 @@
 package dm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -253,10 +254,10 @@ func TestBadNamesNeverReachTheKernel(t *testing.T) {
 		func() error { _, err := c.Create(long, CreateOptions{}); return err },
 		func() error { _, err := c.Create("ok", CreateOptions{UUID: strings.Repeat("u", 129)}); return err },
 		func() error { return c.LoadTable("a/b", []Target{{0, 8, "zero", ""}}, LoadOptions{}) },
-		func() error { return c.Resume("control") },
+		func() error { return c.Resume(context.Background(), "control") },
 		func() error { return c.Suspend(".", SuspendOptions{}) },
-		func() error { return c.Remove("..", RemoveOptions{}) },
-		func() error { return c.Rename("ok", "") },
+		func() error { return c.Remove(context.Background(), "..", RemoveOptions{}) },
+		func() error { return c.Rename(context.Background(), "ok", "") },
 		func() error { _, err := c.Info(""); return err },
 		func() error { _, err := c.Table(long, TableOptions{}); return err },
 		func() error { _, err := c.Message("a\x00b", 0, "x"); return err },
@@ -295,12 +296,12 @@ func TestRemoveRetriesABusyDeviceThenGivesUp(t *testing.T) {
 	k := &fakeKernel{}
 	c := fakeClient(t, k)
 	k.errs[unix.DM_DEV_REMOVE] = []error{unix.EBUSY, unix.EBUSY, nil}
-	if err := c.Remove("d", RemoveOptions{}); err != nil {
+	if err := c.Remove(context.Background(), "d", RemoveOptions{}); err != nil {
 		t.Fatalf("Remove after two EBUSY = %v", err)
 	}
 	k.calls = nil
 	k.errs[unix.DM_DEV_REMOVE] = []error{unix.EBUSY, unix.EBUSY, unix.EBUSY, unix.EBUSY, unix.EBUSY, unix.EBUSY}
-	err := c.Remove("d", RemoveOptions{})
+	err := c.Remove(context.Background(), "d", RemoveOptions{})
 	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "5 tries") {
 		t.Fatalf("Remove = %v, want ErrBusy after 5 tries", err)
 	}
@@ -309,7 +310,7 @@ func TestRemoveRetriesABusyDeviceThenGivesUp(t *testing.T) {
 	}
 	k.calls = nil
 	k.errs[unix.DM_DEV_REMOVE] = []error{unix.EBUSY, unix.EBUSY}
-	if err := c.Remove("d", RemoveOptions{Retries: -1}); !errors.Is(err, ErrBusy) || len(k.calls) != 1 {
+	if err := c.Remove(context.Background(), "d", RemoveOptions{Retries: -1}); !errors.Is(err, ErrBusy) || len(k.calls) != 1 {
 		t.Fatalf("Remove without retries = %v after %d calls", err, len(k.calls))
 	}
 }
@@ -317,7 +318,7 @@ func TestRemoveRetriesABusyDeviceThenGivesUp(t *testing.T) {
 func TestDeferredRemoveNeedsAKernelThatHasIt(t *testing.T) {
 	k := &fakeKernel{minor: 26}
 	c := fakeClient(t, k)
-	if err := c.Remove("d", RemoveOptions{Deferred: true}); !errors.Is(err, ErrNotSupported) {
+	if err := c.Remove(context.Background(), "d", RemoveOptions{Deferred: true}); !errors.Is(err, ErrNotSupported) {
 		t.Fatalf("deferred Remove on 4.26 = %v", err)
 	}
 	if err := c.CancelDeferredRemove("d"); !errors.Is(err, ErrNotSupported) {
@@ -326,7 +327,7 @@ func TestDeferredRemoveNeedsAKernelThatHasIt(t *testing.T) {
 	k.minor = 47
 	c = fakeClient(t, k)
 	k.handle = func(cmd uint, h header, buf []byte) error { return nil } // the kernel echoes the flag: still pending
-	if err := c.Remove("d", RemoveOptions{Deferred: true}); err != nil {
+	if err := c.Remove(context.Background(), "d", RemoveOptions{Deferred: true}); err != nil {
 		t.Fatal(err)
 	}
 	if got := k.calls[len(k.calls)-1].hdr.Flags; got&unix.DM_DEFERRED_REMOVE == 0 {
@@ -355,18 +356,18 @@ func TestWithoutUdevCreateRemoveAndRenameManageTheNode(t *testing.T) {
 	if err := os.Remove(filepath.Join(c.devDir, "vol")); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Resume("vol"); err != nil {
+	if err := c.Resume(context.Background(), "vol"); err != nil {
 		t.Fatal(err)
 	}
 	wantBlockNode(t, filepath.Join(c.devDir, "vol"), dev) // Resume repairs a missing node
-	if err := c.Rename("vol", "vol2"); err != nil {
+	if err := c.Rename(context.Background(), "vol", "vol2"); err != nil {
 		t.Fatal(err)
 	}
 	wantBlockNode(t, filepath.Join(c.devDir, "vol2"), dev)
 	if _, err := os.Lstat(filepath.Join(c.devDir, "vol")); !os.IsNotExist(err) {
 		t.Fatalf("old node still there: %v", err)
 	}
-	if err := c.Remove("vol2", RemoveOptions{}); err != nil {
+	if err := c.Remove(context.Background(), "vol2", RemoveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(filepath.Join(c.devDir, "vol2")); !os.IsNotExist(err) {
@@ -401,7 +402,7 @@ func TestWithUdevTheClientSendsACookieAndWaitsForUdevsNode(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		_ = unix.Mknod(filepath.Join(c.devDir, "u"), unix.S_IFBLK|0o600, int(dev))
 	}()
-	if err := c.Resume("u"); err != nil {
+	if err := c.Resume(context.Background(), "u"); err != nil {
 		t.Fatal(err)
 	}
 	resume := k.calls[len(k.calls)-1].hdr
@@ -412,12 +413,12 @@ func TestWithUdevTheClientSendsACookieAndWaitsForUdevsNode(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		_ = os.Remove(filepath.Join(c.devDir, "u"))
 	}()
-	if err := c.Remove("u", RemoveOptions{}); err != nil {
+	if err := c.Remove(context.Background(), "u", RemoveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
 	c.SetUdevTimeout(30 * time.Millisecond)
-	err := c.Resume("u")
+	err := c.Resume(context.Background(), "u")
 	if err == nil || !strings.Contains(err.Error(), "udev did not create") {
 		t.Fatalf("Resume without udev's node = %v, want a timeout naming udev", err)
 	}

@@ -1,7 +1,9 @@
 package dm
 
 import (
-	"time"
+	"context"
+
+	"github.com/thinctl/thinctl/internal/wait"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
@@ -39,8 +41,9 @@ func (c *Client) Create(name string, opts CreateOptions) (Info, error) {
 
 // Resume makes the inactive table live (or resumes a suspended device). When
 // it returns, /dev/mapper/<name> exists: made (or repaired) here without
-// udev, or made by udev, which Resume waits for (bounded).
-func (c *Client) Resume(name string) error {
+// udev, or made by udev, which Resume waits for (bounded, and until ctx
+// ends: the device is resumed either way, only the wait is cut short).
+func (c *Client) Resume(ctx context.Context, name string) error {
 	udev := c.udevRunning()
 	rep, err := c.run("resume", unix.DM_DEV_SUSPEND, request{dev: byName(name), eventNr: cookie(udev)})
 	if err != nil {
@@ -50,7 +53,7 @@ func (c *Client) Resume(name string) error {
 		return c.makeNode(name, rep.hdr.Dev)
 	}
 	if rep.hdr.Flags&unix.DM_UEVENT_GENERATED_FLAG != 0 && rep.hdr.Flags&unix.DM_ACTIVE_PRESENT_FLAG != 0 {
-		return c.waitNode(name, rep.hdr.Dev, true)
+		return c.waitNode(ctx, name, rep.hdr.Dev, true)
 	}
 	return nil
 }
@@ -75,7 +78,10 @@ func (c *Client) Suspend(name string, opts SuspendOptions) error {
 // close and Remove succeeds at once; its node then stays until the kernel
 // removes the device. Without udev nothing deletes that node afterwards:
 // the next Create or Remove of the name replaces or deletes the stale node.
-func (c *Client) Remove(name string, opts RemoveOptions) error {
+//
+// ctx ends the EBUSY retries and the wait for udev early; a device the
+// kernel already removed stays removed.
+func (c *Client) Remove(ctx context.Context, name string, opts RemoveOptions) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
@@ -101,7 +107,9 @@ func (c *Client) Remove(name string, opts RemoveOptions) error {
 		}
 		if errors.Is(err, ErrBusy) {
 			if attempt < retries {
-				time.Sleep(sleep)
+				if cerr := wait.Sleep(ctx, sleep); cerr != nil {
+					return errors.Wrapf(cerr, "dm: remove %s: busy, retries cut short", name)
+				}
 				sleep *= 2
 				continue
 			}
@@ -121,7 +129,7 @@ func (c *Client) Remove(name string, opts RemoveOptions) error {
 		return c.unlinkNode(name)
 	}
 	if rep.hdr.Flags&unix.DM_UEVENT_GENERATED_FLAG != 0 {
-		return c.waitNode(name, 0, false)
+		return c.waitNode(ctx, name, 0, false)
 	}
 	return nil
 }
@@ -137,8 +145,8 @@ func (c *Client) CancelDeferredRemove(name string) error {
 
 // Rename renames the device and moves its node: renamed here without udev,
 // or waited for (bounded) until udev has made the new name and dropped the
-// old one.
-func (c *Client) Rename(name, newName string) error {
+// old one. ctx ends that wait early (the rename itself is done).
+func (c *Client) Rename(ctx context.Context, name, newName string) error {
 	if err := ValidateName(newName); err != nil {
 		return err
 	}
@@ -161,10 +169,10 @@ func (c *Client) Rename(name, newName string) error {
 	if rep.hdr.Flags&unix.DM_UEVENT_GENERATED_FLAG == 0 {
 		return nil
 	}
-	if err := c.waitNode(newName, dev, true); err != nil {
+	if err := c.waitNode(ctx, newName, dev, true); err != nil {
 		return err
 	}
-	return c.waitNode(name, 0, false)
+	return c.waitNode(ctx, name, 0, false)
 }
 
 // Info returns the device's state; ErrNotFound when it does not exist.

@@ -5,21 +5,23 @@ import (
 	"syscall"
 
 	"github.com/pkg/errors"
+	"github.com/thinctl/thinctl/errdefs"
 	"golang.org/x/sys/unix"
 )
 
 // Sentinel errors. Every error returned by this package wraps exactly one of
-// them where the kernel's errno maps to one; test with errors.Is.
+// them where the kernel's errno maps to one; test with errors.Is. Each also
+// matches its errdefs class (ErrBusy matches errdefs.ErrBusy, ...).
 var (
-	ErrNotFound        = errors.New("no such device")                     // ENXIO/ENODEV/ENOENT from the kernel
-	ErrBusy            = errors.New("device or resource busy")            // EBUSY
-	ErrExists          = errors.New("already exists")                     // EEXIST
-	ErrNoData          = errors.New("no data")                            // ENODATA (thin: delete of a missing id)
-	ErrPermission      = errors.New("permission denied")                  // EPERM/EACCES
-	ErrNotSupported    = errors.New("not supported by this kernel")       // ENOTTY/EOPNOTSUPP, missing control node or target
-	ErrInvalidTable    = errors.New("kernel rejected the table")          // EINVAL (or ENODEV/ENOENT for a missing component) on TABLE_LOAD
-	ErrInvalidName     = errors.New("invalid device-mapper name or uuid") // rejected before any ioctl
-	ErrInvalidArgument = errors.New("invalid argument")                   // other EINVAL
+	ErrNotFound        = errdefs.New("no such device", errdefs.ErrNotFound)                            // ENXIO/ENODEV/ENOENT from the kernel
+	ErrBusy            = errdefs.New("device or resource busy", errdefs.ErrBusy)                       // EBUSY
+	ErrExists          = errdefs.New("already exists", errdefs.ErrExists)                              // EEXIST
+	ErrNoData          = errdefs.New("no data", nil)                                                   // ENODATA (thin: delete of a missing id)
+	ErrPermission      = errdefs.New("permission denied", nil)                                         // EPERM/EACCES
+	ErrNotSupported    = errdefs.New("not supported by this kernel", errdefs.ErrNotSupported)          // ENOTTY/EOPNOTSUPP, missing control node or target
+	ErrInvalidTable    = errdefs.New("kernel rejected the table", errdefs.ErrInvalidArgument)          // EINVAL (or ENODEV/ENOENT for a missing component) on TABLE_LOAD
+	ErrInvalidName     = errdefs.New("invalid device-mapper name or uuid", errdefs.ErrInvalidArgument) // rejected before any ioctl
+	ErrInvalidArgument = errdefs.New("invalid argument", errdefs.ErrInvalidArgument)                   // other EINVAL
 )
 
 // Error is the error of one failed kernel operation. errors.Is matches both

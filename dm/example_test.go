@@ -1,6 +1,7 @@
 package dm_test
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/thinctl/thinctl/dm"
@@ -17,13 +18,13 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	defer c.Remove("example-zero", dm.RemoveOptions{})
+	defer c.Remove(context.Background(), "example-zero", dm.RemoveOptions{})
 	table := []dm.Target{{Start: 0, Length: 2 << 20, Type: "zero"}}
 	if err := c.LoadTable("example-zero", table, dm.LoadOptions{}); err != nil {
 		fmt.Println(err)
 		return
 	}
-	if err := c.Resume("example-zero"); err != nil {
+	if err := c.Resume(context.Background(), "example-zero"); err != nil {
 		fmt.Println(err)
 		return
 	}

@@ -3,6 +3,7 @@
 package dm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -40,7 +41,7 @@ func devName(t *testing.T) string {
 // a device that is already gone is fine.
 func removeOnCleanup(t *testing.T, c *Client, name string) {
 	t.Cleanup(func() {
-		err := c.Remove(name, RemoveOptions{Retries: 8})
+		err := c.Remove(context.Background(), name, RemoveOptions{Retries: 8})
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			t.Errorf("cleanup: %v", err)
 		}
@@ -57,7 +58,7 @@ func activate(t *testing.T, c *Client, name string, targets []Target, opts LoadO
 	if err := c.LoadTable(name, targets, opts); err != nil {
 		t.Fatalf("LoadTable %s: %v", name, err)
 	}
-	if err := c.Resume(name); err != nil {
+	if err := c.Resume(context.Background(), name); err != nil {
 		t.Fatalf("Resume %s: %v", name, err)
 	}
 	info, err := c.Info(name)
@@ -163,12 +164,12 @@ func lineOf(text, prefix string) string {
 func loopDevice(t *testing.T, size int64) loopback.Info {
 	t.Helper()
 	f := testenv.SparseFile(t, "backing", size)
-	info, err := loopback.Attach(f, loopback.Options{})
+	info, err := loopback.Attach(context.Background(), f, loopback.Options{})
 	if err != nil {
 		t.Fatalf("attach %s: %v", f, err)
 	}
 	t.Cleanup(func() {
-		if err := loopback.Detach(info.Path); err != nil {
+		if err := loopback.Detach(context.Background(), info.Path); err != nil {
 			t.Errorf("detach %s: %v", info.Path, err)
 		}
 	})

@@ -4,6 +4,7 @@ package dm
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -71,7 +72,7 @@ func TestAZeroDeviceGoesThroughCreateLoadResumeSuspendAndRemove(t *testing.T) {
 	if err != nil || formatTable(inactive) != formatTable(table) {
 		t.Fatalf("inactive Table = %v, %v; want %v", inactive, err, table)
 	}
-	if err := c.Resume(name); err != nil {
+	if err := c.Resume(context.Background(), name); err != nil {
 		t.Fatal(err)
 	}
 	wantNode(t, name, created.Dev)
@@ -104,7 +105,7 @@ func TestAZeroDeviceGoesThroughCreateLoadResumeSuspendAndRemove(t *testing.T) {
 	if info = wantInfoMatchesDmsetup(t, c, name); !info.Suspended {
 		t.Fatalf("after Suspend Info = %+v", info)
 	}
-	if err := c.Resume(name); err != nil {
+	if err := c.Resume(context.Background(), name); err != nil {
 		t.Fatal(err)
 	}
 	if info = wantInfoMatchesDmsetup(t, c, name); info.Suspended {
@@ -119,7 +120,7 @@ func TestAZeroDeviceGoesThroughCreateLoadResumeSuspendAndRemove(t *testing.T) {
 		t.Fatalf("InfoByDev = %+v, %v", byDev, err)
 	}
 
-	if err := c.Remove(name, RemoveOptions{}); err != nil {
+	if err := c.Remove(context.Background(), name, RemoveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	wantNoNode(t, name)
@@ -247,7 +248,7 @@ func TestRenameMovesTheNodeToTheNewName(t *testing.T) {
 	name, newName := devName(t), devName(t)
 	info := activate(t, c, name, []Target{{Start: 0, Length: 2048, Type: "zero"}}, LoadOptions{})
 	removeOnCleanup(t, c, newName)
-	if err := c.Rename(name, newName); err != nil {
+	if err := c.Rename(context.Background(), name, newName); err != nil {
 		t.Fatal(err)
 	}
 	wantNode(t, newName, info.Dev)
@@ -258,7 +259,7 @@ func TestRenameMovesTheNodeToTheNewName(t *testing.T) {
 	if got := wantInfoMatchesDmsetup(t, c, newName); got.Dev != info.Dev || got.UUID != info.UUID {
 		t.Fatalf("renamed device Info = %+v, was %+v", got, info)
 	}
-	if err := c.Rename(newName, "control"); !errors.Is(err, ErrInvalidName) {
+	if err := c.Rename(context.Background(), newName, "control"); !errors.Is(err, ErrInvalidName) {
 		t.Fatalf("Rename to \"control\" = %v, want ErrInvalidName", err)
 	}
 }
@@ -282,7 +283,7 @@ func TestManyGoroutinesShareTheClient(t *testing.T) {
 				errs <- err
 				return
 			}
-			if err := c.Resume(name); err != nil {
+			if err := c.Resume(context.Background(), name); err != nil {
 				errs <- err
 				return
 			}
@@ -290,7 +291,7 @@ func TestManyGoroutinesShareTheClient(t *testing.T) {
 				errs <- err
 				return
 			}
-			errs <- c.Remove(name, RemoveOptions{Retries: 8})
+			errs <- c.Remove(context.Background(), name, RemoveOptions{Retries: 8})
 		}()
 	}
 	wg.Wait()
@@ -321,10 +322,10 @@ func TestMeasureCreateLoadResumeRemove(t *testing.T) {
 		if err := c.LoadTable(name, table, LoadOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Resume(name); err != nil {
+		if err := c.Resume(context.Background(), name); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Remove(name, RemoveOptions{}); err != nil {
+		if err := c.Remove(context.Background(), name, RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

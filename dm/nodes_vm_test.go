@@ -3,6 +3,7 @@
 package dm
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -34,7 +35,7 @@ func TestNodesAreMadeByUsWithoutUdevAndByUdevWithIt(t *testing.T) {
 	} else if st.Mode&unix.S_IFMT != unix.S_IFBLK || st.Mode&0o777 != nodeMode {
 		t.Errorf("without udev %s has mode %o, want a 0600 block node", NodePath(name), st.Mode)
 	}
-	if err := c.Remove(name, RemoveOptions{}); err != nil {
+	if err := c.Remove(context.Background(), name, RemoveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	wantNoNode(t, name)

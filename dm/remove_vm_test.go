@@ -3,6 +3,7 @@
 package dm
 
 import (
+	"context"
 	"errors"
 	"os"
 	"testing"
@@ -22,7 +23,7 @@ func TestRemovingAnOpenDeviceFailsWithErrBusyAfterRetrying(t *testing.T) {
 		t.Fatalf("OpenCount = %d, want 1", info.OpenCount)
 	}
 	start := time.Now()
-	err = c.Remove(name, RemoveOptions{})
+	err = c.Remove(context.Background(), name, RemoveOptions{})
 	took := time.Since(start)
 	if !errors.Is(err, ErrBusy) {
 		t.Fatalf("Remove of an open device = %v, want ErrBusy", err)
@@ -31,7 +32,7 @@ func TestRemovingAnOpenDeviceFailsWithErrBusyAfterRetrying(t *testing.T) {
 		t.Errorf("Remove gave up after %v; the default retries span about a second", took)
 	}
 	t.Logf("busy remove gave up after %v: %v", took, err)
-	if err := c.Remove(name, RemoveOptions{Retries: -1}); !errors.Is(err, ErrBusy) {
+	if err := c.Remove(context.Background(), name, RemoveOptions{Retries: -1}); !errors.Is(err, ErrBusy) {
 		t.Fatalf("Remove without retries = %v, want ErrBusy", err)
 	}
 	wantNode(t, name, mustInfo(t, c, name).Dev)
@@ -47,7 +48,7 @@ func TestADeferredRemoveIsPendingUntilCancelledOrTheLastClose(t *testing.T) {
 	}
 	defer f.Close()
 
-	if err := c.Remove(name, RemoveOptions{Deferred: true}); err != nil {
+	if err := c.Remove(context.Background(), name, RemoveOptions{Deferred: true}); err != nil {
 		t.Fatalf("deferred Remove: %v", err)
 	}
 	if got := mustInfo(t, c, name); !got.DeferredRemove {
@@ -61,7 +62,7 @@ func TestADeferredRemoveIsPendingUntilCancelledOrTheLastClose(t *testing.T) {
 		t.Fatalf("Info after cancel = %+v, want no pending removal", got)
 	}
 
-	if err := c.Remove(name, RemoveOptions{Deferred: true}); err != nil {
+	if err := c.Remove(context.Background(), name, RemoveOptions{Deferred: true}); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -82,7 +83,7 @@ func TestADeferredRemoveIsPendingUntilCancelledOrTheLastClose(t *testing.T) {
 	if _, err := os.Lstat(NodePath(name)); err != nil {
 		t.Fatalf("node after deferred removal: %v (documented to stay)", err)
 	}
-	if err := c.Remove(name, RemoveOptions{}); !errors.Is(err, ErrNotFound) {
+	if err := c.Remove(context.Background(), name, RemoveOptions{}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Remove of the removed device = %v, want ErrNotFound", err)
 	}
 	wantNoNode(t, name)

@@ -1,7 +1,10 @@
 package dm
 
 import (
+	"context"
 	"time"
+
+	"github.com/thinctl/thinctl/internal/wait"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
@@ -49,8 +52,8 @@ func (c *Client) UdevRunning() bool { return c.udevRunning() }
 
 // waitNode waits until devDir/<name> resolves to block device dev (present)
 // or no longer exists (!present), polling with a growing interval up to
-// the udev timeout.
-func (c *Client) waitNode(name string, dev uint64, present bool) error {
+// the udev timeout or until ctx ends.
+func (c *Client) waitNode(ctx context.Context, name string, dev uint64, present bool) error {
 	p := c.nodePath(name)
 	timeout := time.Duration(c.udevTimeout.Load())
 	deadline := time.Now().Add(timeout)
@@ -71,7 +74,12 @@ func (c *Client) waitNode(name string, dev uint64, present bool) error {
 			}
 			return errors.Errorf("dm: device removed, but udev did not remove %s within %s", p, timeout)
 		}
-		time.Sleep(sleep)
+		if err := wait.Sleep(ctx, sleep); err != nil {
+			if present {
+				return errors.Wrapf(err, "dm: waiting for udev to create %s for device %s", p, devString(dev))
+			}
+			return errors.Wrapf(err, "dm: device removed; waiting for udev to remove %s", p)
+		}
 		if sleep < 50*time.Millisecond {
 			sleep *= 2
 		}

@@ -1,6 +1,7 @@
 package fs_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -12,7 +13,7 @@ import (
 // again, naming the processes that keep it busy when the unmount fails.
 func Example() {
 	dev, target := "/dev/loop7", "/run/example-mnt"
-	if err := fs.Mkfs(dev, fs.Ext4, fs.MkfsOptions{Label: "base"}); err != nil {
+	if err := fs.Mkfs(context.Background(), dev, fs.Ext4, fs.MkfsOptions{Label: "base"}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return
 	}

@@ -4,6 +4,7 @@ package fs
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,7 +45,7 @@ func vmFilesystem(t *testing.T, typ Type) (*testLoop, string) {
 	img := testenv.SparseFile(t, string(typ)+".img", vmImageSize)
 	l := attachLoop(t, img)
 	start := time.Now()
-	if err := Mkfs(l.Path, typ, MkfsOptions{Label: "thinctl-vm"}); err != nil {
+	if err := Mkfs(context.Background(), l.Path, typ, MkfsOptions{Label: "thinctl-vm"}); err != nil {
 		t.Fatalf("Mkfs: %v", err)
 	}
 	t.Logf("mkfs %s of %d MiB took %v", typ, vmImageSize>>20, time.Since(start).Round(time.Millisecond))
@@ -98,7 +99,7 @@ func TestVMMkfsProbeMountGrowOnline(t *testing.T) {
 			before := statfsSize(t, mnt)
 			size := growImage(t, l, img)
 			start := time.Now()
-			if err := Grow(l.Path, mnt, typ); err != nil {
+			if err := Grow(context.Background(), l.Path, mnt, typ); err != nil {
 				t.Fatalf("Grow: %v", err)
 			}
 			t.Logf("online grow of %s from %d to %d MiB took %v", typ, before>>20, size>>20, time.Since(start).Round(time.Millisecond))

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"bufio"
+	"context"
 	"os"
 	"strconv"
 	"strings"
@@ -16,8 +17,10 @@ import (
 // mount namespace), otherwise offline after a forced e2fsck -p, which
 // resize2fs demands. xfs can only grow while mounted: xfs_growfs runs on
 // mountpoint, or on wherever dev is mounted when mountpoint is empty; an
-// unmounted xfs is ErrNotMounted.
-func Grow(dev, mountpoint string, t Type) error {
+// unmounted xfs is ErrNotMounted. When ctx ends the running tool is killed
+// (resize2fs and xfs_growfs leave a consistent filesystem of the old or an
+// intermediate size) and the error wraps ctx's error.
+func Grow(ctx context.Context, dev, mountpoint string, t Type) error {
 	if err := t.check(); err != nil {
 		return err
 	}
@@ -32,11 +35,11 @@ func Grow(dev, mountpoint string, t Type) error {
 	switch t {
 	case Ext4:
 		if mounted == "" {
-			if err := fsckPreen(dev); err != nil {
+			if err := fsckPreen(ctx, dev); err != nil {
 				return errors.Wrapf(err, "grow ext4 on %s", dev)
 			}
 		}
-		if err := runTool("resize2fs", dev); err != nil {
+		if err := runTool(ctx, "resize2fs", dev); err != nil {
 			if mounted != "" && !hasCapability(unix.CAP_SYS_RESOURCE) {
 				return errors.Wrapf(err, "grow ext4 on %s online: the kernel demands CAP_SYS_RESOURCE, which this process lacks", dev)
 			}
@@ -46,7 +49,7 @@ func Grow(dev, mountpoint string, t Type) error {
 		if mounted == "" {
 			return errors.Wrapf(ErrNotMounted, "grow xfs on %s: xfs grows only while mounted; mount it first", dev)
 		}
-		if err := runTool("xfs_growfs", mounted); err != nil {
+		if err := runTool(ctx, "xfs_growfs", mounted); err != nil {
 			return errors.Wrapf(err, "grow xfs on %s", dev)
 		}
 	}
@@ -55,8 +58,8 @@ func Grow(dev, mountpoint string, t Type) error {
 
 // fsckPreen runs e2fsck -f -p on an unmounted ext4. Exit status 1 (errors
 // corrected) is success.
-func fsckPreen(dev string) error {
-	err := runTool("e2fsck", "-f", "-p", dev)
+func fsckPreen(ctx context.Context, dev string) error {
+	err := runTool(ctx, "e2fsck", "-f", "-p", dev)
 	var ee interface{ ExitCode() int }
 	if errors.As(err, &ee) && ee.ExitCode() == 1 {
 		return nil

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,7 +53,7 @@ func TestGrowWhileMounted(t *testing.T) {
 			t.Cleanup(func() { _ = Unmount(mnt, UnmountOptions{Lazy: true, RemoveDir: true}) })
 			before := statfsSize(t, mnt)
 			size := growImage(t, l, img)
-			if err := Grow(l.Path, mnt, typ); err != nil {
+			if err := Grow(context.Background(), l.Path, mnt, typ); err != nil {
 				t.Fatalf("Grow: %v", err)
 			}
 			after := statfsSize(t, mnt)
@@ -83,7 +84,7 @@ func TestGrowExt4Offline(t *testing.T) {
 		t.Fatal(err)
 	}
 	size := growImage(t, l, img)
-	if err := Grow(l.Path, "", Ext4); err != nil {
+	if err := Grow(context.Background(), l.Path, "", Ext4); err != nil {
 		t.Fatalf("Grow of an unmounted ext4: %v", err)
 	}
 	if r, err := Probe(l.Path); err != nil || r.Size != uint64(size) {
@@ -95,18 +96,18 @@ func TestGrowRefuses(t *testing.T) {
 	t.Run("an unmounted xfs is ErrNotMounted", func(t *testing.T) {
 		img := imageFile(t, XFS)
 		l := attachLoop(t, img)
-		if err := Grow(l.Path, "", XFS); !errors.Is(err, ErrNotMounted) {
+		if err := Grow(context.Background(), l.Path, "", XFS); !errors.Is(err, ErrNotMounted) {
 			t.Fatalf("Grow = %v, want ErrNotMounted", err)
 		}
 	})
 	t.Run("a regular file is no block device", func(t *testing.T) {
 		p := sparseFile(t, "f", 1<<20)
-		if err := Grow(p, "", Ext4); err == nil {
+		if err := Grow(context.Background(), p, "", Ext4); err == nil {
 			t.Fatal("Grow of a regular file succeeded")
 		}
 	})
 	t.Run("an unknown type is ErrUnsupportedType", func(t *testing.T) {
-		if err := Grow("/dev/null", "", "zfs"); !errors.Is(err, ErrUnsupportedType) {
+		if err := Grow(context.Background(), "/dev/null", "", "zfs"); !errors.Is(err, ErrUnsupportedType) {
 			t.Fatalf("Grow = %v, want ErrUnsupportedType", err)
 		}
 	})
@@ -125,7 +126,7 @@ func TestGrowExt4OnlineWithoutCapSysResourceSaysWhy(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = Unmount(mnt, UnmountOptions{Lazy: true, RemoveDir: true}) })
 	growImage(t, l, img)
-	err := Grow(l.Path, mnt, Ext4)
+	err := Grow(context.Background(), l.Path, mnt, Ext4)
 	if err == nil || !strings.Contains(err.Error(), "CAP_SYS_RESOURCE") {
 		t.Fatalf("Grow = %v, want an error naming CAP_SYS_RESOURCE", err)
 	}

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -131,7 +132,7 @@ func imageFile(t testing.TB, typ Type) string {
 	t.Helper()
 	requireTools(t, mkfsTools[typ])
 	p := sparseFile(t, string(typ)+".img", mkfsMin[typ])
-	if err := Mkfs(p, typ, MkfsOptions{}); err != nil {
+	if err := Mkfs(context.Background(), p, typ, MkfsOptions{}); err != nil {
 		t.Fatalf("Mkfs: %v", err)
 	}
 	return p

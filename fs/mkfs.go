@@ -1,6 +1,8 @@
 package fs
 
 import (
+	"context"
+
 	"github.com/pkg/errors"
 )
 
@@ -23,13 +25,14 @@ const (
 // must not fill behind the caller's back), and without discarding the device
 // first. xfs is made with mkfs.xfs -f -q -K (no discard). ExtraArgs go after
 // these options and before the device. A missing program is ErrToolMissing;
-// a failing one returns its message.
-func Mkfs(dev string, t Type, opts MkfsOptions) error {
+// a failing one returns its message. When ctx ends mkfs is killed and the
+// error wraps ctx's error; the device then holds no usable filesystem.
+func Mkfs(ctx context.Context, dev string, t Type, opts MkfsOptions) error {
 	args, err := mkfsArgs(dev, t, opts)
 	if err != nil {
 		return err
 	}
-	if err := runTool(args[0], args[1:]...); err != nil {
+	if err := runTool(ctx, args[0], args[1:]...); err != nil {
 		return errors.Wrapf(err, "make %s filesystem on %s", t, dev)
 	}
 	return nil

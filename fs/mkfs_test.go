@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"context"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -51,7 +52,7 @@ func TestMkfsRefusesBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := Mkfs(tt.dev, tt.t, tt.opts)
+			err := Mkfs(context.Background(), tt.dev, tt.t, tt.opts)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Mkfs error = %v, want one containing %q", err, tt.want)
 			}
@@ -65,7 +66,7 @@ func TestMkfsNamesThePackageOfAMissingTool(t *testing.T) {
 	defer func() { sbinDirs = saved }()
 	t.Setenv("PATH", t.TempDir())
 	for typ, pkg := range map[Type]string{Ext4: "e2fsprogs", XFS: "xfsprogs"} {
-		err := Mkfs("/dev/null", typ, MkfsOptions{})
+		err := Mkfs(context.Background(), "/dev/null", typ, MkfsOptions{})
 		if !errors.Is(err, ErrToolMissing) || !strings.Contains(err.Error(), "install "+pkg) {
 			t.Errorf("Mkfs(%s) without tools: error = %v, want ErrToolMissing naming %s", typ, err, pkg)
 		}
@@ -75,7 +76,7 @@ func TestMkfsNamesThePackageOfAMissingTool(t *testing.T) {
 func TestMkfsReturnsTheToolsMessageOnOneLine(t *testing.T) {
 	requireTools(t, "mkfs.ext4")
 	missing := filepath.Join(t.TempDir(), "no-such-image")
-	err := Mkfs(missing, Ext4, MkfsOptions{})
+	err := Mkfs(context.Background(), missing, Ext4, MkfsOptions{})
 	if err == nil {
 		t.Fatal("Mkfs on a missing file succeeded")
 	}

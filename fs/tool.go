@@ -2,6 +2,7 @@ package fs
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,22 +46,26 @@ func lookTool(name string) (string, error) {
 
 // runTool runs name with args. On failure the error carries the tool's
 // message (stderr, or stdout when stderr is empty) condensed to one line.
-func runTool(name string, args ...string) error {
-	_, err := runToolOutput(name, args...)
+// When ctx ends the tool is killed and the error wraps ctx's error.
+func runTool(ctx context.Context, name string, args ...string) error {
+	_, err := runToolOutput(ctx, name, args...)
 	return err
 }
 
 // runToolOutput is runTool returning stdout on success.
-func runToolOutput(name string, args ...string) ([]byte, error) {
+func runToolOutput(ctx context.Context, name string, args ...string) ([]byte, error) {
 	p, err := lookTool(name)
 	if err != nil {
 		return nil, err
 	}
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(p, args...)
+	cmd := exec.CommandContext(ctx, p, args...)
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return stdout.Bytes(), errors.Wrapf(cerr, "%s %s: stopped", name, strings.Join(args, " "))
+		}
 		msg := condense(stderr.String())
 		if msg == "" {
 			msg = condense(stdout.String())

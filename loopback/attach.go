@@ -1,12 +1,15 @@
 package loopback
 
 import (
+	"context"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/thinctl/thinctl/internal/wait"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
@@ -60,11 +63,11 @@ func (d *Device) Close() error {
 // Detach. Options.Autoclear is refused here, because Attach closes its
 // descriptor before returning and the kernel would detach the device at
 // once: use AttachOpen for autoclear devices.
-func Attach(path string, opts Options) (Info, error) {
+func Attach(ctx context.Context, path string, opts Options) (Info, error) {
 	if opts.Autoclear {
 		return Info{}, errors.Errorf("loopback: attach %s: Autoclear would detach the device as soon as Attach returns; use AttachOpen and close the Device once a mount or table holds the loop device", path)
 	}
-	d, err := AttachOpen(path, opts)
+	d, err := AttachOpen(ctx, path, opts)
 	if err != nil {
 		return Info{}, err
 	}
@@ -76,8 +79,12 @@ func Attach(path string, opts Options) (Info, error) {
 // closed again once bound (the kernel keeps its own reference). Free devices
 // are raced for by other processes: the LOOP_CTL_GET_FREE, open and bind
 // sequence is retried on EBUSY, ENOENT and ENXIO with randomized backoff, up
-// to 30 times or 5 seconds, before failing with ErrExhausted.
-func AttachOpen(path string, opts Options) (*Device, error) {
+// to 30 times or 5 seconds, before failing with ErrExhausted. When ctx ends
+// during those retries AttachOpen returns its error and binds nothing.
+func AttachOpen(ctx context.Context, path string, opts Options) (*Device, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, errors.Wrapf(err, "loopback: attach %s", path)
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, errors.Wrapf(err, "loopback: attach %s", path)
@@ -100,7 +107,7 @@ func AttachOpen(path string, opts Options) (*Device, error) {
 	attachMu.Lock()
 	defer attachMu.Unlock()
 	deadline := time.Now().Add(attachMaxWait)
-	locked := lockControl(int(ctl.Fd()), deadline)
+	locked := lockControl(ctx, int(ctl.Fd()), deadline)
 	if locked {
 		defer unix.Flock(int(ctl.Fd()), unix.LOCK_UN)
 	}
@@ -122,7 +129,9 @@ func AttachOpen(path string, opts Options) (*Device, error) {
 			return nil, errors.Wrapf(ErrExhausted, "loopback: attach %s: other processes took every free loop device for %d tries over %s (last: %v); retry later or free loop devices",
 				abs, try, time.Since(start).Round(time.Millisecond), lastErr)
 		}
-		backoff(try)
+		if err := backoff(ctx, try); err != nil {
+			return nil, errors.Wrapf(err, "loopback: attach %s: gave up waiting for a free loop device after %d tries (last: %v)", abs, try, lastErr)
+		}
 	}
 }
 
@@ -175,7 +184,7 @@ func checkBackingMode(abs string, m os.FileMode) error {
 // using this package (several thinctl commands, parallel test binaries) take
 // turns instead of racing for the same free device. It gives up at the
 // deadline: the retry loop is correct without the lock.
-func lockControl(fd int, deadline time.Time) bool {
+func lockControl(ctx context.Context, fd int, deadline time.Time) bool {
 	for {
 		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
@@ -184,18 +193,21 @@ func lockControl(fd int, deadline time.Time) bool {
 		if err != unix.EWOULDBLOCK || time.Now().Add(attachMaxSleep).After(deadline) {
 			return false
 		}
-		time.Sleep(time.Duration(rand.Int64N(int64(attachMaxSleep))) + time.Millisecond)
+		if wait.Sleep(ctx, time.Duration(rand.Int64N(int64(attachMaxSleep)))+time.Millisecond) != nil {
+			return false
+		}
 	}
 }
 
 // backoff sleeps a random time that grows with the try number, capped at
-// attachMaxSleep, so that racing processes spread out.
-func backoff(try int) {
+// attachMaxSleep, so that racing processes spread out; ctx's error when it
+// ends first.
+func backoff(ctx context.Context, try int) error {
 	ceiling := time.Millisecond << min(try, 6)
 	if ceiling > attachMaxSleep {
 		ceiling = attachMaxSleep
 	}
-	time.Sleep(time.Duration(rand.Int64N(int64(ceiling))) + time.Millisecond/2)
+	return wait.Sleep(ctx, time.Duration(rand.Int64N(int64(ceiling)))+time.Millisecond/2)
 }
 
 // attachOnce runs one get-free, open, bind sequence. Errors carrying EBUSY,

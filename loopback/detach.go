@@ -1,8 +1,11 @@
 package loopback
 
 import (
+	"context"
 	"strings"
 	"time"
+
+	"github.com/thinctl/thinctl/internal/wait"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
@@ -24,8 +27,10 @@ var (
 // at once when the device is mounted (in this mount namespace) or held by
 // another block device such as a device-mapper table; otherwise it waits up
 // to 10 seconds for the other opener to go. Either way the kernel finishes
-// the detach by itself when the last opener closes the device.
-func Detach(devPath string) error {
+// the detach by itself when the last opener closes the device. When ctx ends
+// during that wait Detach returns its error; the device stays marked to
+// detach on last close.
+func Detach(ctx context.Context, devPath string) error {
 	f, err := openDevice(devPath, "detach")
 	if err != nil {
 		return err
@@ -62,6 +67,8 @@ func Detach(devPath string) error {
 		if time.Now().After(deadline) {
 			return errors.Wrapf(ErrBusy, "loopback: detach %s (backing %s): device is still open elsewhere; the kernel detaches it on last close", devPath, before.BackingFile)
 		}
-		time.Sleep(detachPoll)
+		if err := wait.Sleep(ctx, detachPoll); err != nil {
+			return errors.Wrapf(err, "loopback: detach %s (backing %s): device still open elsewhere; the kernel detaches it on last close", devPath, before.BackingFile)
+		}
 	}
 }

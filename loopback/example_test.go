@@ -1,6 +1,7 @@
 package loopback_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -19,12 +20,12 @@ func Example() {
 	f.Truncate(64 << 20)
 	f.Close()
 
-	info, err := loopback.Attach(f.Name(), loopback.Options{})
+	info, err := loopback.Attach(context.Background(), f.Name(), loopback.Options{})
 	if err != nil {
 		fmt.Println("attach:", err)
 		return
 	}
-	defer loopback.Detach(info.Path)
+	defer loopback.Detach(context.Background(), info.Path)
 	fmt.Println(info.Path, "is backed by", info.BackingFile)
 
 	os.Truncate(f.Name(), 128<<20)
@@ -40,7 +41,7 @@ func Example() {
 // An autoclear device must stay open until something else holds it; the
 // kernel detaches it when the last opener closes it.
 func ExampleAttachOpen() {
-	d, err := loopback.AttachOpen("/var/lib/thinctl/devicemapper/data", loopback.Options{Autoclear: true})
+	d, err := loopback.AttachOpen(context.Background(), "/var/lib/thinctl/devicemapper/data", loopback.Options{Autoclear: true})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -1,6 +1,7 @@
 package loopback
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -39,7 +40,7 @@ func detachAll(t testing.TB, path string) {
 		if err != nil {
 			return
 		}
-		if err := Detach(info.Path); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := Detach(context.Background(), info.Path); err != nil && !errors.Is(err, ErrNotFound) {
 			t.Errorf("cleanup: %v", err)
 			return
 		}
@@ -49,12 +50,12 @@ func detachAll(t testing.TB, path string) {
 // attach attaches path, registering a Detach for the end of the test.
 func attach(t testing.TB, path string, opts Options) Info {
 	t.Helper()
-	info, err := Attach(path, opts)
+	info, err := Attach(context.Background(), path, opts)
 	if err != nil {
 		t.Fatalf("Attach(%s, %+v): %v", path, opts, err)
 	}
 	t.Cleanup(func() {
-		if err := Detach(info.Path); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := Detach(context.Background(), info.Path); err != nil && !errors.Is(err, ErrNotFound) {
 			t.Errorf("cleanup: %v", err)
 		}
 	})

@@ -2,6 +2,7 @@ package loopback
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -104,13 +105,13 @@ func TestAttachRefusesAutoclearButAttachOpenHoldsTheDevice(t *testing.T) {
 	requireLoop(t)
 	eachPath(t, func(t *testing.T) {
 		p := backingFile(t, "auto.img", 4<<20)
-		if _, err := Attach(p, Options{Autoclear: true}); err == nil || !strings.Contains(err.Error(), "AttachOpen") {
+		if _, err := Attach(context.Background(), p, Options{Autoclear: true}); err == nil || !strings.Contains(err.Error(), "AttachOpen") {
 			t.Fatalf("Attach with Autoclear: %v, want a refusal pointing at AttachOpen", err)
 		}
 		if _, err := FindByBackingFile(p); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("the refused attach left a device: %v", err)
 		}
-		d, err := AttachOpen(p, Options{Autoclear: true})
+		d, err := AttachOpen(context.Background(), p, Options{Autoclear: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -281,7 +282,7 @@ func TestDetach(t *testing.T) {
 	eachPath(t, func(t *testing.T) {
 		p := backingFile(t, "detach.img", 4<<20)
 		info := attach(t, p, Options{})
-		if err := Detach(info.Path); err != nil {
+		if err := Detach(context.Background(), info.Path); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := GetInfo(info.Path); !errors.Is(err, ErrNotFound) {
@@ -290,7 +291,7 @@ func TestDetach(t *testing.T) {
 		if _, err := FindByBackingFile(p); !errors.Is(err, ErrNotFound) {
 			t.Errorf("FindByBackingFile after Detach: %v, want ErrNotFound", err)
 		}
-		if err := Detach(info.Path); !errors.Is(err, ErrNotFound) {
+		if err := Detach(context.Background(), info.Path); !errors.Is(err, ErrNotFound) {
 			t.Errorf("second Detach: %v, want ErrNotFound", err)
 		}
 		if err := SetCapacity(info.Path); !errors.Is(err, ErrNotFound) {
@@ -312,7 +313,7 @@ func TestDetachOfADeviceOpenElsewhereIsBusyUntilLastClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer holder.Close()
-	err = Detach(info.Path)
+	err = Detach(context.Background(), info.Path)
 	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), info.Path) {
 		t.Fatalf("Detach of a held device: %v, want ErrBusy naming %s", err, info.Path)
 	}
@@ -345,9 +346,9 @@ func TestAttachFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := bound(t)
-			info, err := Attach(tt.path, tt.opts)
+			info, err := Attach(context.Background(), tt.path, tt.opts)
 			if err == nil {
-				Detach(info.Path)
+				Detach(context.Background(), info.Path)
 				t.Fatal("attached")
 			}
 			if tt.is != nil && !errors.Is(err, tt.is) {
@@ -383,7 +384,7 @@ func TestDirectIOOnTmpfsIsEitherRealOrRefusedClearly(t *testing.T) {
 	}
 	t.Cleanup(func() { detachAll(t, p) })
 	eachPath(t, func(t *testing.T) {
-		info, err := Attach(p, Options{DirectIO: true})
+		info, err := Attach(context.Background(), p, Options{DirectIO: true})
 		if err != nil {
 			t.Logf("refused: %v", err)
 			if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "direct I/O") {
@@ -394,7 +395,7 @@ func TestDirectIOOnTmpfsIsEitherRealOrRefusedClearly(t *testing.T) {
 			}
 			return
 		}
-		defer Detach(info.Path)
+		defer Detach(context.Background(), info.Path)
 		t.Logf("this kernel's tmpfs does direct I/O")
 		if !info.DirectIO || sysAttr(t, info.Number, "loop/dio") != "1" {
 			t.Errorf("attach succeeded without direct I/O: %+v", info)

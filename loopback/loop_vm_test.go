@@ -3,6 +3,7 @@
 package loopback
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"strconv"
@@ -110,14 +111,14 @@ func TestVMLosetupAgreesWithInfo(t *testing.T) {
 					name = strings.Repeat("n", 70) + ".img"
 				}
 				p := backingFile(t, name, 4<<20)
-				d, err := AttachOpen(p, tt.opts)
+				d, err := AttachOpen(context.Background(), p, tt.opts)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer func() {
 					d.Close()
 					if !tt.opts.Autoclear {
-						Detach(d.Path)
+						Detach(context.Background(), d.Path)
 					}
 				}()
 				row, ok := losetupList(t)[d.Path]

@@ -1,6 +1,7 @@
 package loopback
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -64,7 +65,7 @@ func TestAttachGivesUpWithErrExhaustedAndLeavesOthersAlone(t *testing.T) {
 		calls := 0
 		withGetFree(t, func(int) (int, error) { calls++; return other.Number, nil })
 		p := backingFile(t, "starved.img", 1<<20)
-		_, err := Attach(p, Options{})
+		_, err := Attach(context.Background(), p, Options{})
 		if !errors.Is(err, ErrExhausted) {
 			t.Fatalf("got %v, want ErrExhausted", err)
 		}
@@ -85,7 +86,7 @@ func TestAttachDoesNotRetryRealErrors(t *testing.T) {
 	requireLoop(t)
 	calls := 0
 	withGetFree(t, func(int) (int, error) { calls++; return 0, unix.EPERM })
-	_, err := Attach(backingFile(t, "x.img", 1<<20), Options{})
+	_, err := Attach(context.Background(), backingFile(t, "x.img", 1<<20), Options{})
 	if !errors.Is(err, unix.EPERM) || calls != 1 {
 		t.Errorf("got %v after %d calls; want EPERM after 1", err, calls)
 	}
@@ -159,7 +160,7 @@ func parallelAttach(t *testing.T, n int) []Info {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { infos[i], errs[i] = Attach(paths[i], Options{}) })
+		wg.Go(func() { infos[i], errs[i] = Attach(context.Background(), paths[i], Options{}) })
 	}
 	wg.Wait()
 	seen := map[string]int{}
@@ -186,7 +187,7 @@ func parallelAttach(t *testing.T, n int) []Info {
 	for i := range n {
 		if errs[i] == nil {
 			dwg.Go(func() {
-				if err := Detach(infos[i].Path); err != nil {
+				if err := Detach(context.Background(), infos[i].Path); err != nil {
 					t.Errorf("detach %s: %v", infos[i].Path, err)
 				}
 			})

@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+
+	"github.com/thinctl/thinctl/fs"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,16 +38,21 @@ func usersOf(dev uint64) []string {
 }
 
 // mountsOf returns the mount points of device major:minor in the text of a
-// /proc/<pid>/mountinfo file (field 3 is the device, field 5 the mount
-// point). Points stay as the kernel escaped them (\040 for a space): they
-// only go into error messages, where that keeps them on one line.
+// /proc/<pid>/mountinfo file, quoted when they hold spaces or other
+// characters that would break an error message's line.
 func mountsOf(mountinfo string, major, minor uint32) []string {
-	want := fmt.Sprintf("%d:%d", major, minor)
+	entries, err := fs.ParseMountInfo(strings.NewReader(mountinfo))
+	if err != nil {
+		return nil
+	}
 	var points []string
-	for _, line := range strings.Split(mountinfo, "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 5 && f[2] == want {
-			points = append(points, f[4])
+	for _, e := range entries {
+		if e.Major == major && e.Minor == minor {
+			p := e.MountPoint
+			if strings.ContainsFunc(p, func(r rune) bool { return r <= ' ' || r == '"' || r == 0x7f }) {
+				p = strconv.Quote(p)
+			}
+			points = append(points, p)
 		}
 	}
 	return points

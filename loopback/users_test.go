@@ -1,6 +1,7 @@
 package loopback
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -25,7 +26,7 @@ func TestMountsOf(t *testing.T) {
 		major, minor uint32
 		want         []string
 	}{
-		{"a device mounted twice gives both points, as escaped", 7, 3, []string{`/mnt/pool\040data`, "/srv/bind"}},
+		{"a device mounted twice gives both points, quoted when they hold a space", 7, 3, []string{`"/mnt/pool data"`, "/srv/bind"}},
 		{"a minor that prefixes another does not match it", 7, 30, []string{"/mnt/other"}},
 		{"an unmounted device gives nothing", 7, 4, nil},
 	}
@@ -50,7 +51,7 @@ func TestUsersOfNamesHoldersAndMounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := usersOf(unix.Mkdev(7, 3))
-	want := []string{"held by dm-2", `mounted at /mnt/pool\040data`, "mounted at /srv/bind"}
+	want := []string{"held by dm-2", `mounted at "/mnt/pool data"`, "mounted at /srv/bind"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
@@ -94,7 +95,7 @@ func TestDetachOfAMountedDeviceIsBusyAtOnceAndFinishesOnUnmount(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	err = Detach(info.Path)
+	err = Detach(context.Background(), info.Path)
 	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "mounted at "+mnt) {
 		t.Fatalf("Detach of a mounted device: %v, want ErrBusy naming %s", err, mnt)
 	}
