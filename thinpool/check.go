@@ -2,6 +2,7 @@ package thinpool
 
 import (
 	"bytes"
+	"context"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -48,7 +49,7 @@ type Report struct {
 // and deferred deletions, deletes pool devices no record refers to,
 // removes leaked dm devices nobody holds and empty stale mount points.
 // Consistent is true when no problem is left unfixed.
-func (p *Pool) Check(opts CheckOptions) (Report, error) {
+func (p *Pool) Check(ctx context.Context, opts CheckOptions) (Report, error) {
 	if err := p.lk.lock(); err != nil {
 		return Report{}, err
 	}
@@ -98,7 +99,7 @@ func (p *Pool) Check(opts CheckOptions) (Report, error) {
 		fixed := false
 		detail := "marked deleted, waiting for its holders to let go"
 		if opts.Repair && p.idx.children[d.ID] == 0 {
-			if err := p.removeLocked(d); err == nil {
+			if err := p.removeLocked(ctx, d); err == nil {
 				fixed = true
 				delete(byDevID, d.DeviceID)
 			} else {
@@ -123,7 +124,7 @@ func (p *Pool) Check(opts CheckOptions) (Report, error) {
 			fixed := false
 			detail := fmt.Sprintf("thin id %d is in the pool but no registry record refers to it", id)
 			if opts.Repair {
-				if err := p.deleteOrphan(id); err == nil {
+				if err := p.deleteOrphan(ctx, id); err == nil {
 					fixed = true
 				} else {
 					detail += ": " + err.Error()
@@ -154,7 +155,7 @@ func (p *Pool) Check(opts CheckOptions) (Report, error) {
 		fixed := false
 		detail := fmt.Sprintf("%s (thin id %d) is active but no registry record refers to it", ld.Name, devID)
 		if opts.Repair {
-			if err := p.dm.Remove(ld.Name, dm.RemoveOptions{Retries: -1}); err == nil || errors.Is(err, dm.ErrNotFound) {
+			if err := p.dm.Remove(ctx, ld.Name, dm.RemoveOptions{Retries: -1}); err == nil || errors.Is(err, dm.ErrNotFound) {
 				fixed = true
 			} else {
 				detail += ": " + err.Error()
@@ -197,8 +198,8 @@ func (p *Pool) Check(opts CheckOptions) (Report, error) {
 }
 
 // deleteOrphan deletes a thin id no registry record refers to.
-func (p *Pool) deleteOrphan(devID uint32) error {
-	if err := p.deactivateThin(devID, ""); err != nil {
+func (p *Pool) deleteOrphan(ctx context.Context, devID uint32) error {
+	if err := p.deactivateThin(ctx, devID, ""); err != nil {
 		return err
 	}
 	err := p.runTx(txRecord{Op: opDelete, DeviceID: devID}, nil)

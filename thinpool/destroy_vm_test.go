@@ -3,6 +3,7 @@
 package thinpool
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -16,20 +17,20 @@ import (
 
 func TestDestroyRemovesEveryDeviceThePoolAndTheState(t *testing.T) {
 	p, root := newVMPool(t, smallOptions())
-	must(t, p.Create("a", "", CreateOptions{}))
-	must(t, p.Create("b", "a", CreateOptions{}))
+	must(t, p.Create(context.Background(), "a", "", CreateOptions{}))
+	must(t, p.Create(context.Background(), "b", "a", CreateOptions{}))
 	mustMount(t, p, "b")
-	if err := p.Destroy(false); !isErr(err, ErrHasChildren) {
+	if err := p.Destroy(context.Background(), false); !isErr(err, ErrHasChildren) {
 		t.Fatalf("Destroy without force = %v, want ErrHasChildren", err)
 	}
-	must(t, p.Destroy(true))
+	must(t, p.Destroy(context.Background(), true))
 	if out := mustDmsetup(t, "ls"); strings.Contains(out, p.cfg.Key) {
 		t.Fatalf("devices of the root survive Destroy:\n%s", out)
 	}
 	if exists(filepath.Join(root, "devicemapper")) || exists(filepath.Join(root, "mnt")) {
 		t.Fatal("Destroy left state behind")
 	}
-	if _, err := Open(root, OpenOptions{}); !isErr(err, ErrNotInitialized) {
+	if _, err := Open(context.Background(), root, OpenOptions{}); !isErr(err, ErrNotInitialized) {
 		t.Fatalf("Open after Destroy = %v, want ErrNotInitialized", err)
 	}
 }
@@ -45,7 +46,7 @@ func TestAnExternalThinPoolIsUsedButNeverTakenDown(t *testing.T) {
 	})
 
 	root := t.TempDir()
-	p, err := Init(root, Options{ThinPoolDevice: name, BaseSize: 256 * MiB})
+	p, err := Init(context.Background(), root, Options{ThinPoolDevice: name, BaseSize: 256 * MiB})
 	if err != nil {
 		t.Fatalf("Init on an external pool: %v", err)
 	}
@@ -56,17 +57,17 @@ func TestAnExternalThinPoolIsUsedButNeverTakenDown(t *testing.T) {
 	p.Close()
 
 	// A second root cannot adopt the pool: it is no longer empty.
-	if _, err := Init(t.TempDir(), Options{ThinPoolDevice: name, BaseSize: 256 * MiB}); err == nil || !strings.Contains(err.Error(), "not empty") {
+	if _, err := Init(context.Background(), t.TempDir(), Options{ThinPoolDevice: name, BaseSize: 256 * MiB}); err == nil || !strings.Contains(err.Error(), "not empty") {
 		t.Fatalf("Init on a used external pool = %v", err)
 	}
 
-	p, err = Open(root, OpenOptions{})
+	p, err = Open(context.Background(), root, OpenOptions{})
 	must(t, err)
 	dir := mustMount(t, p, "x")
 	if got := readFile(t, filepath.Join(dir, "f")); got != "external" {
 		t.Fatalf("after Down/Open the device reads %q", got)
 	}
-	must(t, p.Destroy(true))
+	must(t, p.Destroy(context.Background(), true))
 	st := strings.Fields(mustDmsetup(t, "status", name))
 	if len(st) < 4 || st[3] != "0" {
 		t.Fatalf("after Destroy the external pool's status is %v, want transaction id 0", st)
@@ -110,7 +111,7 @@ func TestRawDataAndMetadataDevicesBuildThePoolAndStayBound(t *testing.T) {
 	testenv.RequireTool(t, "mkfs.ext4")
 	data, meta, dataDev, metaDev := rawDevices(t)
 	root := t.TempDir()
-	p, err := Init(root, Options{DataDevice: dataDev, MetadataDevice: metaDev, BaseSize: 256 * MiB})
+	p, err := Init(context.Background(), root, Options{DataDevice: dataDev, MetadataDevice: metaDev, BaseSize: 256 * MiB})
 	if err != nil {
 		t.Fatalf("Init on raw devices: %v", err)
 	}
@@ -135,13 +136,13 @@ func TestRawDataAndMetadataDevicesBuildThePoolAndStayBound(t *testing.T) {
 	}
 	thinCheck(t, meta)
 
-	p, err = Open(root, OpenOptions{})
+	p, err = Open(context.Background(), root, OpenOptions{})
 	must(t, err)
 	dir := mustMount(t, p, "x")
 	if got := readFile(t, filepath.Join(dir, "f")); got != "raw" {
 		t.Fatalf("after Down and Open the device reads %q", got)
 	}
-	must(t, p.Destroy(true))
+	must(t, p.Destroy(context.Background(), true))
 	if _, err := dmsetup(t, "info", p.Name()); err == nil {
 		t.Fatal("Destroy left the pool device")
 	}
@@ -158,8 +159,8 @@ func TestRawDataAndMetadataDevicesBuildThePoolAndStayBound(t *testing.T) {
 // the pool down.
 func writeXAndDown(t *testing.T, p *Pool, content string) {
 	t.Helper()
-	must(t, p.Create("x", "", CreateOptions{}))
+	must(t, p.Create(context.Background(), "x", "", CreateOptions{}))
 	writeFile(t, filepath.Join(mustMount(t, p, "x"), "f"), content)
-	must(t, p.Unmount("x"))
-	must(t, p.Down())
+	must(t, p.Unmount(context.Background(), "x"))
+	must(t, p.Down(context.Background()))
 }

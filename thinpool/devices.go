@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"context"
 	"os"
 	"time"
 
@@ -64,7 +65,7 @@ func (p *Pool) allocTx(build func(devID uint32) (txRecord, func() error)) (uint3
 }
 
 // createBase makes, formats and probes the base device during Init.
-func (p *Pool) createBase() error {
+func (p *Pool) createBase(ctx context.Context) error {
 	p.report("creating the base device", 0.2)
 	devID, err := p.allocTx(func(devID uint32) (txRecord, func() error) {
 		return txRecord{Op: opCreateThin, DeviceID: devID}, nil
@@ -79,28 +80,28 @@ func (p *Pool) createBase() error {
 		return errors.Wrapf(err, "thin pool %s: set_transaction_id 0 1", p.cfg.PoolName)
 	}
 	p.cfg.BaseDeviceID = devID
-	path, err := p.activateThin(devID, p.cfg.BaseSize)
+	path, err := p.activateThin(ctx, devID, p.cfg.BaseSize)
 	if err != nil {
 		return err
 	}
 	failpoint.Inject(failpoint.InitAfterBase)
 	p.report("formatting the base device ("+string(p.cfg.Filesystem)+")", 0.3)
-	if err := fs.Mkfs(path, p.cfg.Filesystem, fs.MkfsOptions{ExtraArgs: p.cfg.MkfsArgs}); err != nil {
-		_ = p.deactivateThin(devID, "")
+	if err := fs.Mkfs(ctx, path, p.cfg.Filesystem, fs.MkfsOptions{ExtraArgs: p.cfg.MkfsArgs}); err != nil {
+		_ = p.deactivateThin(ctx, devID, "")
 		return errors.Wrapf(err, "format the base device %s", path)
 	}
 	p.report("reading the base filesystem", 0.9)
 	pr, err := fs.Probe(path)
 	if err != nil {
-		_ = p.deactivateThin(devID, "")
+		_ = p.deactivateThin(ctx, devID, "")
 		return errors.Wrapf(err, "probe the base device %s", path)
 	}
 	p.cfg.BaseUUID = pr.UUID
-	return p.deactivateThin(devID, "")
+	return p.deactivateThin(ctx, devID, "")
 }
 
 // Create makes device id as a snapshot of parent ("" = the base device).
-func (p *Pool) Create(id, parent string, opts CreateOptions) error {
+func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions) error {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
@@ -156,7 +157,7 @@ func (p *Pool) Create(id, parent string, opts CreateOptions) error {
 		if err := p.dm.Suspend(originName, dm.SuspendOptions{}); err != nil {
 			return errors.Wrapf(err, "suspend %s (the parent %q) for the snapshot", originName, parent)
 		}
-		defer p.dm.Resume(originName)
+		defer p.dm.Resume(ctx, originName)
 		failpoint.Inject(failpoint.SnapAfterSuspend)
 	}
 	var rec deviceRecord
@@ -194,7 +195,7 @@ func (p *Pool) liveDevice(id string) (deviceRecord, error) {
 }
 
 // Activate activates device id and returns its /dev/mapper path.
-func (p *Pool) Activate(id string) (string, error) {
+func (p *Pool) Activate(ctx context.Context, id string) (string, error) {
 	if err := p.lk.lock(); err != nil {
 		return "", err
 	}
@@ -203,19 +204,19 @@ func (p *Pool) Activate(id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return p.activateDevice(d)
+	return p.activateDevice(ctx, d)
 }
 
 // activateDevice activates a registry device and, for ext4, grows its
 // filesystem on the first activation after a Create with a bigger size.
-func (p *Pool) activateDevice(d deviceRecord) (string, error) {
-	path, err := p.activateThin(d.DeviceID, d.Size)
+func (p *Pool) activateDevice(ctx context.Context, d deviceRecord) (string, error) {
+	path, err := p.activateThin(ctx, d.DeviceID, d.Size)
 	if err != nil {
 		return "", errors.Wrapf(err, "activate %q", d.ID)
 	}
 	if d.GrowPending && p.cfg.Filesystem == fs.Ext4 {
 		if mounted, _ := fs.IsMounted(p.MountPath(d.ID)); !mounted {
-			if err := fs.Grow(path, "", fs.Ext4); err != nil {
+			if err := fs.Grow(ctx, path, "", fs.Ext4); err != nil {
 				return path, errors.Wrapf(err, "grow the filesystem of %q to %s", d.ID, formatBytes(d.Size))
 			}
 			d.GrowPending = false
@@ -228,13 +229,13 @@ func (p *Pool) activateDevice(d deviceRecord) (string, error) {
 }
 
 // activateThin makes sure thin device devID is active with size bytes.
-func (p *Pool) activateThin(devID uint32, size uint64) (string, error) {
+func (p *Pool) activateThin(ctx context.Context, devID uint32, size uint64) (string, error) {
 	name := thinName(p.cfg.Key, devID)
 	info, err := p.dm.Info(name)
 	switch {
 	case err == nil && info.LiveTable:
 		if info.Suspended {
-			if err := p.dm.Resume(name); err != nil {
+			if err := p.dm.Resume(ctx, name); err != nil {
 				return "", errors.Wrapf(err, "resume %s", name)
 			}
 		}
@@ -254,12 +255,12 @@ func (p *Pool) activateThin(devID uint32, size uint64) (string, error) {
 	}
 	t := thinTable(poolDev, devID, size)
 	if err := p.dm.LoadTable(name, []dm.Target{t}, dm.LoadOptions{}); err != nil {
-		_ = p.dm.Remove(name, dm.RemoveOptions{Retries: -1})
+		_ = p.dm.Remove(ctx, name, dm.RemoveOptions{Retries: -1})
 		return "", errors.Wrapf(err, "load thin table %q into %s", t.Params, name)
 	}
 	failpoint.Inject(failpoint.ActivateAfterLoad)
-	if err := p.dm.Resume(name); err != nil {
-		_ = p.dm.Remove(name, dm.RemoveOptions{Retries: -1})
+	if err := p.dm.Resume(ctx, name); err != nil {
+		_ = p.dm.Remove(ctx, name, dm.RemoveOptions{Retries: -1})
 		return "", errors.Wrapf(err, "resume %s", name)
 	}
 	return dm.NodePath(name), nil
@@ -267,13 +268,13 @@ func (p *Pool) activateThin(devID uint32, size uint64) (string, error) {
 
 // deactivateThin removes thin device devID; ErrBusy naming the holders
 // when it is open (mountPath, if given, helps find them).
-func (p *Pool) deactivateThin(devID uint32, mountPath string) error {
+func (p *Pool) deactivateThin(ctx context.Context, devID uint32, mountPath string) error {
 	name := thinName(p.cfg.Key, devID)
 	info, ierr := p.dm.Info(name)
 	if errors.Is(ierr, dm.ErrNotFound) {
 		return nil
 	}
-	err := p.removeDM(name, info.Dev, mountPath)
+	err := p.removeDM(ctx, name, info.Dev, mountPath)
 	if err == nil || errors.Is(err, dm.ErrNotFound) {
 		return nil
 	}
@@ -294,8 +295,8 @@ const udevSettleWait = 8 * time.Second
 // processes can be seen holding it, removal is retried for up to
 // udevSettleWait. A device held by any other process is reported busy at
 // once, so the caller can defer or refuse without a long wait.
-func (p *Pool) removeDM(name string, dev uint64, mountPath string) error {
-	err := p.dm.Remove(name, dm.RemoveOptions{})
+func (p *Pool) removeDM(ctx context.Context, name string, dev uint64, mountPath string) error {
+	err := p.dm.Remove(ctx, name, dm.RemoveOptions{})
 	if !errors.Is(err, dm.ErrBusy) || !udevRunning() {
 		return err
 	}
@@ -307,7 +308,7 @@ func (p *Pool) removeDM(name string, dev uint64, mountPath string) error {
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
-		if err = p.dm.Remove(name, dm.RemoveOptions{Retries: -1}); !errors.Is(err, dm.ErrBusy) {
+		if err = p.dm.Remove(ctx, name, dm.RemoveOptions{Retries: -1}); !errors.Is(err, dm.ErrBusy) {
 			return err
 		}
 	}
@@ -348,13 +349,13 @@ func (p *Pool) holdersText(dev uint64, mountPath string) string {
 }
 
 // Deactivate deactivates device id (ErrBusy while mounted or open).
-func (p *Pool) Deactivate(id string) error {
+func (p *Pool) Deactivate(ctx context.Context, id string) error {
 	return p.withDevice(id, func(d deviceRecord) error {
 		mp := p.MountPath(id)
 		if m, _ := fs.IsMounted(mp); m {
 			return errors.Wrapf(ErrBusy, "device %q is mounted at %s; unmount it first", id, mp)
 		}
-		return p.deactivateThin(d.DeviceID, mp)
+		return p.deactivateThin(ctx, d.DeviceID, mp)
 	})
 }
 

@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -102,7 +103,7 @@ var (
 // NewDriver opens (or initializes, with storageOpt) the pool in home.
 func NewDriver(home string, storageOpt map[string]string) (*Driver, error) {
 	if Exists(home) {
-		p, err := Open(home, OpenOptions{})
+		p, err := Open(context.TODO(), home, OpenOptions{})
 		if err != nil {
 			return nil, err
 		}
@@ -112,7 +113,7 @@ func NewDriver(home string, storageOpt map[string]string) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := Init(home, o)
+	p, err := Init(context.TODO(), home, o)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +221,7 @@ func (d *Driver) Create(id, parent string, opts *driver.CreateOpts) error {
 			}
 		}
 	}
-	return driverErr(d.pool.Create(id, parent, co))
+	return driverErr(d.pool.Create(context.TODO(), id, parent, co))
 }
 
 // CreateReadWrite is Create: every thin snapshot is writable.
@@ -231,7 +232,7 @@ func (d *Driver) CreateReadWrite(id, parent string, opts *driver.CreateOpts) err
 // Remove deletes layer id; a busy device is removed later (deferred
 // deletion) and Remove succeeds.
 func (d *Driver) Remove(id string) error {
-	err := d.pool.Remove(id)
+	err := d.pool.Remove(context.TODO(), id)
 	if errors.Is(err, ErrDeferred) {
 		return nil
 	}
@@ -245,7 +246,7 @@ const layerDir = "rootfs"
 
 // Get mounts layer id and returns the layer's directory inside the mount.
 func (d *Driver) Get(id, mountLabel string) (string, error) {
-	mp, err := d.pool.Mount(id, MountOptions{MountLabel: mountLabel})
+	mp, err := d.pool.Mount(context.TODO(), id, MountOptions{MountLabel: mountLabel})
 	if err != nil {
 		return "", driverErr(err)
 	}
@@ -253,18 +254,18 @@ func (d *Driver) Get(id, mountLabel string) (string, error) {
 	if err := os.Mkdir(dir, 0o755); err == nil {
 		err = os.Chmod(dir, 0o755)
 		if err != nil {
-			d.pool.Unmount(id)
+			d.pool.Unmount(context.TODO(), id)
 			return "", errors.Wrapf(err, "chmod %s", dir)
 		}
 	} else if !os.IsExist(err) {
-		d.pool.Unmount(id)
+		d.pool.Unmount(context.TODO(), id)
 		return "", errors.Wrapf(err, "create %s", dir)
 	}
 	return dir, nil
 }
 
 // Put releases one Get.
-func (d *Driver) Put(id string) error { return driverErr(d.pool.Unmount(id)) }
+func (d *Driver) Put(id string) error { return driverErr(d.pool.Unmount(context.TODO(), id)) }
 
 // Exists reports whether layer id exists and is not being deleted.
 func (d *Driver) Exists(id string) bool {
@@ -322,7 +323,7 @@ func (d *Driver) Metadata(id string) (map[string]string, error) {
 func (d *Driver) Cleanup() error {
 	var first error
 	for _, id := range d.pool.mountedIDs() {
-		if err := d.pool.releaseAll(id); err != nil && first == nil {
+		if err := d.pool.releaseAll(context.TODO(), id); err != nil && first == nil {
 			first = err
 		}
 	}

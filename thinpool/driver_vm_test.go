@@ -3,6 +3,7 @@
 package thinpool
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 
@@ -44,7 +45,7 @@ func TestDriverSelectPicksDevicemapperWhereItHoldsLayers(t *testing.T) {
 	testenv.RequireDeviceMapper(t)
 	root := t.TempDir()
 	home := filepath.Join(root, DriverName)
-	p, err := Init(home, smallOptions())
+	p, err := Init(context.Background(), home, smallOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

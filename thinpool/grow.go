@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"context"
 	"os"
 
 	"github.com/pkg/errors"
@@ -15,7 +16,7 @@ import (
 // with the new length (suspend, resume). Mounted thin devices stay mounted.
 // Shrinking is refused (ErrInvalidSize). For raw block devices, grow the
 // device first; Grow then makes the pool use its new size.
-func (p *Pool) Grow(opts GrowOptions) error {
+func (p *Pool) Grow(ctx context.Context, opts GrowOptions) error {
 	if err := p.lk.lock(); err != nil {
 		return err
 	}
@@ -50,7 +51,7 @@ func (p *Pool) Grow(opts GrowOptions) error {
 		}
 		failpoint.Inject(failpoint.GrowAfterFiles)
 	}
-	data, meta, err := p.dataAndMeta()
+	data, meta, err := p.dataAndMeta(ctx)
 	if err != nil {
 		return err
 	}
@@ -61,7 +62,7 @@ func (p *Pool) Grow(opts GrowOptions) error {
 		return errors.Wrapf(ErrInvalidSize, "metadata device %s has only %s; grow it to %s first", meta.Path, formatBytes(meta.Size), formatBytes(opts.MetadataSize))
 	}
 	p.report("reloading the thin pool at its new size", 0.6)
-	if err := p.reloadPool(data, meta); err != nil {
+	if err := p.reloadPool(ctx, data, meta); err != nil {
 		return err
 	}
 	failpoint.Inject(failpoint.GrowAfterReload)
@@ -98,7 +99,7 @@ func growFile(path string, size uint64) error {
 // reloadPool loads a pool table for the current device sizes and swaps it
 // in with a suspend and resume. The kernel picks up a bigger metadata
 // device on resume too.
-func (p *Pool) reloadPool(data, meta blockDev) error {
+func (p *Pool) reloadPool(ctx context.Context, data, meta blockDev) error {
 	name := p.cfg.PoolName
 	t := poolTable(meta.Dev, data.Dev, data.Size, p.cfg.BlockSize, p.cfg.NoDiscard)
 	if err := p.dm.LoadTable(name, []dm.Target{t}, dm.LoadOptions{}); err != nil {
@@ -108,7 +109,7 @@ func (p *Pool) reloadPool(data, meta blockDev) error {
 		_ = p.dm.ClearTable(name)
 		return errors.Wrapf(err, "suspend %s", name)
 	}
-	if err := p.dm.Resume(name); err != nil {
+	if err := p.dm.Resume(ctx, name); err != nil {
 		return errors.Wrapf(err, "resume %s with the grown table", name)
 	}
 	return nil

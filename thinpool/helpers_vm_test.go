@@ -4,6 +4,7 @@ package thinpool
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"io"
 	"os"
@@ -32,7 +33,7 @@ func newVMPool(t *testing.T, o Options) (*Pool, string) {
 	testenv.RequireDeviceMapper(t)
 	testenv.RequireTool(t, "mkfs."+string(orDefault(o.Filesystem)))
 	root := t.TempDir()
-	p, err := Init(root, o)
+	p, err := Init(context.Background(), root, o)
 	if err != nil {
 		t.Fatalf("Init: %v", err)
 	}
@@ -54,7 +55,7 @@ func tearDown(t *testing.T, root string) {
 	if !Exists(root) {
 		return // destroyed by the test
 	}
-	p, err := Open(root, OpenOptions{})
+	p, err := Open(context.Background(), root, OpenOptions{})
 	if err != nil {
 		t.Errorf("teardown Open: %v", err)
 		return
@@ -66,12 +67,12 @@ func tearDown(t *testing.T, root string) {
 	}
 	for _, d := range devs {
 		if d.Mounted {
-			if err := p.releaseAll(d.ID); err != nil {
+			if err := p.releaseAll(context.Background(), d.ID); err != nil {
 				t.Errorf("teardown unmount %s: %v", d.ID, err)
 			}
 		}
 	}
-	if err := p.Down(); err != nil {
+	if err := p.Down(context.Background()); err != nil {
 		t.Errorf("teardown Down: %v", err)
 		return
 	}
@@ -135,7 +136,7 @@ func must(t *testing.T, err error) {
 
 func mustMount(t *testing.T, p *Pool, id string) string {
 	t.Helper()
-	dir, err := p.Mount(id, MountOptions{})
+	dir, err := p.Mount(context.Background(), id, MountOptions{})
 	if err != nil {
 		t.Fatalf("Mount(%s): %v", id, err)
 	}

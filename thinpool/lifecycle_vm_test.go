@@ -21,19 +21,19 @@ func TestRemoveGivesTheSpaceBackToTheDataFile(t *testing.T) {
 	p, _ := newVMPool(t, smallOptions())
 	data := p.dataFilePath()
 	before := allocated(t, data)
-	must(t, p.Create("big", "", CreateOptions{}))
+	must(t, p.Create(context.Background(), "big", "", CreateOptions{}))
 	dir := mustMount(t, p, "big")
 	must(t, writeRandom(filepath.Join(dir, "blob"), 100*int64(MiB)))
 	if d, err := p.Device("big"); err != nil || d.Used < 100*MiB {
 		t.Fatalf("Device reports %d bytes used after writing 100 MiB (%v)", d.Used, err)
 	}
-	must(t, p.Unmount("big"))
+	must(t, p.Unmount(context.Background(), "big"))
 	grown := allocated(t, data)
 	t.Logf("data file allocation: %d MiB before, %d MiB after writing 100 MiB", before>>20, grown>>20)
 	if grown-before < 95*int64(MiB) || grown-before > 140*int64(MiB) {
 		t.Fatalf("writing 100 MiB grew the data file by %d MiB", (grown-before)>>20)
 	}
-	must(t, p.Remove("big"))
+	must(t, p.Remove(context.Background(), "big"))
 	after := allocated(t, data)
 	t.Logf("after Remove: %d MiB", after>>20)
 	if after-before > 4*int64(p.cfg.BlockSize) {
@@ -65,12 +65,12 @@ func startHolder(t *testing.T, dir string, cwdInside bool) *exec.Cmd {
 
 func TestRemoveDetachesMountsLeakedIntoOtherNamespaces(t *testing.T) {
 	p, _ := newVMPool(t, smallOptions())
-	must(t, p.Create("leaked", "", CreateOptions{}))
+	must(t, p.Create(context.Background(), "leaked", "", CreateOptions{}))
 	dir := mustMount(t, p, "leaked")
 	holder := startHolder(t, dir, false)
 	// Lazy unmount + rmdir detaches the copy in the holder's namespace, so
 	// the device is free at once (Docker's "device is busy", moby #27381).
-	must(t, p.Remove("leaked"))
+	must(t, p.Remove(context.Background(), "leaked"))
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", holder.Process.Pid))
 	if strings.Contains(string(b), dir) {
 		t.Fatal("the copy of the mount in the other namespace survived Remove")
@@ -79,7 +79,7 @@ func TestRemoveDetachesMountsLeakedIntoOtherNamespaces(t *testing.T) {
 
 func TestRemoveOfADeviceHeldInAnotherNamespaceIsDeferred(t *testing.T) {
 	p, _ := newVMPool(t, smallOptions())
-	must(t, p.Create("held", "", CreateOptions{}))
+	must(t, p.Create(context.Background(), "held", "", CreateOptions{}))
 	dir := mustMount(t, p, "held")
 	writeFile(t, filepath.Join(dir, "f"), "x")
 	name, _ := p.DeviceName("held")
@@ -87,7 +87,7 @@ func TestRemoveOfADeviceHeldInAnotherNamespaceIsDeferred(t *testing.T) {
 	// the filesystem (and the device) alive after every mount is detached.
 	holder := startHolder(t, dir, true)
 
-	err := p.Remove("held")
+	err := p.Remove(context.Background(), "held")
 	if !isErr(err, ErrDeferred) {
 		t.Fatalf("Remove of a held device = %v, want ErrDeferred", err)
 	}
@@ -106,7 +106,7 @@ func TestRemoveOfADeviceHeldInAnotherNamespaceIsDeferred(t *testing.T) {
 	if out, err := dmsetup(t, "info", name); err != nil || !strings.Contains(out, "ACTIVE") {
 		t.Fatalf("dmsetup info %s while held: %v %s", name, err, out)
 	}
-	if ids, err := p.GC(); err != nil || len(ids) != 0 {
+	if ids, err := p.GC(context.Background()); err != nil || len(ids) != 0 {
 		t.Fatalf("GC while held = %v, %v; want nothing removed", ids, err)
 	}
 
@@ -116,7 +116,7 @@ func TestRemoveOfADeviceHeldInAnotherNamespaceIsDeferred(t *testing.T) {
 		_, err := dmsetup(t, "info", name)
 		return err != nil
 	})
-	ids, err := p.GC()
+	ids, err := p.GC(context.Background())
 	if err != nil || len(ids) != 1 || ids[0] != "held" {
 		t.Fatalf("GC after release = %v, %v; want [held]", ids, err)
 	}
@@ -139,18 +139,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestDownThenOpenKeepsEveryDeviceAndItsData(t *testing.T) {
 	p, root := newVMPool(t, smallOptions())
 	for _, id := range []string{"one", "two"} {
-		must(t, p.Create(id, "", CreateOptions{}))
+		must(t, p.Create(context.Background(), id, "", CreateOptions{}))
 		dir := mustMount(t, p, id)
 		writeFile(t, filepath.Join(dir, "name"), id)
-		must(t, p.Unmount(id))
+		must(t, p.Unmount(context.Background(), id))
 	}
-	must(t, p.Create("three", "two", CreateOptions{}))
+	must(t, p.Create(context.Background(), "three", "two", CreateOptions{}))
 	mustMount(t, p, "three")
-	if err := p.Down(); !isErr(err, ErrBusy) || !strings.Contains(err.Error(), "three") {
+	if err := p.Down(context.Background()); !isErr(err, ErrBusy) || !strings.Contains(err.Error(), "three") {
 		t.Fatalf("Down with a mounted device = %v, want ErrBusy naming it", err)
 	}
-	must(t, p.Unmount("three"))
-	must(t, p.Down())
+	must(t, p.Unmount(context.Background(), "three"))
+	must(t, p.Down(context.Background()))
 	must(t, p.Close())
 	if out := mustDmsetup(t, "ls"); strings.Contains(out, p.cfg.Key) {
 		t.Fatalf("devices of the root survive Down:\n%s", out)
@@ -161,10 +161,10 @@ func TestDownThenOpenKeepsEveryDeviceAndItsData(t *testing.T) {
 		}
 	}
 
-	p2, err := Open(root, OpenOptions{})
+	p2, err := Open(context.Background(), root, OpenOptions{})
 	must(t, err)
 	defer p2.Close()
-	p3, err := Open(root, OpenOptions{}) // a second Open of a running pool is harmless
+	p3, err := Open(context.Background(), root, OpenOptions{}) // a second Open of a running pool is harmless
 	must(t, err)
 	must(t, p3.Close())
 	for id, want := range map[string]string{"one": "one", "two": "two", "three": "two"} {
@@ -172,7 +172,7 @@ func TestDownThenOpenKeepsEveryDeviceAndItsData(t *testing.T) {
 		if got := readFile(t, filepath.Join(dir, "name")); got != want {
 			t.Errorf("after Down/Open %s reads %q, want %q", id, got, want)
 		}
-		must(t, p2.Unmount(id))
+		must(t, p2.Unmount(context.Background(), id))
 	}
 	st, err := p2.Status()
 	must(t, err)
@@ -183,7 +183,7 @@ func TestDownThenOpenKeepsEveryDeviceAndItsData(t *testing.T) {
 
 func TestGrowWhileMountedAndWriting(t *testing.T) {
 	p, _ := newVMPool(t, smallOptions())
-	must(t, p.Create("busy", "", CreateOptions{}))
+	must(t, p.Create(context.Background(), "busy", "", CreateOptions{}))
 	dir := mustMount(t, p, "busy")
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -202,7 +202,7 @@ func TestGrowWhileMountedAndWriting(t *testing.T) {
 		}
 	}()
 	time.Sleep(time.Second)
-	must(t, p.Grow(GrowOptions{DataSize: 2 * GiB, MetadataSize: 128 * MiB}))
+	must(t, p.Grow(context.Background(), GrowOptions{DataSize: 2 * GiB, MetadataSize: 128 * MiB}))
 	time.Sleep(time.Second)
 	cancel()
 	wg.Wait()
@@ -221,7 +221,7 @@ func TestGrowWhileMountedAndWriting(t *testing.T) {
 	if m, _ := fs.IsMounted(dir); !m {
 		t.Fatal("the device was unmounted by the grow")
 	}
-	if err := p.Grow(GrowOptions{DataSize: GiB}); !isErr(err, ErrInvalidSize) {
+	if err := p.Grow(context.Background(), GrowOptions{DataSize: GiB}); !isErr(err, ErrInvalidSize) {
 		t.Fatalf("shrinking Grow = %v, want ErrInvalidSize", err)
 	}
 }
@@ -231,7 +231,7 @@ func TestAFullPoolFailsWritesQuickly(t *testing.T) {
 	o.DataSize = 96 * MiB
 	o.MinFreeSpace = 0.01
 	p, _ := newVMPool(t, o)
-	must(t, p.Create("fill", "", CreateOptions{}))
+	must(t, p.Create(context.Background(), "fill", "", CreateOptions{}))
 	dir := mustMount(t, p, "fill")
 	done := make(chan error, 1)
 	go func() {
@@ -253,18 +253,18 @@ func TestAFullPoolFailsWritesQuickly(t *testing.T) {
 	if !st.OutOfDataSpace {
 		t.Fatalf("status of a full pool: %+v", st)
 	}
-	if err := p.Create("more", "", CreateOptions{}); !isErr(err, ErrLowSpace) {
+	if err := p.Create(context.Background(), "more", "", CreateOptions{}); !isErr(err, ErrLowSpace) {
 		t.Fatalf("Create in a full pool = %v, want ErrLowSpace", err)
 	}
-	must(t, p.Unmount("fill"))
-	must(t, p.Remove("fill"))
+	must(t, p.Unmount(context.Background(), "fill"))
+	must(t, p.Remove(context.Background(), "fill"))
 }
 
 func TestCreateRefusesWhenSpaceIsLow(t *testing.T) {
 	o := smallOptions()
 	o.MinFreeSpace = 99.9
 	p, _ := newVMPool(t, o)
-	err := p.Create("x", "", CreateOptions{})
+	err := p.Create(context.Background(), "x", "", CreateOptions{})
 	if !isErr(err, ErrLowSpace) || !strings.Contains(err.Error(), "thinctl pool grow") {
 		t.Fatalf("Create with 99.9%% minimum free = %v, want ErrLowSpace with advice", err)
 	}
@@ -280,9 +280,9 @@ func TestCreateWithABiggerSizeGrowsTheFilesystem(t *testing.T) {
 			o.Filesystem = fsType
 			o.BaseSize = 320 * MiB
 			p, _ := newVMPool(t, o)
-			must(t, p.Create("small", "", CreateOptions{}))
-			must(t, p.Create("large", "small", CreateOptions{Size: 640 * MiB}))
-			if err := p.Create("tiny", "small", CreateOptions{Size: 100 * MiB}); !isErr(err, ErrInvalidSize) {
+			must(t, p.Create(context.Background(), "small", "", CreateOptions{}))
+			must(t, p.Create(context.Background(), "large", "small", CreateOptions{Size: 640 * MiB}))
+			if err := p.Create(context.Background(), "tiny", "small", CreateOptions{Size: 100 * MiB}); !isErr(err, ErrInvalidSize) {
 				t.Fatalf("Create smaller than the parent = %v, want ErrInvalidSize", err)
 			}
 			dir := mustMount(t, p, "large")
@@ -302,25 +302,25 @@ func TestCreateWithABiggerSizeGrowsTheFilesystem(t *testing.T) {
 
 func TestRemoveRefusesADeviceWithSnapshots(t *testing.T) {
 	p, _ := newVMPool(t, smallOptions())
-	must(t, p.Create("parent", "", CreateOptions{}))
-	must(t, p.Create("child", "parent", CreateOptions{}))
-	if err := p.Remove("parent"); !isErr(err, ErrHasChildren) {
+	must(t, p.Create(context.Background(), "parent", "", CreateOptions{}))
+	must(t, p.Create(context.Background(), "child", "parent", CreateOptions{}))
+	if err := p.Remove(context.Background(), "parent"); !isErr(err, ErrHasChildren) {
 		t.Fatalf("Remove(parent) = %v, want ErrHasChildren", err)
 	}
-	must(t, p.Remove("child"))
-	must(t, p.Remove("parent"))
+	must(t, p.Remove(context.Background(), "child"))
+	must(t, p.Remove(context.Background(), "parent"))
 	for _, c := range []struct {
 		name string
 		err  error
 		fn   func() error
 	}{
 		{"an existing id", ErrDeviceExists, func() error {
-			must(t, p.Create("dup", "", CreateOptions{}))
-			return p.Create("dup", "", CreateOptions{})
+			must(t, p.Create(context.Background(), "dup", "", CreateOptions{}))
+			return p.Create(context.Background(), "dup", "", CreateOptions{})
 		}},
-		{"a missing parent", ErrParentNotFound, func() error { return p.Create("orphan", "nope", CreateOptions{}) }},
-		{"an invalid id", ErrInvalidID, func() error { return p.Create("../etc", "", CreateOptions{}) }},
-		{"mounting a missing device", ErrDeviceNotFound, func() error { _, err := p.Mount("nope", MountOptions{}); return err }},
+		{"a missing parent", ErrParentNotFound, func() error { return p.Create(context.Background(), "orphan", "nope", CreateOptions{}) }},
+		{"an invalid id", ErrInvalidID, func() error { return p.Create(context.Background(), "../etc", "", CreateOptions{}) }},
+		{"mounting a missing device", ErrDeviceNotFound, func() error { _, err := p.Mount(context.Background(), "nope", MountOptions{}); return err }},
 	} {
 		if err := c.fn(); !isErr(err, c.err) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.err)
@@ -330,17 +330,17 @@ func TestRemoveRefusesADeviceWithSnapshots(t *testing.T) {
 
 func TestMountIsReferenceCountedAndSeenAcrossPoolValues(t *testing.T) {
 	p, root := newVMPool(t, smallOptions())
-	must(t, p.Create("m", "", CreateOptions{}))
+	must(t, p.Create(context.Background(), "m", "", CreateOptions{}))
 	dir := mustMount(t, p, "m")
 	if again := mustMount(t, p, "m"); again != dir {
 		t.Fatalf("second Mount returned %s, want %s", again, dir)
 	}
-	must(t, p.Unmount("m"))
+	must(t, p.Unmount(context.Background(), "m"))
 	if m, _ := fs.IsMounted(dir); !m {
 		t.Fatal("one of two Unmounts unmounted")
 	}
 	// Another Pool value (as another process would) sees the mount.
-	other, err := Open(root, OpenOptions{})
+	other, err := Open(context.Background(), root, OpenOptions{})
 	must(t, err)
 	defer other.Close()
 	d, err := other.Device("m")
@@ -348,10 +348,10 @@ func TestMountIsReferenceCountedAndSeenAcrossPoolValues(t *testing.T) {
 	if !d.Mounted || !d.Active {
 		t.Fatalf("another Pool sees %+v", d)
 	}
-	if err := other.Deactivate("m"); !isErr(err, ErrBusy) {
+	if err := other.Deactivate(context.Background(), "m"); !isErr(err, ErrBusy) {
 		t.Fatalf("Deactivate of a mounted device = %v, want ErrBusy", err)
 	}
-	must(t, p.Unmount("m"))
+	must(t, p.Unmount(context.Background(), "m"))
 	if exists(dir) {
 		t.Fatal("the last Unmount left the mount point")
 	}
@@ -362,13 +362,13 @@ func TestMountIsReferenceCountedAndSeenAcrossPoolValues(t *testing.T) {
 
 func TestCheckFindsAndRepairsOrphansAndStaleMounts(t *testing.T) {
 	p, root := newVMPool(t, smallOptions())
-	must(t, p.Create("kept", "", CreateOptions{}))
+	must(t, p.Create(context.Background(), "kept", "", CreateOptions{}))
 	// An orphan thin id (a crash after the message, transaction file lost).
 	mustDmsetup(t, "message", p.Name(), "0", "create_thin 4242")
 	// A stale mount point.
 	must(t, os.MkdirAll(filepath.Join(root, "mnt", "ghost"), 0o700))
 
-	r, err := p.Check(CheckOptions{})
+	r, err := p.Check(context.Background(), CheckOptions{})
 	must(t, err)
 	kinds := map[string]bool{}
 	for _, pr := range r.Problems {
@@ -377,12 +377,12 @@ func TestCheckFindsAndRepairsOrphansAndStaleMounts(t *testing.T) {
 	if r.Consistent || !kinds["orphan_thin/4242"] || !kinds["stale_mount/ghost"] {
 		t.Fatalf("Check found %+v (notes %v)", r.Problems, r.Notes)
 	}
-	r, err = p.Check(CheckOptions{Repair: true})
+	r, err = p.Check(context.Background(), CheckOptions{Repair: true})
 	must(t, err)
 	if !r.Consistent {
 		t.Fatalf("Check with repair left %+v", r.Problems)
 	}
-	r, err = p.Check(CheckOptions{})
+	r, err = p.Check(context.Background(), CheckOptions{})
 	must(t, err)
 	if !r.Consistent || len(r.Problems) != 0 {
 		t.Fatalf("after repair Check finds %+v", r.Problems)
@@ -405,7 +405,7 @@ func TestOpenFinishesInterruptedTransactions(t *testing.T) {
 		t.Helper()
 		p.Close()
 		var err error
-		p, err = Open(root, OpenOptions{})
+		p, err = Open(context.Background(), root, OpenOptions{})
 		must(t, err)
 		if exists(p.reg.txPath()) {
 			t.Fatal("transaction.json survives Open")
@@ -454,8 +454,8 @@ func TestOpenFinishesInterruptedTransactions(t *testing.T) {
 	if !exists(filepath.Join(dir, "lost+found")) {
 		t.Fatal("the kept device does not hold the base filesystem")
 	}
-	must(t, p.Unmount("found"))
-	must(t, p.Down())
+	must(t, p.Unmount(context.Background(), "found"))
+	must(t, p.Down(context.Background()))
 	ids := thinDumpIDs(t, p.metaFilePath())
 	if fmt.Sprint(ids) != fmt.Sprint([]uint32{base, 78}) {
 		t.Fatalf("thin_dump lists %v, want base (%d) and 78", ids, base)
@@ -467,15 +467,15 @@ func TestOpenFinishesInterruptedTransactions(t *testing.T) {
 // gained a snapshot through one handle cannot be removed through the other.
 func TestHandlesSeeEachOthersChanges(t *testing.T) {
 	p, root := newVMPool(t, smallOptions())
-	must(t, p.Create("parent", "", CreateOptions{}))
-	q, err := Open(root, OpenOptions{})
+	must(t, p.Create(context.Background(), "parent", "", CreateOptions{}))
+	q, err := Open(context.Background(), root, OpenOptions{})
 	must(t, err)
 	defer q.Close()
-	must(t, q.Create("child", "parent", CreateOptions{}))
-	if err := p.Remove("parent"); !isErr(err, ErrHasChildren) {
+	must(t, q.Create(context.Background(), "child", "parent", CreateOptions{}))
+	if err := p.Remove(context.Background(), "parent"); !isErr(err, ErrHasChildren) {
 		t.Fatalf("Remove of a parent another handle snapshotted = %v, want ErrHasChildren", err)
 	}
-	must(t, p.Create("sibling", "parent", CreateOptions{}))
+	must(t, p.Create(context.Background(), "sibling", "parent", CreateOptions{}))
 	a, err := q.Device("sibling")
 	must(t, err)
 	b, err := p.Device("child")
@@ -483,22 +483,22 @@ func TestHandlesSeeEachOthersChanges(t *testing.T) {
 	if a.DeviceID == b.DeviceID {
 		t.Fatalf("both handles allocated thin device id %d", a.DeviceID)
 	}
-	must(t, q.Remove("child"))
-	must(t, q.Remove("sibling"))
-	must(t, p.Remove("parent"))
+	must(t, q.Remove(context.Background(), "child"))
+	must(t, q.Remove(context.Background(), "sibling"))
+	must(t, p.Remove(context.Background(), "parent"))
 
 	// A removal one handle had to defer is finished by the other's GC.
-	must(t, p.Create("held", "", CreateOptions{}))
-	path, err := q.Activate("held")
+	must(t, p.Create(context.Background(), "held", "", CreateOptions{}))
+	path, err := q.Activate(context.Background(), "held")
 	must(t, err)
 	f, err := os.Open(path)
 	must(t, err)
-	if err := q.Remove("held"); !isErr(err, ErrDeferred) {
+	if err := q.Remove(context.Background(), "held"); !isErr(err, ErrDeferred) {
 		f.Close()
 		t.Fatalf("Remove of an open device = %v, want ErrDeferred", err)
 	}
 	f.Close()
-	removed, err := p.GC()
+	removed, err := p.GC(context.Background())
 	must(t, err)
 	if fmt.Sprint(removed) != "[held]" {
 		t.Fatalf("GC through the other handle removed %v, want [held]", removed)
@@ -511,14 +511,14 @@ func TestHandlesSeeEachOthersChanges(t *testing.T) {
 // after Create and Remove return.
 func TestCreateAndRemoveAreOnDiskWhenTheyReturn(t *testing.T) {
 	p, _ := newVMPool(t, smallOptions())
-	must(t, p.Create("durable", "", CreateOptions{}))
+	must(t, p.Create(context.Background(), "durable", "", CreateOptions{}))
 	d, err := p.Device("durable")
 	must(t, err)
 	ids := thinDumpIDs(t, p.metaFilePath())
 	if fmt.Sprint(ids) != fmt.Sprint([]uint32{p.cfg.BaseDeviceID, d.DeviceID}) {
 		t.Fatalf("committed metadata lists %v right after Create, want base and %d", ids, d.DeviceID)
 	}
-	must(t, p.Remove("durable"))
+	must(t, p.Remove(context.Background(), "durable"))
 	ids = thinDumpIDs(t, p.metaFilePath())
 	if fmt.Sprint(ids) != fmt.Sprint([]uint32{p.cfg.BaseDeviceID}) {
 		t.Fatalf("committed metadata lists %v right after Remove, want only the base", ids)

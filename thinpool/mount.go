@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"context"
 	"os"
 
 	"github.com/pkg/errors"
@@ -15,7 +16,7 @@ import (
 // mounted device only takes another reference. A device some other process
 // mounted is detected (the mount point is a mount) and joined the same way.
 // Nothing about mounts is stored on disk.
-func (p *Pool) Mount(id string, opts MountOptions) (string, error) {
+func (p *Pool) Mount(ctx context.Context, id string, opts MountOptions) (string, error) {
 	if err := p.lk.lock(); err != nil {
 		return "", err
 	}
@@ -34,21 +35,21 @@ func (p *Pool) Mount(id string, opts MountOptions) (string, error) {
 		return mp, nil
 	}
 	delete(p.mounts, id) // unmounted behind our back
-	dev, err := p.activateDevice(d)
+	dev, err := p.activateDevice(ctx, d)
 	if err != nil {
 		return "", err
 	}
 	mo := fs.MountOptions{Options: append(append([]string{}, p.cfg.MountOptions...), opts.Options...), Label: opts.MountLabel}
 	if err := fs.Mount(dev, mp, p.cfg.Filesystem, mo); err != nil {
-		_ = p.deactivateThin(d.DeviceID, "")
+		_ = p.deactivateThin(ctx, d.DeviceID, "")
 		os.Remove(mp)
 		return "", errors.Wrapf(err, "mount %q (%s) at %s", id, dev, mp)
 	}
 	failpoint.Inject(failpoint.MountAfterMount)
 	if d.GrowPending && p.cfg.Filesystem == fs.XFS {
-		if err := fs.Grow(dev, mp, fs.XFS); err != nil {
+		if err := fs.Grow(ctx, dev, mp, fs.XFS); err != nil {
 			p.unmountAll(id)
-			_ = p.deactivateThin(d.DeviceID, "")
+			_ = p.deactivateThin(ctx, d.DeviceID, "")
 			return "", errors.Wrapf(err, "grow the filesystem of %q to %s", id, formatBytes(d.Size))
 		}
 		d.GrowPending = false
@@ -64,7 +65,7 @@ func (p *Pool) Mount(id string, opts MountOptions) (string, error) {
 // removes the mount point and deactivates. A device still held open
 // elsewhere (a mount leaked into another mount namespace) stays active;
 // Remove defers its removal.
-func (p *Pool) Unmount(id string) error {
+func (p *Pool) Unmount(ctx context.Context, id string) error {
 	return p.withDevice(id, func(d deviceRecord) error {
 		if p.mounts[id] > 1 {
 			if m, _ := fs.IsMounted(p.MountPath(id)); m {
@@ -72,17 +73,17 @@ func (p *Pool) Unmount(id string) error {
 				return nil
 			}
 		}
-		return p.releaseLocked(d)
+		return p.releaseLocked(ctx, d)
 	})
 }
 
 // releaseLocked drops every reference on d, unmounts it and deactivates
 // it unless something else still holds it.
-func (p *Pool) releaseLocked(d deviceRecord) error {
+func (p *Pool) releaseLocked(ctx context.Context, d deviceRecord) error {
 	if err := p.unmountAll(d.ID); err != nil {
 		return err
 	}
-	if err := p.deactivateThin(d.DeviceID, p.MountPath(d.ID)); err != nil && !errors.Is(err, ErrBusy) {
+	if err := p.deactivateThin(ctx, d.DeviceID, p.MountPath(d.ID)); err != nil && !errors.Is(err, ErrBusy) {
 		return err
 	}
 	return nil
@@ -111,4 +112,6 @@ func (p *Pool) mountedIDs() []string {
 }
 
 // releaseAll drops every reference on id, unmounts and deactivates it.
-func (p *Pool) releaseAll(id string) error { return p.withDevice(id, p.releaseLocked) }
+func (p *Pool) releaseAll(ctx context.Context, id string) error {
+	return p.withDevice(id, func(d deviceRecord) error { return p.releaseLocked(ctx, d) })
+}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/pkg/errors"
 
+	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 )
 
@@ -51,11 +52,19 @@ type Options struct {
 	// Progress, when set, is called with a short description and a
 	// fraction in [0,1] during long work; it must not block.
 	Progress func(step string, fraction float64)
+	// DM is the device-mapper client the pool uses; nil means dm.Default().
+	// Give a client from dm.Open for a logger or udev timeout of your own.
+	// The pool does not close it.
+	DM *dm.Client
 }
 
-// OpenOptions tunes Open.
+// OpenOptions tunes Open. The zero value works.
 type OpenOptions struct {
+	// Progress is as in Options.
 	Progress func(step string, fraction float64)
+	// DM is the device-mapper client the pool uses; nil means dm.Default().
+	// The pool does not close it.
+	DM *dm.Client
 }
 
 // CreateOptions tunes Create.

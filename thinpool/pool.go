@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"sort"
@@ -126,8 +127,9 @@ func removeEmptyState(root string) {
 	os.Remove(filepath.Join(root, mountDirName))
 }
 
-// newPool builds the in-memory Pool of an absolute root and takes its lock.
-func newPool(root string, progress func(string, float64)) (*Pool, error) {
+// newPool builds the in-memory Pool of an absolute root and takes its lock;
+// c nil means dm.Default().
+func newPool(root string, c *dm.Client, progress func(string, float64)) (*Pool, error) {
 	// Mount points are compared with /proc/self/mountinfo, which shows
 	// paths without symlinks.
 	if real, err := filepath.EvalSymlinks(root); err == nil {
@@ -138,17 +140,18 @@ func newPool(root string, progress func(string, float64)) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := dm.Default()
-	if err != nil {
-		lk.close()
-		return nil, errors.Wrap(err, "device-mapper")
+	if c == nil {
+		if c, err = dm.Default(); err != nil {
+			lk.close()
+			return nil, errors.Wrap(err, "device-mapper")
+		}
 	}
 	return &Pool{root: root, dir: dir, reg: registry{dir: dir}, dm: c, lk: lk,
 		idx: &index{}, mounts: map[string]int{}, progress: progress}, nil
 }
 
 // Init creates a new pool under root/devicemapper and its base device.
-func Init(root string, opts Options) (*Pool, error) {
+func Init(ctx context.Context, root string, opts Options) (*Pool, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -163,7 +166,7 @@ func Init(root string, opts Options) (*Pool, error) {
 	if err := makeDirs(root); err != nil {
 		return nil, err
 	}
-	p, err := newPool(root, o.Progress)
+	p, err := newPool(root, o.DM, o.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -176,8 +179,9 @@ func Init(root string, opts Options) (*Pool, error) {
 		p.lk.closeLocked()
 		return nil, errors.Wrapf(ErrAlreadyInit, "%s", p.reg.poolPath())
 	}
-	if err := p.initLocked(o); err != nil {
-		p.initCleanup(o)
+	if err := p.initLocked(ctx, o); err != nil {
+		// Undo what was made even when ctx ended: that is what stopped us.
+		p.initCleanup(context.WithoutCancel(ctx), o)
 		p.lk.closeLocked()
 		if fresh {
 			removeEmptyState(root)
@@ -187,7 +191,7 @@ func Init(root string, opts Options) (*Pool, error) {
 	return p, nil
 }
 
-func (p *Pool) initLocked(o Options) error {
+func (p *Pool) initLocked(ctx context.Context, o Options) error {
 	key, err := rootKey(p.root)
 	if err != nil {
 		return err
@@ -206,7 +210,7 @@ func (p *Pool) initLocked(o Options) error {
 		}
 	case o.DataDevice != "":
 		p.cfg.DataDevice, p.cfg.MetadataDevice = o.DataDevice, o.MetadataDevice
-		if err := p.removeLeftoverPool(); err != nil {
+		if err := p.removeLeftoverPool(ctx); err != nil {
 			return err
 		}
 		if err := zeroHead(o.MetadataDevice); err != nil {
@@ -215,7 +219,7 @@ func (p *Pool) initLocked(o Options) error {
 	default:
 		p.cfg.DataFile, p.cfg.MetadataFile = dataFileName, metaFileName
 		p.cfg.DataSize, p.cfg.MetadataSize = roundDown(o.DataSize, o.BlockSize), roundUp(o.MetadataSize, 4*KiB)
-		if err := p.removeLeftoverPool(); err != nil {
+		if err := p.removeLeftoverPool(ctx); err != nil {
 			return err
 		}
 		p.report("creating sparse data and metadata files", 0.05)
@@ -231,19 +235,19 @@ func (p *Pool) initLocked(o Options) error {
 		failpoint.Inject(failpoint.InitAfterFiles)
 	}
 	p.report("creating the thin pool", 0.15)
-	if err := p.poolUp(); err != nil {
+	if err := p.poolUp(ctx); err != nil {
 		return err
 	}
 	failpoint.Inject(failpoint.InitAfterPool)
 	if !p.cfg.ExternalPool {
-		data, meta, err := p.dataAndMeta()
+		data, meta, err := p.dataAndMeta(ctx)
 		if err != nil {
 			return err
 		}
 		p.cfg.DataSize, p.cfg.MetadataSize = data.Size, meta.Size
 	}
 	p.idx = newIndex(0)
-	if err := p.createBase(); err != nil {
+	if err := p.createBase(ctx); err != nil {
 		return err
 	}
 	p.cfg.NextDeviceID = p.idx.used.next
@@ -288,11 +292,11 @@ func (p *Pool) adoptExternalPool(name string) error {
 
 // removeLeftoverPool takes down a pool device and loop devices left by an
 // Init that did not finish (pool.json was never written).
-func (p *Pool) removeLeftoverPool() error {
+func (p *Pool) removeLeftoverPool(ctx context.Context) error {
 	if _, err := p.dm.Info(p.cfg.PoolName); err == nil {
 		if devs, err := p.ourDevices(); err == nil {
 			for _, d := range devs {
-				_ = p.dm.Remove(d.Name, dm.RemoveOptions{})
+				_ = p.dm.Remove(ctx, d.Name, dm.RemoveOptions{})
 			}
 		}
 	}
@@ -301,7 +305,7 @@ func (p *Pool) removeLeftoverPool() error {
 			return nil
 		}
 	}
-	return p.poolDown()
+	return p.poolDown(ctx)
 }
 
 func createSparse(path string, size uint64) error {
@@ -334,10 +338,10 @@ func zeroHead(path string) error {
 }
 
 // initCleanup undoes what a failed Init made.
-func (p *Pool) initCleanup(o Options) {
+func (p *Pool) initCleanup(ctx context.Context, o Options) {
 	if devs, err := p.ourDevices(); err == nil {
 		for _, d := range devs {
-			_ = p.dm.Remove(d.Name, dm.RemoveOptions{Retries: -1})
+			_ = p.dm.Remove(ctx, d.Name, dm.RemoveOptions{Retries: -1})
 		}
 	}
 	if p.cfg.ExternalPool {
@@ -345,7 +349,7 @@ func (p *Pool) initCleanup(o Options) {
 			_, _ = p.dm.Message(p.cfg.PoolName, 0, "delete "+itoa(p.cfg.BaseDeviceID))
 		}
 	} else if p.cfg.PoolName != "" {
-		_ = p.poolDown()
+		_ = p.poolDown(ctx)
 	}
 	if p.cfg.DataFile != "" {
 		os.Remove(p.dataFilePath())
@@ -357,7 +361,7 @@ func (p *Pool) initCleanup(o Options) {
 // Open opens an existing pool, bringing it up (loop devices, pool table)
 // when it is down and finishing interrupted transactions and deferred
 // deletions. ErrNotInitialized when root has no pool.
-func Open(root string, opts OpenOptions) (*Pool, error) {
+func Open(ctx context.Context, root string, opts OpenOptions) (*Pool, error) {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return nil, errors.Wrap(err, "root")
@@ -366,7 +370,7 @@ func Open(root string, opts OpenOptions) (*Pool, error) {
 	if _, err := reg.loadPool(); err != nil {
 		return nil, err
 	}
-	p, err := newPool(root, opts.Progress)
+	p, err := newPool(root, opts.DM, opts.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -374,7 +378,7 @@ func Open(root string, opts OpenOptions) (*Pool, error) {
 		p.lk.close()
 		return nil, err
 	}
-	err = p.openLocked()
+	err = p.openLocked(ctx)
 	p.lk.unlock()
 	if err != nil {
 		p.lk.close()
@@ -383,25 +387,25 @@ func Open(root string, opts OpenOptions) (*Pool, error) {
 	return p, nil
 }
 
-func (p *Pool) openLocked() error {
+func (p *Pool) openLocked(ctx context.Context) error {
 	cfg, err := p.reg.loadPool()
 	if err != nil {
 		return err
 	}
 	p.cfg = cfg
 	p.report("bringing up the thin pool", 0.1)
-	if err := p.poolUp(); err != nil {
+	if err := p.poolUp(ctx); err != nil {
 		return err
 	}
 	failpoint.Inject(failpoint.OpenAfterPoolUp)
-	p.resumeSuspended()
+	p.resumeSuspended(ctx)
 	p.removeStaleMountPoints()
 	p.report("reading the device registry", 0.4)
 	if err := p.ensureIndex(); err != nil {
 		return err
 	}
 	p.report("finishing deferred deletions", 0.8)
-	_, _ = p.gcLocked()
+	_, _ = p.gcLocked(ctx)
 	p.report("done", 1)
 	return nil
 }
@@ -410,14 +414,14 @@ func (p *Pool) openLocked() error {
 // process that died while snapshotting them (I/O to them would hang). No
 // operation keeps a device suspended once it has released the root lock,
 // and the caller holds it.
-func (p *Pool) resumeSuspended() {
+func (p *Pool) resumeSuspended(ctx context.Context) {
 	devs, err := p.ourDevices()
 	if err != nil {
 		return
 	}
 	for _, d := range devs {
 		if info, err := p.dm.Info(d.Name); err == nil && info.Suspended && info.LiveTable {
-			_ = p.dm.Resume(d.Name)
+			_ = p.dm.Resume(ctx, d.Name)
 		}
 	}
 }
@@ -511,12 +515,12 @@ func (p *Pool) thinDevIDOf(d dm.Device) (uint32, bool) {
 // Down unmounts nothing: it deactivates every inactive-able device of the
 // root and then the pool (unless it is an external thin-pool), and detaches
 // the loop devices. Mounted devices make it fail with ErrBusy.
-func (p *Pool) Down() error {
+func (p *Pool) Down(ctx context.Context) error {
 	if err := p.lk.lock(); err != nil {
 		return err
 	}
 	defer p.lk.unlock()
-	if err := p.deactivateAll(); err != nil {
+	if err := p.deactivateAll(ctx); err != nil {
 		return err
 	}
 	if p.idx.used != nil && p.idx.used.next != p.cfg.NextDeviceID {
@@ -524,12 +528,12 @@ func (p *Pool) Down() error {
 		_ = p.reg.savePool(p.cfg)
 	}
 	p.idx.invalidate()
-	return p.poolDown()
+	return p.poolDown(ctx)
 }
 
 // deactivateAll removes every thin device of the root; busy ones make it
 // fail with ErrBusy naming them.
-func (p *Pool) deactivateAll() error {
+func (p *Pool) deactivateAll(ctx context.Context) error {
 	devs, err := p.ourDevices()
 	if err != nil {
 		return err
@@ -542,7 +546,7 @@ func (p *Pool) deactivateAll() error {
 		if ours && known {
 			mp = p.MountPath(id)
 		}
-		err := p.removeDM(d.Name, d.Dev, mp)
+		err := p.removeDM(ctx, d.Name, d.Dev, mp)
 		if err == nil || errors.Is(err, dm.ErrNotFound) {
 			continue
 		}
@@ -569,11 +573,11 @@ func (p *Pool) deactivateAll() error {
 
 // Destroy removes every device, the pool and the root's state. Without
 // force it refuses when devices other than the base exist.
-func (p *Pool) Destroy(force bool) error {
+func (p *Pool) Destroy(ctx context.Context, force bool) error {
 	if err := p.lk.lock(); err != nil {
 		return err
 	}
-	err := p.destroyLocked(force)
+	err := p.destroyLocked(ctx, force)
 	p.lk.unlock()
 	if err != nil {
 		return err
@@ -581,7 +585,7 @@ func (p *Pool) Destroy(force bool) error {
 	return p.Close()
 }
 
-func (p *Pool) destroyLocked(force bool) error {
+func (p *Pool) destroyLocked(ctx context.Context, force bool) error {
 	recs, err := p.reg.listDevices()
 	if err != nil {
 		return err
@@ -594,7 +598,7 @@ func (p *Pool) destroyLocked(force bool) error {
 			return err
 		}
 	}
-	if err := p.deactivateAll(); err != nil {
+	if err := p.deactivateAll(ctx); err != nil {
 		return err
 	}
 	ids := []uint32{p.cfg.BaseDeviceID}
@@ -612,7 +616,7 @@ func (p *Pool) destroyLocked(force bool) error {
 			_, _ = p.dm.Message(p.cfg.PoolName, 0, "set_transaction_id "+utoa(cur)+" 0")
 		}
 	}
-	if err := p.poolDown(); err != nil {
+	if err := p.poolDown(ctx); err != nil {
 		return err
 	}
 	mnt := filepath.Join(p.root, mountDirName)

@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -136,13 +137,13 @@ func rawDevice(path string) (blockDev, error) {
 }
 
 // loopFor returns the loop device bound to file, binding one when none is.
-func loopFor(file string) (blockDev, error) {
+func loopFor(ctx context.Context, file string) (blockDev, error) {
 	info, err := loopback.FindByBackingFile(file)
 	if err != nil && !errors.Is(err, loopback.ErrNotFound) {
 		return blockDev{}, errors.Wrapf(err, "look for a loop device of %s", file)
 	}
 	if err != nil || info.ReadOnly {
-		if info, err = loopback.Attach(file, loopback.Options{}); err != nil {
+		if info, err = loopback.Attach(ctx, file, loopback.Options{}); err != nil {
 			return blockDev{}, errors.Wrapf(err, "attach %s to a loop device", file)
 		}
 	}
@@ -154,7 +155,7 @@ func loopFor(file string) (blockDev, error) {
 }
 
 // detachLoopFor unbinds the loop device of file, if any.
-func detachLoopFor(file string) error {
+func detachLoopFor(ctx context.Context, file string) error {
 	info, err := loopback.FindByBackingFile(file)
 	if errors.Is(err, loopback.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
 		return nil // nothing bound, or the file is gone (its loop device went with the pool's table)
@@ -162,7 +163,7 @@ func detachLoopFor(file string) error {
 	if err != nil {
 		return errors.Wrapf(err, "look for a loop device of %s", file)
 	}
-	if err := loopback.Detach(info.Path); err != nil && !errors.Is(err, loopback.ErrNotFound) {
+	if err := loopback.Detach(ctx, info.Path); err != nil && !errors.Is(err, loopback.ErrNotFound) {
 		return errors.Wrapf(err, "detach %s from %s", info.Path, file)
 	}
 	return nil
@@ -184,12 +185,12 @@ func (p *Pool) metaFilePath() string {
 
 // dataAndMeta returns the pool's data and metadata block devices,
 // binding loop devices to the files when needed.
-func (p *Pool) dataAndMeta() (data, meta blockDev, err error) {
+func (p *Pool) dataAndMeta(ctx context.Context) (data, meta blockDev, err error) {
 	if p.cfg.DataFile != "" {
-		if data, err = loopFor(p.dataFilePath()); err != nil {
+		if data, err = loopFor(ctx, p.dataFilePath()); err != nil {
 			return
 		}
-		meta, err = loopFor(p.metaFilePath())
+		meta, err = loopFor(ctx, p.metaFilePath())
 		return
 	}
 	if data, err = rawDevice(p.cfg.DataDevice); err != nil {
@@ -202,7 +203,7 @@ func (p *Pool) dataAndMeta() (data, meta blockDev, err error) {
 // poolUp makes sure the pool device exists with a live table: binding the
 // loop devices and creating the pool after a reboot, resuming it when it
 // was left suspended, and doing nothing when it is already up.
-func (p *Pool) poolUp() error {
+func (p *Pool) poolUp(ctx context.Context) error {
 	name := p.cfg.PoolName
 	info, err := p.dm.Info(name)
 	if err != nil && !errors.Is(err, dm.ErrNotFound) {
@@ -213,17 +214,17 @@ func (p *Pool) poolUp() error {
 			return errors.Errorf("thin-pool device %s is not active; thinctl does not manage it: bring it up first", name)
 		}
 		if info.Suspended {
-			return errors.Wrapf(p.dm.Resume(name), "resume thin pool %s", name)
+			return errors.Wrapf(p.dm.Resume(ctx, name), "resume thin pool %s", name)
 		}
 		return nil
 	}
 	if err == nil && info.LiveTable {
 		if info.Suspended {
-			return errors.Wrapf(p.dm.Resume(name), "resume thin pool %s", name)
+			return errors.Wrapf(p.dm.Resume(ctx, name), "resume thin pool %s", name)
 		}
 		return nil
 	}
-	data, meta, err2 := p.dataAndMeta()
+	data, meta, err2 := p.dataAndMeta(ctx)
 	if err2 != nil {
 		return err2
 	}
@@ -237,13 +238,13 @@ func (p *Pool) poolUp() error {
 	t := poolTable(meta.Dev, data.Dev, data.Size, p.cfg.BlockSize, p.cfg.NoDiscard)
 	if err := p.dm.LoadTable(name, []dm.Target{t}, dm.LoadOptions{}); err != nil {
 		if created {
-			_ = p.dm.Remove(name, dm.RemoveOptions{})
+			_ = p.dm.Remove(ctx, name, dm.RemoveOptions{})
 		}
 		return errors.Wrapf(err, "load thin-pool table %q into %s", t.Params, name)
 	}
-	if err := p.dm.Resume(name); err != nil {
+	if err := p.dm.Resume(ctx, name); err != nil {
 		if created {
-			_ = p.dm.Remove(name, dm.RemoveOptions{})
+			_ = p.dm.Remove(ctx, name, dm.RemoveOptions{})
 		}
 		return errors.Wrapf(err, "resume thin pool %s", name)
 	}
@@ -285,7 +286,7 @@ func (p *Pool) poolTransactionID() (uint64, error) {
 
 // poolDown removes the pool device (never an external one) and unbinds
 // the loop devices of its files.
-func (p *Pool) poolDown() error {
+func (p *Pool) poolDown(ctx context.Context) error {
 	if p.cfg.ExternalPool {
 		return nil
 	}
@@ -293,7 +294,7 @@ func (p *Pool) poolDown() error {
 	// a backing file deleted under the live pool can no longer be matched
 	// by device and inode, but the loop device bound to it still holds it.
 	loops := p.poolLoopDevices()
-	if err := p.dm.Remove(p.cfg.PoolName, dm.RemoveOptions{}); err != nil && !errors.Is(err, dm.ErrNotFound) {
+	if err := p.dm.Remove(ctx, p.cfg.PoolName, dm.RemoveOptions{}); err != nil && !errors.Is(err, dm.ErrNotFound) {
 		if errors.Is(err, dm.ErrBusy) {
 			return errors.Wrapf(ErrBusy, "thin pool %s is still in use: %v", p.cfg.PoolName, err)
 		}
@@ -303,14 +304,14 @@ func (p *Pool) poolDown() error {
 		return nil
 	}
 	for _, l := range loops {
-		if err := loopback.Detach(l); err != nil && !errors.Is(err, loopback.ErrNotFound) {
+		if err := loopback.Detach(ctx, l); err != nil && !errors.Is(err, loopback.ErrNotFound) {
 			return errors.Wrapf(err, "detach %s, a loop device of thin pool %s", l, p.cfg.PoolName)
 		}
 	}
-	if err := detachLoopFor(p.dataFilePath()); err != nil {
+	if err := detachLoopFor(ctx, p.dataFilePath()); err != nil {
 		return err
 	}
-	return detachLoopFor(p.metaFilePath())
+	return detachLoopFor(ctx, p.metaFilePath())
 }
 
 // poolLoopDevices returns the /dev/loopN paths the pool's live table

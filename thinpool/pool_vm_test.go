@@ -3,6 +3,7 @@
 package thinpool
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -44,14 +45,14 @@ func TestInitMakesThePoolDockerDid(t *testing.T) {
 			t.Errorf("%s has mode %o, want no group/other bits", path, mode)
 		}
 	}
-	if _, err := Init(root, smallOptions()); !isErr(err, ErrAlreadyInit) {
+	if _, err := Init(context.Background(), root, smallOptions()); !isErr(err, ErrAlreadyInit) {
 		t.Fatalf("second Init = %v, want ErrAlreadyInit", err)
 	}
 	// Remove (with its discard) and Grow report their steps too.
 	steps = nil
-	must(t, p.Create("x", "", CreateOptions{}))
-	must(t, p.Remove("x"))
-	must(t, p.Grow(GrowOptions{DataSize: 2 * GiB}))
+	must(t, p.Create(context.Background(), "x", "", CreateOptions{}))
+	must(t, p.Remove(context.Background(), "x"))
+	must(t, p.Grow(context.Background(), GrowOptions{DataSize: 2 * GiB}))
 	if got, want := fmt.Sprintf("%q", steps), `["discarding the blocks of \"x\"" "deleting \"x\" from the pool" `+
 		`"growing the data and metadata files" "reloading the thin pool at its new size"]`; got != want {
 		t.Errorf("Remove and Grow reported %s, want %s", got, want)
@@ -72,13 +73,13 @@ func TestSnapshotsShareParentDataAndIsolateTheirOwn(t *testing.T) {
 				o.BaseSize = 320 * MiB // mkfs.xfs wants 300 MiB
 			}
 			p, root := newVMPool(t, o)
-			must(t, p.Create("a", "", CreateOptions{}))
+			must(t, p.Create(context.Background(), "a", "", CreateOptions{}))
 			dirA := mustMount(t, p, "a")
 			writeFile(t, filepath.Join(dirA, "from-a"), "parent data")
-			must(t, p.Unmount("a"))
+			must(t, p.Unmount(context.Background(), "a"))
 
-			must(t, p.Create("b", "a", CreateOptions{}))
-			must(t, p.Create("c", "b", CreateOptions{}))
+			must(t, p.Create(context.Background(), "b", "a", CreateOptions{}))
+			must(t, p.Create(context.Background(), "c", "b", CreateOptions{}))
 			dirB := mustMount(t, p, "b")
 			if got := readFile(t, filepath.Join(dirB, "from-a")); got != "parent data" {
 				t.Fatalf("snapshot b reads %q", got)
@@ -112,9 +113,9 @@ func TestSnapshotsShareParentDataAndIsolateTheirOwn(t *testing.T) {
 			}
 			// And the pool metadata holds exactly base + a, b, c.
 			for _, id := range []string{"a", "b", "c"} {
-				must(t, p.Unmount(id))
+				must(t, p.Unmount(context.Background(), id))
 			}
-			must(t, p.Down())
+			must(t, p.Down(context.Background()))
 			ids := thinDumpIDs(t, p.metaFilePath())
 			want := []uint32{p.cfg.BaseDeviceID}
 			for _, d := range devs {

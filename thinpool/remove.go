@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"sort"
@@ -15,7 +16,7 @@ import (
 
 // Remove deletes device id. When it is busy, removal is deferred
 // (errors.Is(err, ErrDeferred)) and finished by GC or the next Open.
-func (p *Pool) Remove(id string) error {
+func (p *Pool) Remove(ctx context.Context, id string) error {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
@@ -37,13 +38,13 @@ func (p *Pool) Remove(id string) error {
 		return err
 	}
 	failpoint.Inject(failpoint.RemoveAfterUnmnt)
-	return p.removeLocked(d)
+	return p.removeLocked(ctx, d)
 }
 
 // removeLocked deactivates, discards and deletes one device. When the
 // device is held open it is marked deleted, its kernel removal deferred,
 // and ErrDeferred names the holders.
-func (p *Pool) removeLocked(d deviceRecord) error {
+func (p *Pool) removeLocked(ctx context.Context, d deviceRecord) error {
 	name := thinName(p.cfg.Key, d.DeviceID)
 	mp := p.MountPath(d.ID)
 	info, ierr := p.dm.Info(name)
@@ -63,7 +64,7 @@ func (p *Pool) removeLocked(d deviceRecord) error {
 			}
 			d.Deleted = true
 		}
-		path, err := p.activateThin(d.DeviceID, d.Size)
+		path, err := p.activateThin(ctx, d.DeviceID, d.Size)
 		if err != nil {
 			return err
 		}
@@ -77,9 +78,9 @@ func (p *Pool) removeLocked(d deviceRecord) error {
 		}
 	}
 	if active {
-		err := p.removeDM(name, info.Dev, mp)
+		err := p.removeDM(ctx, name, info.Dev, mp)
 		if errors.Is(err, dm.ErrBusy) {
-			return p.deferRemoval(d, name, info.Dev, mp)
+			return p.deferRemoval(ctx, d, name, info.Dev, mp)
 		}
 		if err != nil && !errors.Is(err, dm.ErrNotFound) {
 			return errors.Wrapf(err, "deactivate %s", name)
@@ -91,7 +92,7 @@ func (p *Pool) removeLocked(d deviceRecord) error {
 		return p.reg.removeDevice(d.ID)
 	})
 	if errors.Is(err, dm.ErrBusy) {
-		return p.deferRemoval(d, name, info.Dev, mp)
+		return p.deferRemoval(ctx, d, name, info.Dev, mp)
 	}
 	if err != nil {
 		return errors.Wrapf(err, "delete %q", d.ID)
@@ -102,9 +103,9 @@ func (p *Pool) removeLocked(d deviceRecord) error {
 
 // deferRemoval asks the kernel to remove the device on its last close and
 // marks the registry record deleted so GC and Open finish the job.
-func (p *Pool) deferRemoval(d deviceRecord, name string, dev uint64, mp string) error {
+func (p *Pool) deferRemoval(ctx context.Context, d deviceRecord, name string, dev uint64, mp string) error {
 	holders := p.holdersText(dev, mp)
-	if err := p.dm.Remove(name, dm.RemoveOptions{Deferred: true}); err != nil && !errors.Is(err, dm.ErrNotFound) {
+	if err := p.dm.Remove(ctx, name, dm.RemoveOptions{Deferred: true}); err != nil && !errors.Is(err, dm.ErrNotFound) {
 		return errors.Wrapf(err, "deferred removal of %s", name)
 	}
 	if err := p.markDeleted(d.ID); err != nil {
@@ -138,7 +139,7 @@ func discardAll(path string) error {
 }
 
 // GC finishes deferred deletions and returns the ids it removed.
-func (p *Pool) GC() ([]string, error) {
+func (p *Pool) GC(ctx context.Context) ([]string, error) {
 	if err := p.lk.lock(); err != nil {
 		return nil, err
 	}
@@ -146,13 +147,13 @@ func (p *Pool) GC() ([]string, error) {
 	if err := p.ensureIndex(); err != nil {
 		return nil, err
 	}
-	return p.gcLocked()
+	return p.gcLocked(ctx)
 }
 
 // gcLocked retries the removal of every device marked deleted (the
 // index knows which). Devices still busy stay marked; the first other
 // error is returned after trying them all.
-func (p *Pool) gcLocked() ([]string, error) {
+func (p *Pool) gcLocked(ctx context.Context) ([]string, error) {
 	ids := make([]string, 0, len(p.idx.deleted))
 	for id := range p.idx.deleted {
 		ids = append(ids, id)
@@ -175,7 +176,7 @@ func (p *Pool) gcLocked() ([]string, error) {
 		if !d.Deleted || p.idx.children[d.ID] > 0 {
 			continue
 		}
-		err = p.removeLocked(d)
+		err = p.removeLocked(ctx, d)
 		switch {
 		case err == nil:
 			removed = append(removed, d.ID)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/pkg/errors"
@@ -81,7 +82,7 @@ func runPoolInit(c *call) error {
 			return err
 		}
 	}
-	p, err := thinpool.Init(c.g.root, opts)
+	p, err := thinpool.Init(context.TODO(), c.g.root, opts)
 	if err != nil {
 		return err
 	}

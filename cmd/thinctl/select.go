@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,7 +156,7 @@ func (c *call) openStore() (store, error) {
 		if err := c.dmClient(); err != nil {
 			return nil, err
 		}
-		p, err := thinpool.Open(c.g.root, thinpool.OpenOptions{Progress: c.progress()})
+		p, err := thinpool.Open(context.TODO(), c.g.root, thinpool.OpenOptions{Progress: c.progress()})
 		if err != nil {
 			return nil, err
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"sort"
 	"strconv"
 
@@ -82,17 +83,17 @@ func (s *dmStore) status() (poolStatus, error) {
 }
 
 func (s *dmStore) create(id, parent string, size uint64) error {
-	return s.p.Create(id, parent, thinpool.CreateOptions{Size: size})
+	return s.p.Create(context.TODO(), id, parent, thinpool.CreateOptions{Size: size})
 }
 
 func (s *dmStore) mount(id string, opts []string) (string, error) {
-	return s.p.Mount(id, thinpool.MountOptions{Options: opts})
+	return s.p.Mount(context.TODO(), id, thinpool.MountOptions{Options: opts})
 }
 
-func (s *dmStore) unmount(id string) error { return s.p.Unmount(id) }
+func (s *dmStore) unmount(id string) error { return s.p.Unmount(context.TODO(), id) }
 
 func (s *dmStore) remove(id string) (bool, error) {
-	err := s.p.Remove(id)
+	err := s.p.Remove(context.TODO(), id)
 	if errors.Is(err, thinpool.ErrDeferred) {
 		return true, err
 	}
@@ -121,7 +122,7 @@ func (s *dmStore) device(id string) (deviceInfo, error) {
 }
 
 func (s *dmStore) check(repair bool) (checkReport, error) {
-	r, err := s.p.Check(thinpool.CheckOptions{Repair: repair})
+	r, err := s.p.Check(context.TODO(), thinpool.CheckOptions{Repair: repair})
 	if err != nil {
 		return checkReport{}, err
 	}
@@ -132,11 +133,11 @@ func (s *dmStore) check(repair bool) (checkReport, error) {
 	return out, nil
 }
 
-func (s *dmStore) gc() ([]string, error) { return s.p.GC() }
+func (s *dmStore) gc() ([]string, error) { return s.p.GC(context.TODO()) }
 
-func (s *dmStore) down() error { return s.p.Down() }
+func (s *dmStore) down() error { return s.p.Down(context.TODO()) }
 
-func (s *dmStore) destroy(force bool) error { return s.p.Destroy(force) }
+func (s *dmStore) destroy(force bool) error { return s.p.Destroy(context.TODO(), force) }
 
 func (s *dmStore) close() error { return s.p.Close() }
 
@@ -147,13 +148,13 @@ func (s *dmStore) grow(data, metadata uint64) (poolStatus, poolStatus, error) {
 	if err != nil {
 		return before, before, err
 	}
-	if err := s.p.Grow(thinpool.GrowOptions{DataSize: data, MetadataSize: metadata}); err != nil {
+	if err := s.p.Grow(context.TODO(), thinpool.GrowOptions{DataSize: data, MetadataSize: metadata}); err != nil {
 		return before, before, err
 	}
 	after, err := s.status()
 	return before, after, err
 }
 
-func (s *dmStore) activate(id string) (string, error) { return s.p.Activate(id) }
+func (s *dmStore) activate(id string) (string, error) { return s.p.Activate(context.TODO(), id) }
 
-func (s *dmStore) deactivate(id string) error { return s.p.Deactivate(id) }
+func (s *dmStore) deactivate(id string) error { return s.p.Deactivate(context.TODO(), id) }

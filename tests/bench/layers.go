@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,11 +34,13 @@ type thinBackend struct{ p *thinpool.Pool }
 
 func (t thinBackend) name() string { return "thin" }
 func (t thinBackend) create(id, parent string) error {
-	return t.p.Create(id, parent, thinpool.CreateOptions{})
+	return t.p.Create(context.Background(), id, parent, thinpool.CreateOptions{})
 }
-func (t thinBackend) mount(id string) (string, error) { return t.p.Mount(id, thinpool.MountOptions{}) }
-func (t thinBackend) unmount(id string) error         { return t.p.Unmount(id) }
-func (t thinBackend) remove(id string) error          { return t.p.Remove(id) }
+func (t thinBackend) mount(id string) (string, error) {
+	return t.p.Mount(context.Background(), id, thinpool.MountOptions{})
+}
+func (t thinBackend) unmount(id string) error { return t.p.Unmount(context.Background(), id) }
+func (t thinBackend) remove(id string) error  { return t.p.Remove(context.Background(), id) }
 func (t thinBackend) stored(string) (int64, error) {
 	s, err := t.p.Status()
 	return int64(s.DataUsed), err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -37,18 +38,18 @@ func (l *libPath) remove(i int) error { return l.removeID(l.id(i)) }
 
 func (l *libPath) create(i int) error {
 	id := l.id(i)
-	if err := l.pool.Create(id, l.parent, thinpool.CreateOptions{}); err != nil {
+	if err := l.pool.Create(context.Background(), id, l.parent, thinpool.CreateOptions{}); err != nil {
 		return err
 	}
-	_, err := l.pool.Activate(id)
+	_, err := l.pool.Activate(context.Background(), id)
 	return err
 }
 
 func (l *libPath) removeID(id string) error {
-	if err := l.pool.Deactivate(id); err != nil {
+	if err := l.pool.Deactivate(context.Background(), id); err != nil {
 		return err
 	}
-	return l.pool.Remove(id)
+	return l.pool.Remove(context.Background(), id)
 }
 
 // thinTarget is the table line of a thin device of sectors in pool.
@@ -144,11 +145,11 @@ func (f *floorPath) create(i int) error {
 	if err := f.c.LoadTable(name, []dm.Target{thinTarget(f.sectors, pool, id)}, dm.LoadOptions{}); err != nil {
 		return err
 	}
-	return f.c.Resume(name)
+	return f.c.Resume(context.Background(), name)
 }
 
 func (f *floorPath) remove(i int) error {
-	if err := f.c.Remove(f.devName(i), dm.RemoveOptions{}); err != nil {
+	if err := f.c.Remove(context.Background(), f.devName(i), dm.RemoveOptions{}); err != nil {
 		return err
 	}
 	_, err := f.c.Message(f.poolName, 0, fmt.Sprintf("delete %d", f.devID(i)))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -102,7 +103,7 @@ func (r *rig) reopen() (float64, error) {
 		r.pool = nil
 	}
 	t0 := time.Now()
-	p, err := thinpool.Open(filepath.Join(r.work, poolDir), thinpool.OpenOptions{})
+	p, err := thinpool.Open(context.Background(), filepath.Join(r.work, poolDir), thinpool.OpenOptions{})
 	if err != nil {
 		return 0, errors.Wrap(err, "open the pool")
 	}
@@ -132,7 +133,7 @@ func fillID(i int) string { return fmt.Sprintf("fill-%05d", i) }
 func (r *rig) fill(from, to int, method string) error {
 	if method == PopulateLibrary {
 		for i := from; i < to; i++ {
-			if err := r.pool.Create(fillID(i), originID, thinpool.CreateOptions{}); err != nil {
+			if err := r.pool.Create(context.Background(), fillID(i), originID, thinpool.CreateOptions{}); err != nil {
 				return errors.Wrapf(err, "populate device %d", i)
 			}
 		}
@@ -172,7 +173,7 @@ func (r *rig) fill(from, to int, method string) error {
 // fillFirstID+[from,to) to its metadata file with thin_dump and
 // thin_restore. The caller opens the pool again.
 func (r *rig) restoreDevices(metaFile string, txid uint64, from, to int) error {
-	if err := r.pool.Down(); err != nil {
+	if err := r.pool.Down(context.Background()); err != nil {
 		return errors.Wrap(err, "take the pool down to add devices")
 	}
 	if err := r.pool.Close(); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,15 +62,15 @@ func newRig(work string, logf func(string, ...any)) (*rig, error) {
 		return nil, err
 	}
 	logf("init the thin pool (discards off) in %s", filepath.Join(work, poolDir))
-	if r.pool, err = thinpool.Init(filepath.Join(work, poolDir), poolOptions(true)); err != nil {
+	if r.pool, err = thinpool.Init(context.Background(), filepath.Join(work, poolDir), poolOptions(true)); err != nil {
 		return nil, errors.Wrap(err, "init pool")
 	}
 	logf("init the thin pool (discards on) in %s", filepath.Join(work, discardDir))
-	if r.discard, err = thinpool.Init(filepath.Join(work, discardDir), poolOptions(false)); err != nil {
+	if r.discard, err = thinpool.Init(context.Background(), filepath.Join(work, discardDir), poolOptions(false)); err != nil {
 		return nil, errors.Wrap(err, "init discard pool")
 	}
 	for _, p := range []*thinpool.Pool{r.pool, r.discard} {
-		if err := p.Create(originID, "", thinpool.CreateOptions{}); err != nil {
+		if err := p.Create(context.Background(), originID, "", thinpool.CreateOptions{}); err != nil {
 			return nil, errors.Wrap(err, "create the origin device")
 		}
 	}
@@ -99,7 +100,7 @@ func (r *rig) cleanup() error {
 	if devs, err := r.dm.ListDevices(); err == nil {
 		for _, d := range devs {
 			if strings.HasPrefix(d.Name, namePrefix) {
-				_ = r.dm.Remove(d.Name, dm.RemoveOptions{})
+				_ = r.dm.Remove(context.Background(), d.Name, dm.RemoveOptions{})
 			}
 		}
 	}
@@ -113,7 +114,7 @@ func (r *rig) cleanup() error {
 	unmountUnder(r.work)
 	for _, p := range []**thinpool.Pool{&r.pool, &r.discard} {
 		if *p != nil {
-			if err := (*p).Destroy(true); err != nil {
+			if err := (*p).Destroy(context.Background(), true); err != nil {
 				return err
 			}
 			*p = nil
@@ -124,11 +125,11 @@ func (r *rig) cleanup() error {
 		if !thinpool.Exists(root) {
 			continue
 		}
-		p, err := thinpool.Open(root, thinpool.OpenOptions{})
+		p, err := thinpool.Open(context.Background(), root, thinpool.OpenOptions{})
 		if err != nil {
 			return errors.Wrapf(err, "open the leftover pool in %s (remove it by hand)", root)
 		}
-		if err := p.Destroy(true); err != nil {
+		if err := p.Destroy(context.Background(), true); err != nil {
 			return errors.Wrapf(err, "destroy the leftover pool in %s", root)
 		}
 	}

@@ -3,6 +3,7 @@
 package reliability
 
 import (
+	"context"
 	"fmt"
 	"math/rand"
 	"os"
@@ -55,11 +56,13 @@ func (o cliOperator) remove(id string) error          { _, err := o.do("remove",
 type apiOperator struct{ p *thinpool.Pool }
 
 func (o apiOperator) create(id, parent string) error {
-	return o.p.Create(id, parent, thinpool.CreateOptions{})
+	return o.p.Create(context.Background(), id, parent, thinpool.CreateOptions{})
 }
-func (o apiOperator) mount(id string) (string, error) { return o.p.Mount(id, thinpool.MountOptions{}) }
-func (o apiOperator) unmount(id string) error         { return o.p.Unmount(id) }
-func (o apiOperator) remove(id string) error          { return o.p.Remove(id) }
+func (o apiOperator) mount(id string) (string, error) {
+	return o.p.Mount(context.Background(), id, thinpool.MountOptions{})
+}
+func (o apiOperator) unmount(id string) error { return o.p.Unmount(context.Background(), id) }
+func (o apiOperator) remove(id string) error  { return o.p.Remove(context.Background(), id) }
 
 // model is what one worker believes exists: its devices, their parents,
 // what their file "data" holds and whether they are mounted.
@@ -280,7 +283,7 @@ func TestReliabilityConcurrentProcesses(t *testing.T) {
 // this process calling thinpool: four share one Pool, four open their own.
 func TestReliabilityConcurrentGoroutines(t *testing.T) {
 	r := newPoolRig(t, "")
-	shared, err := thinpool.Open(r.root, thinpool.OpenOptions{})
+	shared, err := thinpool.Open(context.Background(), r.root, thinpool.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +298,7 @@ func TestReliabilityConcurrentGoroutines(t *testing.T) {
 		if i < 4 {
 			return apiOperator{p: shared}
 		}
-		p, err := thinpool.Open(r.root, thinpool.OpenOptions{})
+		p, err := thinpool.Open(context.Background(), r.root, thinpool.OpenOptions{})
 		if err != nil {
 			t.Error(err)
 			return apiOperator{p: shared}
