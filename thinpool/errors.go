@@ -1,20 +1,22 @@
 package thinpool
 
-import "github.com/pkg/errors"
+import "github.com/thinctl/thinctl/errdefs"
 
-// Sentinel errors; test with errors.Is.
+// Sentinel errors; test with errors.Is. Each also matches the errdefs class
+// (the driver package's sentinels) named beside it, so a caller of any
+// backend can test the class instead.
 var (
-	ErrNotInitialized  = errors.New("no thin pool at this root")     // Open on an empty root
-	ErrAlreadyInit     = errors.New("thin pool already initialized") // Init on a used root
-	ErrDeviceNotFound  = errors.New("device not found")              // unknown or deleted id
-	ErrDeviceExists    = errors.New("device already exists")
-	ErrInvalidID       = errors.New("invalid device id")
-	ErrParentNotFound  = errors.New("parent device not found")
-	ErrHasChildren     = errors.New("device has snapshots")
-	ErrBusy            = errors.New("device is busy")
-	ErrLowSpace        = errors.New("thin pool is low on free space")
-	ErrPoolReadOnly    = errors.New("thin pool is read-only or failed")
-	ErrRegistryCorrupt = errors.New("device registry is unreadable")
-	ErrDeferred        = errors.New("removal deferred until the device is released")
-	ErrInvalidSize     = errors.New("invalid size")
+	ErrNotInitialized  = errdefs.New("no thin pool at this root", errdefs.ErrNotInitialized)         // Open on an empty root
+	ErrAlreadyInit     = errdefs.New("thin pool already initialized", errdefs.ErrAlreadyInitialized) // Init on a used root
+	ErrDeviceNotFound  = errdefs.New("device not found", errdefs.ErrNotFound)                        // unknown or deleted id
+	ErrDeviceExists    = errdefs.New("device already exists", errdefs.ErrExists)
+	ErrInvalidID       = errdefs.New("invalid device id", errdefs.ErrInvalidArgument)
+	ErrParentNotFound  = errdefs.New("parent device not found", errdefs.ErrNotFound)
+	ErrHasChildren     = errdefs.New("device has snapshots", errdefs.ErrHasChildren)
+	ErrBusy            = errdefs.New("device is busy", errdefs.ErrBusy)
+	ErrLowSpace        = errdefs.New("thin pool is low on free space", errdefs.ErrNoSpace)
+	ErrPoolReadOnly    = errdefs.New("thin pool is read-only or failed", nil)
+	ErrRegistryCorrupt = errdefs.New("device registry is unreadable", errdefs.ErrCorrupt)
+	ErrDeferred        = errdefs.New("removal deferred until the device is released", errdefs.ErrDeferred)
+	ErrInvalidSize     = errdefs.New("invalid size", errdefs.ErrInvalidArgument)
 )

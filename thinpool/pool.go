@@ -284,7 +284,7 @@ func (p *Pool) adoptExternalPool(name string) error {
 		return err
 	}
 	if st.TransactionID != 0 || st.DataUsed != 0 {
-		return errors.Errorf("thin pool %s is not empty (transaction id %d, %d data blocks used); give thinctl a new pool", name, st.TransactionID, st.DataUsed)
+		return errors.Errorf("thin pool %s is not empty (transaction id %d, %d data blocks used); use a new, empty pool", name, st.TransactionID, st.DataUsed)
 	}
 	p.cfg.MetadataSize = st.MetadataTotal * metadataBlockSize
 	return nil

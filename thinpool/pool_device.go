@@ -211,7 +211,7 @@ func (p *Pool) poolUp(ctx context.Context) error {
 	}
 	if p.cfg.ExternalPool {
 		if err != nil || !info.LiveTable {
-			return errors.Errorf("thin-pool device %s is not active; thinctl does not manage it: bring it up first", name)
+			return errors.Errorf("thin-pool device %s is not active; it is not managed here: bring it up first", name)
 		}
 		if info.Suspended {
 			return errors.Wrapf(p.dm.Resume(ctx, name), "resume thin pool %s", name)

@@ -170,11 +170,11 @@ func readJSON(path string, v any) error {
 		return err
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s is empty; restore it from a backup (thinctl never rewrites it)", path)
+		return errors.Wrapf(ErrRegistryCorrupt, "%s is empty; restore it from a backup (it is never rewritten)", path)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(v); err != nil {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s does not decode (%v); restore it from a backup (thinctl never rewrites it)", path, err)
+		return errors.Wrapf(ErrRegistryCorrupt, "%s does not decode (%v); restore it from a backup (it is never rewritten)", path, err)
 	}
 	if dec.More() {
 		return errors.Wrapf(ErrRegistryCorrupt, "%s has trailing data after the JSON document", path)
@@ -187,7 +187,7 @@ func checkVersion(path string, v int) error {
 	case v == registryVersion:
 		return nil
 	case v > registryVersion:
-		return errors.Wrapf(ErrRegistryCorrupt, "%s has format version %d; this thinctl reads version %d: upgrade thinctl", path, v, registryVersion)
+		return errors.Wrapf(ErrRegistryCorrupt, "%s has format version %d; this version of thinpool reads version %d: upgrade", path, v, registryVersion)
 	default:
 		return errors.Wrapf(ErrRegistryCorrupt, "%s has no valid format version (got %d)", path, v)
 	}
@@ -199,7 +199,7 @@ func (r registry) loadPool() (poolRecord, error) {
 	path := r.poolPath()
 	if err := readJSON(path, &p); err != nil {
 		if os.IsNotExist(err) {
-			return p, errors.Wrapf(ErrNotInitialized, "%s does not exist; run `thinctl pool init` first", path)
+			return p, errors.Wrapf(ErrNotInitialized, "%s does not exist", path)
 		}
 		return p, err
 	}

@@ -112,7 +112,7 @@ func (p *Pool) deferRemoval(ctx context.Context, d deviceRecord, name string, de
 		return err
 	}
 	failpoint.Inject(failpoint.RemoveAfterMark)
-	return errors.Wrapf(ErrDeferred, "device %q is in use%s; it is deleted once released (thinctl gc)", d.ID, holders)
+	return errors.Wrapf(ErrDeferred, "device %q is in use%s; it is deleted once released (GC finishes it)", d.ID, holders)
 }
 
 // discardAll discards every block of the block device at path, so the

@@ -153,8 +153,7 @@ func (p *Pool) checkSpace(id string, size uint64) error {
 		return err
 	}
 	if s.DataTotal > 0 && size > s.DataTotal {
-		return errors.Wrapf(ErrInvalidSize, "size %s of %q is larger than the thin pool's data space %s; "+
-			"grow the pool first with `thinctl pool grow --data-size <bigger>` or ask for less",
+		return errors.Wrapf(ErrInvalidSize, "size %s of %q is larger than the thin pool's data space %s; grow the pool's data first or ask for less",
 			formatBytes(size), id, formatBytes(s.DataTotal))
 	}
 	return nil
@@ -164,17 +163,17 @@ func (p *Pool) checkSpace(id string, size uint64) error {
 func spaceError(s Status) error {
 	switch {
 	case s.State == "down":
-		return errors.Errorf("thin pool %s is not active; run `thinctl pool up`", s.PoolName)
+		return errors.Errorf("thin pool %s is not active; bring it up first", s.PoolName)
 	case s.Failed || s.ReadOnly || s.NeedsCheck:
 		return errors.Wrapf(ErrPoolReadOnly, "thin pool %s is %s%s; repair its metadata with thin_check/thin_repair",
 			s.PoolName, s.State, map[bool]string{true: " and needs_check", false: ""}[s.NeedsCheck])
 	case s.OutOfDataSpace || s.DataFreePercent < s.MinFreeSpace:
 		return errors.Wrapf(ErrLowSpace, "thin pool %s has %s of data space left (%.1f%% of %s), under the %.0f%% minimum; "+
-			"grow it with `thinctl pool grow --data-size <bigger>` or remove devices",
+			"grow its data or remove devices",
 			s.PoolName, formatBytes(s.DataAvailable), s.DataFreePercent, formatBytes(s.DataTotal), s.MinFreeSpace)
 	case s.MetadataFreePercent < s.MinFreeSpace:
 		return errors.Wrapf(ErrLowSpace, "thin pool %s has %s of metadata space left (%.1f%% of %s), under the %.0f%% minimum; "+
-			"grow it with `thinctl pool grow --metadata-size <bigger>`",
+			"grow its metadata",
 			s.PoolName, formatBytes(s.MetadataAvailable), s.MetadataFreePercent, formatBytes(s.MetadataTotal), s.MinFreeSpace)
 	}
 	return nil
