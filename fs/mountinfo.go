@@ -133,3 +133,6 @@ func readMountInfo(pid string) ([]MountEntry, error) {
 	defer f.Close()
 	return ParseMountInfo(f)
 }
+
+// Mounts returns this process's mount table (/proc/self/mountinfo).
+func Mounts() ([]MountEntry, error) { return readMountInfo("self") }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/internal/atomicfile"
+	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
 // Problem kinds Check reports.
@@ -110,9 +112,10 @@ func (p *Pool) Check(ctx context.Context, opts CheckOptions) (Report, error) {
 	}
 
 	// Pool metadata against the registry.
-	poolIDs, note := p.poolDeviceIDs()
-	if note != "" {
-		r.Notes = append(r.Notes, note)
+	poolIDs, notes, err := p.poolDeviceIDs(ctx)
+	r.Notes = append(r.Notes, notes...)
+	if err != nil {
+		return r, err
 	}
 	if poolIDs != nil {
 		inPool := map[uint32]bool{}
@@ -210,33 +213,69 @@ func (p *Pool) deleteOrphan(ctx context.Context, devID uint32) error {
 	return err
 }
 
+// snapMarkerName is the file that says this root reserved the pool's
+// metadata snapshot: written before reserve_metadata_snap, removed after
+// release_metadata_snap, so that a check killed in between is known by the
+// next one to have left the snapshot held, and only ours is ever released.
+const snapMarkerName = "metadata-snapshot"
+
 // poolDeviceIDs lists the thin ids in the pool's metadata through a
 // metadata snapshot and thin_dump. It returns nil and a note when that is
-// not possible (thin_dump missing, snapshot refused).
-func (p *Pool) poolDeviceIDs() ([]uint32, string) {
+// not possible (thin_dump missing, another program holds the snapshot);
+// notes also tell of a snapshot a killed check left held, released here.
+// An error means the snapshot this call reserved could not be released.
+func (p *Pool) poolDeviceIDs(ctx context.Context) ([]uint32, []string, error) {
 	tool, err := exec.LookPath("thin_dump")
 	if err != nil {
-		return nil, "thin_dump is not installed: pool metadata was not compared (install thin-provisioning-tools)"
+		return nil, []string{"thin_dump is not installed: pool metadata was not compared (install thin-provisioning-tools)"}, nil
 	}
 	metaPath, err := p.metadataDevicePath()
 	if err != nil {
-		return nil, "pool metadata was not compared: " + err.Error()
+		return nil, []string{"pool metadata was not compared: " + err.Error()}, nil
 	}
-	if _, err := p.dm.Message(p.cfg.PoolName, 0, "reserve_metadata_snap"); err != nil {
-		return nil, "pool metadata was not compared: reserve_metadata_snap: " + err.Error()
+	var notes []string
+	marker := filepath.Join(p.dir, snapMarkerName)
+	st, err := p.rawStatus()
+	if err != nil {
+		return nil, []string{"pool metadata was not compared: " + err.Error()}, nil
 	}
-	defer p.dm.Message(p.cfg.PoolName, 0, "release_metadata_snap")
+	_, markerErr := os.Stat(marker)
+	switch {
+	case st.HeldRoot != "-" && markerErr == nil:
+		if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinReleaseMetadataSnap); err != nil {
+			return nil, nil, errors.Wrapf(err, "release the metadata snapshot (root %s) an interrupted check of this pool left held", st.HeldRoot)
+		}
+		notes = append(notes, "released the metadata snapshot (root "+st.HeldRoot+") an interrupted check left held")
+	case st.HeldRoot != "-":
+		return nil, []string{"pool metadata was not compared: another program holds the pool's metadata snapshot (root " + st.HeldRoot + "); it was left alone"}, nil
+	}
+	if err := atomicfile.Write(marker, nil, atomicfile.Options{}); err != nil {
+		return nil, notes, err
+	}
+	if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinReserveMetadataSnap); err != nil {
+		os.Remove(marker)
+		return nil, append(notes, "pool metadata was not compared: "+dm.ThinReserveMetadataSnap+": "+err.Error()), nil
+	}
+	failpoint.Inject(failpoint.CheckAfterReserve)
 	var out, stderr bytes.Buffer
-	cmd := exec.Command(tool, "-m", metaPath)
+	cmd := exec.CommandContext(ctx, tool, "-m", metaPath)
 	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Sprintf("pool metadata was not compared: thin_dump -m %s: %v: %s", metaPath, err, strings.TrimSpace(stderr.String()))
+	runErr := cmd.Run()
+	if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinReleaseMetadataSnap); err != nil {
+		return nil, notes, errors.Wrapf(err, "release the pool's metadata snapshot after thin_dump; it stays held and the next check releases it")
+	}
+	os.Remove(marker)
+	if runErr != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, notes, errors.Wrap(cerr, "thin_dump of the pool's metadata snapshot stopped")
+		}
+		return nil, append(notes, fmt.Sprintf("pool metadata was not compared: thin_dump -m %s: %v: %s", metaPath, runErr, strings.TrimSpace(stderr.String()))), nil
 	}
 	ids, err := parseThinDumpDeviceIDs(&out)
 	if err != nil {
-		return nil, "pool metadata was not compared: " + err.Error()
+		return nil, append(notes, "pool metadata was not compared: "+err.Error()), nil
 	}
-	return ids, ""
+	return ids, notes, nil
 }
 
 // metadataDevicePath finds the pool's metadata device from its live table.

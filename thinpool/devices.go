@@ -5,6 +5,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/thinctl/thinctl/internal/wait"
+
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/dm"
@@ -76,7 +78,7 @@ func (p *Pool) createBase(ctx context.Context) error {
 	// Transaction id 1 marks the pool as thinctl's: Init refuses an
 	// external pool whose id is not 0. Operations never advance it (each
 	// message commits by itself; see runTx).
-	if _, err := p.dm.Message(p.cfg.PoolName, 0, "set_transaction_id 0 1"); err != nil {
+	if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinSetTransactionID(0, 1)); err != nil {
 		return errors.Wrapf(err, "thin pool %s: set_transaction_id 0 1", p.cfg.PoolName)
 	}
 	p.cfg.BaseDeviceID = devID
@@ -101,7 +103,7 @@ func (p *Pool) createBase(ctx context.Context) error {
 }
 
 // Create makes device id as a snapshot of parent ("" = the base device).
-func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions) error {
+func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions) (err error) {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
@@ -157,11 +159,21 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 		if err := p.dm.Suspend(originName, dm.SuspendOptions{}); err != nil {
 			return errors.Wrapf(err, "suspend %s (the parent %q) for the snapshot", originName, parent)
 		}
-		defer p.dm.Resume(ctx, originName)
+		// Resume on every path, even when ctx ended: a suspended origin
+		// holds every I/O to it.
+		defer func() {
+			if rerr := p.resumeOrigin(context.WithoutCancel(ctx), originName); rerr != nil {
+				rerr = errors.Wrapf(rerr, "resume %s (the parent %q) after the snapshot; I/O to it waits until it is resumed", originName, parent)
+				if err != nil {
+					rerr = errors.Wrapf(rerr, "%v; and", err)
+				}
+				err = rerr
+			}
+		}()
 		failpoint.Inject(failpoint.SnapAfterSuspend)
 	}
 	var rec deviceRecord
-	_, err := p.allocTx(func(devID uint32) (txRecord, func() error) {
+	_, err = p.allocTx(func(devID uint32) (txRecord, func() error) {
 		rec = deviceRecord{Version: registryVersion, ID: id, DeviceID: devID, Size: size, Initialized: true,
 			Parent: parent, Created: time.Now().UTC(), GrowPending: growPending || size > originSize}
 		t := txRecord{Op: opCreateSnap, DeviceID: devID, OriginDeviceID: originID, ID: id}
@@ -172,6 +184,14 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 	}
 	p.idx.add(rec)
 	return nil
+}
+
+// resumeOrigin resumes a snapshot's origin after create_snap.
+func (p *Pool) resumeOrigin(ctx context.Context, name string) error {
+	if err := failpoint.InjectErr(failpoint.SnapBeforeResume); err != nil {
+		return err
+	}
+	return p.dm.Resume(ctx, name)
 }
 
 // anyDevice loads a device record, including one pending deletion.
@@ -307,7 +327,9 @@ func (p *Pool) removeDM(ctx context.Context, name string, dev uint64, mountPath 
 				return err
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		if werr := wait.Sleep(ctx, 100*time.Millisecond); werr != nil {
+			return errors.Wrapf(err, "gave up waiting for udev to let go (%v)", werr)
+		}
 		if err = p.dm.Remove(ctx, name, dm.RemoveOptions{Retries: -1}); !errors.Is(err, dm.ErrBusy) {
 			return err
 		}
@@ -412,12 +434,7 @@ func (p *Pool) Devices() ([]Device, error) {
 
 // mountPoints returns the mount points of this mount namespace.
 func mountPoints() map[string]bool {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	entries, err := fs.ParseMountInfo(f)
+	entries, err := fs.Mounts()
 	if err != nil {
 		return nil
 	}

@@ -37,15 +37,23 @@ const lowWaterBlocks = 32768
 
 // Options configures Init. Zero fields take the documented defaults.
 type Options struct {
-	DataSize       uint64  // default 100 GiB (sparse loop file)
-	MetadataSize   uint64  // default 2 GiB
-	BlockSize      uint64  // bytes; default 64 KiB; 64 KiB..1 GiB, multiple of 64 KiB
-	BaseSize       uint64  // default 10 GiB
-	Filesystem     fs.Type // default ext4
-	MkfsArgs       []string
-	MountOptions   []string
-	MinFreeSpace   float64 // percent, default 10
-	DataDevice     string  // raw block device instead of a loop file
+	DataSize     uint64  // default 100 GiB (sparse loop file)
+	MetadataSize uint64  // default 2 GiB
+	BlockSize    uint64  // bytes; default 64 KiB; 64 KiB..1 GiB, multiple of 64 KiB
+	BaseSize     uint64  // default 10 GiB
+	Filesystem   fs.Type // default ext4
+	MkfsArgs     []string
+	MountOptions []string
+	// MinFreeSpace is the percentage of data and of metadata space that
+	// must stay free for Create to make a device (below it Create fails
+	// with ErrLowSpace, so that a filling pool stops early instead of
+	// failing writes). 0 means DefaultMinFreeSpace (10); for no minimum
+	// set NoMinFreeSpace.
+	MinFreeSpace float64
+	// NoMinFreeSpace turns the minimum off: Create is refused only when the
+	// pool is out of data space.
+	NoMinFreeSpace bool
+	DataDevice     string // raw block device instead of a loop file
 	MetadataDevice string
 	ThinPoolDevice string // existing thin-pool dm name; used, never deactivated
 	NoDiscard      bool   // skip discards on remove
@@ -107,7 +115,10 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Filesystem == "" {
 		o.Filesystem = fs.Ext4
 	}
-	if o.MinFreeSpace == 0 {
+	if o.NoMinFreeSpace && o.MinFreeSpace != 0 {
+		return o, errors.Wrapf(ErrInvalidSize, "minimum free space %.1f%% given with NoMinFreeSpace; choose one", o.MinFreeSpace)
+	}
+	if o.MinFreeSpace == 0 && !o.NoMinFreeSpace {
 		o.MinFreeSpace = DefaultMinFreeSpace
 	}
 	if err := validateBlockSize(o.BlockSize); err != nil {

@@ -346,7 +346,7 @@ func (p *Pool) initCleanup(ctx context.Context, o Options) {
 	}
 	if p.cfg.ExternalPool {
 		if p.cfg.BaseDeviceID != 0 {
-			_, _ = p.dm.Message(p.cfg.PoolName, 0, "delete "+itoa(p.cfg.BaseDeviceID))
+			_, _ = p.dm.Message(p.cfg.PoolName, 0, dm.ThinDelete(p.cfg.BaseDeviceID))
 		}
 	} else if p.cfg.PoolName != "" {
 		_ = p.poolDown(ctx)
@@ -606,14 +606,14 @@ func (p *Pool) destroyLocked(ctx context.Context, force bool) error {
 		ids = append(ids, d.DeviceID)
 	}
 	for _, devID := range ids {
-		if _, err := p.dm.Message(p.cfg.PoolName, 0, "delete "+itoa(devID)); err != nil && !errors.Is(err, dm.ErrNoData) {
+		if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinDelete(devID)); err != nil && !errors.Is(err, dm.ErrNoData) {
 			return errors.Wrapf(err, "delete thin device id %d", devID)
 		}
 	}
 	if p.cfg.ExternalPool {
 		// Leave the pool as thinctl found it: empty, transaction id 0.
 		if cur, err := p.poolTransactionID(); err == nil && cur != 0 {
-			_, _ = p.dm.Message(p.cfg.PoolName, 0, "set_transaction_id "+utoa(cur)+" 0")
+			_, _ = p.dm.Message(p.cfg.PoolName, 0, dm.ThinSetTransactionID(cur, 0))
 		}
 	}
 	if err := p.poolDown(ctx); err != nil {

@@ -7,12 +7,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/loopback"
 )
 
@@ -106,20 +106,6 @@ type blockDev struct {
 	Loop bool // we bound it to a file
 }
 
-// blockDeviceSize returns the size of a block device in bytes.
-func blockDeviceSize(path string) (uint64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, errors.Wrapf(err, "open %s", path)
-	}
-	defer f.Close()
-	var n uint64
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&n))); e != 0 {
-		return 0, errors.Wrapf(e, "BLKGETSIZE64 %s", path)
-	}
-	return n, nil
-}
-
 // rawDevice describes a block device given by path.
 func rawDevice(path string) (blockDev, error) {
 	var st unix.Stat_t
@@ -129,7 +115,7 @@ func rawDevice(path string) (blockDev, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFBLK {
 		return blockDev{}, errors.Errorf("%s is not a block device", path)
 	}
-	size, err := blockDeviceSize(path)
+	size, err := fs.DeviceSize(path)
 	if err != nil {
 		return blockDev{}, err
 	}
@@ -147,7 +133,7 @@ func loopFor(ctx context.Context, file string) (blockDev, error) {
 			return blockDev{}, errors.Wrapf(err, "attach %s to a loop device", file)
 		}
 	}
-	size, err := blockDeviceSize(info.Path)
+	size, err := fs.DeviceSize(info.Path)
 	if err != nil {
 		return blockDev{}, err
 	}

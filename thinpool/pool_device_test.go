@@ -104,6 +104,16 @@ func TestOptionsDefaultsAndLimits(t *testing.T) {
 		o.Filesystem != "ext4" || o.MinFreeSpace != 10 {
 		t.Fatalf("defaults = %+v", o)
 	}
+	none, err := Options{NoMinFreeSpace: true}.withDefaults()
+	if err != nil || none.MinFreeSpace != 0 {
+		t.Fatalf("NoMinFreeSpace gives MinFreeSpace %v (%v), want 0", none.MinFreeSpace, err)
+	}
+	if spaceError(Status{PoolName: "p", State: "rw", DataFreePercent: 0.5, MetadataFreePercent: 0.5, MinFreeSpace: none.MinFreeSpace}) != nil {
+		t.Fatal("a pool with no minimum refuses a create at 0.5% free")
+	}
+	if _, err := (Options{NoMinFreeSpace: true, MinFreeSpace: 5}).withDefaults(); !errors.Is(err, ErrInvalidSize) {
+		t.Fatalf("NoMinFreeSpace with a minimum = %v, want ErrInvalidSize", err)
+	}
 	cases := []struct {
 		name    string
 		opts    Options

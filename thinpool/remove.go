@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"os"
 	"sort"
-	"unsafe"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
@@ -41,9 +41,12 @@ func (p *Pool) Remove(ctx context.Context, id string) error {
 	return p.removeLocked(ctx, d)
 }
 
-// removeLocked deactivates, discards and deletes one device. When the
-// device is held open it is marked deleted, its kernel removal deferred,
-// and ErrDeferred names the holders.
+// removeLocked deactivates, discards and deletes one device, in that order.
+// A device someone still holds open (a mount, a process, a virtual machine
+// given the block device) keeps every byte until its last holder closes it:
+// its kernel removal is deferred, its record marked deleted, and nothing is
+// discarded; ErrDeferred names the holders. GC (or the next Open) finishes
+// the job once the kernel has removed the device.
 func (p *Pool) removeLocked(ctx context.Context, d deviceRecord) error {
 	name := thinName(p.cfg.Key, d.DeviceID)
 	mp := p.MountPath(d.ID)
@@ -51,8 +54,16 @@ func (p *Pool) removeLocked(ctx context.Context, d deviceRecord) error {
 	if ierr != nil && !errors.Is(ierr, dm.ErrNotFound) {
 		return errors.Wrapf(ierr, "%s", name)
 	}
-	active := ierr == nil
-	if !p.cfg.NoDiscard && !(active && info.DeferredRemove) {
+	if ierr == nil {
+		err := p.removeDM(ctx, name, info.Dev, mp)
+		if errors.Is(err, dm.ErrBusy) {
+			return p.deferRemoval(ctx, d, name, info.Dev, mp)
+		}
+		if err != nil && !errors.Is(err, dm.ErrNotFound) {
+			return errors.Wrapf(err, "deactivate %s", name)
+		}
+	}
+	if !p.cfg.NoDiscard {
 		// Mark the record deleted before the discard, the one destructive
 		// step before the delete transaction: a crash from here on leaves
 		// a record that GC or the next Open finishes, never a live record
@@ -64,35 +75,22 @@ func (p *Pool) removeLocked(ctx context.Context, d deviceRecord) error {
 			}
 			d.Deleted = true
 		}
-		path, err := p.activateThin(ctx, d.DeviceID, d.Size)
-		if err != nil {
-			return err
-		}
-		active = true
 		p.report(fmt.Sprintf("discarding the blocks of %q", d.ID), 0.2)
-		if err := discardAll(path); err != nil && !errors.Is(err, unix.EBUSY) {
+		if err := p.discardThin(ctx, d); err != nil {
+			if errors.Is(err, ErrBusy) {
+				return p.deferRemoval(ctx, d, name, 0, mp)
+			}
 			return errors.Wrapf(err, "discard the blocks of %q", d.ID)
 		}
-		if info, ierr = p.dm.Info(name); ierr != nil {
-			return errors.Wrapf(ierr, "%s", name)
-		}
 	}
-	if active {
-		err := p.removeDM(ctx, name, info.Dev, mp)
-		if errors.Is(err, dm.ErrBusy) {
-			return p.deferRemoval(ctx, d, name, info.Dev, mp)
-		}
-		if err != nil && !errors.Is(err, dm.ErrNotFound) {
-			return errors.Wrapf(err, "deactivate %s", name)
-		}
-		failpoint.Inject(failpoint.RemoveAfterDeact)
-	}
+	failpoint.Inject(failpoint.RemoveAfterDeact)
 	p.report(fmt.Sprintf("deleting %q from the pool", d.ID), 0.8)
 	err := p.runTx(txRecord{Op: opDelete, DeviceID: d.DeviceID, ID: d.ID}, func() error {
 		return p.reg.removeDevice(d.ID)
 	})
 	if errors.Is(err, dm.ErrBusy) {
-		return p.deferRemoval(ctx, d, name, info.Dev, mp)
+		// Activated by someone else since it was taken down.
+		return p.deferRemoval(ctx, d, name, 0, mp)
 	}
 	if err != nil {
 		return errors.Wrapf(err, "delete %q", d.ID)
@@ -101,9 +99,59 @@ func (p *Pool) removeLocked(ctx context.Context, d deviceRecord) error {
 	return nil
 }
 
+// discardThin activates the inactive thin device of d, discards all of it so
+// that the pool frees its blocks and passes the discards down (a loop data
+// file gets its holes back), and deactivates it again. It runs only on a
+// device that nothing held when it was taken down. ErrBusy when something
+// opened it in between and still holds it.
+func (p *Pool) discardThin(ctx context.Context, d deviceRecord) error {
+	if _, err := p.activateThin(ctx, d.DeviceID, d.Size); err != nil {
+		return err
+	}
+	name := thinName(p.cfg.Key, d.DeviceID)
+	info, err := p.dm.Info(name)
+	if err != nil {
+		return errors.Wrapf(err, "%s", name)
+	}
+	// The kernel's own node (devtmpfs makes /dev/dm-N at once), not the
+	// /dev/mapper link, which udev may be remaking at this very moment.
+	f, err := openKernelNode(info.Dev)
+	if err != nil {
+		_ = p.deactivateThin(context.WithoutCancel(ctx), d.DeviceID, "")
+		return err
+	}
+	derr := fs.Discard(ctx, f, 0, 0)
+	f.Close()
+	if err := p.deactivateThin(context.WithoutCancel(ctx), d.DeviceID, ""); err != nil {
+		return err
+	}
+	return derr
+}
+
+// openKernelNode opens the block device dev through the node devtmpfs makes
+// for it (/dev/dm-<minor> for device-mapper), exclusively, so that a mount
+// that raced in is noticed (EBUSY) rather than discarded under.
+func openKernelNode(dev uint64) (*os.File, error) {
+	path := fmt.Sprintf("/dev/dm-%d", unix.Minor(dev))
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK || st.Rdev != dev {
+		return nil, errors.Errorf("%s is not the block device %d:%d (is devtmpfs mounted on /dev?)", path, unix.Major(dev), unix.Minor(dev))
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_EXCL|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.EBUSY) {
+		return nil, errors.Wrapf(ErrBusy, "%s is open exclusively elsewhere", path)
+	}
+	return f, err
+}
+
 // deferRemoval asks the kernel to remove the device on its last close and
 // marks the registry record deleted so GC and Open finish the job.
 func (p *Pool) deferRemoval(ctx context.Context, d deviceRecord, name string, dev uint64, mp string) error {
+	if dev == 0 {
+		if info, err := p.dm.Info(name); err == nil {
+			dev = info.Dev
+		}
+	}
 	holders := p.holdersText(dev, mp)
 	if err := p.dm.Remove(ctx, name, dm.RemoveOptions{Deferred: true}); err != nil && !errors.Is(err, dm.ErrNotFound) {
 		return errors.Wrapf(err, "deferred removal of %s", name)
@@ -113,29 +161,6 @@ func (p *Pool) deferRemoval(ctx context.Context, d deviceRecord, name string, de
 	}
 	failpoint.Inject(failpoint.RemoveAfterMark)
 	return errors.Wrapf(ErrDeferred, "device %q is in use%s; it is deleted once released (GC finishes it)", d.ID, holders)
-}
-
-// discardAll discards every block of the block device at path, so the
-// pool frees them and passes the discards down (the data file shrinks).
-// EBUSY when something else has the device open exclusively (a mount).
-func discardAll(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR|unix.O_EXCL|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	size, err := blockDeviceSize(path)
-	if err != nil || size == 0 {
-		return err
-	}
-	r := [2]uint64{0, size}
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKDISCARD, uintptr(unsafe.Pointer(&r[0]))); e != 0 {
-		if e == unix.EOPNOTSUPP {
-			return nil
-		}
-		return errors.Wrapf(e, "BLKDISCARD %s", path)
-	}
-	return nil
 }
 
 // GC finishes deferred deletions and returns the ids it removed.

@@ -1,8 +1,6 @@
 package thinpool
 
 import (
-	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/pkg/errors"
@@ -65,9 +63,11 @@ func (t txRecord) validate() error {
 func (t txRecord) message() string {
 	switch t.Op {
 	case opCreateSnap:
-		return fmt.Sprintf("create_snap %d %d", t.DeviceID, t.OriginDeviceID)
+		return dm.ThinCreateSnap(t.DeviceID, t.OriginDeviceID)
+	case opCreateThin:
+		return dm.ThinCreate(t.DeviceID)
 	default:
-		return t.Op + " " + strconv.FormatUint(uint64(t.DeviceID), 10)
+		return dm.ThinDelete(t.DeviceID)
 	}
 }
 
@@ -203,7 +203,7 @@ func (p *Pool) recoverTx(t txRecord) error {
 	}
 	action := decideTx(t, recorded)
 	if action != txKeep {
-		_, err := p.dm.Message(p.cfg.PoolName, 0, opDelete+" "+strconv.FormatUint(uint64(t.DeviceID), 10))
+		_, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinDelete(t.DeviceID))
 		switch {
 		case err == nil || errors.Is(err, dm.ErrNoData):
 			if action == txFinish && recorded == t.DeviceID {

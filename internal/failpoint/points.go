@@ -21,6 +21,8 @@ const (
 	TxAfterMessage    = "thinpool/tx/after-message"
 	TxAfterCommit     = "thinpool/tx/after-commit"
 	SnapAfterSuspend  = "thinpool/snapshot/after-suspend"
+	SnapBeforeResume  = "thinpool/snapshot/before-resume"
+	CheckAfterReserve = "thinpool/check/after-reserve"
 	ActivateAfterLoad = "thinpool/activate/after-load"
 	MountAfterMount   = "thinpool/mount/after-mount"
 	RemoveAfterUnmnt  = "thinpool/remove/after-unmount"
@@ -44,6 +46,8 @@ var Points = []Point{
 	{TxAfterMessage, "pool message: the kernel committed the message, the registry is unchanged"},
 	{TxAfterCommit, "pool message: the device record is written or removed, transaction.json not removed"},
 	{SnapAfterSuspend, "snapshot: the active origin is suspended for create_snap"},
+	{SnapBeforeResume, "snapshot: create_snap is done (or failed), the origin is still suspended (its error action makes the resume fail)"},
+	{CheckAfterReserve, "check: the pool's metadata snapshot is reserved and not yet released"},
 	{ActivateAfterLoad, "activate: the device-mapper device is created with its table loaded, not resumed"},
 	{MountAfterMount, "mount: the filesystem is mounted, the caller not told"},
 	{RemoveAfterUnmnt, "remove: the device is unmounted, still active"},

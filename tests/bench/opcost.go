@@ -191,11 +191,11 @@ func (r *rig) breakdown(reps int) ([]Component, error) {
 			return err
 		}},
 		{"msg_create_snap", "pool message create_snap (one metadata commit)", func(i int) error {
-			_, err := r.dm.Message(pool, 0, fmt.Sprintf("create_snap %d %d", id(i), r.raw.originID))
+			_, err := r.dm.Message(pool, 0, dm.ThinCreateSnap(id(i), r.raw.originID))
 			return err
 		}},
 		{"msg_delete", "pool message delete (one metadata commit)", func(i int) error {
-			_, err := r.dm.Message(pool, 0, fmt.Sprintf("delete %d", id(i)))
+			_, err := r.dm.Message(pool, 0, dm.ThinDelete(id(i)))
 			return err
 		}},
 		{"durable_write", "registry-style file write: temp file, write, fsync, rename, fsync dir", func(i int) error {

@@ -103,7 +103,7 @@ func (d *dmsetupPath) create(i int) error {
 		defer dmsetup("resume", d.originName)
 	}
 	id := d.devID(i)
-	if _, err := dmsetup("message", d.poolName, "0", fmt.Sprintf("create_snap %d %d", id, d.originID)); err != nil {
+	if _, err := dmsetup("message", d.poolName, "0", dm.ThinCreateSnap(id, d.originID)); err != nil {
 		return err
 	}
 	t := thinTarget(d.sectors, "/dev/mapper/"+d.poolName, id)
@@ -115,7 +115,7 @@ func (d *dmsetupPath) remove(i int) error {
 	if _, err := dmsetup("remove", d.devName(i)); err != nil {
 		return err
 	}
-	_, err := dmsetup("message", d.poolName, "0", fmt.Sprintf("delete %d", d.devID(i)))
+	_, err := dmsetup("message", d.poolName, "0", dm.ThinDelete(d.devID(i)))
 	return err
 }
 
@@ -134,7 +134,7 @@ func (f *floorPath) devName(i int) string { return f.prefix + strconv.Itoa(int(f
 
 func (f *floorPath) create(i int) error {
 	id := f.devID(i)
-	if _, err := f.c.Message(f.poolName, 0, fmt.Sprintf("create_snap %d %d", id, f.originID)); err != nil {
+	if _, err := f.c.Message(f.poolName, 0, dm.ThinCreateSnap(id, f.originID)); err != nil {
 		return err
 	}
 	name := f.devName(i)
@@ -152,6 +152,6 @@ func (f *floorPath) remove(i int) error {
 	if err := f.c.Remove(context.Background(), f.devName(i), dm.RemoveOptions{}); err != nil {
 		return err
 	}
-	_, err := f.c.Message(f.poolName, 0, fmt.Sprintf("delete %d", f.devID(i)))
+	_, err := f.c.Message(f.poolName, 0, dm.ThinDelete(f.devID(i)))
 	return err
 }

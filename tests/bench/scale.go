@@ -13,6 +13,7 @@ import (
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 
+	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/thinpool"
 )
 
@@ -152,7 +153,7 @@ func (r *rig) fill(from, to int, method string) error {
 	for i := from; i < to; i++ {
 		devID := fillFirstID + uint32(i)
 		if method == PopulateRaw {
-			if _, err := r.dm.Message(r.raw.poolName, 0, fmt.Sprintf("create_snap %d %d", devID, r.raw.originID)); err != nil {
+			if _, err := r.dm.Message(r.raw.poolName, 0, dm.ThinCreateSnap(devID, r.raw.originID)); err != nil {
 				return errors.Wrapf(err, "populate device %d", i)
 			}
 		}
