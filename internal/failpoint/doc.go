@@ -7,9 +7,21 @@
 //
 //	failpoint.Inject(failpoint.TxAfterMessage)
 //
-// Nothing happens unless the environment variable THINCTL_FAILPOINTS names
-// the point when the process starts (or a test calls Enable). When no
-// point is armed, Inject costs one atomic load and a predictable branch.
+// # Test builds only
+//
+// Points can be armed only in a binary built with the failpoints build
+// tag (go build -tags failpoints, go test -tags failpoints); the test rigs
+// build thinctl and its test binaries so. Without the tag — the release
+// binary, make build — Inject and InjectErr are empty functions the
+// compiler drops, Enable refuses with ErrNotCompiled, and nothing reads
+// THINCTL_FAILPOINTS: no environment can make thinctl kill or stop itself.
+// The point names and Parse exist in both builds, so product code and
+// tests compile either way; Compiled says which build this is.
+//
+// With the tag, nothing happens unless the environment variable
+// THINCTL_FAILPOINTS names the point when the process starts (or a test
+// calls Enable). When no point is armed, Inject costs one atomic load and
+// a predictable branch.
 //
 // # Syntax
 //
