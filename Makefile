@@ -7,6 +7,10 @@ export CGO_ENABLED := 0
 GO        ?= go
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION)
+# BIN is where make build writes the release binary (cmd/thinctl's
+# release_test.go builds it elsewhere with BIN=...). The release build has
+# no failpoints; every test rig builds with -tags failpoints instead.
+BIN       := bin/thinctl
 FUZZTIME  ?= 10s
 FUZZPKGS  ?=
 BENCHFLAGS ?=
@@ -22,7 +26,7 @@ POWERCUT  := tests/vm/run.sh --pkg ./tests/reliability --pkg ./cmd/thinctl --run
 .PHONY: help build test test-host test-vm test-powercut test-native demo demo-native bench bench-native fuzz vet fmt-check vagrant-check clean distclean
 
 help:
-	@echo "make build        static bin/thinctl (CGO_ENABLED=0, version $(VERSION))"
+	@echo "make build        static bin/thinctl (CGO_ENABLED=0, version $(VERSION), no failpoints)"
 	@echo "make test         host unit tests, the VM suite without and with udev, the power cut across reboots, the Vagrantfile check"
 	@echo "make test-host    host unit tests only (go test ./...)"
 	@echo "make test-vm      the VM suite only (tests/vm/run.sh --both; VMFLAGS=... adds flags)"
@@ -35,7 +39,7 @@ help:
 	@echo "make vet / fmt-check"
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/thinctl ./cmd/thinctl
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/thinctl
 
 # test runs the host suite and the VM suite and ends with a summary of both.
 test:
@@ -60,6 +64,7 @@ test:
 
 test-host:
 	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -tags failpoints ./internal/failpoint
 
 test-vm:
 	tests/vm/run.sh --both $(VMFLAGS)
@@ -71,7 +76,7 @@ test-native:
 	@[ "$$(id -u)" -eq 0 ] || { echo "make test-native: run as root (it creates device-mapper and loop devices)"; exit 1; }
 	@[ -e /dev/mapper/control ] || modprobe dm_mod 2>/dev/null || true
 	@modprobe -a dm_thin_pool dm_zero loop 2>/dev/null || true
-	THINCTL_UDEV=$$([ -e /run/udev/control ] && echo 1 || echo 0) $(GO) test -tags vm -count=1 -p 1 ./...
+	THINCTL_UDEV=$$([ -e /run/udev/control ] && echo 1 || echo 0) $(GO) test -tags vm,failpoints -count=1 -p 1 ./...
 
 vagrant-check:
 	@if command -v vagrant >/dev/null 2>&1; then \
@@ -103,7 +108,7 @@ fuzz:
 
 vet:
 	$(GO) vet ./...
-	$(GO) vet -tags vm ./...
+	$(GO) vet -tags vm,failpoints ./...
 
 fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; \

@@ -184,15 +184,17 @@ func crashSteps() []crashStep {
 	return steps
 }
 
-// requireFailpoints skips the test when the thinctl under test has no
-// failpoint markers at all (a thinpool without them): pool up with the
-// open point armed to kill must die. Each step still fails on its own
-// when its point is not reached.
+// requireFailpoints fails the test at once when the thinctl under test
+// cannot arm failpoints (built without the failpoints tag, like the
+// release binary): pool up with the open point armed to kill must die.
+// Each step still fails on its own when its point is not reached.
 func requireFailpoints(t *testing.T, r *rig) {
 	t.Helper()
 	res := r.runEnv([]string{failpoint.Env + "=" + failpoint.OpenAfterPoolUp + "=kill"}, "pool", "up")
 	if res.signal != syscall.SIGKILL {
-		t.Skipf("this thinctl has no failpoint markers (%s did not fire): %s", failpoint.OpenAfterPoolUp, res)
+		t.Fatalf("thinctl (%s, from %s) has no failpoints: %s did not fire; build it with -tags failpoints "+
+			"(tests/vm/run.sh and make test-native do) and do not put a release build first on PATH\n%s",
+			r.tc.exe, r.tc.why, failpoint.OpenAfterPoolUp, res)
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
 // thinctlCmd is how the suite starts thinctl: a binary and the extra
@@ -47,7 +49,9 @@ func TestMain(m *testing.M) {
 // findThinctl locates thinctl: $THINCTL_BIN, thinctl on PATH, the
 // cmd/thinctl test binary the VM rig built beside this one (it acts as
 // thinctl with THINCTL_TEST_MAIN=1), or, on a host with a Go toolchain
-// and without -short, a fresh `go build` of ./cmd/thinctl.
+// and without -short, a fresh `go build` of ./cmd/thinctl — with the
+// failpoints tag when this test binary has it (make test-native), so the
+// crash tests can arm their points.
 func findThinctl(t testing.TB) thinctlCmd {
 	t.Helper()
 	thinctlOnce.Do(func() {
@@ -75,10 +79,14 @@ func findThinctl(t testing.TB) thinctlCmd {
 		}
 		buildDir = dir
 		exe := filepath.Join(dir, "thinctl")
-		cmd := exec.Command(goTool, "build", "-o", exe, "github.com/thinctl/thinctl/cmd/thinctl")
+		args := []string{"build", "-o", exe}
+		if failpoint.Compiled {
+			args = append(args, "-tags", "failpoints")
+		}
+		cmd := exec.Command(goTool, append(args, "github.com/thinctl/thinctl/cmd/thinctl")...)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			thinctlErr = "go build ./cmd/thinctl: " + err.Error() + "\n" + string(out)
+			thinctlErr = strings.Join(args, " ") + " ./cmd/thinctl: " + err.Error() + "\n" + string(out)
 			return
 		}
 		thinctlBin = thinctlCmd{exe: exe, why: "go build"}

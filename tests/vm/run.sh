@@ -3,7 +3,7 @@
 #
 # It installs what it needs (Debian), fetches Debian's kernel package, builds
 # a busybox initramfs with the kernel modules, the tools the tests use as
-# oracles and the `go test -c -tags vm` binaries, boots it under qemu, streams
+# oracles and the `go test -c -tags vm,failpoints` binaries, boots it under qemu, streams
 # the serial console and exits with the guest's status. See tests/vm/README.md.
 set -euo pipefail
 
@@ -378,14 +378,14 @@ build_run() {
 		local t0=$SECONDS dirs=() dir
 		# Resolve patterns (./..., import paths) to package directories.
 		for pkg in "${PKGS[@]}"; do
-			mapfile -t -O "${#dirs[@]}" dirs < <(cd "$ROOT" && go list -tags vm -f '{{.Dir}}' "$pkg") ||
+			mapfile -t -O "${#dirs[@]}" dirs < <(cd "$ROOT" && go list -tags vm,failpoints -f '{{.Dir}}' "$pkg") ||
 				die "go list $pkg failed"
 		done
 		for dir in "${dirs[@]}"; do
 			rel="${dir#"$ROOT"}"
 			rel="${rel#/}"
 			name="$(echo "${rel:-root}" | tr '/' '_')"
-			if ! (cd "$dir" && CGO_ENABLED=0 go test -c -tags vm -o "$RUN/bin/$name.test" .); then
+			if ! (cd "$dir" && CGO_ENABLED=0 go test -c -tags vm,failpoints -o "$RUN/bin/$name.test" .); then
 				log "BUILD FAILED: ./$rel (its tests will not run)"
 				BUILD_FAILED+=("./$rel")
 				continue
