@@ -2,6 +2,7 @@ package dm
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/thinctl/thinctl/internal/wait"
 
@@ -108,7 +109,7 @@ func (c *Client) Remove(ctx context.Context, name string, opts RemoveOptions) er
 		if errors.Is(err, ErrBusy) {
 			if attempt < retries {
 				if cerr := wait.Sleep(ctx, sleep); cerr != nil {
-					return errors.Wrapf(cerr, "dm: remove %s: busy, retries cut short", name)
+					return fmt.Errorf("%w; retries cut short: %w", err, cerr)
 				}
 				sleep *= 2
 				continue

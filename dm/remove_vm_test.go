@@ -97,3 +97,30 @@ func mustInfo(t *testing.T, c *Client, name string) Info {
 	}
 	return info
 }
+
+// The busy retries (20 of them span about a minute) end with the caller's
+// context; the device and its holder are left as they were.
+func TestBusyRemoveRetriesEndWithTheContext(t *testing.T) {
+	c := vmClient(t)
+	name := devName(t)
+	activate(t, c, name, []Target{{Start: 0, Length: 2048, Type: "zero"}}, LoadOptions{})
+	f, err := os.Open(NodePath(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = c.Remove(ctx, name, RemoveOptions{Retries: 20})
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrBusy) {
+		t.Fatalf("Remove = %v, want the deadline and ErrBusy", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("Remove returned %v after a 300ms deadline", took)
+	}
+	if _, err := f.Read(make([]byte, 512)); err != nil {
+		t.Fatalf("the holder cannot read after the stopped Remove: %v", err)
+	}
+	wantInfoMatchesDmsetup(t, c, name)
+}

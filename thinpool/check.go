@@ -52,6 +52,9 @@ type Report struct {
 // removes leaked dm devices nobody holds and empty stale mount points.
 // Consistent is true when no problem is left unfixed.
 func (p *Pool) Check(ctx context.Context, opts CheckOptions) (Report, error) {
+	if err := ctx.Err(); err != nil {
+		return Report{}, errors.Wrap(err, "check")
+	}
 	if err := p.lk.lock(); err != nil {
 		return Report{}, err
 	}

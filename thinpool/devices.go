@@ -104,6 +104,9 @@ func (p *Pool) createBase(ctx context.Context) error {
 
 // Create makes device id as a snapshot of parent ("" = the base device).
 func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions) (err error) {
+	if err := ctx.Err(); err != nil {
+		return errors.Wrapf(err, "create %q", id)
+	}
 	if err := ValidateID(id); err != nil {
 		return err
 	}
@@ -171,6 +174,9 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 			}
 		}()
 		failpoint.Inject(failpoint.SnapAfterSuspend)
+		if err := ctx.Err(); err != nil {
+			return errors.Wrapf(err, "create %q: stopped with its parent suspended (resumed again)", id)
+		}
 	}
 	var rec deviceRecord
 	_, err = p.allocTx(func(devID uint32) (txRecord, func() error) {
@@ -216,6 +222,9 @@ func (p *Pool) liveDevice(id string) (deviceRecord, error) {
 
 // Activate activates device id and returns its /dev/mapper path.
 func (p *Pool) Activate(ctx context.Context, id string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", errors.Wrapf(err, "activate %q", id)
+	}
 	if err := p.lk.lock(); err != nil {
 		return "", err
 	}
@@ -372,6 +381,9 @@ func (p *Pool) holdersText(dev uint64, mountPath string) string {
 
 // Deactivate deactivates device id (ErrBusy while mounted or open).
 func (p *Pool) Deactivate(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return errors.Wrapf(err, "deactivate %q", id)
+	}
 	return p.withDevice(id, func(d deviceRecord) error {
 		mp := p.MountPath(id)
 		if m, _ := fs.IsMounted(mp); m {

@@ -17,6 +17,9 @@ import (
 // Shrinking is refused (ErrInvalidSize). For raw block devices, grow the
 // device first; Grow then makes the pool use its new size.
 func (p *Pool) Grow(ctx context.Context, opts GrowOptions) error {
+	if err := ctx.Err(); err != nil {
+		return errors.Wrap(err, "grow")
+	}
 	if err := p.lk.lock(); err != nil {
 		return err
 	}

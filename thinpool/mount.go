@@ -17,6 +17,9 @@ import (
 // mounted is detected (the mount point is a mount) and joined the same way.
 // Nothing about mounts is stored on disk.
 func (p *Pool) Mount(ctx context.Context, id string, opts MountOptions) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", errors.Wrapf(err, "mount %q", id)
+	}
 	if err := p.lk.lock(); err != nil {
 		return "", err
 	}

@@ -152,6 +152,9 @@ func newPool(root string, c *dm.Client, progress func(string, float64)) (*Pool, 
 
 // Init creates a new pool under root/devicemapper and its base device.
 func Init(ctx context.Context, root string, opts Options) (*Pool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, errors.Wrapf(err, "init %s", root)
+	}
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -362,6 +365,9 @@ func (p *Pool) initCleanup(ctx context.Context, o Options) {
 // when it is down and finishing interrupted transactions and deferred
 // deletions. ErrNotInitialized when root has no pool.
 func Open(ctx context.Context, root string, opts OpenOptions) (*Pool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, errors.Wrapf(err, "open %s", root)
+	}
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return nil, errors.Wrap(err, "root")
@@ -516,6 +522,9 @@ func (p *Pool) thinDevIDOf(d dm.Device) (uint32, bool) {
 // root and then the pool (unless it is an external thin-pool), and detaches
 // the loop devices. Mounted devices make it fail with ErrBusy.
 func (p *Pool) Down(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return errors.Wrap(err, "down")
+	}
 	if err := p.lk.lock(); err != nil {
 		return err
 	}
@@ -574,6 +583,9 @@ func (p *Pool) deactivateAll(ctx context.Context) error {
 // Destroy removes every device, the pool and the root's state. Without
 // force it refuses when devices other than the base exist.
 func (p *Pool) Destroy(ctx context.Context, force bool) error {
+	if err := ctx.Err(); err != nil {
+		return errors.Wrap(err, "destroy")
+	}
 	if err := p.lk.lock(); err != nil {
 		return err
 	}

@@ -17,6 +17,9 @@ import (
 // Remove deletes device id. When it is busy, removal is deferred
 // (errors.Is(err, ErrDeferred)) and finished by GC or the next Open.
 func (p *Pool) Remove(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return errors.Wrapf(err, "remove %q", id)
+	}
 	if err := ValidateID(id); err != nil {
 		return err
 	}
@@ -165,6 +168,9 @@ func (p *Pool) deferRemoval(ctx context.Context, d deviceRecord, name string, de
 
 // GC finishes deferred deletions and returns the ids it removed.
 func (p *Pool) GC(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, errors.Wrap(err, "gc")
+	}
 	if err := p.lk.lock(); err != nil {
 		return nil, err
 	}
