@@ -15,6 +15,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/internal/atomicfile"
 	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
@@ -94,53 +95,11 @@ func (r registry) devicePath(id string) string {
 	return filepath.Join(r.dir, devicesDirName, id+recordExtension)
 }
 
-// writeFileAtomic replaces path with data: a temporary file in the same
-// directory is written and fsynced, renamed over path, and the directory
-// is fsynced so the rename survives a crash. The file ends up 0600.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir, base := filepath.Split(path)
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return errors.Wrapf(err, "registry: create temporary file for %s", path)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = tmp.Chmod(0o600); err != nil {
-		return errors.Wrapf(err, "registry: chmod %s", tmp.Name())
-	}
-	if _, err = tmp.Write(data); err != nil {
-		return errors.Wrapf(err, "registry: write %s", tmp.Name())
-	}
-	if err = tmp.Sync(); err != nil {
-		return errors.Wrapf(err, "registry: fsync %s", tmp.Name())
-	}
-	if err = tmp.Close(); err != nil {
-		return errors.Wrapf(err, "registry: close %s", tmp.Name())
-	}
-	failpoint.Inject(failpoint.RegistryBeforeRen)
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return errors.Wrapf(err, "registry: rename %s to %s", tmp.Name(), path)
-	}
-	failpoint.Inject(failpoint.RegistryAfterRen)
-	return syncDir(dir)
-}
-
-// syncDir fsyncs a directory so that entries created, renamed or removed
-// in it are durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return errors.Wrapf(err, "registry: open directory %s", dir)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return errors.Wrapf(err, "registry: fsync directory %s", dir)
-	}
-	return nil
+// registryWrite is how every registry file is written: atomically and
+// durably, with the crash tests' failpoints around the rename.
+var registryWrite = atomicfile.Options{
+	BeforeRename: func() { failpoint.Inject(failpoint.RegistryBeforeRen) },
+	AfterRename:  func() { failpoint.Inject(failpoint.RegistryAfterRen) },
 }
 
 // removeFileDurable removes path (missing is fine) and fsyncs its directory.
@@ -148,7 +107,7 @@ func removeFileDurable(path string) error {
 	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
 		return errors.Wrapf(err, "registry: remove %s", path)
 	}
-	return syncDir(filepath.Dir(path))
+	return errors.Wrap(atomicfile.SyncDir(filepath.Dir(path)), "registry")
 }
 
 // writeJSON marshals v and writes it atomically.
@@ -157,7 +116,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return errors.Wrapf(err, "registry: encode %s", path)
 	}
-	return writeFileAtomic(path, append(data, '\n'))
+	return errors.Wrap(atomicfile.Write(path, append(data, '\n'), registryWrite), "registry")
 }
 
 // readJSON reads path into v. A missing file returns an error for which
