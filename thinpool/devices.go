@@ -158,12 +158,12 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 	// A snapshot of an active origin needs the origin suspended so that
 	// no write is in flight while the pool shares its blocks.
 	originName := thinName(p.cfg.Key, originID)
-	if info, err := p.dm.Info(originName); err == nil && info.LiveTable && !info.Suspended {
-		if err := p.dm.Suspend(originName, dm.SuspendOptions{}); err != nil {
-			return errors.Wrapf(err, "suspend %s (the parent %q) for the snapshot", originName, parent)
+	if info, ierr := p.dm.Info(originName); ierr == nil && info.LiveTable && !info.Suspended {
+		if serr := p.dm.Suspend(originName, dm.SuspendOptions{}); serr != nil {
+			return errors.Wrapf(serr, "suspend %s (the parent %q) for the snapshot", originName, parent)
 		}
 		// Resume on every path, even when ctx ended: a suspended origin
-		// holds every I/O to it.
+		// holds every I/O to it. (err is Create's result here.)
 		defer func() {
 			if rerr := p.resumeOrigin(context.WithoutCancel(ctx), originName); rerr != nil {
 				rerr = errors.Wrapf(rerr, "resume %s (the parent %q) after the snapshot; I/O to it waits until it is resumed", originName, parent)
@@ -174,8 +174,8 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 			}
 		}()
 		failpoint.Inject(failpoint.SnapAfterSuspend)
-		if err := ctx.Err(); err != nil {
-			return errors.Wrapf(err, "create %q: stopped with its parent suspended (resumed again)", id)
+		if cerr := ctx.Err(); cerr != nil {
+			return errors.Wrapf(cerr, "create %q: stopped with its parent suspended (resumed again)", id)
 		}
 	}
 	var rec deviceRecord
