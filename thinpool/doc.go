@@ -13,6 +13,7 @@
 //	<root>/devicemapper/devices/<id>.json one record per device
 //	<root>/devicemapper/transaction.json the pool message in flight, if any
 //	<root>/devicemapper/lock             flock serialising writers of the root
+//	<root>/devicemapper/metadata-snapshot present while Check holds the metadata snapshot
 //	<root>/mnt/<id>                      where Mount mounts device <id>
 //
 // docs/registry.md describes the JSON files.
@@ -38,6 +39,19 @@
 // or the next Open deletes the thin device. A full pool fails writes at
 // once (error_if_no_space) and Create refuses to add devices when free
 // space falls under Options.MinFreeSpace.
+//
+// # Contexts and clients
+//
+// Every call that can block takes a context first: waits for udev, busy
+// retries, loop attach and detach, mkfs and resize, thin_dump and
+// whole-device discards end when it does, and the call returns the
+// context's error wrapped. What a stopped call leaves follows the
+// transaction rules above: nothing half made (Init leaves no state, Create
+// resumes a suspended parent, a Remove stopped after marking the record
+// deleted is finished by GC). Undo steps still run their kernel operations.
+//
+// A Pool uses dm.Default() unless Options.DM / OpenOptions.DM hands it a
+// client of the caller's (dm.Open), with its own logger and udev timeout.
 //
 // The package also provides the "devicemapper" backend of the driver
 // package (Backend, Driver), registered on import.
