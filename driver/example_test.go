@@ -6,17 +6,6 @@ import (
 	"github.com/thinctl/thinctl/driver"
 )
 
-// Select picks a backend under a root directory and says why.
-func ExampleSelect() {
-	d, choice, err := driver.Select("/var/lib/thinctl", "auto", driver.Options{})
-	if err != nil {
-		fmt.Println("no backend:", err)
-		return
-	}
-	defer d.Cleanup()
-	fmt.Println(choice.Name, "-", choice.Reason)
-}
-
 // ParseWhiteout classifies names in a layer stream.
 func ExampleParseWhiteout() {
 	for _, name := range []string{"etc/passwd", "etc/.wh.shadow", "var/cache/.wh..wh..opq"} {

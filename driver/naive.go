@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -35,24 +36,24 @@ func NaiveDiff(d Driver) DiffDriver { return naiveDiff{d} }
 type naiveDiff struct{ d Driver }
 
 // mountPair mounts id and, when given, parent; release undoes both.
-func (n naiveDiff) mountPair(id, parent string) (layer, base string, release func(), err error) {
-	layer, err = n.d.Get(id, "")
+func (n naiveDiff) mountPair(ctx context.Context, id, parent string) (layer, base string, release func(), err error) {
+	layer, err = n.d.Get(ctx, id, "")
 	if err != nil {
 		return "", "", nil, errors.Wrapf(err, "mount layer %s", id)
 	}
 	if parent == "" {
-		return layer, "", func() { n.d.Put(id) }, nil
+		return layer, "", func() { n.d.Put(context.WithoutCancel(ctx), id) }, nil
 	}
-	base, err = n.d.Get(parent, "")
+	base, err = n.d.Get(ctx, parent, "")
 	if err != nil {
-		n.d.Put(id)
+		n.d.Put(ctx, id)
 		return "", "", nil, errors.Wrapf(err, "mount parent layer %s", parent)
 	}
-	return layer, base, func() { n.d.Put(parent); n.d.Put(id) }, nil
+	return layer, base, func() { n.d.Put(context.WithoutCancel(ctx), parent); n.d.Put(context.WithoutCancel(ctx), id) }, nil
 }
 
-func (n naiveDiff) Changes(id, parent string) ([]Change, error) {
-	layer, base, release, err := n.mountPair(id, parent)
+func (n naiveDiff) Changes(ctx context.Context, id, parent string) ([]Change, error) {
+	layer, base, release, err := n.mountPair(ctx, id, parent)
 	if err != nil {
 		return nil, err
 	}
@@ -60,8 +61,8 @@ func (n naiveDiff) Changes(id, parent string) ([]Change, error) {
 	return ChangesDirs(layer, base)
 }
 
-func (n naiveDiff) Diff(id, parent string) (io.ReadCloser, error) {
-	layer, base, release, err := n.mountPair(id, parent)
+func (n naiveDiff) Diff(ctx context.Context, id, parent string) (io.ReadCloser, error) {
+	layer, base, release, err := n.mountPair(ctx, id, parent)
 	if err != nil {
 		return nil, err
 	}
@@ -78,12 +79,12 @@ func (n naiveDiff) Diff(id, parent string) (io.ReadCloser, error) {
 	return pr, nil
 }
 
-func (n naiveDiff) ApplyDiff(id, parent string, diff io.Reader) (int64, error) {
-	layer, err := n.d.Get(id, "")
+func (n naiveDiff) ApplyDiff(ctx context.Context, id, parent string, diff io.Reader) (int64, error) {
+	layer, err := n.d.Get(ctx, id, "")
 	if err != nil {
 		return 0, errors.Wrapf(err, "mount layer %s", id)
 	}
-	defer n.d.Put(id)
+	defer n.d.Put(context.WithoutCancel(ctx), id)
 	wf := RemoveWhiteouts
 	if f, ok := n.d.(WhiteoutFormatter); ok {
 		wf = f.WhiteoutFormat()
@@ -92,8 +93,8 @@ func (n naiveDiff) ApplyDiff(id, parent string, diff io.Reader) (int64, error) {
 	return size, errors.Wrapf(err, "apply diff to layer %s", id)
 }
 
-func (n naiveDiff) DiffSize(id, parent string) (int64, error) {
-	layer, base, release, err := n.mountPair(id, parent)
+func (n naiveDiff) DiffSize(ctx context.Context, id, parent string) (int64, error) {
+	layer, base, release, err := n.mountPair(ctx, id, parent)
 	if err != nil {
 		return 0, err
 	}

@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -8,53 +9,82 @@ import (
 	"github.com/pkg/errors"
 )
 
-// fakeBackend is a Backend whose answers the test sets.
+// fakeBackend is a Backend whose answers the test sets; it records the
+// roots it was given and every Open and Init.
 type fakeBackend struct {
-	name      string
-	probeErr  error
-	hasLayers bool
-	newErr    error
-	opened    *[]string
+	name     string
+	probeErr error
+	existing bool
+	openErr  error
+	calls    *[]string
 }
 
-func (f fakeBackend) Probe(string) error    { return f.probeErr }
-func (f fakeBackend) HasLayers(string) bool { return f.hasLayers }
-func (f fakeBackend) New(home string, _ Options) (Driver, error) {
-	if f.newErr != nil {
-		return nil, f.newErr
+func (f fakeBackend) record(s string) {
+	if f.calls != nil {
+		*f.calls = append(*f.calls, s)
 	}
-	*f.opened = append(*f.opened, home)
+}
+
+func (f fakeBackend) Probe(string) (string, error) {
+	if f.probeErr != nil {
+		return "", f.probeErr
+	}
+	return f.name + " can run here", nil
+}
+
+func (f fakeBackend) Existing(root string) (string, bool) {
+	if !f.existing {
+		return "", false
+	}
+	return filepath.Join(root, f.name) + " holds state", true
+}
+
+func (f fakeBackend) Open(_ context.Context, root string, _ Options) (Driver, error) {
+	f.record("open " + f.name + " " + root)
+	if f.openErr != nil {
+		return nil, f.openErr
+	}
+	return fakeDriver{f.name}, nil
+}
+
+func (f fakeBackend) Init(_ context.Context, root string, _ Options) (Driver, error) {
+	f.record("init " + f.name + " " + root)
 	return fakeDriver{f.name}, nil
 }
 
 // fakeDriver only has a name.
 type fakeDriver struct{ name string }
 
-func (f fakeDriver) String() string                                  { return f.name }
-func (fakeDriver) Create(string, string, *CreateOpts) error          { return nil }
-func (fakeDriver) CreateReadWrite(string, string, *CreateOpts) error { return nil }
-func (fakeDriver) Remove(string) error                               { return nil }
-func (fakeDriver) Get(string, string) (string, error)                { return "", nil }
-func (fakeDriver) Put(string) error                                  { return nil }
-func (fakeDriver) Exists(string) bool                                { return false }
-func (fakeDriver) Status() []KV                                      { return nil }
-func (fakeDriver) Metadata(string) (map[string]string, error)        { return nil, nil }
-func (fakeDriver) Cleanup() error                                    { return nil }
+func (f fakeDriver) String() string { return f.name }
+func (fakeDriver) Create(context.Context, string, string, *CreateOpts) error {
+	return nil
+}
+func (fakeDriver) CreateReadWrite(context.Context, string, string, *CreateOpts) error {
+	return nil
+}
+func (fakeDriver) Remove(context.Context, string) error                { return nil }
+func (fakeDriver) Get(context.Context, string, string) (string, error) { return "", nil }
+func (fakeDriver) Put(context.Context, string) error                   { return nil }
+func (fakeDriver) Exists(string) bool                                  { return false }
+func (fakeDriver) Status() []KV                                        { return nil }
+func (fakeDriver) Metadata(string) (map[string]string, error)          { return nil, nil }
+func (fakeDriver) Cleanup(context.Context) error                       { return nil }
 
-var noDM = errors.Wrap(ErrNotSupported, "device-mapper thin-pool unavailable (no /dev/mapper/control)")
+var noDM = errors.Wrap(ErrNotSupported, "device-mapper is not available (no /dev/mapper/control)")
 
-func TestSelect(t *testing.T) {
+func TestChoose(t *testing.T) {
 	type be struct {
-		name      string
-		probeErr  error
-		hasLayers bool
+		name     string
+		probeErr error
+		existing bool
 	}
 	cases := []struct {
 		name       string
 		backends   []be
 		ask        string
 		wantName   string
-		wantReason string   // substring
+		wantReason string
+		wantInit   bool
 		wantErr    []string // substrings of the error
 		wantIs     error
 	}{
@@ -63,14 +93,14 @@ func TestSelect(t *testing.T) {
 			backends:   []be{{name: "devicemapper"}, {name: "overlay2"}, {name: "aufs"}},
 			ask:        "auto",
 			wantName:   "devicemapper",
-			wantReason: "devicemapper: first usable backend",
+			wantReason: "devicemapper can run here",
 		},
 		{
 			name:       "auto falls back to overlay2 and says why",
 			backends:   []be{{name: "devicemapper", probeErr: noDM}, {name: "overlay2"}, {name: "aufs"}},
 			ask:        "",
 			wantName:   "overlay2",
-			wantReason: "overlay2: device-mapper thin-pool unavailable (no /dev/mapper/control); overlay2 usable",
+			wantReason: "devicemapper unavailable: device-mapper is not available (no /dev/mapper/control)",
 		},
 		{
 			name: "auto falls through to aufs naming both skipped backends",
@@ -81,53 +111,57 @@ func TestSelect(t *testing.T) {
 			},
 			ask:        "auto",
 			wantName:   "aufs",
-			wantReason: "aufs: device-mapper thin-pool unavailable (no /dev/mapper/control); overlay2 unavailable (no overlay in /proc/filesystems); aufs usable",
+			wantReason: "devicemapper unavailable: device-mapper is not available (no /dev/mapper/control); overlay2 unavailable: no overlay in /proc/filesystems",
 		},
 		{
-			name:       "existing layers win over a usable backend earlier in the order",
-			backends:   []be{{name: "devicemapper"}, {name: "overlay2"}, {name: "aufs", hasLayers: true}},
+			name:       "existing state wins over a usable backend earlier in the order",
+			backends:   []be{{name: "devicemapper"}, {name: "overlay2"}, {name: "aufs", existing: true}},
 			ask:        "auto",
 			wantName:   "aufs",
-			wantReason: "already holds layers",
+			wantReason: "/root/aufs holds state",
+			wantInit:   true,
 		},
 		{
-			name:     "existing layers in a backend that cannot run are an error, not a switch",
-			backends: []be{{name: "devicemapper", probeErr: noDM, hasLayers: true}, {name: "overlay2"}},
+			name:       "existing state of a backend that cannot run is still chosen, never switched away from",
+			backends:   []be{{name: "devicemapper", probeErr: noDM, existing: true}, {name: "overlay2"}},
+			ask:        "auto",
+			wantName:   "devicemapper",
+			wantReason: "/root/devicemapper holds state",
+			wantInit:   true,
+		},
+		{
+			name:     "two backends with state are an error naming both homes",
+			backends: []be{{name: "devicemapper", existing: true}, {name: "overlay2", existing: true}},
 			ask:      "auto",
-			wantErr:  []string{"devicemapper already holds layers", "refusing to switch"},
-			wantIs:   ErrNotSupported,
+			wantErr:  []string{"/root/devicemapper and /root/overlay2 both exist"},
+			wantIs:   ErrInvalidArgument,
 		},
 		{
-			name:     "two homes with layers are an error naming both",
-			backends: []be{{name: "devicemapper", hasLayers: true}, {name: "overlay2", hasLayers: true}},
-			ask:      "auto",
-			wantErr:  []string{"/root/devicemapper and /root/overlay2", "choose one explicitly"},
-		},
-		{
-			name:       "an explicit usable name is used even when another home has layers",
-			backends:   []be{{name: "devicemapper", hasLayers: true}, {name: "overlay2"}},
+			name:       "an explicit name is taken even when another backend has state",
+			backends:   []be{{name: "devicemapper", existing: true}, {name: "overlay2"}},
 			ask:        "overlay2",
 			wantName:   "overlay2",
-			wantReason: "overlay2: chosen explicitly",
+			wantReason: "named explicitly",
 		},
 		{
-			name:     "an explicit name that cannot run is an error, never a fallback",
-			backends: []be{{name: "devicemapper", probeErr: noDM}, {name: "overlay2"}},
-			ask:      "devicemapper",
-			wantErr:  []string{"devicemapper was requested but cannot run", "no /dev/mapper/control"},
-			wantIs:   ErrNotSupported,
+			name:       "an explicit name that cannot run is still taken: Init says why",
+			backends:   []be{{name: "devicemapper", probeErr: noDM}, {name: "overlay2"}},
+			ask:        "devicemapper",
+			wantName:   "devicemapper",
+			wantReason: "named explicitly",
 		},
 		{
 			name:     "an unknown name is an error listing the valid names",
 			backends: []be{{name: "devicemapper"}, {name: "overlay2"}, {name: "aufs"}},
 			ask:      "btrfs",
 			wantErr:  []string{`unknown storage driver "btrfs"`, "auto, devicemapper, overlay2, aufs"},
+			wantIs:   ErrInvalidArgument,
 		},
 		{
 			name:     "no usable backend at all is ErrNotSupported with every reason",
 			backends: []be{{name: "devicemapper", probeErr: noDM}, {name: "overlay2", probeErr: errors.Wrap(ErrPrerequisitesMissing, "overlay2: cannot stat root")}},
 			ask:      "auto",
-			wantErr:  []string{"no storage backend can run", "no /dev/mapper/control", "cannot stat root"},
+			wantErr:  []string{"no storage driver can run", "no /dev/mapper/control", "overlay2 unavailable: overlay2: cannot stat root"},
 			wantIs:   ErrNotSupported,
 		},
 		{
@@ -140,14 +174,17 @@ func TestSelect(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := newRegistry()
-			var opened []string
+			var calls []string
 			for _, b := range c.backends {
-				r.register(b.name, fakeBackend{name: b.name, probeErr: b.probeErr, hasLayers: b.hasLayers, opened: &opened})
+				r.register(b.name, fakeBackend{name: b.name, probeErr: b.probeErr, existing: b.existing, calls: &calls})
 			}
-			d, ch, err := r.selectBackend("/root", c.ask, Options{})
+			ch, err := r.choose("/root", c.ask)
+			if len(calls) != 0 {
+				t.Errorf("Choose opened or initialised a backend: %v", calls)
+			}
 			if c.wantErr != nil {
 				if err == nil {
-					t.Fatalf("Select(%q) chose %s (%s), want an error", c.ask, ch.Name, ch.Reason)
+					t.Fatalf("Choose(%q) chose %s (%s), want an error", c.ask, ch.Name, ch.Reason)
 				}
 				for _, s := range c.wantErr {
 					if !strings.Contains(err.Error(), s) {
@@ -157,34 +194,73 @@ func TestSelect(t *testing.T) {
 				if c.wantIs != nil && !errors.Is(err, c.wantIs) {
 					t.Errorf("error %q is not %v", err, c.wantIs)
 				}
-				if len(opened) != 0 {
-					t.Errorf("a failed Select opened %v", opened)
-				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("Select(%q): %v", c.ask, err)
+				t.Fatalf("Choose(%q): %v", c.ask, err)
 			}
-			if ch.Name != c.wantName || d.String() != c.wantName {
-				t.Errorf("Select(%q) chose %s (driver %s), want %s", c.ask, ch.Name, d, c.wantName)
-			}
-			if ch.Home != filepath.Join("/root", c.wantName) || len(opened) != 1 || opened[0] != ch.Home {
-				t.Errorf("home %s, opened %v; want /root/%s opened once", ch.Home, opened, c.wantName)
-			}
-			if !strings.Contains(ch.Reason, c.wantReason) {
-				t.Errorf("reason %q, want it to contain %q", ch.Reason, c.wantReason)
+			want := Choice{Name: c.wantName, Root: "/root", Home: filepath.Join("/root", c.wantName), Reason: c.wantReason,
+				Explicit: c.ask != "auto" && c.ask != "", Initialized: c.wantInit}
+			if ch != want {
+				t.Errorf("Choose(%q) = %+v\nwant %+v", c.ask, ch, want)
 			}
 		})
 	}
 }
 
-func TestSelectReportsABackendThatFailsToOpen(t *testing.T) {
+func TestSelectOpensExistingStateAndInitialisesAFreshRoot(t *testing.T) {
+	for _, existing := range []bool{false, true} {
+		r := newRegistry()
+		var calls []string
+		r.register("overlay2", fakeBackend{name: "overlay2", existing: existing, calls: &calls})
+		ch, err := r.choose("/root", "auto")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if existing {
+			_, err = r.open(context.Background(), ch, Options{})
+		} else {
+			_, err = r.init(context.Background(), ch, Options{})
+		}
+		want := "init overlay2 /root"
+		if existing {
+			want = "open overlay2 /root"
+		}
+		if err != nil || len(calls) != 1 || calls[0] != want {
+			t.Errorf("existing=%v: calls %v, %v; want [%s]: the backend is given the root, not its home", existing, calls, err, want)
+		}
+	}
+}
+
+func TestOpenAndInitRefuseTheWrongState(t *testing.T) {
 	r := newRegistry()
-	var opened []string
-	r.register("overlay2", fakeBackend{name: "overlay2", newErr: errors.New("disk on fire"), opened: &opened})
-	_, _, err := r.selectBackend("/root", "auto", Options{})
-	if err == nil || !strings.Contains(err.Error(), "open overlay2 in /root/overlay2: disk on fire") {
-		t.Fatalf("error %v, want it to name the backend, its home and the cause", err)
+	var calls []string
+	r.register("overlay2", fakeBackend{name: "overlay2", calls: &calls})
+	r.register("aufs", fakeBackend{name: "aufs", existing: true, calls: &calls})
+	ctx := context.Background()
+	_, err := r.open(ctx, Choice{Name: "overlay2", Root: "/root", Explicit: true}, Options{})
+	if !errors.Is(err, ErrNotInitialized) || !strings.Contains(err.Error(), "overlay2 driver home /root/overlay2") {
+		t.Errorf("Open without state = %v, want ErrNotInitialized naming the home", err)
+	}
+	_, err = r.open(ctx, Choice{Name: "overlay2", Root: "/root"}, Options{})
+	if !errors.Is(err, ErrNotInitialized) || !strings.Contains(err.Error(), "no pool or driver home under /root") {
+		t.Errorf("Open of an auto choice without state = %v, want ErrNotInitialized naming the root", err)
+	}
+	_, err = r.init(ctx, Choice{Name: "aufs", Root: "/root"}, Options{})
+	if !errors.Is(err, ErrAlreadyInitialized) || !strings.Contains(err.Error(), "/root/aufs") {
+		t.Errorf("Init over existing state = %v, want ErrAlreadyInitialized naming the home", err)
+	}
+	if len(calls) != 0 {
+		t.Errorf("refusals reached the backend: %v", calls)
+	}
+}
+
+func TestOpenPassesTheBackendsErrorThrough(t *testing.T) {
+	r := newRegistry()
+	r.register("overlay2", fakeBackend{name: "overlay2", existing: true, openErr: errors.New("disk on fire")})
+	_, err := r.open(context.Background(), Choice{Name: "overlay2", Root: "/root"}, Options{})
+	if err == nil || err.Error() != "disk on fire" {
+		t.Fatalf("error %v, want the backend's own", err)
 	}
 }
 

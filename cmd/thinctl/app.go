@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/thinctl/thinctl/driver"
 	"github.com/thinctl/thinctl/thinpool"
 )
 
@@ -36,9 +38,12 @@ type app struct {
 	isTerminal     func(io.Writer) bool
 	uname          func() string
 	dmVersion      func() string
-	statfs         func(path string) (total, free uint64, err error)
-	// choose resolves --driver to a backend name and the reason for it.
-	choose func(root, name string) (choice, error)
+	// choose resolves --driver to a backend and the reason for it,
+	// changing nothing (driver.Choose).
+	choose func(root, name string) (driver.Choice, error)
+	// context is cancelled when the user interrupts thinctl (SIGINT,
+	// SIGTERM); every blocking library call gets it.
+	context context.Context
 }
 
 // call is one parsed command line.
@@ -49,13 +54,17 @@ type call struct {
 	opts options
 	args []string        // positional arguments
 	set  map[string]bool // flags the user gave, by long name
-	ch   choice          // resolved driver, filled before store access
+	ch   driver.Choice   // resolved driver, filled before the driver is opened
 	bar  *progressBar    // drawn on a terminal during long work
 }
 
-// run executes one thinctl command line and returns the exit status.
-func run(args []string, stdout, stderr io.Writer) int {
-	return newApp(stdout, stderr).run(args)
+// run executes one thinctl command line and returns the exit status; ctx
+// cancelled stops the work at the next point where nothing is left half
+// done.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a := newApp(stdout, stderr)
+	a.context = ctx
+	return a.run(args)
 }
 
 // newApp returns an app wired to the real host.
@@ -68,8 +77,8 @@ func newApp(stdout, stderr io.Writer) *app {
 		isTerminal: isTerminal,
 		uname:      kernelRelease,
 		dmVersion:  dmVersion,
-		statfs:     statfs,
-		choose:     chooseDriver,
+		choose:     driver.Choose,
+		context:    context.Background(),
 	}
 }
 
@@ -232,6 +241,9 @@ func (c *call) what() string {
 	}
 	return c.cmd.name
 }
+
+// ctx is the context every library call of the command gets.
+func (c *call) ctx() context.Context { return c.app.context }
 
 // json reports whether the user asked for JSON output.
 func (c *call) json() bool { return c.g.output == "json" }

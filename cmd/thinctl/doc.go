@@ -16,8 +16,12 @@
 //
 // The program is laid out so that everything runs in-process for tests:
 // main only calls run, which parses the arguments (flags.go, commands.go),
-// checks privileges, opens the selected backend (store.go: thinpool for
-// devicemapper, driver.Driver for the others), renders text or JSON
-// (output.go) and maps errors to exit codes and hints in one place
-// (errors.go).
+// checks privileges, chooses and opens the backend through the driver
+// package (backend.go: driver.Choose, driver.Open or driver.Init, and the
+// driver's optional interfaces for pool status, grow, up, down, destroy,
+// check, gc, mount and activate), renders text or JSON (output.go) and
+// maps errors to exit codes and hints in one place (errors.go). It has no
+// storage logic of its own: every backend, thinpool's included, is reached
+// only through the driver package. SIGINT and SIGTERM cancel the context
+// every library call gets.
 package main

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -53,17 +54,6 @@ func (e *dmOnlyError) Error() string {
 // deferredHint follows the note "remove" prints (exit 0) when a removal is
 // deferred.
 const deferredHint = "hint: the deletion finishes by itself once nothing holds the device; 'thinctl gc' finishes it now"
-
-// Failures of the file-level drivers' homes; they share thinpool's hints.
-var (
-	errNoHome      = errors.New("not initialized")
-	errAlreadyInit = errors.New("already initialized")
-)
-
-// errNotInitialized says a file-level driver's home is missing.
-func errNotInitialized(driverName, home string) error {
-	return errors.Wrapf(errNoHome, "%s driver home %s", driverName, home)
-}
 
 // problemsError makes "check" exit 1 when problems remain.
 type problemsError struct {
@@ -129,7 +119,8 @@ func escapeControls(s string) string {
 }
 
 // diagnose maps an error to its exit status and a hint. It is the one
-// place that knows which failures are usage errors and what helps.
+// place that knows which failures are usage errors and what helps; it
+// tests the driver package's classes, which every backend's errors match.
 func diagnose(c *call, err error) (int, string) {
 	cmdName, root := "", ""
 	if c != nil {
@@ -153,6 +144,8 @@ func diagnose(c *call, err error) (int, string) {
 			return exitUsage, fmt.Sprintf("run 'thinctl %s --help' for its usage", cmdName)
 		}
 		return exitUsage, "run 'thinctl --help' for usage"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return exitFailure, fmt.Sprintf("thinctl was interrupted: what finished before the signal stays done and the step it was in was left as it was before; 'thinctl%s check' shows the state", root)
 	case errors.Is(err, errNotRoot), errors.Is(err, dm.ErrPermission):
 		return exitFailure, "run it as root, e.g. sudo thinctl " + cmdName
 	case errors.As(err, &dmo):
@@ -164,34 +157,32 @@ func diagnose(c *call, err error) (int, string) {
 			return exitFailure, "the rest needs a person: see the DETAIL column"
 		}
 		return exitFailure, fmt.Sprintf("thinctl%s check --repair fixes what can be fixed without losing data", root)
-	case errors.Is(err, thinpool.ErrHasChildren) && cmdName == "pool destroy":
+	case errors.Is(err, driver.ErrHasChildren) && cmdName == "pool destroy":
 		return exitFailure, fmt.Sprintf("remove them first, or remove them with the pool: thinctl%s pool destroy --force", root)
-	case errors.Is(err, thinpool.ErrNotInitialized), errors.Is(err, errNoHome):
+	case errors.Is(err, driver.ErrNotInitialized):
 		return exitFailure, fmt.Sprintf("create it first: thinctl%s pool init", root)
-	case errors.Is(err, thinpool.ErrAlreadyInit), errors.Is(err, errAlreadyInit):
+	case errors.Is(err, driver.ErrAlreadyInitialized):
 		return exitFailure, fmt.Sprintf("use the existing pool, or remove it first with: thinctl%s pool destroy", root)
-	case errors.Is(err, thinpool.ErrLowSpace):
+	case errors.Is(err, driver.ErrNoSpace):
 		return exitFailure, fmt.Sprintf("grow the pool: thinctl%s pool grow --data-size SIZE (and/or --metadata-size SIZE), or remove devices you no longer need", root)
 	case errors.Is(err, thinpool.ErrPoolReadOnly):
 		return exitFailure, fmt.Sprintf("the pool stopped accepting writes: grow it if it ran out of space (thinctl%s pool grow), then run thinctl%s check", root, root)
-	case errors.Is(err, thinpool.ErrBusy), errors.Is(err, dm.ErrBusy):
+	case errors.Is(err, driver.ErrBusy):
 		return exitFailure, busyHint(cmdName)
-	case errors.Is(err, thinpool.ErrHasChildren), errors.Is(err, driver.ErrHasChildren):
+	case errors.Is(err, driver.ErrHasChildren):
 		return exitFailure, fmt.Sprintf("remove its snapshots first ('thinctl%s list' shows each device's parent)", root)
-	case errors.Is(err, thinpool.ErrParentNotFound), errors.Is(err, thinpool.ErrDeviceNotFound),
-		errors.Is(err, driver.ErrNotFound):
+	case errors.Is(err, driver.ErrNotFound):
 		return exitFailure, fmt.Sprintf("'thinctl%s list' shows the devices there are", root)
-	case errors.Is(err, thinpool.ErrDeviceExists), errors.Is(err, driver.ErrExists):
+	case errors.Is(err, driver.ErrExists):
 		return exitFailure, "choose another ID, or remove the existing device first"
-	case errors.Is(err, thinpool.ErrRegistryCorrupt):
+	case errors.Is(err, driver.ErrCorrupt):
 		// check --repair opens the same registry and stops at the same
 		// file, so the only way out is the file itself; thinctl never
 		// rewrites it.
 		return exitFailure, "thinctl left the file as it is: restore it from a backup (docs/registry.md describes the format), then run thinctl" + root + " check"
 	case errors.Is(err, thinpool.ErrInvalidSize):
 		return exitFailure, "a device is at least as large as its parent; the pool only grows"
-	case errors.Is(err, dm.ErrNotSupported), errors.Is(err, driver.ErrNotSupported),
-		errors.Is(err, driver.ErrPrerequisitesMissing):
+	case errors.Is(err, driver.ErrNotSupported):
 		return exitFailure, unsupportedHint(c)
 	}
 	return exitFailure, ""
@@ -215,14 +206,14 @@ func unsupportedHint(c *call) string {
 	if c == nil {
 		return ""
 	}
-	name := c.ch.name
+	name := c.ch.Name
 	if name == "" {
 		name = c.g.driver
 	}
 	alt := ""
 	if c.app != nil && c.app.choose != nil {
-		if ch, err := c.app.choose(c.g.root, "auto"); err == nil && ch.name != name {
-			alt = ch.name
+		if ch, err := c.app.choose(c.g.root, "auto"); err == nil && ch.Name != name {
+			alt = ch.Name
 		}
 	}
 	var s string

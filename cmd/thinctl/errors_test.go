@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,9 +17,10 @@ import (
 
 // fakeChoice makes driver selection return name, with its home existing
 // or not, without touching the host.
-func fakeChoice(name string, initialized bool) func(root, n string) (choice, error) {
-	return func(root, _ string) (choice, error) {
-		return choice{name: name, home: filepath.Join(root, name), reason: name + ": test", initialized: initialized}, nil
+func fakeChoice(name string, initialized bool) func(root, n string) (driver.Choice, error) {
+	return func(root, n string) (driver.Choice, error) {
+		return driver.Choice{Name: name, Root: root, Home: filepath.Join(root, name), Reason: name + ": test",
+			Explicit: n != "auto" && n != "", Initialized: initialized}, nil
 	}
 }
 
@@ -167,23 +169,24 @@ func TestDiagnoseHints(t *testing.T) {
 		code int
 		hint string
 	}{
-		{"a full pool says how to grow it", "create", errors.Wrap(thinpool.ErrLowSpace, "2% free"), 1, "pool grow --data-size SIZE"},
-		{"a busy device points at the holders", "remove", errors.Wrap(thinpool.ErrBusy, "held by pid 42 (sleep)"), 1, "stop the processes named above"},
-		{"a busy pool down says to unmount", "pool down", thinpool.ErrBusy, 1, "unmount the devices first"},
-		{"a kernel without dm names the fallback", "pool init", errors.Wrap(dm.ErrNotSupported, "no /dev/mapper/control"), 1, "this kernel lacks dm-thin-pool"},
+		{"a full pool says how to grow it", "create", errors.Wrap(driver.ErrNoSpace, "2% free"), 1, "pool grow --data-size SIZE"},
+		{"a busy device points at the holders", "remove", errors.Wrap(driver.ErrBusy, "held by pid 42 (sleep)"), 1, "stop the processes named above"},
+		{"a busy pool down says to unmount", "pool down", driver.ErrBusy, 1, "unmount the devices first"},
+		{"a kernel without dm names the fallback", "pool init", errors.Wrap(driver.ErrNotSupported, "no /dev/mapper/control"), 1, "this kernel lacks dm-thin-pool"},
 		{"an unusable driver gets the kernel hint", "list", driver.ErrPrerequisitesMissing, 1, "lacks dm-thin-pool"},
-		{"a missing device points at list", "info", thinpool.ErrDeviceNotFound, 1, "list' shows the devices"},
-		{"a missing parent points at list", "create", thinpool.ErrParentNotFound, 1, "list' shows the devices"},
-		{"a duplicate id says to choose another", "create", thinpool.ErrDeviceExists, 1, "choose another ID"},
+		{"a missing device points at list", "info", errors.Wrap(driver.ErrNotFound, "device \"web\""), 1, "list' shows the devices"},
+		{"a missing parent points at list", "create", errors.Wrap(driver.ErrNotFound, "parent \"web\""), 1, "list' shows the devices"},
+		{"a duplicate id says to choose another", "create", errors.Wrap(driver.ErrExists, "device \"web\""), 1, "choose another ID"},
 		{"a duplicate layer says the same", "create", driver.ErrExists, 1, "choose another ID"},
-		{"a parent with snapshots says to remove them", "remove", thinpool.ErrHasChildren, 1, "remove its snapshots first"},
-		{"destroy with devices suggests --force", "pool destroy", thinpool.ErrHasChildren, 1, "pool destroy --force"},
-		{"an existing pool says so", "pool init", thinpool.ErrAlreadyInit, 1, "pool destroy"},
-		{"a missing pool says to init", "list", thinpool.ErrNotInitialized, 1, "pool init"},
+		{"a parent with snapshots says to remove them", "remove", driver.ErrHasChildren, 1, "remove its snapshots first"},
+		{"destroy with devices suggests --force", "pool destroy", driver.ErrHasChildren, 1, "pool destroy --force"},
+		{"an existing pool says so", "pool init", driver.ErrAlreadyInitialized, 1, "pool destroy"},
+		{"a missing pool says to init", "list", driver.ErrNotInitialized, 1, "pool init"},
 		{"a read-only pool says to check", "create", thinpool.ErrPoolReadOnly, 1, "check"},
-		{"a corrupt registry says to restore the file, not to repair through it", "list", thinpool.ErrRegistryCorrupt, 1, "restore it from a backup"},
+		{"a corrupt registry says to restore the file, not to repair through it", "list", driver.ErrCorrupt, 1, "restore it from a backup"},
 		{"a library id error is a usage error", "create", thinpool.ErrInvalidID, 2, "IDs are 1 to 128 characters"},
 		{"permission errors from the kernel ask for root", "list", dm.ErrPermission, 1, "run it as root"},
+		{"an interrupted command says what it left", "create", errors.Wrap(context.Canceled, "create web"), 1, "interrupted"},
 		{"an unknown error has no hint", "list", errors.New("boom"), 1, ""},
 	}
 	for _, tt := range tests {
@@ -222,14 +225,14 @@ func TestAutoRefusesToChooseBetweenTwoHomes(t *testing.T) {
 
 func TestUnsupportedHintNamesWhatAutoPicks(t *testing.T) {
 	h := newHarness(t)
-	h.choose = func(root, name string) (choice, error) {
+	h.choose = func(root, name string) (driver.Choice, error) {
 		if name == "auto" {
-			return choice{name: "overlay2"}, nil
+			return driver.Choice{Name: "overlay2"}, nil
 		}
-		return choice{name: name}, nil
+		return driver.Choice{Name: name}, nil
 	}
-	c := &call{app: h.app(nil, nil), g: globals{root: h.root, driver: "devicemapper"}, ch: choice{name: "devicemapper"}}
-	_, hint := diagnose(c, dm.ErrNotSupported)
+	c := &call{app: h.app(nil, nil), g: globals{root: h.root, driver: "devicemapper"}, ch: driver.Choice{Name: "devicemapper"}}
+	_, hint := diagnose(c, errors.Wrap(driver.ErrNotSupported, "no /dev/mapper/control"))
 	if want := "this kernel lacks dm-thin-pool (try: modprobe dm-thin-pool); --driver auto would pick overlay2"; hint != want {
 		t.Fatalf("hint %q, want %q", hint, want)
 	}

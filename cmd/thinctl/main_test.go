@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/thinctl/thinctl/driver"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -17,7 +20,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 // so tests can run every command as a separate process, like an operator.
 func TestMain(m *testing.M) {
 	if os.Getenv("THINCTL_TEST_MAIN") == "1" {
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
@@ -35,7 +38,7 @@ type harness struct {
 	env  map[string]string
 	euid int
 	// choose, when set, replaces driver selection.
-	choose func(root, name string) (choice, error)
+	choose func(root, name string) (driver.Choice, error)
 }
 
 func newHarness(t testing.TB) *harness {
@@ -43,7 +46,7 @@ func newHarness(t testing.TB) *harness {
 }
 
 // app returns an app writing to the given buffers with the harness's
-// environment: fixed kernel facts, no terminal, a fake statfs.
+// environment: fixed kernel facts, no terminal.
 func (h *harness) app(stdout, stderr *bytes.Buffer) *app {
 	a := newApp(stdout, stderr)
 	a.getenv = func(k string) string { return h.env[k] }
@@ -51,7 +54,6 @@ func (h *harness) app(stdout, stderr *bytes.Buffer) *app {
 	a.isTerminal = func(io.Writer) bool { return false }
 	a.uname = func() string { return "6.1.0-test-amd64" }
 	a.dmVersion = func() string { return "" }
-	a.statfs = func(string) (uint64, uint64, error) { return 10 << 30, 6 << 30, nil }
 	if h.choose != nil {
 		a.choose = h.choose
 	}

@@ -2,19 +2,28 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+
+	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/driver"
 )
 
 func runCreate(c *call) error {
-	return c.withStore(func(s store) error {
-		if err := s.create(c.id(), c.opts.parent, c.opts.size); err != nil {
+	return c.withDriver(func(d driver.Driver) error {
+		opts := &driver.CreateOpts{}
+		if c.opts.size > 0 {
+			opts.StorageOpt = map[string]string{"size": strconv.FormatUint(c.opts.size, 10)}
+		}
+		if err := d.CreateReadWrite(c.ctx(), c.id(), c.opts.parent, opts); err != nil {
 			return err
 		}
 		what := "a snapshot of the base device"
 		switch {
 		case c.opts.parent != "":
 			what = "a snapshot of " + c.opts.parent
-		case c.ch.name != devicemapper:
+		case c.ch.Name != devicemapper:
 			what = "an empty layer"
 		}
 		fmt.Fprintf(c.stdout(), "Created %s, %s\n", c.id(), what)
@@ -23,8 +32,15 @@ func runCreate(c *call) error {
 }
 
 func runMount(c *call) error {
-	return c.withStore(func(s store) error {
-		path, err := s.mount(c.id(), c.opts.mountOpts)
+	return c.withDriver(func(d driver.Driver) error {
+		m, err := need[driver.Mounter](c, d)
+		if err != nil {
+			return err
+		}
+		path, err := m.Mount(c.ctx(), c.id(), driver.MountOptions{Options: c.opts.mountOpts})
+		if len(c.opts.mountOpts) > 0 && errors.Is(err, driver.ErrNotSupported) {
+			return &dmOnlyError{what: "--mount-opt", driver: d.String()}
+		}
 		if err != nil {
 			return err
 		}
@@ -34,8 +50,12 @@ func runMount(c *call) error {
 }
 
 func runUnmount(c *call) error {
-	return c.withStore(func(s store) error {
-		if err := s.unmount(c.id()); err != nil {
+	return c.withDriver(func(d driver.Driver) error {
+		m, err := need[driver.Mounter](c, d)
+		if err != nil {
+			return err
+		}
+		if err := m.Unmount(c.ctx(), c.id()); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.stdout(), "Unmounted %s\n", c.id())
@@ -44,8 +64,12 @@ func runUnmount(c *call) error {
 }
 
 func runActivate(c *call) error {
-	return c.withStore(func(s store) error {
-		path, err := s.(thinStore).activate(c.id())
+	return c.withDriver(func(d driver.Driver) error {
+		a, err := need[driver.Activator](c, d)
+		if err != nil {
+			return err
+		}
+		path, err := a.Activate(c.ctx(), c.id())
 		if err != nil {
 			return err
 		}
@@ -55,8 +79,12 @@ func runActivate(c *call) error {
 }
 
 func runDeactivate(c *call) error {
-	return c.withStore(func(s store) error {
-		if err := s.(thinStore).deactivate(c.id()); err != nil {
+	return c.withDriver(func(d driver.Driver) error {
+		a, err := need[driver.Activator](c, d)
+		if err != nil {
+			return err
+		}
+		if err := a.Deactivate(c.ctx(), c.id()); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.stdout(), "Deactivated %s\n", c.id())
@@ -68,10 +96,10 @@ func runDeactivate(c *call) error {
 // deletion is recorded and finishes by itself, so it exits 0 and says so
 // on stderr.
 func runRemove(c *call) error {
-	return c.withStore(func(s store) error {
-		deferred, err := s.remove(c.id())
+	return c.withDriver(func(d driver.Driver) error {
+		err := d.Remove(c.ctx(), c.id())
 		c.endProgress()
-		if deferred {
+		if errors.Is(err, driver.ErrDeferred) {
 			fmt.Fprintf(c.app.stderr, "thinctl: %s: %s\n%s\n", c.what(), escapeControls(oneLine(err.Error())), deferredHint)
 			fmt.Fprintf(c.stdout(), "Deferred removal of %s\n", c.id())
 			return nil
@@ -84,16 +112,30 @@ func runRemove(c *call) error {
 	})
 }
 
+// devices lists d's layers as devices, sorted by ID.
+func (c *call) devices(d driver.Driver) ([]deviceInfo, error) {
+	l, err := need[driver.Lister](c, d)
+	if err != nil {
+		return nil, err
+	}
+	layers, err := l.List()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]deviceInfo, 0, len(layers))
+	for _, li := range layers {
+		out = append(out, deviceFromLayer(li))
+	}
+	return out, nil
+}
+
 func runList(c *call) error {
-	return c.withStore(func(s store) error {
-		ds, err := s.devices()
+	return c.withDriver(func(d driver.Driver) error {
+		ds, err := c.devices(d)
 		if err != nil {
 			return err
 		}
 		if c.json() {
-			if ds == nil {
-				ds = []deviceInfo{}
-			}
 			return writeJSON(c.stdout(), ds)
 		}
 		return writeDeviceList(c.stdout(), ds)
@@ -101,28 +143,35 @@ func runList(c *call) error {
 }
 
 func runInfo(c *call) error {
-	return c.withStore(func(s store) error {
-		d, err := s.device(c.id())
+	return c.withDriver(func(d driver.Driver) error {
+		l, err := need[driver.Lister](c, d)
 		if err != nil {
 			return err
 		}
-		if c.json() {
-			return writeJSON(c.stdout(), d)
+		li, err := driver.Layer(l, c.id())
+		if err != nil {
+			return err
 		}
-		return writeDeviceInfo(c.stdout(), d)
+		dev := deviceFromLayer(li)
+		if c.json() {
+			return writeJSON(c.stdout(), dev)
+		}
+		return writeDeviceInfo(c.stdout(), dev)
 	})
 }
 
 // runCheck exits 0 when consistent or when --repair fixed every problem.
 func runCheck(c *call) error {
-	return c.withStore(func(s store) error {
-		r, err := s.check(c.opts.repair)
+	return c.withDriver(func(d driver.Driver) error {
+		ch, err := need[driver.Checker](c, d)
 		if err != nil {
 			return err
 		}
-		if r.Problems == nil {
-			r.Problems = []problem{}
+		dr, err := ch.Check(c.ctx(), driver.CheckOptions{Repair: c.opts.repair})
+		if err != nil {
+			return err
 		}
+		r := reportFromDriver(dr)
 		if c.json() {
 			err = writeJSON(c.stdout(), r)
 		} else {
@@ -145,8 +194,12 @@ func runCheck(c *call) error {
 }
 
 func runGC(c *call) error {
-	return c.withStore(func(s store) error {
-		ids, err := s.gc()
+	return c.withDriver(func(d driver.Driver) error {
+		g, err := need[driver.Collector](c, d)
+		if err != nil {
+			return err
+		}
+		ids, err := g.GC(c.ctx())
 		if len(ids) > 0 {
 			fmt.Fprintf(c.stdout(), "Removed %s\n", strings.Join(ids, ", "))
 		} else if err == nil {

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 
-	"github.com/pkg/errors"
-
 	"github.com/thinctl/thinctl/driver"
-	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/thinpool"
 )
 
@@ -45,91 +41,43 @@ func validatePoolGrow(c *call) error {
 }
 
 func runPoolInit(c *call) error {
-	ch, err := c.app.choose(c.g.root, c.g.driver)
-	if err != nil {
+	if err := c.choose(); err != nil {
 		return err
 	}
-	c.ch = ch
-	if ch.name != devicemapper {
-		return c.initLayerHome()
-	}
-	o := c.opts
-	opts := thinpool.Options{
-		DataSize:       o.dataSize,
-		MetadataSize:   o.metadataSize,
-		BlockSize:      o.blockSize,
-		BaseSize:       o.baseSize,
-		Filesystem:     fs.Type(o.fsType),
-		MkfsArgs:       o.mkfsArgs,
-		MountOptions:   o.mountOpts,
-		MinFreeSpace:   o.minFree,
-		DataDevice:     o.dataDev,
-		MetadataDevice: o.metadataDev,
-		ThinPoolDevice: o.thinpoolDev,
-		NoDiscard:      o.noDiscard,
-		Progress:       c.progress(),
-	}
-	if thinpool.Exists(c.g.root) {
-		return errors.Wrapf(thinpool.ErrAlreadyInit, "%s", ch.home)
-	}
-	if err := c.dmClient(); err != nil {
-		return err
-	}
-	// A kernel without the thin-pool target fails here, before Init writes
-	// anything.
-	if o.thinpoolDev == "" {
-		if err := probeThinPool(c.g.root); err != nil {
-			return err
+	ch := c.ch
+	var storageOpt map[string]string
+	if ch.Name == devicemapper {
+		storageOpt = c.storageOpt()
+	} else {
+		for _, f := range dmInitFlags {
+			if c.set[f] {
+				return &dmOnlyError{what: "pool init --" + f, driver: ch.Name}
+			}
 		}
 	}
-	p, err := thinpool.Init(context.TODO(), c.g.root, opts)
+	d, err := driver.Init(c.ctx(), ch, c.options(storageOpt))
 	if err != nil {
 		return err
 	}
-	defer p.Close()
-	st, err := p.Status()
+	defer closeDriver(d)
+	st, err := c.status(d)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout(), "Initialized pool %s in %s: data %s, metadata %s, base device %s (%s)\n",
-		st.PoolName, ch.home, humanSize(st.DataTotal), humanSize(st.MetadataTotal), humanSize(st.BaseSize), st.Filesystem)
-	fmt.Fprintf(c.stdout(), "Driver: %s\n", driverText(ch.name, ch.reason))
+	if st.PoolName != "" {
+		fmt.Fprintf(c.stdout(), "Initialized pool %s in %s: data %s, metadata %s, base device %s (%s)\n",
+			st.PoolName, ch.Home, humanSize(st.DataTotalBytes), humanSize(st.MetadataTotalBytes),
+			st.detail("Base device"), st.detail("Filesystem"))
+	} else {
+		fmt.Fprintf(c.stdout(), "Initialized %s driver home %s\n", d.String(), ch.Home)
+	}
+	fmt.Fprintf(c.stdout(), "Driver: %s\n", driverText(ch.Name, c.reason()))
 	return nil
-}
-
-// initLayerHome is "pool init" for the file-level drivers: it creates the
-// driver's home.
-func (c *call) initLayerHome() error {
-	for _, f := range dmInitFlags {
-		if c.set[f] {
-			return &dmOnlyError{what: "pool init --" + f, driver: c.ch.name}
-		}
-	}
-	if c.ch.initialized {
-		return errors.Wrapf(errAlreadyInit, "%s", c.ch.home)
-	}
-	d, _, err := driver.Select(c.g.root, c.ch.name, driver.Options{})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stdout(), "Initialized %s driver home %s\n", d.String(), c.ch.home)
-	fmt.Fprintf(c.stdout(), "Driver: %s\n", driverText(c.ch.name, c.ch.reason))
-	return nil
-}
-
-// withStore opens the backend, runs f and closes the backend.
-func (c *call) withStore(f func(s store) error) error {
-	s, err := c.openStore()
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	return f(s)
 }
 
 func runPoolStatus(c *call) error {
-	return c.withStore(func(s store) error {
-		st, err := s.status()
+	return c.withDriver(func(d driver.Driver) error {
+		st, err := c.status(d)
 		if err != nil {
 			return err
 		}
@@ -141,33 +89,56 @@ func runPoolStatus(c *call) error {
 }
 
 func runPoolUp(c *call) error {
-	return c.withStore(func(s store) error {
-		st, err := s.status()
+	return c.withDriver(func(d driver.Driver) error {
+		u, err := need[driver.Upper](c, d)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout(), "Up: %s (%s, %d devices)\n", s.label(), st.State, st.Devices)
+		if err := u.Up(c.ctx()); err != nil {
+			return err
+		}
+		st, err := c.status(d)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout(), "Up: %s (%s, %d devices)\n", c.label(st), st.State, st.Devices)
 		return nil
 	})
 }
 
 func runPoolDown(c *call) error {
-	return c.withStore(func(s store) error {
-		if err := s.down(); err != nil {
+	return c.withDriver(func(d driver.Driver) error {
+		dn, err := need[driver.Downer](c, d)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout(), "Down: %s\n", s.label())
+		label := c.labelOf(d)
+		if err := dn.Down(c.ctx()); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout(), "Down: %s\n", label)
 		return nil
 	})
 }
 
 func runPoolGrow(c *call) error {
-	return c.withStore(func(s store) error {
-		before, after, err := s.(thinStore).grow(c.opts.dataSize, c.opts.metadataSize)
+	return c.withDriver(func(d driver.Driver) error {
+		g, err := need[driver.Grower](c, d)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout(), "Grew %s: data %s -> %s, metadata %s -> %s\n", s.label(),
+		before, err := c.status(d)
+		if err != nil {
+			return err
+		}
+		if err := g.Grow(c.ctx(), driver.GrowOptions{DataSize: c.opts.dataSize, MetadataSize: c.opts.metadataSize}); err != nil {
+			return err
+		}
+		after, err := c.status(d)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout(), "Grew %s: data %s -> %s, metadata %s -> %s\n", c.label(before),
 			humanSize(before.DataTotalBytes), humanSize(after.DataTotalBytes),
 			humanSize(before.MetadataTotalBytes), humanSize(after.MetadataTotalBytes))
 		return nil
@@ -175,12 +146,26 @@ func runPoolGrow(c *call) error {
 }
 
 func runPoolDestroy(c *call) error {
-	return c.withStore(func(s store) error {
-		label := s.label()
-		if err := s.destroy(c.opts.force); err != nil {
+	return c.withDriver(func(d driver.Driver) error {
+		ds, err := need[driver.Destroyer](c, d)
+		if err != nil {
+			return err
+		}
+		label := c.labelOf(d)
+		if err := ds.Destroy(c.ctx(), c.opts.force); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.stdout(), "Destroyed %s\n", label)
 		return nil
 	})
+}
+
+// labelOf names d's pool for a message printed after the pool is gone; a
+// pool whose status cannot be read is named by its home.
+func (c *call) labelOf(d driver.Driver) string {
+	st, err := c.status(d)
+	if err != nil {
+		return c.ch.Name + " driver home " + c.ch.Home
+	}
+	return c.label(st)
 }

@@ -30,16 +30,6 @@ func kernelRelease() string {
 	return unix.ByteSliceToString(u.Release[:])
 }
 
-// statfs returns the size and the space available to unprivileged users
-// of the filesystem holding path.
-func statfs(path string) (total, free uint64, err error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(path, &st); err != nil {
-		return 0, 0, err
-	}
-	return st.Blocks * uint64(st.Bsize), st.Bavail * uint64(st.Bsize), nil
-}
-
 var debugMu sync.Mutex
 
 // writeDebug prints one --debug line to w, time-stamped.

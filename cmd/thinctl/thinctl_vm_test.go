@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/thinctl/thinctl/internal/testenv"
 )
 
@@ -445,4 +447,14 @@ func TestPoolInitFlagsReachTheKernel(t *testing.T) {
 		t.Fatalf("the filesystem of big is %d bytes, want it grown to about 640M", total)
 	}
 	o.must("unmount", "big")
+}
+
+// statfs returns the size and the space available to unprivileged users
+// of the filesystem holding path.
+func statfs(path string) (total, free uint64, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return 0, 0, err
+	}
+	return st.Blocks * uint64(st.Bsize), st.Bavail * uint64(st.Bsize), nil
 }

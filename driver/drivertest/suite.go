@@ -75,7 +75,7 @@ func RunWithConfig(t *testing.T, cfg Config, newDriver func(t *testing.T) driver
 // get mounts id and registers nothing; callers Put explicitly.
 func get(t *testing.T, d driver.Driver, id string) string {
 	t.Helper()
-	p, err := d.Get(id, "")
+	p, err := d.Get(t.Context(), id, "")
 	if err != nil {
 		t.Fatalf("Get(%s): %v", id, err)
 	}
@@ -84,7 +84,7 @@ func get(t *testing.T, d driver.Driver, id string) string {
 
 func put(t *testing.T, d driver.Driver, id string) {
 	t.Helper()
-	if err := d.Put(id); err != nil {
+	if err := d.Put(t.Context(), id); err != nil {
 		t.Fatalf("Put(%s): %v", id, err)
 	}
 }
@@ -93,9 +93,9 @@ func create(t *testing.T, d driver.Driver, id, parent string, rw bool) {
 	t.Helper()
 	var err error
 	if rw {
-		err = d.CreateReadWrite(id, parent, nil)
+		err = d.CreateReadWrite(t.Context(), id, parent, nil)
 	} else {
-		err = d.Create(id, parent, nil)
+		err = d.Create(t.Context(), id, parent, nil)
 	}
 	if err != nil {
 		t.Fatalf("create layer %s on %q: %v", id, parent, err)
@@ -329,12 +329,12 @@ func mutatedLayer(t *testing.T, d driver.Driver) {
 
 func testChanges(t *testing.T, d driver.Driver, _ Config) {
 	mutatedLayer(t, d)
-	got, err := driver.DiffOf(d).Changes("upper", "base")
+	got, err := driver.DiffOf(d).Changes(t.Context(), "upper", "base")
 	must(t, err)
 	if fmt.Sprint(got) != fmt.Sprint(wantChanges) {
 		t.Errorf("Changes(upper, base):\n got %v\nwant %v", got, wantChanges)
 	}
-	base, err := driver.DiffOf(d).Changes("base", "")
+	base, err := driver.DiffOf(d).Changes(t.Context(), "base", "")
 	must(t, err)
 	if len(base) != len(baseTree) {
 		t.Errorf("Changes(base, \"\") lists %d paths, want the %d of the base tree: %v", len(base), len(baseTree), base)
@@ -349,7 +349,7 @@ func testChanges(t *testing.T, d driver.Driver, _ Config) {
 func testDiffApply(t *testing.T, d driver.Driver, _ Config) {
 	mutatedLayer(t, d)
 	dd := driver.DiffOf(d)
-	rc, err := dd.Diff("upper", "base")
+	rc, err := dd.Diff(t.Context(), "upper", "base")
 	must(t, err)
 	var stream bytes.Buffer
 	_, err = stream.ReadFrom(rc)
@@ -357,9 +357,9 @@ func testDiffApply(t *testing.T, d driver.Driver, _ Config) {
 	must(t, rc.Close())
 
 	create(t, d, "applied", "base", false)
-	applied, err := dd.ApplyDiff("applied", "base", bytes.NewReader(stream.Bytes()))
+	applied, err := dd.ApplyDiff(t.Context(), "applied", "base", bytes.NewReader(stream.Bytes()))
 	must(t, err)
-	size, err := dd.DiffSize("upper", "base")
+	size, err := dd.DiffSize(t.Context(), "upper", "base")
 	must(t, err)
 	if size != applied || size != 100000+int64(len("root:x:0:0::/root:/bin/ash\nuser:x:1000:1000::/home/user:/bin/sh\n")) {
 		t.Errorf("DiffSize is %d and ApplyDiff applied %d; both should count the changed file bytes once", size, applied)
@@ -384,7 +384,7 @@ func testDiffApply(t *testing.T, d driver.Driver, _ Config) {
 	if a.Ino != b.Ino {
 		t.Error("opt/tool and opt/tool-alias should still be one hard-linked inode")
 	}
-	changes, err := dd.Changes("applied", "base")
+	changes, err := dd.Changes(t.Context(), "applied", "base")
 	must(t, err)
 	if fmt.Sprint(changes) != fmt.Sprint(wantChanges) {
 		t.Errorf("Changes(applied, base):\n got %v\nwant %v", changes, wantChanges)
@@ -440,7 +440,7 @@ func checksum(b []byte) uint64 {
 
 func testQuota(t *testing.T, d driver.Driver, cfg Config) {
 	opts := &driver.CreateOpts{StorageOpt: map[string]string{"size": fmt.Sprint(cfg.QuotaBytes)}}
-	err := d.CreateReadWrite("quota", "", opts)
+	err := d.CreateReadWrite(t.Context(), "quota", "", opts)
 	if errors.Is(err, driver.ErrNotSupported) {
 		t.Skipf("%s has no size quota here: %v", d, err)
 	}
@@ -473,14 +473,14 @@ func testQuota(t *testing.T, d driver.Driver, cfg Config) {
 func testRemoveWithChildren(t *testing.T, d driver.Driver, _ Config) {
 	create(t, d, "parent", "", false)
 	create(t, d, "child", "parent", false)
-	if err := d.Remove("parent"); !errors.Is(err, driver.ErrHasChildren) {
+	if err := d.Remove(t.Context(), "parent"); !errors.Is(err, driver.ErrHasChildren) {
 		t.Fatalf("Remove(parent) with a child = %v, want ErrHasChildren", err)
 	}
 	if !d.Exists("parent") || !d.Exists("child") {
 		t.Fatal("a refused Remove must leave both layers in place")
 	}
-	must(t, d.Remove("child"))
-	must(t, d.Remove("parent"))
+	must(t, d.Remove(t.Context(), "child"))
+	must(t, d.Remove(t.Context(), "parent"))
 	if d.Exists("parent") || d.Exists("child") {
 		t.Fatal("removed layers still exist")
 	}
@@ -551,19 +551,19 @@ func testRefCount(t *testing.T, d driver.Driver, _ Config) {
 
 func testErrors(t *testing.T, d driver.Driver, _ Config) {
 	create(t, d, "one", "", false)
-	if err := d.Create("one", "", nil); !errors.Is(err, driver.ErrExists) {
+	if err := d.Create(t.Context(), "one", "", nil); !errors.Is(err, driver.ErrExists) {
 		t.Errorf("Create of an existing id = %v, want ErrExists", err)
 	}
-	if err := d.Create("two", "missing", nil); !errors.Is(err, driver.ErrNotFound) {
+	if err := d.Create(t.Context(), "two", "missing", nil); !errors.Is(err, driver.ErrNotFound) {
 		t.Errorf("Create on a missing parent = %v, want ErrNotFound", err)
 	}
 	if d.Exists("two") {
 		t.Error("a failed Create left the layer behind")
 	}
-	if _, err := d.Get("missing", ""); !errors.Is(err, driver.ErrNotFound) {
+	if _, err := d.Get(t.Context(), "missing", ""); !errors.Is(err, driver.ErrNotFound) {
 		t.Errorf("Get of a missing layer = %v, want ErrNotFound", err)
 	}
-	if err := d.Remove("missing"); !errors.Is(err, driver.ErrNotFound) {
+	if err := d.Remove(t.Context(), "missing"); !errors.Is(err, driver.ErrNotFound) {
 		t.Errorf("Remove of a missing layer = %v, want ErrNotFound", err)
 	}
 	if _, err := d.Metadata("missing"); !errors.Is(err, driver.ErrNotFound) {

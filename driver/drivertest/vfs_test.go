@@ -2,6 +2,7 @@ package drivertest_test
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,7 +31,7 @@ func (d *copyDriver) dir(id string) string        { return filepath.Join(d.home,
 func (d *copyDriver) mnt(id string) string        { return filepath.Join(d.home, "mnt", id) }
 func (d *copyDriver) parentFile(id string) string { return filepath.Join(d.home, "parents", id) }
 
-func (d *copyDriver) Create(id, parent string, o *driver.CreateOpts) error {
+func (d *copyDriver) Create(ctx context.Context, id, parent string, o *driver.CreateOpts) error {
 	if o != nil && o.StorageOpt["size"] != "" {
 		return errors.Wrap(driver.ErrNotSupported, "the copy backend has no size option")
 	}
@@ -61,11 +62,11 @@ func (d *copyDriver) Create(id, parent string, o *driver.CreateOpts) error {
 	return err
 }
 
-func (d *copyDriver) CreateReadWrite(id, parent string, o *driver.CreateOpts) error {
-	return d.Create(id, parent, o)
+func (d *copyDriver) CreateReadWrite(ctx context.Context, id, parent string, o *driver.CreateOpts) error {
+	return d.Create(ctx, id, parent, o)
 }
 
-func (d *copyDriver) Remove(id string) error {
+func (d *copyDriver) Remove(ctx context.Context, id string) error {
 	if !d.Exists(id) {
 		return driver.ErrNotFound
 	}
@@ -79,7 +80,7 @@ func (d *copyDriver) Remove(id string) error {
 	return os.RemoveAll(d.dir(id))
 }
 
-func (d *copyDriver) Get(id, _ string) (string, error) {
+func (d *copyDriver) Get(ctx context.Context, id, _ string) (string, error) {
 	if !d.Exists(id) {
 		return "", driver.ErrNotFound
 	}
@@ -97,7 +98,7 @@ func (d *copyDriver) Get(id, _ string) (string, error) {
 	return d.mnt(id), nil
 }
 
-func (d *copyDriver) Put(id string) error {
+func (d *copyDriver) Put(ctx context.Context, id string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.refs[id]--; d.refs[id] == 0 {
@@ -120,7 +121,7 @@ func (d *copyDriver) Metadata(id string) (map[string]string, error) {
 	return map[string]string{"Dir": d.dir(id)}, nil
 }
 
-func (d *copyDriver) Cleanup() error {
+func (d *copyDriver) Cleanup(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for id, n := range d.refs {
@@ -142,7 +143,7 @@ func TestSuiteOnACopyingBackendWithNaiveDiff(t *testing.T) {
 		}
 		d := &copyDriver{home: home, refs: map[string]int{}}
 		t.Cleanup(func() {
-			if err := d.Cleanup(); err != nil && !strings.Contains(err.Error(), "not mounted") {
+			if err := d.Cleanup(t.Context()); err != nil && !strings.Contains(err.Error(), "not mounted") {
 				t.Error(err)
 			}
 		})

@@ -13,7 +13,7 @@ import (
 // it with the reason; everything that needs no mount is tested above with a
 // fake kernel.
 func TestConformance(t *testing.T) {
-	if err := (backend{}).Probe(t.TempDir()); err != nil {
+	if _, err := (backend{}).Probe(t.TempDir()); err != nil {
 		if !errors.Is(err, driver.ErrNotSupported) && !errors.Is(err, driver.ErrPrerequisitesMissing) {
 			t.Fatalf("probe failed with an unclassified error: %v", err)
 		}
@@ -27,7 +27,7 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { d.Cleanup() })
+		t.Cleanup(func() { d.Cleanup(t.Context()) })
 		return d
 	})
 }

@@ -1,18 +1,20 @@
 package aufs
 
 import (
+	"context"
 	"os"
 
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/driver"
+	"github.com/thinctl/thinctl/internal/atomicfile"
 )
 
 // Create makes layer id on top of parent ("" for a base layer): an empty
 // diff/<id>, the mount point mnt/<id> and layers/<id> listing parent and
 // parent's ancestors. aufs has no per-layer options: a storage option is
 // refused with an error wrapping driver.ErrNotSupported.
-func (d *Driver) Create(id, parent string, opts *driver.CreateOpts) error {
+func (d *Driver) Create(ctx context.Context, id, parent string, opts *driver.CreateOpts) error {
 	if err := validateID(id); err != nil {
 		return errors.Wrap(err, "aufs: create")
 	}
@@ -57,7 +59,7 @@ func (d *Driver) Create(id, parent string, opts *driver.CreateOpts) error {
 		return errors.Wrapf(err, "aufs: create %s", id)
 	}
 	// The layers file goes last: it is what makes the layer exist.
-	if err := writeFileAtomic(d.layersPath(id), formatLayers(chain), 0o644); err != nil {
+	if err := atomicfile.Write(d.layersPath(id), formatLayers(chain), atomicfile.Options{Perm: 0o644}); err != nil {
 		undo()
 		return errors.Wrapf(err, "aufs: create %s: write layers file", id)
 	}
@@ -66,6 +68,6 @@ func (d *Driver) Create(id, parent string, opts *driver.CreateOpts) error {
 
 // CreateReadWrite makes a writable layer id on top of parent. Every aufs
 // layer is mounted with its own branch writable, so this is Create.
-func (d *Driver) CreateReadWrite(id, parent string, opts *driver.CreateOpts) error {
-	return d.Create(id, parent, opts)
+func (d *Driver) CreateReadWrite(ctx context.Context, id, parent string, opts *driver.CreateOpts) error {
+	return d.Create(ctx, id, parent, opts)
 }

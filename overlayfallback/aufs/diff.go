@@ -1,6 +1,7 @@
 package aufs
 
 import (
+	"context"
 	"io"
 
 	"github.com/pkg/errors"
@@ -32,13 +33,13 @@ func (d *Driver) native(op, id, parent string) (bool, error) {
 // Diff returns a tar stream of layer id's changes against parent: for
 // id's own parent, the content of diff/<id> with whiteouts in OCI form and
 // aufs's own entries left out; for any other parent, NaiveDiff's.
-func (d *Driver) Diff(id, parent string) (io.ReadCloser, error) {
+func (d *Driver) Diff(ctx context.Context, id, parent string) (io.ReadCloser, error) {
 	ok, err := d.native("diff", id, parent)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return driver.NaiveDiff(d).Diff(id, parent)
+		return driver.NaiveDiff(d).Diff(ctx, id, parent)
 	}
 	return overlayfallback.DiffTar(d.diffPath(id), overlayfallback.Aufs, nil), nil
 }
@@ -51,13 +52,13 @@ func (d *Driver) Diff(id, parent string) (io.ReadCloser, error) {
 // deletes <name>, and an opaque directory deletes every entry of the
 // parent's view it does not hold again. Other parents go through
 // driver.NaiveDiff.
-func (d *Driver) Changes(id, parent string) ([]driver.Change, error) {
+func (d *Driver) Changes(ctx context.Context, id, parent string) ([]driver.Change, error) {
 	ok, err := d.native("changes", id, parent)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return driver.NaiveDiff(d).Changes(id, parent)
+		return driver.NaiveDiff(d).Changes(ctx, id, parent)
 	}
 	chain, err := d.ancestors(id)
 	if err != nil {
@@ -74,13 +75,13 @@ func (d *Driver) Changes(id, parent string) ([]driver.Change, error) {
 // DiffSize returns the bytes of regular file content layer id changes
 // against parent (hard links counted once): what ApplyDiff of its Diff
 // reports.
-func (d *Driver) DiffSize(id, parent string) (int64, error) {
+func (d *Driver) DiffSize(ctx context.Context, id, parent string) (int64, error) {
 	ok, err := d.native("diff size", id, parent)
 	if err != nil {
 		return 0, err
 	}
 	if !ok {
-		return driver.NaiveDiff(d).DiffSize(id, parent)
+		return driver.NaiveDiff(d).DiffSize(ctx, id, parent)
 	}
 	size, err := overlayfallback.DiffSize(d.diffPath(id), overlayfallback.Aufs)
 	return size, errors.Wrapf(err, "aufs: diff size %s", id)
@@ -94,7 +95,7 @@ func (d *Driver) DiffSize(id, parent string) (int64, error) {
 // wins: a whiteout deletes the layer's own copy and an opaque marker drops
 // what the directory held before. parent is not consulted: a layer's
 // ancestors are fixed when it is created.
-func (d *Driver) ApplyDiff(id, parent string, diff io.Reader) (int64, error) {
+func (d *Driver) ApplyDiff(ctx context.Context, id, parent string, diff io.Reader) (int64, error) {
 	if !d.Exists(id) {
 		return 0, errors.Wrapf(driver.ErrNotFound, "aufs: apply diff to %s", id)
 	}

@@ -86,7 +86,7 @@ func readTar(t *testing.T, r io.Reader) []tarEntry {
 
 func TestDiffOfADiffDirEmitsOCIWhiteoutsAndSkipsAufsMetadata(t *testing.T) {
 	d := layeredHome(t)
-	rc, err := d.Diff("upper", "base")
+	rc, err := d.Diff(t.Context(), "upper", "base")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestDiffOfADiffDirEmitsOCIWhiteoutsAndSkipsAufsMetadata(t *testing.T) {
 
 func TestDiffSizeCountsContentOnceAndIgnoresAufsMetadata(t *testing.T) {
 	d := layeredHome(t)
-	size, err := d.DiffSize("upper", "base")
+	size, err := d.DiffSize(t.Context(), "upper", "base")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestDiffSizeCountsContentOnceAndIgnoresAufsMetadata(t *testing.T) {
 
 func TestChangesOfADiffDir(t *testing.T) {
 	d := layeredHome(t)
-	got, err := d.Changes("upper", "base")
+	got, err := d.Changes(t.Context(), "upper", "base")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestChangesOfADiffDir(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("Changes:\n got %v\nwant %v", got, want)
 	}
-	base, err := d.Changes("base", "")
+	base, err := d.Changes(t.Context(), "base", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestApplyDiffWritesAufsWhiteouts(t *testing.T) {
 			d, _ := newTestDriver(t)
 			mustCreate(t, d, "l", "")
 			writeTree(t, d.diffPath("l"), tt.before)
-			n, err := d.ApplyDiff("l", "", ociStream(t, tt.stream))
+			n, err := d.ApplyDiff(t.Context(), "l", "", ociStream(t, tt.stream))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("ApplyDiff error = %v, want one containing %q", err, tt.wantErr)
@@ -283,28 +283,28 @@ func TestDiffThenApplyReproducesTheLayer(t *testing.T) {
 	if err := os.Symlink("../opt/tool", filepath.Join(up, "etc/tool")); err != nil {
 		t.Fatal(err)
 	}
-	rc, err := d.Diff("upper", "base")
+	rc, err := d.Diff(t.Context(), "upper", "base")
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustCreate(t, d, "copy", "base")
-	applied, err := d.ApplyDiff("copy", "base", rc)
+	applied, err := d.ApplyDiff(t.Context(), "copy", "base", rc)
 	rc.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	size, err := d.DiffSize("upper", "base")
+	size, err := d.DiffSize(t.Context(), "upper", "base")
 	if err != nil || size != applied {
 		t.Fatalf("DiffSize = %d (%v), ApplyDiff applied %d; they must agree", size, err, applied)
 	}
 	if got, want := describeBranch(t, d.diffPath("copy")), describeBranch(t, up); !reflect.DeepEqual(got, want) {
 		t.Fatalf("applied layer differs:\n got %q\nwant %q", got, want)
 	}
-	a, err := d.Changes("upper", "base")
+	a, err := d.Changes(t.Context(), "upper", "base")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := d.Changes("copy", "base")
+	b, err := d.Changes(t.Context(), "copy", "base")
 	if err != nil || fmt.Sprint(a) != fmt.Sprint(b) {
 		t.Fatalf("Changes differ after the round trip:\n upper %v\n  copy %v (%v)", a, b, err)
 	}
@@ -368,7 +368,7 @@ func TestDiffAgainstAnotherLayerThanTheParentMountsBoth(t *testing.T) {
 		}
 		return nil
 	}
-	_, err := d.Changes("b", "")
+	_, err := d.Changes(t.Context(), "b", "")
 	if !errors.Is(err, unix.EPERM) || !strings.Contains(err.Error(), "mount layer b") {
 		t.Fatalf("Changes(b, \"\") = %v, want NaiveDiff's mount of b to be tried", err)
 	}

@@ -92,7 +92,7 @@ func New(home string, opts driver.Options) (*Driver, error) {
 	if k := firstKey(opts.StorageOpt); k != "" {
 		return nil, errors.Errorf("aufs: unknown driver option %q: aufs takes no options (no size quota); drop it or choose devicemapper or overlay2", k)
 	}
-	if err := (backend{}).Probe(filepath.Dir(home)); err != nil {
+	if _, err := (backend{}).Probe(filepath.Dir(home)); err != nil {
 		return nil, err
 	}
 	d, err := open(home, hostOps(), os.Getpagesize())
@@ -234,9 +234,10 @@ func (d *Driver) List() ([]driver.LayerInfo, error) {
 			return nil, err
 		}
 		info := driver.LayerInfo{ID: id, Parent: parent, Extra: map[string]string{"diff": d.diffPath(id)}}
-		if d.refs[id] > 0 {
+		if d.refs[id] > 0 || d.sys.mounted(d.mntPath(id)) {
 			info.Mounted, info.MountPath = true, d.mntPath(id)
 		}
+		info.Active = info.Mounted
 		out = append(out, info)
 	}
 	return out, nil

@@ -1,6 +1,7 @@
 package aufs_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 // the union mount and lists what the container changed. It needs root and
 // a kernel with aufs; elsewhere New says why not.
 func Example() {
+	ctx := context.Background()
 	d, err := aufs.New("/var/lib/thinctl/aufs", driver.Options{})
 	if errors.Is(err, driver.ErrNotSupported) || errors.Is(err, driver.ErrPrerequisitesMissing) {
 		fmt.Println("aufs unavailable:", err)
@@ -23,25 +25,25 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	defer d.Cleanup()
+	defer d.Cleanup(ctx)
 
-	if err := d.Create("base", "", nil); err != nil {
+	if err := d.Create(ctx, "base", "", nil); err != nil {
 		fmt.Println(err)
 		return
 	}
-	if err := d.CreateReadWrite("web", "base", nil); err != nil {
+	if err := d.CreateReadWrite(ctx, "web", "base", nil); err != nil {
 		fmt.Println(err)
 		return
 	}
-	root, err := d.Get("web", "")
+	root, err := d.Get(ctx, "web", "")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	_ = os.WriteFile(filepath.Join(root, "index.html"), []byte("hello\n"), 0o644)
-	_ = d.Put("web")
+	_ = d.Put(ctx, "web")
 
-	changes, err := d.Changes("web", "base")
+	changes, err := d.Changes(ctx, "web", "base")
 	if err != nil {
 		fmt.Println(err)
 		return

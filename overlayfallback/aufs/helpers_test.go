@@ -76,7 +76,7 @@ func newTestDriverPage(t *testing.T, pageSize int) (*Driver, *fakeSys) {
 // mustCreate creates layer id on parent or fails the test.
 func mustCreate(t *testing.T, d *Driver, id, parent string) {
 	t.Helper()
-	if err := d.Create(id, parent, nil); err != nil {
+	if err := d.Create(t.Context(), id, parent, nil); err != nil {
 		t.Fatalf("Create(%q, %q): %v", id, parent, err)
 	}
 }

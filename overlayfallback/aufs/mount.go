@@ -1,6 +1,7 @@
 package aufs
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 
@@ -13,7 +14,7 @@ import (
 // Get mounts layer id at mnt/<id>, the aufs union of diff/<id> (writable)
 // over its ancestors' diff directories (read-only, whiteouts honoured), and
 // returns that path. Calls are reference counted: only the first mounts.
-func (d *Driver) Get(id, mountLabel string) (string, error) {
+func (d *Driver) Get(ctx context.Context, id, mountLabel string) (string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.Exists(id) {
@@ -34,7 +35,7 @@ func (d *Driver) Get(id, mountLabel string) (string, error) {
 }
 
 // Put releases one reference taken by Get; the last one unmounts.
-func (d *Driver) Put(id string) error {
+func (d *Driver) Put(ctx context.Context, id string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n, held := d.refs[id]
@@ -58,7 +59,7 @@ func (d *Driver) Put(id string) error {
 // Cleanup unmounts every layer this driver mounted, any aufs mount left
 // under mnt/ by an earlier process, and the private bind mount of mnt/
 // the driver made. The driver stays usable: the next Get mounts again.
-func (d *Driver) Cleanup() error {
+func (d *Driver) Cleanup(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	ents, err := os.ReadDir(filepath.Join(d.home, mntDir))

@@ -37,7 +37,7 @@ func TestGetMountsTheLayerOverItsAncestors(t *testing.T) {
 	d.dirperm1 = true
 	ids := chain(t, d, 3)
 	top := ids[2]
-	p, err := d.Get(top, "")
+	p, err := d.Get(t.Context(), top, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestGetOfA128LayerChainAppendsBranchesByRemount(t *testing.T) {
 	d, f := newTestDriver(t)
 	ids := chain(t, d, 128)
 	top := ids[127]
-	if _, err := d.Get(top, ""); err != nil {
+	if _, err := d.Get(t.Context(), top, ""); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(f.layerCalls(d.mntPath(top))); n < 2 {
@@ -96,7 +96,7 @@ func TestGetAndPutCountReferences(t *testing.T) {
 	d, f := newTestDriver(t)
 	mustCreate(t, d, "a", "")
 	for i := 0; i < 3; i++ {
-		if _, err := d.Get("a", ""); err != nil {
+		if _, err := d.Get(t.Context(), "a", ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -104,20 +104,20 @@ func TestGetAndPutCountReferences(t *testing.T) {
 		t.Fatalf("three Gets made %d mount calls, want 1", n)
 	}
 	for i := 0; i < 2; i++ {
-		if err := d.Put("a"); err != nil {
+		if err := d.Put(t.Context(), "a"); err != nil {
 			t.Fatal(err)
 		}
 		if !f.mounts[d.mntPath("a")] {
 			t.Fatalf("Put %d of 3 unmounted", i+1)
 		}
 	}
-	if err := d.Put("a"); err != nil {
+	if err := d.Put(t.Context(), "a"); err != nil {
 		t.Fatal(err)
 	}
 	if f.mounts[d.mntPath("a")] {
 		t.Fatal("the last Put did not unmount")
 	}
-	if err := d.Put("a"); err == nil {
+	if err := d.Put(t.Context(), "a"); err == nil {
 		t.Fatal("a Put without a Get must fail")
 	}
 }
@@ -125,7 +125,7 @@ func TestGetAndPutCountReferences(t *testing.T) {
 func TestGetPassesTheMountLabel(t *testing.T) {
 	d, f := newTestDriver(t)
 	mustCreate(t, d, "a", "")
-	if _, err := d.Get("a", "system_u:object_r:container_file_t:s0"); err != nil {
+	if _, err := d.Get(t.Context(), "a", "system_u:object_r:container_file_t:s0"); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasSuffix(f.layerCalls(d.mntPath("a"))[0].data, `,context="system_u:object_r:container_file_t:s0"`) {
@@ -142,7 +142,7 @@ func TestFailedRemountUndoesTheMount(t *testing.T) {
 		}
 		return nil
 	}
-	_, err := d.Get(ids[7], "")
+	_, err := d.Get(t.Context(), ids[7], "")
 	if err == nil || !strings.Contains(err.Error(), "append branch batch 1") || !strings.Contains(err.Error(), "8 layers") {
 		t.Fatalf("Get error = %v, want one naming the batch and the layer count", err)
 	}
@@ -159,17 +159,17 @@ func TestCleanupUnmountsEverything(t *testing.T) {
 	mustCreate(t, d, "a", "")
 	mustCreate(t, d, "b", "a")
 	for _, id := range []string{"a", "b", "b"} {
-		if _, err := d.Get(id, ""); err != nil {
+		if _, err := d.Get(t.Context(), id, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := d.Cleanup(); err != nil {
+	if err := d.Cleanup(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if len(f.mounts) != 0 || len(d.refs) != 0 {
 		t.Fatalf("after Cleanup: mounts %v, refs %v", f.mounts, d.refs)
 	}
-	if _, err := d.Get("b", ""); err != nil {
+	if _, err := d.Get(t.Context(), "b", ""); err != nil {
 		t.Fatalf("the driver must stay usable after Cleanup: %v", err)
 	}
 }
@@ -192,7 +192,7 @@ func TestLayerMountsLiveInAPrivateMount(t *testing.T) {
 			mustCreate(t, d, "a", "")
 			mustCreate(t, d, "b", "")
 			for _, id := range []string{"a", "b"} {
-				if _, err := d.Get(id, ""); err != nil {
+				if _, err := d.Get(t.Context(), id, ""); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -208,7 +208,7 @@ func TestLayerMountsLiveInAPrivateMount(t *testing.T) {
 			if !reflect.DeepEqual(flags, want) {
 				t.Fatalf("calls on mnt/ before two layer mounts: %+v, want flags %#x", calls, want)
 			}
-			if err := d.Cleanup(); err != nil {
+			if err := d.Cleanup(t.Context()); err != nil {
 				t.Fatal(err)
 			}
 			if f.mounts[mnt] == tt.wantUnbound {

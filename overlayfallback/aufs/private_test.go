@@ -82,7 +82,7 @@ func TestMakeMntPrivateOnTheHostKernel(t *testing.T) {
 	if err := d.makeMntPrivate(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Cleanup() })
+	t.Cleanup(func() { d.Cleanup(t.Context()) })
 	opt, found := mountinfoOptional(t, mnt)
 	if !found || !isMountPoint(mnt) {
 		t.Fatalf("%s is not a mount point after makeMntPrivate", mnt)
@@ -90,7 +90,7 @@ func TestMakeMntPrivateOnTheHostKernel(t *testing.T) {
 	if strings.Contains(opt, "shared:") || strings.Contains(opt, "master:") {
 		t.Fatalf("%s still propagates: %q", mnt, opt)
 	}
-	if err := d.Cleanup(); err != nil {
+	if err := d.Cleanup(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if _, found := mountinfoOptional(t, mnt); found || isMountPoint(mnt) {

@@ -1,50 +1,135 @@
 package aufs
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/driver"
+	"github.com/thinctl/thinctl/overlayfallback"
 )
 
 func init() { driver.Register(Name, backend{}) }
 
-// backend is how driver.Select finds aufs.
+// backend is aufs's driver.Backend, registered as "aufs". Its home is
+// <root>/aufs.
 type backend struct{}
 
 // Probe reports whether aufs can run here: the kernel must list aufs in
 // /proc/filesystems (after an attempt to load the module) and the process
 // must be root to mount.
-func (backend) Probe(root string) error {
+func (backend) Probe(root string) (string, error) {
 	if err := Supported(); err != nil {
-		return err
+		return "", err
 	}
 	if os.Geteuid() != 0 {
-		return errors.Wrap(driver.ErrPrerequisitesMissing, "aufs: mounting needs root (CAP_SYS_ADMIN); run thinctl as root")
+		return "", errors.Wrap(driver.ErrPrerequisitesMissing, "aufs: mounting needs root (CAP_SYS_ADMIN)")
 	}
-	return nil
+	return "the kernel has aufs", nil
 }
 
-// HasLayers reports whether home holds at least one aufs layer.
-func (backend) HasLayers(home string) bool {
-	ents, err := os.ReadDir(filepath.Join(home, layersDir))
-	if err != nil {
-		return false
+// Existing reports whether root holds an aufs home.
+func (backend) Existing(root string) (string, bool) {
+	home := filepath.Join(root, Name)
+	if st, err := os.Stat(home); err == nil && st.IsDir() {
+		return home + " already exists", true
 	}
-	for _, e := range ents {
-		if validateID(e.Name()) != nil {
+	return "", false
+}
+
+// Open opens the aufs home under root.
+func (backend) Open(_ context.Context, root string, opts driver.Options) (driver.Driver, error) {
+	return New(filepath.Join(root, Name), opts)
+}
+
+// Init creates the aufs home under root and opens it; New checks first
+// that the kernel can mount aufs.
+func (backend) Init(_ context.Context, root string, opts driver.Options) (driver.Driver, error) {
+	return New(filepath.Join(root, Name), opts)
+}
+
+var (
+	_ driver.PoolStatuser = (*Driver)(nil)
+	_ driver.Checker      = (*Driver)(nil)
+	_ driver.Collector    = (*Driver)(nil)
+	_ driver.Upper        = (*Driver)(nil)
+	_ driver.Downer       = (*Driver)(nil)
+	_ driver.Destroyer    = (*Driver)(nil)
+	_ driver.Mounter      = (*Driver)(nil)
+)
+
+// PoolStatus reports the layers and the space of the filesystem holding
+// the home.
+func (d *Driver) PoolStatus() (driver.PoolStatus, error) {
+	return overlayfallback.PoolStatus(d, d.home)
+}
+
+// Check reports layers whose parent is gone (their layers file names a
+// layer that does not exist) and layers files that cannot be read. Neither
+// can be repaired without changing what the layer shows, so Repair fixes
+// nothing.
+func (d *Driver) Check(ctx context.Context, _ driver.CheckOptions) (driver.CheckReport, error) {
+	ids, err := d.ids()
+	if err != nil {
+		return driver.CheckReport{}, err
+	}
+	var problems []driver.Problem
+	var layers []driver.LayerInfo
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return driver.CheckReport{}, errors.Wrap(err, "aufs: check")
+		}
+		parent, err := d.parentOf(id)
+		if err != nil {
+			problems = append(problems, driver.Problem{Kind: "bad_layers_file", ID: id, Detail: err.Error()})
 			continue
 		}
-		if fi, err := os.Stat(filepath.Join(home, diffDir, e.Name())); err == nil && fi.IsDir() {
-			return true
-		}
+		layers = append(layers, driver.LayerInfo{ID: id, Parent: parent})
 	}
-	return false
+	return overlayfallback.Report(append(overlayfallback.CheckParents(layers), problems...)), nil
 }
 
-// New opens the driver in home.
-func (backend) New(home string, opts driver.Options) (driver.Driver, error) {
-	return New(home, opts)
+// GC has nothing to collect: aufs never defers a deletion (New sweeps what
+// interrupted removals left).
+func (d *Driver) GC(context.Context) ([]string, error) { return nil, nil }
+
+// Up has nothing to bring up: New already swept interrupted removals.
+func (d *Driver) Up(context.Context) error { return nil }
+
+// Down refuses while layers are mounted and otherwise unmounts what this
+// driver holds.
+func (d *Driver) Down(ctx context.Context) error { return overlayfallback.Down(ctx, d) }
+
+// Destroy removes every layer (with force) and the home.
+func (d *Driver) Destroy(ctx context.Context, force bool) error {
+	return overlayfallback.Destroy(ctx, d, d.home, force)
+}
+
+// Mount is Get; aufs takes no per-mount options.
+func (d *Driver) Mount(ctx context.Context, id string, opts driver.MountOptions) (string, error) {
+	if err := overlayfallback.NoMountOptions(Name, opts); err != nil {
+		return "", err
+	}
+	return d.Get(ctx, id, opts.MountLabel)
+}
+
+// Unmount releases one reference this driver holds on layer id; the last
+// one (or a call holding none) unmounts mnt/<id> whoever mounted it.
+func (d *Driver) Unmount(ctx context.Context, id string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.Exists(id) {
+		return errors.Wrapf(driver.ErrNotFound, "aufs: unmount %s", id)
+	}
+	if d.refs[id] > 1 {
+		d.refs[id]--
+		return nil
+	}
+	delete(d.refs, id)
+	if !d.sys.mounted(d.mntPath(id)) {
+		return nil
+	}
+	return errors.Wrapf(d.unmount(d.mntPath(id)), "aufs: unmount %s", id)
 }

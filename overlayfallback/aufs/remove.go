@@ -1,6 +1,7 @@
 package aufs
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,20 +11,17 @@ import (
 	"github.com/thinctl/thinctl/driver"
 )
 
-// Remove deletes layer id. A layer other layers build on is refused with
-// driver.ErrHasChildren, a layer still held by Get with an error naming the
-// reference count. mnt/<id> and diff/<id> are first renamed to
+// Remove deletes layer id, unmounting it first (whoever mounted it; this
+// driver's Get references go with it). A layer other layers build on is
+// refused with driver.ErrHasChildren. mnt/<id> and diff/<id> are first renamed to
 // <id>-removing, then the layers file goes, then the renamed trees are
 // deleted: a crash at any point leaves either the whole layer or only
 // -removing leftovers, which New sweeps.
-func (d *Driver) Remove(id string) error {
+func (d *Driver) Remove(ctx context.Context, id string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.Exists(id) {
 		return errors.Wrapf(driver.ErrNotFound, "aufs: remove %s", id)
-	}
-	if n := d.refs[id]; n > 0 {
-		return errors.Errorf("aufs: remove %s: layer is mounted (%d references); Put it first", id, n)
 	}
 	children, err := d.children(id)
 	if err != nil {
@@ -32,12 +30,17 @@ func (d *Driver) Remove(id string) error {
 	if len(children) > 0 {
 		return errors.Wrapf(driver.ErrHasChildren, "aufs: remove %s: layers %s build on it; remove them first", id, strings.Join(children, ", "))
 	}
+	if err := ctx.Err(); err != nil {
+		return errors.Wrapf(err, "aufs: remove %s", id)
+	}
 	if d.sys.mounted(d.mntPath(id)) {
-		// Left mounted by an earlier process; nobody here holds it.
+		// Mounted by this driver (its references go with the layer) or
+		// left mounted by an earlier process.
 		if err := d.unmount(d.mntPath(id)); err != nil {
 			return errors.Wrapf(err, "aufs: remove %s", id)
 		}
 	}
+	delete(d.refs, id)
 	// The mount point goes first: a crash right after it leaves a whole
 	// layer whose mount point Get recreates.
 	for _, p := range []string{d.mntPath(id), d.diffPath(id)} {

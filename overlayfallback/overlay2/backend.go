@@ -1,39 +1,140 @@
 package overlay2
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 
+	"github.com/pkg/errors"
+
 	"github.com/thinctl/thinctl/driver"
+	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/overlayfallback"
 )
 
 func init() { driver.Register(Name, Backend{}) }
 
-// Backend is overlay2's driver.Backend, registered as "overlay2".
+// Backend is overlay2's driver.Backend, registered as "overlay2". Its home
+// is <root>/overlay2.
 type Backend struct{}
 
-// Probe reports whether overlay2 can run with its home under root.
-func (Backend) Probe(root string) error { return probe(filepath.Join(root, Name)) }
-
-// HasLayers reports whether home holds at least one overlay2 layer
-// (a directory with a diff/ subdirectory).
-func (Backend) HasLayers(home string) bool {
-	ents, err := os.ReadDir(home)
-	if err != nil {
-		return false
+// Probe reports, creating nothing, whether overlay2 can run with its home
+// under root: the kernel has overlay and root's filesystem can be an upper
+// layer.
+func (Backend) Probe(root string) (string, error) {
+	if err := probe(filepath.Join(root, Name)); err != nil {
+		return "", err
 	}
-	for _, e := range ents {
-		if !e.IsDir() || validID(e.Name()) != nil {
-			continue
-		}
-		if fi, err := os.Stat(filepath.Join(home, e.Name(), diffDirName)); err == nil && fi.IsDir() {
-			return true
-		}
-	}
-	return false
+	return "the kernel has overlay", nil
 }
 
-// New opens overlay2 in home.
-func (Backend) New(home string, opts driver.Options) (driver.Driver, error) {
-	return New(home, opts)
+// Existing reports whether root holds an overlay2 home.
+func (Backend) Existing(root string) (string, bool) {
+	home := filepath.Join(root, Name)
+	if st, err := os.Stat(home); err == nil && st.IsDir() {
+		return home + " already exists", true
+	}
+	return "", false
+}
+
+// Open opens the overlay2 home under root.
+func (Backend) Open(_ context.Context, root string, opts driver.Options) (driver.Driver, error) {
+	return New(filepath.Join(root, Name), opts)
+}
+
+// Init creates the overlay2 home under root (checking first that the
+// kernel and the filesystem can run overlay2) and opens it.
+func (Backend) Init(_ context.Context, root string, opts driver.Options) (driver.Driver, error) {
+	if err := probe(root); err != nil {
+		return nil, err
+	}
+	return New(filepath.Join(root, Name), opts)
+}
+
+var (
+	_ driver.PoolStatuser = (*Driver)(nil)
+	_ driver.Checker      = (*Driver)(nil)
+	_ driver.Collector    = (*Driver)(nil)
+	_ driver.Upper        = (*Driver)(nil)
+	_ driver.Downer       = (*Driver)(nil)
+	_ driver.Destroyer    = (*Driver)(nil)
+	_ driver.Mounter      = (*Driver)(nil)
+)
+
+// PoolStatus reports the layers and the space of the filesystem holding
+// the home.
+func (d *Driver) PoolStatus() (driver.PoolStatus, error) {
+	return overlayfallback.PoolStatus(d, d.home)
+}
+
+// Check reports layers whose parent is gone and layers whose lower chain
+// names a link that resolves to no layer directory. Neither can be
+// repaired without changing what the layer shows, so Repair fixes nothing.
+func (d *Driver) Check(ctx context.Context, _ driver.CheckOptions) (driver.CheckReport, error) {
+	layers, err := d.List()
+	if err != nil {
+		return driver.CheckReport{}, err
+	}
+	problems := overlayfallback.CheckParents(layers)
+	for _, l := range layers {
+		if err := ctx.Err(); err != nil {
+			return driver.CheckReport{}, errors.Wrap(err, "check overlay2")
+		}
+		lower, err := d.readLower(l.ID)
+		if err != nil {
+			problems = append(problems, driver.Problem{Kind: "bad_lower", ID: l.ID, Detail: err.Error()})
+			continue
+		}
+		for _, link := range lower {
+			if _, err := os.Stat(filepath.Join(d.home, linkDir, link)); err != nil {
+				problems = append(problems, driver.Problem{Kind: "broken_lower", ID: l.ID,
+					Detail: "lower layer link " + linkDir + "/" + link + " resolves to no layer"})
+				break
+			}
+		}
+	}
+	return overlayfallback.Report(problems), nil
+}
+
+// GC has nothing to collect: overlay2 never defers a deletion.
+func (d *Driver) GC(context.Context) ([]string, error) { return nil, nil }
+
+// Up has nothing to bring up: New already rebuilt lost links.
+func (d *Driver) Up(context.Context) error { return nil }
+
+// Down refuses while layers are mounted and otherwise releases what this
+// driver holds.
+func (d *Driver) Down(ctx context.Context) error { return overlayfallback.Down(ctx, d) }
+
+// Destroy removes every layer (with force) and the home.
+func (d *Driver) Destroy(ctx context.Context, force bool) error {
+	return overlayfallback.Destroy(ctx, d, d.home, force)
+}
+
+// Mount is Get; overlay2 takes no per-mount options.
+func (d *Driver) Mount(ctx context.Context, id string, opts driver.MountOptions) (string, error) {
+	if err := overlayfallback.NoMountOptions(Name, opts); err != nil {
+		return "", err
+	}
+	return d.Get(ctx, id, opts.MountLabel)
+}
+
+// Unmount releases one reference this driver holds on layer id; the last
+// one (or a call holding none) unmounts the merged directory whoever
+// mounted it. A layer that is not mounted has nothing to release.
+func (d *Driver) Unmount(ctx context.Context, id string) error {
+	if !d.Exists(id) {
+		return errors.Wrapf(driver.ErrNotFound, "overlay2 layer %s", id)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.refs[id] > 1 {
+		d.refs[id]--
+		return nil
+	}
+	delete(d.refs, id)
+	if mounted, err := fs.IsMounted(d.mergedDir(id)); err != nil || !mounted {
+		return err
+	}
+	return d.unmount(id)
 }

@@ -19,7 +19,7 @@ func newTestDriver(t *testing.T) *Driver {
 		t.Skipf("overlay2 cannot run here: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := d.Cleanup(); err != nil {
+		if err := d.Cleanup(t.Context()); err != nil {
 			t.Errorf("Cleanup: %v", err)
 		}
 	})

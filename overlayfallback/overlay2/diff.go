@@ -1,6 +1,7 @@
 package overlay2
 
 import (
+	"context"
 	"io"
 
 	"github.com/pkg/errors"
@@ -38,25 +39,25 @@ func (d *Driver) native(id, parent string) (bool, error) {
 }
 
 // Diff returns id's changes against parent as an OCI layer stream.
-func (d *Driver) Diff(id, parent string) (io.ReadCloser, error) {
+func (d *Driver) Diff(ctx context.Context, id, parent string) (io.ReadCloser, error) {
 	ok, err := d.native(id, parent)
 	if err != nil || !ok {
 		if err != nil {
 			return nil, err
 		}
-		return driver.NaiveDiff(d).Diff(id, parent)
+		return driver.NaiveDiff(d).Diff(ctx, id, parent)
 	}
 	return overlayfallback.DiffTar(d.diffDir(id), overlayfallback.Overlay, nil), nil
 }
 
 // Changes lists id's changes against parent, sorted by path.
-func (d *Driver) Changes(id, parent string) ([]driver.Change, error) {
+func (d *Driver) Changes(ctx context.Context, id, parent string) ([]driver.Change, error) {
 	ok, err := d.native(id, parent)
 	if err != nil || !ok {
 		if err != nil {
 			return nil, err
 		}
-		return driver.NaiveDiff(d).Changes(id, parent)
+		return driver.NaiveDiff(d).Changes(ctx, id, parent)
 	}
 	lower, err := d.readLower(id)
 	if err != nil {
@@ -72,7 +73,7 @@ func (d *Driver) Changes(id, parent string) ([]driver.Change, error) {
 // ApplyDiff unpacks an OCI layer stream into id's diff directory, turning
 // whiteouts into overlay's native form, and returns the bytes applied.
 // The layer must not be mounted by anyone while this runs.
-func (d *Driver) ApplyDiff(id, parent string, diff io.Reader) (int64, error) {
+func (d *Driver) ApplyDiff(ctx context.Context, id, parent string, diff io.Reader) (int64, error) {
 	if !d.Exists(id) {
 		return 0, errors.Wrapf(driver.ErrNotFound, "overlay2 layer %s", id)
 	}
@@ -81,13 +82,13 @@ func (d *Driver) ApplyDiff(id, parent string, diff io.Reader) (int64, error) {
 }
 
 // DiffSize returns the bytes of regular file content id changes against parent.
-func (d *Driver) DiffSize(id, parent string) (int64, error) {
+func (d *Driver) DiffSize(ctx context.Context, id, parent string) (int64, error) {
 	ok, err := d.native(id, parent)
 	if err != nil || !ok {
 		if err != nil {
 			return 0, err
 		}
-		return driver.NaiveDiff(d).DiffSize(id, parent)
+		return driver.NaiveDiff(d).DiffSize(ctx, id, parent)
 	}
 	return overlayfallback.DiffSize(d.diffDir(id), overlayfallback.Overlay)
 }

@@ -1,6 +1,7 @@
 package overlay2
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/thinctl/thinctl/driver"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/units"
 )
 
 // Name is the name overlay2 registers under.
@@ -90,18 +92,21 @@ func (d *Driver) Exists(id string) bool {
 }
 
 // Create makes a read-only layer (it gets a committed marker).
-func (d *Driver) Create(id, parent string, opts *driver.CreateOpts) error {
-	return d.create(id, parent, opts, true)
+func (d *Driver) Create(ctx context.Context, id, parent string, opts *driver.CreateOpts) error {
+	return d.create(ctx, id, parent, opts, true)
 }
 
 // CreateReadWrite makes a writable layer.
-func (d *Driver) CreateReadWrite(id, parent string, opts *driver.CreateOpts) error {
-	return d.create(id, parent, opts, false)
+func (d *Driver) CreateReadWrite(ctx context.Context, id, parent string, opts *driver.CreateOpts) error {
+	return d.create(ctx, id, parent, opts, false)
 }
 
-func (d *Driver) create(id, parent string, opts *driver.CreateOpts, committed bool) (retErr error) {
+func (d *Driver) create(ctx context.Context, id, parent string, opts *driver.CreateOpts, committed bool) (retErr error) {
 	if err := validID(id); err != nil {
 		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return errors.Wrapf(err, "create overlay2 layer %s", id)
 	}
 	var size uint64
 	if opts != nil {
@@ -109,9 +114,9 @@ func (d *Driver) create(id, parent string, opts *driver.CreateOpts, committed bo
 			if k != "size" {
 				return errors.Errorf("overlay2 does not know the storage option %q (known: size)", k)
 			}
-			s, err := ParseSize(v)
+			s, err := units.ParseSize(v)
 			if err != nil {
-				return err
+				return errors.Wrapf(err, "overlay2 layer %s", id)
 			}
 			size = s
 		}
@@ -217,9 +222,10 @@ func (d *Driver) children(id string) ([]string, error) {
 	return out, nil
 }
 
-// Remove deletes layer id; ErrHasChildren when layers build on it, and an
-// error while it is in use (Get without Put) or mounted by another process.
-func (d *Driver) Remove(id string) error {
+// Remove deletes layer id, unmounting it first (whoever mounted it, and
+// dropping this driver's Get references); ErrHasChildren when layers build
+// on it.
+func (d *Driver) Remove(ctx context.Context, id string) error {
 	if !d.Exists(id) {
 		return errors.Wrapf(driver.ErrNotFound, "overlay2 layer %s", id)
 	}
@@ -230,13 +236,16 @@ func (d *Driver) Remove(id string) error {
 	if len(kids) > 0 {
 		return errors.Wrapf(driver.ErrHasChildren, "overlay2 layer %s is the parent of %s", id, strings.Join(kids, ", "))
 	}
+	if err := ctx.Err(); err != nil {
+		return errors.Wrapf(err, "remove overlay2 layer %s", id)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.refs[id] > 0 {
-		return errors.Errorf("overlay2 layer %s is in use (%d Get references); Put it before Remove", id, d.refs[id])
-	}
+	delete(d.refs, id)
 	if mounted, _ := fs.IsMounted(d.mergedDir(id)); mounted {
-		return errors.Errorf("overlay2 layer %s is mounted at %s by another process; unmount it before Remove", id, d.mergedDir(id))
+		if err := d.unmount(id); err != nil {
+			return errors.Wrapf(err, "remove overlay2 layer %s", id)
+		}
 	}
 	if link, err := d.readLink(id); err == nil {
 		if err := os.Remove(filepath.Join(d.home, linkDir, link)); err != nil && !os.IsNotExist(err) {
@@ -252,7 +261,7 @@ func (d *Driver) Remove(id string) error {
 // Get mounts layer id (a parentless layer needs no mount: its diff
 // directory is returned) and returns the path of its tree. Calls are
 // reference counted; a mount left by another process is adopted.
-func (d *Driver) Get(id, mountLabel string) (string, error) {
+func (d *Driver) Get(ctx context.Context, id, mountLabel string) (string, error) {
 	if !d.Exists(id) {
 		return "", errors.Wrapf(driver.ErrNotFound, "overlay2 layer %s", id)
 	}
@@ -304,7 +313,7 @@ func (d *Driver) extraOptions(mountLabel string) []string {
 
 // Put releases one reference taken by Get; the last one unmounts. Putting
 // a layer this process never got unmounts a mount left by another process.
-func (d *Driver) Put(id string) error {
+func (d *Driver) Put(ctx context.Context, id string) error {
 	if !d.Exists(id) {
 		return errors.Wrapf(driver.ErrNotFound, "overlay2 layer %s", id)
 	}
@@ -394,7 +403,7 @@ func (d *Driver) lowerDirs(lower []string) ([]string, error) {
 }
 
 // Cleanup unmounts every layer this driver mounted and drops the references.
-func (d *Driver) Cleanup() error {
+func (d *Driver) Cleanup(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var first error

@@ -1,6 +1,7 @@
 package overlay2
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,17 +16,20 @@ import (
 	"github.com/thinctl/thinctl/fs"
 )
 
-// notOnThisHost stands in for thinpool's devicemapper backend, which this
-// test binary does not link: it reports what a host without device-mapper
+// notOnThisHost stands in for the devicemapper backend, which this test
+// binary does not link: it reports what a host without device-mapper
 // reports.
 type notOnThisHost struct{}
 
-func (notOnThisHost) Probe(string) error {
-	return errors.Wrap(driver.ErrNotSupported, "device-mapper thin-pool unavailable (no /dev/mapper/control)")
+func (notOnThisHost) Probe(string) (string, error) {
+	return "", errors.Wrap(driver.ErrNotSupported, "device-mapper is not available (no /dev/mapper/control)")
 }
-func (notOnThisHost) HasLayers(string) bool { return false }
-func (notOnThisHost) New(string, driver.Options) (driver.Driver, error) {
+func (notOnThisHost) Existing(string) (string, bool) { return "", false }
+func (notOnThisHost) Open(context.Context, string, driver.Options) (driver.Driver, error) {
 	return nil, driver.ErrNotSupported
+}
+func (notOnThisHost) Init(context.Context, string, driver.Options) (driver.Driver, error) {
+	return nil, errors.Wrap(driver.ErrNotSupported, "device-mapper is not available (no /dev/mapper/control)")
 }
 
 func init() { driver.Register("devicemapper", notOnThisHost{}) }
@@ -33,55 +37,51 @@ func init() { driver.Register("devicemapper", notOnThisHost{}) }
 func TestAutoPicksOverlay2WithAReasonOnAHostWithoutDeviceMapper(t *testing.T) {
 	newTestDriver(t) // skips when overlay2 cannot run here
 	root := t.TempDir()
-	d, ch, err := driver.Select(root, "auto", driver.Options{})
+	d, ch, err := driver.Select(t.Context(), root, "auto", driver.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Cleanup()
+	defer d.Cleanup(t.Context())
 	t.Logf("auto chose %s: %s", ch.Name, ch.Reason)
 	if ch.Name != Name || d.String() != Name || ch.Home != filepath.Join(root, Name) {
 		t.Fatalf("auto chose %s in %s, want overlay2 in %s/overlay2", ch.Name, ch.Home, root)
 	}
-	want := "overlay2: device-mapper thin-pool unavailable (no /dev/mapper/control); overlay2 usable"
+	want := "devicemapper unavailable: device-mapper is not available (no /dev/mapper/control)"
 	if ch.Reason != want {
 		t.Errorf("reason %q, want %q", ch.Reason, want)
 	}
-	// Once overlay2 holds a layer, auto keeps it and says so.
-	if err := d.Create("l1", "", nil); err != nil {
-		t.Fatal(err)
+	if st, err := os.Stat(ch.Home); err != nil || !st.IsDir() {
+		t.Fatalf("Select on a fresh root made no home: %v", err)
 	}
-	_, ch, err = driver.Select(root, "auto", driver.Options{})
-	if err != nil || !strings.Contains(ch.Reason, "already holds layers") {
-		t.Errorf("second Select: %v, %q", err, ch.Reason)
+	// From now on auto keeps overlay2 and says so.
+	ch, err = driver.Choose(root, "auto")
+	if err != nil || ch.Reason != ch.Home+" already exists" || !ch.Initialized {
+		t.Errorf("second Choose: %+v, %v", ch, err)
 	}
-	if _, _, err := driver.Select(root, "devicemapper", driver.Options{}); !errors.Is(err, driver.ErrNotSupported) {
+	if _, _, err := driver.Select(t.Context(), t.TempDir(), "devicemapper", driver.Options{}); !errors.Is(err, driver.ErrNotSupported) {
 		t.Errorf("explicit devicemapper on this host = %v, want ErrNotSupported", err)
 	}
 }
 
-func TestHasLayers(t *testing.T) {
-	home := t.TempDir()
-	if (Backend{}).HasLayers(home) {
-		t.Error("an empty home has layers")
+func TestExistingSeesOnlyTheHomeUnderTheRoot(t *testing.T) {
+	root := t.TempDir()
+	if _, ok := (Backend{}).Existing(root); ok {
+		t.Error("an empty root holds an overlay2 home")
 	}
-	os.MkdirAll(filepath.Join(home, "l"), 0o700)
-	os.MkdirAll(filepath.Join(home, "notalayer"), 0o700)
-	if (Backend{}).HasLayers(home) {
-		t.Error("a home with only l/ and a stray directory has layers")
+	os.MkdirAll(filepath.Join(root, "other"), 0o700)
+	if _, ok := (Backend{}).Existing(root); ok {
+		t.Error("a root with another directory holds an overlay2 home")
 	}
-	os.MkdirAll(filepath.Join(home, "abc", "diff"), 0o755)
-	if !(Backend{}).HasLayers(home) {
-		t.Error("a home with <id>/diff has no layers")
-	}
-	if (Backend{}).HasLayers(filepath.Join(home, "missing")) {
-		t.Error("a missing home has layers")
+	os.MkdirAll(filepath.Join(root, Name), 0o700)
+	if desc, ok := (Backend{}).Existing(root); !ok || desc != filepath.Join(root, Name)+" already exists" {
+		t.Errorf("a root with overlay2/ = %q, %v", desc, ok)
 	}
 }
 
 func TestLayoutOnDisk(t *testing.T) {
 	d := newTestDriver(t)
-	must(t, d.Create("base", "", nil))
-	must(t, d.CreateReadWrite("rw", "base", nil))
+	must(t, d.Create(t.Context(), "base", "", nil))
+	must(t, d.CreateReadWrite(t.Context(), "rw", "base", nil))
 	for _, p := range []string{"l", "base/diff", "base/link", "base/committed", "rw/diff", "rw/link", "rw/lower", "rw/work"} {
 		if _, err := os.Lstat(filepath.Join(d.home, p)); err != nil {
 			t.Errorf("%s missing: %v", p, err)
@@ -126,17 +126,17 @@ func TestLayoutOnDisk(t *testing.T) {
 
 func TestLostLinksAreRebuiltByNew(t *testing.T) {
 	d := newTestDriver(t)
-	must(t, d.Create("base", "", nil))
-	must(t, d.CreateReadWrite("rw", "base", nil))
-	p, err := d.Get("base", "")
+	must(t, d.Create(t.Context(), "base", "", nil))
+	must(t, d.CreateReadWrite(t.Context(), "rw", "base", nil))
+	p, err := d.Get(t.Context(), "base", "")
 	must(t, err)
 	must(t, os.WriteFile(filepath.Join(p, "f"), []byte("kept"), 0o644))
-	must(t, d.Put("base"))
+	must(t, d.Put(t.Context(), "base"))
 	link, err := d.readLink("base")
 	must(t, err)
 	must(t, os.RemoveAll(filepath.Join(d.home, "l")))
-	if _, err := d.Get("rw", ""); err == nil {
-		d.Put("rw")
+	if _, err := d.Get(t.Context(), "rw", ""); err == nil {
+		d.Put(t.Context(), "rw")
 		t.Fatal("mounting with the l/ links gone worked; the test proves nothing")
 	}
 	d2, err := New(d.home, driver.Options{})
@@ -144,9 +144,9 @@ func TestLostLinksAreRebuiltByNew(t *testing.T) {
 	if target, err := os.Readlink(filepath.Join(d.home, "l", link)); err != nil || target != "../base/diff" {
 		t.Fatalf("l/%s after New: %q, %v", link, target, err)
 	}
-	p, err = d2.Get("rw", "")
+	p, err = d2.Get(t.Context(), "rw", "")
 	must(t, err)
-	defer d2.Put("rw")
+	defer d2.Put(t.Context(), "rw")
 	if b, err := os.ReadFile(filepath.Join(p, "f")); err != nil || string(b) != "kept" {
 		t.Errorf("rw sees f as %q (%v)", b, err)
 	}
@@ -154,13 +154,13 @@ func TestLostLinksAreRebuiltByNew(t *testing.T) {
 
 func TestAMountFromAnotherDriverInstanceIsAdoptedNotDoubled(t *testing.T) {
 	d := newTestDriver(t)
-	must(t, d.Create("base", "", nil))
-	must(t, d.CreateReadWrite("rw", "base", nil))
-	p, err := d.Get("rw", "")
+	must(t, d.Create(t.Context(), "base", "", nil))
+	must(t, d.CreateReadWrite(t.Context(), "rw", "base", nil))
+	p, err := d.Get(t.Context(), "rw", "")
 	must(t, err)
 	other, err := New(d.home, driver.Options{})
 	must(t, err)
-	p2, err := other.Get("rw", "")
+	p2, err := other.Get(t.Context(), "rw", "")
 	must(t, err)
 	if p != p2 {
 		t.Fatalf("paths %s and %s", p, p2)
@@ -168,33 +168,35 @@ func TestAMountFromAnotherDriverInstanceIsAdoptedNotDoubled(t *testing.T) {
 	if n := countMounts(t, p); n != 1 {
 		t.Errorf("%d mounts at %s, want 1", n, p)
 	}
-	must(t, other.Put("rw"))
+	must(t, other.Put(t.Context(), "rw"))
 	if mounted, _ := fs.IsMounted(p); mounted {
 		t.Error("the adopting instance's last Put left the layer mounted")
 	}
-	must(t, d.Put("rw"))
+	must(t, d.Put(t.Context(), "rw"))
 }
 
-func TestRemoveRefusesALayerInUse(t *testing.T) {
+func TestRemoveUnmountsALayerInUseAndDeletesIt(t *testing.T) {
 	d := newTestDriver(t)
-	must(t, d.Create("base", "", nil))
-	must(t, d.CreateReadWrite("rw", "base", nil))
-	p, err := d.Get("rw", "")
+	must(t, d.Create(t.Context(), "base", "", nil))
+	must(t, d.CreateReadWrite(t.Context(), "rw", "base", nil))
+	p, err := d.Get(t.Context(), "rw", "")
 	must(t, err)
-	if err := d.Remove("rw"); err == nil || !strings.Contains(err.Error(), "in use") {
-		t.Fatalf("Remove of a mounted layer = %v, want an in-use error", err)
+	if err := d.Remove(t.Context(), "base"); !errors.Is(err, driver.ErrHasChildren) {
+		t.Fatalf("Remove of a parent = %v, want ErrHasChildren", err)
 	}
-	if mounted, _ := fs.IsMounted(p); !mounted {
-		t.Fatal("the refused Remove unmounted the layer")
+	must(t, d.Remove(t.Context(), "rw"))
+	if mounted, _ := fs.IsMounted(p); mounted {
+		t.Fatal("Remove left the layer mounted")
 	}
-	must(t, d.Put("rw"))
-	must(t, d.Remove("rw"))
 	if _, err := os.Lstat(filepath.Join(d.home, "rw")); !os.IsNotExist(err) {
 		t.Errorf("layer directory still there: %v", err)
 	}
 	ents, _ := os.ReadDir(filepath.Join(d.home, "l"))
 	if len(ents) != 1 {
 		t.Errorf("l/ holds %d links after removing rw, want base's only", len(ents))
+	}
+	if _, err := d.Get(t.Context(), "rw", ""); !errors.Is(err, driver.ErrNotFound) {
+		t.Errorf("Get after Remove = %v, want ErrNotFound", err)
 	}
 }
 
@@ -211,18 +213,18 @@ func countMounts(t *testing.T, p string) int {
 	return n
 }
 
-func TestADeepChainIsMountedThroughTheRelativePathHelper(t *testing.T) {
+func TestADeepChainIsMountedWithRelativePaths(t *testing.T) {
 	d := newTestDriver(t)
 	const layers = 129 // a lower chain of 128 layers
 	parent := ""
 	for i := 0; i < layers; i++ {
 		id := fmt.Sprintf("%03d%s", i, strings.Repeat("f", 61)) // 64 characters, like Docker ids
-		must(t, d.Create(id, parent, nil))
+		must(t, d.Create(t.Context(), id, parent, nil))
 		if i == 0 {
-			p, err := d.Get(id, "")
+			p, err := d.Get(t.Context(), id, "")
 			must(t, err)
 			must(t, os.WriteFile(filepath.Join(p, "bottom"), []byte("b"), 0o644))
-			must(t, d.Put(id))
+			must(t, d.Put(t.Context(), id))
 		}
 		parent = id
 	}
@@ -231,25 +233,30 @@ func TestADeepChainIsMountedThroughTheRelativePathHelper(t *testing.T) {
 	spec, err := buildMountData(d.home, parent, lower, d.extraOptions(""))
 	must(t, err)
 	if spec.dir == "" {
-		t.Fatalf("a %d-layer chain under %s fit with absolute paths; the helper is not exercised", layers, d.home)
+		t.Fatalf("a %d-layer chain under %s fit with absolute paths; the relative mount is not exercised", layers, d.home)
 	}
-	p, err := d.Get(parent, "")
+	p, err := d.Get(t.Context(), parent, "")
 	must(t, err)
-	defer d.Put(parent)
+	defer d.Put(t.Context(), parent)
 	if b, err := os.ReadFile(filepath.Join(p, "bottom")); err != nil || string(b) != "b" {
 		t.Errorf("top of %d layers reads bottom as %q (%v)", layers, b, err)
 	}
 }
 
-func TestMountHelperReportsKernelErrors(t *testing.T) {
+func TestARelativeMountReportsKernelErrorsAndLeavesTheWorkingDirectory(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
+	before, err := os.Getwd()
+	must(t, err)
 	dir := t.TempDir()
 	must(t, os.Mkdir(filepath.Join(dir, "m"), 0o755))
-	err := mountOverlay(mountSpec{dir: dir, target: "m", data: "lowerdir=l/NOSUCHLINK,upperdir=u,workdir=w"})
-	if err == nil || !strings.Contains(err.Error(), "mount helper") {
-		t.Fatalf("err = %v, want the helper's own message", err)
+	err = mountOverlay(mountSpec{dir: dir, target: "m", data: "lowerdir=l/NOSUCHLINK,upperdir=u,workdir=w"})
+	if err == nil || !strings.Contains(err.Error(), "with relative paths") {
+		t.Fatalf("err = %v, want the relative mount's own message", err)
+	}
+	if after, err := os.Getwd(); err != nil || after != before {
+		t.Fatalf("the process's working directory moved from %s to %s (%v)", before, after, err)
 	}
 }
 
@@ -258,14 +265,14 @@ func TestSizeOptionOutsideXfsIsNotSupported(t *testing.T) {
 	if d.quota != nil {
 		t.Skip("this home supports project quotas")
 	}
-	err := d.Create("q", "", &driver.CreateOpts{StorageOpt: map[string]string{"size": "10G"}})
+	err := d.Create(t.Context(), "q", "", &driver.CreateOpts{StorageOpt: map[string]string{"size": "10G"}})
 	if !errors.Is(err, driver.ErrNotSupported) || !strings.Contains(err.Error(), "prjquota") {
 		t.Errorf("err = %v, want ErrNotSupported naming prjquota", err)
 	}
 	if d.Exists("q") {
 		t.Error("the refused layer exists")
 	}
-	err = d.Create("q", "", &driver.CreateOpts{StorageOpt: map[string]string{"sise": "10G"}})
+	err = d.Create(t.Context(), "q", "", &driver.CreateOpts{StorageOpt: map[string]string{"sise": "10G"}})
 	if err == nil || !strings.Contains(err.Error(), `"sise"`) {
 		t.Errorf("unknown option: %v", err)
 	}
@@ -317,7 +324,7 @@ func TestConformanceOnXfsWithProjectQuotas(t *testing.T) {
 		if d.quota == nil {
 			t.Fatalf("no quota support on xfs with prjquota: %v", d.quotaErr)
 		}
-		t.Cleanup(func() { d.Cleanup() })
+		t.Cleanup(func() { d.Cleanup(t.Context()) })
 		return d
 	})
 }

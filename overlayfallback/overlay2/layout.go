@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/internal/atomicfile"
 )
 
 // On-disk layout, as Docker's overlay2 keeps it:
@@ -181,16 +183,8 @@ func (d *Driver) repairLinks() error {
 	return nil
 }
 
-// writeFile writes s to p through a temporary file and a rename, so a
-// crash never leaves a half-written metadata file.
+// writeFile replaces the small layout file p (link, lower, committed)
+// with s, crash-safely (see internal/atomicfile).
 func writeFile(p, s string) error {
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
-		return errors.Wrapf(err, "write %s", p)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
-		return errors.Wrapf(err, "write %s", p)
-	}
-	return nil
+	return atomicfile.Write(p, []byte(s), atomicfile.Options{Perm: 0o644})
 }

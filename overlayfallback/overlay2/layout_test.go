@@ -294,30 +294,3 @@ func TestNoDTypeErrorGivesTheXfsHint(t *testing.T) {
 		t.Errorf("error %q lacks the ftype hint or ErrNotSupported", err)
 	}
 }
-
-func TestParseSize(t *testing.T) {
-	cases := []struct {
-		in      string
-		want    uint64
-		wantErr bool
-	}{
-		{"1048576", 1 << 20, false},
-		{"10G", 10 << 30, false},
-		{"512m", 512 << 20, false},
-		{"512MiB", 512 << 20, false},
-		{"1.5k", 1536, false},
-		{"2TB", 2 << 40, false},
-		{"", 0, true},
-		{"-1G", 0, true},
-		{"ten", 0, true},
-		{"0", 0, true},
-	}
-	for _, c := range cases {
-		t.Run("size "+c.in, func(t *testing.T) {
-			got, err := ParseSize(c.in)
-			if (err != nil) != c.wantErr || got != c.want {
-				t.Errorf("ParseSize(%q) = %d, %v; want %d", c.in, got, err, c.want)
-			}
-		})
-	}
-}

@@ -36,6 +36,7 @@ func (d *Driver) List() ([]driver.LayerInfo, error) {
 			if mounted, _ := fs.IsMounted(d.mergedDir(id)); mounted {
 				li.Mounted, li.MountPath = true, d.mergedDir(id)
 			}
+			li.Active = li.Mounted
 		}
 		out = append(out, li)
 	}

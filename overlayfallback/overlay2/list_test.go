@@ -8,15 +8,15 @@ import (
 func TestListNamesEveryLayerWithItsParentAndMountState(t *testing.T) {
 	d := newTestDriver(t)
 	for _, l := range []struct{ id, parent string }{{"base", ""}, {"mid", "base"}, {"top", "mid"}, {"other", "base"}} {
-		if err := d.Create(l.id, l.parent, nil); err != nil {
+		if err := d.Create(t.Context(), l.id, l.parent, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	merged, err := d.Get("top", "")
+	merged, err := d.Get(t.Context(), "top", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Put("top")
+	defer d.Put(t.Context(), "top")
 
 	layers, err := d.List()
 	if err != nil {

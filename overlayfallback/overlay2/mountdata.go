@@ -13,7 +13,7 @@ import (
 var pageSize = os.Getpagesize()
 
 // mountSpec is one overlay mount: either absolute, or relative to dir
-// (then it must be done by a helper process whose working directory is dir).
+// (then mountOverlay makes it from a thread whose working directory is dir).
 type mountSpec struct {
 	dir    string // working directory for a relative mount; "" when absolute
 	target string

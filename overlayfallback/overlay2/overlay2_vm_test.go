@@ -70,12 +70,12 @@ func TestVMProjectQuotaIsSetOnTheLayerAndReadBackByXfsIo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Cleanup()
+	defer d.Cleanup(t.Context())
 	if d.quota == nil {
 		t.Fatalf("no quota on xfs with prjquota: %v", d.quotaErr)
 	}
-	must(t, d.CreateReadWrite("q1", "", &driver.CreateOpts{StorageOpt: map[string]string{"size": "20M"}}))
-	must(t, d.CreateReadWrite("q2", "", &driver.CreateOpts{StorageOpt: map[string]string{"size": "30M"}}))
+	must(t, d.CreateReadWrite(t.Context(), "q1", "", &driver.CreateOpts{StorageOpt: map[string]string{"size": "20M"}}))
+	must(t, d.CreateReadWrite(t.Context(), "q2", "", &driver.CreateOpts{StorageOpt: map[string]string{"size": "30M"}}))
 	ids := map[string]string{}
 	for _, id := range []string{"q1", "q2"} {
 		out, err := exec.Command(xfsIO, "-r", "-c", "lsproj", d.dir(id)).CombinedOutput()
@@ -99,7 +99,7 @@ func TestVMProjectQuotaIsSetOnTheLayerAndReadBackByXfsIo(t *testing.T) {
 	// A second driver on the same home must not reuse the ids.
 	d2, err := New(d.home, driver.Options{})
 	must(t, err)
-	must(t, d2.CreateReadWrite("q3", "", &driver.CreateOpts{StorageOpt: map[string]string{"size": "10M"}}))
+	must(t, d2.CreateReadWrite(t.Context(), "q3", "", &driver.CreateOpts{StorageOpt: map[string]string{"size": "10M"}}))
 	out, _ := exec.Command(xfsIO, "-r", "-c", "lsproj", d.dir("q3")).CombinedOutput()
 	if s := strings.TrimSpace(string(out)); s == ids["q1"] || s == ids["q2"] {
 		t.Errorf("q3 reuses %s", s)
@@ -111,7 +111,7 @@ func TestVMDeepChainMountTiming(t *testing.T) {
 	parent := ""
 	for i := 0; i < 129; i++ {
 		id := fmt.Sprintf("%03d%s", i, strings.Repeat("c", 61))
-		must(t, d.Create(id, parent, nil))
+		must(t, d.Create(t.Context(), id, parent, nil))
 		parent = id
 	}
 	lower, err := d.readLower(parent)
@@ -119,12 +119,12 @@ func TestVMDeepChainMountTiming(t *testing.T) {
 	spec, err := buildMountData(d.home, parent, lower, d.extraOptions(""))
 	must(t, err)
 	start := time.Now()
-	p, err := d.Get(parent, "")
+	p, err := d.Get(t.Context(), parent, "")
 	must(t, err)
 	took := time.Since(start)
 	if _, err := os.Stat(filepath.Join(p, ".")); err != nil {
 		t.Fatal(err)
 	}
-	must(t, d.Put(parent))
+	must(t, d.Put(t.Context(), parent))
 	t.Logf("mounting a 128-deep lower chain (relative=%v, %d bytes of options) took %v", spec.dir != "", len(spec.data), took)
 }

@@ -3,7 +3,6 @@ package overlay2
 import (
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"unsafe"
@@ -78,34 +77,6 @@ type quotaCtl struct {
 	dev    string // block device node for quotactl
 	mu     sync.Mutex
 	nextID uint32
-}
-
-// ParseSize parses a size option: plain bytes or a number with a unit
-// (k, m, g, t with optional "b"/"ib", powers of 1024), like "10G" or "512MiB".
-func ParseSize(s string) (uint64, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "b"), "i")
-	mult := uint64(1)
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'k':
-			mult = 1 << 10
-		case 'm':
-			mult = 1 << 20
-		case 'g':
-			mult = 1 << 30
-		case 't':
-			mult = 1 << 40
-		}
-		if mult != 1 {
-			t = t[:n-1]
-		}
-	}
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v <= 0 || v*float64(mult) >= 1<<63 {
-		return 0, errors.Errorf("invalid size %q: use bytes or a number with k, m, g or t (for example 10G)", s)
-	}
-	return uint64(v * float64(mult)), nil
 }
 
 // mountFor returns the mountinfo entry of the mount holding p.

@@ -58,13 +58,15 @@ type overlayBackend struct{ d *overlay2.Driver }
 func (o overlayBackend) name() string { return "overlay2" }
 func (o overlayBackend) create(id, parent string) error {
 	if parent == "" {
-		return o.d.Create(id, "", nil)
+		return o.d.Create(context.Background(), id, "", nil)
 	}
-	return o.d.CreateReadWrite(id, parent, nil)
+	return o.d.CreateReadWrite(context.Background(), id, parent, nil)
 }
-func (o overlayBackend) mount(id string) (string, error) { return o.d.Get(id, "") }
-func (o overlayBackend) unmount(id string) error         { return o.d.Put(id) }
-func (o overlayBackend) remove(id string) error          { return o.d.Remove(id) }
+func (o overlayBackend) mount(id string) (string, error) {
+	return o.d.Get(context.Background(), id, "")
+}
+func (o overlayBackend) unmount(id string) error { return o.d.Put(context.Background(), id) }
+func (o overlayBackend) remove(id string) error  { return o.d.Remove(context.Background(), id) }
 func (o overlayBackend) stored(id string) (int64, error) {
 	return allocatedBytes(filepath.Join(o.d.Home(), id, "diff"))
 }

@@ -105,10 +105,10 @@ func (r *rig) cleanup() error {
 		}
 	}
 	if r.ov != nil {
-		_ = r.ov.Cleanup()
+		_ = r.ov.Cleanup(context.Background())
 	} else if st, err := os.Stat(filepath.Join(r.work, overlayDir)); err == nil && st.IsDir() {
 		if ov, err := overlay2.New(filepath.Join(r.work, overlayDir), driver.Options{}); err == nil {
-			_ = ov.Cleanup()
+			_ = ov.Cleanup(context.Background())
 		}
 	}
 	unmountUnder(r.work)
