@@ -458,3 +458,10 @@ func statfs(path string) (total, free uint64, err error) {
 	}
 	return st.Blocks * uint64(st.Bsize), st.Bavail * uint64(st.Bsize), nil
 }
+
+// TestTheCLIAndTheLibrarySeeOneThinPool: a pool made by thinctl opens
+// through driver.Select (no second pool inside it) and the reverse.
+func TestTheCLIAndTheLibrarySeeOneThinPool(t *testing.T) {
+	testenv.RequireDeviceMapper(t)
+	checkCLIAndLibrarySeeOneStore(t, devicemapper, "--data-size", "1G", "--metadata-size", "64M", "--base-size", "256M")
+}
