@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -14,9 +15,37 @@ import (
 )
 
 // The pool-level operations of a file-level backend (driver.PoolStatuser,
-// Checker, Downer, Destroyer) are the same for overlay2 and aufs: their
-// "pool" is a home directory of layer directories on a host filesystem.
-// The backends implement the interfaces by calling these with themselves.
+// Collector, Upper, Downer, Destroyer) are the same for overlay2 and aufs:
+// their "pool" is a home directory of layer directories on a host
+// filesystem. The backends embed a Pool, which implements them with the
+// functions below.
+
+// Pool implements driver.PoolStatuser, Collector, Upper, Downer and
+// Destroyer for the file-level backend it is made for.
+type Pool struct {
+	d    Layers
+	home string
+}
+
+// NewPool returns the pool operations of backend d, whose home is home.
+func NewPool(d Layers, home string) Pool { return Pool{d: d, home: home} }
+
+// PoolStatus reports the layers and the space of the filesystem holding
+// the home (see PoolStatus).
+func (p Pool) PoolStatus() (driver.PoolStatus, error) { return PoolStatus(p.d, p.home) }
+
+// GC has nothing to collect: a file-level backend never defers a deletion.
+func (p Pool) GC(context.Context) ([]string, error) { return nil, nil }
+
+// Up has nothing to bring up: opening the backend repaired what it could.
+func (p Pool) Up(context.Context) error { return nil }
+
+// Down refuses while layers are mounted and otherwise releases what the
+// backend holds (see Down).
+func (p Pool) Down(ctx context.Context) error { return Down(ctx, p.d) }
+
+// Destroy removes every layer (with force) and the home (see Destroy).
+func (p Pool) Destroy(ctx context.Context, force bool) error { return Destroy(ctx, p.d, p.home, force) }
 
 // Layers is what the shared operations need from a file-level backend.
 type Layers interface {
@@ -146,6 +175,16 @@ func ChildrenFirst(layers []driver.LayerInfo) []string {
 	}
 	sort.SliceStable(ids, func(i, j int) bool { return depth(ids[i]) > depth(ids[j]) })
 	return ids
+}
+
+// ExistingHome is a file-level backend's driver.Backend.Existing: root
+// holds its state when the home <root>/<name> is a directory.
+func ExistingHome(root, name string) (string, bool) {
+	home := filepath.Join(root, name)
+	if st, err := os.Stat(home); err == nil && st.IsDir() {
+		return home + " already exists", true
+	}
+	return "", false
 }
 
 // NoMountOptions refuses per-mount options, which file-level backends do

@@ -58,27 +58,6 @@ func TestParsePercent(t *testing.T) {
 	}
 }
 
-func TestHumanSize(t *testing.T) {
-	tests := []struct {
-		name string
-		in   uint64
-		want string
-	}{
-		{"bytes stay bytes", 512, "512B"},
-		{"kibibytes get one decimal", 1536, "1.5K"},
-		{"mebibytes", 64 << 20, "64.0M"},
-		{"gibibytes", 10 << 30, "10.0G"},
-		{"tebibytes", 3 << 40, "3.0T"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := humanSize(tt.in); got != tt.want {
-				t.Fatalf("humanSize(%d) = %q, want %q", tt.in, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestBar(t *testing.T) {
 	tests := []struct {
 		name string

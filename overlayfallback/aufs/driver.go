@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/driver"
+	"github.com/thinctl/thinctl/overlayfallback"
 )
 
 // Name is the backend's name in driver selection and Status.
@@ -21,6 +22,9 @@ const Name = "aufs"
 // ancestors' directories (read-only, whiteouts honoured). Diffs are
 // computed from the diff/ directories directly, without mounting.
 type Driver struct {
+	// Pool gives the driver PoolStatus, GC, Up, Down and Destroy.
+	overlayfallback.Pool
+
 	home      string
 	sys       sysOps
 	pageSize  int
@@ -113,6 +117,7 @@ func open(home string, sys sysOps, pageSize int) (*Driver, error) {
 		return nil, errors.Wrapf(err, "aufs: driver home %s", home)
 	}
 	d := &Driver{home: abs, sys: sys, pageSize: pageSize, refs: map[string]int{}}
+	d.Pool = overlayfallback.NewPool(d, abs)
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, errors.Wrapf(err, "aufs: create driver home %s", abs)
 	}

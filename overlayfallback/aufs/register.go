@@ -31,13 +31,7 @@ func (backend) Probe(root string) (string, error) {
 }
 
 // Existing reports whether root holds an aufs home.
-func (backend) Existing(root string) (string, bool) {
-	home := filepath.Join(root, Name)
-	if st, err := os.Stat(home); err == nil && st.IsDir() {
-		return home + " already exists", true
-	}
-	return "", false
-}
+func (backend) Existing(root string) (string, bool) { return overlayfallback.ExistingHome(root, Name) }
 
 // Open opens the aufs home under root.
 func (backend) Open(_ context.Context, root string, opts driver.Options) (driver.Driver, error) {
@@ -59,12 +53,6 @@ var (
 	_ driver.Destroyer    = (*Driver)(nil)
 	_ driver.Mounter      = (*Driver)(nil)
 )
-
-// PoolStatus reports the layers and the space of the filesystem holding
-// the home.
-func (d *Driver) PoolStatus() (driver.PoolStatus, error) {
-	return overlayfallback.PoolStatus(d, d.home)
-}
 
 // Check reports layers whose parent is gone (their layers file names a
 // layer that does not exist) and layers files that cannot be read. Neither
@@ -89,22 +77,6 @@ func (d *Driver) Check(ctx context.Context, _ driver.CheckOptions) (driver.Check
 		layers = append(layers, driver.LayerInfo{ID: id, Parent: parent})
 	}
 	return overlayfallback.Report(append(overlayfallback.CheckParents(layers), problems...)), nil
-}
-
-// GC has nothing to collect: aufs never defers a deletion (New sweeps what
-// interrupted removals left).
-func (d *Driver) GC(context.Context) ([]string, error) { return nil, nil }
-
-// Up has nothing to bring up: New already swept interrupted removals.
-func (d *Driver) Up(context.Context) error { return nil }
-
-// Down refuses while layers are mounted and otherwise unmounts what this
-// driver holds.
-func (d *Driver) Down(ctx context.Context) error { return overlayfallback.Down(ctx, d) }
-
-// Destroy removes every layer (with force) and the home.
-func (d *Driver) Destroy(ctx context.Context, force bool) error {
-	return overlayfallback.Destroy(ctx, d, d.home, force)
 }
 
 // Mount is Get; aufs takes no per-mount options.

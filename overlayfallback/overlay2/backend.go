@@ -8,7 +8,6 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/driver"
-	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/overlayfallback"
 )
 
@@ -29,13 +28,7 @@ func (Backend) Probe(root string) (string, error) {
 }
 
 // Existing reports whether root holds an overlay2 home.
-func (Backend) Existing(root string) (string, bool) {
-	home := filepath.Join(root, Name)
-	if st, err := os.Stat(home); err == nil && st.IsDir() {
-		return home + " already exists", true
-	}
-	return "", false
-}
+func (Backend) Existing(root string) (string, bool) { return overlayfallback.ExistingHome(root, Name) }
 
 // Open opens the overlay2 home under root.
 func (Backend) Open(_ context.Context, root string, opts driver.Options) (driver.Driver, error) {
@@ -60,12 +53,6 @@ var (
 	_ driver.Destroyer    = (*Driver)(nil)
 	_ driver.Mounter      = (*Driver)(nil)
 )
-
-// PoolStatus reports the layers and the space of the filesystem holding
-// the home.
-func (d *Driver) PoolStatus() (driver.PoolStatus, error) {
-	return overlayfallback.PoolStatus(d, d.home)
-}
 
 // Check reports layers whose parent is gone and layers whose lower chain
 // names a link that resolves to no layer directory. Neither can be
@@ -96,21 +83,6 @@ func (d *Driver) Check(ctx context.Context, _ driver.CheckOptions) (driver.Check
 	return overlayfallback.Report(problems), nil
 }
 
-// GC has nothing to collect: overlay2 never defers a deletion.
-func (d *Driver) GC(context.Context) ([]string, error) { return nil, nil }
-
-// Up has nothing to bring up: New already rebuilt lost links.
-func (d *Driver) Up(context.Context) error { return nil }
-
-// Down refuses while layers are mounted and otherwise releases what this
-// driver holds.
-func (d *Driver) Down(ctx context.Context) error { return overlayfallback.Down(ctx, d) }
-
-// Destroy removes every layer (with force) and the home.
-func (d *Driver) Destroy(ctx context.Context, force bool) error {
-	return overlayfallback.Destroy(ctx, d, d.home, force)
-}
-
 // Mount is Get; overlay2 takes no per-mount options.
 func (d *Driver) Mount(ctx context.Context, id string, opts driver.MountOptions) (string, error) {
 	if err := overlayfallback.NoMountOptions(Name, opts); err != nil {
@@ -119,22 +91,7 @@ func (d *Driver) Mount(ctx context.Context, id string, opts driver.MountOptions)
 	return d.Get(ctx, id, opts.MountLabel)
 }
 
-// Unmount releases one reference this driver holds on layer id; the last
-// one (or a call holding none) unmounts the merged directory whoever
-// mounted it. A layer that is not mounted has nothing to release.
-func (d *Driver) Unmount(ctx context.Context, id string) error {
-	if !d.Exists(id) {
-		return errors.Wrapf(driver.ErrNotFound, "overlay2 layer %s", id)
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.refs[id] > 1 {
-		d.refs[id]--
-		return nil
-	}
-	delete(d.refs, id)
-	if mounted, err := fs.IsMounted(d.mergedDir(id)); err != nil || !mounted {
-		return err
-	}
-	return d.unmount(id)
-}
+// Unmount is Put: it releases one reference this driver holds on layer
+// id, and the last one (or a call holding none) unmounts the merged
+// directory whoever mounted it.
+func (d *Driver) Unmount(ctx context.Context, id string) error { return d.Put(ctx, id) }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/thinctl/thinctl/driver"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/overlayfallback"
 	"github.com/thinctl/thinctl/units"
 )
 
@@ -21,6 +22,9 @@ const Name = "overlay2"
 
 // Driver is the overlay2 backend rooted at one home directory.
 type Driver struct {
+	// Pool gives the driver PoolStatus, GC, Up, Down and Destroy.
+	overlayfallback.Pool
+
 	home       string
 	backingFS  string
 	nativeDiff bool
@@ -65,6 +69,7 @@ func New(home string, opts driver.Options) (*Driver, error) {
 		return nil, errNoDType(abs, fsName)
 	}
 	d := &Driver{home: abs, backingFS: fsName, refs: map[string]int{}}
+	d.Pool = overlayfallback.NewPool(d, abs)
 	_, d.indexOff = kernelParam("index")
 	redirect, _ := kernelParam("redirect_dir")
 	metacopy, _ := kernelParam("metacopy")
