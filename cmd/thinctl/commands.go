@@ -25,6 +25,9 @@ type options struct {
 	size   uint64
 	force  bool
 	repair bool
+
+	manDir  string // __man: where to write the pages
+	manDate string // __man: the pages' date
 }
 
 // command describes one thinctl command: how it is called, what it says
@@ -38,6 +41,7 @@ type command struct {
 	json     bool     // supports -o json
 	dmOnly   bool     // only meaningful for the devicemapper driver
 	noRoot   bool     // runs without root (version)
+	hidden   bool     // left out of --help, the docs and completion (build helpers)
 	flags    func(fs *flag.FlagSet, o *options)
 	// validate checks flag combinations after parsing (usage errors).
 	validate func(c *call) error
@@ -230,6 +234,33 @@ var commands = []*command{
 		json:     true,
 		noRoot:   true,
 		run:      runVersion,
+	},
+	{
+		name:     "completion",
+		synopsis: "completion bash|zsh|fish",
+		summary:  "print the shell completion script for bash, zsh or fish",
+		detail: "Prints a completion script generated from this command table: commands, flags,\n" +
+			"--driver and --output values, size units and existing device IDs (read with\n" +
+			"'thinctl list', so IDs complete only where that runs: as root). The packages install\n" +
+			"it; to load it by hand: source <(thinctl completion bash).",
+		args:     []string{"SHELL"},
+		noRoot:   true,
+		validate: validateCompletion,
+		// run is set by completion.go's init: the generator reads this table.
+	},
+	{
+		name:     "__man",
+		synopsis: "__man --dir DIR [--date YYYY-MM-DD]",
+		summary:  "write thinctl(8) and one page per command into DIR (package builds)",
+		detail:   "Writes the manual pages, generated from the same table as --help, into DIR.",
+		hidden:   true,
+		noRoot:   true,
+		flags: func(fs *flag.FlagSet, o *options) {
+			fs.StringVar(&o.manDir, "dir", "", "write the pages into `DIR`")
+			fs.StringVar(&o.manDate, "date", "", "the pages' `DATE` (YYYY-MM-DD; default: none)")
+		},
+		validate: validateMan,
+		// run is set by man.go's init: the generator reads this table.
 	},
 }
 

@@ -9,18 +9,22 @@ import (
 	"text/tabwriter"
 )
 
+// intro is the top-level help's first paragraph; thinctl(8) starts with it
+// too.
+const intro = `thinctl manages a device-mapper thin pool and its snapshot devices
+(with overlay2 or aufs as fallback drivers on kernels without dm-thin-pool).
+`
+
 // usage prints the top-level help: every command and the global flags.
 func (a *app) usage(w io.Writer) {
-	fmt.Fprint(w, `thinctl manages a device-mapper thin pool and its snapshot devices
-(with overlay2 or aufs as fallback drivers on kernels without dm-thin-pool).
-
+	fmt.Fprint(w, intro+`
 Usage:
   thinctl [global flags] <command> [flags] [args]
 
 Commands:
 `)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, c := range commands {
+	for _, c := range visibleCommands() {
 		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
 	}
 	tw.Flush()
@@ -50,6 +54,18 @@ func (a *app) help(c *call) {
 	default:
 		a.usage(w)
 	}
+}
+
+// visibleCommands lists the commands --help, the docs, the manual and
+// completion show: all but the hidden build helpers.
+func visibleCommands() []*command {
+	var out []*command
+	for _, c := range commands {
+		if !c.hidden {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // commandHelp prints "thinctl <command> --help".
