@@ -11,6 +11,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 # release_test.go builds it elsewhere with BIN=...). The release build has
 # no failpoints; every test rig builds with -tags failpoints instead.
 BIN       := bin/thinctl
+PKGDIR    ?= bin/pkg
 FUZZTIME  ?= 10s
 FUZZPKGS  ?=
 BENCHFLAGS ?=
@@ -23,7 +24,7 @@ POWERCUTFLAGS ?=
 POWERCUT  := tests/vm/run.sh --pkg ./tests/reliability --pkg ./cmd/thinctl --run '^TestReliabilityPowerCutReboot$$' \
 	--no-udev --max-boots $(POWERCUT_BOOTS) --timeout 15m
 
-.PHONY: help build test test-host test-vm test-powercut test-native demo demo-native bench bench-native fuzz vet fmt-check vagrant-check clean distclean
+.PHONY: help build test test-host rpm deb dist test-packaging test-vm test-powercut test-native demo demo-native bench bench-native fuzz vet fmt-check vagrant-check clean distclean
 
 help:
 	@echo "make build        static bin/thinctl (CGO_ENABLED=0, version $(VERSION), no failpoints)"
@@ -36,6 +37,9 @@ help:
 	@echo "make demo-native  run $(DEMO) on this host (root, device-mapper)"
 	@echo "make bench        benchmarks in the VM;  make bench-native: on this host"
 	@echo "make fuzz         every Fuzz target (or those of FUZZPKGS=./pkg ...) for FUZZTIME=$(FUZZTIME) each"
+	@echo "make rpm / deb    packages in $(PKGDIR) from bin/thinctl (rpmbuild / dpkg-deb; docs/packaging.md)"
+	@echo "make dist         the source tarball a RHEL-style host builds the RPM from (rpmbuild -ta)"
+	@echo "make test-packaging  build both packages and check contents, scriptlets, installs and the units"
 	@echo "make vet / fmt-check"
 
 build:
@@ -66,6 +70,23 @@ test:
 test-host:
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -tags failpoints ./internal/failpoint
+
+# Packages (docs/packaging.md). Versions come from packaging/version.sh
+# (git describe); the man pages and completion scripts from the binary.
+rpm: build
+	packaging/rpm/build.sh $(BIN) $(PKGDIR)
+
+deb: build
+	packaging/deb/build.sh $(BIN) $(PKGDIR)
+
+dist:
+	packaging/dist.sh $(PKGDIR)
+
+# test-packaging builds the rpm, the deb and the RPM from the source tarball,
+# checks them (packaging/test.sh) and ends with one line:
+# "packaging: N checks passed, M failed (...) in Ns".
+test-packaging: build
+	packaging/test.sh $(BIN)
 
 test-vm:
 	tests/vm/run.sh --both $(VMFLAGS)
