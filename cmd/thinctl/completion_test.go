@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -89,7 +90,7 @@ func completionEnv(t *testing.T) (root string, env []string) {
 	root = filepath.Join(t.TempDir(), "root")
 	for _, args := range [][]string{{"pool", "init"}, {"create", "web"}, {"create", "db", "--parent", "web"}} {
 		var out bytes.Buffer
-		if code := run(append([]string{"--root", root, "--driver", "overlay2"}, args...), &out, &out); code != 0 {
+		if code := run(context.Background(), append([]string{"--root", root, "--driver", "overlay2"}, args...), &out, &out); code != 0 {
 			t.Skipf("overlay2 root for the ID cases: thinctl %s: exit %d: %s", strings.Join(args, " "), code, out.String())
 		}
 	}
