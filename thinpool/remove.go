@@ -116,6 +116,9 @@ func (p *Pool) discardThin(ctx context.Context, d deviceRecord) error {
 	if err != nil {
 		return errors.Wrapf(err, "%s", name)
 	}
+	if hookBeforeDiscardOpen != nil {
+		hookBeforeDiscardOpen(dm.NodePath(name))
+	}
 	// The kernel's own node (devtmpfs makes /dev/dm-N at once), not the
 	// /dev/mapper link, which udev may be remaking at this very moment.
 	f, err := openKernelNode(info.Dev)
@@ -130,6 +133,10 @@ func (p *Pool) discardThin(ctx context.Context, d deviceRecord) error {
 	}
 	return derr
 }
+
+// hookBeforeDiscardOpen, set by tests only, runs with the device's
+// /dev/mapper path just before discardThin opens the device.
+var hookBeforeDiscardOpen func(mapperPath string)
 
 // openKernelNode opens the block device dev through the node devtmpfs makes
 // for it (/dev/dm-<minor> for device-mapper), exclusively, so that a mount
