@@ -144,6 +144,8 @@ func diagnose(c *call, err error) (int, string) {
 			return exitUsage, fmt.Sprintf("run 'thinctl %s --help' for its usage", cmdName)
 		}
 		return exitUsage, "run 'thinctl --help' for usage"
+	case (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && cmdName == "pool init":
+		return exitFailure, "thinctl was interrupted before the pool was ready: what pool init had made is undone; run it again"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return exitFailure, fmt.Sprintf("thinctl was interrupted: what finished before the signal stays done and the step it was in was left as it was before; 'thinctl%s check' shows the state", root)
 	case errors.Is(err, errNotRoot), errors.Is(err, dm.ErrPermission):

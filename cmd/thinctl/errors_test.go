@@ -186,7 +186,8 @@ func TestDiagnoseHints(t *testing.T) {
 		{"a corrupt registry says to restore the file, not to repair through it", "list", driver.ErrCorrupt, 1, "restore it from a backup"},
 		{"a library id error is a usage error", "create", thinpool.ErrInvalidID, 2, "IDs are 1 to 128 characters"},
 		{"permission errors from the kernel ask for root", "list", dm.ErrPermission, 1, "run it as root"},
-		{"an interrupted command says what it left", "create", errors.Wrap(context.Canceled, "create web"), 1, "interrupted"},
+		{"an interrupted command says what it left", "create", errors.Wrap(context.Canceled, "create web"), 1, "the step it was in was left as it was before"},
+		{"an interrupted pool init says nothing is left", "pool init", errors.Wrap(context.Canceled, "mkfs"), 1, "what pool init had made is undone; run it again"},
 		{"an unknown error has no hint", "list", errors.New("boom"), 1, ""},
 	}
 	for _, tt := range tests {

@@ -465,3 +465,81 @@ func TestTheCLIAndTheLibrarySeeOneThinPool(t *testing.T) {
 	testenv.RequireDeviceMapper(t)
 	checkCLIAndLibrarySeeOneStore(t, devicemapper, "--data-size", "1G", "--metadata-size", "64M", "--base-size", "256M")
 }
+
+// childNamed returns the pid of a child of parent whose command starts
+// with prefix, 0 when there is none.
+func childNamed(parent int, prefix string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(b)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < open {
+			continue
+		}
+		f := strings.Fields(s[close+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(parent) && strings.HasPrefix(s[open+1:close], prefix) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// TestAnInterruptedPoolInitSaysWhatItLeftAndLeavesNothing sends SIGINT to
+// thinctl while mkfs formats the base device: thinctl stops mkfs, exits 1
+// saying it was interrupted, and the root holds no pool, no loop device and
+// no device-mapper device.
+func TestAnInterruptedPoolInitSaysWhatItLeftAndLeavesNothing(t *testing.T) {
+	o := newOperator(t)
+	cmd := exec.Command(o.exe, "pool", "init", "--data-size", "8G", "--metadata-size", "64M", "--base-size", "4G")
+	cmd.Env = append(os.Environ(), "THINCTL_TEST_MAIN=1", "THINCTL_ROOT="+o.root)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for childNamed(cmd.Process.Pid, "mk") == 0 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("thinctl never started mkfs")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 {
+		t.Fatalf("pool init after SIGINT: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
+	}
+	t.Logf("stderr:\n%s", errb.String())
+	if !strings.HasPrefix(errb.String(), "thinctl: pool init: ") || !strings.Contains(errb.String(), "context canceled") ||
+		!strings.Contains(errb.String(), "hint: thinctl was interrupted") {
+		t.Fatalf("pool init after SIGINT said:\n%s", errb.String())
+	}
+	if out.Len() != 0 {
+		t.Fatalf("an interrupted pool init printed a result:\n%s", out.String())
+	}
+	if _, err := os.Stat(filepath.Join(o.root, "devicemapper", "pool.json")); !os.IsNotExist(err) {
+		t.Fatalf("the interrupted init left a pool (%v)", err)
+	}
+	for name := range dmTable(t) {
+		if strings.HasPrefix(name, "thinctl-") {
+			t.Errorf("the interrupted init left device-mapper device %s", name)
+		}
+	}
+	if b, err := exec.Command("losetup", "-a").CombinedOutput(); err == nil && strings.Contains(string(b), o.root) {
+		t.Errorf("the interrupted init left a loop device on its files:\n%s", b)
+	}
+	o.fails(1, "hint: create it first", "list")
+}
