@@ -322,3 +322,33 @@ func TestAnOpaqueMarkerKeepsWhatTheStreamWroteBelowIt(t *testing.T) {
 		t.Errorf("tree after apply: %s, want %s", sprint(got), want)
 	}
 }
+
+// TestApplyTarKeepsSparseFilesSparse unpacks a 1 MiB file of zeros with
+// 5 bytes of data in the middle: same content, size and blocks for the
+// data only; a cut stream is still an error.
+func TestApplyTarKeepsSparseFilesSparse(t *testing.T) {
+	body := make([]byte, 1<<20)
+	copy(body[600000:], "hello")
+	root := t.TempDir()
+	if _, err := ApplyTar(root, tarOf(t, tarEntry{hdr: tar.Header{Name: "sparse", Typeflag: tar.TypeReg, Mode: 0o644}, body: string(body)}), nil); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, "sparse")
+	got, err := os.ReadFile(p)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("content differs (%d bytes read, %v)", len(got), err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks*512 > 64<<10 {
+		t.Errorf("the file has %d bytes allocated for 5 bytes of data: its zeros were written, not left as holes", st.Blocks*512)
+	}
+
+	cut := tarOf(t, tarEntry{hdr: tar.Header{Name: "cut", Typeflag: tar.TypeReg, Mode: 0o644}, body: string(body)})
+	cut.Truncate(100000)
+	if _, err := ApplyTar(t.TempDir(), cut, nil); err == nil {
+		t.Error("ApplyTar accepted a stream cut inside a file")
+	}
+}

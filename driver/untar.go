@@ -181,7 +181,7 @@ func (a *applier) create(hdr *tar.Header, rel, p string, r io.Reader) error {
 		if err != nil {
 			return errors.Wrapf(err, "create %s", rel)
 		}
-		n, err := io.Copy(f, r)
+		n, err := copySparse(f, r)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -256,4 +256,63 @@ func setTimes(p string, t time.Time) error {
 		return errors.Wrapf(err, "set times of %s", p)
 	}
 	return nil
+}
+
+// sparseChunk is the unit copySparse leaves as a hole when it is all zeros.
+const sparseChunk = 4096
+
+// copySparse copies r to the new, empty file f, seeking over every
+// all-zero sparseChunk instead of writing it, so a sparse file stays
+// sparse through a tar round trip (tar streams carry the zeros; the
+// filesystem gets holes). A file ending in a hole gets its size with
+// Truncate. It returns the bytes copied.
+func copySparse(f *os.File, r io.Reader) (int64, error) {
+	buf := make([]byte, sparseChunk)
+	var n int64
+	hole := false
+	for {
+		// Fill the chunk; only io.EOF ends the file (a reader's
+		// io.ErrUnexpectedEOF is a cut stream and is returned).
+		k := 0
+		var err error
+		for k < len(buf) && err == nil {
+			var m int
+			m, err = r.Read(buf[k:])
+			k += m
+		}
+		if k > 0 {
+			chunk := buf[:k]
+			if k == sparseChunk && allZero(chunk) {
+				if _, err := f.Seek(int64(k), io.SeekCurrent); err != nil {
+					return n, err
+				}
+				hole = true
+			} else {
+				if _, err := f.Write(chunk); err != nil {
+					return n, err
+				}
+				hole = false
+			}
+			n += int64(k)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	if hole {
+		return n, f.Truncate(n)
+	}
+	return n, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -32,6 +32,7 @@ type globals struct {
 // app is one thinctl invocation's environment. Tests replace the
 // functions that touch the host (privileges, terminals, kernel facts).
 type app struct {
+	stdin          io.Reader // import's archive
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	geteuid        func() int
@@ -70,6 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // newApp returns an app wired to the real host.
 func newApp(stdout, stderr io.Writer) *app {
 	return &app{
+		stdin:      os.Stdin,
 		stdout:     stdout,
 		stderr:     stderr,
 		getenv:     os.Getenv,

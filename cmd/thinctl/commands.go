@@ -26,6 +26,8 @@ type options struct {
 	force  bool
 	repair bool
 
+	file string // export/import: the archive ("" or "-": stdout/stdin)
+
 	manDir  string // __man: where to write the pages
 	manDate string // __man: the pages' date
 }
@@ -234,6 +236,38 @@ var commands = []*command{
 		json:     true,
 		noRoot:   true,
 		run:      runVersion,
+	},
+	{
+		name:     "export",
+		synopsis: "export ID [--parent ID] [--file FILE|-]",
+		summary:  "write layer ID's changes against its parent as a tar archive",
+		detail: "Writes the difference between layer ID and --parent (default: its own parent; none:\n" +
+			"the whole tree) as a tar archive with OCI whiteouts (.wh.<name> for a deleted path,\n" +
+			".wh..wh..opq for an opaque directory) to --file, or to stdout, which must not be a\n" +
+			"terminal. Owners, modes, times, xattrs, hard links, symlinks and device nodes are kept.\n" +
+			"A failed export leaves no partial file.",
+		args: []string{"ID"},
+		flags: func(fs *flag.FlagSet, o *options) {
+			fs.StringVar(&o.parent, "parent", "", "compare against layer `ID` instead of ID's parent")
+			fs.StringVar(&o.file, "file", "", "write the archive to `FILE` (default and -: stdout)")
+		},
+		run: runExport,
+	},
+	{
+		name:     "import",
+		synopsis: "import ID [--parent ID] [--file FILE|-]",
+		summary:  "create layer ID on --parent and apply a tar archive to it",
+		detail: "Creates layer ID on --parent (default: the base device, or nothing under overlay2/aufs)\n" +
+			"and applies the tar archive from --file or stdin to it, whiteouts included: the\n" +
+			"inverse of export, from any driver to any other. An archive with absolute names or\n" +
+			"'..', a link or a write through a symlink out of the layer, an entry cut short or a\n" +
+			"stream without tar's end blocks is refused, and the half-imported layer removed.",
+		args: []string{"ID"},
+		flags: func(fs *flag.FlagSet, o *options) {
+			fs.StringVar(&o.parent, "parent", "", "create the layer on layer `ID`")
+			fs.StringVar(&o.file, "file", "", "read the archive from `FILE` (default and -: stdin)")
+		},
+		run: runImport,
 	},
 	{
 		name:     "completion",

@@ -31,7 +31,7 @@ const (
 
 // newIDCommands are the commands whose ID argument names a device that
 // does not exist yet.
-var newIDCommands = map[string]bool{"create": true}
+var newIDCommands = map[string]bool{"create": true, "import": true}
 
 // sizeUnits are the units offered after the digits of a size.
 var sizeUnits = []string{"K", "M", "G", "T"}
@@ -76,7 +76,7 @@ func flagValue(f *flag.Flag) compValue {
 	switch placeholder {
 	case "DIR":
 		return compValue{kind: kindDir}
-	case "DEV":
+	case "DEV", "FILE":
 		return compValue{kind: kindFile}
 	case "ID":
 		return compValue{kind: kindID}
