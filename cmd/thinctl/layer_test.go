@@ -387,3 +387,31 @@ func TestExportAndImportRefuseATerminalAndAnExistingLayer(t *testing.T) {
 	h.ovFails(1, []string{"import", "base", "--file", "/dev/null"}, "layer base", "already exists")
 	h.ovFails(1, []string{"export", "nosuch"}, "layer nosuch")
 }
+
+// TestImportAndExportReportProgressAsTheBytesGo checks what the progress
+// bar is fed: the bytes so far in the label and the fraction of a known
+// total, reaching 1 at the end; with no bar nothing is called.
+func TestImportAndExportReportProgressAsTheBytesGo(t *testing.T) {
+	var labels []string
+	var fracs []float64
+	r := &countingReader{r: strings.NewReader(strings.Repeat("x", 3000)), total: 3000, what: "importing app",
+		progress: func(l string, f float64) { labels = append(labels, l); fracs = append(fracs, f) }}
+	buf := make([]byte, 1000)
+	for {
+		if _, err := r.Read(buf); err == io.EOF {
+			break
+		}
+	}
+	if len(fracs) < 3 || fracs[0] <= 0 || fracs[len(fracs)-1] != 1 || labels[len(labels)-1] != "importing app: 2.9K" {
+		t.Errorf("progress reports %q at %v", labels, fracs)
+	}
+	for i := 1; i < len(fracs); i++ {
+		if fracs[i] < fracs[i-1] {
+			t.Errorf("progress went back: %v", fracs)
+		}
+	}
+	quiet := &countingReader{r: strings.NewReader("abc"), total: 3}
+	if n, err := io.ReadAll(quiet); err != nil || string(n) != "abc" || quiet.n != 3 {
+		t.Errorf("without a bar: %q, %v, counted %d", n, err, quiet.n)
+	}
+}
