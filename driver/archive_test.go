@@ -3,6 +3,8 @@ package driver
 import (
 	"archive/tar"
 	"bytes"
+	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -350,5 +352,28 @@ func TestApplyTarKeepsSparseFilesSparse(t *testing.T) {
 	cut.Truncate(100000)
 	if _, err := ApplyTar(t.TempDir(), cut, nil); err == nil {
 		t.Error("ApplyTar accepted a stream cut inside a file")
+	}
+}
+
+func TestAContextReaderStopsWhenItsContextEnds(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := ContextReader(ctx, strings.NewReader("abcdef"))
+	buf := make([]byte, 3)
+	if n, err := r.Read(buf); n != 3 || err != nil || string(buf) != "abc" {
+		t.Fatalf("first read = %d %q %v", n, buf, err)
+	}
+	cancel()
+	if n, err := r.Read(buf); n != 0 || !errors.Is(err, context.Canceled) {
+		t.Fatalf("read after cancel = %d, %v; want 0 and context.Canceled", n, err)
+	}
+}
+
+func TestApplyDiffStopsWithItsContext(t *testing.T) {
+	requireRoot(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	n, err := ApplyTar(t.TempDir(), ContextReader(ctx, tarOf(t, tarEntry{hdr: tar.Header{Name: "f", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1}, body: "x"})), nil)
+	if !errors.Is(err, context.Canceled) || n != 0 {
+		t.Fatalf("ApplyTar of a cancelled stream = %d, %v; want context.Canceled", n, err)
 	}
 }

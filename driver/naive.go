@@ -89,7 +89,7 @@ func (n naiveDiff) ApplyDiff(ctx context.Context, id, parent string, diff io.Rea
 	if f, ok := n.d.(WhiteoutFormatter); ok {
 		wf = f.WhiteoutFormat()
 	}
-	size, err := ApplyTar(layer, diff, wf)
+	size, err := ApplyTar(layer, ContextReader(ctx, diff), wf)
 	return size, errors.Wrapf(err, "apply diff to layer %s", id)
 }
 
@@ -104,6 +104,24 @@ func (n naiveDiff) DiffSize(ctx context.Context, id, parent string) (int64, erro
 		return 0, err
 	}
 	return ChangesSize(layer, changes)
+}
+
+// ContextReader returns r as a reader that fails with ctx's error (wrapped)
+// once ctx is done, so that applying a long layer stream stops when its
+// context ends. What was applied before stays: an interrupted ApplyDiff
+// leaves the layer partly written, to be removed or applied again.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, errors.Wrap(err, "read the layer stream")
+	}
+	return c.r.Read(p)
 }
 
 // WriteChanges writes a layer stream holding changes (sorted, as from

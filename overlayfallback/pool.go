@@ -126,6 +126,9 @@ func Down(ctx context.Context, d Layers) error {
 // A cancelled ctx stops it between layers; what is left is a consistent,
 // smaller home.
 func Destroy(ctx context.Context, d Layers, home string, force bool) error {
+	if err := ctx.Err(); err != nil {
+		return errors.Wrapf(err, "destroy %s", home)
+	}
 	layers, err := d.List()
 	if err != nil {
 		return err

@@ -18,6 +18,9 @@ func (d *Driver) Create(ctx context.Context, id, parent string, opts *driver.Cre
 	if err := validateID(id); err != nil {
 		return errors.Wrap(err, "aufs: create")
 	}
+	if err := ctx.Err(); err != nil {
+		return errors.Wrapf(err, "aufs: create %s", id)
+	}
 	if opts == nil {
 		opts = &driver.CreateOpts{}
 	}

@@ -22,7 +22,10 @@ import (
 // native reports whether parent is the parent id was created on, the only
 // base diff/<id> records changes against; other bases go through
 // driver.NaiveDiff, which mounts both layers.
-func (d *Driver) native(op, id, parent string) (bool, error) {
+func (d *Driver) native(ctx context.Context, op, id, parent string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, errors.Wrapf(err, "aufs: %s %s", op, id)
+	}
 	if !d.Exists(id) {
 		return false, errors.Wrapf(driver.ErrNotFound, "aufs: %s %s", op, id)
 	}
@@ -34,7 +37,7 @@ func (d *Driver) native(op, id, parent string) (bool, error) {
 // id's own parent, the content of diff/<id> with whiteouts in OCI form and
 // aufs's own entries left out; for any other parent, NaiveDiff's.
 func (d *Driver) Diff(ctx context.Context, id, parent string) (io.ReadCloser, error) {
-	ok, err := d.native("diff", id, parent)
+	ok, err := d.native(ctx, "diff", id, parent)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +56,7 @@ func (d *Driver) Diff(ctx context.Context, id, parent string) (io.ReadCloser, er
 // parent's view it does not hold again. Other parents go through
 // driver.NaiveDiff.
 func (d *Driver) Changes(ctx context.Context, id, parent string) ([]driver.Change, error) {
-	ok, err := d.native("changes", id, parent)
+	ok, err := d.native(ctx, "changes", id, parent)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +79,7 @@ func (d *Driver) Changes(ctx context.Context, id, parent string) ([]driver.Chang
 // against parent (hard links counted once): what ApplyDiff of its Diff
 // reports.
 func (d *Driver) DiffSize(ctx context.Context, id, parent string) (int64, error) {
-	ok, err := d.native("diff size", id, parent)
+	ok, err := d.native(ctx, "diff size", id, parent)
 	if err != nil {
 		return 0, err
 	}
@@ -99,6 +102,6 @@ func (d *Driver) ApplyDiff(ctx context.Context, id, parent string, diff io.Reade
 	if !d.Exists(id) {
 		return 0, errors.Wrapf(driver.ErrNotFound, "aufs: apply diff to %s", id)
 	}
-	n, err := overlayfallback.ApplyDiff(d.diffPath(id), diff, overlayfallback.Aufs)
+	n, err := overlayfallback.ApplyDiff(d.diffPath(id), driver.ContextReader(ctx, diff), overlayfallback.Aufs)
 	return n, errors.Wrapf(err, "aufs: apply diff to %s", id)
 }

@@ -20,6 +20,9 @@ func (d *Driver) Get(ctx context.Context, id, mountLabel string) (string, error)
 	if !d.Exists(id) {
 		return "", errors.Wrapf(driver.ErrNotFound, "aufs: get %s", id)
 	}
+	if err := ctx.Err(); err != nil {
+		return "", errors.Wrapf(err, "aufs: get %s", id)
+	}
 	target := d.mntPath(id)
 	if d.refs[id] > 0 {
 		d.refs[id]++

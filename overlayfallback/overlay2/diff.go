@@ -14,7 +14,10 @@ import (
 // id's diff directory: parent must be id's own parent and the kernel must
 // not be using redirect_dir or metacopy, which leave upper directories
 // that do not describe the change on their own.
-func (d *Driver) native(id, parent string) (bool, error) {
+func (d *Driver) native(ctx context.Context, id, parent string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, errors.Wrapf(err, "diff of overlay2 layer %s", id)
+	}
 	if !d.nativeDiff {
 		return false, nil
 	}
@@ -40,7 +43,7 @@ func (d *Driver) native(id, parent string) (bool, error) {
 
 // Diff returns id's changes against parent as an OCI layer stream.
 func (d *Driver) Diff(ctx context.Context, id, parent string) (io.ReadCloser, error) {
-	ok, err := d.native(id, parent)
+	ok, err := d.native(ctx, id, parent)
 	if err != nil || !ok {
 		if err != nil {
 			return nil, err
@@ -52,7 +55,7 @@ func (d *Driver) Diff(ctx context.Context, id, parent string) (io.ReadCloser, er
 
 // Changes lists id's changes against parent, sorted by path.
 func (d *Driver) Changes(ctx context.Context, id, parent string) ([]driver.Change, error) {
-	ok, err := d.native(id, parent)
+	ok, err := d.native(ctx, id, parent)
 	if err != nil || !ok {
 		if err != nil {
 			return nil, err
@@ -77,13 +80,13 @@ func (d *Driver) ApplyDiff(ctx context.Context, id, parent string, diff io.Reade
 	if !d.Exists(id) {
 		return 0, errors.Wrapf(driver.ErrNotFound, "overlay2 layer %s", id)
 	}
-	size, err := overlayfallback.ApplyDiff(d.diffDir(id), diff, overlayfallback.Overlay)
+	size, err := overlayfallback.ApplyDiff(d.diffDir(id), driver.ContextReader(ctx, diff), overlayfallback.Overlay)
 	return size, errors.Wrapf(err, "apply diff to overlay2 layer %s", id)
 }
 
 // DiffSize returns the bytes of regular file content id changes against parent.
 func (d *Driver) DiffSize(ctx context.Context, id, parent string) (int64, error) {
-	ok, err := d.native(id, parent)
+	ok, err := d.native(ctx, id, parent)
 	if err != nil || !ok {
 		if err != nil {
 			return 0, err

@@ -270,6 +270,9 @@ func (d *Driver) Get(ctx context.Context, id, mountLabel string) (string, error)
 	if !d.Exists(id) {
 		return "", errors.Wrapf(driver.ErrNotFound, "overlay2 layer %s", id)
 	}
+	if err := ctx.Err(); err != nil {
+		return "", errors.Wrapf(err, "mount overlay2 layer %s", id)
+	}
 	lower, err := d.readLower(id)
 	if err != nil {
 		return "", err

@@ -335,3 +335,34 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestACancelledContextChangesNothing(t *testing.T) {
+	d := newTestDriver(t)
+	must(t, d.Create(t.Context(), "base", "", nil))
+	must(t, d.CreateReadWrite(t.Context(), "app", "base", nil))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	before := countMounts(t, d.mergedDir("app"))
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"Create", func() error { return d.Create(ctx, "new", "", nil) }},
+		{"Remove", func() error { return d.Remove(ctx, "app") }},
+		{"Get", func() error { _, err := d.Get(ctx, "app", ""); return err }},
+		{"Changes", func() error { _, err := d.Changes(ctx, "app", "base"); return err }},
+		{"ApplyDiff", func() error { _, err := d.ApplyDiff(ctx, "app", "base", strings.NewReader("")); return err }},
+		{"Destroy", func() error { return d.Destroy(ctx, true) }},
+	}
+	for _, c := range calls {
+		if err := c.call(); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a cancelled context = %v, want context.Canceled", c.name, err)
+		}
+	}
+	if d.Exists("new") || !d.Exists("app") || !d.Exists("base") {
+		t.Fatalf("a cancelled call changed the layers: new %v app %v base %v", d.Exists("new"), d.Exists("app"), d.Exists("base"))
+	}
+	if countMounts(t, d.mergedDir("app")) != before {
+		t.Fatal("a cancelled Get mounted the layer")
+	}
+}
