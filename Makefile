@@ -55,6 +55,8 @@ test:
 	tests/vm/run.sh --both $(VMFLAGS) 2>&1 | tee "$$log/vm"; vm=$${PIPESTATUS[0]}; \
 	echo "=== power cut across reboots: $(POWERCUT) ==="; \
 	$(POWERCUT) $(POWERCUTFLAGS) 2>&1 | tee "$$log/cut"; cut=$${PIPESTATUS[0]}; \
+	echo "=== packaging: make test-packaging ==="; \
+	$(MAKE) --no-print-directory test-packaging 2>&1 | tee "$$log/pkg"; pkg=$${PIPESTATUS[0]}; \
 	$(MAKE) --no-print-directory vagrant-check; vag=$$?; \
 	echo; echo "=== make test summary ==="; \
 	echo "host (go test ./..., exit $$host): $$(grep -c '^ok' "$$log/host") packages ok," \
@@ -64,8 +66,9 @@ test:
 	grep -a -E '^VM \(.*boot\+run' "$$log/cut" | sed 's/^VM/power cut across reboots:/' | grep . || \
 		echo "power cut across reboots: no result (exit $$cut)"; \
 	grep -a -E '^power cut across reboots: [0-9]+ points' "$$log/cut" | tail -1; \
+	grep -a '^packaging: ' "$$log/pkg" | tail -1 | grep . || echo "packaging: no result (exit $$pkg)"; \
 	rm -rf "$$log"; \
-	[ $$host -eq 0 ] && [ $$vm -eq 0 ] && [ $$cut -eq 0 ] && [ $$vag -eq 0 ]
+	[ $$host -eq 0 ] && [ $$vm -eq 0 ] && [ $$cut -eq 0 ] && [ $$pkg -eq 0 ] && [ $$vag -eq 0 ]
 
 test-host:
 	$(GO) test -count=1 ./...
