@@ -21,8 +21,13 @@
 // leave out aufs's own .wh..wh.aufs, .wh..wh.plnk, .wh..wh.orph and
 // .wh..wh.<name>.<n> entries with everything inside them.
 //
-// Remove renames mnt/<id> and diff/<id> to <id>-removing before deleting
-// them; New deletes such leftovers of an interrupted removal.
+// layers/<id> is written crash-safely (internal/atomicfile: temporary
+// file, fsync, rename, directory fsync). Remove unmounts the layer, then
+// renames mnt/<id> and diff/<id> to <id>-removing before deleting them;
+// New deletes such leftovers of an interrupted removal.
+//
+// Importing the package registers the backend as "aufs" with
+// driver.Register and does nothing else.
 //
 // New fails with an error wrapping driver.ErrNotSupported when
 // /proc/filesystems lacks aufs (after trying to load the module), as on

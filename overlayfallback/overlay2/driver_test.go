@@ -366,3 +366,21 @@ func TestACancelledContextChangesNothing(t *testing.T) {
 		t.Fatal("a cancelled Get mounted the layer")
 	}
 }
+
+// TestImportingThePackageRunsNothing re-executes this test binary with the
+// variable that used to turn an importing program into overlay2's mount
+// helper at init: the program runs as itself (its tests run and pass)
+// instead of being taken over before main.
+func TestImportingThePackageRunsNothing(t *testing.T) {
+	if os.Getenv("OVERLAY2_REEXEC_CHILD") == "1" {
+		return
+	}
+	exe, err := os.Executable()
+	must(t, err)
+	cmd := exec.Command(exe, "-test.run=^TestImportingThePackageRunsNothing$", "-test.v")
+	cmd.Env = append(os.Environ(), "OVERLAY2_REEXEC_CHILD=1", "_THINCTL_OVERLAY2_MOUNT_HELPER=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestImportingThePackageRunsNothing") {
+		t.Fatalf("the test binary with the old helper variable set: %v\n%s", err, out)
+	}
+}
