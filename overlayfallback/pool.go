@@ -54,6 +54,20 @@ type Layers interface {
 	driver.Mounter
 }
 
+// Backend is everything a file-level backend's driver implements: the
+// Driver with native diffs, listing and mounting, and the pool-level
+// optional interfaces (Pool's, and a Check of its own).
+type Backend interface {
+	Layers
+	driver.DiffDriver
+	driver.PoolStatuser
+	driver.Checker
+	driver.Collector
+	driver.Upper
+	driver.Downer
+	driver.Destroyer
+}
+
 // PoolStatus reports a home's layers and the space of the filesystem
 // holding it: State "rw", Data* from statfs, Devices the layer count, and
 // Details "Home" followed by the backend's own Status.

@@ -42,12 +42,6 @@ type Driver struct {
 	hookAfterRename func()
 }
 
-var (
-	_ driver.Driver     = (*Driver)(nil)
-	_ driver.DiffDriver = (*Driver)(nil)
-	_ driver.Lister     = (*Driver)(nil)
-)
-
 // sysOps are the kernel calls that mount; tests replace them to record the
 // calls a kernel without aufs could not serve.
 type sysOps struct {

@@ -44,15 +44,7 @@ func (Backend) Init(_ context.Context, root string, opts driver.Options) (driver
 	return New(filepath.Join(root, Name), opts)
 }
 
-var (
-	_ driver.PoolStatuser = (*Driver)(nil)
-	_ driver.Checker      = (*Driver)(nil)
-	_ driver.Collector    = (*Driver)(nil)
-	_ driver.Upper        = (*Driver)(nil)
-	_ driver.Downer       = (*Driver)(nil)
-	_ driver.Destroyer    = (*Driver)(nil)
-	_ driver.Mounter      = (*Driver)(nil)
-)
+var _ overlayfallback.Backend = (*Driver)(nil)
 
 // Check reports layers whose parent is gone and layers whose lower chain
 // names a link that resolves to no layer directory. Neither can be

@@ -36,11 +36,6 @@ type Driver struct {
 	refs map[string]int // Get references per layer in this process
 }
 
-var (
-	_ driver.Driver     = (*Driver)(nil)
-	_ driver.DiffDriver = (*Driver)(nil)
-)
-
 // New opens (creating when needed) an overlay2 home. It checks that the
 // kernel has overlay, that the backing filesystem is usable and records
 // file types in directory entries (d_type), rebuilds lost l/ links, and

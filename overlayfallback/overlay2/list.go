@@ -7,8 +7,6 @@ import (
 	"github.com/thinctl/thinctl/fs"
 )
 
-var _ driver.Lister = (*Driver)(nil)
-
 // List returns every layer in the home, sorted by id, with its parent
 // (resolved from the nearest entry of its lower file) and whether its
 // merged directory is mounted. A layer without a parent is never mounted:
