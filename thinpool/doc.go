@@ -53,6 +53,6 @@
 // A Pool uses dm.Default() unless Options.DM / OpenOptions.DM hands it a
 // client of the caller's (dm.Open), with its own logger and udev timeout.
 //
-// The package also provides the "devicemapper" backend of the driver
-// package (Backend, Driver), registered on import.
+// driver/devicemapper puts a Pool behind the driver package's interface
+// (the "devicemapper" backend); thinpool itself imports no driver code.
 package thinpool

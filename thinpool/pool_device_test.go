@@ -147,26 +147,6 @@ func TestOptionsDefaultsAndLimits(t *testing.T) {
 	}
 }
 
-func TestParseSize(t *testing.T) {
-	cases := []struct {
-		in   string
-		want uint64
-		ok   bool
-	}{
-		{"1048576", MiB, true}, {"10G", 10 * GiB, true}, {"10g", 10 * GiB, true}, {"512MiB", 512 * MiB, true},
-		{"64k", 64 * KiB, true}, {"2TB", 2 << 40, true}, {"", 0, false}, {"ten", 0, false}, {"-1G", 0, false},
-		{"99999999999999999999", 0, false}, {"20000000P", 0, false},
-	}
-	for _, c := range cases {
-		t.Run("size "+c.in, func(t *testing.T) {
-			got, err := ParseSize(c.in)
-			if (err == nil) != c.ok || got != c.want {
-				t.Fatalf("ParseSize(%q) = %d, %v; want %d ok=%v", c.in, got, err, c.want, c.ok)
-			}
-		})
-	}
-}
-
 func TestStatusAndSpaceCheck(t *testing.T) {
 	st, err := parsePoolStatus("3 1638/16384 29491/32768 - rw discard_passdown error_if_no_space - 3072")
 	if err != nil {
