@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/driver"
+	"github.com/thinctl/thinctl/fs"
 )
 
 // Config tunes the suite for a backend; zero fields take the defaults.
@@ -489,36 +490,15 @@ func testRemoveWithChildren(t *testing.T, d driver.Driver, _ Config) {
 // mountDepth counts the mounts at p or above it.
 func mountDepth(t *testing.T, p string) int {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := fs.Mounts()
 	must(t, err)
 	n := 0
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMountinfo(f[4])
-		if mp == p || mp == "/" || strings.HasPrefix(p, mp+"/") {
+	for _, m := range mounts {
+		if m.MountPoint == p || m.MountPoint == "/" || strings.HasPrefix(p, m.MountPoint+"/") {
 			n++
 		}
 	}
 	return n
-}
-
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func testRefCount(t *testing.T, d driver.Driver, _ Config) {

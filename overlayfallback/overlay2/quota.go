@@ -81,12 +81,7 @@ type quotaCtl struct {
 
 // mountFor returns the mountinfo entry of the mount holding p.
 func mountFor(p string) (fs.MountEntry, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return fs.MountEntry{}, errors.Wrap(err, "read mountinfo")
-	}
-	defer f.Close()
-	mounts, err := fs.ParseMountInfo(f)
+	mounts, err := fs.Mounts()
 	if err != nil {
 		return fs.MountEntry{}, err
 	}
