@@ -107,12 +107,17 @@ func CheckParents(layers []driver.LayerInfo) []driver.Problem {
 	return out
 }
 
-// Report turns problems into a CheckReport (Problems never nil).
+// Report turns problems into a CheckReport (Problems never nil), consistent
+// when every problem was fixed (as a thin pool's check reports it).
 func Report(problems []driver.Problem) driver.CheckReport {
 	if problems == nil {
 		problems = []driver.Problem{}
 	}
-	return driver.CheckReport{Consistent: len(problems) == 0, Problems: problems}
+	consistent := true
+	for _, p := range problems {
+		consistent = consistent && p.Fixed
+	}
+	return driver.CheckReport{Consistent: consistent, Problems: problems}
 }
 
 // Down refuses with driver.ErrBusy while layers are mounted (naming them)

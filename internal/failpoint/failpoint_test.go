@@ -80,7 +80,7 @@ func TestParse(t *testing.T) {
 }
 
 func TestPointsHaveUniqueWellFormedNamesAndDescriptions(t *testing.T) {
-	re := regexp.MustCompile(`^[a-z]+/[a-z_-]+/[a-z-]+$`)
+	re := regexp.MustCompile(`^[a-z][a-z0-9]*/[a-z_-]+/[a-z-]+$`)
 	seen := map[string]bool{}
 	for _, p := range Points {
 		if !re.MatchString(p.Name) {

@@ -23,13 +23,16 @@ const (
 	SnapAfterSuspend  = "thinpool/snapshot/after-suspend"
 	SnapBeforeResume  = "thinpool/snapshot/before-resume"
 	CheckAfterReserve = "thinpool/check/after-reserve"
-	ActivateAfterLoad = "thinpool/activate/after-load"
-	MountAfterMount   = "thinpool/mount/after-mount"
-	RemoveAfterUnmnt  = "thinpool/remove/after-unmount"
-	RemoveAfterDeact  = "thinpool/remove/after-deactivate"
-	RemoveAfterMark   = "thinpool/remove/after-mark-deleted"
-	GrowAfterFiles    = "thinpool/grow/after-files"
-	GrowAfterReload   = "thinpool/grow/after-reload"
+
+	Overlay2BeforePublish = "overlay2/create/before-publish"
+	Overlay2AfterPublish  = "overlay2/create/after-publish"
+	ActivateAfterLoad     = "thinpool/activate/after-load"
+	MountAfterMount       = "thinpool/mount/after-mount"
+	RemoveAfterUnmnt      = "thinpool/remove/after-unmount"
+	RemoveAfterDeact      = "thinpool/remove/after-deactivate"
+	RemoveAfterMark       = "thinpool/remove/after-mark-deleted"
+	GrowAfterFiles        = "thinpool/grow/after-files"
+	GrowAfterReload       = "thinpool/grow/after-reload"
 )
 
 // Points is every failpoint the product marks, in the order an operation
@@ -48,6 +51,8 @@ var Points = []Point{
 	{SnapAfterSuspend, "snapshot: the active origin is suspended for create_snap"},
 	{SnapBeforeResume, "snapshot: create_snap is done (or failed), the origin is still suspended (its error action makes the resume fail)"},
 	{CheckAfterReserve, "check: the pool's metadata snapshot is reserved and not yet released"},
+	{Overlay2BeforePublish, "overlay2 create: the layer is complete in its staging directory (fsynced), not yet renamed into place"},
+	{Overlay2AfterPublish, "overlay2 create: the layer is renamed into place, its parent directory not yet fsynced"},
 	{ActivateAfterLoad, "activate: the device-mapper device is created with its table loaded, not resumed"},
 	{MountAfterMount, "mount: the filesystem is mounted, the caller not told"},
 	{RemoveAfterUnmnt, "remove: the device is unmounted, still active"},

@@ -46,15 +46,22 @@ func (Backend) Init(_ context.Context, root string, opts driver.Options) (driver
 
 var _ overlayfallback.Backend = (*Driver)(nil)
 
-// Check reports layers whose parent is gone and layers whose lower chain
-// names a link that resolves to no layer directory. Neither can be
-// repaired without changing what the layer shows, so Repair fixes nothing.
-func (d *Driver) Check(ctx context.Context, _ driver.CheckOptions) (driver.CheckReport, error) {
+// Check reports layers whose parent is gone, layers whose lower chain names
+// a link that resolves to no layer directory, and what an interrupted create
+// left (a staging directory; the layer itself was never published). Repair
+// removes the last; the others cannot be repaired without changing what a
+// layer shows.
+func (d *Driver) Check(ctx context.Context, opts driver.CheckOptions) (driver.CheckReport, error) {
 	layers, err := d.List()
 	if err != nil {
 		return driver.CheckReport{}, err
 	}
 	problems := overlayfallback.CheckParents(layers)
+	staged, err := d.checkStaging(opts.Repair)
+	if err != nil {
+		return driver.CheckReport{}, err
+	}
+	problems = append(problems, staged...)
 	for _, l := range layers {
 		if err := ctx.Err(); err != nil {
 			return driver.CheckReport{}, errors.Wrap(err, "check overlay2")

@@ -13,6 +13,8 @@ import (
 
 	"github.com/thinctl/thinctl/driver"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/internal/atomicfile"
+	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/overlayfallback"
 	"github.com/thinctl/thinctl/units"
 )
@@ -142,11 +144,14 @@ func (d *Driver) create(ctx context.Context, id, parent string, opts *driver.Cre
 		}
 		lower = FormatLower(plink, plower)
 	}
-	if err := os.Mkdir(d.dir(id), 0o700); err != nil {
-		if os.IsExist(err) {
-			return errors.Wrapf(driver.ErrExists, "overlay2 layer %s", id)
-		}
-		return errors.Wrapf(err, "create layer directory for %s", id)
+	// The layer is built in a staging directory and published with one
+	// rename, so that a crash or power cut leaves either no layer or a
+	// whole one — never a layer whose lower file is missing, which would
+	// show its diff without its parents. A crash leaves the staging
+	// directory (and a dangling l/ link), which Check with Repair removes.
+	st, err := d.newStaging(id)
+	if err != nil {
+		return err
 	}
 	var link string
 	defer func() {
@@ -154,22 +159,23 @@ func (d *Driver) create(ctx context.Context, id, parent string, opts *driver.Cre
 			if link != "" {
 				os.Remove(filepath.Join(d.home, linkDir, link))
 			}
-			os.RemoveAll(d.dir(id))
+			os.RemoveAll(st.dir)
 		}
+		st.close()
 	}()
 	if size > 0 {
-		if err := d.quota.setLimit(d.dir(id), size); err != nil {
+		if err := d.quota.setLimit(st.dir, size); err != nil {
 			return err
 		}
 	}
-	if err := os.Mkdir(d.diffDir(id), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(st.dir, diffDirName), 0o755); err != nil {
 		return errors.Wrapf(err, "create diff directory for %s", id)
 	}
 	// The mode must be exact whatever the umask.
-	if err := os.Chmod(d.diffDir(id), 0o755); err != nil {
+	if err := os.Chmod(filepath.Join(st.dir, diffDirName), 0o755); err != nil {
 		return errors.Wrapf(err, "chmod diff directory of %s", id)
 	}
-	link, err := newLinkName()
+	link, err = newLinkName()
 	if err != nil {
 		return err
 	}
@@ -177,24 +183,51 @@ func (d *Driver) create(ctx context.Context, id, parent string, opts *driver.Cre
 		link = ""
 		return errors.Wrapf(err, "create link for layer %s", id)
 	}
-	if err := writeFile(filepath.Join(d.dir(id), linkFileName), link); err != nil {
+	if err := writeFile(filepath.Join(st.dir, linkFileName), link); err != nil {
 		return err
 	}
 	if lower != "" {
-		if err := writeFile(filepath.Join(d.dir(id), lowerFileName), lower); err != nil {
+		if err := writeFile(filepath.Join(st.dir, lowerFileName), lower); err != nil {
 			return err
 		}
-		if err := os.Mkdir(d.workDir(id), 0o700); err != nil {
+		if err := os.Mkdir(filepath.Join(st.dir, workDirName), 0o700); err != nil {
 			return errors.Wrapf(err, "create work directory for %s", id)
 		}
 	}
 	if committed {
-		if err := writeFile(filepath.Join(d.dir(id), committedName), ""); err != nil {
+		if err := writeFile(filepath.Join(st.dir, committedName), ""); err != nil {
 			return err
 		}
 	}
+	if err := atomicfile.SyncDir(st.dir); err != nil {
+		return err
+	}
+	if err := atomicfile.SyncDir(filepath.Join(d.home, linkDir)); err != nil {
+		return err
+	}
+	failpoint.Inject(failpoint.Overlay2BeforePublish)
+	if hookBeforePublish != nil {
+		hookBeforePublish(st.dir)
+	}
+	if err := os.Rename(st.dir, d.dir(id)); err != nil {
+		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
+			return errors.Wrapf(driver.ErrExists, "overlay2 layer %s", id)
+		}
+		return errors.Wrapf(err, "publish layer %s", id)
+	}
+	st.dir = d.dir(id) // published: the deferred cleanup must not touch it
+	failpoint.Inject(failpoint.Overlay2AfterPublish)
+	if err := atomicfile.SyncDir(d.home); err != nil {
+		retErr = err
+		os.RemoveAll(d.dir(id))
+		return err
+	}
 	return nil
 }
+
+// hookBeforePublish, set by tests only, runs where the failpoint
+// overlay2/create/before-publish is.
+var hookBeforePublish func(staging string)
 
 // children lists the layers whose nearest parent is id.
 func (d *Driver) children(id string) ([]string, error) {

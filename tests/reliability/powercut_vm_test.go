@@ -70,7 +70,8 @@ func (s *stateDisk) attach() {
 // page cache) becomes the disk; the process is killed; every mount,
 // device-mapper device and loop device of the old system is torn down as
 // a reboot would; e2fsck replays the journal; the copy is mounted where
-// the filesystem was. key is the root's device-mapper key.
+// the filesystem was. key is the root's device-mapper key ("" for a root
+// without a thin pool).
 func (s *stateDisk) cut(pid int, key string, afterCopy func()) {
 	t := s.t
 	t.Helper()
@@ -82,10 +83,15 @@ func (s *stateDisk) cut(pid int, key string, afterCopy func()) {
 	if afterCopy != nil {
 		afterCopy()
 	}
-	// The reboot: nothing of the old kernel state survives.
-	resumeAll(key)
+	// The reboot: nothing of the old kernel state survives. (A root of a
+	// file-level driver has no device-mapper key and no devices.)
+	if key != "" {
+		resumeAll(key)
+	}
 	unmountUnder(s.mnt)
-	removeAllDM(key)
+	if key != "" {
+		removeAllDM(key)
+	}
 	detachLoopsUnder(s.mnt)
 	if out, err := exec.Command("umount", s.mnt).CombinedOutput(); err != nil {
 		t.Fatalf("umount %s: %v\n%s", s.mnt, err, out)
