@@ -265,8 +265,8 @@ func TestCreateRefusesWhenSpaceIsLow(t *testing.T) {
 	o.MinFreeSpace = 99.9
 	p, _ := newVMPool(t, o)
 	err := p.Create(context.Background(), "x", "", CreateOptions{})
-	if !isErr(err, ErrLowSpace) || !strings.Contains(err.Error(), "thinctl pool grow") {
-		t.Fatalf("Create with 99.9%% minimum free = %v, want ErrLowSpace with advice", err)
+	if !isErr(err, ErrLowSpace) || !strings.Contains(err.Error(), "grow its data") {
+		t.Fatalf("Create with 99.9%% minimum free = %v, want ErrLowSpace saying which space to grow", err)
 	}
 	if _, err := p.Device("x"); !isErr(err, ErrDeviceNotFound) {
 		t.Fatalf("a refused Create left a record: %v", err)

@@ -164,6 +164,9 @@ func crashSteps() []crashStep {
 			args: fixed("create", "n", "--parent", "k1"), newID: "n", newData: ofK1},
 		crashStep{name: "snapshot of a mounted device", point: failpoint.TxAfterMessage, prepare: mounted("k1"),
 			args: fixed("create", "n", "--parent", "k1"), newID: "n", newData: ofK1},
+		crashStep{name: "snapshot of a mounted device", point: failpoint.SnapBeforeResume, subset: true, prepare: mounted("k1"),
+			args: fixed("create", "n", "--parent", "k1"), newID: "n", newData: ofK1},
+		crashStep{name: "check", point: failpoint.CheckAfterReserve, subset: true, args: fixed("check")},
 		crashStep{name: "activate", point: failpoint.ActivateAfterLoad, args: fixed("activate", "k2")},
 		crashStep{name: "mount", point: failpoint.ActivateAfterLoad, args: fixed("mount", "k2")},
 		crashStep{name: "mount", point: failpoint.MountAfterMount, args: fixed("mount", "k2")},
@@ -219,7 +222,8 @@ func TestReliabilityCrashAtEveryStep(t *testing.T) {
 		covered[c.point] = true
 	}
 	for _, p := range failpoint.Points {
-		if !covered[p.Name] {
+		// overlay2's points are cut by TestReliabilityPowerCutOverlay2.
+		if !covered[p.Name] && !strings.HasPrefix(p.Name, "overlay2/") {
 			t.Errorf("failpoint %s has no crash step", p.Name)
 		}
 	}
