@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# tests/vagrant/guest.sh: the steps tests/vagrant/run.sh runs inside the
+# Vagrant box, as root (from /thinctl, where Vagrant synced them):
+#
+#   guest.sh tests [REGEX [TIMEOUT]]   every /thinctl/tests/*/*.test with -test.v
+#   guest.sh demo                     tests/vm/demo/demo.sh with /thinctl/bin/thinctl
+#   guest.sh reboot-prepare           a pool with two mounted devices holding data
+#   guest.sh reboot-check             after the reboot: pool up, mount, compare
+#
+# Nothing here needs a network: the binaries were built on the host.
+set -euo pipefail
+
+SYNC=/thinctl
+export PATH="$SYNC/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# count_results, binary_failures: shared with the qemu rig (tests/vm/guest/lib.sh).
+# shellcheck source=../vm/guest/lib.sh
+. "$SYNC/lib.sh"
+
+die() { echo "guest.sh: $*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root"
+KVER="$(uname -r)"
+OS="$(. /etc/os-release && echo "$PRETTY_NAME")"
+
+# The reboot check's state: a pool on the root filesystem, and beside it
+# what the devices held before the reboot (copies to compare byte for byte).
+RB_ROOT=/var/lib/thinctl-reboot
+RB_KEEP=/var/lib/thinctl-reboot-expect
+
+# require_udev fails unless this is a systemd boot with systemd-udevd running:
+# the suite runs in udev mode here (THINCTL_UDEV=1), unlike the busybox guest.
+require_udev() {
+	[ "$(cat /proc/1/comm)" = systemd ] || die "PID 1 is $(cat /proc/1/comm), not systemd"
+	systemctl is-active --quiet systemd-udevd || die "systemd-udevd is not running"
+	[ -e /run/udev/control ] || die "/run/udev/control is missing while systemd-udevd runs"
+	[ -e /dev/mapper/control ] || modprobe dm_mod
+	modprobe -a dm_thin_pool dm_zero loop
+}
+
+run_tests() {
+	local regex="${1:-}" timeout="${2:-20m}" P=0 F=0 S=0 status=0 bin dir name rc extra log
+	require_udev
+	export THINCTL_UDEV=1 TMPDIR=/var/tmp/thinctl-tests
+	rm -rf "$TMPDIR"
+	mkdir -p "$TMPDIR"
+	log="$(mktemp)"
+	echo "=== thinctl in the Vagrant box: $OS, kernel $KVER, systemd-udevd $(udevadm --version) running ==="
+	for bin in "$SYNC"/tests/*/*.test; do
+		[ -e "$bin" ] || die "no test binaries under $SYNC/tests"
+		dir="${bin%/*}"
+		name="${bin##*/}"
+		echo "=== RUN binary $name ==="
+		set -- -test.v -test.timeout="$timeout"
+		[ -z "$regex" ] || set -- "$@" -test.run "$regex"
+		rc=0
+		(cd "$dir" && "$bin" "$@") 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+		set -- $(count_results "$log")
+		extra="$(binary_failures "$log" "$rc")"
+		P=$((P + $1)) F=$((F + $2 + extra)) S=$((S + $3))
+		if [ "$rc" -ne 0 ]; then
+			status=1
+			echo "=== binary $name exited $rc ==="
+		fi
+	done
+	rm -f "$log"
+	if [ "$status" -ne 0 ]; then
+		echo "=== last kernel messages ==="
+		dmesg | tail -40
+	fi
+	rm -rf "$TMPDIR"
+	echo "THINCTL-VAGRANT-KERNEL=$KVER"
+	echo "THINCTL-VAGRANT-COUNTS=$P $F $S"
+	return "$status"
+}
+
+run_demo() {
+	require_udev
+	[ -x "$SYNC/bin/thinctl" ] || die "$SYNC/bin/thinctl is missing"
+	cd /var/tmp
+	bash "$SYNC/demo.sh"
+}
+
+# reboot_prepare makes a pool with two devices (ext4, the default, and a
+# snapshot of the first), mounts both, fills them with random data and keeps
+# copies on the root filesystem; the mounts stay for the reboot.
+reboot_prepare() {
+	require_udev
+	export THINCTL_ROOT="$RB_ROOT"
+	rm -rf "$RB_KEEP"
+	if [ -e "$RB_ROOT" ]; then
+		thinctl pool destroy --force >/dev/null 2>&1 || true
+		rm -rf "$RB_ROOT"
+	fi
+	mkdir -p "$RB_KEEP"
+	cat /proc/sys/kernel/random/boot_id >"$RB_KEEP/boot_id"
+	echo "+ thinctl pool init --data-size 1G --metadata-size 16M --base-size 256M"
+	thinctl pool init --data-size 1G --metadata-size 16M --base-size 256M
+	local id mnt
+	for id in web web-snap; do
+		if [ "$id" = web ]; then
+			echo "+ thinctl create web"
+			thinctl create web
+		else
+			echo "+ thinctl create web-snap --parent web"
+			thinctl create web-snap --parent web
+		fi
+		echo "+ thinctl mount $id"
+		mnt="$(thinctl mount "$id")"
+		echo "$mnt"
+		head -c 8M /dev/urandom >"$RB_KEEP/$id.bin"
+		cp "$RB_KEEP/$id.bin" "$mnt/data.bin"
+		# The parent's file under the snapshot's own name: the snapshot was
+		# taken before, so each device must come back with only its own.
+		echo "$id" >"$mnt/name"
+		echo "$id" >"$RB_KEEP/$id.name"
+		echo "$mnt" >"$RB_KEEP/$id.mount"
+	done
+	sync
+	findmnt -rn -o TARGET,SOURCE | grep -F "$RB_ROOT" || die "the devices are not mounted"
+	echo "reboot-prepare: pool $RB_ROOT with web and web-snap mounted, 8 MiB of random data each; boot $(cat "$RB_KEEP/boot_id")"
+}
+
+# reboot_check runs after the reboot: the kernel forgot the pool; `thinctl
+# pool up` brings it back, mount brings back each device, and every byte
+# must be what was written before the reboot.
+reboot_check() {
+	require_udev
+	export THINCTL_ROOT="$RB_ROOT"
+	[ -f "$RB_KEEP/boot_id" ] || die "no reboot-prepare state in $RB_KEEP"
+	[ "$(cat /proc/sys/kernel/random/boot_id)" != "$(cat "$RB_KEEP/boot_id")" ] || die "the guest did not reboot (same boot id)"
+	if dmsetup ls --target thin-pool 2>/dev/null | grep -q .; then
+		die "a thin pool is active before thinctl pool up: $(dmsetup ls --target thin-pool)"
+	fi
+	echo "+ thinctl pool up"
+	thinctl pool up
+	echo "+ thinctl pool status"
+	thinctl pool status
+	local id mnt bad=0
+	for id in web web-snap; do
+		echo "+ thinctl mount $id"
+		mnt="$(thinctl mount "$id")"
+		echo "$mnt"
+		if cmp "$RB_KEEP/$id.bin" "$mnt/data.bin" && cmp "$RB_KEEP/$id.name" "$mnt/name"; then
+			echo "reboot-check: $id: 8 MiB of data and its name file identical after the reboot"
+		else
+			echo "reboot-check: $id: data differs after the reboot" >&2
+			bad=1
+		fi
+		echo "+ thinctl unmount $id"
+		thinctl unmount "$id"
+	done
+	echo "+ thinctl check"
+	thinctl check || bad=1
+	echo "+ thinctl pool destroy --force"
+	thinctl pool destroy --force
+	rm -rf "$RB_KEEP" "$RB_ROOT"
+	[ "$bad" -eq 0 ] || die "the devices did not come back as they were"
+	echo "reboot-check: pool and devices came back after the reboot with their data (kernel $KVER)"
+}
+
+case "${1:-}" in
+tests) shift; run_tests "$@" ;;
+demo) run_demo ;;
+reboot-prepare) reboot_prepare ;;
+reboot-check) reboot_check ;;
+*) die "usage: guest.sh tests [REGEX [TIMEOUT]] | demo | reboot-prepare | reboot-check" ;;
+esac
