@@ -21,10 +21,12 @@ DEMO      ?= tests/vm/demo/demo.sh
 # take N+1 boots; tests/reliability/testdata/full cuts every step but pool init.
 POWERCUT_BOOTS ?= $(if $(wildcard tests/reliability/testdata/full),40,4)
 POWERCUTFLAGS ?=
+# Flags for tests/vagrant/run.sh (make test-vagrant), e.g. --pkg ./dm --no-reboot.
+VAGRANTFLAGS ?=
 POWERCUT  := tests/vm/run.sh --pkg ./tests/reliability --pkg ./cmd/thinctl --run '^TestReliabilityPowerCutReboot$$' \
 	--no-udev --max-boots $(POWERCUT_BOOTS) --timeout 15m
 
-.PHONY: help build test test-host rpm deb dist test-packaging test-vm test-powercut test-native demo demo-native bench bench-native fuzz vet fmt-check vagrant-check clean distclean
+.PHONY: help build test test-host rpm deb dist test-packaging test-vm test-powercut test-vagrant test-native demo demo-native bench bench-native fuzz vet fmt-check vagrant-check clean distclean
 
 help:
 	@echo "make build        static bin/thinctl (CGO_ENABLED=0, version $(VERSION), no failpoints)"
@@ -32,6 +34,7 @@ help:
 	@echo "make test-host    host unit tests only (go test ./...)"
 	@echo "make test-vm      the VM suite only (tests/vm/run.sh --both; VMFLAGS=... adds flags)"
 	@echo "make test-powercut  thinctl frozen at failpoints, the guest's power cut, checked in the next boot (POWERCUTFLAGS=...)"
+	@echo "make test-vagrant the integration tests, the demo and a reboot in a throwaway Vagrant VM (Debian box, libvirt, TCG; VAGRANTFLAGS=...)"
 	@echo "make test-native  the integration suite on this host (root, kernel with device-mapper)"
 	@echo "make demo         build, then run $(DEMO) in the VM"
 	@echo "make demo-native  run $(DEMO) on this host (root, device-mapper)"
@@ -96,6 +99,11 @@ test-vm:
 
 test-powercut:
 	$(POWERCUT) $(POWERCUTFLAGS)
+
+# test-vagrant boots the locally built Debian box with vagrant-libvirt inside a
+# network namespace of its own and destroys it again (tests/vagrant/README.md).
+test-vagrant:
+	tests/vagrant/run.sh $(VAGRANTFLAGS)
 
 test-native:
 	@[ "$$(id -u)" -eq 0 ] || { echo "make test-native: run as root (it creates device-mapper and loop devices)"; exit 1; }

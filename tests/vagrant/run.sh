@@ -9,6 +9,9 @@
 # mounted devices and checks they come back, and always ends with `vagrant
 # destroy -f`, the daemons stopped and the namespace removed. See README.md.
 set -euo pipefail
+# The whole script is one block that bash reads before it runs any of it: an
+# edit of this file during a run cannot change what the run does.
+{
 
 usage() {
 	cat <<'EOF'
@@ -25,7 +28,12 @@ usage: tests/vagrant/run.sh [flags]
 EOF
 }
 
-die() { echo "vagrant/run.sh: $*" >&2; exit 2; }
+# die records why the run stopped (the summary line names it) and exits.
+die() {
+	echo "vagrant/run.sh: $*" >&2
+	WHY="$*"
+	exit 2
+}
 log() { echo "vagrant/run.sh: $*" >&2; }
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -61,91 +69,50 @@ case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH="$PATH:/usr/sbin:/sbin" ;; esac
 export PATH
 
 T_START=$SECONDS
+BOX_SUITE=""
+TIMINGS=()
+# count_results: shared with the qemu rig.
+# shellcheck source=../vm/guest/lib.sh
+. "$ROOT/tests/vm/guest/lib.sh"
 # phase NAME: print a timing line for the phase that just ended.
 T_PHASE=$SECONDS
-TIMINGS=()
 phase() {
 	TIMINGS+=("$1 $((SECONDS - T_PHASE))s")
 	log "$1 took $((SECONDS - T_PHASE))s"
 	T_PHASE=$SECONDS
 }
 
-# One Vagrant VM at a time on this machine, whoever starts it.
-exec 8>/run/lock/thinctl-vagrant.lock
-flock -n 8 || { log "another make test-vagrant runs; waiting for it"; flock 8; }
-
-# ---------------------------------------------------------------------------
-# 1. Host packages.
-
-HOST_PKGS=(vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
-	debootstrap dnsmasq-base fdisk e2fsprogs rsync iproute2 iptables openssh-client)
-missing=()
-for p in "${HOST_PKGS[@]}"; do
-	[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
-	log "installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-phase packages
-
-# ---------------------------------------------------------------------------
-# 2. The box (cached) and what goes into it.
-
-BOX="$("$HERE/box.sh" | tail -1)"
-[ -f "$BOX" ] || die "box.sh gave no box"
-BOX_NAME="$(basename "$BOX" .box)"
-BOX_INFO="$(tar -xOf "$BOX" info)"
-phase box
-
-WORK="$(mktemp -d /var/tmp/thinctl-vagrant.XXXXXX)"
-# libvirt runs qemu as libvirt-qemu: it must reach the kernel, the initramfs
-# and the pool's volumes below WORK.
-chmod 0755 "$WORK"
-SYNC="$WORK/sync"
-mkdir -p "$SYNC/tests" "$SYNC/bin"
-log "building test binaries: ${PKGS[*]}"
-dirs=()
-for pkg in "${PKGS[@]}"; do
-	mapfile -t -O "${#dirs[@]}" dirs < <(cd "$ROOT" && go list -tags vm -f '{{.Dir}}' "$pkg") || die "go list $pkg failed"
-done
-for dir in "${dirs[@]}"; do
-	rel="${dir#"$ROOT"}"
-	rel="${rel#/}"
-	name="$(echo "${rel:-root}" | tr '/' '_')"
-	mkdir -p "$SYNC/tests/$name"
-	(cd "$dir" && CGO_ENABLED=0 go test -c -tags vm -o "$SYNC/tests/$name/$name.test" .) || die "go test -c ./$rel failed"
-	[ -f "$SYNC/tests/$name/$name.test" ] || { rmdir "$SYNC/tests/$name"; continue; }
-	[ -d "$dir/testdata" ] && cp -r "$dir/testdata" "$SYNC/tests/$name/"
-done
-(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$(git describe --always --dirty 2>/dev/null || echo unknown)" \
-	-o "$SYNC/bin/thinctl" ./cmd/thinctl)
-cp "$HERE/guest.sh" "$SYNC/guest.sh"
-cp "$ROOT/tests/vm/guest/lib.sh" "$SYNC/lib.sh"
-cp "$ROOT/tests/vm/demo/demo.sh" "$SYNC/demo.sh"
-chmod 0755 "$SYNC/guest.sh"
-phase "go test -c"
-
-# ---------------------------------------------------------------------------
-# 3. The network namespace, the daemons, the storage pool.
-
+WHY=""
+SUMMARY_DONE=0
+STEPS=()
+COUNTS="0 0 0"
+KVER=""
+WORK=""
 NS="thinctl-vagrant-$$"
 POOL="thinctl-vagrant-$$"
 DAEMON_PIDS=()
 VAGRANT_UP=0
-CONSOLE="$WORK/console.log"
-export VAGRANT_HOME="$WORK/vagrant.d" VAGRANT_DOTFILE_PATH="$WORK/dot-vagrant" VAGRANT_CWD="$ROOT"
-export VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_BOX_UPDATE_CHECK_DISABLE=1 VAGRANT_DEFAULT_PROVIDER=libvirt
-export THINCTL_VAGRANT_BOX="$BOX_NAME" THINCTL_VAGRANT_SYNC="$SYNC" THINCTL_VAGRANT_POOL="$POOL"
-export THINCTL_VAGRANT_CONSOLE="$CONSOLE"
-export LIBVIRT_DEFAULT_URI=qemu:///system
+
+# summary prints the line `make test` greps: "vagrant (...): N tests passed,
+# M failed, K skipped; <steps> (total Ns)". A run that stopped early counts
+# one failure and says where.
+summary() {
+	local p f s line
+	read -r p f s <<<"$COUNTS"
+	[ -z "$WHY" ] || f=$((f + 1))
+	echo
+	echo "=== vagrant summary ==="
+	echo "timings: ${TIMINGS[*]}"
+	line="vagrant (Debian ${BOX_SUITE:-?} box, kernel ${KVER:-?}, ${PKGS[*]}): $p tests passed, $f failed, $s skipped"
+	[ ${#STEPS[@]} -eq 0 ] || line="$line; $(printf '%s, ' "${STEPS[@]}" | sed 's/, $//')"
+	[ -z "$WHY" ] || line="$line; STOPPED: $WHY"
+	echo "$line (total $((SECONDS - T_START))s)"
+	SUMMARY_DONE=1
+}
 
 in_ns() { ip netns exec "$NS" "$@"; }
 # indent: Vagrant's output, indented, without its progress bars.
-indent() { tr '\r' '\n' | grep --line-buffered -v -E 'Progress: [0-9]+%|^.?.?.?$' | sed -u 's/^/  /'; }
+indent() { stdbuf -oL tr '\r' '\n' | grep --line-buffered -v -E 'Progress: [0-9]+%|^.?.?.?$' | sed -u 's/^/  /'; }
 virsh_q() { in_ns virsh -q "$@"; }
 
 # cleanup runs on every exit: the VM, then what libvirt keeps (networks,
@@ -179,7 +146,7 @@ cleanup() {
 			kill -9 "$pid" 2>/dev/null
 		done
 	fi
-	if ip netns list | grep -qw "$NS"; then
+	if [ -e "/run/netns/$NS" ]; then
 		for pid in $(ip netns pids "$NS"); do
 			log "stopping $(cat /proc/"$pid"/comm 2>/dev/null) (pid $pid) left in $NS"
 			kill "$pid" 2>/dev/null
@@ -188,7 +155,10 @@ cleanup() {
 		for pid in $(ip netns pids "$NS"); do kill -9 "$pid" 2>/dev/null; done
 		ip netns del "$NS"
 	fi
-	if [ "$KEEP" = 1 ]; then
+	[ "$SUMMARY_DONE" = 1 ] || summary
+	if [ -z "$WORK" ]; then
+		:
+	elif [ "$KEEP" = 1 ]; then
 		rm -rf "$WORK/vagrant.d" "$WORK/pool"
 		log "kept $WORK"
 	else
@@ -199,6 +169,79 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# One Vagrant VM at a time on this machine, whoever starts it.
+mkdir -p /run/lock
+exec 8>/run/lock/thinctl-vagrant.lock
+flock -n 8 || { log "another make test-vagrant runs; waiting for it"; flock 8; }
+
+# ---------------------------------------------------------------------------
+# 1. Host packages.
+
+HOST_PKGS=(vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
+	debootstrap dnsmasq-base fdisk e2fsprogs rsync iproute2 iptables openssh-client)
+missing=()
+for p in "${HOST_PKGS[@]}"; do
+	[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
+	log "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+phase packages
+
+# ---------------------------------------------------------------------------
+# 2. The box (cached) and what goes into it.
+
+BOX="$("$HERE/box.sh" | tail -1)"
+[ -f "$BOX" ] || die "box.sh gave no box"
+BOX_NAME="$(basename "$BOX" .box)"
+BOX_INFO="$(tar -xOf "$BOX" info)" # "Debian bookworm, kernel 6.1.0-NN-amd64"
+BOX_SUITE="$(echo "$BOX_INFO" | sed -n 's/^Debian \([^,]*\),.*/\1/p')"
+KVER="${BOX_INFO##*kernel }"
+phase box
+
+WORK="$(mktemp -d /var/tmp/thinctl-vagrant.XXXXXX)"
+# libvirt runs qemu as libvirt-qemu: it must reach the kernel, the initramfs
+# and the pool's volumes below WORK.
+chmod 0755 "$WORK"
+SYNC="$WORK/sync"
+mkdir -p "$SYNC/tests" "$SYNC/bin"
+log "building test binaries: ${PKGS[*]}"
+dirs=()
+for pkg in "${PKGS[@]}"; do
+	mapfile -t -O "${#dirs[@]}" dirs < <(cd "$ROOT" && go list -tags vm -f '{{.Dir}}' "$pkg") || die "go list $pkg failed"
+done
+for dir in "${dirs[@]}"; do
+	rel="${dir#"$ROOT"}"
+	rel="${rel#/}"
+	name="$(echo "${rel:-root}" | tr '/' '_')"
+	mkdir -p "$SYNC/tests/$name"
+	(cd "$dir" && CGO_ENABLED=0 go test -c -tags vm -o "$SYNC/tests/$name/$name.test" .) || die "go test -c ./$rel failed"
+	[ -f "$SYNC/tests/$name/$name.test" ] || { rmdir "$SYNC/tests/$name"; continue; }
+	[ -d "$dir/testdata" ] && cp -r "$dir/testdata" "$SYNC/tests/$name/"
+done
+(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$(git describe --always --dirty 2>/dev/null || echo unknown)" \
+	-o "$SYNC/bin/thinctl" ./cmd/thinctl)
+cp "$HERE/guest.sh" "$SYNC/guest.sh"
+cp "$ROOT/tests/vm/guest/lib.sh" "$SYNC/lib.sh"
+cp "$ROOT/tests/vm/demo/demo.sh" "$SYNC/demo.sh"
+chmod 0755 "$SYNC/guest.sh"
+phase "go test -c"
+
+# ---------------------------------------------------------------------------
+# 3. The network namespace, the daemons, the storage pool.
+
+CONSOLE="$WORK/console.log"
+export VAGRANT_HOME="$WORK/vagrant.d" VAGRANT_DOTFILE_PATH="$WORK/dot-vagrant" VAGRANT_CWD="$ROOT"
+export VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_BOX_UPDATE_CHECK_DISABLE=1 VAGRANT_DEFAULT_PROVIDER=libvirt
+export THINCTL_VAGRANT_BOX="$BOX_NAME" THINCTL_VAGRANT_SYNC="$SYNC" THINCTL_VAGRANT_POOL="$POOL"
+export THINCTL_VAGRANT_CONSOLE="$CONSOLE"
+export LIBVIRT_DEFAULT_URI=qemu:///system
+
 
 for d in libvirtd virtlogd; do
 	if [ -f "/run/$d.pid" ] && kill -0 "$(cat "/run/$d.pid")" 2>/dev/null; then
@@ -241,10 +284,7 @@ check_namespace() {
 	die "no dnsmasq in namespace $NS"
 }
 
-STEPS=()
 FAILED=0
-counts="0 0 0"
-KVER=""
 
 log "vagrant up --provider libvirt ($BOX_INFO)"
 VAGRANT_UP=1
@@ -258,12 +298,11 @@ in_ns vagrant ssh -c "sudo /thinctl/guest.sh tests '$RUN_REGEX' $TEST_TIMEOUT" 2
 rc=${PIPESTATUS[0]}
 set -e
 tr -d '\r' <"$WORK/tests.log" >"$WORK/tests.clean"
-counts="$(grep -a '^THINCTL-VAGRANT-COUNTS=' "$WORK/tests.clean" | tail -1 | cut -d= -f2)"
-KVER="$(grep -a '^THINCTL-VAGRANT-KERNEL=' "$WORK/tests.clean" | tail -1 | cut -d= -f2)"
-if [ -z "$counts" ]; then
-	. "$ROOT/tests/vm/guest/lib.sh"
+COUNTS="$(grep -a '^THINCTL-VAGRANT-COUNTS=' "$WORK/tests.clean" | tail -1 | cut -d= -f2)"
+if [ -z "$COUNTS" ]; then
+	# The guest never printed its counts: count what the transcript shows.
 	read -r p f s <<<"$(count_results "$WORK/tests.clean")"
-	counts="$p $((f + 1)) $s"
+	COUNTS="$p $((f + 1)) $s"
 fi
 [ "$rc" -eq 0 ] || FAILED=1
 phase tests
@@ -300,14 +339,8 @@ in_ns vagrant destroy -f 2>&1 | indent
 VAGRANT_UP=0
 phase "vagrant destroy"
 
-read -r P F S <<<"$counts"
-echo
-echo "=== vagrant summary ==="
-echo "timings: ${TIMINGS[*]}"
-line="vagrant ($BOX_INFO${KVER:+ running}, packages ${PKGS[*]}): $P tests passed, $F failed, $S skipped"
-[ ${#STEPS[@]} -eq 0 ] || line="$line; $(
-	IFS=,
-	echo "${STEPS[*]}" | sed 's/,/, /g'
-)"
-echo "$line (total $((SECONDS - T_START))s)"
+summary
+read -r _ F _ <<<"$COUNTS"
 [ "$FAILED" -eq 0 ] && [ "$F" -eq 0 ]
+exit
+}
