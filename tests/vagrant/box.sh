@@ -125,7 +125,7 @@ install -m 0600 "$KEY" "$ROOTFS/home/vagrant/.ssh/authorized_keys"
 in_root chown -R vagrant:vagrant /home/vagrant/.ssh
 echo 'UseDNS no' >"$ROOTFS/etc/ssh/sshd_config.d/vagrant.conf"
 # The modules thinctl needs, loaded at boot.
-printf '%s\n' dm_thin_pool dm_zero loop >"$ROOTFS/etc/modules-load.d/thinctl.conf"
+printf '%s\n' dm_thin_pool dm_zero loop overlay >"$ROOTFS/etc/modules-load.d/thinctl.conf"
 
 KVER="$(ls "$ROOTFS/lib/modules" | sort -V | tail -1)"
 [ -n "$KVER" ] && [ -f "$ROOTFS/boot/vmlinuz-$KVER" ] || die "no kernel in the root filesystem"
