@@ -104,7 +104,7 @@ summary() {
 	[ -z "$WHY" ] || f=$((f + 1))
 	echo
 	echo "=== vagrant summary ==="
-	echo "timings: ${TIMINGS[*]}"
+	echo "timings: ${TIMINGS[*]} (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
 	line="vagrant (Debian ${BOX_SUITE:-?} box, kernel ${KVER:-?}, ${PKGS[*]}): $p tests passed, $f failed, $s skipped"
 	[ ${#STEPS[@]} -eq 0 ] || line="$line; $(printf '%s, ' "${STEPS[@]}" | sed 's/, $//')"
 	[ -z "$WHY" ] || line="$line; STOPPED: $WHY"
@@ -227,11 +227,11 @@ for dir in "${dirs[@]}"; do
 	rel="${rel#/}"
 	name="$(echo "${rel:-root}" | tr '/' '_')"
 	mkdir -p "$SYNC/tests/$name"
-	(cd "$dir" && CGO_ENABLED=0 go test -c -tags vm -o "$SYNC/tests/$name/$name.test" .) || die "go test -c ./$rel failed"
+	(cd "$dir" && CGO_ENABLED=0 go test -c -tags vm -ldflags='-s -w' -o "$SYNC/tests/$name/$name.test" .) || die "go test -c ./$rel failed"
 	[ -f "$SYNC/tests/$name/$name.test" ] || { rmdir "$SYNC/tests/$name"; continue; }
 	[ -d "$dir/testdata" ] && cp -r "$dir/testdata" "$SYNC/tests/$name/"
 done
-(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$(git describe --always --dirty 2>/dev/null || echo unknown)" \
+(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(git describe --always --dirty 2>/dev/null || echo unknown)" \
 	-o "$SYNC/bin/thinctl" ./cmd/thinctl)
 cp "$HERE/guest.sh" "$SYNC/guest.sh"
 cp "$ROOT/tests/vm/guest/lib.sh" "$SYNC/lib.sh"
