@@ -5,7 +5,7 @@
 #   guest.sh tests [REGEX [TIMEOUT]]   every /thinctl/tests/*/*.test with -test.v
 #   guest.sh demo                     tests/vm/demo/demo.sh with /thinctl/bin/thinctl
 #   guest.sh reboot-prepare           a pool with two mounted devices holding data
-#   guest.sh reboot-check             after the reboot: pool up, mount, compare
+#   guest.sh reboot-check             after the reboot: the unit's pool up, mount, compare
 #
 # Nothing here needs a network: the binaries were built on the host.
 set -euo pipefail
@@ -26,6 +26,9 @@ OS="$(. /etc/os-release && echo "$PRETTY_NAME")"
 # what the devices held before the reboot (copies to compare byte for byte).
 RB_ROOT=/var/lib/thinctl-reboot
 RB_KEEP=/var/lib/thinctl-reboot-expect
+
+# unit names the pool unit's instance for the reboot check's root.
+unit() { echo "thinctl-pool@$(systemd-escape --path "$RB_ROOT").service"; }
 
 # require_udev fails unless this is a systemd boot with systemd-udevd running:
 # the suite runs in udev mode here (THINCTL_UDEV=1), unlike the busybox guest.
@@ -96,6 +99,13 @@ reboot_prepare() {
 	cat /proc/sys/kernel/random/boot_id >"$RB_KEEP/boot_id"
 	echo "+ thinctl pool init --data-size 1G --metadata-size 16M --base-size 256M"
 	thinctl pool init --data-size 1G --metadata-size 16M --base-size 256M
+	# The packages' unit (packaging/systemd) brings the pool up at boot and
+	# takes it down at shutdown; it runs /usr/bin/thinctl.
+	install -m 0755 "$SYNC/bin/thinctl" /usr/bin/thinctl
+	install -m 0644 "$SYNC/systemd/thinctl-pool@.service" /etc/systemd/system/
+	systemctl daemon-reload
+	echo "+ systemctl enable --now $(unit)"
+	systemctl enable --now "$(unit)"
 	local id mnt
 	for id in web web-snap; do
 		if [ "$id" = web ]; then
@@ -120,18 +130,25 @@ reboot_prepare() {
 	echo "reboot-prepare: pool $RB_ROOT with web and web-snap mounted, 8 MiB of random data each; boot $(cat "$RB_KEEP/boot_id")"
 }
 
-# reboot_check runs after the reboot: the kernel forgot the pool; `thinctl
-# pool up` brings it back, mount brings back each device, and every byte
-# must be what was written before the reboot.
+# reboot_check runs after the reboot: the kernel forgot the pool and the
+# enabled thinctl-pool@ unit brought it back at boot (`thinctl pool up`);
+# mount brings back each device, and every byte must be what was written
+# before the reboot.
 reboot_check() {
 	require_udev
 	export THINCTL_ROOT="$RB_ROOT"
 	[ -f "$RB_KEEP/boot_id" ] || die "no reboot-prepare state in $RB_KEEP"
 	[ "$(cat /proc/sys/kernel/random/boot_id)" != "$(cat "$RB_KEEP/boot_id")" ] || die "the guest did not reboot (same boot id)"
 	local pools
+	echo "+ systemctl status $(unit)"
+	systemctl --no-pager status "$(unit)" || true
+	echo "+ journalctl -b -1 -u $(unit) (the shutdown before this boot)"
+	journalctl --no-pager -b -1 -u "$(unit)" 2>/dev/null | tail -8 || true
+	systemctl is-active --quiet "$(unit)" || die "$(unit) is not active after the boot"
 	pools="$(dmsetup ls --target thin-pool 2>/dev/null | grep -v '^No devices found' || true)"
-	[ -z "$pools" ] || die "a thin pool is active before thinctl pool up: $pools"
-	echo "+ thinctl pool up"
+	[ -n "$pools" ] || die "$(unit) is active but no thin pool is"
+	echo "reboot-check: $(unit) brought the pool up at boot: $pools"
+	echo "+ thinctl pool up (again: harmless when up)"
 	thinctl pool up
 	echo "+ thinctl pool status"
 	thinctl pool status
@@ -151,6 +168,7 @@ reboot_check() {
 	done
 	echo "+ thinctl check"
 	thinctl check || bad=1
+	systemctl disable "$(unit)" >/dev/null 2>&1 || true
 	echo "+ thinctl pool destroy --force"
 	thinctl pool destroy --force
 	rm -rf "$RB_KEEP" "$RB_ROOT"

@@ -236,6 +236,9 @@ done
 cp "$HERE/guest.sh" "$SYNC/guest.sh"
 cp "$ROOT/tests/vm/guest/lib.sh" "$SYNC/lib.sh"
 cp "$ROOT/tests/vm/demo/demo.sh" "$SYNC/demo.sh"
+# The reboot check brings the pool up at boot with the packages' unit.
+mkdir -p "$SYNC/systemd"
+cp "$ROOT/packaging/systemd/thinctl-pool@.service" "$SYNC/systemd/"
 # cmd/thinctl's docs test reads ../../docs/cli.md from its package directory.
 mkdir -p "$SYNC/docs"
 cp "$ROOT/docs/cli.md" "$SYNC/docs/cli.md"
