@@ -256,11 +256,12 @@ export THINCTL_VAGRANT_CONSOLE="$CONSOLE"
 export LIBVIRT_DEFAULT_URI=qemu:///system
 
 
-for d in libvirtd virtlogd; do
-	if [ -f "/run/$d.pid" ] && kill -0 "$(cat "/run/$d.pid")" 2>/dev/null; then
-		die "$d already runs (pid $(cat "/run/$d.pid")): test-vagrant starts its own inside a network namespace; stop that one first"
-	fi
-done
+# libvirtd's socket is a path, seen from every namespace: one that answers
+# belongs to a libvirtd this run did not start (another user's, or one a
+# killed run left behind).
+if timeout 10 virsh -q -c qemu:///system version >/dev/null 2>&1; then
+	die "a libvirtd already answers on qemu:///system: test-vagrant starts its own inside a network namespace; stop that one first (tests/vagrant/README.md, after a killed run)"
+fi
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 in_ns virtlogd -d -p "$WORK/virtlogd.pid"
