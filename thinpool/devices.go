@@ -30,6 +30,8 @@ type Device struct {
 	// Used is the space the device has mapped in the pool, in bytes;
 	// known only while the device is active (from its thin status).
 	Used uint64
+	// Labels are the caller's labels (CreateOptions.Labels, Pool.SetLabels).
+	Labels map[string]string
 }
 
 // DeviceName returns the device-mapper name device id has when active.
@@ -110,6 +112,9 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 	if err := ValidateID(id); err != nil {
 		return err
 	}
+	if err := validateLabels(opts.Labels); err != nil {
+		return errors.Wrapf(err, "create %q", id)
+	}
 	if parent != "" {
 		if err := ValidateID(parent); err != nil {
 			return errors.Wrapf(ErrParentNotFound, "parent: %v", err)
@@ -181,7 +186,8 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 	var rec deviceRecord
 	_, err = p.allocTx(func(devID uint32) (txRecord, func() error) {
 		rec = deviceRecord{Version: registryVersion, ID: id, DeviceID: devID, Size: size, Initialized: true,
-			Parent: parent, Created: time.Now().UTC(), GrowPending: growPending || size > originSize}
+			Parent: parent, Created: time.Now().UTC(), GrowPending: growPending || size > originSize,
+			Labels: copyLabels(opts.Labels)}
 		t := txRecord{Op: opCreateSnap, DeviceID: devID, OriginDeviceID: originID, ID: id}
 		return t, func() error { return p.reg.saveDevice(rec) }
 	})
@@ -464,7 +470,8 @@ func (p *Pool) toDevice(d deviceRecord, active bool) Device {
 
 func (p *Pool) toDeviceWith(d deviceRecord, active, mounted bool) Device {
 	out := Device{ID: d.ID, Parent: d.Parent, DeviceID: d.DeviceID, Size: d.Size,
-		Initialized: d.Initialized, Deleted: d.Deleted, Created: d.Created, Active: active}
+		Initialized: d.Initialized, Deleted: d.Deleted, Created: d.Created, Active: active,
+		Labels: copyLabels(d.Labels)}
 	if active {
 		name := thinName(p.cfg.Key, d.DeviceID)
 		out.DevicePath = dm.NodePath(name)

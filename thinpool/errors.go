@@ -19,4 +19,5 @@ var (
 	ErrRegistryCorrupt = errdefs.New("device registry is unreadable", errdefs.ErrCorrupt)
 	ErrDeferred        = errdefs.New("removal deferred until the device is released", errdefs.ErrDeferred)
 	ErrInvalidSize     = errdefs.New("invalid size", errdefs.ErrInvalidArgument)
+	ErrInvalidLabel    = errdefs.New("invalid label", errdefs.ErrInvalidArgument)
 )

@@ -26,6 +26,7 @@ func TestEverySentinelMatchesItsClassThroughWrapping(t *testing.T) {
 		{"an empty root is not initialized", ErrNotInitialized, errdefs.ErrNotInitialized},
 		{"a used root is already initialized", ErrAlreadyInit, errdefs.ErrAlreadyInitialized},
 		{"a bad size is an invalid argument", ErrInvalidSize, errdefs.ErrInvalidArgument},
+		{"a bad label is an invalid argument", ErrInvalidLabel, errdefs.ErrInvalidArgument},
 		{"a kernel EBUSY from dm is busy", dm.ErrBusy, errdefs.ErrBusy},
 		{"a missing dm device is not found", dm.ErrNotFound, errdefs.ErrNotFound},
 	} {

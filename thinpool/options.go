@@ -78,6 +78,9 @@ type OpenOptions struct {
 // CreateOptions tunes Create.
 type CreateOptions struct {
 	Size uint64 // bytes; 0 = the parent's size; otherwise at least the parent's
+	// Labels are stored in the device's record, written with it in one
+	// atomic write (see Pool.SetLabels).
+	Labels map[string]string
 }
 
 // MountOptions tunes Mount.

@@ -81,6 +81,9 @@ type deviceRecord struct {
 	// filesystem; the first activation (ext4) or mount (xfs) grows the
 	// filesystem and clears it.
 	GrowPending bool `json:"grow_pending,omitempty"`
+	// Labels are the caller's string pairs (see labels.go), written in
+	// the same atomic record write as the device itself.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // registry reads and writes the JSON files under <root>/devicemapper.

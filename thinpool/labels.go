@@ -1,0 +1,94 @@
+package thinpool
+
+import (
+	"context"
+	"maps"
+	"unicode/utf8"
+
+	"github.com/pkg/errors"
+)
+
+// Labels: string pairs a caller keeps in a device's record, so that what
+// it knows about a device (a containerd snapshot's name, kind and labels,
+// for example) changes in the same atomic record write as the device
+// itself. Create stores CreateOptions.Labels with the new record; SetLabels
+// replaces them; Device and Devices return them.
+
+// Label limits: a record stays small enough to read back quickly when a
+// root holds tens of thousands of devices.
+const (
+	maxLabelKey    = 1024
+	maxLabelValue  = 4096
+	maxLabelsTotal = 64 * 1024
+)
+
+// validateLabels checks keys and values: a non-empty key, valid UTF-8
+// (JSON would replace anything else), and the size limits.
+func validateLabels(labels map[string]string) error {
+	total := 0
+	for k, v := range labels {
+		switch {
+		case k == "":
+			return errors.Wrap(ErrInvalidLabel, "a label has an empty key")
+		case len(k) > maxLabelKey:
+			return errors.Wrapf(ErrInvalidLabel, "label key %.40q... is %d bytes; the limit is %d", k, len(k), maxLabelKey)
+		case len(v) > maxLabelValue:
+			return errors.Wrapf(ErrInvalidLabel, "label %q has a %d-byte value; the limit is %d", k, len(v), maxLabelValue)
+		case !utf8.ValidString(k) || !utf8.ValidString(v):
+			return errors.Wrapf(ErrInvalidLabel, "label %q is not valid UTF-8", k)
+		}
+		total += len(k) + len(v)
+	}
+	if total > maxLabelsTotal {
+		return errors.Wrapf(ErrInvalidLabel, "labels take %d bytes; the limit is %d per device", total, maxLabelsTotal)
+	}
+	return nil
+}
+
+// copyLabels returns a copy of labels; nil for none.
+func copyLabels(labels map[string]string) map[string]string {
+	if len(labels) == 0 {
+		return nil
+	}
+	return maps.Clone(labels)
+}
+
+// SetLabels replaces the labels of device id with labels (nil or empty
+// removes them all) in one atomic write of its record. A device pending
+// deletion is ErrDeviceNotFound.
+func (p *Pool) SetLabels(ctx context.Context, id string, labels map[string]string) error {
+	if err := ctx.Err(); err != nil {
+		return errors.Wrapf(err, "set the labels of %q", id)
+	}
+	if err := validateLabels(labels); err != nil {
+		return errors.Wrapf(err, "set the labels of %q", id)
+	}
+	if err := p.lk.lock(); err != nil {
+		return err
+	}
+	defer p.lk.unlock()
+	d, err := p.liveDevice(id)
+	if err != nil {
+		return err
+	}
+	d.Labels = copyLabels(labels)
+	return errors.Wrapf(p.reg.saveDevice(d), "set the labels of %q", id)
+}
+
+// DeviceLabels returns every live device's labels by id (devices pending
+// deletion are left out), reading only the registry: no device-mapper
+// call, so it is cheap enough to run at every start of a long-lived
+// caller that keeps its own index.
+func (p *Pool) DeviceLabels() (map[string]map[string]string, error) {
+	recs, err := p.reg.listDevices()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]map[string]string, len(recs))
+	for _, d := range recs {
+		if !d.Deleted {
+			out[d.ID] = copyLabels(d.Labels)
+		}
+	}
+	return out, nil
+}

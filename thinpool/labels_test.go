@@ -1,0 +1,92 @@
+package thinpool
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/pkg/errors"
+)
+
+func TestLabelsAreKeptInTheDeviceRecord(t *testing.T) {
+	r := newTestRegistry(t)
+	d := sampleDevice("snap-1", 7)
+	d.Labels = map[string]string{"containerd.io/snapshot/name": "default/3/sha256:abc", "kind": "committed", "empty": ""}
+	if err := r.saveDevice(d); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.loadDevice("snap-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Labels, d.Labels) {
+		t.Fatalf("read back labels %v, want %v", got.Labels, d.Labels)
+	}
+	t.Run("a record without labels has no labels key", func(t *testing.T) {
+		if err := r.saveDevice(sampleDevice("plain", 8)); err != nil {
+			t.Fatal(err)
+		}
+		if s := readRecordText(t, r, "plain"); strings.Contains(s, `"labels"`) {
+			t.Fatalf("record without labels mentions them:\n%s", s)
+		}
+	})
+}
+
+func readRecordText(t *testing.T, r registry, id string) string {
+	t.Helper()
+	b, err := os.ReadFile(r.devicePath(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestValidateLabels(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		bad    string // part of the error; "" = accepted
+	}{
+		{"no labels are fine", nil, ""},
+		{"ordinary labels are fine", map[string]string{"a": "b", "containerd.io/gc.root": "2026"}, ""},
+		{"an empty value is fine", map[string]string{"a": ""}, ""},
+		{"an empty key is refused", map[string]string{"": "x"}, "empty key"},
+		{"a huge key is refused", map[string]string{strings.Repeat("k", maxLabelKey+1): "x"}, "the limit is 1024"},
+		{"a huge value is refused", map[string]string{"k": strings.Repeat("v", maxLabelValue+1)}, "the limit is 4096"},
+		{"invalid UTF-8 is refused", map[string]string{"k": "\xff"}, "not valid UTF-8"},
+		{"too many bytes in all are refused", manyLabels(20, 4000), "per device"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := validateLabels(c.labels)
+			switch {
+			case c.bad == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.bad != "" && err == nil:
+				t.Fatal("accepted")
+			case c.bad != "" && (!errors.Is(err, ErrInvalidLabel) || !strings.Contains(err.Error(), c.bad)):
+				t.Fatalf("error %q is not ErrInvalidLabel naming %q", err, c.bad)
+			}
+		})
+	}
+}
+
+func manyLabels(n, size int) map[string]string {
+	m := map[string]string{}
+	for i := range n {
+		m[strings.Repeat("k", i+1)] = strings.Repeat("v", size)
+	}
+	return m
+}
+
+func TestCopyLabelsIsIndependentOfItsSource(t *testing.T) {
+	src := map[string]string{"a": "1"}
+	c := copyLabels(src)
+	src["a"] = "2"
+	if c["a"] != "1" {
+		t.Fatalf("the copy changed with its source: %v", c)
+	}
+	if copyLabels(map[string]string{}) != nil {
+		t.Fatal("an empty map copies to a non-nil map (the record would carry an empty labels key)")
+	}
+}
