@@ -12,6 +12,9 @@ LDFLAGS   := -X main.version=$(VERSION)
 # no failpoints; every test rig builds with -tags failpoints instead.
 BIN       := bin/thinctl
 PKGDIR    ?= bin/pkg
+# The containerd snapshotter (a separate Go module, containerd/) is built
+# next to thinctl.
+SNAPSHOTTER_BIN ?= $(abspath $(dir $(BIN)))/thinctl-snapshotter
 FUZZTIME  ?= 10s
 FUZZPKGS  ?=
 BENCHFLAGS ?=
@@ -29,7 +32,7 @@ POWERCUT  := tests/vm/run.sh --pkg ./tests/reliability --pkg ./cmd/thinctl --run
 .PHONY: help build test test-host rpm deb dist test-packaging test-vm test-powercut test-vagrant test-native demo demo-native bench bench-native fuzz vet fmt-check vagrant-check clean distclean
 
 help:
-	@echo "make build        static bin/thinctl (CGO_ENABLED=0, version $(VERSION), no failpoints)"
+	@echo "make build        static bin/thinctl and bin/thinctl-snapshotter (CGO_ENABLED=0, version $(VERSION), no failpoints)"
 	@echo "make test         host unit tests, the VM suite without and with udev, the power cut across reboots, the Vagrantfile check"
 	@echo "make test-host    host unit tests only (go test ./...)"
 	@echo "make test-vm      the VM suite only (tests/vm/run.sh --both; VMFLAGS=... adds flags)"
@@ -47,6 +50,7 @@ help:
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/thinctl
+	cd containerd && $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(SNAPSHOTTER_BIN) ./cmd/thinctl-snapshotter
 
 # test runs the host suite and the VM suite and ends with a summary of both.
 test:

@@ -357,6 +357,42 @@ vm_packages() {
 		grep -v '/\.' | xargs -r -n1 dirname | LC_ALL=C sort -u)
 }
 
+# guest_debs LIST STAGE: put the programs LIST names ("PACKAGE PROGRAM..."
+# per line; # starts a comment) on the guest's PATH, from Debian packages
+# fetched once with apt-get download (the guest has no network) and
+# unpacked under the cache, like the kernel.
+guest_debs() {
+	local list="$1" stage="$2" pkg progs prog dir deb p
+	while read -r pkg progs; do
+		case "$pkg" in "" | \#*) continue ;; esac
+		dir="$CACHE/deb-$pkg"
+		if [ ! -f "$dir/ready" ]; then
+			(
+				flock 9
+				[ -f "$dir/ready" ] && exit 0
+				mkdir -p "$CACHE/debs"
+				log "fetching Debian's $pkg package for the guest"
+				(cd "$CACHE/debs" && apt-get -o APT::Sandbox::User=root download -q "$pkg" >/dev/null) ||
+					{ apt-get update -qq && (cd "$CACHE/debs" && apt-get -o APT::Sandbox::User=root download -q "$pkg" >/dev/null); } ||
+					die "apt-get download $pkg failed"
+				deb="$(ls -t "$CACHE/debs/${pkg}"_*.deb | head -1)"
+				rm -rf "$dir"
+				mkdir -p "$dir"
+				dpkg-deb -x "$deb" "$dir"
+				basename "$deb" >"$dir/ready"
+			) 9>"$CACHE/.lock-debs" || exit 2
+		fi
+		for prog in $progs; do
+			p=""
+			for p in "$dir/usr/bin/$prog" "$dir/usr/sbin/$prog" "$dir/bin/$prog" "$dir/sbin/$prog" ""; do
+				[ -z "$p" ] || [ -f "$p" ] && break
+			done
+			[ -n "$p" ] || die "$pkg ($(cat "$dir/ready")) has no program $prog"
+			STAGE="$stage" copy_with_libs "$p" "/usr/local/bin/$prog"
+		done
+	done <"$list"
+}
+
 build_run() {
 	RUN="$(mktemp -d "$BUILDROOT/run.XXXXXX")"
 	local stage="$RUN/stage" pkg rel name
@@ -377,8 +413,21 @@ build_run() {
 		log "building test binaries: ${PKGS[*]}"
 		local t0=$SECONDS dirs=() dir
 		# Resolve patterns (./..., import paths) to package directories.
+		local mod sub
 		for pkg in "${PKGS[@]}"; do
-			mapfile -t -O "${#dirs[@]}" dirs < <(cd "$ROOT" && go list -tags vm,failpoints -f '{{.Dir}}' "$pkg") ||
+			# A package of a nested module (containerd/ has its own
+			# go.mod) is listed from that module's directory.
+			mod="$ROOT" sub="$pkg"
+			case "$pkg" in
+			./*)
+				mod="$ROOT/${pkg#./}"
+				mod="${mod%/...}"
+				while [ "$mod" != "$ROOT" ] && [ ! -f "$mod/go.mod" ]; do mod="$(dirname "$mod")"; done
+				sub="${ROOT}/${pkg#./}"
+				sub=".${sub#"$mod"}"
+				;;
+			esac
+			mapfile -t -O "${#dirs[@]}" dirs < <(cd "$mod" && go list -tags vm,failpoints -f '{{.Dir}}' "$sub") ||
 				die "go list $pkg failed"
 		done
 		for dir in "${dirs[@]}"; do
@@ -395,6 +444,9 @@ build_run() {
 			mv "$RUN/bin/$name.test" "$stage/tests/$name/$name.test"
 			# The binary runs in a copy of its package directory's testdata.
 			[ -d "$dir/testdata" ] && cp -r "$dir/testdata" "$stage/tests/$name/"
+			# testdata/vm-debs names Debian packages whose programs the
+			# tests run ("PACKAGE PROGRAM..." per line).
+			[ -f "$dir/testdata/vm-debs" ] && guest_debs "$dir/testdata/vm-debs" "$stage"
 		done
 		log "test binaries built in $((SECONDS - t0))s"
 		ls "$stage/tests"/*/*.test >/dev/null 2>&1 || die "no test binaries were built${BUILD_FAILED[*]:+ (build failed: ${BUILD_FAILED[*]})}"
