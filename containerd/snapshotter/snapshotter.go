@@ -69,6 +69,7 @@ type Config struct {
 // step. It is safe for concurrent use.
 type Snapshotter struct {
 	pool *thinpool.Pool
+	dm   *dm.Client
 	fs   fs.Type
 
 	mu     sync.Mutex
@@ -105,7 +106,14 @@ func New(ctx context.Context, cfg Config) (*Snapshotter, error) {
 		pool.Close()
 		return nil, errors.Wrapf(err, "status of the thin pool under %s", cfg.Root)
 	}
-	s := &Snapshotter{pool: pool, fs: st.Filesystem, byName: map[string]*snapshot{}}
+	c := cfg.DM
+	if c == nil {
+		if c, err = dm.Default(); err != nil {
+			pool.Close()
+			return nil, errors.Wrap(err, "device-mapper")
+		}
+	}
+	s := &Snapshotter{pool: pool, dm: c, fs: st.Filesystem, byName: map[string]*snapshot{}}
 	if err := s.load(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -497,7 +505,25 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 	}
 	delete(s.byName, key)
 	s.byName[name] = next
+	s.deactivateIdle(ctx, sn.id)
 	return nil
+}
+
+// deactivateIdle takes a committed snapshot's device down unless something
+// holds it open (a caller may commit while still mounted): a committed
+// layer is only ever an origin, and an inactive origin needs no suspend
+// and resume when a child is made; every active thin device also costs
+// the pool's worker a little on every pass. Failure changes nothing that
+// matters, so it is only skipped.
+func (s *Snapshotter) deactivateIdle(ctx context.Context, id string) {
+	name, err := s.pool.DeviceName(id)
+	if err != nil {
+		return
+	}
+	if info, err := s.dm.Info(name); err != nil || info.OpenCount > 0 {
+		return
+	}
+	_ = s.pool.Deactivate(ctx, id)
 }
 
 // Remove removes snapshot key and its device. A snapshot with children is

@@ -90,7 +90,18 @@ func checkAndDown(root string) error {
 	return nil
 }
 
+// onlyInMode skips t in the VM rig's other boot: make test boots the guest
+// without and with udev, and the suite takes minutes under emulation, so
+// it runs in process in one boot and through the proxy in the other (both
+// in a targeted run with --both, and both natively).
+func onlyInMode(t *testing.T, mode string) {
+	if m := os.Getenv("THINCTL_VM_MODE"); m != "" && m != mode {
+		t.Skipf("runs in the VM boot %s (this one is %s)", mode, m)
+	}
+}
+
 func TestContainerdSnapshotterSuiteInProcess(t *testing.T) {
+	onlyInMode(t, "noudev")
 	testenv.RequireDeviceMapper(t)
 	testenv.RequireTool(t, "mkfs.ext4")
 	testsuite.SnapshotterSuite(t, "thinctl", func(ctx context.Context, root string) (snapshots.Snapshotter, func() error, error) {
@@ -102,6 +113,7 @@ func TestContainerdSnapshotterSuiteInProcess(t *testing.T) {
 // containerd's own proxy client over a real unix socket: the path
 // containerd takes to a proxy plugin.
 func TestContainerdSnapshotterSuiteThroughProxy(t *testing.T) {
+	onlyInMode(t, "udev")
 	testenv.RequireDeviceMapper(t)
 	testenv.RequireTool(t, "mkfs.ext4")
 	testsuite.SnapshotterSuite(t, "thinctl-proxy", func(ctx context.Context, root string) (snapshots.Snapshotter, func() error, error) {
