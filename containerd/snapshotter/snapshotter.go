@@ -24,6 +24,7 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/thinpool"
+	"github.com/thinctl/thinctl/units"
 )
 
 // SizeLabel, on Prepare or View, gives the new snapshot's device size
@@ -416,9 +417,9 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, pare
 	}
 	var size uint64
 	if v, ok := base.Labels[SizeLabel]; ok {
-		n, err := thinpool.ParseSize(v)
-		if err != nil || n == 0 {
-			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "label %s=%q: want a size such as 10G", SizeLabel, v)
+		n, err := units.ParseSize(v)
+		if err != nil {
+			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "label %s: %v", SizeLabel, err)
 		}
 		size = n
 	}
