@@ -159,7 +159,7 @@ func featureImage() ([][]entry, map[string]want) {
 		{name: "opq/new", typ: tar.TypeReg, mode: 0o644, data: []byte("only me in opq\n")},
 		{name: "l2", typ: tar.TypeDir, mode: 0o750},
 		{name: "l2/target", typ: tar.TypeReg, mode: 0o640, data: []byte("two names, one inode\n")},
-		{name: "l2/hardlink", typ: tar.TypeLink, linkname: "l2/target"},
+		{name: "l2/hardlink", typ: tar.TypeLink, mode: 0o640, linkname: "l2/target"}, // a link entry carries its file's mode, as tar writes it
 	}
 	l3 := []entry{
 		{name: "etc", typ: tar.TypeDir, mode: 0o755},
