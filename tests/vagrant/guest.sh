@@ -41,6 +41,13 @@ require_udev() {
 	modprobe -a dm_thin_pool dm_zero loop overlay
 }
 
+# boot_times prints how long this boot took and its slowest units (under
+# emulation the boot is most of a run's fixed cost).
+boot_times() {
+	systemd-analyze time 2>/dev/null | head -1 || true
+	systemd-analyze blame 2>/dev/null | head -5 | sed 's/^ */  slowest: /' || true
+}
+
 run_tests() {
 	local regex="${1:-}" timeout="${2:-20m}" P=0 F=0 S=0 status=0 bin dir name rc extra log
 	require_udev
@@ -49,6 +56,7 @@ run_tests() {
 	mkdir -p "$TMPDIR"
 	log="$(mktemp)"
 	echo "=== thinctl in the Vagrant box: $OS, kernel $KVER, systemd-udevd $(udevadm --version) running ==="
+	boot_times
 	for bin in "$SYNC"/tests/*/*.test; do
 		[ -e "$bin" ] || die "no test binaries under $SYNC/tests"
 		dir="${bin%/*}"
@@ -140,6 +148,7 @@ reboot_check() {
 	[ -f "$RB_KEEP/boot_id" ] || die "no reboot-prepare state in $RB_KEEP"
 	[ "$(cat /proc/sys/kernel/random/boot_id)" != "$(cat "$RB_KEEP/boot_id")" ] || die "the guest did not reboot (same boot id)"
 	local pools
+	boot_times
 	echo "+ systemctl status $(unit)"
 	systemctl --no-pager status "$(unit)" || true
 	echo "+ journalctl -b -1 -u $(unit) (the shutdown before this boot)"

@@ -334,6 +334,8 @@ fi
 if [ "$REBOOT" = 1 ]; then
 	ok=0
 	if in_ns vagrant ssh -c "sudo /thinctl/guest.sh reboot-prepare" 2>&1; then
+		# libvirt truncates the console file when the guest starts again.
+		cp "$CONSOLE" "$WORK/console.boot1.log" 2>/dev/null || true
 		log "vagrant reload (a real reboot of the guest with the devices mounted)"
 		if in_ns vagrant reload 2>&1 | indent && [ "${PIPESTATUS[0]}" -eq 0 ]; then
 			in_ns vagrant ssh -c "sudo /thinctl/guest.sh reboot-check" 2>&1 && ok=1
