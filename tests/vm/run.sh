@@ -30,6 +30,9 @@ usage: tests/vm/run.sh [flags]
   --max-boots N    boot again, up to N boots per mode, while the guest asks
                    for it (a test that cut the power: THINCTL_VM_POWERCUT);
                    N > 1 without --state-disk attaches a fresh one per mode
+  --docker         attach Debian's docker.io, containerd and runc (fetched and
+                   cached like the kernel) as a read-only disk, mounted at
+                   $THINCTL_VM_DOCKER in the guest
   --memory MIB     guest memory (default 2048)
   --accel A        tcg (default) or kvm
   -h, --help       this text
@@ -59,6 +62,7 @@ MEMORY="${THINCTL_VM_MEMORY:-2048}"
 STATE_DISK=""
 MAX_BOOTS=1
 ACCEL="${THINCTL_VM_ACCEL:-tcg}"
+DOCKER=0
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -82,6 +86,7 @@ while [ $# -gt 0 ]; do
 	--state-disk=*) STATE_DISK="${1#*=}"; shift ;;
 	--max-boots) MAX_BOOTS="${2:?--max-boots needs a number}"; shift 2 ;;
 	--max-boots=*) MAX_BOOTS="${1#*=}"; shift ;;
+	--docker) DOCKER=1; shift ;;
 	--memory) MEMORY="${2:?}"; shift 2 ;;
 	--accel) ACCEL="${2:?}"; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
@@ -333,19 +338,73 @@ EOF
 	find "$CACHE" -maxdepth 1 -name 'base-*.cpio' ! -name "$(basename "$BASE")" -mmin +60 -delete 2>/dev/null || true
 }
 
+# ---------------------------------------------------------------------------
+# 3b. With --docker: Debian's docker.io (the last Docker with the devicemapper
+#     graph driver), containerd and runc with the shared libraries they need,
+#     in an ext4 image the guest mounts read-only. About 190 MB: a disk of its
+#     own keeps it out of the initramfs the kernel unpacks into RAM.
+
+DOCKER_DEBS=(docker.io containerd runc)
+DOCKER_BINS=(/usr/sbin/dockerd /usr/bin/docker /usr/bin/containerd /usr/bin/containerd-shim-runc-v2 /usr/sbin/runc)
+
+ensure_docker() {
+	local dl="$CACHE/docker-debs" key
+	mkdir -p "$dl"
+	if ! ls "$dl"/docker.io_*.deb "$dl"/containerd_*.deb "$dl"/runc_*.deb >/dev/null 2>&1; then
+		log "fetching Debian's ${DOCKER_DEBS[*]}"
+		(cd "$dl" && apt-get -o APT::Sandbox::User=root download -q "${DOCKER_DEBS[@]}" >/dev/null) ||
+			{ apt-get update -qq && (cd "$dl" && apt-get -o APT::Sandbox::User=root download -q "${DOCKER_DEBS[@]}" >/dev/null); }
+	fi
+	key="$( {
+		declare -f ensure_docker
+		declare -p DOCKER_BINS
+		ls "$dl"
+		dpkg-query -W libc6 libdevmapper1.02.1 libsystemd0 libseccomp2 2>/dev/null
+	} | sha256sum | cut -c1-16)"
+	DOCKER_IMG="$CACHE/docker-$key.img"
+	[ -f "$DOCKER_IMG" ] && return 0
+	log "building the docker disk"
+	local x stage b lib
+	x="$(mktemp -d "$BUILDROOT/docker.XXXXXX")"
+	stage="$x/root"
+	mkdir -p "$stage/bin" "$stage/lib"
+	for b in "$dl"/docker.io_*.deb "$dl"/containerd_*.deb "$dl"/runc_*.deb; do dpkg-deb -x "$b" "$x/debs"; done
+	# Programs in bin/, the libraries ldd names (from the host, which has
+	# the same Debian release) in lib/, which the guest's init
+	# links into /lib/x86_64-linux-gnu (the loader's path).
+	for b in "${DOCKER_BINS[@]}"; do
+		cp "$x/debs$b" "$stage/bin/"
+		while read -r lib; do
+			[ -n "$lib" ] && [ -e "$lib" ] || continue
+			cp -nL "$lib" "$stage/lib/"
+		done < <(ldd "$x/debs$b" 2>/dev/null | awk '/=>/ {print $3}')
+	done
+	dpkg-deb -f "$dl"/docker.io_*.deb Version >"$stage/docker-version"
+	mke2fs -q -t ext4 -O ^has_journal -L thinctl-docker -d "$stage" "$x/img" \
+		"$(( ($(du -sm "$stage" | cut -f1) + 64) ))M"
+	mv "$x/img" "$DOCKER_IMG"
+	rm -rf "$x"
+	find "$CACHE" -maxdepth 1 -name 'docker-*.img' ! -name "$(basename "$DOCKER_IMG")" -mmin +60 -delete 2>/dev/null || true
+	log "docker disk ready: $(basename "$DOCKER_IMG") ($(du -sh "$DOCKER_IMG" | cut -f1))"
+}
+
 setup() {
 	(
 		flock 9
 		ensure_packages
 		ensure_kernel
 		build_base
+		DOCKER_IMG=""
+		[ "$DOCKER" = 0 ] || ensure_docker
+		echo "$DOCKER_IMG" >"$CACHE/.setup-docker.$$"
 		# A link of our own, taken under the lock: another run that builds a
 		# newer base may delete this one before build_run reads it.
 		ln -f "$BASE" "$BUILDROOT/.base.$$.cpio" 2>/dev/null || cp "$BASE" "$BUILDROOT/.base.$$.cpio"
 		echo "$KVER $BUILDROOT/.base.$$.cpio" >"$CACHE/.setup-result.$$"
 	) 9>"$CACHE/.lock"
 	read -r KVER BASE <"$CACHE/.setup-result.$$"
-	rm -f "$CACHE/.setup-result.$$"
+	DOCKER_IMG="$(cat "$CACHE/.setup-docker.$$")"
+	rm -f "$CACHE/.setup-result.$$" "$CACHE/.setup-docker.$$"
 }
 
 # ---------------------------------------------------------------------------
@@ -498,6 +557,11 @@ boot_once() {
 	local extra=() append="console=ttyS0 panic=-1 quiet thinctl.mode=$mode"
 	[ -z "$state" ] || extra=(-drive "file=$state,format=raw,if=none,id=state,cache=unsafe"
 		-device "virtio-blk-pci,drive=state,serial=thinctl-state")
+	if [ -n "$DOCKER_IMG" ]; then
+		extra+=(-drive "file=$DOCKER_IMG,format=raw,if=none,id=docker,readonly=on"
+			-device "virtio-blk-pci,drive=docker,serial=thinctl-docker")
+		append="$append thinctl.dockerdisk=1"
+	fi
 	if [ -n "$state" ] || [ "$MAX_BOOTS" -gt 1 ]; then
 		# no_timer_check: on a loaded host the kernel's early IO-APIC timer
 		# check can fail under emulation and panic the boot; a chain of
