@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/fs"
 )
 
 // PoolView is the pool's own account of itself: its superblock (or live
@@ -139,7 +139,7 @@ func readLivePool(ctx context.Context, c *dm.Client, v *PoolView) error {
 		v.Notes = append(v.Notes, "the pool's devices were not compared: another program holds its metadata snapshot (root "+held+"); it was left alone")
 		return nil
 	}
-	meta, err := devicePath(params[0])
+	meta, err := fs.DevicePath(params[0])
 	if err != nil {
 		return err
 	}
@@ -190,18 +190,4 @@ func liveStatus(c *dm.Client, v *PoolView) (string, error) {
 		}
 	}
 	return f[3], perr
-}
-
-// devicePath maps "major:minor" to /dev/<name> through sysfs.
-func devicePath(majMin string) (string, error) {
-	b, err := os.ReadFile(filepath.Join("/sys/dev/block", majMin, "uevent"))
-	if err != nil {
-		return "", errors.Wrapf(err, "device %s", majMin)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if name, ok := strings.CutPrefix(line, "DEVNAME="); ok {
-			return "/dev/" + name, nil
-		}
-	}
-	return "", errors.Errorf("device %s has no DEVNAME in sysfs", majMin)
 }

@@ -3,11 +3,28 @@ package fs
 import (
 	"context"
 	"os"
+	"path/filepath"
+	"strings"
 	"unsafe"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
+
+// DevicePath maps a block device's "major:minor" (as device-mapper tables
+// name their devices) to /dev/<name> through sysfs.
+func DevicePath(majMin string) (string, error) {
+	b, err := os.ReadFile(filepath.Join("/sys/dev/block", majMin, "uevent"))
+	if err != nil {
+		return "", errors.Wrapf(err, "device %s", majMin)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if name, ok := strings.CutPrefix(line, "DEVNAME="); ok {
+			return "/dev/" + name, nil
+		}
+	}
+	return "", errors.Errorf("device %s has no DEVNAME in sysfs", majMin)
+}
 
 // DeviceSize returns the size in bytes of the block device at path
 // (BLKGETSIZE64).

@@ -294,21 +294,7 @@ func (p *Pool) metadataDevicePath() (string, error) {
 	if len(f) == 0 {
 		return "", errors.Errorf("%s has an empty thin-pool table", p.cfg.PoolName)
 	}
-	return devicePathOf(f[0])
-}
-
-// devicePathOf maps "major:minor" to /dev/<name> through sysfs.
-func devicePathOf(majMin string) (string, error) {
-	b, err := os.ReadFile(filepath.Join("/sys/dev/block", majMin, "uevent"))
-	if err != nil {
-		return "", errors.Wrapf(err, "device %s", majMin)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if name, ok := strings.CutPrefix(line, "DEVNAME="); ok {
-			return "/dev/" + name, nil
-		}
-	}
-	return "", errors.Errorf("device %s has no DEVNAME in sysfs", majMin)
+	return fs.DevicePath(f[0])
 }
 
 // parseThinDumpDeviceIDs reads the dev_id of every <device> element of

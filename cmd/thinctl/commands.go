@@ -28,6 +28,10 @@ type options struct {
 
 	file string // export/import: the archive ("" or "-": stdout/stdin)
 
+	dockerRoot string   // docker ...: Docker's data root
+	dockerPool string   // docker ...: the pool of a dm.thinpooldev store
+	images     []string // docker export: the images
+
 	manDir  string // __man: where to write the pages
 	manDate string // __man: the pages' date
 }
@@ -269,6 +273,8 @@ var commands = []*command{
 		},
 		run: runImport,
 	},
+	dockerInspectCommand,
+	dockerExportCommand,
 	{
 		name:     "completion",
 		synopsis: "completion bash|zsh|fish",
@@ -300,7 +306,8 @@ var commands = []*command{
 
 // groups are command words that only prefix subcommands.
 var groups = map[string]string{
-	"pool": "Manage the pool itself",
+	"pool":   "Manage the pool itself",
+	"docker": "Read a store Docker's devicemapper driver left behind",
 }
 
 // lookupCommand finds the command named by words ("pool", "init").

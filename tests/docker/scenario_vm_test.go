@@ -113,6 +113,7 @@ func TestDockerStoresReadBackAsDockerListedThem(t *testing.T) {
 				t.Fatalf("Inspect while dockerd (pid %d) runs: %v; holders %v", d.cmd.Process.Pid, err, holders)
 			}
 			t.Logf("refused while held: %v", err)
+			checkCLIRefusesWhileHeld(t, root, d.cmd.Process.Pid)
 
 			if tc.kill {
 				big := filepath.Join(t.TempDir(), "big-cp")
@@ -158,6 +159,11 @@ func TestDockerStoresReadBackAsDockerListedThem(t *testing.T) {
 				t.Fatalf("Inspect changed the store:\n%s", strings.Join(diff, "\n"))
 			}
 			checkReport(t, rep, wantImages, wantPS, tc.kill)
+			checkCLIReport(t, root, rep)
+			checkExport(t, dockerDir, root, rep, wantImages, tc.big, !tc.kill)
+			if diff := diffFingerprints(before, fingerprint(t, root, skip)); len(diff) > 0 {
+				t.Fatalf("thinctl docker inspect or export changed the store:\n%s", strings.Join(diff, "\n"))
+			}
 			checkAgainstThinDump(t, root, rep, tc.kill)
 			t.Logf("%s: whole subtest %v", tc.name, time.Since(tStart).Round(time.Second))
 		})

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/thinctl/thinctl/dockerdm"
+	"github.com/thinctl/thinctl/driver"
+)
+
+// dockerInspectCommand is "thinctl docker inspect".
+var dockerInspectCommand = &command{
+	name:     "docker inspect",
+	synopsis: "docker inspect --docker-root DIR [--pool NAME]",
+	summary:  "report what a Docker devicemapper store holds and where it disagrees with its pool (read-only)",
+	detail: "Reads the store Docker's devicemapper driver left under DIR (Docker's --data-root,\n" +
+		"e.g. /var/lib/docker) without Docker: images with their tags and layers (base first,\n" +
+		"each with its thin device id and size), containers with their init and read-write\n" +
+		"devices, the pool (size, use, transaction id against Docker's last transaction) and\n" +
+		"every disagreement between Docker's records and the pool's own metadata. It writes\n" +
+		"none of Docker's files; a pool that is down is read from its metadata file, a pool\n" +
+		"that is up through a metadata snapshot. It refuses while a process (dockerd, its\n" +
+		"containerd) holds files of the store, naming the process. --pool names the pool of\n" +
+		"a store made with dm.thinpooldev. Exit 0 also when there are disagreements; they are\n" +
+		"listed last (and under \"disagreements\" with -o json).",
+	json:     true,
+	flags:    dockerStoreFlags,
+	validate: validateDockerRoot,
+	run:      runDockerInspect,
+}
+
+func dockerStoreFlags(fs *flag.FlagSet, o *options) {
+	fs.StringVar(&o.dockerRoot, "docker-root", "", "Docker's data root `DIR` (required)")
+	fs.StringVar(&o.dockerPool, "pool", "", "`NAME` of the pool of a store made with dm.thinpooldev")
+}
+
+func validateDockerRoot(c *call) error {
+	if c.opts.dockerRoot == "" {
+		return usagef("--docker-root is required (Docker's data root, e.g. /var/lib/docker)")
+	}
+	return nil
+}
+
+// dockerExportCommand is "thinctl docker export".
+var dockerExportCommand = &command{
+	name:     "docker export",
+	synopsis: "docker export --docker-root DIR [--pool NAME] --image REF [--image REF]... [--file FILE|-]",
+	summary:  "write images of a Docker devicemapper store as an archive docker load accepts",
+	detail: "Writes the images (a tag such as name:tag, or an image id or its first digits) as a\n" +
+		"docker save archive: manifest.json, each image's configuration as Docker stored it and\n" +
+		"each layer's tar, rebuilt byte for byte from the tar-split Docker kept beside the layer\n" +
+		"and the layer's device, mounted read-only (a pool that is down is brought up read-only\n" +
+		"for the export and taken down again). Every layer's sha256 is checked against the\n" +
+		"diff_id Docker recorded before it is written. It refuses while a process holds the\n" +
+		"store, and writes nothing of the store. The archive goes to --file (written beside it\n" +
+		"and renamed: a failed export leaves no partial file) or to stdout, which must not be a\n" +
+		"terminal. docker load and podman load read it.",
+	flags: func(fs *flag.FlagSet, o *options) {
+		dockerStoreFlags(fs, o)
+		fs.Var(listValue{&o.images}, "image", "export image `REF` (repeatable)")
+		fs.StringVar(&o.file, "file", "", "write the archive to `FILE` (- or nothing: stdout)")
+	},
+	validate: func(c *call) error {
+		if err := validateDockerRoot(c); err != nil {
+			return err
+		}
+		if len(c.opts.images) == 0 {
+			return usagef("--image is required: name at least one image (docker images lists them; so does thinctl docker inspect)")
+		}
+		return nil
+	},
+	run: runDockerExport,
+}
+
+func runDockerExport(c *call) error {
+	toStdout := c.opts.file == "" || c.opts.file == "-"
+	if toStdout && c.app.isTerminal(c.app.stdout) {
+		return &hintedError{msg: errTerminal.Error() + ": stdout is one",
+			hint: "give --file FILE, or redirect stdout: thinctl docker export ... > images.tar"}
+	}
+	prog := c.progress()
+	opts := dockerdm.ExportOptions{OpenOptions: dockerdm.OpenOptions{PoolName: c.opts.dockerPool}}
+	if prog != nil {
+		opts.Progress = func(done, total int, l dockerdm.LayerExport) {
+			prog(fmt.Sprintf("exporting layer %d of %d", done, total), float64(done)/float64(total))
+		}
+	}
+	t0 := time.Now()
+	var res *dockerdm.ExportResult
+	if toStdout {
+		var err error
+		if res, err = dockerdm.Export(c.ctx(), c.opts.dockerRoot, c.opts.images, c.app.stdout, opts); err != nil {
+			return dockerError(err)
+		}
+		return nil
+	}
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		res, err = dockerdm.Export(c.ctx(), c.opts.dockerRoot, c.opts.images, pw, opts)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	werr := writeFileAtomically(c.opts.file, pr)
+	pr.CloseWithError(werr)
+	if err := <-done; err != nil {
+		return dockerError(err)
+	}
+	if werr != nil {
+		return werr
+	}
+	var n int64
+	for _, l := range res.Layers {
+		n += l.Bytes
+	}
+	fmt.Fprintf(c.stdout(), "Exported %d image(s), %d layer(s) (%s of layer tars, each rebuilt from its tar-split and matching its diff_id) to %s in %v\n",
+		len(res.Images), len(res.Layers), humanSize(uint64(n)), c.opts.file, time.Since(t0).Round(time.Second))
+	return nil
+}
+
+func runDockerInspect(c *call) error {
+	rep, err := dockerdm.Inspect(c.ctx(), c.opts.dockerRoot, dockerdm.InspectOptions{OpenOptions: dockerdm.OpenOptions{PoolName: c.opts.dockerPool}})
+	if err != nil {
+		return dockerError(err)
+	}
+	if c.json() {
+		return writeJSON(c.stdout(), rep)
+	}
+	return writeDockerReport(c.stdout(), rep)
+}
+
+// dockerError gives the store's errors hints of their own: the generic
+// ones speak of thinctl's registry and devices.
+func dockerError(err error) error {
+	hint := ""
+	switch {
+	case errors.Is(err, dockerdm.ErrHeld):
+		hint = "stop Docker first (systemctl stop docker docker.socket containerd); thinctl reads the store only while nothing else uses it"
+	case errors.Is(err, dockerdm.ErrNoStore), errors.Is(err, dockerdm.ErrNotDevicemapper):
+		hint = "--docker-root names Docker's data root (dockerd --data-root, default /var/lib/docker) of a store made with --storage-driver devicemapper"
+	case errors.Is(err, dockerdm.ErrUnknownImage):
+		hint = "thinctl docker inspect lists the store's images (a tag, or an image id or its first digits)"
+	case errors.Is(err, dockerdm.ErrNoTarSplit):
+		hint = "only layers Docker kept a tar-split for can be exported so far"
+	case errors.Is(err, dockerdm.ErrPartial), errors.Is(err, dockerdm.ErrCorrupt), errors.Is(err, dockerdm.ErrNotThinMetadata):
+		hint = "thinctl changed nothing; restore the named file from a backup, or copy the store aside and remove it from the copy to see the rest"
+	default:
+		return err
+	}
+	return &hintedError{msg: err.Error(), hint: hint}
+}
+
+func short(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func thinText(id *uint32) string {
+	if id == nil {
+		return "-"
+	}
+	return strconv.FormatUint(uint64(*id), 10)
+}
+
+// writeDockerReport prints "docker inspect".
+func writeDockerReport(w io.Writer, r *dockerdm.Report) error {
+	p := r.Pool
+	block := uint64(p.DataBlockSize) * 512
+	state := "down (read from its metadata file)"
+	if p.Active {
+		state = "up (read through a metadata snapshot)"
+	}
+	tx := fmt.Sprintf("%d; Docker's last: %d", p.TransactionID, p.DockerTransaction)
+	if p.TransactionOpen {
+		tx += " (open: it never closed)"
+	}
+	fields := []driver.KV{
+		{Key: "Docker root", Value: r.Root},
+		{Key: "Pool", Value: p.Name + ", " + state},
+		{Key: "Transaction ID", Value: tx},
+		{Key: "Data%", Value: usageLine(p.DataUsed*block, p.DataBlocks*block)},
+		{Key: "Meta%", Value: usageLine(p.MetaUsed*4096, p.MetaBlocks*4096)},
+	}
+	if r.Base != nil {
+		fields = append(fields, driver.KV{Key: "Base device", Value: fmt.Sprintf("thin id %d, %s, %s", r.Base.DeviceID, humanSize(r.Base.Size), dash(p.BaseDeviceFilesystem))})
+	}
+	devs := "-"
+	if p.Compared {
+		devs = strconv.Itoa(len(p.Devices))
+	}
+	fields = append(fields, driver.KV{Key: "Devices", Value: fmt.Sprintf("%s in the pool, %d records", devs, r.Records)})
+	if p.NeedsCheck {
+		fields = append(fields, driver.KV{Key: "Needs check", Value: "yes (the kernel asks for thin_check)"})
+	}
+	if err := writeFields(w, fields); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	var rows [][]string
+	for _, img := range r.Images {
+		tag := "<none>"
+		for _, t := range img.Tags {
+			if !strings.Contains(t, "@") {
+				tag = t
+				break
+			}
+		}
+		for i, l := range img.LayerReports {
+			name, id := "", ""
+			if i == 0 {
+				name, id = tag, short(img.ID)
+			}
+			rows = append(rows, []string{name, id, strconv.Itoa(i + 1), short(l.ChainID), thinText(l.DeviceID), sizeText(uint64(l.Size)), dash(short(l.CacheID))})
+		}
+		if len(img.LayerReports) == 0 {
+			rows = append(rows, []string{tag, short(img.ID), "-", "-", "-", "-", "-"})
+		}
+	}
+	if err := writeTable(w, []string{"IMAGE", "ID", "LAYER", "CHAIN_ID", "DEV_ID", "SIZE", "CACHE_ID"}, rows); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	rows = rows[:0]
+	for _, ct := range r.Containers {
+		rows = append(rows, []string{dash(ct.Name), short(ct.ID), dash(ct.Ref), thinText(ct.InitDevice), thinText(ct.RWDevice), dash(short(ct.MountID))})
+	}
+	if err := writeTable(w, []string{"CONTAINER", "ID", "IMAGE", "INIT_DEV_ID", "RW_DEV_ID", "MOUNT_ID"}, rows); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	if len(r.Disagreements) == 0 {
+		fmt.Fprintln(w, "Docker's records and the pool agree.")
+	} else {
+		fmt.Fprintf(w, "%d disagreement(s):\n", len(r.Disagreements))
+		for _, d := range r.Disagreements {
+			fmt.Fprintf(w, "  %s\n", d)
+		}
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	return nil
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A store as Docker lays it out, just enough for Open: the host has no
+// device-mapper, so these tests stop before the pool; the VM scenario
+// (tests/docker) runs the commands on stores a real dockerd made.
+func fakeDockerStore(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	for p, c := range map[string]string{
+		"devicemapper/devicemapper/data":       "",
+		"devicemapper/devicemapper/metadata":   "",
+		"devicemapper/metadata/base":           `{"device_id":1,"size":536870912,"transaction_id":1,"initialized":true,"deleted":false}`,
+		"image/devicemapper/repositories.json": `{"Repositories":{}}`,
+	} {
+		full := filepath.Join(root, p)
+		os.MkdirAll(filepath.Dir(full), 0o755)
+		if err := os.WriteFile(full, []byte(c), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func TestDockerCommandsRefuseBadInputWithOneLineAndAHint(t *testing.T) {
+	garbage := fakeDockerStore(t)
+	os.WriteFile(filepath.Join(garbage, "devicemapper/metadata/0123abcd"), []byte("not json"), 0o600)
+	overlay := t.TempDir()
+	os.MkdirAll(filepath.Join(overlay, "image", "overlay2"), 0o755)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+		hint string
+	}{
+		{"inspect without --docker-root", []string{"docker", "inspect"}, 2, "--docker-root is required", "thinctl docker inspect --help"},
+		{"export without --image", []string{"docker", "export", "--docker-root", "/x"}, 2, "--image is required", "thinctl docker export --help"},
+		{"a data root that does not exist", []string{"docker", "inspect", "--docker-root", "/nonexistent/docker"}, 1,
+			"docker inspect: /nonexistent/docker does not exist: no Docker data root", "--docker-root names Docker's data root"},
+		{"an overlay2 data root", []string{"docker", "inspect", "--docker-root", overlay}, 1,
+			"has no devicemapper/ directory (its image database is for overlay2): not a devicemapper store", "--docker-root names"},
+		{"a garbage device record", []string{"docker", "inspect", "--docker-root", garbage}, 1,
+			"devicemapper/metadata/0123abcd: not a JSON object", "thinctl changed nothing"},
+		{"an image the store lacks", []string{"docker", "export", "--docker-root", fakeDockerStore(t), "--image", "nope:1", "--file", filepath.Join(t.TempDir(), "x.tar")}, 1,
+			`docker export: "nope:1": no such image in the Docker store`, "thinctl docker inspect lists the store's images"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			var before string
+			if tc.name == "a garbage device record" {
+				before = treeOf(t, garbage)
+			}
+			r := h.run(tc.args...)
+			lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+			if r.code != tc.code || r.stdout != "" || len(lines) != 2 || !strings.Contains(lines[0], tc.want) || !strings.Contains(lines[1], tc.hint) {
+				t.Fatalf("exit %d, stdout %q, stderr:\n%s\nwant exit %d, %q and a hint with %q", r.code, r.stdout, r.stderr, tc.code, tc.want, tc.hint)
+			}
+			if before != "" && treeOf(t, garbage) != before {
+				t.Error("the store changed")
+			}
+		})
+	}
+	if matches, _ := filepath.Glob(filepath.Join(os.TempDir(), "thinctl-docker-export-*")); len(matches) > 0 {
+		t.Errorf("export left work directories: %v", matches)
+	}
+}
+
+// treeOf lists every path under root with its size and mtime.
+func treeOf(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err == nil {
+			fmt.Fprintf(&b, "%s %v %d\n", p, fi.ModTime(), fi.Size())
+		}
+		return nil
+	})
+	return b.String()
+}
