@@ -33,7 +33,7 @@ POWERCUT  := tests/vm/run.sh --pkg ./tests/reliability --pkg ./cmd/thinctl --run
 
 help:
 	@echo "make build        static bin/thinctl and bin/thinctl-snapshotter (CGO_ENABLED=0, version $(VERSION), no failpoints)"
-	@echo "make test         host unit tests, the VM suite without and with udev, the power cut across reboots, the Vagrantfile check"
+	@echo "make test         host unit tests, the VM suite without and with udev, the power cut across reboots, the packages, the Vagrant VM, the Vagrantfile check"
 	@echo "make test-host    host unit tests only (go test ./...)"
 	@echo "make test-vm      the VM suite only (tests/vm/run.sh --both; VMFLAGS=... adds flags)"
 	@echo "make test-powercut  thinctl frozen at failpoints, the guest's power cut, checked in the next boot (POWERCUTFLAGS=...)"
@@ -64,6 +64,8 @@ test:
 	$(POWERCUT) $(POWERCUTFLAGS) 2>&1 | tee "$$log/cut"; cut=$${PIPESTATUS[0]}; \
 	echo "=== packaging: make test-packaging ==="; \
 	$(MAKE) --no-print-directory test-packaging 2>&1 | tee "$$log/pkg"; pkg=$${PIPESTATUS[0]}; \
+	echo "=== Vagrant VM: tests/vagrant/run.sh $(VAGRANTFLAGS) ==="; \
+	tests/vagrant/run.sh $(VAGRANTFLAGS) 2>&1 | tee "$$log/vagrant"; vagr=$${PIPESTATUS[0]}; \
 	$(MAKE) --no-print-directory vagrant-check; vag=$$?; \
 	echo; echo "=== make test summary ==="; \
 	echo "host (go test ./..., exit $$host): $$(grep -c '^ok' "$$log/host") packages ok," \
@@ -74,8 +76,9 @@ test:
 		echo "power cut across reboots: no result (exit $$cut)"; \
 	grep -a -E '^power cut across reboots: [0-9]+ points' "$$log/cut" | tail -1; \
 	grep -a '^packaging: ' "$$log/pkg" | tail -1 | grep . || echo "packaging: no result (exit $$pkg)"; \
+	grep -a -E '^vagrant \(' "$$log/vagrant" | tail -1 | grep . || echo "vagrant: no result (exit $$vagr)"; \
 	rm -rf "$$log"; \
-	[ $$host -eq 0 ] && [ $$vm -eq 0 ] && [ $$cut -eq 0 ] && [ $$pkg -eq 0 ] && [ $$vag -eq 0 ]
+	[ $$host -eq 0 ] && [ $$vm -eq 0 ] && [ $$cut -eq 0 ] && [ $$pkg -eq 0 ] && [ $$vagr -eq 0 ] && [ $$vag -eq 0 ]
 
 test-host:
 	$(GO) test -count=1 ./...
