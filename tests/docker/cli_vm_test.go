@@ -78,6 +78,7 @@ func checkCLIReport(t *testing.T, root string, rep *dockerdm.Report) {
 	if code != 0 || json.Unmarshal([]byte(js), &got) != nil {
 		t.Fatalf("thinctl -o json docker inspect: exit %d, %s\n%s", code, errOut, js)
 	}
+	t.Logf("$ thinctl -o json docker inspect --docker-root %s\n%s", root, js)
 	if len(got.Images) != len(rep.Images) || len(got.Containers) != len(rep.Containers) || got.Pool.TransactionID != rep.Pool.TransactionID {
 		t.Errorf("JSON report differs from the library's: %+v", got)
 	}
