@@ -33,7 +33,7 @@ POWERCUT  := tests/vm/run.sh --pkg ./tests/reliability --pkg ./cmd/thinctl --run
 
 help:
 	@echo "make build        static bin/thinctl and bin/thinctl-snapshotter (CGO_ENABLED=0, version $(VERSION), no failpoints)"
-	@echo "make test         host unit tests, the VM suite without and with udev, the power cut across reboots, the packages, the Vagrant VM, the Vagrantfile check"
+	@echo "make test         host unit tests, the VM suite without and with udev, a real Docker on devicemapper, the power cut across reboots, the packages, the Vagrant VM, the Vagrantfile check"
 	@echo "make test-host    host unit tests only (go test ./...)"
 	@echo "make test-vm      the VM suite only (tests/vm/run.sh --both; VMFLAGS=... adds flags)"
 	@echo "make test-powercut  thinctl frozen at failpoints, the guest's power cut, checked in the next boot (POWERCUTFLAGS=...)"
@@ -60,6 +60,9 @@ test:
 	$(GO) test -count=1 -tags failpoints ./internal/failpoint 2>&1 | tee -a "$$log/host"; [ $${PIPESTATUS[0]} -eq 0 ] || host=1; \
 	echo "=== VM suite: tests/vm/run.sh --both $(VMFLAGS) ==="; \
 	tests/vm/run.sh --both $(VMFLAGS) 2>&1 | tee "$$log/vm"; vm=$${PIPESTATUS[0]}; \
+	echo "=== real Docker on devicemapper stores: tests/vm/run.sh --docker --no-udev --pkg ./tests/docker ==="; \
+	$(GO) build -trimpath -o "$$log/thinctl" ./cmd/thinctl && \
+	tests/vm/run.sh --docker --no-udev --pkg ./tests/docker --extra-bin "$$log/thinctl" 2>&1 | tee "$$log/docker"; dk=$${PIPESTATUS[0]}; \
 	echo "=== power cut across reboots: $(POWERCUT) ==="; \
 	$(POWERCUT) $(POWERCUTFLAGS) 2>&1 | tee "$$log/cut"; cut=$${PIPESTATUS[0]}; \
 	echo "=== packaging: make test-packaging ==="; \
@@ -75,10 +78,11 @@ test:
 	grep -a -E '^VM \(.*boot\+run' "$$log/cut" | sed 's/^VM/power cut across reboots:/' | grep . || \
 		echo "power cut across reboots: no result (exit $$cut)"; \
 	grep -a -E '^power cut across reboots: [0-9]+ points' "$$log/cut" | tail -1; \
+	grep -a -E '^VM \(.*boot\+run' "$$log/docker" | sed 's/^VM/real Docker:/' | grep . || echo "real Docker: no result (exit $$dk)"; \
 	grep -a '^packaging: ' "$$log/pkg" | tail -1 | grep . || echo "packaging: no result (exit $$pkg)"; \
 	grep -a -E '^vagrant \(' "$$log/vagrant" | tail -1 | grep . || echo "vagrant: no result (exit $$vagr)"; \
 	rm -rf "$$log"; \
-	[ $$host -eq 0 ] && [ $$vm -eq 0 ] && [ $$cut -eq 0 ] && [ $$pkg -eq 0 ] && [ $$vagr -eq 0 ] && [ $$vag -eq 0 ]
+	[ $$host -eq 0 ] && [ $$vm -eq 0 ] && [ $$dk -eq 0 ] && [ $$cut -eq 0 ] && [ $$pkg -eq 0 ] && [ $$vagr -eq 0 ] && [ $$vag -eq 0 ]
 
 test-host:
 	$(GO) test -count=1 ./...
