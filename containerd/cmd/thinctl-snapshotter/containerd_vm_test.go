@@ -88,7 +88,10 @@ func (r *rig) stopSnapshotter() {
 	}
 }
 
-func (r *rig) startContainerd(bin string) {
+// startContainerd starts containerd with the thinctl proxy plugin and
+// extra configuration (TOML appended to the config) and waits until it
+// answers.
+func (r *rig) startContainerd(bin, extra string) {
 	r.t.Helper()
 	cfg := filepath.Join(r.run, "containerd.toml")
 	state := filepath.Join(r.t.TempDir(), "containerd")
@@ -109,7 +112,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   [proxy_plugins.thinctl]
     type = "snapshot"
     address = %q
-`, filepath.Join(state, "root"), filepath.Join(r.run, "state"), r.ctrdSock, r.snapSock))
+%s`, filepath.Join(state, "root"), filepath.Join(r.run, "state"), r.ctrdSock, r.snapSock, extra))
 	logf, err := os.Create(filepath.Join(r.run, "containerd.log"))
 	if err != nil {
 		r.t.Fatal(err)
@@ -174,14 +177,11 @@ func (r *rig) records() int {
 	return n
 }
 
-func TestRealContainerdThroughTheSnapshotter(t *testing.T) {
-	testenv.RequireDeviceMapper(t)
-	if os.Getenv("THINCTL_VM_MODE") == "noudev" {
-		t.Skip("runs in the boot with udev, as on a real node (make test boots both)")
-	}
-	containerd := testenv.RequireTool(t, "containerd")
-	testenv.RequireTool(t, "ctr")
-	testenv.RequireTool(t, "mkfs.ext4")
+// newRig makes a thinctl pool (4 GiB of data, 256 MiB base) and a short
+// directory under /run for the sockets; the snapshotter and containerd are
+// started by the caller and stopped when the test ends.
+func newRig(t *testing.T) *rig {
+	t.Helper()
 	ctx := context.Background()
 	root := t.TempDir()
 	p, err := thinpool.Init(ctx, root, thinpool.Options{DataSize: 4 * thinpool.GiB, MetadataSize: 64 * thinpool.MiB, BaseSize: 256 * thinpool.MiB})
@@ -205,9 +205,22 @@ func TestRealContainerdThroughTheSnapshotter(t *testing.T) {
 			t.Logf("last snapshotter log:\n%s", tail(string(b), 60))
 		}
 	})
+	return r
+}
+
+func TestRealContainerdThroughTheSnapshotter(t *testing.T) {
+	testenv.RequireDeviceMapper(t)
+	if os.Getenv("THINCTL_VM_MODE") == "noudev" {
+		t.Skip("runs in the boot with udev, as on a real node (make test boots both)")
+	}
+	containerd := testenv.RequireTool(t, "containerd")
+	testenv.RequireTool(t, "ctr")
+	testenv.RequireTool(t, "mkfs.ext4")
+	r := newRig(t)
+	root := r.root
 	startup := r.startSnapshotter()
 	t.Logf("thinctl-snapshotter answered %v after its start (first start: makes the root device)", startup.Round(time.Millisecond))
-	r.startContainerd(containerd)
+	r.startContainerd(containerd, "")
 	base := r.records()
 
 	work := t.TempDir()
