@@ -116,9 +116,9 @@ func TestBenchVsContainerdDevmapper(t *testing.T) {
 		ref := "thinctl.test/twenty-" + sn + ":latest"
 		writeImageArchive(t, archive, ref, layers)
 		t0 := time.Now()
-		r.ctr("images", "import", "--snapshotter", sn, archive)
+		r.ctrT(t, "images", "import", "--snapshotter", sn, archive)
 		imp[sn] = time.Since(t0)
-		r.ctr("images", "rm", "--sync", ref)
+		r.ctrT(t, "images", "rm", "--sync", ref)
 	}
 
 	ratio := func(m map[string][]time.Duration) (float64, time.Duration, time.Duration) {
