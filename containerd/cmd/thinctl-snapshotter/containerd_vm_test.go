@@ -103,6 +103,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [grpc]
   address = %q
 
+# Collect garbage only when asked (ctr images rm --sync, a lease deleted
+# with sync): a collection scheduled by the mutations of an import would
+# race the test's own steps.
+[plugins."io.containerd.gc.v1.scheduler"]
+  mutation_threshold = 1000000
+
 [proxy_plugins]
   [proxy_plugins.thinctl]
     type = "snapshot"
@@ -373,8 +379,8 @@ func TestRealContainerdThroughTheSnapshotter(t *testing.T) {
 }
 
 // keep labels a view containerd.io/gc.root: ctr snapshots view, unlike
-// prepare and commit, adds no root label, so containerd's garbage
-// collection may remove the view while the test still uses it.
+// prepare and commit, adds no root label, so a garbage collection would
+// remove the view while the test still uses it.
 func keep(t *testing.T, r *rig, key string) {
 	t.Helper()
 	r.ctrT(t, "snapshots", "--snapshotter", "thinctl", "label", key, "containerd.io/gc.root=test")
