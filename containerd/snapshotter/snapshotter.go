@@ -379,9 +379,9 @@ func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, er
 
 // mounts activates sn's device and returns its one mount. The caller holds mu.
 func (s *Snapshotter) mounts(ctx context.Context, sn *snapshot) ([]mount.Mount, error) {
-	path, err := s.activate(ctx, sn)
+	path, err := s.pool.Activate(ctx, sn.id)
 	if err != nil {
-		return nil, err
+		return nil, mapErr(err, "activate the device of snapshot %q", sn.name)
 	}
 	var opts []string
 	if sn.kind == snapshots.KindView {
@@ -391,32 +391,6 @@ func (s *Snapshotter) mounts(ctx context.Context, sn *snapshot) ([]mount.Mount, 
 		opts = append(opts, "nouuid") // snapshots share their origin's uuid
 	}
 	return []mount.Mount{{Type: string(s.fs), Source: path, Options: opts}}, nil
-}
-
-// activate activates sn's device and returns its /dev/mapper path, which
-// must exist: with udev running a device once seen to lose its link right
-// after activation (a change event udev made for the device that had the
-// same dm minor before, processed late; seen once in the conformance suite
-// under load) is waited for briefly, then taken down and activated again,
-// which makes udev build the link anew.
-func (s *Snapshotter) activate(ctx context.Context, sn *snapshot) (string, error) {
-	for attempt := 0; ; attempt++ {
-		path, err := s.pool.Activate(ctx, sn.id)
-		if err != nil {
-			return "", mapErr(err, "activate the device of snapshot %q", sn.name)
-		}
-		for t0 := time.Now(); time.Since(t0) < 2*time.Second; time.Sleep(20 * time.Millisecond) {
-			if _, err := os.Stat(path); err == nil {
-				return path, nil
-			}
-		}
-		if attempt == 1 {
-			return "", errors.Errorf("activate the device of snapshot %q: %s is missing after activating it twice (udev running?)", sn.name, path)
-		}
-		if err := s.pool.Deactivate(ctx, sn.id); err != nil {
-			return "", mapErr(err, "activate the device of snapshot %q again (%s was missing)", sn.name, path)
-		}
-	}
 }
 
 // Prepare creates an active snapshot key on top of the committed snapshot

@@ -4,6 +4,7 @@ package snapshotter
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -96,11 +97,25 @@ func checkAndDown(root string) error {
 // udev, where its 128-layer case takes about a minute; with udev every
 // activation waits for udev's node and that case alone took 184 s. The
 // real containerd scenario (TestRealContainerdThroughTheSnapshotter) runs
-// with udev, as on a node. Natively both run.
+// with udev, as on a node. Natively both run, and a run that names the
+// suite with -test.run runs it in either boot.
+//
+// Under udev, a mount of a freshly prepared snapshot has also failed with
+// ENOENT on its /dev/mapper link, which Prepare had waited for: in 2 of 4
+// runs of the proxy suite, one subtest of 21 (Rename,
+// DeletedFilesInChildSnapshot), each time just after a view was removed
+// (with its discard) and a new device activated; not yet explained
+// (docs/containerd.md). tests/vm/run.sh --udev --pkg ./containerd/snapshotter
+// --run ThroughProxy runs it with udev.
 func onlyInMode(t *testing.T, mode string) {
-	if m := os.Getenv("THINCTL_VM_MODE"); m != "" && m != mode {
-		t.Skipf("runs in the VM boot %s (this one is %s)", mode, m)
+	m := os.Getenv("THINCTL_VM_MODE")
+	if m == "" || m == mode {
+		return
 	}
+	if f := flag.Lookup("test.run"); f != nil && strings.Contains(f.Value.String(), "Suite") {
+		return
+	}
+	t.Skipf("runs in the VM boot %s (this one is %s); name it with --run to run it here", mode, m)
 }
 
 func TestContainerdSnapshotterSuiteInProcess(t *testing.T) {
