@@ -55,9 +55,10 @@ build:
 # test runs the host suite and the VM suite and ends with a summary of both.
 test:
 	@set -o pipefail; log="$$(mktemp -d)"; \
-	echo "=== host unit tests: go test -count=1 ./... (and -tags failpoints ./internal/failpoint) ==="; \
+	echo "=== host unit tests: go test -count=1 ./... (and -tags failpoints ./internal/failpoint, and the containerd module) ==="; \
 	$(GO) test -count=1 ./... 2>&1 | tee "$$log/host"; host=$${PIPESTATUS[0]}; \
 	$(GO) test -count=1 -tags failpoints ./internal/failpoint 2>&1 | tee -a "$$log/host"; [ $${PIPESTATUS[0]} -eq 0 ] || host=1; \
+	(cd containerd && $(GO) test -count=1 ./...) 2>&1 | tee -a "$$log/host"; [ $${PIPESTATUS[0]} -eq 0 ] || host=1; \
 	echo "=== VM suite: tests/vm/run.sh --both $(VMFLAGS) ==="; \
 	tests/vm/run.sh --both $(VMFLAGS) 2>&1 | tee "$$log/vm"; vm=$${PIPESTATUS[0]}; \
 	echo "=== real Docker on devicemapper stores: tests/vm/run.sh --docker --no-udev --pkg ./tests/docker ==="; \
