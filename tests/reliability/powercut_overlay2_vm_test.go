@@ -4,7 +4,6 @@ package reliability
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,16 +18,7 @@ import (
 // says what an interrupted create left and `check --repair` clears it, and
 // the layer can then be made again and shows its parent's files.
 func TestReliabilityPowerCutOverlay2(t *testing.T) {
-	requireVM(t)
-	findThinctl(t)
-	if udevMode && !full {
-		t.Skip("runs in the boot without udev (overlay2 does not involve udev)")
-	}
-	for _, tool := range []string{"losetup", "mkfs.ext4", "e2fsck"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("no %s", tool)
-		}
-	}
+	requirePowerCut(t)
 	for _, point := range []string{failpoint.Overlay2BeforePublish, failpoint.Overlay2AfterPublish} {
 		t.Run(strings.TrimPrefix(point, "overlay2/create/"), func(t *testing.T) {
 			disk := newStateDisk(t)

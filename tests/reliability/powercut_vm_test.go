@@ -217,20 +217,29 @@ func freezeAt(t *testing.T, r *rig, c crashStep) (cmd *exec.Cmd, done <-chan str
 	return cmd, exited, nil
 }
 
-// TestReliabilityPowerCut freezes thinctl at failpoints, cuts the power
-// of the filesystem holding the root (see stateDisk.cut), boots the copy
-// and checks the same conditions as the crash test.
-func TestReliabilityPowerCut(t *testing.T) {
+// requirePowerCut skips t unless a power cut of a state disk can run here:
+// in the VM rig's boot without udev (what reaches the disk does not depend
+// on udev; THINCTL_RELIABILITY_FULL=1 runs it in the other boot too), with
+// the tools stateDisk uses.
+func requirePowerCut(t *testing.T) {
+	t.Helper()
 	requireVM(t)
 	findThinctl(t)
 	if udevMode && !full {
-		t.Skip("the power-cut subset runs in the boot without udev (what reaches the disk does not depend on udev); THINCTL_RELIABILITY_FULL=1 runs it here too")
+		t.Skip("the power-cut tests run in the boot without udev (what reaches the disk does not depend on udev); THINCTL_RELIABILITY_FULL=1 runs them here too")
 	}
 	for _, tool := range []string{"losetup", "mkfs.ext4", "e2fsck"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("no %s", tool)
 		}
 	}
+}
+
+// TestReliabilityPowerCut freezes thinctl at failpoints, cuts the power
+// of the filesystem holding the root (see stateDisk.cut), boots the copy
+// and checks the same conditions as the crash test.
+func TestReliabilityPowerCut(t *testing.T) {
+	requirePowerCut(t)
 	disk := newStateDisk(t)
 	root := filepath.Join(disk.mnt, "root")
 	if err := os.Mkdir(root, 0o700); err != nil {
