@@ -247,8 +247,7 @@ func TestRealContainerdThroughTheSnapshotter(t *testing.T) {
 		// as a global flag ctr does not have, so it always unpacks onto
 		// overlayfs; see docs/containerd.md.)
 		mnt := mkdir(t, filepath.Join(work, "mnt"))
-		src := mountFromCtr(t, r.ctrT(t, "snapshots", "--snapshotter", "thinctl", "view", "--target", mnt, "image-view", top), true)
-		keep(t, r, "image-view")
+		src := mountFromCtr(t, viewKept(t, r, "image-view", "--target", mnt, "image-view", top), true)
 		if out := r.ctrT(t, "snapshots", "--snapshotter", "thinctl", "mounts", mnt, "image-view"); mountFromCtr(t, out, true) != src {
 			t.Fatalf("ctr snapshots mounts names another device than view did: %s", out)
 		}
@@ -270,8 +269,7 @@ func TestRealContainerdThroughTheSnapshotter(t *testing.T) {
 		writeFile(t, filepath.Join(dir, "written"), "by the active snapshot\n")
 		mustUnmount(t, dir)
 		r.ctrT(t, append(sn, "commit", "work-a-done", "work-a")...)
-		r.ctrT(t, append(sn, "view", "work-v", "work-a-done")...)
-		keep(t, r, "work-v")
+		viewKept(t, r, "work-v", "work-v", "work-a-done")
 		vdir := filepath.Join(work, "v")
 		vsrc := mountFromCtr(t, r.ctrT(t, append(sn, "mounts", vdir, "work-v")...), true)
 		mustMount(t, vsrc, vdir, syscall.MS_RDONLY)
@@ -346,8 +344,7 @@ func TestRealContainerdThroughTheSnapshotter(t *testing.T) {
 		}
 		r.ctrT(t, "images", "import", "--snapshotter", "thinctl", many)
 		mnt := mkdir(t, filepath.Join(work, "many-mnt"))
-		msrc := mountFromCtr(t, r.ctrT(t, "snapshots", "--snapshotter", "thinctl", "view", "--target", mnt, "many-view", manyTop), true)
-		keep(t, r, "many-view")
+		msrc := mountFromCtr(t, viewKept(t, r, "many-view", "--target", mnt, "many-view", manyTop), true)
 		mustMount(t, msrc, mnt, syscall.MS_RDONLY)
 		defer r.ctrT(t, "snapshots", "--snapshotter", "thinctl", "rm", "many-view")
 		defer mustUnmount(t, mnt)
@@ -378,12 +375,27 @@ func TestRealContainerdThroughTheSnapshotter(t *testing.T) {
 	})
 }
 
-// keep labels a view containerd.io/gc.root: ctr snapshots view, unlike
-// prepare and commit, adds no root label, so a garbage collection would
-// remove the view while the test still uses it.
-func keep(t *testing.T, r *rig, key string) {
+// viewKept runs `ctr snapshots view ARGS...` and labels the view key
+// containerd.io/gc.root: ctr snapshots view, unlike prepare and commit, adds
+// no root label, so a garbage collection would remove the view while the
+// test still uses it. ctr's lease on the view ends when ctr exits, and a
+// collection can come between the two commands (seen once in make test); a
+// view that vanished so is made again, up to three times. It returns what
+// view printed.
+func viewKept(t *testing.T, r *rig, key string, args ...string) string {
 	t.Helper()
-	r.ctrT(t, "snapshots", "--snapshotter", "thinctl", "label", key, "containerd.io/gc.root=test")
+	view := append([]string{"snapshots", "--snapshotter", "thinctl", "view"}, args...)
+	for try := 1; ; try++ {
+		out := r.ctrT(t, view...)
+		lout, err := r.ctrErr("snapshots", "--snapshotter", "thinctl", "label", key, "containerd.io/gc.root=test")
+		if err == nil {
+			return out
+		}
+		if _, ierr := r.ctrErr("snapshots", "--snapshotter", "thinctl", "info", key); ierr == nil || try == 3 {
+			t.Fatalf("ctr snapshots label %s containerd.io/gc.root=test (try %d): %v\n%s", key, try, err, lout)
+		}
+		t.Logf("containerd's collector removed view %s before it was labelled (try %d); making it again", key, try)
+	}
 }
 
 // checkPoolAgrees opens the pool, expects Check to find nothing and wantRecords
