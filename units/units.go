@@ -9,6 +9,10 @@
 // (1000-based) units. Zero, negative numbers, fractions ("1.5G": write
 // "1536M"), unknown units and sizes beyond 2^63-1 bytes (what a file
 // offset can hold) are refused.
+//
+// Percentages (a minimum of free space) have a grammar of their own, read
+// by ParsePercent: a decimal number from 0 up to, not including, 100,
+// optionally followed by "%".
 package units
 
 import (
@@ -99,4 +103,37 @@ func FormatSize(b uint64) string {
 		u++
 	}
 	return strconv.FormatFloat(v, 'f', 1, 64) + string(units[u])
+}
+
+// PercentError is a percentage ParsePercent refused. It matches
+// errdefs.ErrInvalidArgument under errors.Is.
+type PercentError struct {
+	// Input is the text as given.
+	Input string
+	// Reason says what is wrong with it and what to write instead.
+	Reason string
+}
+
+// Error returns `invalid percentage "<input>": <reason>`.
+func (e *PercentError) Error() string {
+	return "invalid percentage " + strconv.Quote(e.Input) + ": " + e.Reason
+}
+
+// Unwrap returns errdefs.ErrInvalidArgument.
+func (e *PercentError) Unwrap() error { return errdefs.ErrInvalidArgument }
+
+// ParsePercent reads a percentage such as "10%", "2.5" (a bare number is a
+// percentage too) or "0%", surrounded by optional white space. It must lie
+// from 0 up to, not including, 100; what 0 means is the caller's to say
+// (for a minimum of free space: no minimum). A refused percentage is a
+// *PercentError.
+func ParsePercent(s string) (float64, error) {
+	v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, &PercentError{Input: s, Reason: "not a percentage (e.g. 10%)"}
+	}
+	if v < 0 || v >= 100 {
+		return 0, &PercentError{Input: s, Reason: "out of range; use a percentage from 0 to below 100"}
+	}
+	return v, nil
 }

@@ -218,7 +218,7 @@ func (c *call) storageOpt() map[string]string {
 	str("dm.fs", o.fsType)
 	str("dm.mkfsarg", strings.Join(o.mkfsArgs, "\n"))
 	str("dm.mountopt", strings.Join(o.mountOpts, ","))
-	if o.minFree != 0 {
+	if o.minFreeSet {
 		m["dm.min_free_space"] = strconv.FormatFloat(o.minFree, 'f', -1, 64) + "%"
 	}
 	str("dm.datadev", o.dataDev)

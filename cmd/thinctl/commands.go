@@ -16,6 +16,7 @@ type options struct {
 	mkfsArgs     []string
 	mountOpts    []string
 	minFree      float64
+	minFreeSet   bool
 	dataDev      string
 	metadataDev  string
 	thinpoolDev  string
@@ -85,7 +86,7 @@ var commands = []*command{
 			fs.Var(choiceValue{&o.fsType, []string{"ext4", "xfs"}}, "fs", "filesystem `TYPE` of the base device: ext4 or xfs (default ext4)")
 			fs.Var(listValue{&o.mkfsArgs}, "mkfs-arg", "pass `ARG` to mkfs (repeatable)")
 			mountOptFlag(fs, o)
-			fs.Var(percentValue{&o.minFree}, "min-free-space", "refuse new devices when less than `PCT` of data or metadata is free (default 10%)")
+			fs.Var(percentValue{&o.minFree, &o.minFreeSet}, "min-free-space", "refuse new devices when less than `PCT` of data or metadata is free (default 10%; 0 for no minimum)")
 			fs.StringVar(&o.dataDev, "data-dev", "", "use block device `DEV` for data instead of a loop file")
 			fs.StringVar(&o.metadataDev, "metadata-dev", "", "use block device `DEV` for metadata instead of a loop file")
 			fs.StringVar(&o.thinpoolDev, "thinpool-dev", "", "use the existing thin-pool device `NAME` (never deactivated)")

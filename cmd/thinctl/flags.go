@@ -26,7 +26,10 @@ func (v sizeValue) Set(s string) error {
 }
 
 // percentValue is a flag holding a percentage (see parsePercent).
-type percentValue struct{ p *float64 }
+type percentValue struct {
+	p   *float64
+	set *bool // true once the flag is given (0 is a value: no minimum)
+}
 
 func (v percentValue) String() string { return "" }
 
@@ -35,7 +38,7 @@ func (v percentValue) Set(s string) error {
 	if err != nil {
 		return err
 	}
-	*v.p = p
+	*v.p, *v.set = p, true
 	return nil
 }
 

@@ -2,9 +2,7 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"math"
-	"strconv"
 	"strings"
 
 	"github.com/thinctl/thinctl/units"
@@ -21,18 +19,15 @@ func parseSize(s string) (uint64, error) {
 	return n, err
 }
 
-// parsePercent reads a percentage such as "10%" or "10" (a bare number is
-// a percentage too); it must lie strictly between 0 and 100.
+// parsePercent reads a percentage flag (see units.ParsePercent); the
+// error is only the reason, as the flag's error names the flag and value.
 func parsePercent(s string) (float64, error) {
-	t := strings.TrimSuffix(strings.TrimSpace(s), "%")
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0, fmt.Errorf("not a percentage (e.g. 10%%)")
+	v, err := units.ParsePercent(s)
+	var pe *units.PercentError
+	if errors.As(err, &pe) {
+		return 0, errors.New(pe.Reason)
 	}
-	if v <= 0 || v >= 100 {
-		return 0, fmt.Errorf("out of range; use a percentage above 0 and below 100")
-	}
-	return v, nil
+	return v, err
 }
 
 // humanSize renders bytes with one decimal and a binary unit, like lvs.

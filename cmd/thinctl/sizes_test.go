@@ -41,7 +41,7 @@ func TestParsePercent(t *testing.T) {
 		{"a percent sign is accepted", "10%", 10, true},
 		{"a bare number is a percentage", "10", 10, true},
 		{"fractions are fine", "2.5%", 2.5, true},
-		{"zero is refused", "0%", 0, false},
+		{"zero is no minimum", "0%", 0, true},
 		{"a hundred is refused", "100", 0, false},
 		{"negative is refused", "-5%", 0, false},
 		{"garbage is refused", "ten", 0, false},

@@ -382,6 +382,22 @@ func TestALowSpacePoolRefusesNewDevicesWithAGrowHint(t *testing.T) {
 	o.fails(1, "hint: grow the pool: thinctl pool grow --data-size SIZE", "create", "more")
 }
 
+// TestAZeroMinFreeSpaceMeansNoMinimum gives --min-free-space 0 (Docker's
+// dm.min_free_space=0%): the pool keeps no floor and creates go on.
+func TestAZeroMinFreeSpaceMeansNoMinimum(t *testing.T) {
+	o := newOperator(t)
+	o.must("pool", "init", "--data-size", "256M", "--metadata-size", "8M", "--base-size", "64M", "--min-free-space", "0")
+	if st := o.must("pool", "status"); !strings.Contains(st, "Min free space:  none") {
+		t.Fatalf("pool status after --min-free-space 0:\n%s", st)
+	}
+	o.must("create", "more")
+	var list []deviceInfo
+	o.decode(&list, "list")
+	if len(list) != 1 || list[0].ID != "more" {
+		t.Fatalf("list after create: %+v", list)
+	}
+}
+
 // TestTheAutoDriverPicksDeviceMapperHere checks auto's choice and reason
 // on a kernel with dm-thin-pool.
 func TestTheAutoDriverPicksDeviceMapperHere(t *testing.T) {

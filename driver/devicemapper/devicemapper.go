@@ -196,14 +196,9 @@ func OptionsFromStorageOpt(m map[string]string) (thinpool.Options, error) {
 		case "dm.mountopt":
 			o.MountOptions = append(o.MountOptions, strings.Split(v, ",")...)
 		case "dm.min_free_space":
-			o.MinFreeSpace, err = strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), "%"), 64)
-			switch {
-			case err != nil:
-			case o.MinFreeSpace == 0: // Docker's way of turning the check off
-				o.NoMinFreeSpace = true
-			case o.MinFreeSpace < 0 || o.MinFreeSpace >= 100:
-				err = errors.New("use a percentage from 0 (no minimum) to below 100")
-			}
+			o.MinFreeSpace, err = units.ParsePercent(v)
+			// 0 is Docker's way of turning the check off.
+			o.NoMinFreeSpace = err == nil && o.MinFreeSpace == 0
 		case "dm.datadev":
 			o.DataDevice = v
 		case "dm.metadatadev":
@@ -441,6 +436,8 @@ func (d *Driver) PoolStatus() (driver.PoolStatus, error) {
 	}
 	if st.MinFreeSpace != 0 {
 		add("Min free space", strconv.FormatFloat(st.MinFreeSpace, 'f', -1, 64)+"% (create refuses below it)")
+	} else {
+		add("Min free space", "none (create refuses only when the pool is out of space)")
 	}
 	if st.ExternalPool {
 		add("External pool", "yes (never deactivated by thinctl)")
