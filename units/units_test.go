@@ -120,3 +120,34 @@ func FuzzParseSize(f *testing.F) {
 		}
 	})
 }
+
+func TestParsePercent(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want float64
+		ok   bool
+	}{
+		{"a percent sign is accepted", "10%", 10, true},
+		{"a bare number is a percentage", " 2.5 ", 2.5, true},
+		{"zero is a value", "0%", 0, true},
+		{"just under a hundred is accepted", "99.9", 99.9, true},
+		{"a hundred is refused", "100%", 0, false},
+		{"negative is refused", "-1", 0, false},
+		{"a word is refused", "ten", 0, false},
+		{"NaN is refused", "NaN", 0, false},
+		{"infinity is refused", "+Inf%", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParsePercent(tt.in)
+			if (err == nil) != tt.ok || got != tt.want {
+				t.Fatalf("ParsePercent(%q) = %v, %v; want %v ok=%v", tt.in, got, err, tt.want, tt.ok)
+			}
+			var pe *PercentError
+			if err != nil && (!errors.As(err, &pe) || !errors.Is(err, errdefs.ErrInvalidArgument) || pe.Input != tt.in) {
+				t.Fatalf("ParsePercent(%q) error %#v is not a *PercentError of the input matching ErrInvalidArgument", tt.in, err)
+			}
+		})
+	}
+}
