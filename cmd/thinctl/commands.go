@@ -22,10 +22,11 @@ type options struct {
 	thinpoolDev  string
 	noDiscard    bool
 
-	parent string
-	size   uint64
-	force  bool
-	repair bool
+	parent   string
+	size     uint64
+	activate bool // create --activate
+	force    bool
+	repair   bool
 
 	file string // export/import: the archive ("" or "-": stdout/stdin)
 
@@ -141,15 +142,17 @@ var commands = []*command{
 	},
 	{
 		name:     "create",
-		synopsis: "create ID [--parent ID] [--size SIZE]",
+		synopsis: "create ID [--parent ID] [--size SIZE] [--activate]",
 		summary:  "create device ID as a snapshot of --parent (default: the base device)",
 		detail: "Creates device ID as a snapshot of the device named by --parent, or of the base device\n" +
 			"when none is given (under overlay2/aufs: an empty layer). --size grows the new device's\n" +
-			"filesystem to SIZE (at least the parent's) when it is first activated.",
+			"filesystem to SIZE (at least the parent's) when it is first activated. --activate also\n" +
+			"activates it in the same process and prints its /dev/mapper path (devicemapper).",
 		args: []string{"ID"},
 		flags: func(fs *flag.FlagSet, o *options) {
 			fs.StringVar(&o.parent, "parent", "", "snapshot device `ID` (default: the base device)")
 			fs.Var(sizeValue{&o.size}, "size", "`SIZE` of the new device (at least the parent's)")
+			fs.BoolVar(&o.activate, "activate", false, "activate the new device and print its path (devicemapper)")
 		},
 		run: runCreate,
 	},

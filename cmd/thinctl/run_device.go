@@ -10,14 +10,33 @@ import (
 	"github.com/thinctl/thinctl/driver"
 )
 
+// runCreate creates a device; with --activate it also activates it in the
+// same process (one open of the root) and prints only its path, so that
+// dev=$(thinctl create ID --activate) works.
 func runCreate(c *call) error {
 	return c.withDriver(func(d driver.Driver) error {
+		var a driver.Activator
+		if c.opts.activate {
+			// Refused before anything is created.
+			var ok bool
+			if a, ok = d.(driver.Activator); !ok {
+				return &dmOnlyError{what: "create --activate", driver: d.String()}
+			}
+		}
 		opts := &driver.CreateOpts{}
 		if c.opts.size > 0 {
 			opts.StorageOpt = map[string]string{"size": strconv.FormatUint(c.opts.size, 10)}
 		}
 		if err := d.CreateReadWrite(c.ctx(), c.id(), c.opts.parent, opts); err != nil {
 			return err
+		}
+		if a != nil {
+			path, err := a.Activate(c.ctx(), c.id())
+			if err != nil {
+				return errors.Wrapf(err, "created %s but could not activate it (thinctl activate %s retries; thinctl remove %s drops it)", c.id(), c.id(), c.id())
+			}
+			fmt.Fprintln(c.stdout(), path)
+			return nil
 		}
 		what := "a snapshot of the base device"
 		switch {

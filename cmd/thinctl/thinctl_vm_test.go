@@ -559,3 +559,45 @@ func TestAnInterruptedPoolInitSaysWhatItLeftAndLeavesNothing(t *testing.T) {
 	}
 	o.fails(1, "hint: create it first", "list")
 }
+
+// TestCreateActivateIsOneStepThatPrintsAReadableDevice: `create --activate`
+// snapshots, activates and prints the device's path in one process; the
+// kernel shows the thin device and the snapshot's filesystem holds what
+// the parent had.
+func TestCreateActivateIsOneStepThatPrintsAReadableDevice(t *testing.T) {
+	o := newOperator(t)
+	o.must("pool", "init", "--data-size", "512M", "--metadata-size", "16M", "--base-size", "128M")
+	pool := o.status().PoolName
+	o.must("create", "web")
+	mnt := strings.TrimSpace(o.must("mount", "web"))
+	if err := os.WriteFile(filepath.Join(mnt, "hello"), []byte("from web\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o.must("unmount", "web")
+
+	dev := strings.TrimSpace(o.must("create", "snap", "--parent", "web", "--activate"))
+	if !strings.HasPrefix(dev, "/dev/mapper/") || strings.Contains(dev, "\n") {
+		t.Fatalf("create --activate printed %q, want one /dev/mapper path", dev)
+	}
+	snap := o.info("snap")
+	if snap.Parent != "web" || !snap.Active || snap.Mounted {
+		t.Fatalf("info snap after create --activate: %+v", snap)
+	}
+	name := thinOf(t, pool, snap.DeviceID)
+	if name == "" || "/dev/mapper/"+name != dev {
+		t.Fatalf("dmsetup's thin device with id %d is %q, create --activate printed %s", snap.DeviceID, name, dev)
+	}
+	dir := t.TempDir()
+	if err := unix.Mount(dev, dir, "ext4", unix.MS_RDONLY, ""); err != nil {
+		t.Fatalf("mount %s read-only: %v", dev, err)
+	}
+	defer unix.Unmount(dir, 0)
+	if b, err := os.ReadFile(filepath.Join(dir, "hello")); err != nil || string(b) != "from web\n" {
+		t.Fatalf("the activated snapshot reads %q, %v; want its parent's file", b, err)
+	}
+	unix.Unmount(dir, 0)
+	o.fails(1, "already exists", "create", "snap", "--activate")
+	if got := o.info("snap"); got.DeviceID != snap.DeviceID || !got.Active {
+		t.Fatalf("info snap after a refused second create --activate: %+v, want the first one still active", got)
+	}
+}
