@@ -22,6 +22,8 @@ func main() {
 		err = runMain(os.Args[2:])
 	case "report":
 		err = reportMain(os.Args[2:])
+	case "probe":
+		err = probeMain(os.Args[2:])
 	default:
 		usage()
 	}
@@ -44,6 +46,10 @@ type runConfig struct {
 	only      string
 	discardN  int
 	openReps  int
+	peersN    int
+	peersReps int
+	concTotal int
+	creators  []int
 }
 
 func parseRunFlags(args []string) (runConfig, error) {
@@ -58,7 +64,7 @@ func parseRunFlags(args []string) (runConfig, error) {
 	fl.StringVar(&c.work, "work", filepath.Join(tmp, "thinctl-bench"), "work directory (removed first and at the end)")
 	fl.StringVar(&c.emulation, "emulation", "", "describe the machine (the VM script says qemu TCG); guessed when empty")
 	fl.StringVar(&c.Revision, "rev", "", "source revision to record (run.sh passes git describe)")
-	fl.StringVar(&c.only, "only", "", "comma-separated sections to run: opcost,breakdown,layer,cow,pagecache,scale (default all)")
+	fl.StringVar(&c.only, "only", "", "comma-separated sections to run: opcost,breakdown,peers,concurrency,layer,cow,pagecache,scale (default all)")
 	fl.IntVar(&c.Devices, "n", 0, "devices per repetition of the operation cost (default 200; quick 40)")
 	fl.IntVar(&c.Reps, "reps", 0, "repetitions of the operation cost (default 3)")
 	fl.IntVar(&c.ScaleOps, "scale-ops", 0, "devices per scale repetition (default 50; quick 20)")
@@ -69,7 +75,11 @@ func parseRunFlags(args []string) (runConfig, error) {
 	fl.IntVar(&c.PCLayers, "pagecache-layers", 10, "layers reading it")
 	fl.IntVar(&c.LayerReps, "layer-reps", 0, "repetitions of layer create+mount (default 15; quick 5)")
 	fl.IntVar(&c.ProfileN, "profile-n", 50, "library create+remove cycles under the CPU profiler")
-	fl.IntVar(&c.discardN, "discard-reps", 1, "repetitions of the discards-on library path (0: skip it)")
+	fl.IntVar(&c.discardN, "discard-reps", -1, "repetitions of the discards-on library path (0: skip it; default: every repetition)")
+	fl.IntVar(&c.PeersN, "peers-n", 0, "devices per repetition of the one-process-per-action peers (default 40; quick 10)")
+	fl.IntVar(&c.PeersReps, "peers-reps", 1, "repetitions of the peers")
+	fl.IntVar(&c.ConcTotal, "conc-total", 0, "devices the concurrent creators make between them (default 48; quick 16)")
+	creators := fl.String("creators", "1,4,8", "numbers of concurrent creators (goroutines on one Pool)")
 	fl.StringVar(&c.Populate, "populate", "", "how the scale measurement fills the pool: restore (thin_restore + registry records; the default with thin tools), raw (create_snap messages + registry records) or library (Pool.Create)")
 	fl.IntVar(&c.openReps, "open-reps", 3, "thinpool.Open repetitions at the largest scale level")
 	if err := fl.Parse(args); err != nil {
@@ -85,6 +95,17 @@ func parseRunFlags(args []string) (runConfig, error) {
 	def(&c.ScaleOps, 50, 20)
 	def(&c.CoWReps, 5, 3)
 	def(&c.LayerReps, 15, 5)
+	def(&c.PeersN, 40, 10)
+	def(&c.ConcTotal, 48, 16)
+	if c.discardN < 0 {
+		c.discardN = c.Reps
+	}
+	if *creators != "" {
+		var err error
+		if c.creators, err = parseLevels(*creators); err != nil {
+			return c, errors.Wrap(err, "-creators")
+		}
+	}
 	spec := *levels
 	if spec == "" {
 		spec = map[bool]string{false: "100,1000,10000", true: "100,1000"}[c.Quick]
@@ -202,12 +223,32 @@ func runSections(r *rig, c runConfig, res *Results, prof *[]byte) error {
 		return errors.Wrap(err, name)
 	}
 	var err error
+	// With udev running (make bench's second boot) measurement 1 fills the
+	// _udev figures.
+	opc := &res.OpCost
+	if res.Env.Udev {
+		opc = &res.UdevOpCost
+	}
 	if err := section("opcost", func() error {
-		res.OpCost, err = r.opCost(c.Devices, c.Reps, min(c.discardN, c.Reps), func(oc *OpCost) {
+		*opc, err = r.opCost(c.Devices, c.Reps, min(c.discardN, c.Reps), func(oc *OpCost) {
 			// Each finished repetition is printed: a run cut short keeps them.
-			res.OpCost = oc
+			*opc = oc
 			_ = WriteResults(os.Stdout, res)
 		})
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := section("peers", func() error {
+		var notes []string
+		res.Peers, notes, err = r.peers(c.PeersN, c.PeersReps)
+		res.Notes = append(res.Notes, notes...)
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := section("concurrency", func() error {
+		res.Concurrency, err = r.concurrency(c.creators, c.ConcTotal)
 		return err
 	}); err != nil {
 		return err

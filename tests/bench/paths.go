@@ -75,12 +75,20 @@ func (r rawPool) devID(i int) uint32 { return r.firstID + uint32(i) }
 // snapshotter does: `dmsetup info` on the origin (suspend/resume around the
 // snapshot only when it is active), `dmsetup message <pool> 0 create_snap`,
 // `dmsetup create --table`; `dmsetup remove`, `dmsetup message ... delete`.
+// With plain set it is the operator's two processes, `dmsetup message` +
+// `dmsetup create` (measurement 6).
 type dmsetupPath struct {
 	rawPool
 	prefix string
+	plain  bool
 }
 
-func (d *dmsetupPath) name() string { return PathDmsetup }
+func (d *dmsetupPath) name() string {
+	if d.plain {
+		return PathDmsetupCLI
+	}
+	return PathDmsetup
+}
 
 func (d *dmsetupPath) devName(i int) string { return d.prefix + strconv.Itoa(int(d.devID(i))) }
 
@@ -94,20 +102,23 @@ func dmsetup(args ...string) (string, error) {
 
 func (d *dmsetupPath) create(i int) error {
 	// containerd checks whether the parent is activated with `dmsetup info`
-	// and suspends it around create_snap only then.
-	attr, err := dmsetup("info", "-c", "--noheadings", "-o", "attr", d.originName)
-	if err == nil && strings.HasPrefix(strings.TrimSpace(attr), "L") && !strings.Contains(attr, "s") {
-		if _, err := dmsetup("suspend", d.originName); err != nil {
-			return err
+	// and suspends it around create_snap only then; an operator who knows
+	// the origin is inactive (plain) does not.
+	if !d.plain {
+		attr, err := dmsetup("info", "-c", "--noheadings", "-o", "attr", d.originName)
+		if err == nil && strings.HasPrefix(strings.TrimSpace(attr), "L") && !strings.Contains(attr, "s") {
+			if _, err := dmsetup("suspend", d.originName); err != nil {
+				return err
+			}
+			defer dmsetup("resume", d.originName)
 		}
-		defer dmsetup("resume", d.originName)
 	}
 	id := d.devID(i)
 	if _, err := dmsetup("message", d.poolName, "0", dm.ThinCreateSnap(id, d.originID)); err != nil {
 		return err
 	}
 	t := thinTarget(d.sectors, "/dev/mapper/"+d.poolName, id)
-	_, err = dmsetup("create", d.devName(i), "--table", fmt.Sprintf("%d %d %s %s", t.Start, t.Length, t.Type, t.Params))
+	_, err := dmsetup("create", d.devName(i), "--table", fmt.Sprintf("%d %d %s %s", t.Start, t.Length, t.Type, t.Params))
 	return err
 }
 

@@ -20,6 +20,8 @@ func reportMain(args []string) error {
 	fl := flag.NewFlagSet("report", flag.ContinueOnError)
 	var ins multiFlag
 	fl.Var(&ins, "in", "output (console log) of a run; repeat to merge runs that measured different sections")
+	var peers multiFlag
+	fl.Var(&peers, "peer", "output of a peer stage (its \"BENCH name=value\" lines join the figures); repeatable")
 	out := fl.String("out", "docs/BENCHMARKS.md", "markdown report to write")
 	plots := fl.String("plots", "docs/bench", "directory for the SVG plots, results.json and the CPU profile")
 	if err := fl.Parse(args); err != nil {
@@ -52,6 +54,22 @@ func reportMain(args []string) error {
 			mergeResults(r, ri)
 		}
 	}
+	for _, in := range peers {
+		b, err := os.ReadFile(in)
+		if err != nil {
+			return errors.Wrap(err, "read a peer stage's output")
+		}
+		figs, err := ParseBenchLines(string(b))
+		if err != nil {
+			return errors.Wrap(err, in)
+		}
+		if r.PeerBench == nil {
+			r.PeerBench = map[string]float64{}
+		}
+		for k, v := range figs {
+			r.PeerBench[k] = v
+		}
+	}
 	if err := os.MkdirAll(*plots, 0o755); err != nil {
 		return err
 	}
@@ -79,8 +97,13 @@ func reportMain(args []string) error {
 	if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
 		return err
 	}
-	for _, x := range BenchFigures(r) {
+	figs := BenchFigures(r)
+	for _, x := range figs {
 		fmt.Println(x.Line())
+	}
+	fmt.Printf("=== bench: targets (revision %s, run started %s) ===\n", r.Config.Revision, r.Env.Started)
+	for _, l := range SummaryLines(figs) {
+		fmt.Println(l)
 	}
 	return nil
 }
@@ -120,6 +143,19 @@ func mergeResults(r, o *Results) {
 	if r.Layer == nil && o.Layer != nil {
 		r.Layer, r.Config.LayerReps = o.Layer, o.Config.LayerReps
 		took = append(took, "5 (layer setup)")
+	}
+	if r.Peers == nil && o.Peers != nil {
+		r.Peers, r.Config.PeersN, r.Config.PeersReps = o.Peers, o.Config.PeersN, o.Config.PeersReps
+		took = append(took, "6 (peers)")
+	}
+	if r.Concurrency == nil && o.Concurrency != nil {
+		r.Concurrency, r.Config.ConcTotal = o.Concurrency, o.Config.ConcTotal
+		took = append(took, "7 (concurrency)")
+	}
+	if r.UdevOpCost == nil && o.UdevOpCost != nil {
+		// make bench's second boot: its own guest, with udev.
+		r.UdevOpCost = o.UdevOpCost
+		r.UdevEnv = &o.Env
 	}
 	if r.Elapsed == nil {
 		r.Elapsed = map[string]Secs{}
@@ -224,7 +260,22 @@ var pathText = map[string]string{
 	PathLibrary:        "thinctl library (`Pool.Create`+`Activate`, `Deactivate`+`Remove`), registry durable, discards off",
 	PathDmsetup:        "dmsetup processes, containerd devmapper style",
 	PathFloor:          "bare ioctls, no registry (the floor)",
-	PathLibraryDiscard: "thinctl library with discards on (`Remove` re-activates and BLKDISCARDs the device)",
+	PathLibraryDiscard: "thinctl library with discards on (the default)",
+	PathCLI:            "`thinctl create ID --parent origin --activate`; `thinctl remove ID` (one process each)",
+	PathDmsetupCLI:     "`dmsetup message <pool> 0 \"create_snap N O\"` + `dmsetup create`; `dmsetup remove` + `dmsetup message ... delete`",
+	PathLVM:            "`lvcreate -s -kn -ay -n snapN vg/origin`; `lvremove -f vg/snapN` (lvm2)",
+}
+
+// pathTable writes the per-path create and remove costs of oc, in order.
+func pathTable(w writer, oc *OpCost, order []string) {
+	w("| path | create + activate | range | deactivate + delete | range |\n| --- | --- | --- | --- | --- |\n")
+	for _, p := range order {
+		pc := oc.Paths[p]
+		if pc == nil {
+			continue
+		}
+		w("| %s | %s | %s | %s | %s |\n", pathText[p], fmtMs(pc.Create()), spread(pc.CreateMs, fmtMs), fmtMs(pc.Remove()), spread(pc.RemoveMs, fmtMs))
+	}
 }
 
 func renderReport(r *Results, top, plots string, plotted map[string]bool) string {
@@ -255,7 +306,7 @@ func renderReport(r *Results, top, plots string, plotted map[string]bool) string
 	w("| figure | value | what it is | goal | verdict |\n| --- | --- | --- | --- | --- |\n")
 	for _, f := range figs {
 		t := targetFor(f.Name)
-		w("| `%s` | %s | %s | %s | %s |\n", f.Name, fmtX(f.Value), t.Meaning, t.Goal(), t.Verdict(f.Value))
+		w("| `%s` | %s | %s | %s | %s |\n", f.Name, t.Value(f.Value), t.Meaning, t.Goal(), t.Verdict(f.Value))
 	}
 	w("\nThe same figures as the program's last lines:\n\n```\n")
 	for _, f := range figs {
@@ -308,6 +359,8 @@ func renderReport(r *Results, top, plots string, plotted map[string]bool) string
 	renderCoW(w, r, fig, img)
 	renderPageCache(w, r, fig, img)
 	renderLayer(w, r, img)
+	renderPeers(w, r, fig)
+	renderConcurrency(w, r, fig)
 	renderTradeoffs(w, r, fig)
 	return b.String()
 }
@@ -328,14 +381,7 @@ func renderOpCost(w writer, r *Results, fig map[string]float64, img func(string,
 	w("active, as containerd does), `dmsetup message <pool> 0 \"create_snap N O\"`, `dmsetup create <name> --table ...`;\n")
 	w("then `dmsetup remove`, `dmsetup message <pool> 0 \"delete N\"`. The floor is `Message`, `Create`, `LoadTable`,\n")
 	w("`Resume`; `Remove`, `Message` with the dm package and nothing else.\n\n")
-	w("| path | create + activate | range | deactivate + delete | range |\n| --- | --- | --- | --- | --- |\n")
-	for _, p := range pathOrder {
-		pc := oc.Paths[p]
-		if pc == nil {
-			continue
-		}
-		w("| %s | %s | %s | %s | %s |\n", pathText[p], fmtMs(pc.Create()), spread(pc.CreateMs, fmtMs), fmtMs(pc.Remove()), spread(pc.RemoveMs, fmtMs))
-	}
+	pathTable(w, oc, pathOrder)
 	if pc := oc.Paths[PathLibrary]; pc != nil && len(pc.CreateMetaFlushes) > 0 {
 		w("\nFlush requests counted by the block layer per device (median over repetitions). A thin-pool metadata commit\n")
 		w("flushes the pool's metadata device; the floor makes exactly one commit per create and per remove, so its count\n")
@@ -361,18 +407,25 @@ func renderOpCost(w writer, r *Results, fig map[string]float64, img func(string,
 	w("\nRatios: dmsetup/thinctl %s (create) and %s (remove); thinctl/floor %s (create) and %s (remove).\n",
 		fmtX(fig["create_vs_dmsetup"]), fmtX(fig["remove_vs_dmsetup"]), fmtX(fig["create_vs_floor"]), fmtX(fig["remove_vs_floor"]))
 	if lib != nil && dis != nil {
-		w("With discards on, `Pool.Remove` activates the device again and discards all of it before deleting, so the\n")
-		w("pool hands the blocks back and the data file shrinks: deactivate + delete costs %s instead of %s (%s).\n",
-			fmtMs(dis.Remove()), fmtMs(lib.Remove()), fmtX(Ratio(dis.Remove(), lib.Remove())))
-		w("The comparison with dmsetup and the floor uses discards off, like them; the discards-on path ran in %d of the\n", len(dis.RemoveMs))
-		w("repetitions (it is context, not a compared figure).\n")
+		w("With discards on (the default, so that a removed device gives its space back to the data file's filesystem),\n")
+		w("deactivate + remove costs %s against %s without (%s)", fmtMs(dis.Remove()), fmtMs(lib.Remove()), fmtX(Ratio(dis.Remove(), lib.Remove())))
+		if len(dis.RemoveSettledMs) > 0 {
+			w("; until `pool status` no longer reports space being returned, %s", fmtMs(dis.Settled()))
+		}
+		w(".\n`remove_discard_vs_floor` = %s: that time against the floor's deactivate + delete (which returns nothing).\n",
+			fmtX(fig["remove_discard_vs_floor"]))
 	}
+	renderUdev(w, r, fig)
 	img("opcost.svg", "operation cost per device")
 }
 
-// doneReps is how many repetitions of measurement 1 finished.
+// doneReps is how many repetitions of a measurement finished (the library
+// path's, else any path's).
 func doneReps(oc *OpCost) int {
 	if pc := oc.Paths[PathLibrary]; pc != nil {
+		return len(pc.CreateMs)
+	}
+	for _, pc := range oc.Paths {
 		return len(pc.CreateMs)
 	}
 	return 0
@@ -517,6 +570,18 @@ func renderScale(w writer, r *Results, fig map[string]float64, img func(string, 
 	w("record once, a few at a time in parallel, to build its index (the sweep for deferred deletions uses the index);\n")
 	w("one registry index file, or records read lazily, would make Open independent of the number of devices. The\n")
 	w("operations themselves stay flat.\n")
+	if len(s.Probes) > 0 {
+		var open, list, proc, rss []float64
+		for _, p := range s.Probes {
+			open, list, proc = append(open, p.OpenMs), append(list, p.ListMs), append(proc, p.ProcessMs)
+			rss = append(rss, float64(p.MaxRSSKiB)*1024)
+		}
+		w("\nIn a fresh process (`thinctl-bench probe`, a child of the harness, %d times): `thinpool.Open` of the root with\n", len(s.Probes))
+		w("%d devices took %s (`open_10000_ms`, range %s), listing them (`Pool.Devices`) %s, the whole process %s;\n",
+			s.Probes[0].Devices, fmtMs(Median(open)), spread(open, fmtMs), fmtMs(Median(list)), fmtMs(Median(proc)))
+		w("its peak RSS (the child's `getrusage` maxrss, so the harness's own memory does not count) was %s (`rss_10000_mib`).\n",
+			fmtBytes(Median(rss)))
+	}
 	if len(s.Populate) > 0 && r.Config.Populate != PopulateRestore {
 		var xs []float64
 		for _, f := range s.Populate {
@@ -596,9 +661,9 @@ func renderTradeoffs(w writer, r *Results, fig map[string]float64) {
 		w("  `DM_NOFLUSH_FLAG` (no commit), and writes transaction.json and the device record, each with a file and a\n")
 		w("  directory fsync. Remove writes transaction.json and removes the record around `delete`.\n")
 		if lib, dis := oc.Paths[PathLibrary], oc.Paths[PathLibraryDiscard]; lib != nil && dis != nil {
-			w("- **Discards.** Discarding on remove gives the space back to the filesystem holding the pool's data file;\n")
-			w("  it makes deactivate + delete %s slower here. Off in this comparison; a pool whose data file shares a\n", fmtX(Ratio(dis.Remove(), lib.Remove())))
-			w("  filesystem with other data wants it on.\n")
+			w("- **Discards.** Discarding on remove (the default) gives the space back to the filesystem holding the pool's\n")
+			w("  data file; deactivate + remove costs %s what it costs without, %s the floor's deactivate + delete.\n",
+				fmtX(Ratio(dis.Settled(), lib.Remove())), fmtX(fig["remove_discard_vs_floor"]))
 		}
 	}
 	if s := r.Scale; s != nil && len(s.Levels) > 0 {
@@ -625,4 +690,75 @@ func renderTradeoffs(w writer, r *Results, fig map[string]float64) {
 	w("- **Other differences this benchmark does not time:** thin devices have a fixed size (a layer can fill up, the\n")
 	w("  pool can run out of space and must be watched), support any filesystem feature (no overlay quirks with\n")
 	w("  rename, hard links or inotify), and keep per-layer quotas for free; overlay2 needs no pool sizing at all.\n")
+}
+
+// renderUdev is measurement 1 again in make bench's second guest, with
+// systemd-udevd and the device-mapper rules running.
+func renderUdev(w writer, r *Results, fig map[string]float64) {
+	oc := r.UdevOpCost
+	w("\n### With udev running\n\n")
+	if oc == nil {
+		w("Not measured in this run (make bench's second boot runs `thinctl-bench run -only opcost` with udev).\n")
+		return
+	}
+	w("A second guest boots with systemd-udevd and the device-mapper rules (the host of every RHEL-like\n")
+	w("distribution) and runs the same interleaved measurement with %d devices × %s. dmsetup waits for udev's\n", oc.Devices, reps(doneReps(oc)))
+	w("rules to finish each create and remove (its udev cookie); thinctl waits for the node it uses.\n\n")
+	pathTable(w, oc, pathOrder)
+	w("\nRatios: dmsetup/thinctl %s (create, `create_vs_dmsetup_udev`) and %s (remove, `remove_vs_dmsetup_udev`)",
+		fmtX(fig["create_vs_dmsetup_udev"]), fmtX(fig["remove_vs_dmsetup_udev"]))
+	lib, floor := oc.Paths[PathLibrary], oc.Paths[PathFloor]
+	if lib != nil && floor != nil {
+		w("; thinctl/floor %s and %s", fmtX(Ratio(lib.Create(), floor.Create())), fmtX(Ratio(lib.Remove(), floor.Remove())))
+	}
+	w(".\n")
+	if e := r.UdevEnv; e != nil {
+		w("That guest: %s, udev running %v, started %s.\n", e.Kernel, e.Udev, e.Started)
+	}
+}
+
+// renderPeers is measurement 6.
+func renderPeers(w writer, r *Results, fig map[string]float64) {
+	pe := r.Peers
+	w("\n## 6. The tools an operator would pick instead: one process per action\n\n")
+	if pe == nil {
+		w("Not measured in this run.\n")
+		return
+	}
+	w("Command against command in the same guest and run, %d snapshots × %s, interleaved device by device like\n", pe.Devices, reps(doneReps(pe)))
+	w("measurement 1. thinctl runs one process per action on the library's root (each pays for opening the root:\n")
+	w("lock, registry, pool status). lvm2 (Debian's package, test only) has a thin pool LV of the same size and chunk\n")
+	w("size (%d KiB, zeroing off, no spare metadata LV) on a loop device of its own and a 1 GiB thin LV with ext4,\n", r.Config.BlockKiB)
+	w("inactive like thinctl's origin; it runs with its own `LVM_SYSTEM_DIR` (udev sync and rules off, no\n")
+	w("monitoring, no backups, no thin_check: nothing leaks into /etc/lvm). Each create is checked to have made an\n")
+	w("active thin device (its table read back), each remove to have taken it away.\n\n")
+	pathTable(w, pe, []string{PathCLI, PathDmsetupCLI, PathLVM})
+	w("\nlvm/thinctl: %s (create, `create_vs_lvm`) and %s (remove, `remove_vs_lvm`); dmsetup's two processes against one\n",
+		fmtX(fig["create_vs_lvm"]), fmtX(fig["remove_vs_lvm"]))
+	w("`thinctl create --activate`: %s (`cli_create_vs_dmsetup`).\n", fmtX(fig["cli_create_vs_dmsetup"]))
+	if lib := r.OpCost; lib != nil {
+		if l, c := lib.Paths[PathLibrary], pe.Paths[PathCLI]; l != nil && c != nil {
+			w("A thinctl process costs %s more per create than the library call of measurement 1 (%s against %s): the\n",
+				fmtMs(c.Create()-l.Create()), fmtMs(c.Create()), fmtMs(l.Create()))
+			w("price of starting a process and opening the root.\n")
+		}
+	}
+}
+
+// renderConcurrency is measurement 7.
+func renderConcurrency(w writer, r *Results, fig map[string]float64) {
+	c := r.Concurrency
+	w("\n## 7. Concurrent creators\n\n")
+	if c == nil || len(c.Creators) == 0 {
+		w("Not measured in this run.\n")
+		return
+	}
+	w("k goroutines share one `Pool` and create + activate %d snapshots of the origin between them (each takes the\n", c.Total)
+	w("next), then deactivate + remove them the same way. The kernel runs one pool message at a time; what can\n")
+	w("overlap is the library's own work, its fsyncs and the activations.\n\n")
+	w("| creators | create + activate, all | per second | deactivate + remove, all |\n| --- | --- | --- | --- |\n")
+	for i, k := range c.Creators {
+		w("| %d | %s | %.2f | %s |\n", k, fmtMs(c.CreateMs[i]), c.PerSec(i), fmtMs(c.RemoveMs[i]))
+	}
+	w("\nThroughput with %d creators / with %d: %s (`concurrent_8_vs_1`).\n", c.Creators[len(c.Creators)-1], c.Creators[0], fmtX(fig["concurrent_8_vs_1"]))
 }

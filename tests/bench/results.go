@@ -20,16 +20,25 @@ import (
 // Results is everything one run measured. The guest prints it (gzip, base64,
 // one "BENCHJSON " line per chunk) and the host-side report reads it back.
 type Results struct {
-	Env       Env             `json:"env"`
-	Config    Config          `json:"config"`
-	OpCost    *OpCost         `json:"op_cost,omitempty"`
-	Breakdown []Component     `json:"breakdown,omitempty"`
-	Scale     *Scale          `json:"scale,omitempty"`
-	CoW       *CoW            `json:"cow,omitempty"`
-	PageCache *PageCache      `json:"page_cache,omitempty"`
-	Layer     *LayerCost      `json:"layer,omitempty"`
-	Notes     []string        `json:"notes,omitempty"`
-	Elapsed   map[string]Secs `json:"elapsed_s,omitempty"` // wall time per section
+	Env       Env         `json:"env"`
+	Config    Config      `json:"config"`
+	OpCost    *OpCost     `json:"op_cost,omitempty"`
+	Breakdown []Component `json:"breakdown,omitempty"`
+	Scale     *Scale      `json:"scale,omitempty"`
+	CoW       *CoW        `json:"cow,omitempty"`
+	PageCache *PageCache  `json:"page_cache,omitempty"`
+	Layer     *LayerCost  `json:"layer,omitempty"`
+	// UdevOpCost is measurement 1 run in a guest with udev running (the
+	// second boot of make bench): the _udev figures.
+	UdevOpCost  *OpCost      `json:"op_cost_udev,omitempty"`
+	UdevEnv     *Env         `json:"env_udev,omitempty"`    // the udev guest, when merged from its own run
+	Peers       *OpCost      `json:"peers,omitempty"`       // measurement 6: one process per action
+	Concurrency *Concurrency `json:"concurrency,omitempty"` // measurement 7
+	// PeerBench holds BENCH lines of peer stages (other modules' benchmarks
+	// run by tests/bench/run.sh, e.g. containerd's devmapper snapshotter).
+	PeerBench map[string]float64 `json:"peer_bench,omitempty"`
+	Notes     []string           `json:"notes,omitempty"`
+	Elapsed   map[string]Secs    `json:"elapsed_s,omitempty"` // wall time per section
 }
 
 // Secs is a duration in seconds.
@@ -68,6 +77,9 @@ type Config struct {
 	DeviceMiB   int    `json:"device_mib"`
 	Revision    string `json:"revision,omitempty"` // git describe of the tree that was built
 	Populate    string `json:"populate"`           // how measurement 2 filled the pool: raw or library
+	PeersN      int    `json:"peers_devices"`      // devices per repetition of measurement 6
+	PeersReps   int    `json:"peers_reps"`
+	ConcTotal   int    `json:"conc_total"` // devices the creators of measurement 7 make between them
 }
 
 // The operation-cost paths of measurement 1.
@@ -76,6 +88,11 @@ const (
 	PathLibraryDiscard = "thinctl-discard" // thinpool library with discard on remove
 	PathDmsetup        = "dmsetup"         // dmsetup processes, containerd style
 	PathFloor          = "floor"           // bare dm ioctls, no registry
+
+	// Measurement 6, one process per action.
+	PathCLI        = "thinctl-cli" // thinctl create --activate; thinctl remove
+	PathDmsetupCLI = "dmsetup-cli" // dmsetup message + create; dmsetup remove + message
+	PathLVM        = "lvm"         // lvcreate -s -kn -ay; lvremove -f
 )
 
 // OpCost is measurement 1: per-device milliseconds of each phase, one value
@@ -95,6 +112,22 @@ type PathCost struct {
 	RemoveMetaFlushes []float64 `json:"remove_meta_flushes,omitempty"`
 	CreateDiskFlushes []float64 `json:"create_disk_flushes,omitempty"`
 	RemoveDiskFlushes []float64 `json:"remove_disk_flushes,omitempty"`
+	// RemoveSettledMs is, for a path that returns space in the background,
+	// the remove call plus the wait until the pool's status no longer
+	// reports space being returned (per device, per repetition).
+	RemoveSettledMs []float64 `json:"remove_settled_ms,omitempty"`
+}
+
+// Settled returns the median remove cost including the wait for the space
+// to be returned; the remove cost when the path does not wait.
+func (p *PathCost) Settled() float64 {
+	if p == nil {
+		return math.NaN()
+	}
+	if len(p.RemoveSettledMs) > 0 {
+		return Median(p.RemoveSettledMs)
+	}
+	return p.Remove()
 }
 
 // Create returns the median create+activate cost.
@@ -122,10 +155,13 @@ type Component struct {
 
 // Scale is measurement 2.
 type Scale struct {
-	Levels   []ScaleLevel `json:"levels"`
-	OpenMs   []float64    `json:"open_ms"` // thinpool.Open of the root at the largest level
-	OpenAt   int          `json:"open_at"`
-	Populate []Fill       `json:"populate"` // library Create cost while filling
+	Levels []ScaleLevel `json:"levels"`
+	OpenMs []float64    `json:"open_ms"` // thinpool.Open of the root at the largest level
+	OpenAt int          `json:"open_at"`
+	// Probes are child processes that open the root at the largest level
+	// and list it (thinctl-bench probe): Open time and peak RSS.
+	Probes   []Probe `json:"probes,omitempty"`
+	Populate []Fill  `json:"populate"` // library Create cost while filling
 }
 
 // ScaleLevel is the library's per-device cost with Devices already in the pool.
@@ -136,6 +172,27 @@ type ScaleLevel struct {
 	OpenMs    float64   `json:"open_ms,omitempty"` // thinpool.Open right after filling (raw populate)
 	ReadDirMs float64   `json:"readdir_ms"`        // os.ReadDir of the registry's devices/ (median)
 }
+
+// Probe is one child process that opened a root and listed its devices.
+type Probe struct {
+	Devices   int     `json:"devices"`    // devices the list returned
+	OpenMs    float64 `json:"open_ms"`    // thinpool.Open, timed in the child
+	ListMs    float64 `json:"list_ms"`    // Pool.Devices
+	ProcessMs float64 `json:"process_ms"` // the whole process, fork to exit
+	MaxRSSKiB int64   `json:"max_rss_kib"`
+}
+
+// Concurrency is measurement 7: k goroutines on one Pool create (and
+// activate) Total devices between them; then they remove them.
+type Concurrency struct {
+	Total    int       `json:"total"`
+	Creators []int     `json:"creators"`
+	CreateMs []float64 `json:"create_ms"` // wall time of the creates at each k
+	RemoveMs []float64 `json:"remove_ms"` // wall time of the removes at each k
+}
+
+// PerSec is creates per second with Creators[i] creators.
+func (c *Concurrency) PerSec(i int) float64 { return float64(c.Total) / (c.CreateMs[i] / 1000) }
 
 // CycleMs is the median per-device create+activate+deactivate+remove cost.
 func (l ScaleLevel) CycleMs() float64 { return Median(l.CreateMs) + Median(l.RemoveMs) }
@@ -232,11 +289,20 @@ func FormatRatio(r float64) string {
 
 // The BENCH names, in the order the program prints them last.
 var benchNames = []string{
-	"create_vs_dmsetup",
-	"remove_vs_dmsetup",
 	"create_vs_floor",
 	"remove_vs_floor",
+	"create_vs_dmsetup",
+	"remove_vs_dmsetup",
+	"remove_discard_vs_floor",
+	"create_vs_dmsetup_udev",
+	"remove_vs_dmsetup_udev",
+	"create_vs_lvm",
+	"remove_vs_lvm",
+	"cli_create_vs_dmsetup",
 	"scale_10000_vs_100",
+	"open_10000_ms",
+	"concurrent_8_vs_1",
+	"rss_10000_mib",
 	"cow4k_overlay_vs_thin",
 	"pagecache_thin_vs_overlay",
 }
@@ -250,8 +316,9 @@ type Bench struct {
 // Line formats b as the program prints it: "BENCH name=value".
 func (b Bench) Line() string { return "BENCH " + b.Name + "=" + FormatRatio(b.Value) }
 
-// BenchFigures computes the seven figures from r, in the contract's order.
-// A figure whose measurement did not run is NaN.
+// BenchFigures computes the figures from r, in the contract's order, then
+// any peer stage's figures by name. A figure whose measurement did not run
+// is NaN.
 func BenchFigures(r *Results) []Bench {
 	v := map[string]float64{}
 	for _, n := range benchNames {
@@ -263,10 +330,35 @@ func BenchFigures(r *Results) []Bench {
 		v["remove_vs_dmsetup"] = Ratio(dms.Remove(), lib.Remove())
 		v["create_vs_floor"] = Ratio(lib.Create(), floor.Create())
 		v["remove_vs_floor"] = Ratio(lib.Remove(), floor.Remove())
+		v["remove_discard_vs_floor"] = Ratio(oc.Paths[PathLibraryDiscard].Settled(), floor.Remove())
+	}
+	if oc := r.UdevOpCost; oc != nil {
+		lib, dms := oc.Paths[PathLibrary], oc.Paths[PathDmsetup]
+		v["create_vs_dmsetup_udev"] = Ratio(dms.Create(), lib.Create())
+		v["remove_vs_dmsetup_udev"] = Ratio(dms.Remove(), lib.Remove())
+	}
+	if pe := r.Peers; pe != nil {
+		cli, lvm, dms := pe.Paths[PathCLI], pe.Paths[PathLVM], pe.Paths[PathDmsetupCLI]
+		v["create_vs_lvm"] = Ratio(lvm.Create(), cli.Create())
+		v["remove_vs_lvm"] = Ratio(lvm.Remove(), cli.Remove())
+		v["cli_create_vs_dmsetup"] = Ratio(dms.Create(), cli.Create())
 	}
 	if s := r.Scale; s != nil && len(s.Levels) > 0 {
 		lo, hi := s.Levels[0], s.Levels[len(s.Levels)-1]
 		v["scale_10000_vs_100"] = Ratio(hi.CycleMs(), lo.CycleMs())
+		if len(s.Probes) > 0 {
+			var open, rss []float64
+			for _, p := range s.Probes {
+				open = append(open, p.OpenMs)
+				rss = append(rss, float64(p.MaxRSSKiB)/1024)
+			}
+			v["open_10000_ms"] = Median(open)
+			v["rss_10000_mib"] = Median(rss)
+		}
+	}
+	if c := r.Concurrency; c != nil && len(c.Creators) > 1 {
+		last := len(c.Creators) - 1
+		v["concurrent_8_vs_1"] = Ratio(c.PerSec(last), c.PerSec(0))
 	}
 	if c := r.CoW; c != nil {
 		v["cow4k_overlay_vs_thin"] = Ratio(Median(c.Overlay.LatencyMs), Median(c.Thin.LatencyMs))
@@ -274,9 +366,19 @@ func BenchFigures(r *Results) []Bench {
 	if pc := r.PageCache; pc != nil {
 		v["pagecache_thin_vs_overlay"] = Ratio(finalGrowth(pc.Thin), finalGrowth(pc.Overlay))
 	}
-	out := make([]Bench, len(benchNames))
-	for i, n := range benchNames {
-		out[i] = Bench{Name: n, Value: v[n]}
+	out := make([]Bench, 0, len(benchNames)+len(r.PeerBench))
+	for _, n := range benchNames {
+		out = append(out, Bench{Name: n, Value: v[n]})
+	}
+	var peer []string
+	for n := range r.PeerBench {
+		if _, ours := v[n]; !ours {
+			peer = append(peer, n)
+		}
+	}
+	sort.Strings(peer)
+	for _, n := range peer {
+		out = append(out, Bench{Name: n, Value: r.PeerBench[n]})
 	}
 	return out
 }

@@ -91,6 +91,15 @@ func (r *rig) scale(levels []int, ops, reps, openReps int, method string) (*Scal
 		s.OpenMs = append(s.OpenMs, open)
 		r.logf("scale: thinpool.Open with %d devices took %.1f ms", have, open)
 	}
+	for i := 0; i < openReps; i++ {
+		p, err := r.probe()
+		if err != nil {
+			return s, err
+		}
+		s.Probes = append(s.Probes, p)
+		r.logf("scale: a fresh process opened the root (%d devices) in %.1f ms, listed it in %.1f ms, exited after %.0f ms; peak RSS %.1f MiB",
+			p.Devices, p.OpenMs, p.ListMs, p.ProcessMs, float64(p.MaxRSSKiB)/1024)
+	}
 	return s, nil
 }
 

@@ -39,6 +39,7 @@ type rig struct {
 	ov      *overlay2.Driver
 	dm      *dm.Client
 	raw     rawPool
+	lvmLoop string // the lvm peer's PV (measurement 6)
 	logf    func(format string, args ...any)
 }
 
@@ -112,6 +113,7 @@ func (r *rig) cleanup() error {
 		}
 	}
 	unmountUnder(r.work)
+	r.cleanupLVM()
 	for _, p := range []**thinpool.Pool{&r.pool, &r.discard} {
 		if *p != nil {
 			if err := (*p).Destroy(context.Background(), true); err != nil {

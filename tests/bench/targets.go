@@ -11,16 +11,26 @@ type Target struct {
 	Meaning string  // what the figure is
 	AtLeast float64 // goal is value >= AtLeast (0: no lower goal)
 	AtMost  float64 // goal is value <= AtMost (0: no upper goal)
+	Unit    string  // "" for a ratio (×), else " ms", " MiB"
 }
 
 var targets = []Target{
-	{"create_vs_dmsetup", "dmsetup time / thinctl time, create_snap + activate", 5, 0},
-	{"remove_vs_dmsetup", "dmsetup time / thinctl time, deactivate + delete", 3, 0},
-	{"create_vs_floor", "thinctl time / bare-ioctl time, create_snap + activate", 0, 1.3},
-	{"remove_vs_floor", "thinctl time / bare-ioctl time, deactivate + delete", 0, 1.3},
-	{"scale_10000_vs_100", "thinctl per-device time with 10,000 devices / with 100", 0, 1.5},
-	{"cow4k_overlay_vs_thin", "overlay2 / thin latency of the first 4 KiB write into a big parent file", 0, 0},
-	{"pagecache_thin_vs_overlay", "thin / overlay2 page-cache growth, ten layers reading one file", 0, 0},
+	{Name: "create_vs_floor", Meaning: "thinctl time / bare-ioctl time, create_snap + activate", AtMost: 1.2},
+	{Name: "remove_vs_floor", Meaning: "thinctl time / bare-ioctl time, deactivate + delete", AtMost: 1.2},
+	{Name: "create_vs_dmsetup", Meaning: "dmsetup time / thinctl time, create_snap + activate", AtLeast: 5},
+	{Name: "remove_vs_dmsetup", Meaning: "dmsetup time / thinctl time, deactivate + delete", AtLeast: 3},
+	{Name: "remove_discard_vs_floor", Meaning: "thinctl time with discards on (the default), deactivate + remove until the pool no longer reports space being returned / bare-ioctl deactivate + delete", AtMost: 1.5},
+	{Name: "create_vs_dmsetup_udev", Meaning: "with udev running: dmsetup time / thinctl time, create_snap + activate", AtLeast: 2.5},
+	{Name: "remove_vs_dmsetup_udev", Meaning: "with udev running: dmsetup time / thinctl time, deactivate + delete", AtLeast: 2},
+	{Name: "create_vs_lvm", Meaning: "`lvcreate -s -kn -ay` of a thin LV / one `thinctl create --activate` process", AtLeast: 8},
+	{Name: "remove_vs_lvm", Meaning: "`lvremove -f` / one `thinctl remove` process", AtLeast: 8},
+	{Name: "cli_create_vs_dmsetup", Meaning: "`dmsetup message` + `dmsetup create` processes / one `thinctl create --activate` process", AtLeast: 3},
+	{Name: "scale_10000_vs_100", Meaning: "thinctl per-device time with 10,000 devices / with 100", AtMost: 1.5},
+	{Name: "open_10000_ms", Meaning: "thinpool.Open of a root holding 10,000 devices, in a fresh process", AtMost: 1000, Unit: " ms"},
+	{Name: "concurrent_8_vs_1", Meaning: "create+activate throughput of 8 goroutines on one Pool / of 1"},
+	{Name: "rss_10000_mib", Meaning: "peak RSS of a process that opens a root holding 10,000 devices and lists them", AtMost: 64, Unit: " MiB"},
+	{Name: "cow4k_overlay_vs_thin", Meaning: "overlay2 / thin latency of the first 4 KiB write into a big parent file"},
+	{Name: "pagecache_thin_vs_overlay", Meaning: "thin / overlay2 page-cache growth, ten layers reading one file"},
 }
 
 func targetFor(name string) Target {
@@ -32,15 +42,34 @@ func targetFor(name string) Target {
 	return Target{Name: name}
 }
 
-// Goal describes the target ("≥ 5×", "≤ 1.3×", or "none (trade-off)").
+// unit is the suffix of the target's values ("×" for a ratio).
+func (t Target) unit() string {
+	if t.Unit == "" {
+		return "×"
+	}
+	return t.Unit
+}
+
+// Value formats v in the target's unit ("1.43×", "812 ms").
+func (t Target) Value(v float64) string {
+	switch {
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		return "—"
+	case t.Unit == "":
+		return fmt.Sprintf("%.2f×", v)
+	}
+	return fmt.Sprintf("%.0f%s", v, t.Unit)
+}
+
+// Goal describes the target ("≥ 5×", "≤ 1000 ms", or "none (reported)").
 func (t Target) Goal() string {
 	switch {
 	case t.AtLeast > 0:
-		return fmt.Sprintf("≥ %g×", t.AtLeast)
+		return fmt.Sprintf("≥ %g%s", t.AtLeast, t.unit())
 	case t.AtMost > 0:
-		return fmt.Sprintf("≤ %g×", t.AtMost)
+		return fmt.Sprintf("≤ %g%s", t.AtMost, t.unit())
 	}
-	return "none (trade-off)"
+	return "none (reported)"
 }
 
 // Verdict says whether v meets the target and, when it does not, by what
@@ -58,4 +87,15 @@ func (t Target) Verdict(v float64) string {
 		return fmt.Sprintf("missed by %.2f×", v/t.AtMost)
 	}
 	return "—"
+}
+
+// SummaryLines is the target summary make bench ends with: one line per
+// figure, its value, its goal and the verdict.
+func SummaryLines(figs []Bench) []string {
+	out := make([]string, 0, len(figs))
+	for _, f := range figs {
+		t := targetFor(f.Name)
+		out = append(out, fmt.Sprintf("TARGET %-26s %10s   goal %-12s %s", f.Name, t.Value(f.Value), t.Goal(), t.Verdict(f.Value)))
+	}
+	return out
 }

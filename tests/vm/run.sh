@@ -23,6 +23,9 @@ usage: tests/vm/run.sh [flags]
   --script FILE    run FILE with bash in the guest instead of the Go tests
                    (bin/thinctl, when built, is on the guest's PATH)
   --extra-bin PATH copy another binary onto the guest's PATH (repeatable)
+  --debs LIST      put the programs (or shared libraries) LIST names, from Debian
+                   packages, into the guest, like a test package's testdata/vm-debs
+                   (repeatable; for --script runs)
   --keep           keep the per-run build directory
   --state-disk FILE  attach FILE (created sparse, 2 GiB, when missing) as a
                    second virtio disk that keeps its contents from one boot to
@@ -57,6 +60,7 @@ TIMEOUT="${THINCTL_VM_TIMEOUT:-40m}"
 TEST_TIMEOUT="${THINCTL_VM_TEST_TIMEOUT:-20m}"
 SCRIPT=""
 EXTRA_BINS=()
+DEBS_LISTS=()
 KEEP=0
 MEMORY="${THINCTL_VM_MEMORY:-2048}"
 STATE_DISK=""
@@ -81,6 +85,7 @@ while [ $# -gt 0 ]; do
 	--script=*) SCRIPT="${1#*=}"; shift ;;
 	--extra-bin) EXTRA_BINS+=("${2:?--extra-bin needs a path}"); shift 2 ;;
 	--extra-bin=*) EXTRA_BINS+=("${1#*=}"); shift ;;
+	--debs) DEBS_LISTS+=("${2:?--debs needs a list file}"); shift 2 ;;
 	--keep) KEEP=1; shift ;;
 	--state-disk) STATE_DISK="${2:?--state-disk needs a file}"; shift 2 ;;
 	--state-disk=*) STATE_DISK="${1#*=}"; shift ;;
@@ -114,6 +119,7 @@ TEST_TIMEOUT_S="$(seconds "$TEST_TIMEOUT")"
 [ "$TIMEOUT_S" -le 120 ] || [ "$TEST_TIMEOUT_S" -le $((TIMEOUT_S - 60)) ] || TEST_TIMEOUT_S=$((TIMEOUT_S - 60))
 [ -z "$SCRIPT" ] || [ -f "$SCRIPT" ] || die "--script $SCRIPT: no such file"
 for b in "${EXTRA_BINS[@]}"; do [ -f "$b" ] || die "--extra-bin $b: no such file"; done
+for b in "${DEBS_LISTS[@]}"; do [ -f "$b" ] || die "--debs $b: no such file"; done
 [[ "$MAX_BOOTS" =~ ^[1-9][0-9]*$ ]] || die "--max-boots wants a whole number from 1, not $MAX_BOOTS"
 if [ -n "$STATE_DISK" ]; then
 	[ ! -e "$STATE_DISK" ] || [ -f "$STATE_DISK" ] || die "--state-disk $STATE_DISK: not a regular file"
@@ -419,7 +425,9 @@ vm_packages() {
 # guest_debs LIST STAGE: put the programs LIST names ("PACKAGE PROGRAM..."
 # per line; # starts a comment) on the guest's PATH, from Debian packages
 # fetched once with apt-get download (the guest has no network) and
-# unpacked under the cache, like the kernel.
+# unpacked under the cache, like the kernel. A name ending in .so.* is a
+# shared library the package ships; it goes to the guest's
+# /lib/x86_64-linux-gnu, for a program whose library the host lacks.
 guest_debs() {
 	local list="$1" stage="$2" pkg progs prog dir deb p
 	while read -r pkg progs; do
@@ -443,6 +451,16 @@ guest_debs() {
 		fi
 		for prog in $progs; do
 			p=""
+			case "$prog" in
+			*.so.*)
+				for p in "$dir/lib/x86_64-linux-gnu/$prog" "$dir/usr/lib/x86_64-linux-gnu/$prog" ""; do
+					[ -z "$p" ] || [ -f "$p" ] && break
+				done
+				[ -n "$p" ] || die "$pkg ($(cat "$dir/ready")) has no library $prog"
+				STAGE="$stage" copy_with_libs "$p" "/lib/x86_64-linux-gnu/$prog"
+				continue
+				;;
+			esac
 			for p in "$dir/usr/bin/$prog" "$dir/usr/sbin/$prog" "$dir/bin/$prog" "$dir/sbin/$prog" ""; do
 				[ -z "$p" ] || [ -f "$p" ] && break
 			done
@@ -514,6 +532,7 @@ build_run() {
 	for b in "${EXTRA_BINS[@]}"; do
 		STAGE="$stage" copy_with_libs "$b" "/usr/local/bin/$(basename "$b")"
 	done
+	for b in "${DEBS_LISTS[@]}"; do guest_debs "$b" "$stage"; done
 	local testto="$TEST_TIMEOUT_S"
 	{
 		printf 'VM_RUN=%q\n' "$RUN_REGEX"
