@@ -36,7 +36,7 @@ func runPaths(paths []opPath, n, reps int, fc flushCounter, logf func(string, ..
 	for _, p := range paths {
 		out[p.name()] = &PathCost{}
 	}
-	type tally struct{ ms, meta, disk float64 }
+	type tally struct{ ms, meta, disk, settled float64 }
 	for rep := 0; rep < reps; rep++ {
 		var active []opPath
 		for _, p := range paths {
@@ -59,8 +59,16 @@ func runPaths(paths []opPath, n, reps int, fc flushCounter, logf func(string, ..
 						return errors.Wrapf(err, "%s %s, device %d, repetition %d", p.name(), what, i, rep+1)
 					}
 					d := ms(time.Since(t0))
-					m1, d1 := fc.sample()
 					t := sums[p.name()]
+					if s, ok := p.(settler); ok && what == "remove" {
+						// The space is returned in the background: wait
+						// until the pool says it is, and count that apart.
+						if err := s.settle(); err != nil {
+							return errors.Wrapf(err, "%s %s, device %d, repetition %d: waiting for the space to be returned", p.name(), what, i, rep+1)
+						}
+						t.settled += ms(time.Since(t0))
+					}
+					m1, d1 := fc.sample()
 					t.ms, t.meta, t.disk = t.ms+d, t.meta+float64(m1-m0), t.disk+float64(d1-d0)
 				}
 			}
@@ -81,6 +89,9 @@ func runPaths(paths []opPath, n, reps int, fc flushCounter, logf func(string, ..
 			pc.RemoveMetaFlushes = append(pc.RemoveMetaFlushes, r.meta/f)
 			pc.CreateDiskFlushes = append(pc.CreateDiskFlushes, c.disk/f)
 			pc.RemoveDiskFlushes = append(pc.RemoveDiskFlushes, r.disk/f)
+			if _, ok := p.(settler); ok {
+				pc.RemoveSettledMs = append(pc.RemoveSettledMs, r.settled/f)
+			}
 			logf("rep %d/%d %-16s create+activate %7.2f ms/device, deactivate+delete %7.2f ms/device; metadata flushes %.1f/%.1f, disk flushes %.1f/%.1f per device",
 				rep+1, reps, p.name(), c.ms/f, r.ms/f, c.meta/f, r.meta/f, c.disk/f, r.disk/f)
 		}
@@ -90,6 +101,11 @@ func runPaths(paths []opPath, n, reps int, fc flushCounter, logf func(string, ..
 	}
 	return out, nil
 }
+
+// settler is a path whose remove returns before the space is given back
+// (thinpool's background discards): settle waits until the pool's status
+// no longer reports space being returned.
+type settler interface{ settle() error }
 
 // opCost is measurement 1.
 // The discards-on path runs in the first discardReps repetitions only: it

@@ -103,6 +103,8 @@ func (l *lvmPath) dmName(i int) string { return lvmVG + "-" + l.lv(i) }
 func (l *lvmPath) lvm(args ...string) (string, error) { return runCmd(l.env, lvmProgram, args...) }
 
 func (l *lvmPath) create(i int) error {
+	// lvm 2.03 checks for the old snapshot target (dm-snapshot) before it
+	// sees that the origin is thin: the guest loads that module too.
 	if _, err := l.lvm("lvcreate", "-q", "-s", "-kn", "-ay", "-n", l.lv(i), lvmVG+"/"+lvmOrigin); err != nil {
 		return err
 	}
@@ -247,5 +249,14 @@ func (r *rig) peers(n, reps int) (*OpCost, []string, error) {
 		notes = append(notes, "measurement 6: lvm2 is not installed; its path was skipped")
 	}
 	pc, err := runPaths(paths, n, reps, r.newFlushCounter(), r.logf, nil)
+	if err != nil {
+		// Leave no device behind for the measurements that follow (scale
+		// takes the pool down).
+		for _, p := range paths {
+			for i := 0; i < n; i++ {
+				_ = p.remove(i)
+			}
+		}
+	}
 	return &OpCost{Devices: n, Paths: pc}, notes, err
 }

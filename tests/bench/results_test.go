@@ -331,8 +331,11 @@ func TestQuickFlagsShrinkTheCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if full.Devices != 200 || full.ScaleLevels[2] != 10000 {
-		t.Errorf("full config = %+v", full.Config)
+	if full.Devices != 100 || full.ScaleLevels[2] != 10000 || full.PeersN != 40 || full.ConcTotal != 48 || full.discardN != full.Reps {
+		t.Errorf("full config = %+v (discard reps %d)", full.Config, full.discardN)
+	}
+	if _, err := parseRunFlags([]string{"-creators", "4,1"}); err == nil {
+		t.Error("decreasing creator counts should be refused")
 	}
 	if _, err := parseRunFlags([]string{"-populate", "magic"}); err == nil {
 		t.Error("an unknown populate method should be refused")
@@ -346,6 +349,13 @@ func TestReportRendersEveryFigureAndSurvivesAnEmptyRun(t *testing.T) {
 		"| `scale_10000_vs_100` | 1.50× |",
 		"BENCH pagecache_thin_vs_overlay=10.00\n",
 		"![operation cost per device](bench/opcost.svg)",
+		"| `open_10000_ms` | 800 ms |",
+		"### With udev running",
+		"## 6. The tools an operator would pick instead",
+		"lvm/thinctl: 6.00× (create, `create_vs_lvm`)",
+		"## 7. Concurrent creators",
+		"| 8 | 1.60 s | 30.00 | 1.0 ms |",
+		"peak RSS",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)

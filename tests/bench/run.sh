@@ -151,7 +151,7 @@ run_vm() {
 	echo "=== bench: VM boot ($mode), output kept in $log ==="
 	set +e
 	tests/vm/run.sh --script "$script" --extra-bin "$BIN" --extra-bin "$ROOT/bin/thinctl" \
-		--debs "$ROOT/tests/bench/testdata/vm-debs" --timeout "$TIMEOUT" "$([ "$mode" = udev ] && echo --udev || echo --no-udev)" 2>&1 | tee "$log"
+		--debs "$ROOT/tests/bench/testdata/vm-debs" --module dm-snapshot --timeout "$TIMEOUT" "$([ "$mode" = udev ] && echo --udev || echo --no-udev)" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	set -e
 	rm -f "$script"

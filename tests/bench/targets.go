@@ -95,7 +95,7 @@ func SummaryLines(figs []Bench) []string {
 	out := make([]string, 0, len(figs))
 	for _, f := range figs {
 		t := targetFor(f.Name)
-		out = append(out, fmt.Sprintf("TARGET %-26s %10s   goal %-12s %s", f.Name, t.Value(f.Value), t.Goal(), t.Verdict(f.Value)))
+		out = append(out, fmt.Sprintf("TARGET %-26s %10s   goal %-16s %s", f.Name, t.Value(f.Value), t.Goal(), t.Verdict(f.Value)))
 	}
 	return out
 }

@@ -26,6 +26,9 @@ usage: tests/vm/run.sh [flags]
   --debs LIST      put the programs (or shared libraries) LIST names, from Debian
                    packages, into the guest, like a test package's testdata/vm-debs
                    (repeatable; for --script runs)
+  --module NAME    load kernel module NAME (from Debian's kernel package, after
+                   the standard ones; its dependencies must be among them) at boot
+                   (repeatable)
   --keep           keep the per-run build directory
   --state-disk FILE  attach FILE (created sparse, 2 GiB, when missing) as a
                    second virtio disk that keeps its contents from one boot to
@@ -61,6 +64,7 @@ TEST_TIMEOUT="${THINCTL_VM_TEST_TIMEOUT:-20m}"
 SCRIPT=""
 EXTRA_BINS=()
 DEBS_LISTS=()
+EXTRA_MODULES=()
 KEEP=0
 MEMORY="${THINCTL_VM_MEMORY:-2048}"
 STATE_DISK=""
@@ -86,6 +90,7 @@ while [ $# -gt 0 ]; do
 	--extra-bin) EXTRA_BINS+=("${2:?--extra-bin needs a path}"); shift 2 ;;
 	--extra-bin=*) EXTRA_BINS+=("${1#*=}"); shift ;;
 	--debs) DEBS_LISTS+=("${2:?--debs needs a list file}"); shift 2 ;;
+	--module) EXTRA_MODULES+=("${2:?--module needs a module name}"); shift 2 ;;
 	--keep) KEEP=1; shift ;;
 	--state-disk) STATE_DISK="${2:?--state-disk needs a file}"; shift 2 ;;
 	--state-disk=*) STATE_DISK="${1#*=}"; shift ;;
@@ -470,6 +475,26 @@ guest_debs() {
 	done <"$list"
 }
 
+# extra_modules STAGE: the --module modules, unpacked from the cached kernel
+# package into STAGE/lib/modules and appended to the boot's load order (the
+# run's archive comes after the base one, so its order file wins).
+extra_modules() {
+	local stage="$1" kdeb list ko m
+	kdeb="$(ls -t "$CACHE/debs/linux-image-${KVER}"_*.deb 2>/dev/null | head -1)"
+	[ -n "$kdeb" ] || die "--module: Debian's kernel package for $KVER is not in $CACHE/debs"
+	list="$(dpkg-deb --fsys-tarfile "$kdeb" | tar -t)"
+	mkdir -p "$stage/lib/modules"
+	cp "$CACHE/$KVER/modules/order" "$stage/lib/modules/order"
+	for m in "${EXTRA_MODULES[@]}"; do
+		ko="$(echo "$list" | grep "/kernel/.*/$m\.ko" | head -1)"
+		[ -n "$ko" ] || die "--module $m: $(basename "$kdeb") has no such module"
+		dpkg-deb --fsys-tarfile "$kdeb" | tar -xO "$ko" | case "$ko" in
+			*.xz) xz -dc ;; *.zst) zstd -qdc ;; *.gz) gzip -dc ;; *) cat ;;
+		esac >"$stage/lib/modules/90-$m.ko"
+		echo "90-$m.ko" >>"$stage/lib/modules/order"
+	done
+}
+
 build_run() {
 	RUN="$(mktemp -d "$BUILDROOT/run.XXXXXX")"
 	local stage="$RUN/stage" pkg rel name
@@ -533,6 +558,7 @@ build_run() {
 		STAGE="$stage" copy_with_libs "$b" "/usr/local/bin/$(basename "$b")"
 	done
 	for b in "${DEBS_LISTS[@]}"; do guest_debs "$b" "$stage"; done
+	[ ${#EXTRA_MODULES[@]} -eq 0 ] || extra_modules "$stage"
 	local testto="$TEST_TIMEOUT_S"
 	{
 		printf 'VM_RUN=%q\n' "$RUN_REGEX"
