@@ -99,8 +99,12 @@ func probeMain(args []string) error {
 	if *root == "" {
 		return errors.New("probe: give the root with -root DIR")
 	}
+	phases := []Phase{{Step: "until the first report (pool.json, the root lock)"}}
 	t0 := time.Now()
-	p, err := thinpool.Open(context.Background(), *root, thinpool.OpenOptions{})
+	// Open reports its steps through Progress: their times are the profile
+	// of what opening a root costs.
+	progress := func(step string, _ float64) { phases = append(phases, Phase{Step: step, AtMs: ms(time.Since(t0))}) }
+	p, err := thinpool.Open(context.Background(), *root, thinpool.OpenOptions{Progress: progress})
 	if err != nil {
 		return err
 	}
@@ -115,7 +119,7 @@ func probeMain(args []string) error {
 	if err := p.Close(); err != nil {
 		return err
 	}
-	b, err := json.Marshal(Probe{Devices: len(devs), OpenMs: open, ListMs: list})
+	b, err := json.Marshal(Probe{Devices: len(devs), OpenMs: open, ListMs: list, Phases: phases})
 	if err != nil {
 		return err
 	}

@@ -244,6 +244,13 @@ func runSections(r *rig, c runConfig, res *Results, prof *[]byte) error {
 	// goes on.
 	if err := section("peers", func() error {
 		var notes []string
+		for i := 0; i < 5; i++ {
+			p, err := r.probe()
+			if err != nil {
+				return err
+			}
+			res.SmallProbes = append(res.SmallProbes, p)
+		}
 		res.Peers, notes, err = r.peers(c.PeersN, c.PeersReps)
 		res.Notes = append(res.Notes, notes...)
 		return err

@@ -145,7 +145,7 @@ func mergeResults(r, o *Results) {
 		took = append(took, "5 (layer setup)")
 	}
 	if r.Peers == nil && o.Peers != nil {
-		r.Peers, r.Config.PeersN, r.Config.PeersReps = o.Peers, o.Config.PeersN, o.Config.PeersReps
+		r.Peers, r.Config.PeersN, r.Config.PeersReps, r.SmallProbes = o.Peers, o.Config.PeersN, o.Config.PeersReps, o.SmallProbes
 		took = append(took, "6 (peers)")
 	}
 	if r.Concurrency == nil && o.Concurrency != nil {
@@ -583,6 +583,7 @@ func renderScale(w writer, r *Results, fig map[string]float64, img func(string, 
 			s.Probes[0].Devices, fmtMs(Median(open)), spread(open, fmtMs), fmtMs(Median(list)), fmtMs(Median(proc)))
 		w("its peak RSS (the child's `getrusage` maxrss, so the harness's own memory does not count) was %s (`rss_10000_mib`).\n",
 			fmtBytes(Median(rss)))
+		renderOpenProfile(w, s.Probes)
 	}
 	if len(s.Populate) > 0 && r.Config.Populate != PopulateRestore {
 		var xs []float64
@@ -744,6 +745,39 @@ func renderPeers(w writer, r *Results, fig map[string]float64) {
 				fmtMs(c.Create()-l.Create()), fmtMs(c.Create()), fmtMs(l.Create()))
 			w("price of starting a process and opening the root.\n")
 		}
+	}
+	renderOpenProfile(w, r.SmallProbes)
+}
+
+// renderOpenProfile says where a fresh process's thinpool.Open of the
+// measurement's root spends its time, from the steps Open reports.
+func renderOpenProfile(w writer, probes []Probe) {
+	if len(probes) == 0 {
+		return
+	}
+	// Each step's duration: from its report to the next one's (the last
+	// step ends when Open returns).
+	dur := map[string][]float64{}
+	var order []string
+	var open, proc []float64
+	for _, p := range probes {
+		open, proc = append(open, p.OpenMs), append(proc, p.ProcessMs)
+		for i, ph := range p.Phases {
+			end := p.OpenMs
+			if i+1 < len(p.Phases) {
+				end = p.Phases[i+1].AtMs
+			}
+			if _, seen := dur[ph.Step]; !seen {
+				order = append(order, ph.Step)
+			}
+			dur[ph.Step] = append(dur[ph.Step], end-ph.AtMs)
+		}
+	}
+	w("\nWhat a thinctl process pays before its operation, measured in %d fresh processes that open this root (%d devices)\n", len(probes), probes[0].Devices)
+	w("and list it (`thinctl-bench probe`): the process %s from fork to exit, of which `thinpool.Open` %s; Open's steps as\n", fmtMs(Median(proc)), fmtMs(Median(open)))
+	w("it reports them (from one report to the next):\n\n| step of thinpool.Open | median |\n| --- | --- |\n")
+	for _, st := range order {
+		w("| %s | %s |\n", st, fmtMs(Median(dur[st])))
 	}
 }
 

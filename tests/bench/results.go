@@ -30,9 +30,12 @@ type Results struct {
 	Layer     *LayerCost  `json:"layer,omitempty"`
 	// UdevOpCost is measurement 1 run in a guest with udev running (the
 	// second boot of make bench): the _udev figures.
-	UdevOpCost  *OpCost      `json:"op_cost_udev,omitempty"`
-	UdevEnv     *Env         `json:"env_udev,omitempty"`    // the udev guest, when merged from its own run
-	Peers       *OpCost      `json:"peers,omitempty"`       // measurement 6: one process per action
+	UdevOpCost *OpCost `json:"op_cost_udev,omitempty"`
+	UdevEnv    *Env    `json:"env_udev,omitempty"` // the udev guest, when merged from its own run
+	Peers      *OpCost `json:"peers,omitempty"`    // measurement 6: one process per action
+	// SmallProbes open the root of measurement 6 (two devices) in fresh
+	// processes: what each thinctl process pays before its operation.
+	SmallProbes []Probe      `json:"small_probes,omitempty"`
 	Concurrency *Concurrency `json:"concurrency,omitempty"` // measurement 7
 	// PeerBench holds BENCH lines of peer stages (other modules' benchmarks
 	// run by tests/bench/run.sh, e.g. containerd's devmapper snapshotter).
@@ -180,6 +183,14 @@ type Probe struct {
 	ListMs    float64 `json:"list_ms"`    // Pool.Devices
 	ProcessMs float64 `json:"process_ms"` // the whole process, fork to exit
 	MaxRSSKiB int64   `json:"max_rss_kib"`
+	Phases    []Phase `json:"phases,omitempty"` // Open's progress steps
+}
+
+// Phase is one progress step thinpool.Open reported, and when (from the
+// start of Open).
+type Phase struct {
+	Step string  `json:"step"`
+	AtMs float64 `json:"at_ms"`
 }
 
 // Concurrency is measurement 7: k goroutines on one Pool create (and
