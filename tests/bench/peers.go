@@ -257,6 +257,7 @@ func (r *rig) peers(n, reps int) (*OpCost, []string, error) {
 				_ = p.remove(i)
 			}
 		}
+		return nil, notes, err
 	}
-	return &OpCost{Devices: n, Paths: pc}, notes, err
+	return &OpCost{Devices: n, Paths: pc}, notes, nil
 }

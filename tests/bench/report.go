@@ -319,7 +319,7 @@ func renderReport(r *Results, top, plots string, plotted map[string]bool) string
 		w("\n> **Quick run**: small counts (%d devices, scale levels %v); the scale figure compares the largest level measured with the smallest.\n", r.Config.Devices, r.Config.ScaleLevels)
 	}
 	for _, n := range r.Notes {
-		w("\n> Note: %s\n", n)
+		w("\n> Note: %s\n", strings.Join(strings.Fields(n), " "))
 	}
 
 	w("\n## Environment\n\n")
@@ -417,8 +417,8 @@ func renderOpCost(w writer, r *Results, fig map[string]float64, img func(string,
 		w(".\n`remove_discard_vs_floor` = %s: that time against the floor's deactivate + delete (which returns nothing).\n",
 			fmtX(fig["remove_discard_vs_floor"]))
 	}
-	renderUdev(w, r, fig)
 	img("opcost.svg", "operation cost per device")
+	renderUdev(w, r, fig)
 }
 
 // doneReps is how many repetitions of a measurement finished (the library
@@ -704,8 +704,8 @@ func renderUdev(w writer, r *Results, fig map[string]float64) {
 		w("Not measured in this run (make bench's second boot runs `thinctl-bench run -only opcost` with udev).\n")
 		return
 	}
-	w("A second guest boots with systemd-udevd and the device-mapper rules (the host of every RHEL-like\n")
-	w("distribution) and runs the same interleaved measurement with %d devices × %s. dmsetup waits for udev's\n", oc.Devices, reps(doneReps(oc)))
+	w("A second guest boots with systemd-udevd and the device-mapper rules running, as on every RHEL-like host,\n")
+	w("and runs the same interleaved measurement with %d devices × %s. dmsetup waits for udev's\n", oc.Devices, reps(doneReps(oc)))
 	w("rules to finish each create and remove (its udev cookie); thinctl waits for the node it uses.\n\n")
 	pathTable(w, oc, pathOrder)
 	w("\nRatios: dmsetup/thinctl %s (create, `create_vs_dmsetup_udev`) and %s (remove, `remove_vs_dmsetup_udev`)",
