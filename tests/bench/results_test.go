@@ -2,10 +2,7 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -455,36 +452,5 @@ func TestMergeFillsOnlyMissingSections(t *testing.T) {
 	}
 	if first.Elapsed["scale"] != 60 {
 		t.Errorf("elapsed = %v", first.Elapsed)
-	}
-}
-
-func TestSetRegistryVersion1KeepsTheOtherFields(t *testing.T) {
-	tests := []struct {
-		name, in string
-	}{
-		{"a version 2 pool.json is set back to 1", `{"version":2,"pool_name":"p","key":"0:1-2","next_device_id":7}`},
-		{"a version 1 pool.json is left as it is", `{"version":1,"pool_name":"p","key":"0:1-2","next_device_id":7}`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "pool.json")
-			if err := os.WriteFile(path, []byte(tt.in), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if err := setRegistryVersion1(path); err != nil {
-				t.Fatal(err)
-			}
-			b, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got map[string]any
-			if err := json.Unmarshal(b, &got); err != nil {
-				t.Fatalf("%s: %v", b, err)
-			}
-			if got["version"] != 1.0 || got["pool_name"] != "p" || got["key"] != "0:1-2" || got["next_device_id"] != 7.0 {
-				t.Errorf("pool.json after setRegistryVersion1: %s", b)
-			}
-		})
 	}
 }

@@ -125,32 +125,21 @@ func (r *rig) reopen() (float64, error) {
 	return d, nil
 }
 
-// fillRecord is a version 1 registry record as docs/registry.md documents
-// it, with the fields a fresh snapshot sets (absent ones read as false or
-// empty).
+// fillRecord is a registry record as docs/registry.md documents it, with
+// the fields a fresh snapshot sets (absent ones read as false or empty).
 type fillRecord struct {
-	Version     int               `json:"version"`
-	ID          string            `json:"id"`
-	DeviceID    uint32            `json:"device_id"`
-	Size        uint64            `json:"size"`
-	Initialized bool              `json:"initialized"`
-	Deleted     bool              `json:"deleted,omitempty"`
-	Parent      string            `json:"parent"`
-	Created     time.Time         `json:"created"`
-	Labels      map[string]string `json:"labels,omitempty"`
+	Version     int       `json:"version"`
+	ID          string    `json:"id"`
+	DeviceID    uint32    `json:"device_id"`
+	Size        uint64    `json:"size"`
+	Initialized bool      `json:"initialized"`
+	Parent      string    `json:"parent"`
+	Created     time.Time `json:"created"`
 }
 
 func fillID(i int) string { return fmt.Sprintf("fill-%05d", i) }
 
 // fill adds devices [from,to) to the library pool.
-//
-// The raw and restore methods write the registry in its version 1 form
-// (one JSON file per device, docs/registry.md), which every release opens:
-// a release whose registry is at version 2 converts such a root when it
-// opens it. So that the conversion keeps the devices the root already has,
-// their records are written again in the same form and pool.json is set
-// back to version 1; the first Open after a fill then includes that
-// conversion (the scale table's Open column), the later ones do not.
 func (r *rig) fill(from, to int, method string) error {
 	if method == PopulateLibrary {
 		for i := from; i < to; i++ {
@@ -164,33 +153,12 @@ func (r *rig) fill(from, to int, method string) error {
 	if err != nil {
 		return err
 	}
-	have, err := r.pool.Devices()
-	if err != nil {
-		return err
-	}
 	if method == PopulateRestore {
 		if err := r.restoreDevices(st.MetadataFile, st.TransactionID, from, to); err != nil {
 			return err
 		}
 	}
-	state := filepath.Join(r.work, poolDir, "devicemapper")
-	dir := filepath.Join(state, "devices")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	write := func(rec fillRecord) error {
-		b, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dir, rec.ID+".json"), append(b, '\n'), 0o600)
-	}
-	for _, d := range have {
-		if err := write(fillRecord{Version: 1, ID: d.ID, DeviceID: d.DeviceID, Size: d.Size, Initialized: d.Initialized,
-			Deleted: d.Deleted, Parent: d.Parent, Created: d.Created, Labels: d.Labels}); err != nil {
-			return err
-		}
-	}
+	dir := filepath.Join(r.work, poolDir, "devicemapper", "devices")
 	for i := from; i < to; i++ {
 		devID := fillFirstID + uint32(i)
 		if method == PopulateRaw {
@@ -198,33 +166,17 @@ func (r *rig) fill(from, to int, method string) error {
 				return errors.Wrapf(err, "populate device %d", i)
 			}
 		}
-		if err := write(fillRecord{Version: 1, ID: fillID(i), DeviceID: devID, Size: deviceSize,
-			Initialized: true, Parent: originID, Created: time.Now().UTC()}); err != nil {
+		rec := fillRecord{Version: 1, ID: fillID(i), DeviceID: devID, Size: deviceSize,
+			Initialized: true, Parent: originID, Created: time.Now().UTC()}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, rec.ID+".json"), append(b, '\n'), 0o600); err != nil {
 			return err
 		}
 	}
-	return setRegistryVersion1(filepath.Join(state, "pool.json"))
-}
-
-// setRegistryVersion1 sets pool.json's version to 1, keeping its other
-// fields, so that the next Open reads the records written above.
-func setRegistryVersion1(path string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	var cfg map[string]json.RawMessage
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return errors.Wrapf(err, "%s", path)
-	}
-	if string(cfg["version"]) == "1" {
-		return nil
-	}
-	cfg["version"] = json.RawMessage("1")
-	if b, err = json.MarshalIndent(cfg, "", " "); err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o600)
+	return nil
 }
 
 // restoreDevices takes the pool down and adds empty thin devices
