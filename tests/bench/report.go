@@ -544,10 +544,8 @@ func renderScale(w writer, r *Results, fig map[string]float64, img func(string, 
 		w("The pool was filled without the library, to keep the run within its time budget under emulation (%d library\n", s.OpenAt)
 		w("`Create` calls cost a metadata commit and several fsyncs each): at each level the pool was taken down\n")
 		w("(`Pool.Down`), empty thin devices were added to its metadata with `thin_dump` and `thin_restore`, their registry\n")
-		w("records written in the documented version 1 format (docs/registry.md; pool.json set to version 1, so that a\n")
-		w("release at a later registry version converts the root when it opens it), and the root opened again with\n")
-		w("`thinpool.Open` (the Open column: loop devices, pool table, reading every record, and that conversion where the\n")
-		w("release has one; the Open figures below are later opens). Each added device is one more entry in the\n")
+		w("records written in the documented format (docs/registry.md), and the root opened again with `thinpool.Open`\n")
+		w("(the Open column: loop devices, pool table, reading every record). Each added device is one more entry in the\n")
 		w("pool's device tree and one more file in the registry, as a snapshot would be. The measured operations at each\n")
 		w("level go through the library, as in measurement 1.\n\n")
 	case PopulateRaw:
