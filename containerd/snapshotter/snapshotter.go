@@ -61,6 +61,10 @@ type Config struct {
 	Root string
 	// DM is the device-mapper client; nil means dm.Default().
 	DM *dm.Client
+	// Trace, when set, is told how long each pool step of a request took
+	// (method "Prepare", "View" or "Remove"; step "create", "activate" or
+	// "remove"), for a debug log.
+	Trace func(method, step string, took time.Duration)
 }
 
 // Snapshotter serves containerd's snapshotter contract over a thinctl thin
@@ -69,9 +73,10 @@ type Config struct {
 // record, so that a crash at any point leaves snapshots and devices in
 // step. It is safe for concurrent use.
 type Snapshotter struct {
-	pool *thinpool.Pool
-	dm   *dm.Client
-	fs   fs.Type
+	pool  *thinpool.Pool
+	dm    *dm.Client
+	fs    fs.Type
+	trace func(method, step string, took time.Duration)
 
 	mu     sync.Mutex
 	byName map[string]*snapshot // guarded by mu
@@ -114,7 +119,7 @@ func New(ctx context.Context, cfg Config) (*Snapshotter, error) {
 			return nil, errors.Wrap(err, "device-mapper")
 		}
 	}
-	s := &Snapshotter{pool: pool, dm: c, fs: st.Filesystem, byName: map[string]*snapshot{}}
+	s := &Snapshotter{pool: pool, dm: c, fs: st.Filesystem, trace: cfg.Trace, byName: map[string]*snapshot{}}
 	if err := s.load(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -272,6 +277,13 @@ func newID() (string, error) {
 // now is the time stamps' clock: UTC, without the monotonic reading, so a
 // time read back from the registry equals the one returned.
 func now() time.Time { return time.Now().UTC().Round(0) }
+
+// step reports to the trace how long step of method took since t0.
+func (s *Snapshotter) step(method, step string, t0 time.Time) {
+	if s.trace != nil {
+		s.trace(method, step, time.Since(t0))
+	}
+}
 
 // check returns an error when the snapshotter is closed. The caller holds mu.
 func (s *Snapshotter) check() error {
@@ -447,10 +459,13 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, pare
 		return nil, err
 	}
 	t := now()
+	method := map[snapshots.Kind]string{snapshots.KindActive: "Prepare", snapshots.KindView: "View"}[kind]
 	sn := &snapshot{id: id, name: key, kind: kind, parent: parent, created: t, updated: t, labels: cloneLabels(base.Labels)}
+	t0 := time.Now()
 	if err := s.pool.Create(ctx, id, parentID, thinpool.CreateOptions{Size: size, Labels: sn.encode()}); err != nil {
 		return nil, mapErr(err, "create snapshot %q", key)
 	}
+	s.step(method, "create", t0)
 	if size != 0 && s.fs == fs.XFS {
 		// xfs grows while mounted: once here, before anyone uses it.
 		if _, err := s.pool.Mount(ctx, id, thinpool.MountOptions{}); err == nil {
@@ -461,11 +476,13 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, pare
 			return nil, mapErr(err, "grow snapshot %q", key)
 		}
 	}
+	t0 = time.Now()
 	m, err := s.mounts(ctx, sn)
 	if err != nil {
 		_ = s.pool.Remove(context.WithoutCancel(ctx), id)
 		return nil, err
 	}
+	s.step(method, "activate", t0)
 	s.byName[key] = sn
 	return m, nil
 }
@@ -548,7 +565,9 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 		return errors.Wrapf(errdefs.ErrFailedPrecondition, "cannot remove snapshot %q: it has %d children (%s); remove them first",
 			key, len(children), strings.Join(children, ", "))
 	}
+	t0 := time.Now()
 	err = s.pool.Remove(ctx, sn.id)
+	s.step("Remove", "remove", t0)
 	if err != nil && !errors.Is(err, thinpool.ErrDeferred) && !errors.Is(err, thinpool.ErrDeviceNotFound) {
 		return mapErr(err, "remove snapshot %q", key)
 	}

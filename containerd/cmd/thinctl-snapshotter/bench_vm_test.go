@@ -3,13 +3,23 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,14 +33,52 @@ import (
 	"github.com/thinctl/thinctl/internal/testenv"
 )
 
+// ctrdBench is what TestBenchVsContainerdDevmapper measured; it prints it
+// as JSON in a BENCHCTRD block (printBlob) that tests/bench's report reads
+// (keep the field names in step with tests/bench/containerd.go).
+type ctrdBench struct {
+	Udev      bool   `json:"udev"`
+	Kernel    string `json:"kernel"`
+	PerRound  int    `json:"per_round"`
+	Rounds    int    `json:"rounds"`
+	Layers    int    `json:"layers"`
+	LayerKiB  int    `json:"layer_kib"`
+	PoolMiB   int    `json:"pool_mib"`
+	MetaMiB   int    `json:"meta_mib"`
+	BlockKiB  int    `json:"block_kib"`
+	DeviceMiB int    `json:"device_mib"`
+	// Client-side milliseconds per snapshot, by snapshotter (thinctl,
+	// devmapper, and overlayfs: containerd's own cost of the same calls).
+	PrepareMs map[string][]float64 `json:"prepare_ms"`
+	RemoveMs  map[string][]float64 `json:"remove_ms"` // one value per round: the sync lease delete / per_round
+	ImportMs  map[string]float64   `json:"import_ms"`
+	// thinctl-snapshotter's own time per request (its --debug log), ms.
+	ServerMs map[string][]float64 `json:"server_ms"` // method -> durations
+	// Kernel "Buffer I/O error" lines, by phase, with the dm devices
+	// whose minor they name.
+	IOErrors []ioErrors `json:"io_errors,omitempty"`
+}
+
+// ioErrors counts the kernel's buffer I/O errors of one phase.
+type ioErrors struct {
+	Phase   string   `json:"phase"`
+	Count   int      `json:"count"`
+	Devices []string `json:"devices"` // "dm-N=name" for each device named
+	Sample  string   `json:"sample"`
+}
+
 // TestBenchVsContainerdDevmapper measures thinctl-snapshotter against
 // containerd's built-in devmapper snapshotter in one containerd (Debian's
-// 1.6.20), each on its own pool of the same size and block size, through
-// the same gRPC API: Prepare+Mounts per snapshot, Remove per snapshot (a
-// lease deleted with sync: containerd's garbage collection removes the
-// snapshots from the snapshotter) and `ctr images import` of a 20-layer
-// image. It prints BENCH lines (ratios: devmapper time / thinctl time). It
-// runs only when named with -test.run (a measurement, minutes long).
+// 1.6.20), each on its own pool of the same size and block size with
+// discards on, through the same gRPC API: Prepare+Mounts per snapshot,
+// Remove per snapshot (a lease deleted with sync: containerd's garbage
+// collection removes the snapshots from the snapshotter and calls its
+// Cleanup) and `ctr images import` of a 20-layer image. containerd's
+// overlayfs snapshotter takes the same Prepare+Mounts and Remove calls as
+// the measure of containerd's own share. It prints BENCH lines (devmapper
+// time / thinctl time) and a BENCHCTRD line with the details. It runs
+// only when named with -test.run (a measurement, minutes long); make bench
+// runs it in its guest (tests/bench/run.sh).
 func TestBenchVsContainerdDevmapper(t *testing.T) {
 	if f := flag.Lookup("test.run"); f == nil || !strings.Contains(f.Value.String(), "VsContainerdDevmapper") {
 		t.Skip("a measurement: run it by name (--run TestBenchVsContainerdDevmapper)")
@@ -40,20 +88,19 @@ func TestBenchVsContainerdDevmapper(t *testing.T) {
 	testenv.RequireTool(t, "ctr")
 	testenv.RequireTool(t, "dmsetup")
 	testenv.RequireTool(t, "losetup")
+	testenv.RequireTool(t, "blkdiscard")
 
-	const dataSize, metaSize = 4 << 30, 64 << 20
-	poolName := devmapperPool(t, dataSize, metaSize)
+	res := ctrdBench{Udev: os.Getenv("THINCTL_UDEV") == "1", PerRound: 10, Rounds: 4, Layers: 20, LayerKiB: 256,
+		PoolMiB: 4096, MetaMiB: 64, BlockKiB: 64, DeviceMiB: 256,
+		PrepareMs: map[string][]float64{}, RemoveMs: map[string][]float64{}, ImportMs: map[string]float64{}, ServerMs: map[string][]float64{}}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		res.Kernel = strings.TrimSpace(string(b))
+	}
+	kw := watchKernelIOErrors(t)
+	poolName, _ := devmapperPool(t, int64(res.PoolMiB)<<20, int64(res.MetaMiB)<<20)
 	r := newRig(t)
 	r.startSnapshotter()
-	r.startContainerd(containerd, fmt.Sprintf(`
-[plugins."io.containerd.snapshotter.v1.devmapper"]
-  root_path = %q
-  pool_name = %q
-  base_image_size = "256MB"
-  async_remove = false
-  discard_blocks = true
-  fs_type = "ext4"
-`, filepath.Join(t.TempDir(), "devmapper"), poolName))
+	r.startContainerd(containerd, devmapperConfig(filepath.Join(t.TempDir(), "devmapper"), poolName))
 
 	conn, err := grpc.NewClient("unix://"+r.ctrdSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -62,7 +109,7 @@ func TestBenchVsContainerdDevmapper(t *testing.T) {
 	defer conn.Close()
 	ctx := namespaces.WithNamespace(context.Background(), "bench")
 	sc, lc := snapshotsapi.NewSnapshotsClient(conn), leasesapi.NewLeasesClient(conn)
-	names := []string{"thinctl", "devmapper"}
+	names := []string{"thinctl", "devmapper", "overlayfs"}
 	for _, sn := range names {
 		// The committed parent every measured snapshot starts from, kept
 		// by a gc.root label.
@@ -75,13 +122,23 @@ func TestBenchVsContainerdDevmapper(t *testing.T) {
 		}
 	}
 
-	const perRound, rounds = 10, 2
-	prep := map[string][]time.Duration{}
-	rm := map[string][]time.Duration{}
-	for round := range rounds {
-		order := names
-		if round%2 == 1 {
-			order = []string{names[1], names[0]}
+	// One unmeasured Prepare+Mounts and Remove each first: the first
+	// requests of a snapshotter pay for loading code and caches.
+	for _, sn := range names {
+		if _, err := sc.Prepare(ctx, &snapshotsapi.PrepareSnapshotRequest{Snapshotter: sn, Key: "warm-up", Parent: "base"}); err != nil {
+			t.Fatalf("%s: warm-up prepare: %v", sn, err)
+		}
+		if _, err := sc.Mounts(ctx, &snapshotsapi.MountsRequest{Snapshotter: sn, Key: "warm-up"}); err != nil {
+			t.Fatalf("%s: warm-up mounts: %v", sn, err)
+		}
+		if _, err := sc.Remove(ctx, &snapshotsapi.RemoveSnapshotRequest{Snapshotter: sn, Key: "warm-up"}); err != nil {
+			t.Fatalf("%s: warm-up remove: %v", sn, err)
+		}
+	}
+	for round := range res.Rounds {
+		order := slices.Clone(names)
+		for range round {
+			order = append(order[1:], order[0]) // rotate the order between rounds
 		}
 		for _, sn := range order {
 			id := fmt.Sprintf("bench-%s-%d", sn, round)
@@ -89,56 +146,286 @@ func TestBenchVsContainerdDevmapper(t *testing.T) {
 				t.Fatal(err)
 			}
 			lctx := leases.WithLease(ctx, id)
-			for i := range perRound {
+			kw.phase("prepare+mounts/" + sn)
+			logAt := r.snapLogSize()
+			for i := range res.PerRound {
 				key := fmt.Sprintf("%s-%d", id, i)
 				t0 := time.Now()
 				if _, err := sc.Prepare(lctx, &snapshotsapi.PrepareSnapshotRequest{Snapshotter: sn, Key: key, Parent: "base"}); err != nil {
 					t.Fatalf("%s: prepare: %v", sn, err)
 				}
 				m, err := sc.Mounts(lctx, &snapshotsapi.MountsRequest{Snapshotter: sn, Key: key})
-				if err != nil || len(m.Mounts) != 1 || !strings.HasPrefix(m.Mounts[0].Source, "/dev/mapper/") {
+				if err != nil || len(m.Mounts) != 1 || (sn != "overlayfs" && !strings.HasPrefix(m.Mounts[0].Source, "/dev/mapper/")) {
 					t.Fatalf("%s: mounts %v (%v)", sn, m, err)
 				}
-				prep[sn] = append(prep[sn], time.Since(t0))
+				res.PrepareMs[sn] = append(res.PrepareMs[sn], msOf(time.Since(t0)))
 			}
+			if sn == "thinctl" {
+				r.serverTimes(logAt, res.ServerMs, "Prepare", "Mounts")
+			}
+			kw.phase("remove/" + sn)
+			logAt = r.snapLogSize()
 			t0 := time.Now()
 			if _, err := lc.Delete(ctx, &leasesapi.DeleteRequest{ID: id, Sync: true}); err != nil {
 				t.Fatalf("%s: delete the lease: %v", sn, err)
 			}
-			rm[sn] = append(rm[sn], time.Since(t0)/perRound)
+			res.RemoveMs[sn] = append(res.RemoveMs[sn], msOf(time.Since(t0))/float64(res.PerRound))
+			if sn == "thinctl" {
+				r.serverTimes(logAt, res.ServerMs, "Remove", "Cleanup")
+			}
 		}
 	}
 
-	layers := manyLayerImage(20, 256<<10)
-	imp := map[string]time.Duration{}
-	for _, sn := range names {
+	layers := manyLayerImage(res.Layers, res.LayerKiB<<10)
+	for _, sn := range names[:2] {
 		archive := filepath.Join(t.TempDir(), "twenty.tar")
 		ref := "thinctl.test/twenty-" + sn + ":latest"
 		writeImageArchive(t, archive, ref, layers)
+		kw.phase("import/" + sn)
 		t0 := time.Now()
 		r.ctrT(t, "images", "import", "--snapshotter", sn, archive)
-		imp[sn] = time.Since(t0)
+		res.ImportMs[sn] = msOf(time.Since(t0))
+		kw.phase("images rm/" + sn)
 		r.ctrT(t, "images", "rm", "--sync", ref)
 	}
+	kw.phase("end")
+	res.IOErrors = kw.stop()
 
-	ratio := func(m map[string][]time.Duration) (float64, time.Duration, time.Duration) {
-		a, b := median(m["devmapper"]), median(m["thinctl"])
-		return float64(a) / float64(b), b, a
+	med := func(m map[string][]float64, sn string) float64 { return medianF(m[sn]) }
+	pr := med(res.PrepareMs, "devmapper") / med(res.PrepareMs, "thinctl")
+	rr := med(res.RemoveMs, "devmapper") / med(res.RemoveMs, "thinctl")
+	ir := res.ImportMs["devmapper"] / res.ImportMs["thinctl"]
+	for _, sn := range names {
+		t.Logf("%-9s Prepare+Mounts %7.1f ms (median of %d), Remove %7.1f ms per snapshot (median of %d rounds), import %.1f s",
+			sn, med(res.PrepareMs, sn), len(res.PrepareMs[sn]), med(res.RemoveMs, sn), len(res.RemoveMs[sn]), res.ImportMs[sn]/1000)
 	}
-	pr, pt, pd := ratio(prep)
-	rr, rt, rd := ratio(rm)
-	ir := float64(imp["devmapper"]) / float64(imp["thinctl"])
-	t.Logf("Prepare+Mounts per snapshot, median of %d: thinctl %v, devmapper %v", perRound*rounds, pt.Round(time.Millisecond), pd.Round(time.Millisecond))
-	t.Logf("Remove per snapshot (sync lease delete / %d), median of %d rounds: thinctl %v, devmapper %v", perRound, rounds, rt.Round(time.Millisecond), rd.Round(time.Millisecond))
-	t.Logf("ctr images import of 20 layers: thinctl %v, devmapper %v", imp["thinctl"].Round(time.Millisecond), imp["devmapper"].Round(time.Millisecond))
+	for _, m := range []string{"Prepare", "Prepare.create", "Prepare.activate", "Mounts", "Remove", "Remove.remove", "Cleanup"} {
+		t.Logf("thinctl-snapshotter's own time in %s: median %.1f ms over %d requests", m, medianF(res.ServerMs[m]), len(res.ServerMs[m]))
+	}
+	for _, e := range res.IOErrors {
+		t.Logf("kernel: %d buffer I/O errors during %s on %v, e.g. %q", e.Count, e.Phase, e.Devices, e.Sample)
+	}
+	js, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	printBlob(js)
 	fmt.Printf("BENCH prepare_vs_ctrd_devmapper=%.2f\nBENCH remove_vs_ctrd_devmapper=%.2f\nBENCH import_vs_ctrd_devmapper=%.2f\n", pr, rr, ir)
+}
+
+// printBlob prints data as tests/bench reads its blocks: gzip, base64 in
+// lines of 76 characters each starting with "BENCHCTRD ", between
+// BENCHCTRD-BEGIN and BENCHCTRD-END lines. Short lines survive the
+// guest's console, where kernel messages can land in the middle of a long
+// one.
+func printBlob(data []byte) {
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(data)
+	zw.Close()
+	enc := base64.StdEncoding.EncodeToString(z.Bytes())
+	var b strings.Builder
+	b.WriteString("BENCHCTRD-BEGIN\n")
+	for len(enc) > 0 {
+		n := min(76, len(enc))
+		b.WriteString("BENCHCTRD " + enc[:n] + "\n")
+		enc = enc[n:]
+	}
+	b.WriteString("BENCHCTRD-END\n")
+	os.Stdout.WriteString(b.String())
+}
+
+// devmapperConfig is the containerd configuration of its devmapper
+// snapshotter on pool poolName: the thinctl pool's base size, discards on,
+// removal synchronous.
+func devmapperConfig(root, poolName string) string {
+	return fmt.Sprintf(`
+[plugins."io.containerd.snapshotter.v1.devmapper"]
+  root_path = %q
+  pool_name = %q
+  base_image_size = "256MB"
+  async_remove = false
+  discard_blocks = true
+  fs_type = "ext4"
+`, root, poolName)
+}
+
+// snapLogSize is the length of the running snapshotter's log so far.
+func (r *rig) snapLogSize() int64 {
+	st, err := os.Stat(r.snapLog)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// requestLine matches the snapshotter's --debug lines: one per request
+// ("msg=request method=Prepare took=...") and one per pool step of a
+// request ("msg=step method=Prepare step=create took=...", counted as
+// "Prepare.create").
+var requestLine = regexp.MustCompile(`msg=(?:request|step) method=(\w+)(?: step=(\w+))? took=(\S+)`)
+
+// serverTimes adds the durations the snapshotter logged (--debug) for the
+// given methods since log offset from to out, in milliseconds.
+func (r *rig) serverTimes(from int64, out map[string][]float64, methods ...string) {
+	f, err := os.Open(r.snapLog)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, 0); err != nil {
+		return
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		m := requestLine.FindStringSubmatch(sc.Text())
+		if m == nil || !slices.Contains(methods, m[1]) {
+			continue
+		}
+		name := m[1]
+		if m[2] != "" {
+			name += "." + m[2]
+		}
+		if d, err := time.ParseDuration(m[3]); err == nil {
+			out[name] = append(out[name], msOf(d))
+		}
+	}
+}
+
+// kernelWatch reads the kernel log while a measurement runs and counts
+// its "Buffer I/O error" lines by phase; a poller keeps the name each dm
+// minor had last, so that a line naming dm-N can be attributed even after
+// the device went.
+type kernelWatch struct {
+	mu     sync.Mutex
+	cur    string
+	byPh   map[string]*ioErrors
+	order  []string
+	last   map[string]string // "dm-N" -> the name it had at the last poll
+	done   chan struct{}
+	wg     sync.WaitGroup
+	kmsg   *os.File
+	failed string
+}
+
+var bufferIOError = regexp.MustCompile(`Buffer I/O error on dev (dm-\d+)`)
+
+func watchKernelIOErrors(t *testing.T) *kernelWatch {
+	w := &kernelWatch{cur: "setup", byPh: map[string]*ioErrors{}, last: map[string]string{}, done: make(chan struct{})}
+	f, err := os.Open("/dev/kmsg")
+	if err == nil {
+		_, err = f.Seek(0, 2) // only what is logged from now on
+	}
+	if err != nil {
+		t.Logf("note: cannot read /dev/kmsg (%v): kernel errors are not counted", err)
+		w.failed = err.Error()
+		return w
+	}
+	w.kmsg = f
+	w.wg.Add(1)
+	go func() {
+		buf := make([]byte, 8192)
+		for {
+			n, err := f.Read(buf) // one record per read
+			if errors.Is(err, syscall.EPIPE) {
+				continue // records were overwritten before we read them
+			}
+			if err != nil {
+				return
+			}
+			line := string(buf[:n])
+			if _, msg, ok := strings.Cut(line, ";"); ok {
+				line = strings.TrimSpace(strings.SplitN(msg, "\n", 2)[0])
+			}
+			if m := bufferIOError.FindStringSubmatch(line); m != nil {
+				w.record(m[1], line)
+			}
+		}
+	}()
+	go func() {
+		defer w.wg.Done()
+		tick := time.NewTicker(25 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			w.pollNames()
+			select {
+			case <-w.done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return w
+}
+
+func (w *kernelWatch) pollNames() {
+	ms, _ := filepath.Glob("/sys/block/dm-*/dm/name")
+	for _, p := range ms {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		dev := filepath.Base(filepath.Dir(filepath.Dir(p)))
+		w.mu.Lock()
+		w.last[dev] = strings.TrimSpace(string(b))
+		w.mu.Unlock()
+	}
+}
+
+func (w *kernelWatch) phase(p string) {
+	w.mu.Lock()
+	w.cur = p
+	w.mu.Unlock()
+}
+
+func (w *kernelWatch) record(dev, line string) {
+	// The device's name now, or at the last poll when it is gone.
+	name := ""
+	if b, err := os.ReadFile("/sys/block/" + dev + "/dm/name"); err == nil {
+		name = strings.TrimSpace(string(b))
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if name == "" {
+		name = w.last[dev] + " (gone)"
+	}
+	e := w.byPh[w.cur]
+	if e == nil {
+		e = &ioErrors{Phase: w.cur, Sample: line}
+		w.byPh[w.cur] = e
+		w.order = append(w.order, w.cur)
+	}
+	e.Count++
+	if d := dev + "=" + name; !slices.Contains(e.Devices, d) {
+		e.Devices = append(e.Devices, d)
+	}
+}
+
+// stop ends the watch and returns the counts, each device given with the
+// name it had when the error was logged.
+func (w *kernelWatch) stop() []ioErrors {
+	if w.kmsg == nil {
+		return nil
+	}
+	time.Sleep(500 * time.Millisecond) // let the reader catch up
+	close(w.done)
+	w.kmsg.Close() // ends the blocked read (the reader is not waited for)
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []ioErrors
+	for _, p := range w.order {
+		out = append(out, *w.byPh[p])
+	}
+	return out
 }
 
 // devmapperPool makes a thin pool for containerd's devmapper snapshotter
 // the way its documentation does (loop devices, dmsetup), with thinctl's
 // block size (64 KiB) and zeroing setting, and removes it (and every thin
-// device on it) when the test ends.
-func devmapperPool(t *testing.T, dataSize, metaSize int64) string {
+// device on it) when the test ends. It returns the pool's name and its
+// metadata device.
+func devmapperPool(t *testing.T, dataSize, metaSize int64) (string, string) {
 	t.Helper()
 	data := testenv.SparseFile(t, "data", dataSize)
 	meta := testenv.SparseFile(t, "meta", metaSize)
@@ -158,24 +445,42 @@ func devmapperPool(t *testing.T, dataSize, metaSize int64) string {
 		t.Fatalf("dmsetup create %s: %v: %s", name, err, out)
 	}
 	t.Cleanup(func() {
-		out, _ := exec.Command("dmsetup", "ls").Output()
-		for _, line := range strings.Split(string(out), "\n") {
-			if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], name+"-") {
-				exec.Command("dmsetup", "remove", "--retry", f[0]).Run()
-			}
+		for _, d := range devmapperThins(name) {
+			exec.Command("dmsetup", "remove", "--retry", d).Run()
 		}
 		if out, err := exec.Command("dmsetup", "remove", "--retry", name).CombinedOutput(); err != nil {
 			t.Logf("dmsetup remove %s: %v: %s", name, err, out)
 		}
 	})
-	return name
+	return name, metaDev
 }
 
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
+// devmapperThins lists the active thin devices containerd's devmapper
+// snapshotter made on pool (named pool-snap-N).
+func devmapperThins(pool string) []string {
+	out, _ := exec.Command("dmsetup", "ls").Output()
+	var ds []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], pool+"-") {
+			ds = append(ds, f[0])
+		}
 	}
-	return s[len(s)/2]
+	return ds
+}
+
+func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// medianF is the median (the mean of the two middle values of an even
+// count), as tests/bench computes it.
+func medianF(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	switch n := len(s); {
+	case n == 0:
+		return 0
+	case n%2 == 1:
+		return s[n/2]
+	default:
+		return (s[n/2-1] + s[n/2]) / 2
+	}
 }

@@ -34,6 +34,10 @@ type rig struct {
 	snapLog    string
 	containerd *exec.Cmd
 	snapStarts int
+	ctrdState  string // containerd's root and state, kept across restarts
+	ctrdLog    string // the running containerd's log
+	ctrdStarts int
+	ctrdEnv    []string // added to containerd's environment
 }
 
 // startSnapshotter starts thinctl-snapshotter (this test binary running
@@ -94,7 +98,11 @@ func (r *rig) stopSnapshotter() {
 func (r *rig) startContainerd(bin, extra string) {
 	r.t.Helper()
 	cfg := filepath.Join(r.run, "containerd.toml")
-	state := filepath.Join(r.t.TempDir(), "containerd")
+	if r.ctrdState == "" {
+		r.ctrdState = filepath.Join(r.t.TempDir(), "containerd")
+	}
+	state := r.ctrdState
+	r.ctrdStarts++
 	writeFile(r.t, cfg, fmt.Sprintf(`version = 2
 root = %q
 state = %q
@@ -114,11 +122,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     type = "snapshot"
     address = %q
 %s`, filepath.Join(state, "root"), filepath.Join(r.run, "state"), r.ctrdSock, r.snapSock, extra))
-	logf, err := os.Create(filepath.Join(r.run, "containerd.log"))
+	logf, err := os.Create(filepath.Join(r.run, fmt.Sprintf("containerd.%d.log", r.ctrdStarts)))
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	r.ctrdLog = logf.Name()
 	cmd := exec.Command(bin, "--config", cfg)
+	cmd.Env = append(os.Environ(), r.ctrdEnv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)

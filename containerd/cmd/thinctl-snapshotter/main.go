@@ -109,7 +109,13 @@ func run(args []string, stderr io.Writer, ready func()) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	t0 := time.Now()
-	sn, err := snapshotter.New(ctx, snapshotter.Config{Root: c.root})
+	cfg := snapshotter.Config{Root: c.root}
+	if c.debug {
+		cfg.Trace = func(method, step string, took time.Duration) {
+			log.Debug("step", "method", method, "step", step, "took", took.Round(time.Microsecond))
+		}
+	}
+	sn, err := snapshotter.New(ctx, cfg)
 	if err != nil {
 		return fail("%s", oneLine(err))
 	}
