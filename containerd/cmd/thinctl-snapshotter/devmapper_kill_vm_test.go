@@ -100,6 +100,7 @@ func TestContainerdDevmapperKilledMidImport(t *testing.T) {
 	ierr := imp.Wait()
 	t.Logf("REPORT SIGKILL of containerd with %d devmapper snapshots made (of 5 layers); the import: %v\n%s", killedAt, ierr, impOut.String())
 	t.Logf("REPORT active devmapper thin devices after the kill: %v", devmapperThins(pool))
+	t.Logf("REPORT devmapper's metadata.db right after the kill:\n%s", devmapperMetadata(filepath.Join(dmRoot, "metadata.db")))
 
 	t0 := time.Now()
 	r.startContainerd(containerd, cfg)
@@ -209,7 +210,7 @@ var devmapperStates = []string{"Unknown", "Creating", "Created", "Activating", "
 // devmapperMetadata describes what containerd's devmapper snapshotter
 // keeps in its bolt database: the "devices" bucket (device name -> JSON
 // record with device_id, state, error) and the "device_ids" bucket (thin
-// id -> 0 free, 1 taken, 2 faulty).
+// id -> 0 free, 1 taken, 2 faulty), under a "v1" bucket in containerd 1.6.
 func devmapperMetadata(path string) string {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
@@ -218,7 +219,15 @@ func devmapperMetadata(path string) string {
 	defer db.Close()
 	var b strings.Builder
 	db.View(func(tx *bolt.Tx) error {
-		if bk := tx.Bucket([]byte("devices")); bk != nil {
+		// containerd 1.6 keeps both buckets under a top-level "v1".
+		bucket := func(name string) *bolt.Bucket {
+			if v1 := tx.Bucket([]byte("v1")); v1 != nil {
+				return v1.Bucket([]byte(name))
+			}
+			return tx.Bucket([]byte(name))
+		}
+		if bk := bucket("devices"); bk != nil {
+			n := 0
 			bk.ForEach(func(k, v []byte) error {
 				var d struct {
 					DeviceID   uint32 `json:"device_id"`
@@ -232,13 +241,16 @@ func devmapperMetadata(path string) string {
 					st = devmapperStates[d.State]
 				}
 				fmt.Fprintf(&b, "device %s: id %d, parent %q, state %s, error %q\n", k, d.DeviceID, d.ParentName, st, d.Error)
+				n++
 				return nil
 			})
+			fmt.Fprintf(&b, "%d device records\n", n)
+		} else {
+			var top []string
+			tx.ForEach(func(name []byte, _ *bolt.Bucket) error { top = append(top, string(name)); return nil })
+			fmt.Fprintf(&b, "no devices bucket (top-level buckets: %s)\n", strings.Join(top, " "))
 		}
-		var top []string
-		tx.ForEach(func(name []byte, _ *bolt.Bucket) error { top = append(top, string(name)); return nil })
-		fmt.Fprintf(&b, "buckets: %s\n", strings.Join(top, " "))
-		if bk := tx.Bucket([]byte("device_ids")); bk != nil {
+		if bk := bucket("device_ids"); bk != nil {
 			states := map[byte]string{0: "free", 1: "taken", 2: "faulty"}
 			var ids []string
 			bk.ForEach(func(k, v []byte) error {
