@@ -124,6 +124,7 @@ func TestBenchVsContainerdDevmapper(t *testing.T) {
 
 	// One unmeasured Prepare+Mounts and Remove each first: the first
 	// requests of a snapshotter pay for loading code and caches.
+	kw.phase("warm-up")
 	for _, sn := range names {
 		if _, err := sc.Prepare(ctx, &snapshotsapi.PrepareSnapshotRequest{Snapshotter: sn, Key: "warm-up", Parent: "base"}); err != nil {
 			t.Fatalf("%s: warm-up prepare: %v", sn, err)
