@@ -63,6 +63,11 @@ func reportMain(args []string) error {
 		if err != nil {
 			return errors.Wrap(err, in)
 		}
+		if c, err := ReadCtrdBench(string(b)); err != nil {
+			return errors.Wrap(err, in)
+		} else if c != nil {
+			r.Containerd = c
+		}
 		if r.PeerBench == nil {
 			r.PeerBench = map[string]float64{}
 		}
@@ -363,6 +368,7 @@ func renderReport(r *Results, top, plots string, plotted map[string]bool) string
 	renderLayer(w, r, img)
 	renderPeers(w, r, fig)
 	renderConcurrency(w, r, fig)
+	renderContainerd(w, r, fig)
 	renderTradeoffs(w, r, fig)
 	return b.String()
 }

@@ -40,8 +40,11 @@ type Results struct {
 	// PeerBench holds BENCH lines of peer stages (other modules' benchmarks
 	// run by tests/bench/run.sh, e.g. containerd's devmapper snapshotter).
 	PeerBench map[string]float64 `json:"peer_bench,omitempty"`
-	Notes     []string           `json:"notes,omitempty"`
-	Elapsed   map[string]Secs    `json:"elapsed_s,omitempty"` // wall time per section
+	// Containerd is the peer stage containerd_devmapper's record
+	// (containerd.go).
+	Containerd *CtrdBench      `json:"containerd,omitempty"`
+	Notes      []string        `json:"notes,omitempty"`
+	Elapsed    map[string]Secs `json:"elapsed_s,omitempty"` // wall time per section
 }
 
 // Secs is a duration in seconds.

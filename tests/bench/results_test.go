@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"math"
 	"strings"
 	"testing"
@@ -452,5 +453,72 @@ func TestMergeFillsOnlyMissingSections(t *testing.T) {
 	}
 	if first.Elapsed["scale"] != 60 {
 		t.Errorf("elapsed = %v", first.Elapsed)
+	}
+}
+
+func TestTheContainerdComparisonIsReadFromItsStagesLog(t *testing.T) {
+	want := &CtrdBench{
+		PrepareMs: map[string][]float64{"thinctl": {400, 500, 600, 300}, "devmapper": {2000, 2200}},
+		ImportMs:  map[string]float64{"thinctl": 40000, "devmapper": 96000},
+	}
+	data, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := writeBlob(&buf, data, ctrdBegin, ctrdLine, ctrdEnd); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		console string
+		found   bool
+	}{
+		{"a log without the test has no comparison", "BENCH create_vs_dmsetup=6.40\n", false},
+		{"the block among the test's console output is found", "=== RUN   TestBenchVsContainerdDevmapper\r\n" +
+			strings.ReplaceAll(buf.String(), "\n", "\r\n") + "BENCH prepare_vs_ctrd_devmapper=4.67\r\n--- PASS\r\n", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ReadCtrdBench(tt.console)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (got != nil) != tt.found {
+				t.Fatalf("found %v, want %v", got != nil, tt.found)
+			}
+			if got != nil && (got.ImportMs["devmapper"] != 96000 || len(got.PrepareMs["thinctl"]) != 4) {
+				t.Errorf("decoded %+v, want %+v", got, want)
+			}
+		})
+	}
+	if _, err := ReadCtrdBench(ctrdBegin + "\n" + ctrdLine + "!!!\n" + ctrdEnd + "\n"); err == nil {
+		t.Error("a damaged block was read without an error")
+	}
+}
+
+func TestTheContainerdSectionComparesTheSnapshotters(t *testing.T) {
+	r := &Results{
+		PeerBench: map[string]float64{"prepare_vs_ctrd_devmapper": 4.67, "remove_vs_ctrd_devmapper": 1.5, "import_vs_ctrd_devmapper": 2.4},
+		Containerd: &CtrdBench{
+			PrepareMs: map[string][]float64{"thinctl": {400, 500, 600, 300}, "devmapper": {2000, 2200}, "overlayfs": {60}},
+			RemoveMs:  map[string][]float64{"thinctl": {1000}, "devmapper": {1500}, "overlayfs": {20}},
+			ImportMs:  map[string]float64{"thinctl": 40000, "devmapper": 96000},
+			ServerMs:  map[string][]float64{"Prepare.activate": {300}},
+			IOErrors:  []CtrdIOErrors{{Phase: "remove/devmapper", Count: 20, Devices: []string{"dm-9=ctrd-bench-pool-snap-9"}}},
+		},
+	}
+	md := renderReport(r, "", "bench", map[string]bool{})
+	for _, want := range []string{
+		"## 8. Against containerd's devmapper snapshotter",
+		"| Prepare+Mounts | 450 ms | 2.10 s | 60 ms | 4.67× | ≥ 5× |",
+		"| Remove | 1.00 s | 1.50 s | 20 ms | 1.50× | ≥ 3× |",
+		"| import of 0 layers | 40.00 s | 96.00 s | | 2.40× | ≥ 2× |",
+		"| of which activation",
+		"| remove/devmapper | 20 | dm-9=ctrd-bench-pool-snap-9 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q", want)
+		}
 	}
 }

@@ -2,7 +2,8 @@
 # tests/bench/run.sh: run thinctl's benchmarks and write the report.
 #
 #   tests/bench/run.sh                 in the throwaway VM, two boots: every measurement without
-#                                      udev, then measurement 1 again with udev (make bench)
+#                                      udev, then measurement 1 again with udev (make bench); then
+#                                      the peer stages (containerd_devmapper: a third boot, with udev)
 #   tests/bench/run.sh --native        on this host: root, device-mapper (make bench-native)
 #   tests/bench/run.sh --quick         small counts; report goes to $TMPDIR, not docs/
 #   tests/bench/run.sh --udev          one boot, with systemd-udevd and the dm rules running
@@ -107,7 +108,7 @@ main() {
 	# that is given a log file to write; its "BENCH name=value" lines join
 	# the report and the target summary. A stage that fails is reported and
 	# the others still run.
-	PEER_STAGES=()
+	PEER_STAGES=(containerd_devmapper)
 	if [ "$QUICK" = 0 ] && [ "$partial" = 0 ]; then
 		for stage in "${PEER_STAGES[@]}"; do
 			plog="${TMPDIR:-/tmp}/thinctl-bench-$STAMP-$stage.log"
@@ -118,6 +119,33 @@ main() {
 
 	report "${LOGS[@]}" || rc=1
 	exit "$rc"
+}
+
+# containerd_devmapper LOG: thinctl-snapshotter against containerd's devmapper
+# snapshotter in one containerd (docs/containerd.md): a test of the containerd
+# module (its own go.mod), run by name in a guest boot of its own with udev
+# running, as on a node; on a native host, the test binary runs here when
+# containerd, ctr and blkdiscard are installed.
+containerd_devmapper() {
+	local log="$1" run=(-test.run '^TestBenchVsContainerdDevmapper$' -test.v -test.timeout 30m) bin rc
+	if [ "$MODE" = vm ]; then
+		set +e
+		tests/vm/run.sh --udev --pkg ./containerd/cmd/thinctl-snapshotter --run "${run[1]}" --timeout 40m 2>&1 | tee "$log"
+		rc=${PIPESTATUS[0]}
+		set -e
+		return "$rc"
+	fi
+	if ! command -v containerd >/dev/null || ! command -v ctr >/dev/null || ! command -v blkdiscard >/dev/null; then
+		echo "bench: containerd, ctr or blkdiscard not installed: no comparison with containerd's devmapper snapshotter" | tee "$log"
+		return 0
+	fi
+	bin="$ROOT/bin/thinctl-ctrd-bench.test"
+	(cd containerd && CGO_ENABLED=0 go test -c -trimpath -tags vm -o "$bin" ./cmd/thinctl-snapshotter)
+	set +e
+	"$bin" "${run[@]}" 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	set -e
+	return "$rc"
 }
 
 # guest_script FILE ARGS...: the script the VM guest runs: thinctl-bench run

@@ -29,6 +29,9 @@ var targets = []Target{
 	{Name: "open_10000_ms", Meaning: "thinpool.Open of a root holding 10,000 devices, in a fresh process", AtMost: 1000, Unit: " ms"},
 	{Name: "concurrent_8_vs_1", Meaning: "create+activate throughput of 8 goroutines on one Pool / of 1"},
 	{Name: "rss_10000_mib", Meaning: "peak RSS of a process that opens a root holding 10,000 devices and lists them", AtMost: 64, Unit: " MiB"},
+	{Name: "prepare_vs_ctrd_devmapper", Meaning: "containerd's devmapper snapshotter / thinctl-snapshotter, Prepare+Mounts through containerd's gRPC API", AtLeast: 5},
+	{Name: "remove_vs_ctrd_devmapper", Meaning: "containerd's devmapper snapshotter / thinctl-snapshotter, Remove through containerd's garbage collection", AtLeast: 3},
+	{Name: "import_vs_ctrd_devmapper", Meaning: "containerd's devmapper snapshotter / thinctl-snapshotter, `ctr images import` of 20 layers", AtLeast: 2},
 	{Name: "cow4k_overlay_vs_thin", Meaning: "overlay2 / thin latency of the first 4 KiB write into a big parent file"},
 	{Name: "pagecache_thin_vs_overlay", Meaning: "thin / overlay2 page-cache growth, ten layers reading one file"},
 }
