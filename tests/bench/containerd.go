@@ -12,7 +12,8 @@ import (
 // devmapper snapshotter. The core module cannot import containerd, so it
 // is a test of the containerd module (TestBenchVsContainerdDevmapper in
 // containerd/cmd/thinctl-snapshotter) that run.sh's peer stage
-// containerd_devmapper runs in a guest boot of its own; the test prints
+// containerd_devmapper runs in a guest boot of its own (without udev, like
+// measurement 1); the test prints
 // its BENCH lines and this record (gzip, base64) between BENCHCTRD
 // markers, and the report reads both from the stage's log. Keep the field
 // names in step with that test's ctrdBench.
