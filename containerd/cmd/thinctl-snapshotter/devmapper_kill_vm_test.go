@@ -208,9 +208,9 @@ var devmapperStates = []string{"Unknown", "Creating", "Created", "Activating", "
 	"Resuming", "Resumed", "Deactivating", "Deactivated", "Removing", "Removed", "Faulty"}
 
 // devmapperMetadata describes what containerd's devmapper snapshotter
-// keeps in its bolt database: the "devices" bucket (device name -> JSON
-// record with device_id, state, error) and the "device_ids" bucket (thin
-// id -> 0 free, 1 taken, 2 faulty), under a "v1" bucket in containerd 1.6.
+// keeps in its bolt database, wherever its buckets sit: device records
+// (device name -> JSON with device_id, state, error) and thin id marks
+// (id -> 0 free, 1 taken, 2 faulty).
 func devmapperMetadata(path string) string {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
@@ -218,50 +218,49 @@ func devmapperMetadata(path string) string {
 	}
 	defer db.Close()
 	var b strings.Builder
-	db.View(func(tx *bolt.Tx) error {
-		// containerd 1.6 keeps both buckets under a top-level "v1".
-		bucket := func(name string) *bolt.Bucket {
-			if v1 := tx.Bucket([]byte("v1")); v1 != nil {
-				return v1.Bucket([]byte(name))
+	// Walk every bucket: where containerd keeps them varies (1.6 nests
+	// them under "v1").
+	var walk func(path string, bk *bolt.Bucket)
+	walk = func(path string, bk *bolt.Bucket) {
+		n, faulty := 0, 0
+		var ids []string
+		bk.ForEach(func(k, v []byte) error {
+			if v == nil {
+				walk(path+"/"+string(k), bk.Bucket(k))
+				return nil
 			}
-			return tx.Bucket([]byte(name))
-		}
-		if bk := bucket("devices"); bk != nil {
-			n := 0
-			bk.ForEach(func(k, v []byte) error {
-				var d struct {
-					DeviceID   uint32 `json:"device_id"`
-					ParentName string `json:"parent_name"`
-					State      int    `json:"state"`
-					Error      string `json:"error"`
-				}
-				json.Unmarshal(v, &d)
+			n++
+			var d struct {
+				DeviceID   *uint32 `json:"device_id"`
+				ParentName string  `json:"parent_name"`
+				State      int     `json:"state"`
+				Error      string  `json:"error"`
+			}
+			if json.Unmarshal(v, &d) == nil && d.DeviceID != nil {
 				st := fmt.Sprint(d.State)
 				if d.State >= 0 && d.State < len(devmapperStates) {
 					st = devmapperStates[d.State]
 				}
-				fmt.Fprintf(&b, "device %s: id %d, parent %q, state %s, error %q\n", k, d.DeviceID, d.ParentName, st, d.Error)
-				n++
-				return nil
-			})
-			fmt.Fprintf(&b, "%d device records\n", n)
-		} else {
-			var top []string
-			tx.ForEach(func(name []byte, _ *bolt.Bucket) error { top = append(top, string(name)); return nil })
-			fmt.Fprintf(&b, "no devices bucket (top-level buckets: %s)\n", strings.Join(top, " "))
-		}
-		if bk := bucket("device_ids"); bk != nil {
-			states := map[byte]string{0: "free", 1: "taken", 2: "faulty"}
-			var ids []string
-			bk.ForEach(func(k, v []byte) error {
-				if len(v) == 1 && v[0] != 0 {
-					ids = append(ids, string(k)+"="+states[v[0]])
+				fmt.Fprintf(&b, "%s: device %s: id %d, parent %q, state %s, error %q\n", path, k, *d.DeviceID, d.ParentName, st, d.Error)
+			} else if len(v) == 1 && v[0] != 0 {
+				ids = append(ids, fmt.Sprintf("%s=%d", k, v[0]))
+				if v[0] == 2 {
+					faulty++
 				}
-				return nil
-			})
-			fmt.Fprintf(&b, "device ids not free: %s\n", strings.Join(ids, " "))
+			}
+			return nil
+		})
+		fmt.Fprintf(&b, "%s: %d keys", path, n)
+		if len(ids) > 0 {
+			fmt.Fprintf(&b, "; ids taken (1) or faulty (2): %s; %d faulty", strings.Join(ids, " "), faulty)
 		}
-		return nil
+		b.WriteString("\n")
+	}
+	db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, bk *bolt.Bucket) error {
+			walk(string(name), bk)
+			return nil
+		})
 	})
 	return b.String()
 }
