@@ -155,18 +155,17 @@ func detachLoopFor(ctx context.Context, file string) error {
 	return nil
 }
 
-func (p *Pool) dataFilePath() string {
-	if p.cfg.DataFile == "" {
-		return ""
-	}
-	return filepath.Join(p.dir, p.cfg.DataFile)
-}
+func (p *Pool) dataFilePath() string { return p.poolFilePath(p.cfg.DataFile) }
 
-func (p *Pool) metaFilePath() string {
-	if p.cfg.MetadataFile == "" {
-		return ""
+func (p *Pool) metaFilePath() string { return p.poolFilePath(p.cfg.MetadataFile) }
+
+// poolFilePath resolves a pool file named in pool.json: relative to
+// <root>/devicemapper, or absolute (a pool Adopt took over).
+func (p *Pool) poolFilePath(name string) string {
+	if name == "" || filepath.IsAbs(name) {
+		return name
 	}
-	return filepath.Join(p.dir, p.cfg.MetadataFile)
+	return filepath.Join(p.dir, name)
 }
 
 // dataAndMeta returns the pool's data and metadata block devices,

@@ -46,7 +46,8 @@ type poolRecord struct {
 	Key          string `json:"key"`
 	ExternalPool bool   `json:"external_pool,omitempty"`
 	// DataFile and MetadataFile are relative to <root>/devicemapper when
-	// the pool uses loop files; DataDevice and MetadataDevice are absolute
+	// the pool uses loop files (absolute for a pool Adopt took over, whose
+	// files stay where the other program kept them); DataDevice and MetadataDevice are absolute
 	// block device paths otherwise.
 	DataFile       string    `json:"data_file,omitempty"`
 	MetadataFile   string    `json:"metadata_file,omitempty"`
@@ -65,6 +66,11 @@ type poolRecord struct {
 	BaseUUID       string    `json:"base_uuid"`
 	NextDeviceID   uint32    `json:"next_device_id"`
 	Created        time.Time `json:"created"`
+	// AdoptedFrom says which other program's pool Adopt took over ("" for
+	// a pool Init made); ForeignTransactionID is the pool's transaction id
+	// as that program left it (Adopt does not change it).
+	AdoptedFrom          string `json:"adopted_from,omitempty"`
+	ForeignTransactionID uint64 `json:"foreign_transaction_id,omitempty"`
 }
 
 // deviceRecord is devices/<id>.json: one thin device.
