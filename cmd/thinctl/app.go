@@ -194,7 +194,7 @@ func (a *app) parse(args []string) (*call, error) {
 	}
 	c.args = pos
 	if c.g.output == "json" && !c.cmd.json {
-		return c, usagef("-o json is not available for %s (it is for list, info, pool status, check and version)", c.cmd.name)
+		return c, usagef("-o json is not available for %s (it is for %s)", c.cmd.name, jsonCommands())
 	}
 	if c.g.root == "" {
 		return c, usagef("--root must not be empty")
@@ -219,6 +219,21 @@ func (a *app) parse(args []string) (*call, error) {
 		}
 	}
 	return c, nil
+}
+
+// jsonCommands lists the commands that take -o json, in help order:
+// "list, info, ... and docker adopt".
+func jsonCommands() string {
+	var names []string
+	for _, c := range commands {
+		if c.json && !c.hidden {
+			names = append(names, c.name)
+		}
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
 // idRules is the hint for a refused id.

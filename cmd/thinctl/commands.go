@@ -30,9 +30,11 @@ type options struct {
 
 	file string // export/import: the archive ("" or "-": stdout/stdin)
 
-	dockerRoot string   // docker ...: Docker's data root
-	dockerPool string   // docker ...: the pool of a dm.thinpooldev store
-	images     []string // docker export: the images
+	dockerRoot  string   // docker ...: Docker's data root
+	dockerPool  string   // docker ...: the pool of a dm.thinpooldev store
+	images      []string // docker export: the images
+	dropOpenTx  bool     // docker adopt: leave out the open transaction's device
+	skipMissing bool     // docker adopt: leave out layers and containers without devices
 
 	manDir  string // __man: where to write the pages
 	manDate string // __man: the pages' date
@@ -279,6 +281,7 @@ var commands = []*command{
 	},
 	dockerInspectCommand,
 	dockerExportCommand,
+	dockerAdoptCommand,
 	{
 		name:     "completion",
 		synopsis: "completion bash|zsh|fish",
@@ -311,7 +314,7 @@ var commands = []*command{
 // groups are command words that only prefix subcommands.
 var groups = map[string]string{
 	"pool":   "Manage the pool itself",
-	"docker": "Read a store Docker's devicemapper driver left behind",
+	"docker": "Read or adopt a store Docker's devicemapper driver left behind",
 }
 
 // lookupCommand finds the command named by words ("pool", "init").

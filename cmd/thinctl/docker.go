@@ -11,6 +11,7 @@ import (
 
 	"github.com/thinctl/thinctl/dockerdm"
 	"github.com/thinctl/thinctl/driver"
+	"github.com/thinctl/thinctl/thinpool"
 )
 
 // dockerInspectCommand is "thinctl docker inspect".
@@ -146,6 +147,16 @@ func dockerError(err error) error {
 		hint = "--docker-root names Docker's data root (dockerd --data-root, default /var/lib/docker) of a store made with --storage-driver devicemapper"
 	case errors.Is(err, dockerdm.ErrUnknownImage):
 		hint = "thinctl docker inspect lists the store's images (a tag, or an image id or its first digits)"
+	case errors.Is(err, dockerdm.ErrOpenTransaction):
+		hint = "nothing was changed; --drop-open-transaction leaves that device out, as Docker's own rollback would have"
+	case errors.Is(err, dockerdm.ErrMissingDevices):
+		hint = "nothing was changed; thinctl docker inspect lists every disagreement, and --skip-missing leaves those layers and containers out"
+	case errors.Is(err, dockerdm.ErrNotAdoptable):
+		hint = "nothing was changed; thinctl docker inspect lists every disagreement"
+	case errors.Is(err, dockerdm.ErrDeviceOpen):
+		hint = "nothing was changed; unmount what is mounted from Docker's devices (findmnt | grep devicemapper/mnt) and run it again"
+	case errors.Is(err, thinpool.ErrAlreadyInit):
+		hint = "--root already holds a thinctl pool; give another --root"
 	case errors.Is(err, dockerdm.ErrNoTarSplit):
 		hint = "only layers Docker kept a tar-split for can be exported so far"
 	case errors.Is(err, dockerdm.ErrPartial), errors.Is(err, dockerdm.ErrCorrupt), errors.Is(err, dockerdm.ErrNotThinMetadata):
@@ -248,5 +259,66 @@ func writeDockerReport(w io.Writer, r *dockerdm.Report) error {
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
+	return nil
+}
+
+// dockerAdoptCommand is "thinctl docker adopt".
+var dockerAdoptCommand = &command{
+	name:     "docker adopt",
+	synopsis: "docker adopt --docker-root DIR --root DIR [--pool NAME] [--drop-open-transaction] [--skip-missing]",
+	summary:  "take a Docker devicemapper store's pool over in place as the pool of --root (no data copied)",
+	detail: "Makes --root a thinctl root whose pool is the store's own: every live device of the\n" +
+		"store gets a registry record (image-<tag> for a tagged image's top layer, layer-<chain\n" +
+		"id> for other layers, container-<name> and container-<name>-init, docker-<hash> for a\n" +
+		"record nothing uses; Docker's hash is kept in the label docker.hash) and Docker's base\n" +
+		"device becomes the pool's base. Then list, mount, create, remove and check work on\n" +
+		"them. Docker's files are not written, but the pool is thinctl's from then on: do not\n" +
+		"start a Docker on the store again. A pool a killed dockerd left up is taken down\n" +
+		"first. It refuses, changing nothing, while a process holds the store or a Docker\n" +
+		"device is open, while Docker's last transaction is open (--drop-open-transaction\n" +
+		"leaves that device out, as Docker's rollback would), when layers or containers lack\n" +
+		"their devices (--skip-missing leaves them out), and when two records share a thin id\n" +
+		"or the pool needs a check. An interrupted adopt leaves no registry; run it again.",
+	json: true,
+	flags: func(fs *flag.FlagSet, o *options) {
+		dockerStoreFlags(fs, o)
+		fs.BoolVar(&o.dropOpenTx, "drop-open-transaction", false, "leave out the device of Docker's open transaction")
+		fs.BoolVar(&o.skipMissing, "skip-missing", false, "leave out layers and containers whose devices are missing")
+	},
+	validate: validateDockerRoot,
+	run:      runDockerAdopt,
+}
+
+func runDockerAdopt(c *call) error {
+	opts := dockerdm.AdoptOptions{OpenOptions: dockerdm.OpenOptions{PoolName: c.opts.dockerPool},
+		DropOpenTransaction: c.opts.dropOpenTx, SkipMissing: c.opts.skipMissing, Progress: c.progress()}
+	res, err := dockerdm.Adopt(c.ctx(), c.opts.dockerRoot, c.g.root, opts)
+	if err != nil {
+		return dockerError(err)
+	}
+	c.endProgress()
+	if c.json() {
+		return writeJSON(c.stdout(), res)
+	}
+	w := c.stdout()
+	fmt.Fprintf(w, "Adopted %s into %s in place (no data copied): pool %s, base device thin id %d (%s), %d devices.\n",
+		res.DockerRoot, res.Root, res.Pool, res.BaseDeviceID, res.Filesystem, len(res.Devices))
+	if len(res.Released) > 0 {
+		fmt.Fprintf(w, "Took down what the last dockerd left up: %s.\n", strings.Join(res.Released, ", "))
+	}
+	fmt.Fprintln(w)
+	var rows [][]string
+	for _, d := range res.Devices {
+		rows = append(rows, []string{d.ID, d.Kind, strconv.FormatUint(uint64(d.DeviceID), 10), dash(d.Parent), d.What})
+	}
+	if err := writeTable(w, []string{"ID", "KIND", "THIN_ID", "PARENT", "HOLDS"}, rows); err != nil {
+		return err
+	}
+	for _, l := range res.LeftOut {
+		fmt.Fprintf(w, "left out: %s\n", l)
+	}
+	fmt.Fprintf(w, "\nThe pool is thinctl's now (its transaction id stays %d, as Docker left it). Docker's files under %s\n"+
+		"were not changed, but they no longer describe the pool once thinctl changes it: do not start Docker\n"+
+		"on that data root again. thinctl list, mount, create, remove and check work on the devices above.\n", res.TransactionID, res.DockerRoot)
 	return nil
 }

@@ -219,17 +219,8 @@ func diffFingerprints(a, b map[string]string) []string {
 // removes its device-mapper devices and loop devices, as a reboot would.
 func teardown(t *testing.T, root, prefix string) {
 	t.Helper()
-	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
-		var mps []string
-		for _, l := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], root+"/") {
-				mps = append(mps, f[4])
-			}
-		}
-		sort.Sort(sort.Reverse(sort.StringSlice(mps)))
-		for _, m := range mps {
-			syscall.Unmount(m, syscall.MNT_DETACH)
-		}
+	for _, m := range mountsUnder(root) {
+		syscall.Unmount(m, syscall.MNT_DETACH)
 	}
 	out, _ := exec.Command("dmsetup", "ls").Output()
 	var pool []string

@@ -165,6 +165,7 @@ func TestDockerStoresReadBackAsDockerListedThem(t *testing.T) {
 				t.Fatalf("thinctl docker inspect or export changed the store:\n%s", strings.Join(diff, "\n"))
 			}
 			checkAgainstThinDump(t, root, rep, tc.kill)
+			checkAdopt(t, root, rep, tc.big, tc.kill)
 			t.Logf("%s: whole subtest %v", tc.name, time.Since(tStart).Round(time.Second))
 		})
 	}
