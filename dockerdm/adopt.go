@@ -96,9 +96,10 @@ type AdoptResult struct {
 	// dm.thinpooldev store).
 	Pool string `json:"pool"`
 	// BaseDeviceID is Docker's base device, now the pool's base device.
-	BaseDeviceID uint32          `json:"base_device_id"`
-	Filesystem   string          `json:"filesystem"`
-	Devices      []AdoptedDevice `json:"devices"`
+	BaseDeviceID uint32 `json:"base_device_id"`
+	Filesystem   string `json:"filesystem"`
+	// Devices are in thin id order (Docker's creation order: parents first).
+	Devices []AdoptedDevice `json:"devices"`
 	// TransactionID is the pool's transaction id, left as Docker left it.
 	TransactionID uint64 `json:"transaction_id"`
 	// Released names Docker's device-mapper devices Adopt took down (a
@@ -120,6 +121,9 @@ type AdoptResult struct {
 // missing (ErrMissingDevices) unless opts say how to resolve it, and when
 // no adoption can be right (ErrNotAdoptable).
 func Adopt(ctx context.Context, dockerRoot, root string, opts AdoptOptions) (*AdoptResult, error) {
+	if thinpool.Exists(root) {
+		return nil, errors.Wrapf(thinpool.ErrAlreadyInit, "%s", root)
+	}
 	s, err := Open(dockerRoot, opts.OpenOptions)
 	if err != nil {
 		return nil, err
@@ -345,10 +349,21 @@ func Plan(s *Store, rep *Report, opts AdoptOptions) (*thinpool.AdoptOptions, *Ad
 		res.Devices = append(res.Devices, AdoptedDevice{ID: d.ID, Kind: kind, Hash: hash, DeviceID: d.DeviceID, Parent: d.Parent, What: what})
 		used[hash] = true
 	}
+	usedBy := map[string][]string{} // chain id -> tags of the images with that layer
+	for _, img := range s.Images {
+		for i, c := range img.Layers {
+			if tags := plainTags(img.Tags); len(tags) > 0 {
+				usedBy[c] = append(usedBy[c], fmt.Sprintf("%d of %s", i+1, tags[0]))
+			}
+		}
+	}
 	for _, c := range layerIDs {
 		l := s.Layers[c]
 		labels := map[string]string{LabelChainID: l.ChainID, LabelDiffID: l.DiffID}
 		what := "layer " + short12(c)
+		if u := usedBy[c]; len(u) > 0 {
+			what = "layer " + strings.Join(u, ", ")
+		}
 		if imgs := tops[c]; len(imgs) > 0 {
 			var tags, ids []string
 			for _, img := range imgs {
@@ -413,6 +428,7 @@ func Plan(s *Store, rep *Report, opts AdoptOptions) (*thinpool.AdoptOptions, *Ad
 			add(thinpool.AdoptDevice{ID: name("docker-"+idChars(short12(h)), h)}, KindUnreferenced, h, "no layer or container uses it")
 		}
 	}
+	sort.SliceStable(res.Devices, func(i, j int) bool { return res.Devices[i].DeviceID < res.Devices[j].DeviceID })
 	for _, d := range rep.Disagreements {
 		if d.Kind == KindThinWithoutRecord {
 			res.LeftOut = append(res.LeftOut, fmt.Sprintf("thin id %d: no record names it; thinctl check lists it and --repair deletes it", *d.DeviceID))

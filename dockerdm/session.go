@@ -32,6 +32,7 @@ type Session struct {
 	ourPool bool
 	devices []string
 	mounts  []string
+	mounted map[string]string // hash -> mount point
 }
 
 // OpenSession prepares read-only access; c may be nil (dm.Default). dir
@@ -127,8 +128,12 @@ func (ss *Session) activate(ctx context.Context, name string, t dm.Target, ro bo
 
 // Mount activates the device with this hash read-only and mounts its
 // filesystem read-only; it returns the mount point (Docker's layers keep
-// their tree under rootfs/ inside it).
+// their tree under rootfs/ inside it). A device mounted already in the
+// session is not mounted again.
 func (ss *Session) Mount(ctx context.Context, hash string) (string, error) {
+	if mp, ok := ss.mounted[hash]; ok {
+		return mp, nil
+	}
 	rec, ok := ss.s.Records[hash]
 	if !ok {
 		return "", errors.Wrapf(ErrCorrupt, "device %s has no record", hash)
@@ -152,6 +157,10 @@ func (ss *Session) Mount(ctx context.Context, hash string) (string, error) {
 		return "", errors.Wrapf(err, "mount device %s (thin id %d) read-only", hash, rec.DeviceID)
 	}
 	ss.mounts = append(ss.mounts, mp)
+	if ss.mounted == nil {
+		ss.mounted = map[string]string{}
+	}
+	ss.mounted[hash] = mp
 	return mp, nil
 }
 
@@ -168,7 +177,7 @@ func (ss *Session) Close(ctx context.Context) error {
 		keep(fs.Unmount(ss.mounts[i], fs.UnmountOptions{}))
 		os.Remove(ss.mounts[i])
 	}
-	ss.mounts = nil
+	ss.mounts, ss.mounted = nil, nil
 	for i := len(ss.devices) - 1; i >= 0; i-- {
 		keep(ss.c.Remove(ctx, ss.devices[i], dm.RemoveOptions{}))
 	}

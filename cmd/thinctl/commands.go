@@ -33,6 +33,7 @@ type options struct {
 	dockerRoot  string   // docker ...: Docker's data root
 	dockerPool  string   // docker ...: the pool of a dm.thinpooldev store
 	images      []string // docker export: the images
+	containers  bool     // docker export: also the containers
 	dropOpenTx  bool     // docker adopt: leave out the open transaction's device
 	skipMissing bool     // docker adopt: leave out layers and containers without devices
 

@@ -50,28 +50,32 @@ func validateDockerRoot(c *call) error {
 // dockerExportCommand is "thinctl docker export".
 var dockerExportCommand = &command{
 	name:     "docker export",
-	synopsis: "docker export --docker-root DIR [--pool NAME] --image REF [--image REF]... [--file FILE|-]",
-	summary:  "write images of a Docker devicemapper store as an archive docker load accepts",
+	synopsis: "docker export --docker-root DIR [--pool NAME] [--image REF]... [--containers] [--file FILE|-]",
+	summary:  "write images (and containers) of a Docker devicemapper store as an archive docker load accepts",
 	detail: "Writes the images (a tag such as name:tag, or an image id or its first digits) as a\n" +
-		"docker save archive: manifest.json, each image's configuration as Docker stored it and\n" +
-		"each layer's tar, rebuilt byte for byte from the tar-split Docker kept beside the layer\n" +
-		"and the layer's device, mounted read-only (a pool that is down is brought up read-only\n" +
-		"for the export and taken down again). Every layer's sha256 is checked against the\n" +
-		"diff_id Docker recorded before it is written. It refuses while a process holds the\n" +
-		"store, and writes nothing of the store. The archive goes to --file (written beside it\n" +
-		"and renamed: a failed export leaves no partial file) or to stdout, which must not be a\n" +
-		"terminal. docker load and podman load read it.",
+		"docker save archive: manifest.json, each image's configuration and each layer's tar,\n" +
+		"read from the layer's device mounted read-only (a pool that is down is brought up\n" +
+		"read-only for the export and taken down again). A layer Docker kept a tar-split for\n" +
+		"is rebuilt byte for byte and checked against the diff_id Docker recorded; a layer\n" +
+		"without one is re-created as the difference to its parent layer (whiteouts as .wh.\n" +
+		"files, opaque directories as .wh..wh..opq), which gives it a new diff_id: the images\n" +
+		"using it get their configuration rewritten (and a new id), and the output names them.\n" +
+		"--containers also exports every container's read-write layer as an image, like docker\n" +
+		"commit, tagged containers/<name>:latest. It refuses while a process holds the store,\n" +
+		"and writes nothing of it. The archive goes to --file (written beside it and renamed: a\n" +
+		"failed export leaves no partial file) or to stdout, which must not be a terminal.",
 	flags: func(fs *flag.FlagSet, o *options) {
 		dockerStoreFlags(fs, o)
 		fs.Var(listValue{&o.images}, "image", "export image `REF` (repeatable)")
+		fs.BoolVar(&o.containers, "containers", false, "also export every container's read-write layer as an image")
 		fs.StringVar(&o.file, "file", "", "write the archive to `FILE` (- or nothing: stdout)")
 	},
 	validate: func(c *call) error {
 		if err := validateDockerRoot(c); err != nil {
 			return err
 		}
-		if len(c.opts.images) == 0 {
-			return usagef("--image is required: name at least one image (docker images lists them; so does thinctl docker inspect)")
+		if len(c.opts.images) == 0 && !c.opts.containers {
+			return usagef("--image or --containers is required: name at least one image (docker images lists them; so does thinctl docker inspect)")
 		}
 		return nil
 	},
@@ -85,7 +89,7 @@ func runDockerExport(c *call) error {
 			hint: "give --file FILE, or redirect stdout: thinctl docker export ... > images.tar"}
 	}
 	prog := c.progress()
-	opts := dockerdm.ExportOptions{OpenOptions: dockerdm.OpenOptions{PoolName: c.opts.dockerPool}}
+	opts := dockerdm.ExportOptions{OpenOptions: dockerdm.OpenOptions{PoolName: c.opts.dockerPool}, Containers: c.opts.containers}
 	if prog != nil {
 		opts.Progress = func(done, total int, l dockerdm.LayerExport) {
 			prog(fmt.Sprintf("exporting layer %d of %d", done, total), float64(done)/float64(total))
@@ -116,12 +120,37 @@ func runDockerExport(c *call) error {
 	if werr != nil {
 		return werr
 	}
+	c.endProgress()
+	return writeExportSummary(c.stdout(), res, c.opts.file, time.Since(t0))
+}
+
+// writeExportSummary prints what docker export wrote.
+func writeExportSummary(w io.Writer, res *dockerdm.ExportResult, file string, took time.Duration) error {
 	var n int64
+	var split int
+	var recreated []dockerdm.LayerExport
 	for _, l := range res.Layers {
 		n += l.Bytes
+		if l.FromTarSplit {
+			split++
+		} else {
+			recreated = append(recreated, l)
+		}
 	}
-	fmt.Fprintf(c.stdout(), "Exported %d image(s), %d layer(s) (%s of layer tars, each rebuilt from its tar-split and matching its diff_id) to %s in %v\n",
-		len(res.Images), len(res.Layers), humanSize(uint64(n)), c.opts.file, time.Since(t0).Round(time.Second))
+	for _, ct := range res.Containers {
+		n += ct.Bytes
+	}
+	fmt.Fprintf(w, "Exported %d image(s), %d layer(s) (%s of layer tars) to %s in %v:\n", len(res.Images), len(res.Layers)+len(res.Containers), humanSize(uint64(n)), file, took.Round(time.Second))
+	fmt.Fprintf(w, "  %d layer(s) rebuilt from their tar-splits, each matching its diff_id\n", split)
+	for _, l := range recreated {
+		fmt.Fprintf(w, "  layer %s re-created from its device (no tar-split): diff_id %s, was %s\n", short(l.ChainID), short(l.DiffID), short(l.RecordedDiffID))
+	}
+	for _, r := range res.Renamed {
+		fmt.Fprintf(w, "  image %s is %s in the archive (its configuration names the new diff_ids)\n", short(r.From), short(r.To))
+	}
+	for _, ct := range res.Containers {
+		fmt.Fprintf(w, "  container %s exported as image %s (%s): its read-write layer, %s\n", dash(ct.Name), ct.Tag, short(ct.ImageID), humanSize(uint64(ct.Bytes)))
+	}
 	return nil
 }
 
@@ -157,8 +186,6 @@ func dockerError(err error) error {
 		hint = "nothing was changed; unmount what is mounted from Docker's devices (findmnt | grep devicemapper/mnt) and run it again"
 	case errors.Is(err, thinpool.ErrAlreadyInit):
 		hint = "--root already holds a thinctl pool; give another --root"
-	case errors.Is(err, dockerdm.ErrNoTarSplit):
-		hint = "only layers Docker kept a tar-split for can be exported so far"
 	case errors.Is(err, dockerdm.ErrPartial), errors.Is(err, dockerdm.ErrCorrupt), errors.Is(err, dockerdm.ErrNotThinMetadata):
 		hint = "thinctl changed nothing; restore the named file from a backup, or copy the store aside and remove it from the copy to see the rest"
 	default:

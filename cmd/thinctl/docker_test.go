@@ -33,6 +33,9 @@ func TestDockerCommandsRefuseBadInputWithOneLineAndAHint(t *testing.T) {
 	garbage := fakeDockerStore(t)
 	os.WriteFile(filepath.Join(garbage, "devicemapper/metadata/0123abcd"), []byte("not json"), 0o600)
 	overlay := t.TempDir()
+	pooled := t.TempDir() // a thinctl root with a pool: pool.json is what says so
+	os.MkdirAll(filepath.Join(pooled, "devicemapper"), 0o700)
+	os.WriteFile(filepath.Join(pooled, "devicemapper", "pool.json"), []byte("{}"), 0o600)
 	os.MkdirAll(filepath.Join(overlay, "image", "overlay2"), 0o755)
 	tests := []struct {
 		name string
@@ -42,7 +45,12 @@ func TestDockerCommandsRefuseBadInputWithOneLineAndAHint(t *testing.T) {
 		hint string
 	}{
 		{"inspect without --docker-root", []string{"docker", "inspect"}, 2, "--docker-root is required", "thinctl docker inspect --help"},
-		{"export without --image", []string{"docker", "export", "--docker-root", "/x"}, 2, "--image is required", "thinctl docker export --help"},
+		{"export without --image", []string{"docker", "export", "--docker-root", "/x"}, 2, "--image or --containers is required", "thinctl docker export --help"},
+		{"adopt without --docker-root", []string{"docker", "adopt"}, 2, "--docker-root is required", "thinctl docker adopt --help"},
+		{"adopt into a root that has a pool", []string{"--root", pooled, "docker", "adopt", "--docker-root", fakeDockerStore(t)}, 1,
+			"docker adopt: " + pooled + ": thin pool already initialized", "give another --root"},
+		{"adopt of a garbage store", []string{"--root", filepath.Join(t.TempDir(), "new"), "docker", "adopt", "--docker-root", garbage}, 1,
+			"devicemapper/metadata/0123abcd: not a JSON object", "thinctl changed nothing"},
 		{"a data root that does not exist", []string{"docker", "inspect", "--docker-root", "/nonexistent/docker"}, 1,
 			"docker inspect: /nonexistent/docker does not exist: no Docker data root", "--docker-root names Docker's data root"},
 		{"an overlay2 data root", []string{"docker", "inspect", "--docker-root", overlay}, 1,

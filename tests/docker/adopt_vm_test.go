@@ -53,12 +53,12 @@ func checkAdopt(t *testing.T, root string, rep *dockerdm.Report, bigSize int, ki
 		if len(mounts) == 0 {
 			t.Log("the killed dockerd left nothing mounted: the open-device refusal was not exercised")
 		} else {
-			_, errOut, code, _ := thinctl(t, "--root", troot, "docker", "adopt", "--docker-root", root)
+			_, errOut, code, _ := thinctl(t, "docker", "adopt", "--docker-root", root, "--root", troot)
 			lines := strings.Split(strings.TrimSpace(errOut), "\n")
 			if code != 1 || len(lines) != 2 || !strings.Contains(lines[0], "is open") || !strings.HasPrefix(lines[1], "hint: nothing was changed") {
 				t.Errorf("adopt with %v mounted: exit %d\n%s", mounts, code, errOut)
 			}
-			t.Logf("$ thinctl --root %s docker adopt --docker-root %s   # Docker's devices still mounted\n%s(exit %d)", troot, root, errOut, code)
+			t.Logf("$ thinctl docker adopt --docker-root %s --root %s   # Docker's devices still mounted\n%s(exit %d)", root, troot, errOut, code)
 			if _, err := os.Stat(troot); !os.IsNotExist(err) {
 				t.Errorf("a refused adopt made %s", troot)
 			}
@@ -122,11 +122,11 @@ func checkAdopt(t *testing.T, root string, rep *dockerdm.Report, bigSize int, ki
 		os.RemoveAll(troot)
 	}
 
-	out, errOut, code, _ := thinctl(t, "--root", troot, "docker", "adopt", "--docker-root", root)
+	out, errOut, code, _ := thinctl(t, "docker", "adopt", "--docker-root", root, "--root", troot)
 	if code != 0 || errOut != "" {
 		t.Fatalf("thinctl docker adopt: exit %d\n%s%s", code, out, errOut)
 	}
-	t.Logf("$ thinctl --root %s docker adopt --docker-root %s\n%s", troot, root, out)
+	t.Logf("$ thinctl docker adopt --docker-root %s --root %s\n%s", root, troot, out)
 	t.Logf("adopt (with the interrupted runs) took %v", time.Since(t0).Round(time.Millisecond))
 	defer func() {
 		if _, e, c, _ := thinctl(t, "--root", troot, "pool", "down"); c != 0 {
@@ -136,10 +136,11 @@ func checkAdopt(t *testing.T, root string, rep *dockerdm.Report, bigSize int, ki
 	if !strings.Contains(out, "do not start Docker") {
 		t.Errorf("adopt does not say the store is no longer Docker's:\n%s", out)
 	}
-	_, errOut, code, _ = thinctl(t, "--root", troot, "docker", "adopt", "--docker-root", root)
-	if code != 1 || !strings.Contains(errOut, "already") {
+	_, errOut, code, _ = thinctl(t, "docker", "adopt", "--docker-root", root, "--root", troot)
+	if code != 1 || !strings.Contains(errOut, "already") || strings.Count(errOut, "\n") != 2 {
 		t.Errorf("a second adopt: exit %d\n%s", code, errOut)
 	}
+	t.Logf("$ thinctl docker adopt --docker-root %s --root %s   # again\n%s(exit %d)", root, troot, errOut, code)
 
 	// Every layer and container device is in the registry with its hash.
 	p, err := thinpool.Open(ctx, troot, thinpool.OpenOptions{})
@@ -190,6 +191,10 @@ func checkAdopt(t *testing.T, root string, rep *dockerdm.Report, bigSize int, ki
 	for _, d := range devs {
 		mp, errOut, code, _ := thinctl(t, "--root", troot, "mount", d.ID)
 		mp = strings.TrimSpace(mp)
+		if d.ID == "image-thinctl_a_1" {
+			hello, _ := os.ReadFile(filepath.Join(mp, "rootfs/etc/hello"))
+			t.Logf("$ thinctl --root %s mount %s\n%s\n$ cat %s/rootfs/etc/hello\n%s", troot, d.ID, mp, mp, hello)
+		}
 		if code != 0 {
 			t.Errorf("thinctl mount %s: exit %d %s", d.ID, code, errOut)
 			continue

@@ -48,11 +48,11 @@ func checkCLIRefusesWhileHeld(t *testing.T, root string, pid int) {
 	}
 	t.Logf("$ thinctl docker inspect --docker-root %s   # while dockerd runs\n%s(exit %d)", root, errOut, code)
 	troot := filepath.Join(os.TempDir(), "thinctl-adopt-held")
-	_, errOut, code, _ = thinctl(t, "--root", troot, "docker", "adopt", "--docker-root", root)
+	_, errOut, code, _ = thinctl(t, "docker", "adopt", "--docker-root", root, "--root", troot)
 	if _, err := os.Stat(troot); code != 1 || !strings.Contains(errOut, ") holds ") || strings.Count(errOut, "\n") != 2 || !os.IsNotExist(err) {
 		t.Errorf("thinctl docker adopt while dockerd runs: exit %d, root %v\n%s", code, err, errOut)
 	}
-	t.Logf("$ thinctl --root %s docker adopt --docker-root %s   # while dockerd runs\n%s(exit %d)", troot, root, errOut, code)
+	t.Logf("$ thinctl docker adopt --docker-root %s --root %s   # while dockerd runs\n%s(exit %d)", root, troot, errOut, code)
 }
 
 // checkCLIReport runs thinctl docker inspect (text and JSON) on the

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -118,6 +119,136 @@ func checkExport(t *testing.T, dockerDir, root string, rep *dockerdm.Report, wan
 			t.Errorf("%s exists after its whiteout", gone)
 		}
 	}
+	checkRecreatedExport(t, d2, root, rep)
+}
+
+// checkRecreatedExport exports, from a copy of the store whose layer 2 of
+// thinctl/a:1 (whiteouts, an opaque directory, a hard link) lost its
+// tar-split, that image and the containers (c2's image adds layer 2 of
+// thinctl/b:1); the overlay2 dockerd d2 loads the archive and docker cp
+// returns the same files from the re-created layer and from the
+// containers' images as docker wrote them.
+func checkRecreatedExport(t *testing.T, d2 *daemon, root string, rep *dockerdm.Report) {
+	t.Helper()
+	if _, err := exec.LookPath("thinctl"); err != nil {
+		t.Log("no thinctl on the guest's PATH: the re-created export was not run")
+		return
+	}
+	var chain string
+	for _, img := range rep.Images {
+		if len(img.Tags) > 0 && img.Tags[0] == "thinctl/a:1" {
+			chain = img.LayerReports[1].ChainID
+		}
+	}
+	cp := root + "-copy" // data and metadata hard-linked: the export only reads them
+	if out, err := exec.Command("cp", "-al", root, cp).CombinedOutput(); err != nil {
+		t.Fatalf("cp -al: %v %s", err, out)
+	}
+	defer os.RemoveAll(cp)
+	if err := os.Remove(filepath.Join(cp, "image/devicemapper/layerdb/sha256", chain[7:], "tar-split.json.gz")); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "recreated.tar")
+	out, errOut, code, _ := thinctl(t, "docker", "export", "--docker-root", cp, "--image", "thinctl/a:1", "--containers", "--file", archive)
+	t.Logf("$ thinctl docker export --docker-root %s --image thinctl/a:1 --containers --file recreated.tar   # layer %s without its tar-split\n%s%s(exit %d)", cp, chain[7:19], out, errOut, code)
+	if code != 0 || !strings.Contains(out, "layer "+chain[7:19]+" re-created from its device") || !strings.Contains(out, "containers/c1:latest") || !strings.Contains(out, "3 layer(s) rebuilt from their tar-splits") {
+		t.Fatalf("thinctl docker export of the copy: exit %d\n%s%s", code, out, errOut)
+	}
+	// The re-created layer holds whiteouts in .wh. form and an opaque directory.
+	members := tarMembers(t, archive)
+	var layerNames []string
+	for name, body := range members {
+		if !strings.HasSuffix(name, "/layer.tar") {
+			continue
+		}
+		inner := tarMembers(t, "", body)
+		if _, ok := inner["opq/.wh..wh..opq"]; ok {
+			layerNames = append(layerNames, name)
+			if _, ok := inner["etc/.wh.gone"]; !ok || inner["etc/hello"] == nil {
+				t.Errorf("the re-created layer %s lacks etc/.wh.gone or etc/hello: %v", name, keys(inner))
+			}
+		}
+	}
+	if len(layerNames) != 1 {
+		t.Errorf("%d layers hold opq/.wh..wh..opq, want the re-created one", len(layerNames))
+	}
+	t.Logf("docker load of the re-created export:\n%s", d2.docker("load", "-i", archive))
+	d2.docker("create", "--name", "from-recreated", "thinctl/a:1")
+	d2.docker("create", "--name", "from-c1", "containers/c1:latest")
+	d2.docker("create", "--name", "from-c2", "containers/c2:latest")
+	files := map[string][]byte{}
+	for _, src := range []string{"from-recreated:/etc", "from-recreated:/opq", "from-c1:/written", "from-c2:/etc/note-c2"} {
+		for name, b := range cpOut(t, d2, src) {
+			files[strings.SplitN(src, ":", 2)[0]+":"+name] = b
+		}
+	}
+	want := map[string][]byte{
+		"from-recreated:etc/hello": []byte("hello, changed in layer 2\n"),
+		"from-recreated:opq/new":   []byte("the only file left in opq\n"),
+		"from-c1:written/note":     []byte("written by docker cp into c1\n"),
+		"from-c1:written/sub/blob": pattern(1<<20, 7),
+		"from-c2:note-c2":          []byte("written by docker cp into c1\n"),
+	}
+	for name, w := range want {
+		if !bytes.Equal(files[name], w) {
+			t.Errorf("docker cp %s: %d bytes, want %d", name, len(files[name]), len(w))
+		}
+	}
+	for _, gone := range []string{"from-recreated:etc/gone", "from-recreated:opq/old1", "from-recreated:opq/sub"} {
+		if _, ok := files[gone]; ok {
+			t.Errorf("%s exists after its whiteout", gone)
+		}
+	}
+	if t.Failed() {
+		t.Logf("docker cp returned %v", keys(files))
+	}
+}
+
+// tarMembers reads the tar file at path (or body when path is "").
+func tarMembers(t *testing.T, path string, body ...[]byte) map[string][]byte {
+	t.Helper()
+	if path == "" {
+		return readTar(t, bytes.NewReader(body[0]), "a layer tar")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return readTar(t, f, path)
+}
+
+// readTar returns the entries of a tar by name (without a trailing
+// slash): regular files with their content, other entries with nil.
+func readTar(t *testing.T, r io.Reader, what string) map[string][]byte {
+	t.Helper()
+	tr := tar.NewReader(r)
+	out := map[string][]byte{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("read %s: %v", what, err)
+		}
+		name := strings.TrimSuffix(h.Name, "/")
+		out[name] = nil
+		if h.Typeflag == tar.TypeReg {
+			if out[name], err = io.ReadAll(tr); err != nil {
+				t.Fatalf("read %s: %v", what, err)
+			}
+		}
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // thinctlUnless runs thinctl unless skip is set (ok false then).
@@ -141,22 +272,5 @@ func imageFlags() []string {
 // src: regular files with their content, other entries with nil.
 func cpOut(t *testing.T, d *daemon, src string) map[string][]byte {
 	t.Helper()
-	tr := tar.NewReader(strings.NewReader(d.docker("cp", src, "-")))
-	out := map[string][]byte{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("docker cp %s: %v", src, err)
-		}
-		name := strings.TrimSuffix(h.Name, "/")
-		out[name] = nil
-		if h.Typeflag == tar.TypeReg {
-			if out[name], err = io.ReadAll(tr); err != nil {
-				t.Fatalf("docker cp %s: %v", src, err)
-			}
-		}
-	}
+	return readTar(t, strings.NewReader(d.docker("cp", src, "-")), "docker cp "+src)
 }
