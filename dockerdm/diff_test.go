@@ -63,3 +63,38 @@ func TestWriteDiffWritesWhiteoutsAndOpaqueDirectories(t *testing.T) {
 		t.Errorf("a first layer (no parent) has whiteouts or lacks files")
 	}
 }
+
+func TestContainerTagIsAValidRepositoryName(t *testing.T) {
+	for _, tc := range []struct{ name, want string }{
+		{"c1", "containers/c1:latest"},
+		{"/My_App.v2", "containers/my-app-v2:latest"},
+		{"--", "containers/111111111111:latest"},
+	} {
+		if got := ContainerTag(Container{ID: ctr1, Name: tc.name}); got != tc.want {
+			t.Errorf("container %q: tag %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestRewriteConfigReplacesTheDiffIDsAndKeepsTheRest(t *testing.T) {
+	cfg := []byte(`{"architecture":"amd64","config":{"Env":["A=1"]},"created":"2023-11-14T22:13:20Z","history":[{"created_by":"x"}],"os":"linux","rootfs":{"type":"layers","diff_ids":["` + diffA + `"]},"size":12345678901234567}`)
+	out, err := rewriteConfig(cfg, []string{diffB, diffC}, "a container's layer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseImageConfig(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.DiffIDs, " ") != diffB+" "+diffC || c.Created == "2023-11-14T22:13:20Z" {
+		t.Errorf("rewritten: %s", out)
+	}
+	for _, keep := range []string{`"Env":["A=1"]`, `"architecture":"amd64"`, `"size":12345678901234567`, `{"created_by":"x"}`, `"created_by":"a container's layer"`} {
+		if !strings.Contains(string(out), keep) {
+			t.Errorf("rewritten configuration lost %s: %s", keep, out)
+		}
+	}
+	if _, err := rewriteConfig([]byte(`{"os":"linux"}`), nil, ""); err == nil {
+		t.Error("a configuration without rootfs was rewritten")
+	}
+}
