@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/driver"
 )
@@ -44,6 +45,9 @@ func WriteDiff(w io.Writer, newRoot, oldRoot string) (int64, error) {
 	changes, err := driver.ChangesDirs(newRoot, oldRoot)
 	if err != nil {
 		return 0, errors.Wrap(err, "compare the layer with its parent")
+	}
+	if changes, err = addRewritten(changes, newRoot, oldRoot); err != nil {
+		return 0, err
 	}
 	deletedIn := map[string][]string{} // parent dir -> deleted paths
 	for _, c := range changes {
@@ -102,6 +106,65 @@ func WriteDiff(w io.Writer, newRoot, oldRoot string) (int64, error) {
 	}
 	err = tw.Close()
 	return cw.n, err
+}
+
+// addRewritten adds to changes the files of newRoot that a snapshot's
+// writer replaced or rewrote although type, mode, owner, size and mtime
+// are the parent's (a layer tar sets mtimes, and an edit can keep the
+// size): newRoot is a thin snapshot of oldRoot, so a file nobody touched
+// keeps its inode number and ctime, which no write can set back. Their
+// directories are added as modified, as ChangesDirs lists them.
+func addRewritten(changes []driver.Change, newRoot, oldRoot string) ([]driver.Change, error) {
+	if oldRoot == "" {
+		return changes, nil
+	}
+	listed := map[string]bool{}
+	for _, c := range changes {
+		listed[c.Path] = true
+	}
+	added := false
+	err := filepath.WalkDir(newRoot, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(newRoot, p)
+		key := "/" + filepath.ToSlash(rel)
+		if d.IsDir() {
+			if listed[key] && rel != "." {
+				if _, err := os.Lstat(filepath.Join(oldRoot, rel)); err != nil {
+					return filepath.SkipDir // added: everything below is listed
+				}
+			}
+			return nil
+		}
+		if listed[key] {
+			return nil
+		}
+		var ns, old unix.Stat_t
+		if err := unix.Lstat(p, &ns); err != nil {
+			return errors.Wrapf(err, "stat %s", p)
+		}
+		if err := unix.Lstat(filepath.Join(oldRoot, rel), &old); err != nil {
+			return nil // not in the parent: ChangesDirs listed it or it came meanwhile
+		}
+		if ns.Ino == old.Ino && ns.Ctim == old.Ctim {
+			return nil
+		}
+		changes = append(changes, driver.Change{Path: key, Kind: driver.ChangeModify})
+		listed[key], added = true, true
+		for dir := path.Dir(key); dir != "/" && !listed[dir]; dir = path.Dir(dir) {
+			changes = append(changes, driver.Change{Path: dir, Kind: driver.ChangeModify})
+			listed[dir] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, errors.Wrap(err, "compare the layer with its parent")
+	}
+	if added {
+		driver.SortChanges(changes)
+	}
+	return changes, nil
 }
 
 type countingWriter struct {

@@ -15,14 +15,18 @@ func TestWriteDiffWritesWhiteoutsAndOpaqueDirectories(t *testing.T) {
 	writeFiles(t, old, map[string]string{
 		"etc/hello": "old", "etc/gone": "x", "opq/a": "1", "opq/sub/deep": "2", "same/file": "s",
 	})
-	writeFiles(t, cur, map[string]string{
-		"etc/hello": "new", "opq/new": "n", "same/file": "s", "added/f": "f",
-	})
-	// Same mtimes for what did not change, as in a snapshot.
-	for _, p := range []string{"same", "same/file"} {
+	writeFiles(t, cur, map[string]string{"etc/hello": "new", "opq/new": "n", "added/f": "f"})
+	// A thin snapshot keeps an untouched file's inode and ctime: a hard
+	// link stands in for it. etc/hello was rewritten with the same size,
+	// mode and mtime, which only its inode and ctime tell.
+	os.Mkdir(filepath.Join(cur, "same"), 0o755)
+	if err := os.Link(filepath.Join(old, "same/file"), filepath.Join(cur, "same/file")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"same", "etc/hello", "etc"} {
 		st, _ := os.Stat(filepath.Join(old, p))
-		os.Chtimes(filepath.Join(cur, p), st.ModTime(), st.ModTime())
 		os.Chmod(filepath.Join(cur, p), st.Mode().Perm())
+		os.Chtimes(filepath.Join(cur, p), st.ModTime(), st.ModTime())
 	}
 	var buf bytes.Buffer
 	n, err := WriteDiff(&buf, cur, old)
