@@ -6,6 +6,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -190,8 +192,8 @@ func checkRecreatedExport(t *testing.T, d2 *daemon, root string, rep *dockerdm.R
 		"from-c2:note-c2":          []byte("written by docker cp into c1\n"),
 	}
 	for name, w := range want {
-		if !bytes.Equal(files[name], w) {
-			t.Errorf("docker cp %s: %d bytes, want %d", name, len(files[name]), len(w))
+		if got := files[name]; !bytes.Equal(got, w) {
+			t.Errorf("docker cp %s: %s, want %s", name, brief(got), brief(w))
 		}
 	}
 	for _, gone := range []string{"from-recreated:etc/gone", "from-recreated:opq/old1", "from-recreated:opq/sub"} {
@@ -240,6 +242,14 @@ func readTar(t *testing.T, r io.Reader, what string) map[string][]byte {
 			}
 		}
 	}
+}
+
+// brief shows short contents quoted, long ones by size and sha256.
+func brief(b []byte) string {
+	if len(b) <= 64 {
+		return fmt.Sprintf("%q", b)
+	}
+	return fmt.Sprintf("%d bytes (sha256 %x)", len(b), sha256.Sum256(b))
 }
 
 func keys[V any](m map[string]V) []string {
