@@ -18,6 +18,11 @@
 // pool's own view: its superblock and the thin devices in its metadata
 // (thin_dump of the metadata file when the pool is down, of a metadata
 // snapshot when it is up), and reports every disagreement between the two.
+// Export writes images (and containers' read-write layers) as a docker
+// save archive; Adopt hands the pool to a thinctl root in place
+// (thinpool.Adopt), after which the store is no longer Docker's to use.
+// Neither writes Docker's files.
+//
 // Nothing here trusts next_device_id, the id file inside a layer or the
 // initialized flag: the device ids come from each device's own record and
 // are checked against the pool.
