@@ -1,6 +1,7 @@
 package dockerdm
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -53,6 +54,14 @@ func TestPlanNamesEveryDeviceAfterWhatItHolds(t *testing.T) {
 	}
 	if len(res.LeftOut) != 0 {
 		t.Errorf("left out: %v", res.LeftOut)
+	}
+	// The keys docs/cli.md lists for -o json.
+	js, _ := json.Marshal(res)
+	for _, k := range []string{`"docker_root"`, `"root"`, `"pool"`, `"base_device_id":1`, `"filesystem":"ext4"`, `"devices"`, `"id":"container-c1"`,
+		`"kind":"container"`, `"hash":"c1rw"`, `"device_id":6`, `"parent":"container-c1-init"`, `"what":"container c1"`, `"transaction_id":8`} {
+		if !strings.Contains(string(js), k) {
+			t.Errorf("JSON lacks %s: %s", k, js)
+		}
 	}
 	for _, d := range res.Devices {
 		if d.ID == "image-t_1" && !strings.Contains(d.What, "t:1") {
