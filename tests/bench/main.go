@@ -65,7 +65,7 @@ func parseRunFlags(args []string) (runConfig, error) {
 	fl.StringVar(&c.emulation, "emulation", "", "describe the machine (the VM script says qemu TCG); guessed when empty")
 	fl.StringVar(&c.Revision, "rev", "", "source revision to record (run.sh passes git describe)")
 	fl.StringVar(&c.only, "only", "", "comma-separated sections to run: opcost,breakdown,peers,concurrency,layer,cow,pagecache,scale (default all)")
-	fl.IntVar(&c.Devices, "n", 0, "devices per repetition of the operation cost (default 100; quick 40)")
+	fl.IntVar(&c.Devices, "n", 0, "devices per repetition of the operation cost (default 60; quick 40)")
 	fl.IntVar(&c.Reps, "reps", 0, "repetitions of the operation cost (default 3)")
 	fl.IntVar(&c.ScaleOps, "scale-ops", 0, "devices per scale repetition (default 50; quick 20)")
 	fl.IntVar(&c.ScaleReps, "scale-reps", 3, "repetitions at each scale level")
@@ -76,7 +76,7 @@ func parseRunFlags(args []string) (runConfig, error) {
 	fl.IntVar(&c.LayerReps, "layer-reps", 0, "repetitions of layer create+mount (default 15; quick 5)")
 	fl.IntVar(&c.ProfileN, "profile-n", 50, "library create+remove cycles under the CPU profiler")
 	fl.IntVar(&c.discardN, "discard-reps", -1, "repetitions of the discards-on library path (0: skip it; default: every repetition)")
-	fl.IntVar(&c.PeersN, "peers-n", 0, "devices per repetition of the one-process-per-action peers (default 40; quick 10)")
+	fl.IntVar(&c.PeersN, "peers-n", 0, "devices per repetition of the one-process-per-action peers (default 30; quick 10)")
 	fl.IntVar(&c.PeersReps, "peers-reps", 1, "repetitions of the peers")
 	fl.IntVar(&c.ConcTotal, "conc-total", 0, "devices the concurrent creators make between them (default 48; quick 16)")
 	creators := fl.String("creators", "1,4,8", "numbers of concurrent creators (goroutines on one Pool)")
@@ -90,12 +90,12 @@ func parseRunFlags(args []string) (runConfig, error) {
 			*v = map[bool]int{false: full, true: quick}[c.Quick]
 		}
 	}
-	def(&c.Devices, 100, 40)
+	def(&c.Devices, 60, 40)
 	def(&c.Reps, 3, 3)
 	def(&c.ScaleOps, 50, 20)
 	def(&c.CoWReps, 5, 3)
 	def(&c.LayerReps, 15, 5)
-	def(&c.PeersN, 40, 10)
+	def(&c.PeersN, 30, 10)
 	def(&c.ConcTotal, 48, 16)
 	if c.discardN < 0 {
 		c.discardN = c.Reps

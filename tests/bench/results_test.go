@@ -332,7 +332,7 @@ func TestQuickFlagsShrinkTheCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if full.Devices != 100 || full.ScaleLevels[2] != 10000 || full.PeersN != 40 || full.ConcTotal != 48 || full.discardN != full.Reps {
+	if full.Devices != 60 || full.ScaleLevels[2] != 10000 || full.PeersN != 30 || full.ConcTotal != 48 || full.discardN != full.Reps {
 		t.Errorf("full config = %+v (discard reps %d)", full.Config, full.discardN)
 	}
 	if _, err := parseRunFlags([]string{"-creators", "4,1"}); err == nil {
