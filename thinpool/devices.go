@@ -188,13 +188,12 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 		rec = deviceRecord{Version: registryVersion, ID: id, DeviceID: devID, Size: size, Initialized: true,
 			Parent: parent, Created: time.Now().UTC(), GrowPending: growPending || size > originSize,
 			Labels: copyLabels(opts.Labels)}
-		t := txRecord{Op: opCreateSnap, DeviceID: devID, OriginDeviceID: originID, ID: id}
+		t := txRecord{Op: opCreateSnap, DeviceID: devID, OriginDeviceID: originID, ID: id, Device: &rec}
 		return t, func() error { return p.reg.saveDevice(rec) }
 	})
 	if err != nil {
 		return errors.Wrapf(err, "create %q", id)
 	}
-	p.idx.add(rec)
 	return nil
 }
 
@@ -418,7 +417,11 @@ func (p *Pool) Device(id string) (Device, error) {
 	if err := ValidateID(id); err != nil {
 		return Device{}, err
 	}
+	if err := p.lk.lock(); err != nil {
+		return Device{}, err
+	}
 	d, err := p.reg.loadDevice(id)
+	p.lk.unlock()
 	if err != nil {
 		return Device{}, err
 	}
@@ -428,7 +431,11 @@ func (p *Pool) Device(id string) (Device, error) {
 
 // Devices lists every device (including ones pending deletion), sorted by id.
 func (p *Pool) Devices() ([]Device, error) {
+	if err := p.lk.lock(); err != nil {
+		return nil, err
+	}
 	recs, err := p.reg.listDevices()
+	p.lk.unlock()
 	if err != nil {
 		return nil, err
 	}

@@ -80,6 +80,10 @@ func (p *Pool) SetLabels(ctx context.Context, id string, labels map[string]strin
 // call, so it is cheap enough to run at every start of a long-lived
 // caller that keeps its own index.
 func (p *Pool) DeviceLabels() (map[string]map[string]string, error) {
+	if err := p.lk.lock(); err != nil {
+		return nil, err
+	}
+	defer p.lk.unlock()
 	recs, err := p.reg.listDevices()
 	if err != nil {
 		return nil, err

@@ -1,7 +1,6 @@
 package thinpool
 
 import (
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -33,13 +32,12 @@ func TestLabelsAreKeptInTheDeviceRecord(t *testing.T) {
 	})
 }
 
-func readRecordText(t *testing.T, r registry, id string) string {
+func readRecordText(t *testing.T, r *registry, id string) string {
 	t.Helper()
-	b, err := os.ReadFile(r.devicePath(id))
-	if err != nil {
+	if _, err := r.loadDevice(id); err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	return string(r.idx.encoded(id))
 }
 
 func TestValidateLabels(t *testing.T) {

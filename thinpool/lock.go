@@ -12,17 +12,20 @@ import (
 
 // rootLock serialises writers of one root: a mutex for goroutines of this
 // process and an flock on <root>/devicemapper/lock for other processes.
-// The lock file's first 8 bytes are the root's change counter: every
-// process that changes the set of devices advances it while holding the
-// lock, and a process whose in-memory index was built at another value
-// rebuilds it. The counter is a cache key, not state: it is never
-// fsynced, and a lost update only costs a rebuild (a process starts
-// without an index, and a crash mid-change leaves transaction.json, whose
-// recovery advances the counter).
+// The lock file's first 8 bytes are the root's change counter and the
+// next 8 the registry's epoch (both little-endian): a process advances the
+// counter before every frame it appends to the journal, and one whose
+// in-memory registry was read at another value reads the frames appended
+// since (or everything again when the epoch moved: a compaction). They
+// are a cache key, not state: never fsynced; a power cut ends every
+// process, and each starts by reading the registry in full.
 type rootLock struct {
 	mu   sync.Mutex
 	f    *os.File
 	path string
+	// holds counts the times the lock was taken; the registry reads the
+	// counter once per hold.
+	holds uint64
 }
 
 func openRootLock(path string) (*rootLock, error) {
@@ -43,6 +46,7 @@ func (l *rootLock) lock() error {
 	for {
 		err := unix.Flock(int(l.f.Fd()), unix.LOCK_EX)
 		if err == nil {
+			l.holds++
 			return nil
 		}
 		if err != unix.EINTR {
@@ -77,32 +81,46 @@ func (l *rootLock) closeLocked() error {
 	return err
 }
 
-// generation reads the change counter (0 for an empty lock file). The
-// caller holds the lock.
-func (l *rootLock) generation() (uint64, error) {
-	var b [8]byte
+// state reads the change counter and the registry epoch (0, 0 for an
+// empty lock file). The caller holds the lock.
+func (l *rootLock) state() (gen, epoch uint64, err error) {
+	var b [16]byte
 	n, err := l.f.ReadAt(b[:], 0)
-	if n == len(b) {
-		return binary.LittleEndian.Uint64(b[:]), nil
-	}
 	if err != nil && !errors.Is(err, io.EOF) {
-		return 0, errors.Wrapf(err, "read the change counter in %s", l.path)
+		return 0, 0, errors.Wrapf(err, "read the change counter in %s", l.path)
 	}
-	return 0, nil
+	if n >= 8 {
+		gen = binary.LittleEndian.Uint64(b[:8])
+	}
+	if n == 16 {
+		epoch = binary.LittleEndian.Uint64(b[8:])
+	}
+	return gen, epoch, nil
 }
 
-// bump advances the change counter and returns its new value. The caller
-// holds the lock.
-func (l *rootLock) bump() (uint64, error) {
-	gen, err := l.generation()
+// bump advances the change counter, records the registry epoch the
+// change belongs to and returns the new counter. The caller holds the lock.
+func (l *rootLock) bump(epoch uint64) (uint64, error) {
+	gen, _, err := l.state()
 	if err != nil {
 		return 0, err
 	}
 	gen++
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], gen)
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], gen)
+	binary.LittleEndian.PutUint64(b[8:], epoch)
 	if _, err := l.f.WriteAt(b[:], 0); err != nil {
 		return 0, errors.Wrapf(err, "advance the change counter in %s", l.path)
 	}
 	return gen, nil
+}
+
+// setEpoch records the registry epoch without advancing the counter.
+func (l *rootLock) setEpoch(epoch uint64) error {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], epoch)
+	if _, err := l.f.WriteAt(b[:], 8); err != nil {
+		return errors.Wrapf(err, "record the registry epoch in %s", l.path)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package thinpool
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,7 +22,7 @@ import (
 type Pool struct {
 	root string // absolute
 	dir  string // <root>/devicemapper
-	reg  registry
+	reg  *registry
 	dm   *dm.Client
 	lk   *rootLock
 
@@ -32,30 +33,65 @@ type Pool struct {
 	progress func(step string, fraction float64)
 }
 
-// index is what Open learns from scanning the registry: the used device
-// ids and, per device, its number of snapshots. It is rebuilt whenever
-// the root's change counter (kept in the lock file) shows that another
-// process changed the set of devices.
+// index is the registry's in-memory state: every device record (with
+// its encoding, so a compaction writes it without encoding it again) and
+// what operations look up without scanning: the used thin ids, the record
+// of each thin id, each device's number of snapshots and the devices whose
+// removal is deferred. The registry keeps it current (registry.ensure).
 type index struct {
-	valid    bool
-	gen      uint64
+	recs     map[string]recEntry
 	used     *idBitmap
 	byDevID  map[uint32]string
 	children map[string]int
 	// deleted holds the ids whose records are marked deleted (removal
-	// deferred), so GC need not read every record again.
+	// deferred), so GC need not look at every record.
 	deleted map[string]bool
+	base    uint32 // the base device's thin id (pool.json), always used
+	stale   bool   // read everything from disk again before the next use
 }
 
-func newIndex(gen uint64) *index {
-	return &index{valid: true, gen: gen, used: newIDBitmap(), byDevID: map[uint32]string{},
+// recEntry is one record and its JSON encoding (the body of its put
+// entry), nil until it is needed.
+type recEntry struct {
+	rec deviceRecord
+	enc []byte
+}
+
+func newIndex() *index {
+	return &index{recs: map[string]recEntry{}, used: newIDBitmap(), byDevID: map[uint32]string{},
 		children: map[string]int{}, deleted: map[string]bool{}}
 }
 
-func (x *index) invalidate() { x.valid = false }
+// replace takes over the state of x (a fresh load), keeping the base
+// device and an allocation hint at least next.
+func (x *index) replace(y *index, next uint32) {
+	base := x.base
+	*x = *y
+	x.base = base
+	if base != 0 {
+		x.used.set(base)
+		x.noteAllocated(base)
+	}
+	if next > x.used.next {
+		x.used.setHint(next)
+	}
+}
 
-func (x *index) add(d deviceRecord) {
+// invalidate makes the registry read everything from disk again.
+func (x *index) invalidate() { x.stale = true }
+
+// add adds or replaces a record.
+func (x *index) add(d deviceRecord) { x.addEncoded(d, nil) }
+
+// addEncoded adds or replaces a record whose encoding is enc (nil:
+// unknown).
+func (x *index) addEncoded(d deviceRecord, enc []byte) {
+	if old, ok := x.recs[d.ID]; ok {
+		x.remove(old.rec)
+	}
+	x.recs[d.ID] = recEntry{rec: d, enc: enc}
 	x.used.set(d.DeviceID)
+	x.noteAllocated(d.DeviceID)
 	x.byDevID[d.DeviceID] = d.ID
 	if d.Parent != "" {
 		x.children[d.Parent]++
@@ -65,15 +101,62 @@ func (x *index) add(d deviceRecord) {
 	}
 }
 
-func (x *index) remove(d deviceRecord) {
-	x.used.clear(d.DeviceID)
-	delete(x.byDevID, d.DeviceID)
-	delete(x.deleted, d.ID)
+// remove removes d's record if the index holds it.
+func (x *index) remove(d deviceRecord) { x.removeID(d.ID) }
+
+// removeID removes the record of id, if any.
+func (x *index) removeID(id string) {
+	e, ok := x.recs[id]
+	if !ok {
+		return
+	}
+	d := e.rec
+	delete(x.recs, id)
+	if d.DeviceID != x.base {
+		x.used.clear(d.DeviceID)
+	}
+	if x.byDevID[d.DeviceID] == id {
+		delete(x.byDevID, d.DeviceID)
+	}
+	delete(x.deleted, id)
 	if d.Parent != "" {
 		if x.children[d.Parent]--; x.children[d.Parent] <= 0 {
 			delete(x.children, d.Parent)
 		}
 	}
+}
+
+// noteAllocated moves the allocation hint past devID: thin ids are handed
+// out in increasing order (wrapping at 2^24), so an id is not used again
+// soon after a create that may have reached the pool was undone.
+func (x *index) noteAllocated(devID uint32) {
+	if devID >= x.used.next && devID < maxDeviceID {
+		x.used.setHint(devID + 1)
+	}
+}
+
+// hint is where the next thin id search starts.
+func (x *index) hint() uint32 { return x.used.next }
+
+// sortedIDs returns every record's id in order.
+func (x *index) sortedIDs() []string {
+	ids := make([]string, 0, len(x.recs))
+	for id := range x.recs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// encoded returns the JSON encoding of id's record, encoding it once.
+func (x *index) encoded(id string) []byte {
+	e := x.recs[id]
+	if e.enc == nil {
+		e.rec.Version = registryVersion
+		e.enc, _ = json.Marshal(e.rec)
+		x.recs[id] = e
+	}
+	return e.enc
 }
 
 func (p *Pool) report(step string, fraction float64) {
@@ -105,7 +188,7 @@ func (p *Pool) Name() string {
 }
 
 func makeDirs(root string) error {
-	for _, d := range []string{root, stateDir(root), filepath.Join(stateDir(root), devicesDirName), filepath.Join(root, mountDirName)} {
+	for _, d := range []string{root, stateDir(root), filepath.Join(root, mountDirName)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return errors.Wrapf(err, "create directory %s", d)
 		}
@@ -122,7 +205,8 @@ func makeDirs(root string) error {
 func removeEmptyState(root string) {
 	dir := stateDir(root)
 	os.Remove(filepath.Join(dir, lockFileName))
-	os.Remove(filepath.Join(dir, devicesDirName))
+	os.Remove(filepath.Join(dir, journalFileName))
+	os.Remove(filepath.Join(dir, snapshotFileName))
 	os.Remove(dir)
 	os.Remove(filepath.Join(root, mountDirName))
 }
@@ -146,8 +230,9 @@ func newPool(root string, c *dm.Client, progress func(string, float64)) (*Pool, 
 			return nil, errors.Wrap(err, "device-mapper")
 		}
 	}
-	return &Pool{root: root, dir: dir, reg: registry{dir: dir}, dm: c, lk: lk,
-		idx: &index{}, mounts: map[string]int{}, progress: progress}, nil
+	reg := newRegistry(dir, lk)
+	return &Pool{root: root, dir: dir, reg: reg, dm: c, lk: lk,
+		idx: reg.idx, mounts: map[string]int{}, progress: progress}, nil
 }
 
 // Init creates a new pool under root/devicemapper and its base device.
@@ -205,7 +290,6 @@ func (p *Pool) initLocked(ctx context.Context, o Options) error {
 		Filesystem: o.Filesystem, MkfsArgs: o.MkfsArgs, MountOptions: o.MountOptions,
 		BaseSize: o.BaseSize, Created: time.Now().UTC(),
 	}
-	_ = p.reg.clearTx() // a transaction left by an earlier, failed Init
 	switch {
 	case o.ThinPoolDevice != "":
 		if err := p.adoptExternalPool(o.ThinPoolDevice); err != nil {
@@ -249,11 +333,16 @@ func (p *Pool) initLocked(ctx context.Context, o Options) error {
 		}
 		p.cfg.DataSize, p.cfg.MetadataSize = data.Size, meta.Size
 	}
-	p.idx = newIndex(0)
+	// A new, empty registry (replacing what an earlier, failed Init left).
+	if err := p.reg.create(); err != nil {
+		return err
+	}
 	if err := p.createBase(ctx); err != nil {
 		return err
 	}
-	p.cfg.NextDeviceID = p.idx.used.next
+	p.idx.base = p.cfg.BaseDeviceID
+	p.idx.used.set(p.cfg.BaseDeviceID)
+	p.cfg.NextDeviceID = p.idx.hint()
 	failpoint.Inject(failpoint.InitAfterMkfs)
 	p.report("saving the registry", 0.98)
 	if err := p.reg.savePool(p.cfg); err != nil {
@@ -358,7 +447,9 @@ func (p *Pool) initCleanup(ctx context.Context, o Options) {
 		os.Remove(p.dataFilePath())
 		os.Remove(p.metaFilePath())
 	}
-	_ = p.reg.clearTx()
+	p.reg.close()
+	os.Remove(p.reg.journalPath())
+	os.Remove(p.reg.snapshotPath())
 }
 
 // Open opens an existing pool, bringing it up (loop devices, pool table)
@@ -399,6 +490,16 @@ func (p *Pool) openLocked(ctx context.Context) error {
 		return err
 	}
 	p.cfg = cfg
+	p.idx.base = cfg.BaseDeviceID
+	if cfg.Version == registryV1 {
+		p.report("converting the registry to version 2", 0.05)
+		if err := p.reg.migrate(cfg); err != nil {
+			return err
+		}
+		p.cfg.Version = registryVersion
+	} else if err := p.reg.removeV1Leftovers(); err != nil {
+		return err
+	}
 	p.report("bringing up the thin pool", 0.1)
 	if err := p.poolUp(ctx); err != nil {
 		return err
@@ -448,49 +549,35 @@ func (p *Pool) removeStaleMountPoints() {
 	}
 }
 
-// ensureIndex finishes a transaction a crashed process left behind and
-// (re)builds the index when the pool changed since it was built. The
-// caller holds the lock.
+// ensureIndex catches up with the registry on disk and finishes a
+// transaction a crashed process left behind. The caller holds the lock.
 func (p *Pool) ensureIndex() error {
-	if err := p.recoverPendingTx(); err != nil {
+	if err := p.refreshIndex(); err != nil {
 		return err
 	}
-	return p.refreshIndex()
+	return p.recoverPendingTx()
 }
 
-// refreshIndex rebuilds the index when the root's change counter differs
-// from the one it was built at.
+// refreshIndex catches up with what other processes changed (the registry
+// reads only frames appended since it last looked, and nothing when the
+// lock file's change counter did not move).
 func (p *Pool) refreshIndex() error {
-	gen, err := p.lk.generation()
-	if err != nil {
+	if err := p.reg.ensure(); err != nil {
 		return err
 	}
-	if p.idx.valid && p.idx.gen == gen {
-		return nil
+	if h := max(p.cfg.NextDeviceID, p.cfg.BaseDeviceID+1); h > p.idx.used.next && h <= maxDeviceID {
+		p.idx.used.setHint(h)
 	}
-	recs, err := p.reg.listDevices()
-	if err != nil {
-		return err
-	}
-	x := newIndex(gen)
-	x.used.set(p.cfg.BaseDeviceID)
-	var highest uint32
-	for _, d := range recs {
-		x.add(d)
-		highest = max(highest, d.DeviceID)
-	}
-	highest = max(highest, p.cfg.BaseDeviceID)
-	hint := max(p.cfg.NextDeviceID, highest+1)
-	if p.idx.used != nil && p.idx.used.next > hint {
-		hint = p.idx.used.next
-	}
-	x.used.setHint(hint)
-	p.idx = x
 	return nil
 }
 
 // Close releases the process's handles; devices stay as they are.
 func (p *Pool) Close() error {
+	p.lk.mu.Lock()
+	if p.reg != nil {
+		p.reg.close()
+	}
+	p.lk.mu.Unlock()
 	return p.lk.close()
 }
 
@@ -530,6 +617,9 @@ func (p *Pool) Down(ctx context.Context) error {
 	}
 	defer p.lk.unlock()
 	if err := p.deactivateAll(ctx); err != nil {
+		return err
+	}
+	if err := p.reg.compactNow(); err != nil {
 		return err
 	}
 	if p.idx.used != nil && p.idx.used.next != p.cfg.NextDeviceID {

@@ -1,41 +1,43 @@
 package thinpool
 
 import (
-	"bytes"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"runtime"
-	"sort"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/atomicfile"
 	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
-// registryVersion is the format version written into every registry file.
-// Readers refuse files with a newer version.
-const registryVersion = 1
+// registryVersion is the format version written into pool.json and into
+// the JSON documents inside the journal and the registry file. Readers
+// refuse newer versions; pool.json at version 1 is migrated (migrate.go).
+const registryVersion = registryFormat
 
 // File and directory names under <root>/devicemapper; docs/registry.md
 // describes them.
 const (
-	stateDirName    = "devicemapper"
-	dataFileName    = "data"
-	metaFileName    = "metadata"
-	poolFileName    = "pool.json"
-	txFileName      = "transaction.json"
-	devicesDirName  = "devices"
-	lockFileName    = "lock"
-	mountDirName    = "mnt"
-	recordExtension = ".json"
+	stateDirName     = "devicemapper"
+	dataFileName     = "data"
+	metaFileName     = "metadata"
+	poolFileName     = "pool.json"
+	snapshotFileName = "registry"
+	journalFileName  = "journal"
+	lockFileName     = "lock"
+	mountDirName     = "mnt"
 )
+
+// defaultJournalSize is the journal's preallocated size: about 8,000
+// creates and removes between compactions.
+const defaultJournalSize = 4 << 20
 
 // poolRecord is pool.json: the pool's configuration and the base device.
 type poolRecord struct {
@@ -73,7 +75,8 @@ type poolRecord struct {
 	ForeignTransactionID uint64 `json:"foreign_transaction_id,omitempty"`
 }
 
-// deviceRecord is devices/<id>.json: one thin device.
+// deviceRecord is one thin device: the body of a put entry (a file of its
+// own, devices/<id>.json, in version 1).
 type deviceRecord struct {
 	Version     int       `json:"version"`
 	ID          string    `json:"id"`
@@ -88,36 +91,86 @@ type deviceRecord struct {
 	// filesystem and clears it.
 	GrowPending bool `json:"grow_pending,omitempty"`
 	// Labels are the caller's string pairs (see labels.go), written in
-	// the same atomic record write as the device itself.
+	// the same durable append as the device itself.
 	Labels map[string]string `json:"labels,omitempty"`
 }
 
-// registry reads and writes the JSON files under <root>/devicemapper.
+func validateDeviceRecord(path, id string, d deviceRecord) error {
+	if d.ID != id {
+		return errors.Wrapf(ErrRegistryCorrupt, "%s records id %q, not %q", path, d.ID, id)
+	}
+	if err := ValidateID(d.ID); err != nil {
+		return errors.Wrapf(ErrRegistryCorrupt, "%s: %v", path, err)
+	}
+	if d.DeviceID == 0 || d.DeviceID > maxDeviceID {
+		return errors.Wrapf(ErrRegistryCorrupt, "%s has device_id %d outside 1..%d", path, d.DeviceID, maxDeviceID)
+	}
+	return nil
+}
+
+// registry keeps the device records of one root: pool.json (the pool's
+// configuration, written rarely and atomically), the registry file (every
+// record as of the last compaction) and the journal (the changes since,
+// each a checksummed frame made durable by one fdatasync). Its in-memory
+// state is the index; every method first catches up with what other
+// processes appended (the lock file's change counter says when). Callers
+// hold the root lock.
 type registry struct {
-	dir string // <root>/devicemapper
+	dir string     // <root>/devicemapper
+	lk  *rootLock  // nil when no other process can share the root (tests)
+	idx *index     // the records and what is derived from them
+	jf  *os.File   // the journal, open while loaded
+	buf []byte     // read buffer, reused
+	err error      // a failed flush: the journal's state on disk is unknown
+	st  journalPos // where this process is in the journal
+
+	loaded  bool
+	holds   uint64 // lk.holds when last caught up
+	gen     uint64 // the lock file's change counter when last caught up
+	pending *txRecord
+	// inTx is set while a transaction of this process (or a recovery) is
+	// open: put and remove then collect their entries in txBuf, written
+	// with the end entry.
+	inTx  bool
+	txBuf []byte
+	// journalSize is the size a new journal gets (defaultJournalSize).
+	journalSize int64
 }
 
-func (r registry) poolPath() string   { return filepath.Join(r.dir, poolFileName) }
-func (r registry) txPath() string     { return filepath.Join(r.dir, txFileName) }
-func (r registry) devicesDir() string { return filepath.Join(r.dir, devicesDirName) }
-func (r registry) devicePath(id string) string {
-	return filepath.Join(r.dir, devicesDirName, id+recordExtension)
+// journalPos is where the journal stands.
+type journalPos struct {
+	epoch    uint64 // of the registry file and of the frames that follow it
+	next     uint32 // allocation hint stored in the registry file
+	capacity int64
+	pos      int64  // where the next frame goes
+	seq      uint64 // the last frame's sequence number
+	synced   int64  // the journal is durable up to here
 }
 
-// registryWrite is how every registry file is written: atomically and
-// durably, with the crash tests' failpoints around the rename.
+func newRegistry(dir string, lk *rootLock) *registry {
+	return &registry{dir: dir, lk: lk, idx: &index{}, journalSize: defaultJournalSize}
+}
+
+func (r *registry) poolPath() string     { return filepath.Join(r.dir, poolFileName) }
+func (r *registry) snapshotPath() string { return filepath.Join(r.dir, snapshotFileName) }
+func (r *registry) journalPath() string  { return filepath.Join(r.dir, journalFileName) }
+
+// registryWrite is how pool.json and the registry file are written:
+// atomically and durably, with the crash tests' failpoints around the rename.
 var registryWrite = atomicfile.Options{
 	BeforeRename: func() { failpoint.Inject(failpoint.RegistryBeforeRen) },
 	AfterRename:  func() { failpoint.Inject(failpoint.RegistryAfterRen) },
 }
 
-// removeFileDurable removes path (missing is fine) and fsyncs its directory.
-func removeFileDurable(path string) error {
-	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
-		return errors.Wrapf(err, "registry: remove %s", path)
-	}
-	return errors.Wrap(atomicfile.SyncDir(filepath.Dir(path)), "registry")
+// compactWrite is how a compaction writes the registry file.
+var compactWrite = atomicfile.Options{
+	BeforeRename: func() { failpoint.Inject(failpoint.CompactBeforeRen) },
+	AfterRename:  func() { failpoint.Inject(failpoint.CompactAfterRen) },
 }
+
+// flushes counts the fdatasync and fsync calls the registry makes itself
+// (atomicfile's are not counted); tests read it.
+var flushes atomic.Int64
 
 // writeJSON marshals v and writes it atomically.
 func writeJSON(path string, v any) error {
@@ -128,41 +181,9 @@ func writeJSON(path string, v any) error {
 	return errors.Wrap(atomicfile.Write(path, append(data, '\n'), registryWrite), "registry")
 }
 
-// readJSON reads path into v. A missing file returns an error for which
-// os.IsNotExist holds; anything that does not decode into v, or carries a
-// version this code does not know, is ErrRegistryCorrupt naming the file.
-// The file is never modified.
-func readJSON(path string, v any) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s is empty; restore it from a backup (it is never rewritten)", path)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(v); err != nil {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s does not decode (%v); restore it from a backup (it is never rewritten)", path, err)
-	}
-	if dec.More() {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s has trailing data after the JSON document", path)
-	}
-	return nil
-}
-
-func checkVersion(path string, v int) error {
-	switch {
-	case v == registryVersion:
-		return nil
-	case v > registryVersion:
-		return errors.Wrapf(ErrRegistryCorrupt, "%s has format version %d; this version of thinpool reads version %d: upgrade", path, v, registryVersion)
-	default:
-		return errors.Wrapf(ErrRegistryCorrupt, "%s has no valid format version (got %d)", path, v)
-	}
-}
-
-// loadPool reads pool.json; ErrNotInitialized when it does not exist.
-func (r registry) loadPool() (poolRecord, error) {
+// loadPool reads pool.json; ErrNotInitialized when it does not exist. A
+// version 1 pool.json is accepted (Open migrates the root).
+func (r *registry) loadPool() (poolRecord, error) {
 	var p poolRecord
 	path := r.poolPath()
 	if err := readJSON(path, &p); err != nil {
@@ -171,7 +192,7 @@ func (r registry) loadPool() (poolRecord, error) {
 		}
 		return p, err
 	}
-	if err := checkVersion(path, p.Version); err != nil {
+	if err := checkVersion(path, p.Version, registryV1, registryVersion); err != nil {
 		return p, err
 	}
 	if p.PoolName == "" || p.Key == "" || p.BlockSize == 0 || p.BaseDeviceID == 0 || p.BaseDeviceID > maxDeviceID {
@@ -180,134 +201,530 @@ func (r registry) loadPool() (poolRecord, error) {
 	return p, nil
 }
 
-// savePool writes pool.json.
-func (r registry) savePool(p poolRecord) error {
+// savePool writes pool.json at the current version.
+func (r *registry) savePool(p poolRecord) error {
 	p.Version = registryVersion
 	return writeJSON(r.poolPath(), p)
 }
 
-// loadDevice reads one device record; ErrDeviceNotFound when it does not exist.
-func (r registry) loadDevice(id string) (deviceRecord, error) {
-	var d deviceRecord
-	path := r.devicePath(id)
-	if err := readJSON(path, &d); err != nil {
-		if os.IsNotExist(err) {
-			return d, errors.Wrapf(ErrDeviceNotFound, "device %q", id)
-		}
-		return d, err
-	}
-	if err := validateDeviceRecord(path, id, d); err != nil {
-		return d, err
-	}
-	return d, nil
+// corrupt is ErrRegistryCorrupt naming a registry file.
+func corrupt(path string, err error) error {
+	return errors.Wrapf(ErrRegistryCorrupt, "%s: %v; restore it from a backup (it is never rewritten)", path, err)
 }
 
-func validateDeviceRecord(path, id string, d deviceRecord) error {
-	if err := checkVersion(path, d.Version); err != nil {
+// newEpoch returns a random non-zero epoch different from old: frames of
+// another epoch (and bytes a caller could place in a label) are never
+// taken for frames of this one.
+func newEpoch(old uint64) uint64 {
+	for {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		if e := binary.LittleEndian.Uint64(b[:]); e != 0 && e != old {
+			return e
+		}
+	}
+}
+
+// create makes an empty registry (Init): a journal of journalSize zeroed
+// bytes and a registry file naming a new epoch, each written atomically.
+// Anything left by an earlier, failed Init is replaced.
+func (r *registry) create() error {
+	r.close()
+	if err := r.writeJournal(); err != nil {
 		return err
 	}
-	if d.ID != id {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s records id %q, not %q", path, d.ID, id)
+	e := newEpoch(0)
+	if err := r.writeSnapshot(e, 0, nil, atomicfile.Options{}); err != nil {
+		return err
 	}
-	if d.DeviceID == 0 || d.DeviceID > maxDeviceID {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s has device_id %d outside 1..%d", path, d.DeviceID, maxDeviceID)
+	return r.reload()
+}
+
+// writeJournal writes a new, empty journal atomically: its header and
+// zeros, so that appends overwrite blocks that exist and fdatasync has no
+// file size or extent to commit.
+func (r *registry) writeJournal() error {
+	size := r.journalSize
+	if size < 64<<10 {
+		size = 64 << 10
+	}
+	data := make([]byte, size)
+	copy(data, encodeJournalHeader(size))
+	return errors.Wrap(atomicfile.Write(r.journalPath(), data, atomicfile.Options{}), "registry")
+}
+
+// writeSnapshot writes the registry file: recs (nil: none), their epoch
+// and the allocation hint.
+func (r *registry) writeSnapshot(epoch uint64, next uint32, body []byte, opts atomicfile.Options) error {
+	n := 0
+	if body != nil {
+		items, err := parseEntries(body)
+		if err != nil {
+			return errors.Wrap(err, "registry: encode the registry file")
+		}
+		n = len(items)
+	}
+	data := encodeSnapshot(epoch, next, n, body)
+	return errors.Wrap(atomicfile.Write(r.snapshotPath(), data, opts), "registry")
+}
+
+// close drops the in-memory state and the journal's handle.
+func (r *registry) close() {
+	if r.jf != nil {
+		r.jf.Close()
+		r.jf = nil
+	}
+	r.loaded, r.pending, r.inTx, r.txBuf, r.err = false, nil, false, nil, nil
+}
+
+// invalidate makes the next call read everything from disk again.
+func (r *registry) invalidate() {
+	r.close()
+}
+
+// ensure loads the registry, or catches up with what other processes
+// appended since this one last looked. Cheap when nothing changed: the
+// first call under a lock hold reads the lock file's counter, later ones
+// do nothing.
+func (r *registry) ensure() error {
+	if r.idx.stale {
+		r.close()
+	}
+	if r.loaded && (r.lk == nil || r.holds == r.lk.holds) {
+		return nil
+	}
+	if r.lk == nil {
+		return r.reload()
+	}
+	gen, epoch, err := r.lk.state()
+	if err != nil {
+		return err
+	}
+	switch {
+	case !r.loaded || epoch != r.st.epoch:
+		err = r.reload()
+	case gen != r.gen:
+		err = r.catchUp()
+	}
+	if err != nil {
+		r.close()
+		return err
+	}
+	r.gen, r.holds = gen, r.lk.holds
+	if epoch != r.st.epoch {
+		// A compaction that crashed before its rename, or an old lock file:
+		// name the epoch on disk so the next look is cheap again.
+		return r.lk.setEpoch(r.st.epoch)
 	}
 	return nil
 }
 
-// saveDevice writes one device record.
-func (r registry) saveDevice(d deviceRecord) error {
-	d.Version = registryVersion
-	return writeJSON(r.devicePath(d.ID), d)
-}
-
-// removeDevice deletes one device record.
-func (r registry) removeDevice(id string) error {
-	return removeFileDurable(r.devicePath(id))
-}
-
-// listDevices reads every device record, sorted by id. Temporary files
-// left by an interrupted write (names starting with '.') are skipped. The
-// records are read by a few goroutines at once (a root may hold tens of
-// thousands); when some fail, the error of the first id in order is
-// returned, so the message does not depend on scheduling.
-func (r registry) listDevices() ([]deviceRecord, error) {
-	entries, err := os.ReadDir(r.devicesDir())
+// reload reads the registry file and the journal from scratch.
+func (r *registry) reload() error {
+	r.close()
+	snapData, err := os.ReadFile(r.snapshotPath())
 	if err != nil {
-		if os.IsNotExist(err) {
-			return nil, nil
-		}
-		return nil, errors.Wrapf(err, "registry: read %s", r.devicesDir())
+		return errors.Wrapf(ErrRegistryCorrupt, "%s: %v", r.snapshotPath(), err)
 	}
-	ids := make([]string, 0, len(entries))
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, recordExtension) || !e.Type().IsRegular() {
-			continue
-		}
-		if id := strings.TrimSuffix(name, recordExtension); ValidateID(id) == nil {
-			ids = append(ids, id)
+	snap, err := parseSnapshot(snapData)
+	if err != nil {
+		return corrupt(r.snapshotPath(), err)
+	}
+	f, err := os.OpenFile(r.journalPath(), os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return errors.Wrapf(ErrRegistryCorrupt, "%s: %v", r.journalPath(), err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return errors.Wrapf(err, "registry: stat %s", r.journalPath())
+	}
+	data := make([]byte, st.Size())
+	if _, err := f.ReadAt(data, 0); err != nil {
+		f.Close()
+		return errors.Wrapf(err, "registry: read %s", r.journalPath())
+	}
+	capacity, err := parseJournalHeader(data)
+	if err != nil {
+		f.Close()
+		return corrupt(r.journalPath(), err)
+	}
+	scan, err := scanJournal(data, snap.epoch)
+	if err != nil {
+		f.Close()
+		return corrupt(r.journalPath(), err)
+	}
+	x := newIndex()
+	var pending *txRecord
+	if pending, err = applyEntries(x, nil, snap.items, r.snapshotPath()); err != nil {
+		f.Close()
+		return err
+	}
+	next := snap.next
+	for _, fr := range scan.frames {
+		if pending, err = applyEntries(x, pending, fr.items, r.journalPath()); err != nil {
+			f.Close()
+			return err
 		}
 	}
-	sort.Strings(ids) // ReadDir sorts by file name; ".json" can reorder ids
-	out := make([]deviceRecord, len(ids))
-	errs := make([]error, len(ids))
-	workers := min(len(ids)/64+1, 2*runtime.GOMAXPROCS(0))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < len(ids); i = int(next.Add(1) - 1) {
-				out[i], errs[i] = r.loadDevice(ids[i])
-			}
-		}()
+	if scan.torn > scan.tail {
+		// Frames whose fdatasync never completed lie beyond the chain's
+		// end: zero them durably before anything is appended there.
+		if _, err := f.WriteAt(make([]byte, scan.torn-scan.tail), scan.tail); err != nil {
+			f.Close()
+			return errors.Wrapf(err, "registry: clear the torn tail of %s", r.journalPath())
+		}
+		if err := fdatasync(f); err != nil {
+			f.Close()
+			return errors.Wrapf(err, "registry: fdatasync %s", r.journalPath())
+		}
 	}
-	wg.Wait()
-	for _, err := range errs {
+	r.st = journalPos{epoch: snap.epoch, next: next, capacity: capacity, pos: scan.tail, synced: journalHeaderSize}
+	if n := len(scan.frames); n > 0 {
+		last := scan.frames[n-1]
+		r.st.seq, r.st.synced = last.seq, last.synced
+	}
+	if scan.torn > scan.tail {
+		r.st.synced = scan.tail
+	}
+	r.jf, r.pending, r.loaded = f, pending, true
+	r.idx.replace(x, next)
+	return nil
+}
+
+// catchUp reads the frames other processes appended after this one's
+// position (same epoch: no compaction happened).
+func (r *registry) catchUp() error {
+	for {
+		var h [frameHeaderSize]byte
+		if _, err := r.jf.ReadAt(h[:], r.st.pos); err != nil {
+			return nil // the end of the file
+		}
+		n := int(binary.LittleEndian.Uint32(h[4:]))
+		if binary.LittleEndian.Uint32(h[0:]) != frameMagic || n == 0 || n > maxFramePayload ||
+			r.st.pos+frameSize(n) > r.st.capacity {
+			return nil
+		}
+		size := frameSize(n)
+		if int64(cap(r.buf)) < size {
+			r.buf = make([]byte, size)
+		}
+		b := r.buf[:size]
+		if _, err := r.jf.ReadAt(b, r.st.pos); err != nil {
+			return nil
+		}
+		fr, ok := parseFrameAt(b, 0, r.st.epoch)
+		if !ok || fr.seq != r.st.seq+1 {
+			return nil
+		}
+		p, err := applyEntries(r.idx, r.pending, fr.items, r.journalPath())
 		if err != nil {
-			return nil, err
+			return err
 		}
+		r.pending = p
+		r.st.pos += size
+		r.st.seq = fr.seq
+		r.st.synced = max(r.st.synced, fr.synced)
+	}
+}
+
+// applyEntries applies decoded entries to x; pending is the open
+// transaction before them, the result the one after.
+func applyEntries(x *index, pending *txRecord, items []entry, path string) (*txRecord, error) {
+	for _, it := range items {
+		switch it.kind {
+		case entryPut:
+			var d deviceRecord
+			if err := json.Unmarshal(it.body, &d); err != nil {
+				return nil, corrupt(path, errors.Wrap(err, "a device record does not decode"))
+			}
+			if err := checkVersion(path, d.Version, registryVersion); err != nil {
+				return nil, err
+			}
+			if err := validateDeviceRecord(path, d.ID, d); err != nil {
+				return nil, err
+			}
+			x.addEncoded(d, append([]byte(nil), it.body...))
+		case entryDel:
+			x.removeID(string(it.body))
+		case entryBegin:
+			var t txRecord
+			if err := json.Unmarshal(it.body, &t); err != nil {
+				return nil, corrupt(path, errors.Wrap(err, "a transaction does not decode"))
+			}
+			if err := checkVersion(path, t.Version, registryVersion); err != nil {
+				return nil, err
+			}
+			if err := t.validate(); err != nil {
+				return nil, corrupt(path, err)
+			}
+			if pending != nil {
+				return nil, corrupt(path, errors.Errorf("a transaction (%s of thin id %d) begins while another (%s of thin id %d) is open",
+					t.Op, t.DeviceID, pending.Op, pending.DeviceID))
+			}
+			x.noteAllocated(t.DeviceID)
+			pending = &t
+		case entryEnd:
+			pending = nil
+		}
+	}
+	return pending, nil
+}
+
+// fdatasync makes f's data durable (and counts the flush).
+func fdatasync(f *os.File) error {
+	flushes.Add(1)
+	for {
+		err := unix.Fdatasync(int(f.Fd()))
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// appendFrame writes the entries in payload as one frame at the end of
+// the journal, compacting first when it does not fit; with durable, one
+// fdatasync makes it (and every frame before it) durable before it
+// returns. The change counter is advanced first, so another process never
+// misses a frame. A failed write or flush leaves the journal unusable by
+// this handle (the next call reads it again from disk).
+func (r *registry) appendFrame(payload []byte, durable bool) error {
+	if r.err != nil {
+		return r.err
+	}
+	size := frameSize(len(payload))
+	if len(payload) > maxFramePayload {
+		return errors.Errorf("registry: a change of %d bytes is larger than the %d a journal frame holds", len(payload), maxFramePayload)
+	}
+	if r.st.pos+size > r.st.capacity {
+		if err := r.compact(); err != nil {
+			return err
+		}
+		if r.st.pos+size > r.st.capacity {
+			return errors.Errorf("registry: a change of %d bytes does not fit in the %d-byte journal %s", len(payload), r.st.capacity, r.journalPath())
+		}
+	}
+	if err := r.bump(r.st.epoch); err != nil {
+		return err
+	}
+	b := encodeFrame(r.st.epoch, r.st.seq+1, r.st.synced, payload)
+	if _, err := r.jf.WriteAt(b, r.st.pos); err != nil {
+		r.err = errors.Wrapf(err, "registry: write %s", r.journalPath())
+		return r.err
+	}
+	failpoint.Inject(failpoint.JournalAfterWrite)
+	if durable {
+		if err := fdatasync(r.jf); err != nil {
+			r.err = errors.Wrapf(err, "registry: fdatasync %s", r.journalPath())
+			return r.err
+		}
+	}
+	r.st.seq++
+	r.st.pos += size
+	if durable {
+		r.st.synced = r.st.pos
+	}
+	return nil
+}
+
+// bump advances the lock file's change counter (naming epoch) and keeps
+// this process current.
+func (r *registry) bump(epoch uint64) error {
+	if r.lk == nil {
+		return nil
+	}
+	gen, err := r.lk.bump(epoch)
+	if err != nil {
+		return err
+	}
+	r.gen = gen
+	return nil
+}
+
+// compact writes every record into a new registry file with a new epoch
+// (atomically: the rename is the one step that switches from the old
+// file and journal to the new file and an empty journal, whose old frames
+// now belong to another epoch) and starts the journal over. An open
+// transaction goes into the file as a begin entry.
+func (r *registry) compact() error {
+	body := r.encodeState()
+	e := newEpoch(r.st.epoch)
+	next := r.idx.hint()
+	if err := r.bump(e); err != nil {
+		return err
+	}
+	if err := r.writeSnapshot(e, next, body, compactWrite); err != nil {
+		return err
+	}
+	r.st = journalPos{epoch: e, next: next, capacity: r.st.capacity, pos: journalHeaderSize, synced: journalHeaderSize}
+	return nil
+}
+
+// encodeState encodes every record (in id order) and the open
+// transaction as the body of a registry file.
+func (r *registry) encodeState() []byte {
+	ids := r.idx.sortedIDs()
+	var body []byte
+	for _, id := range ids {
+		body = appendEntry(body, entryPut, r.idx.encoded(id))
+	}
+	if r.pending != nil {
+		b, _ := json.Marshal(r.pending)
+		body = appendEntry(body, entryBegin, b)
+	}
+	return body
+}
+
+// compactNow compacts unless the journal is empty (Down does this).
+func (r *registry) compactNow() error {
+	if err := r.ensure(); err != nil {
+		return err
+	}
+	if r.st.pos == journalHeaderSize {
+		return nil
+	}
+	return r.compact()
+}
+
+// loadDevice returns one device record; ErrDeviceNotFound when there is
+// none.
+func (r *registry) loadDevice(id string) (deviceRecord, error) {
+	if err := r.ensure(); err != nil {
+		return deviceRecord{}, err
+	}
+	d, ok := r.idx.recs[id]
+	if !ok {
+		return deviceRecord{}, errors.Wrapf(ErrDeviceNotFound, "device %q", id)
+	}
+	return d.rec, nil
+}
+
+// saveDevice adds or replaces one device record: a durable frame of its
+// own, or, inside a transaction, an entry of the transaction's end frame.
+func (r *registry) saveDevice(d deviceRecord) error {
+	if err := r.ensure(); err != nil {
+		return err
+	}
+	d.Version = registryVersion
+	body, err := json.Marshal(d)
+	if err != nil {
+		return errors.Wrapf(err, "registry: encode the record of %q", d.ID)
+	}
+	if r.inTx {
+		r.txBuf = appendEntry(r.txBuf, entryPut, body)
+	} else if err := r.appendFrame(appendEntry(nil, entryPut, body), true); err != nil {
+		return err
+	}
+	r.idx.addEncoded(d, body)
+	return nil
+}
+
+// removeDevice removes one device record (durably, or inside a
+// transaction with its end).
+func (r *registry) removeDevice(id string) error {
+	if err := r.ensure(); err != nil {
+		return err
+	}
+	if r.inTx {
+		r.txBuf = appendEntry(r.txBuf, entryDel, []byte(id))
+	} else if err := r.appendFrame(appendEntry(nil, entryDel, []byte(id)), true); err != nil {
+		return err
+	}
+	r.idx.removeID(id)
+	return nil
+}
+
+// listDevices returns every device record, sorted by id.
+func (r *registry) listDevices() ([]deviceRecord, error) {
+	if err := r.ensure(); err != nil {
+		return nil, err
+	}
+	ids := r.idx.sortedIDs()
+	out := make([]deviceRecord, len(ids))
+	for i, id := range ids {
+		out[i] = r.idx.recs[id].rec
 	}
 	return out, nil
 }
 
-// loadTx reads the open transaction; nil when there is none.
-func (r registry) loadTx() (*txRecord, error) {
-	var t txRecord
-	path := r.txPath()
-	if err := readJSON(path, &t); err != nil {
-		if os.IsNotExist(err) {
-			return nil, nil
-		}
+// deviceCount returns how many records there are.
+func (r *registry) deviceCount() (int, error) {
+	if err := r.ensure(); err != nil {
+		return 0, err
+	}
+	return len(r.idx.recs), nil
+}
+
+// loadTx returns the open transaction a crashed process left; nil when
+// there is none.
+func (r *registry) loadTx() (*txRecord, error) {
+	if err := r.ensure(); err != nil {
 		return nil, err
 	}
-	if err := checkVersion(path, t.Version); err != nil {
-		return nil, err
+	if r.pending == nil {
+		return nil, nil
 	}
-	if err := t.validate(); err != nil {
-		return nil, errors.Wrapf(ErrRegistryCorrupt, "%s: %v", path, err)
-	}
+	t := *r.pending
 	return &t, nil
 }
 
-// saveTx persists the open transaction.
-func (r registry) saveTx(t txRecord) error {
+// saveTx makes transaction t durable before its message is sent: a begin
+// entry (carrying the new device's record for a create) in a frame of its
+// own, flushed. Until clearTx or abortTx, saveDevice and removeDevice add
+// their entries to the transaction's end frame.
+func (r *registry) saveTx(t txRecord) error {
+	if err := r.ensure(); err != nil {
+		return err
+	}
+	if r.pending != nil {
+		return errors.Errorf("registry: a transaction (%s of thin id %d) is still open", r.pending.Op, r.pending.DeviceID)
+	}
 	t.Version = registryVersion
-	return writeJSON(r.txPath(), t)
+	if t.Device != nil {
+		d := *t.Device
+		d.Version = registryVersion
+		t.Device = &d
+	}
+	body, err := json.Marshal(t)
+	if err != nil {
+		return errors.Wrap(err, "registry: encode the transaction")
+	}
+	if err := r.appendFrame(appendEntry(nil, entryBegin, body), true); err != nil {
+		return err
+	}
+	r.idx.noteAllocated(t.DeviceID)
+	r.pending, r.inTx, r.txBuf = &t, true, nil
+	return nil
 }
 
-// clearTx removes the transaction record. The removal is not fsynced: by
-// then what the transaction did is durable (the message committed by the
-// kernel, the record written or removed with fsyncs), and recovery of a
-// transaction is idempotent, so a transaction.json that reappears after a
-// power cut is only finished again. Any later transaction replaces the
-// file durably before its message, so an old one never resurfaces after a
-// newer one started.
-func (r registry) clearTx() error {
-	if err := os.Remove(r.txPath()); err != nil && !os.IsNotExist(err) {
-		return errors.Wrapf(err, "registry: remove %s", r.txPath())
+// beginRecovery opens the pending transaction for recovery: the changes
+// recovery makes go out with its end.
+func (r *registry) beginRecovery() {
+	r.inTx, r.txBuf = true, nil
+}
+
+// clearTx ends the open transaction: its collected entries and an end
+// entry in one frame, not flushed. Nothing depends on that frame reaching
+// the disk: if a power cut loses it, recovery finds the transaction open,
+// asks the pool what the message did and records the same outcome.
+func (r *registry) clearTx() error {
+	return r.endTx(endDone, false)
+}
+
+// abortTx ends the open transaction whose message the kernel refused,
+// durably: a create left open could otherwise be taken, after a power
+// cut, for one that happened (recovery would find the id in the pool).
+func (r *registry) abortTx() error {
+	return r.endTx(endRefused, true)
+}
+
+func (r *registry) endTx(outcome byte, durable bool) error {
+	if !r.loaded || (r.pending == nil && !r.inTx) {
+		r.inTx, r.txBuf = false, nil
+		return nil
 	}
-	return nil
+	payload := appendEntry(r.txBuf, entryEnd, []byte{outcome})
+	err := r.appendFrame(payload, durable)
+	r.pending, r.inTx, r.txBuf = nil, false, nil
+	return err
 }

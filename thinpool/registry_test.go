@@ -1,6 +1,8 @@
 package thinpool
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,13 +16,29 @@ import (
 	"github.com/thinctl/thinctl/fs"
 )
 
-func newTestRegistry(t *testing.T) registry {
+// newTestRegistry makes an empty version 2 registry in a new directory,
+// with the smallest journal (64 KiB), used by one process.
+func newTestRegistry(t *testing.T) *registry {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), stateDirName)
-	if err := os.MkdirAll(filepath.Join(dir, devicesDirName), 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	return registry{dir: dir}
+	r := newRegistry(dir, nil)
+	r.journalSize = 64 << 10
+	if err := r.create(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.close)
+	return r
+}
+
+// reopened reads the registry in dir afresh, as a new process would.
+func reopened(t *testing.T, dir string) *registry {
+	t.Helper()
+	r := newRegistry(dir, nil)
+	t.Cleanup(r.close)
+	return r
 }
 
 func sampleDevice(id string, devID uint32) deviceRecord {
@@ -28,31 +46,58 @@ func sampleDevice(id string, devID uint32) deviceRecord {
 		Initialized: true, Parent: "base-layer", Created: time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)}
 }
 
+// state is what a registry holds, for comparisons.
+func state(t *testing.T, r *registry) string {
+	t.Helper()
+	recs, err := r.listDevices()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := r.loadTx()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, d := range recs {
+		fmt.Fprintf(&b, "%s=%d del=%v labels=%v;", d.ID, d.DeviceID, d.Deleted, d.Labels)
+	}
+	if tx != nil {
+		fmt.Fprintf(&b, "tx=%s:%d", tx.Op, tx.DeviceID)
+	}
+	return b.String()
+}
+
+func mustOK(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRegistryRoundTrip(t *testing.T) {
 	r := newTestRegistry(t)
-	t.Run("a device record reads back equal", func(t *testing.T) {
+	t.Run("a device record reads back equal, also after a reopen", func(t *testing.T) {
 		d := sampleDevice("layer-1", 42)
 		d.GrowPending = true
-		if err := r.saveDevice(d); err != nil {
-			t.Fatal(err)
-		}
-		got, err := r.loadDevice("layer-1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(got, d) {
-			t.Fatalf("read back %+v, want %+v", got, d)
+		d.Labels = map[string]string{"k": "v"}
+		mustOK(t, r.saveDevice(d))
+		for _, rr := range []*registry{r, reopened(t, r.dir)} {
+			got, err := rr.loadDevice("layer-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, d) {
+				t.Fatalf("read back %+v, want %+v", got, d)
+			}
 		}
 	})
-	t.Run("pool.json reads back equal", func(t *testing.T) {
+	t.Run("pool.json reads back equal at version 2", func(t *testing.T) {
 		p := poolRecord{Version: registryVersion, PoolName: "thinctl-8:1-12-pool", Key: "8:1-12", DataFile: "data",
 			MetadataFile: "metadata", DataSize: GiB, MetadataSize: 64 * MiB, BlockSize: 64 * KiB, MinFreeSpace: 10,
 			Filesystem: fs.XFS, MkfsArgs: []string{"-m", "crc=1"}, MountOptions: []string{"noatime"}, BaseDeviceID: 1,
 			BaseSize: 256 * MiB, BaseUUID: "0b5e2c1e-3b0a-4b8e-9e1e-1f2a3b4c5d6e", NextDeviceID: 9,
 			Created: time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)}
-		if err := r.savePool(p); err != nil {
-			t.Fatal(err)
-		}
+		mustOK(t, r.savePool(p))
 		got, err := r.loadPool()
 		if err != nil {
 			t.Fatal(err)
@@ -61,31 +106,33 @@ func TestRegistryRoundTrip(t *testing.T) {
 			t.Fatalf("read back %+v, want %+v", got, p)
 		}
 	})
-	t.Run("a transaction reads back equal and clears", func(t *testing.T) {
-		tx := txRecord{Version: registryVersion, Op: opCreateSnap, DeviceID: 43, OriginDeviceID: 1,
-			ID: "layer-2", Started: time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)}
-		if err := r.saveTx(tx); err != nil {
-			t.Fatal(err)
+	t.Run("an open transaction survives a reopen with its record, and clears", func(t *testing.T) {
+		d := sampleDevice("layer-2", 43)
+		tx := txRecord{Op: opCreateSnap, DeviceID: 43, OriginDeviceID: 1, ID: "layer-2", Device: &d,
+			Started: time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)}
+		mustOK(t, r.saveTx(tx))
+		got, err := reopened(t, r.dir).loadTx()
+		if err != nil || got == nil || got.Device == nil || !reflect.DeepEqual(*got.Device, d) || got.Op != tx.Op {
+			t.Fatalf("loadTx after a reopen = %+v, %v; want %+v", got, err, tx)
 		}
-		got, err := r.loadTx()
-		if err != nil || got == nil || !reflect.DeepEqual(*got, tx) {
-			t.Fatalf("loadTx = %+v, %v; want %+v", got, err, tx)
+		if _, err := reopened(t, r.dir).loadDevice("layer-2"); !errors.Is(err, ErrDeviceNotFound) {
+			t.Fatalf("the record of an open create is visible before its end: %v", err)
 		}
-		if err := r.clearTx(); err != nil {
-			t.Fatal(err)
-		}
-		if got, err := r.loadTx(); got != nil || err != nil {
+		mustOK(t, r.saveDevice(d))
+		mustOK(t, r.clearTx())
+		rr := reopened(t, r.dir)
+		if got, err := rr.loadTx(); got != nil || err != nil {
 			t.Fatalf("after clearTx loadTx = %+v, %v; want nil, nil", got, err)
 		}
-	})
-	t.Run("listing returns every record sorted and skips temporary files", func(t *testing.T) {
-		for i, id := range []string{"zeta", "alpha", "mid"} {
-			if err := r.saveDevice(sampleDevice(id, uint32(100+i))); err != nil {
-				t.Fatal(err)
-			}
+		if _, err := rr.loadDevice("layer-2"); err != nil {
+			t.Fatalf("the record of an ended create: %v", err)
 		}
-		os.WriteFile(filepath.Join(r.devicesDir(), ".zeta.json.tmp-123"), []byte("{garbage"), 0o600)
-		recs, err := r.listDevices()
+	})
+	t.Run("listing returns every record sorted by id", func(t *testing.T) {
+		for i, id := range []string{"zeta", "alpha", "mid"} {
+			mustOK(t, r.saveDevice(sampleDevice(id, uint32(100+i))))
+		}
+		recs, err := reopened(t, r.dir).listDevices()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,16 +140,16 @@ func TestRegistryRoundTrip(t *testing.T) {
 		for _, d := range recs {
 			ids = append(ids, d.ID)
 		}
-		if strings.Join(ids, ",") != "alpha,layer-1,mid,zeta" {
+		if strings.Join(ids, ",") != "alpha,layer-1,layer-2,mid,zeta" {
 			t.Fatalf("listed %v", ids)
 		}
 	})
-	t.Run("removing a record makes it not found", func(t *testing.T) {
-		if err := r.removeDevice("mid"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := r.loadDevice("mid"); !errors.Is(err, ErrDeviceNotFound) {
-			t.Fatalf("loadDevice after remove = %v, want ErrDeviceNotFound", err)
+	t.Run("removing a record makes it not found, also after a reopen", func(t *testing.T) {
+		mustOK(t, r.removeDevice("mid"))
+		for _, rr := range []*registry{r, reopened(t, r.dir)} {
+			if _, err := rr.loadDevice("mid"); !errors.Is(err, ErrDeviceNotFound) {
+				t.Fatalf("loadDevice after remove = %v, want ErrDeviceNotFound", err)
+			}
 		}
 	})
 	t.Run("a missing pool.json is ErrNotInitialized", func(t *testing.T) {
@@ -112,138 +159,325 @@ func TestRegistryRoundTrip(t *testing.T) {
 	})
 }
 
-func TestAtomicWrites(t *testing.T) {
+func TestOneFlushPerChange(t *testing.T) {
 	r := newTestRegistry(t)
-	d := sampleDevice("a", 1)
-	if err := r.saveDevice(d); err != nil {
+	count := func(fn func()) int64 {
+		before := flushes.Load()
+		fn()
+		return flushes.Load() - before
+	}
+	d := sampleDevice("a", 5)
+	cases := []struct {
+		name string
+		want int64
+		fn   func()
+	}{
+		{"a create's begin flushes once", 1, func() {
+			mustOK(t, r.saveTx(txRecord{Op: opCreateSnap, DeviceID: 5, OriginDeviceID: 1, ID: "a", Device: &d}))
+		}},
+		{"a create's record and end do not flush", 0, func() { mustOK(t, r.saveDevice(d)); mustOK(t, r.clearTx()) }},
+		{"a delete's begin flushes once", 1, func() { mustOK(t, r.saveTx(txRecord{Op: opDelete, DeviceID: 5, ID: "a"})) }},
+		{"a delete's removal and end do not flush", 0, func() { mustOK(t, r.removeDevice("a")); mustOK(t, r.clearTx()) }},
+		{"a record change outside a transaction flushes once", 1, func() { mustOK(t, r.saveDevice(sampleDevice("b", 6))) }},
+		{"a refused message's end flushes once", 1, func() {
+			mustOK(t, r.saveTx(txRecord{Op: opDelete, DeviceID: 6, ID: "b"}))
+			mustOK(t, r.abortTx())
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			want := c.want
+			if strings.Contains(c.name, "refused") {
+				want++ // its begin
+			}
+			if got := count(c.fn); got != want {
+				t.Fatalf("%d flushes, want %d", got, want)
+			}
+		})
+	}
+	if got := state(t, reopened(t, r.dir)); got != "b=6 del=false labels=map[];" {
+		t.Fatalf("reopened state %q", got)
+	}
+}
+
+// journalImage builds a registry with n records and returns its directory
+// and the journal's bytes before and after one more durable change.
+func journalImage(t *testing.T, n int) (dir string, before, after []byte, endBefore, endAfter int64) {
+	t.Helper()
+	r := newTestRegistry(t)
+	for i := range n {
+		mustOK(t, r.saveDevice(sampleDevice(fmt.Sprintf("d%d", i), uint32(10+i))))
+	}
+	before, _ = os.ReadFile(r.journalPath())
+	endBefore = r.st.pos
+	d := sampleDevice("last", 99)
+	d.Labels = map[string]string{"a-label": strings.Repeat("x", 300)}
+	mustOK(t, r.saveDevice(d))
+	after, _ = os.ReadFile(r.journalPath())
+	return r.dir, before, after, endBefore, r.st.pos
+}
+
+func TestATornLastFrameIsIgnoredAtEveryByte(t *testing.T) {
+	dir, before, after, start, end := journalImage(t, 3)
+	wantBefore := state(t, func() *registry {
+		d := t.TempDir()
+		copyDir(t, dir, d)
+		mustOK(t, os.WriteFile(filepath.Join(d, journalFileName), before, 0o600))
+		return reopened(t, d)
+	}())
+	wantAfter := state(t, reopened(t, dir))
+	for cut := start; cut <= end; cut++ {
+		for _, kind := range []string{"the head written", "the tail written"} {
+			img := append([]byte(nil), before...)
+			if kind == "the head written" {
+				copy(img[start:cut], after[start:cut])
+			} else {
+				copy(img[cut:end], after[cut:end])
+			}
+			d := t.TempDir()
+			copyDir(t, dir, d)
+			jp := filepath.Join(d, journalFileName)
+			mustOK(t, os.WriteFile(jp, img, 0o600))
+			r := reopened(t, d)
+			got := state(t, r)
+			// The padding after the payload is outside the checksum: the
+			// frame is whole once its payload is.
+			payloadEnd := start + frameHeaderSize + int64(binary.LittleEndian.Uint32(after[start+4:]))
+			complete := (kind == "the head written" && cut >= payloadEnd) || (kind == "the tail written" && cut == start)
+			want := wantBefore
+			if complete {
+				want = wantAfter
+			}
+			if got != want {
+				t.Fatalf("%s up to byte %d of [%d,%d): state %q, want %q", kind, cut, start, end, got, want)
+			}
+			// The next change lands where the torn frame was and reads back.
+			mustOK(t, r.saveDevice(sampleDevice("next", 200)))
+			if got := state(t, reopened(t, d)); !strings.Contains(got, "next=200") || strings.Contains(got, "last=99") != complete {
+				t.Fatalf("%s up to byte %d: after the next change the state is %q", kind, cut, got)
+			}
+		}
+	}
+}
+
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	ents, err := os.ReadDir(from)
+	if err != nil {
 		t.Fatal(err)
 	}
-	d.Size = 2 * GiB
-	if err := r.saveDevice(d); err != nil {
-		t.Fatal(err)
-	}
-	t.Run("files are 0600 and directories stay as made", func(t *testing.T) {
-		st, err := os.Stat(r.devicePath("a"))
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Mode().Perm() != 0o600 {
-			t.Fatalf("record mode %o, want 0600", st.Mode().Perm())
-		}
-	})
-	t.Run("an overwrite leaves no temporary file behind", func(t *testing.T) {
-		ents, _ := os.ReadDir(r.devicesDir())
-		if len(ents) != 1 || ents[0].Name() != "a.json" {
-			var names []string
-			for _, e := range ents {
-				names = append(names, e.Name())
-			}
-			t.Fatalf("devices dir holds %v, want [a.json]", names)
-		}
-	})
-	t.Run("the overwrite is what reads back", func(t *testing.T) {
-		got, err := r.loadDevice("a")
-		if err != nil || got.Size != 2*GiB {
-			t.Fatalf("loadDevice = %+v, %v", got, err)
-		}
-	})
-	t.Run("a write into a missing directory fails and creates nothing", func(t *testing.T) {
-		bad := registry{dir: filepath.Join(t.TempDir(), "nope")}
-		if err := bad.saveDevice(d); err == nil {
-			t.Fatal("saveDevice into a missing directory succeeded")
-		}
-		if _, err := os.Stat(bad.dir); !os.IsNotExist(err) {
-			t.Fatalf("a failed write created %s", bad.dir)
-		}
-	})
+		mustOK(t, os.WriteFile(filepath.Join(to, e.Name()), b, 0o600))
+	}
 }
 
-func TestCorruptRegistryIsRefused(t *testing.T) {
+// Frames whose fdatasync did not complete may reach the disk in any order:
+// an unflushed end frame can be lost while the begin frame after it
+// arrives. Both are dropped (the begin's flush never returned), the
+// surviving one is cleared so a later chain never runs into it, and
+// nothing is refused.
+func TestALostUnflushedFrameBeforeAnIntactOneIsATornTail(t *testing.T) {
+	r := newTestRegistry(t)
+	mustOK(t, r.saveDevice(sampleDevice("kept", 10)))
+	d := sampleDevice("a", 11)
+	mustOK(t, r.saveTx(txRecord{Op: opCreateSnap, DeviceID: 11, OriginDeviceID: 1, ID: "a", Device: &d}))
+	mustOK(t, r.saveDevice(d))
+	endStart := r.st.pos
+	mustOK(t, r.clearTx()) // not flushed
+	endEnd := r.st.pos
+	mustOK(t, r.saveTx(txRecord{Op: opDelete, DeviceID: 10, ID: "kept"})) // flushed
+	img, _ := os.ReadFile(r.journalPath())
+	// The end frame never reached the disk; the begin after it did.
+	copy(img[endStart:endEnd], make([]byte, endEnd-endStart))
+	dir := t.TempDir()
+	copyDir(t, r.dir, dir)
+	jp := filepath.Join(dir, journalFileName)
+	mustOK(t, os.WriteFile(jp, img, 0o600))
+	rr := reopened(t, dir)
+	if got, want := state(t, rr), "kept=10 del=false labels=map[];tx=create_snap:11"; got != want {
+		t.Fatalf("state %q, want %q (the create open, the delete never begun)", got, want)
+	}
+	// Recovery ends the create; new frames follow; the stray delete begin
+	// must never be read as part of the chain.
+	rr.beginRecovery()
+	mustOK(t, rr.saveDevice(d))
+	mustOK(t, rr.endTx(endRecovered, true))
+	mustOK(t, rr.saveDevice(sampleDevice("b", 12)))
+	if got, want := state(t, reopened(t, dir)), "a=11 del=false labels=map[];b=12 del=false labels=map[];kept=10 del=false labels=map[];"; got != want {
+		t.Fatalf("after recovery state %q, want %q", got, want)
+	}
+}
+
+func TestCorruptionBeforeTheTailIsRefusedAndLeftAlone(t *testing.T) {
+	r := newTestRegistry(t)
+	var starts []int64
+	for i := range 6 {
+		starts = append(starts, r.st.pos)
+		mustOK(t, r.saveDevice(sampleDevice(fmt.Sprintf("d%d", i), uint32(10+i))))
+	}
+	img, _ := os.ReadFile(r.journalPath())
+	snap, _ := os.ReadFile(r.snapshotPath())
 	cases := []struct {
-		name    string
-		content string
+		name string
+		file string
+		data []byte
 	}{
-		{"an empty file", ""},
-		{"a truncated document", `{"version":1,"id":"x","device_id":3,"si`},
-		{"binary garbage", "\x00\x01\x02\xff"},
-		{"a JSON array", `[1,2,3]`},
-		{"a record without a version", `{"id":"x","device_id":3}`},
-		{"a record from a newer thinctl", `{"version":99,"id":"x","device_id":3}`},
-		{"a record naming another id", `{"version":1,"id":"y","device_id":3}`},
-		{"a record with device id 0", `{"version":1,"id":"x","device_id":0}`},
-		{"a record with a device id beyond 24 bits", `{"version":1,"id":"x","device_id":16777216}`},
-		{"two documents in one file", `{"version":1,"id":"x","device_id":3} {"version":1}`},
+		{"a flipped bit in the second frame of the journal", journalFileName, flip(img, starts[1]+frameHeaderSize+3)},
+		{"a flipped bit in a frame header", journalFileName, flip(img, starts[2]+17)},
+		{"a zeroed frame in the middle", journalFileName, zero(img, starts[3], starts[4])},
+		{"a damaged journal header", journalFileName, flip(img, 9)},
+		{"a journal cut short", journalFileName, img[:len(img)-4096]},
+		{"a flipped bit in the registry file", snapshotFileName, flip(snap, int64(len(snap)-2))},
+		{"a registry file cut short", snapshotFileName, snap[:len(snap)-1]},
+		{"an empty registry file", snapshotFileName, nil},
+		{"a registry file of a newer version", snapshotFileName, func() []byte { b := append([]byte(nil), snap...); b[8] = 9; return b }()},
 	}
 	for _, c := range cases {
-		t.Run(c.name+" is ErrRegistryCorrupt naming the file and left untouched", func(t *testing.T) {
-			r := newTestRegistry(t)
-			path := r.devicePath("x")
-			if err := os.WriteFile(path, []byte(c.content), 0o600); err != nil {
-				t.Fatal(err)
+		t.Run(c.name+" is ErrRegistryCorrupt naming the file, which stays as it was", func(t *testing.T) {
+			dir := t.TempDir()
+			copyDir(t, r.dir, dir)
+			path := filepath.Join(dir, c.file)
+			mustOK(t, os.WriteFile(path, c.data, 0o600))
+			rr := reopened(t, dir)
+			_, err := rr.listDevices()
+			if !errors.Is(err, ErrRegistryCorrupt) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("listDevices = %v, want ErrRegistryCorrupt naming %s", err, path)
 			}
-			before, _ := os.Stat(path)
-			_, err := r.loadDevice("x")
-			if !errors.Is(err, ErrRegistryCorrupt) {
-				t.Fatalf("loadDevice = %v, want ErrRegistryCorrupt", err)
+			if err := rr.saveDevice(sampleDevice("new", 50)); err == nil {
+				t.Fatal("a change was accepted on a corrupt registry")
 			}
-			if !strings.Contains(err.Error(), path) {
-				t.Fatalf("error %q does not name %s", err, path)
-			}
-			if _, err := r.listDevices(); !errors.Is(err, ErrRegistryCorrupt) {
-				t.Fatalf("listDevices = %v, want ErrRegistryCorrupt", err)
-			}
-			after, _ := os.Stat(path)
-			b, _ := os.ReadFile(path)
-			if string(b) != c.content || !after.ModTime().Equal(before.ModTime()) {
+			if got, _ := os.ReadFile(path); !bytes.Equal(got, c.data) {
 				t.Fatal("the corrupt file was modified")
 			}
 		})
 	}
-	t.Run("a garbage pool.json is ErrRegistryCorrupt, not ErrNotInitialized", func(t *testing.T) {
-		r := newTestRegistry(t)
-		os.WriteFile(r.poolPath(), []byte("{\"version\":1,"), 0o600)
-		if _, err := r.loadPool(); !errors.Is(err, ErrRegistryCorrupt) || errors.Is(err, ErrNotInitialized) {
-			t.Fatalf("loadPool = %v, want ErrRegistryCorrupt", err)
-		}
-	})
-	t.Run("a transaction with an unknown op is ErrRegistryCorrupt", func(t *testing.T) {
-		r := newTestRegistry(t)
-		os.WriteFile(r.txPath(), []byte(`{"version":1,"op":"format_disk","pool_transaction_id":2,"device_id":3}`), 0o600)
-		if _, err := r.loadTx(); !errors.Is(err, ErrRegistryCorrupt) {
-			t.Fatalf("loadTx = %v, want ErrRegistryCorrupt", err)
-		}
-	})
 }
 
-func TestListDevicesReadsManyRecordsInIDOrderAndNamesTheFirstCorruptOne(t *testing.T) {
+func flip(b []byte, at int64) []byte {
+	c := append([]byte(nil), b...)
+	c[at] ^= 0x10
+	return c
+}
+
+func zero(b []byte, from, to int64) []byte {
+	c := append([]byte(nil), b...)
+	copy(c[from:to], make([]byte, to-from))
+	return c
+}
+
+func TestAFullJournalIsCompactedAndEverythingReadsBack(t *testing.T) {
 	r := newTestRegistry(t)
-	const n = 500
-	for i := n; i >= 1; i-- {
-		if err := r.saveDevice(sampleDevice(fmt.Sprintf("layer-%d", i), uint32(i))); err != nil {
-			t.Fatal(err)
+	epoch := r.st.epoch
+	want := map[string]uint32{}
+	for i := range 400 { // about 3 times what 64 KiB holds
+		id := fmt.Sprintf("dev-%d", i%150)
+		if i%7 == 3 {
+			mustOK(t, r.removeDevice(id))
+			delete(want, id)
+			continue
 		}
+		mustOK(t, r.saveDevice(sampleDevice(id, uint32(1000+i))))
+		want[id] = uint32(1000 + i)
 	}
-	recs, err := r.listDevices()
+	if r.st.epoch == epoch {
+		t.Fatal("no compaction happened")
+	}
+	recs, err := reopened(t, r.dir).listDevices()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != n {
-		t.Fatalf("listDevices returned %d records, want %d", len(recs), n)
+	got := map[string]uint32{}
+	for _, d := range recs {
+		got[d.ID] = d.DeviceID
 	}
-	for i := 1; i < len(recs); i++ {
-		if recs[i-1].ID >= recs[i].ID {
-			t.Fatalf("records out of order: %q before %q", recs[i-1].ID, recs[i].ID)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("after compactions read back %d records, want %d", len(got), len(want))
+	}
+}
+
+// A crash during a compaction: before the registry file's rename nothing
+// changed; after it, the old journal's frames belong to another epoch and
+// the new file holds them all. Either way every record reads back.
+func TestACompactionInterruptedAtEachStepLosesNothing(t *testing.T) {
+	for _, step := range []string{"before the rename", "after the rename"} {
+		t.Run("a crash "+step+" leaves every record", func(t *testing.T) {
+			r := newTestRegistry(t)
+			for i := range 20 {
+				mustOK(t, r.saveDevice(sampleDevice(fmt.Sprintf("d%d", i), uint32(10+i))))
+			}
+			d := sampleDevice("open", 40)
+			mustOK(t, r.saveTx(txRecord{Op: opCreateSnap, DeviceID: 40, OriginDeviceID: 1, ID: "open", Device: &d}))
+			want := state(t, reopened(t, r.dir))
+			crash := func() { panic("crash") }
+			saved := compactWrite
+			if step == "before the rename" {
+				compactWrite.BeforeRename = crash
+			} else {
+				compactWrite.AfterRename = crash
+			}
+			defer func() { compactWrite = saved }()
+			func() {
+				defer func() { _ = recover() }()
+				_ = r.compact()
+				t.Fatal("the compaction did not stop at its step")
+			}()
+			compactWrite = saved
+			rr := reopened(t, r.dir)
+			if got := state(t, rr); got != want {
+				t.Fatalf("state %q, want %q", got, want)
+			}
+			rr.beginRecovery()
+			mustOK(t, rr.saveDevice(d))
+			mustOK(t, rr.clearTx())
+			if got := state(t, reopened(t, r.dir)); !strings.Contains(got, "open=40") || strings.Contains(got, "tx=") {
+				t.Fatalf("after ending the transaction: %q", got)
+			}
+		})
+	}
+}
+
+// Two handles with their own lock file handles stand for two processes.
+func TestAnotherProcessSeesAppendsAndCompactions(t *testing.T) {
+	a := newTestRegistry(t)
+	lkA, err := openRootLock(filepath.Join(a.dir, lockFileName))
+	mustOK(t, err)
+	lkB, err := openRootLock(filepath.Join(a.dir, lockFileName))
+	mustOK(t, err)
+	defer lkA.close()
+	defer lkB.close()
+	a.lk = lkA
+	b := newRegistry(a.dir, lkB)
+	defer b.close()
+	with := func(lk *rootLock, fn func()) {
+		mustOK(t, lk.lock())
+		defer lk.unlock()
+		fn()
+	}
+	with(lkB, func() { mustOK(t, b.ensure()) })
+	with(lkA, func() { mustOK(t, a.saveDevice(sampleDevice("one", 10))) })
+	with(lkB, func() {
+		if _, err := b.loadDevice("one"); err != nil {
+			t.Fatalf("the other process does not see an append: %v", err)
 		}
-	}
-	for _, id := range []string{"layer-77", "layer-400", "layer-123"} {
-		if err := os.WriteFile(r.devicePath(id), []byte("{"), 0o600); err != nil {
-			t.Fatal(err)
+		mustOK(t, b.saveDevice(sampleDevice("two", 11)))
+	})
+	with(lkA, func() {
+		if _, err := a.loadDevice("two"); err != nil {
+			t.Fatalf("the first process does not see the other's append: %v", err)
 		}
-	}
-	for range 5 { // the same answer whatever the goroutines' timing
-		_, err := r.listDevices()
-		if !errors.Is(err, ErrRegistryCorrupt) || !strings.Contains(err.Error(), "layer-123.json") {
-			t.Fatalf("listDevices = %v, want ErrRegistryCorrupt naming layer-123.json (the first in id order)", err)
+		mustOK(t, a.compact())
+		mustOK(t, a.removeDevice("one"))
+	})
+	with(lkB, func() {
+		if got, want := state(t, b), "two=11 del=false labels=map[];"; got != want {
+			t.Fatalf("after the other's compaction and removal: %q, want %q", got, want)
 		}
-	}
+	})
 }

@@ -1,8 +1,6 @@
 package thinpool
 
 import (
-	"os"
-
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 
@@ -56,18 +54,13 @@ func (p *Pool) Status() (Status, error) {
 	if err != nil {
 		return s, err
 	}
-	if entries, err := os.ReadDir(p.reg.devicesDir()); err == nil {
-		for _, e := range entries {
-			if len(e.Name()) > 0 && e.Name()[0] != '.' {
-				s.Devices++
-			}
-		}
+	if n, err := p.reg.deviceCount(); err == nil {
+		s.Devices = n
 	}
 	return s, nil
 }
 
-// statusLocked is Status without the device count (which costs a
-// directory listing).
+// statusLocked is Status without the device count.
 func (p *Pool) statusLocked() (Status, error) {
 	s := Status{PoolName: p.cfg.PoolName, BlockSize: p.cfg.BlockSize, Filesystem: p.cfg.Filesystem,
 		DataFile: p.dataFilePath(), MetadataFile: p.metaFilePath(), BaseSize: p.cfg.BaseSize,

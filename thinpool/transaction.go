@@ -16,17 +16,19 @@ const (
 	opDelete     = "delete"
 )
 
-// txRecord is transaction.json: the one pool message in flight. It is
-// written (durably) before the message is sent and removed once the
-// registry matches what the message did, so a crash anywhere in between
-// leaves enough behind for Open to make registry and pool agree again.
+// txRecord is the one pool message in flight: the body of a begin entry
+// in the journal, made durable before the message is sent and ended once
+// the registry matches what the message did, so a crash anywhere in
+// between leaves enough behind for Open to make registry and pool agree
+// again. (Version 1 kept it in transaction.json.)
 //
 // The kernel commits the pool's metadata after every message it accepts,
 // so a message that returned is on disk; one that did not return may or
-// may not have reached the pool. Recovery therefore never has to ask the
-// pool which it was: a create whose device record was not yet written is
-// undone with "delete <id>" (ENODATA means it never arrived), and a delete
-// is simply sent again.
+// may not have reached the pool. A create carries the new device's record
+// (Device), so the end entry need not be flushed: recovery asks the pool
+// whether the id exists (create_thin: EEXIST) and keeps the record, or
+// finds that the message never arrived and undoes the probe. A delete is
+// simply sent again.
 type txRecord struct {
 	Version  int    `json:"version"`
 	Op       string `json:"op"`
@@ -36,6 +38,9 @@ type txRecord struct {
 	// ID is the registry id; empty for the base device and for orphans.
 	ID      string    `json:"id,omitempty"`
 	Started time.Time `json:"started"`
+	// Device is the record a create adds when it succeeds; nil for
+	// deletes, the base device and transactions migrated from version 1.
+	Device *deviceRecord `json:"device,omitempty"`
 }
 
 func (t txRecord) validate() error {
@@ -54,6 +59,11 @@ func (t txRecord) validate() error {
 	if t.ID != "" {
 		if err := ValidateID(t.ID); err != nil {
 			return err
+		}
+	}
+	if d := t.Device; d != nil {
+		if t.Op == opDelete || d.ID != t.ID || d.DeviceID != t.DeviceID {
+			return errors.Errorf("%s of thin id %d (%q) carries the record of %q, thin id %d", t.Op, t.DeviceID, t.ID, d.ID, d.DeviceID)
 		}
 	}
 	return nil
@@ -75,17 +85,20 @@ func (t txRecord) message() string {
 type txAction int
 
 const (
-	// txKeep: a create whose device record was written; the pool has the
-	// device (the message returned before the record was written). Only
-	// transaction.json is left to remove.
+	// txKeep: the create happened; record the device (it carries its
+	// record, or the record was written already) and end the transaction.
 	txKeep txAction = iota
-	// txUndo: a create without its record; "delete <id>" (ENODATA: the
-	// message never arrived) and nothing else.
+	// txUndo: a create that did not happen, or whose record is missing;
+	// "delete <id>" (ENODATA: the message never arrived) and nothing else.
 	txUndo
 	// txFinish: a delete; "delete <id>" again (ENODATA: it was done) and
 	// remove the record. A device still open somewhere is left to
 	// deferred deletion instead.
 	txFinish
+	// txProbe: a create that carries its record: ask the pool whether the
+	// id exists ("create_thin <id>": EEXIST means the create happened;
+	// success means it never arrived, and the probe is deleted again).
+	txProbe
 )
 
 func (a txAction) String() string {
@@ -94,6 +107,8 @@ func (a txAction) String() string {
 		return "keep"
 	case txUndo:
 		return "undo"
+	case txProbe:
+		return "probe"
 	default:
 		return "finish"
 	}
@@ -105,6 +120,8 @@ func decideTx(t txRecord, recorded uint32) txAction {
 	switch {
 	case t.Op == opDelete:
 		return txFinish
+	case t.Device != nil:
+		return txProbe
 	case t.ID != "" && recorded == t.DeviceID:
 		return txKeep
 	default:
@@ -116,11 +133,13 @@ func decideTx(t txRecord, recorded uint32) txAction {
 // (EEXIST); the caller marks it used and tries the next one.
 var errIDTaken = errors.New("thin device id already exists in the pool")
 
-// runTx runs one pool message inside a transaction: persist the
-// transaction, send the message (the kernel commits it), apply commit
-// (write or remove the device record), clear the transaction. Any failure
-// after the message was sent is recovered on the spot (and, if that fails
-// too, on the next Open). The caller holds the root lock.
+// runTx runs one pool message inside a transaction: make the transaction
+// durable (the registry's one flush), send the message (the kernel
+// commits it), apply commit (the record changes it makes join the
+// transaction's end), end the transaction (not flushed: recovery can tell
+// what the message did). Any failure after the message was sent is
+// recovered on the spot (and, if that fails too, on the next Open). The
+// caller holds the root lock.
 func (p *Pool) runTx(t txRecord, commit func() error) error {
 	t.Started = time.Now().UTC()
 	if err := p.reg.saveTx(t); err != nil {
@@ -129,46 +148,27 @@ func (p *Pool) runTx(t txRecord, commit func() error) error {
 	failpoint.Inject(failpoint.TxAfterSave)
 	if _, err := p.dm.Message(p.cfg.PoolName, 0, t.message()); err != nil {
 		// The kernel refused the message: nothing happened.
-		cerr := p.reg.clearTx()
-		if errors.Is(err, dm.ErrExists) {
+		cerr := p.reg.abortTx()
+		if errors.Is(err, dm.ErrExists) && cerr == nil {
 			return errIDTaken
 		}
 		if cerr != nil {
-			return cerr
+			return errors.Wrapf(cerr, "after thin pool %s refused %s (%v)", p.cfg.PoolName, t.message(), err)
 		}
 		return errors.Wrapf(p.poolMessageError(err), "thin pool %s: %s", p.cfg.PoolName, t.message())
 	}
 	failpoint.Inject(failpoint.TxAfterMessage)
 	if commit != nil {
 		if err := commit(); err != nil {
-			if rerr := p.recoverTx(t); rerr != nil {
+			p.idx.invalidate() // drop what commit collected: read the journal again
+			if rerr := p.recoverPendingTx(); rerr != nil {
 				return errors.Wrapf(err, "and recovering failed (%v); the next Open retries", rerr)
 			}
 			return err
 		}
 	}
 	failpoint.Inject(failpoint.TxAfterCommit)
-	p.changed()
 	return p.reg.clearTx()
-}
-
-// changed advances the root's change counter after this process changed
-// the set of devices, keeping its own index (which the caller updates in
-// place) current when nobody else changed anything in between.
-func (p *Pool) changed() {
-	gen, err := p.lk.bump()
-	if p.idx == nil {
-		return
-	}
-	if err != nil {
-		p.idx.invalidate()
-		return
-	}
-	if p.idx.valid && p.idx.gen+1 == gen {
-		p.idx.gen = gen
-	} else {
-		p.idx.invalidate()
-	}
 }
 
 // poolMessageError maps a refused message to a friendlier error when the
@@ -189,7 +189,8 @@ func (p *Pool) recoverPendingTx() error {
 	return p.recoverTx(*t)
 }
 
-// recoverTx finishes or undoes t so that registry and pool agree.
+// recoverTx finishes or undoes pending transaction t so that registry and
+// pool agree, and ends it.
 func (p *Pool) recoverTx(t txRecord) error {
 	var recorded uint32
 	if t.ID != "" {
@@ -202,7 +203,27 @@ func (p *Pool) recoverTx(t txRecord) error {
 		}
 	}
 	action := decideTx(t, recorded)
-	if action != txKeep {
+	if action == txProbe {
+		_, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinCreate(t.DeviceID))
+		switch {
+		case errors.Is(err, dm.ErrExists):
+			action = txKeep
+		case err == nil:
+			action = txUndo // the probe made it: delete it again
+		default:
+			return errors.Wrapf(err, "ask thin pool %s whether the interrupted %s of thin id %d happened (%s)",
+				p.cfg.PoolName, t.Op, t.DeviceID, p.reg.journalPath())
+		}
+	}
+	p.reg.beginRecovery()
+	switch action {
+	case txKeep:
+		if t.Device != nil {
+			if err := p.reg.saveDevice(*t.Device); err != nil {
+				return err
+			}
+		}
+	default:
 		_, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinDelete(t.DeviceID))
 		switch {
 		case err == nil || errors.Is(err, dm.ErrNoData):
@@ -217,19 +238,15 @@ func (p *Pool) recoverTx(t txRecord) error {
 				return err
 			}
 		default:
-			return errors.Wrapf(err, "%s the interrupted %s of thin device id %d (%s)", action, t.Op, t.DeviceID, p.reg.txPath())
+			p.idx.invalidate() // the transaction stays open on disk
+			return errors.Wrapf(err, "%s the interrupted %s of thin device id %d (%s)", action, t.Op, t.DeviceID, p.reg.journalPath())
 		}
 	}
-	p.changed()
-	if p.idx != nil {
-		p.idx.invalidate()
-	}
-	return p.reg.clearTx()
+	return p.reg.endTx(endRecovered, false)
 }
 
-// markDeleted flags a device record as pending deletion. The index keeps
-// the set of such records (GC walks it), so other processes are told
-// through the change counter.
+// markDeleted flags a device record as pending deletion (the index keeps
+// the set of such records: GC walks it).
 func (p *Pool) markDeleted(id string) error {
 	d, err := p.reg.loadDevice(id)
 	if err != nil {
@@ -239,12 +256,5 @@ func (p *Pool) markDeleted(id string) error {
 		return nil
 	}
 	d.Deleted = true
-	if err := p.reg.saveDevice(d); err != nil {
-		return err
-	}
-	if p.idx != nil && p.idx.deleted != nil {
-		p.idx.deleted[id] = true
-	}
-	p.changed()
-	return nil
+	return p.reg.saveDevice(d)
 }

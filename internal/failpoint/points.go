@@ -23,6 +23,12 @@ const (
 	SnapAfterSuspend  = "thinpool/snapshot/after-suspend"
 	SnapBeforeResume  = "thinpool/snapshot/before-resume"
 	CheckAfterReserve = "thinpool/check/after-reserve"
+	JournalAfterWrite = "thinpool/journal/after-write"
+	CompactBeforeRen  = "thinpool/compact/before-rename"
+	CompactAfterRen   = "thinpool/compact/after-rename"
+	MigrateAfterJrnl  = "thinpool/migrate/after-journal"
+	MigrateAfterSnap  = "thinpool/migrate/after-registry"
+	MigrateAfterPool  = "thinpool/migrate/after-pool-json"
 
 	Overlay2BeforePublish     = "overlay2/create/before-publish"
 	Overlay2AfterPublish      = "overlay2/create/after-publish"
@@ -52,6 +58,12 @@ var Points = []Point{
 	{SnapAfterSuspend, "snapshot: the active origin is suspended for create_snap"},
 	{SnapBeforeResume, "snapshot: create_snap is done (or failed), the origin is still suspended (its error action makes the resume fail)"},
 	{CheckAfterReserve, "check: the pool's metadata snapshot is reserved and not yet released"},
+	{JournalAfterWrite, "registry journal: a frame is written into the journal, not yet flushed (the begin of a transaction, its end, or a record change)"},
+	{CompactBeforeRen, "registry compaction (pool down, or a full journal): the new registry file is written and fsynced under a temporary name"},
+	{CompactAfterRen, "registry compaction: the new registry file (new epoch) is renamed into place, its directory not yet fsynced"},
+	{MigrateAfterJrnl, "registry migration from version 1: the new journal exists; pool.json and the version 1 files are unchanged"},
+	{MigrateAfterSnap, "registry migration: the registry file holds every version 1 record; pool.json still says version 1"},
+	{MigrateAfterPool, "registry migration: pool.json says version 2; the version 1 files (devices/, transaction.json) are not yet removed"},
 	{Overlay2BeforePublish, "overlay2 create: the layer is complete in its staging directory (fsynced), not yet renamed into place"},
 	{Overlay2AfterPublish, "overlay2 create: the layer is renamed into place, its parent directory not yet fsynced"},
 	{Overlay2RemoveAfterRename, "overlay2 remove: the layer's directory is renamed away (the rename on disk), its l/ link and files not yet deleted"},

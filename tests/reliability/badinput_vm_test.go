@@ -82,10 +82,14 @@ func TestReliabilityBadInputDevicemapper(t *testing.T) {
 	})
 
 	t.Run("a corrupt registry file is refused, named and left alone", func(t *testing.T) {
-		dev := filepath.Join(r.root, "devicemapper", "devices", "a.json")
+		reg := filepath.Join(r.root, "devicemapper", "registry")
+		jrnl := filepath.Join(r.root, "devicemapper", "journal")
 		pool := filepath.Join(r.root, "devicemapper", "pool.json")
-		tx := filepath.Join(r.root, "devicemapper", "transaction.json")
-		orig, err := os.ReadFile(dev)
+		origReg, err := os.ReadFile(reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		origJrnl, err := os.ReadFile(jrnl)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,18 +97,25 @@ func TestReliabilityBadInputDevicemapper(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The first frame of the journal (at byte 64) with a flipped bit:
+		// the frames after it were written once it was durable.
+		badFrame := append([]byte(nil), origJrnl...)
+		badFrame[64+48] ^= 0x20
+		newer := append([]byte(nil), origReg...)
+		newer[8] = 9
 		for _, c := range []struct {
 			name, file string
 			content    []byte
 		}{
-			{"a truncated device record", dev, orig[:len(orig)/2]},
-			{"an empty device record", dev, nil},
-			{"a garbage device record", dev, []byte("\x00\xff garbage {{{")},
-			{"a device record of another shape", dev, []byte(`{"version":1,"id":"zzz","device_id":-4}`)},
-			{"a record from a newer thinctl", dev, []byte(`{"version":99,"id":"a","device_id":2}`)},
+			{"a damaged frame before the journal's last ones", jrnl, badFrame},
+			{"a journal cut short", jrnl, origJrnl[:len(origJrnl)/2]},
+			{"an empty journal", jrnl, nil},
+			{"a truncated registry file", reg, origReg[:len(origReg)/2]},
+			{"an empty registry file", reg, nil},
+			{"a garbage registry file", reg, []byte("\x00\xff garbage {{{")},
+			{"a registry file from a newer thinctl", reg, newer},
 			{"a truncated pool.json", pool, origPool[:len(origPool)/3]},
 			{"a garbage pool.json", pool, []byte("not json")},
-			{"a garbage transaction.json", tx, []byte("{\"op\":")},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				r.t = t

@@ -151,11 +151,11 @@ func crashSteps() []crashStep {
 			udev: p == failpoint.TxAfterMessage,
 			args: fixed("create", "n"), newID: "n", newData: base})
 	}
+	// A create appends two frames to the registry's journal: the begin
+	// (flushed) and the end (not flushed).
 	for nth := 1; nth <= 2; nth++ {
-		for _, p := range []string{failpoint.RegistryBeforeRen, failpoint.RegistryAfterRen} {
-			steps = append(steps, crashStep{name: fmt.Sprintf("create (registry write %d)", nth), point: p, nth: nth,
-				args: fixed("create", "n"), newID: "n", newData: base})
-		}
+		steps = append(steps, crashStep{name: fmt.Sprintf("create (journal frame %d)", nth), point: failpoint.JournalAfterWrite,
+			nth: nth, subset: nth == 1, cut: true, args: fixed("create", "n"), newID: "n", newData: base})
 	}
 	steps = append(steps,
 		crashStep{name: "snapshot of an unmounted device", point: failpoint.TxAfterMessage,
@@ -174,16 +174,25 @@ func crashSteps() []crashStep {
 	steps = append(steps, crashStep{name: "remove of a held device", point: failpoint.RemoveAfterMark, subset: true,
 		prepare: heldVictim, afterCrash: release, args: fixed("remove", "v"), newID: "v", newData: ofV})
 	for _, p := range []string{failpoint.RemoveAfterUnmnt, failpoint.RemoveAfterDeact,
-		failpoint.TxAfterSave, failpoint.TxAfterMessage, failpoint.TxAfterCommit, failpoint.RegistryBeforeRen} {
+		failpoint.TxAfterSave, failpoint.TxAfterMessage, failpoint.TxAfterCommit, failpoint.JournalAfterWrite} {
 		steps = append(steps, crashStep{name: "remove", point: p,
 			prepare: victim, args: fixed("remove", "v"), newID: "v", newData: ofV})
 	}
 	steps = append(steps,
 		crashStep{name: "pool grow", point: failpoint.GrowAfterFiles, args: growArgs},
 		crashStep{name: "pool grow", point: failpoint.GrowAfterReload, subset: true, args: growArgs},
+		crashStep{name: "pool grow (pool.json write)", point: failpoint.RegistryBeforeRen, args: growArgs},
+		crashStep{name: "pool grow (pool.json write)", point: failpoint.RegistryAfterRen, args: growArgs},
+		crashStep{name: "pool down (registry compaction)", point: failpoint.CompactBeforeRen, args: fixed("pool", "down")},
+		crashStep{name: "pool down (registry compaction)", point: failpoint.CompactAfterRen, subset: true, cut: true, args: fixed("pool", "down")},
 		crashStep{name: "pool up after pool down", point: failpoint.OpenAfterPoolUp,
 			prepare: func(t *testing.T, r *rig) { r.must("pool", "down") }, args: fixed("pool", "up")},
 	)
+	for _, p := range []string{failpoint.MigrateAfterJrnl, failpoint.MigrateAfterSnap, failpoint.MigrateAfterPool} {
+		steps = append(steps, crashStep{name: "pool up of a version 1 root (migration)", point: p,
+			subset: p == failpoint.MigrateAfterSnap, cut: p == failpoint.MigrateAfterPool,
+			prepare: downgradeToV1, args: fixed("pool", "up")})
+	}
 	return steps
 }
 

@@ -90,37 +90,18 @@ func readPoolJSON(root string) (poolJSON, error) {
 	return p, json.Unmarshal(b, &p)
 }
 
-// registryRecord is the part of devices/<id>.json the oracles read.
-type registryRecord struct {
-	ID       string `json:"id"`
-	DeviceID uint32 `json:"device_id"`
-	Deleted  bool   `json:"deleted"`
-}
+// registryRecord is the part of a device record the oracles read.
+type registryRecord = testenv.RegistryRecord
 
-// readRegistry reads every device record, straight from the files.
+// readRegistry reads every device record straight from the registry's
+// files (testenv.ReadRegistry decodes them as docs/registry.md says).
 func readRegistry(t *testing.T, root string) []registryRecord {
 	t.Helper()
-	dir := filepath.Join(root, "devicemapper", "devices")
-	ents, err := os.ReadDir(dir)
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatalf("read %s: %v", dir, err)
+	recs, err := testenv.ReadRegistry(root)
+	if err != nil {
+		t.Fatalf("read the registry of %s: %v", root, err)
 	}
-	var out []registryRecord
-	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatalf("read %s: %v", e.Name(), err)
-		}
-		var rec registryRecord
-		if err := json.Unmarshal(b, &rec); err != nil {
-			t.Fatalf("registry record %s is not JSON: %v\n%s", e.Name(), err, b)
-		}
-		out = append(out, rec)
-	}
-	return out
+	return recs
 }
 
 // dmNames lists device-mapper devices whose names start with prefix.

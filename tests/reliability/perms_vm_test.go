@@ -33,7 +33,6 @@ func TestReliabilityPermissions(t *testing.T) {
 	}
 	checkMode(r.root, 0o700)
 	checkMode(state, 0o700)
-	checkMode(filepath.Join(state, "devices"), 0o700)
 	checkMode(filepath.Join(r.root, "mnt"), 0o700)
 	n := 0
 	filepath.WalkDir(state, func(path string, d fs.DirEntry, err error) error {
@@ -52,7 +51,7 @@ func TestReliabilityPermissions(t *testing.T) {
 		}
 		return nil
 	})
-	if n < 5 { // pool.json, data, metadata, lock, two device records
+	if n < 6 { // pool.json, data, metadata, lock, registry, journal
 		t.Errorf("only %d files under %s", n, state)
 	}
 	// Mount points: the directory of an unmounted device does not exist or

@@ -1,0 +1,297 @@
+package thinpool
+
+import (
+	"encoding/binary"
+	"hash/crc32"
+
+	"github.com/pkg/errors"
+)
+
+// The registry's version 2 files (docs/registry.md describes them byte by
+// byte): "registry", a snapshot of every device record written atomically
+// now and then, and "journal", a preallocated file of checksummed frames
+// appended since, one fdatasync per durable append. This file holds their
+// encoders and decoders; they work on byte slices and never touch a file,
+// so the fuzz target and the torn-write tests drive them directly.
+
+// registryFormat is the version of the files below and of pool.json in a
+// root that uses them. Readers refuse a newer one.
+const registryFormat = 2
+
+const (
+	journalMagic      = "THINJRNL"
+	snapshotMagic     = "THINREGS"
+	journalHeaderSize = 64
+	snapshotHdrSize   = 48
+	frameHeaderSize   = 40
+	frameMagic        = 0x324d5246 // "FRM2" little-endian
+	frameAlign        = 8
+	// maxFramePayload bounds one frame: a begin and a put of a record with
+	// the most labels allowed, with room to spare.
+	maxFramePayload = 1 << 20
+	// maxEntryBody bounds one entry's body in a snapshot or a frame.
+	maxEntryBody = maxFramePayload
+)
+
+// Entry kinds, the first byte of every entry.
+const (
+	entryPut   byte = 1 // body: the device record (JSON); replaces the record of its id
+	entryDel   byte = 2 // body: the id; removes its record
+	entryBegin byte = 3 // body: the transaction (JSON); a pool message is about to be sent
+	entryEnd   byte = 4 // body: one byte, the outcome; the transaction is over
+)
+
+// Outcomes of an end entry (informational: replay treats them alike).
+const (
+	endDone      byte = 1 // the message was sent and its effects are recorded
+	endRefused   byte = 2 // the kernel refused the message: nothing happened
+	endRecovered byte = 3 // recovery decided what the message did
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// entry is one change in a frame or one item of a snapshot.
+type entry struct {
+	kind byte
+	body []byte
+}
+
+// appendEntry encodes one entry: kind (1 byte), body length (u32 LE), body.
+func appendEntry(b []byte, kind byte, body []byte) []byte {
+	b = append(b, kind)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(body)))
+	return append(b, body...)
+}
+
+// parseEntries splits a frame's payload or a snapshot's body into entries.
+// The bodies alias data.
+func parseEntries(data []byte) ([]entry, error) {
+	var out []entry
+	for len(data) > 0 {
+		if len(data) < 5 {
+			return nil, errors.Errorf("an entry header is cut short (%d bytes left)", len(data))
+		}
+		kind, n := data[0], binary.LittleEndian.Uint32(data[1:5])
+		if kind < entryPut || kind > entryEnd {
+			return nil, errors.Errorf("unknown entry kind %d", kind)
+		}
+		if n > maxEntryBody || int64(n) > int64(len(data)-5) {
+			return nil, errors.Errorf("an entry of kind %d claims %d bytes, %d are left", kind, n, len(data)-5)
+		}
+		out = append(out, entry{kind: kind, body: data[5 : 5+n]})
+		data = data[5+n:]
+	}
+	return out, nil
+}
+
+// encodeJournalHeader is the journal's first journalHeaderSize bytes:
+// magic, format version, header size, capacity (the file's size), and a
+// CRC-32C of the bytes before it. It is written once, when the file is made.
+func encodeJournalHeader(capacity int64) []byte {
+	b := make([]byte, journalHeaderSize)
+	copy(b, journalMagic)
+	binary.LittleEndian.PutUint32(b[8:], registryFormat)
+	binary.LittleEndian.PutUint32(b[12:], journalHeaderSize)
+	binary.LittleEndian.PutUint64(b[16:], uint64(capacity))
+	binary.LittleEndian.PutUint32(b[24:], crc32.Checksum(b[:24], castagnoli))
+	return b
+}
+
+// parseJournalHeader checks the header and returns the capacity.
+func parseJournalHeader(data []byte) (int64, error) {
+	if len(data) < journalHeaderSize {
+		return 0, errors.Errorf("%d bytes long, shorter than its %d-byte header", len(data), journalHeaderSize)
+	}
+	if string(data[:8]) != journalMagic {
+		return 0, errors.Errorf("does not start with %q", journalMagic)
+	}
+	if crc32.Checksum(data[:24], castagnoli) != binary.LittleEndian.Uint32(data[24:]) {
+		return 0, errors.New("its header checksum does not match")
+	}
+	for _, c := range data[28:journalHeaderSize] {
+		if c != 0 {
+			return 0, errors.New("its reserved header bytes are not zero")
+		}
+	}
+	if v := binary.LittleEndian.Uint32(data[8:]); v != registryFormat {
+		return 0, errors.Errorf("has format version %d; this version of thinpool reads version %d", v, registryFormat)
+	}
+	if hs := binary.LittleEndian.Uint32(data[12:]); hs != journalHeaderSize {
+		return 0, errors.Errorf("has a %d-byte header, not %d", hs, journalHeaderSize)
+	}
+	capacity := int64(binary.LittleEndian.Uint64(data[16:]))
+	if capacity != int64(len(data)) {
+		return 0, errors.Errorf("is %d bytes long; its header says %d", len(data), capacity)
+	}
+	return capacity, nil
+}
+
+// frame is one decoded journal frame.
+type frame struct {
+	off    int64  // where it starts in the journal
+	end    int64  // where the next frame starts
+	seq    uint64 // 1, 2, 3, ... within an epoch
+	synced int64  // the offset up to which its writer knew the journal durable
+	items  []entry
+}
+
+// frameSize is the bytes a frame with an n-byte payload takes, padding
+// included.
+func frameSize(n int) int64 {
+	return int64(frameHeaderSize+n+frameAlign-1) / frameAlign * frameAlign
+}
+
+// encodeFrame lays out a frame: magic u32, payload length u32, epoch u64,
+// seq u64, synced u64, CRC-32C u32 (of bytes 0-31 and the payload), a zero
+// u32, the payload, zeros up to the next multiple of 8.
+func encodeFrame(epoch, seq uint64, synced int64, payload []byte) []byte {
+	b := make([]byte, frameSize(len(payload)))
+	binary.LittleEndian.PutUint32(b[0:], frameMagic)
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(payload)))
+	binary.LittleEndian.PutUint64(b[8:], epoch)
+	binary.LittleEndian.PutUint64(b[16:], seq)
+	binary.LittleEndian.PutUint64(b[24:], uint64(synced))
+	copy(b[frameHeaderSize:], payload)
+	c := crc32.Checksum(b[:32], castagnoli)
+	c = crc32.Update(c, castagnoli, payload)
+	binary.LittleEndian.PutUint32(b[32:], c)
+	return b
+}
+
+// parseFrameAt decodes the frame at off if it is an intact frame of epoch:
+// magic, length within bounds and within data, epoch, checksum, entries
+// that parse. ok is false for anything else (zeros, a frame of an older
+// epoch, a torn or damaged frame).
+func parseFrameAt(data []byte, off int64, epoch uint64) (frame, bool) {
+	if off < 0 || off+frameHeaderSize > int64(len(data)) {
+		return frame{}, false
+	}
+	h := data[off : off+frameHeaderSize]
+	if binary.LittleEndian.Uint32(h[0:]) != frameMagic || binary.LittleEndian.Uint64(h[8:]) != epoch {
+		return frame{}, false
+	}
+	n := binary.LittleEndian.Uint32(h[4:])
+	if n == 0 || n > maxFramePayload || off+frameSize(int(n)) > int64(len(data)) {
+		return frame{}, false
+	}
+	payload := data[off+frameHeaderSize : off+frameHeaderSize+int64(n)]
+	c := crc32.Checksum(h[:32], castagnoli)
+	c = crc32.Update(c, castagnoli, payload)
+	if c != binary.LittleEndian.Uint32(h[32:]) || binary.LittleEndian.Uint32(h[36:]) != 0 {
+		return frame{}, false
+	}
+	items, err := parseEntries(payload)
+	if err != nil {
+		return frame{}, false
+	}
+	return frame{off: off, end: off + frameSize(int(n)), seq: binary.LittleEndian.Uint64(h[16:]),
+		synced: int64(binary.LittleEndian.Uint64(h[24:])), items: items}, true
+}
+
+// journalScan is what scanJournal found.
+type journalScan struct {
+	frames []frame
+	// tail is where the next frame goes: the end of the last intact frame
+	// of the chain.
+	tail int64
+	// torn is the end of the last intact frame of this epoch found beyond
+	// tail (the remains of writes no fdatasync completed), 0 when none. The
+	// bytes [tail, torn) must be zeroed durably before the next append, so
+	// that a later chain can never run into them.
+	torn int64
+}
+
+// scanJournal decodes the chain of frames of epoch that starts after the
+// header: seq 1, 2, 3, ... each at the end of the one before. The chain
+// ends at the first position without such a frame. What lies beyond is the
+// tail of a write that did not complete (ignored, and reported in torn) or
+// stale frames of older epochs — unless some intact frame of this epoch
+// beyond it records that the journal was durable past the chain's end: its
+// writer saw the missing frames on disk, so they were damaged later, and
+// that is corruption (an error giving the offset).
+func scanJournal(data []byte, epoch uint64) (journalScan, error) {
+	var s journalScan
+	pos := int64(journalHeaderSize)
+	var last uint64
+	for {
+		f, ok := parseFrameAt(data, pos, epoch)
+		if !ok || f.seq != last+1 || f.synced > pos || f.synced < journalHeaderSize {
+			break
+		}
+		s.frames = append(s.frames, f)
+		last, pos = f.seq, f.end
+	}
+	s.tail = pos
+	for q := pos; q+frameHeaderSize <= int64(len(data)); q += frameAlign {
+		f, ok := parseFrameAt(data, q, epoch)
+		if !ok {
+			continue
+		}
+		if f.synced > pos {
+			return s, errors.Errorf("the frame at offset %d is damaged or missing, yet frame %d at offset %d was written after it was durable",
+				pos, f.seq, q)
+		}
+		s.torn = max(s.torn, f.end)
+	}
+	return s, nil
+}
+
+// snapshot is the decoded registry file.
+type snapshot struct {
+	epoch uint64 // the journal frames that follow it carry this epoch
+	next  uint32 // allocation hint: the next thin id to try
+	items []entry
+}
+
+// encodeSnapshot lays out the registry file: magic, format version u32, a
+// zero u32, epoch u64, next thin id u32, entry count u32, body length u64,
+// CRC-32C u32 (of bytes 0-39 and the body), a zero u32, the body (entries).
+func encodeSnapshot(epoch uint64, next uint32, count int, body []byte) []byte {
+	b := make([]byte, snapshotHdrSize, snapshotHdrSize+len(body))
+	copy(b, snapshotMagic)
+	binary.LittleEndian.PutUint32(b[8:], registryFormat)
+	binary.LittleEndian.PutUint64(b[16:], epoch)
+	binary.LittleEndian.PutUint32(b[24:], next)
+	binary.LittleEndian.PutUint32(b[28:], uint32(count))
+	binary.LittleEndian.PutUint64(b[32:], uint64(len(body)))
+	c := crc32.Checksum(b[:40], castagnoli)
+	c = crc32.Update(c, castagnoli, body)
+	binary.LittleEndian.PutUint32(b[40:], c)
+	return append(b, body...)
+}
+
+// parseSnapshot decodes and checks the registry file. Any flaw is an
+// error: the file is written atomically, so it is never torn.
+func parseSnapshot(data []byte) (snapshot, error) {
+	var s snapshot
+	if len(data) < snapshotHdrSize {
+		return s, errors.Errorf("%d bytes long, shorter than its %d-byte header", len(data), snapshotHdrSize)
+	}
+	if string(data[:8]) != snapshotMagic {
+		return s, errors.Errorf("does not start with %q", snapshotMagic)
+	}
+	if v := binary.LittleEndian.Uint32(data[8:]); v != registryFormat {
+		return s, errors.Errorf("has format version %d; this version of thinpool reads version %d", v, registryFormat)
+	}
+	n := binary.LittleEndian.Uint64(data[32:])
+	if n != uint64(len(data)-snapshotHdrSize) {
+		return s, errors.Errorf("its header says %d bytes of records, the file holds %d", n, len(data)-snapshotHdrSize)
+	}
+	c := crc32.Checksum(data[:40], castagnoli)
+	c = crc32.Update(c, castagnoli, data[snapshotHdrSize:])
+	if c != binary.LittleEndian.Uint32(data[40:]) {
+		return s, errors.New("its checksum does not match")
+	}
+	if binary.LittleEndian.Uint32(data[12:]) != 0 || binary.LittleEndian.Uint32(data[44:]) != 0 {
+		return s, errors.New("its reserved header fields are not zero")
+	}
+	items, err := parseEntries(data[snapshotHdrSize:])
+	if err != nil {
+		return s, err
+	}
+	if count := binary.LittleEndian.Uint32(data[28:]); int(count) != len(items) {
+		return s, errors.Errorf("its header counts %d entries, it holds %d", count, len(items))
+	}
+	s.epoch, s.next, s.items = binary.LittleEndian.Uint64(data[16:]), binary.LittleEndian.Uint32(data[24:]), items
+	return s, nil
+}

@@ -1,0 +1,113 @@
+package thinpool
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+
+	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/internal/atomicfile"
+	"github.com/thinctl/thinctl/internal/failpoint"
+)
+
+// migrate converts a version 1 root (pool.json at version 1, devices/,
+// transaction.json) to version 2, under the root lock, in steps that a
+// crash can interrupt anywhere:
+//
+//  1. read every v1 record and the open transaction; anything corrupt
+//     refuses, naming the file, and nothing is written;
+//  2. write a new, empty journal (atomically);
+//  3. write the registry file with every record and the transaction
+//     (atomically), under a new epoch;
+//  4. rewrite pool.json at version 2 (atomically): the switch. Before it
+//     the root is version 1, untouched (the new files are ignored and made
+//     again by the next attempt); after it, version 2 is complete;
+//  5. remove the v1 files (removeV1Leftovers; Open repeats it when a crash
+//     left some).
+//
+// cfg is pool.json as read; the registry is left unloaded.
+func (r *registry) migrate(cfg poolRecord) error {
+	v1 := v1Registry{dir: r.dir}
+	recs, err := v1.listDevices()
+	if err != nil {
+		return err
+	}
+	tx, err := v1.loadTx()
+	if err != nil {
+		return err
+	}
+	r.close()
+	var body []byte
+	next := max(cfg.NextDeviceID, cfg.BaseDeviceID+1)
+	for _, d := range recs {
+		d.Version = registryVersion
+		b, err := json.Marshal(d)
+		if err != nil {
+			return errors.Wrapf(err, "registry: encode the record of %q", d.ID)
+		}
+		body = appendEntry(body, entryPut, b)
+		if d.DeviceID < maxDeviceID {
+			next = max(next, d.DeviceID+1)
+		}
+	}
+	if tx != nil {
+		tx.Version = registryVersion
+		b, err := json.Marshal(tx)
+		if err != nil {
+			return errors.Wrap(err, "registry: encode the open transaction")
+		}
+		body = appendEntry(body, entryBegin, b)
+		if tx.DeviceID < maxDeviceID {
+			next = max(next, tx.DeviceID+1)
+		}
+	}
+	if next > maxDeviceID {
+		next = 1
+	}
+	if err := r.writeJournal(); err != nil {
+		return errors.Wrap(err, "convert the registry to version 2")
+	}
+	failpoint.Inject(failpoint.MigrateAfterJrnl)
+	if err := r.writeSnapshot(newEpoch(0), next, body, atomicfile.Options{}); err != nil {
+		return errors.Wrap(err, "convert the registry to version 2")
+	}
+	failpoint.Inject(failpoint.MigrateAfterSnap)
+	if err := r.savePool(cfg); err != nil {
+		return errors.Wrap(err, "convert the registry to version 2")
+	}
+	failpoint.Inject(failpoint.MigrateAfterPool)
+	return r.removeV1Leftovers()
+}
+
+// removeV1Leftovers removes what migration left of version 1 (the files
+// are never read again once pool.json says version 2). Cheap when there
+// is nothing: one failed open.
+func (r *registry) removeV1Leftovers() error {
+	v1 := v1Registry{dir: r.dir}
+	if err := os.Remove(v1.txPath()); err != nil && !os.IsNotExist(err) {
+		return errors.Wrapf(err, "remove %s", v1.txPath())
+	}
+	dir := v1.devicesDir()
+	d, err := os.Open(dir)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return errors.Wrapf(err, "open %s", dir)
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return errors.Wrapf(err, "read %s", dir)
+	}
+	for _, n := range names {
+		if err := os.Remove(filepath.Join(dir, n)); err != nil && !os.IsNotExist(err) {
+			return errors.Wrapf(err, "remove %s", filepath.Join(dir, n))
+		}
+	}
+	if err := os.Remove(dir); err != nil && !os.IsNotExist(err) {
+		return errors.Wrapf(err, "remove %s", dir)
+	}
+	return errors.Wrap(atomicfile.SyncDir(r.dir), "registry")
+}
