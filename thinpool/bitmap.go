@@ -9,22 +9,38 @@ const maxDeviceID = 1<<24 - 1
 var errNoFreeID = errors.New("every 24-bit thin device id is in use")
 
 // idBitmap tracks which thin device ids are taken. Id 0 is never handed out
-// so that a zero DeviceID always means "unset". The whole 24-bit space is
-// 2 MiB of memory; it is built once at Open from the registry.
+// so that a zero DeviceID always means "unset". The 24-bit space is kept in
+// pages of 65,536 ids (8 KiB) made when an id in them is first set, so a
+// root with ids from 1 to a few thousand costs 8 KiB, not 2 MiB.
 type idBitmap struct {
-	bits []uint64
-	next uint32 // where the next search starts (the allocation hint)
+	pages [bitmapPages][]uint64
+	next  uint32 // where the next search starts (the allocation hint)
 }
 
+const (
+	bitmapPageWords = 1024
+	bitmapPageIDs   = bitmapPageWords * 64
+	bitmapPages     = (maxDeviceID + 1) / bitmapPageIDs
+)
+
 func newIDBitmap() *idBitmap {
-	return &idBitmap{bits: make([]uint64, (maxDeviceID+1)/64), next: 1}
+	return &idBitmap{next: 1}
+}
+
+// word returns the word holding id's bit (0 when its page is not made).
+func (b *idBitmap) word(id uint32) uint64 {
+	pg := b.pages[id/bitmapPageIDs]
+	if pg == nil {
+		return 0
+	}
+	return pg[id%bitmapPageIDs/64]
 }
 
 func (b *idBitmap) isSet(id uint32) bool {
 	if id > maxDeviceID {
 		return false
 	}
-	return b.bits[id/64]&(1<<(id%64)) != 0
+	return b.word(id)&(1<<(id%64)) != 0
 }
 
 // set marks id as used.
@@ -32,7 +48,11 @@ func (b *idBitmap) set(id uint32) {
 	if id > maxDeviceID {
 		return
 	}
-	b.bits[id/64] |= 1 << (id % 64)
+	pg := &b.pages[id/bitmapPageIDs]
+	if *pg == nil {
+		*pg = make([]uint64, bitmapPageWords)
+	}
+	(*pg)[id%bitmapPageIDs/64] |= 1 << (id % 64)
 }
 
 // clear marks id as free.
@@ -40,7 +60,9 @@ func (b *idBitmap) clear(id uint32) {
 	if id > maxDeviceID {
 		return
 	}
-	b.bits[id/64] &^= 1 << (id % 64)
+	if pg := b.pages[id/bitmapPageIDs]; pg != nil {
+		pg[id%bitmapPageIDs/64] &^= 1 << (id % 64)
+	}
 }
 
 // setHint makes the next search start at id (ids out of range restart at 1).
@@ -60,7 +82,7 @@ func (b *idBitmap) alloc() (uint32, error) {
 	}
 	for n := 0; n < maxDeviceID; n++ {
 		// Skip whole words that are full.
-		if id%64 == 0 && b.bits[id/64] == ^uint64(0) {
+		if id%64 == 0 && b.word(id) == ^uint64(0) {
 			n += 63
 			id += 64
 			if id > maxDeviceID {

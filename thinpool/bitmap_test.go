@@ -69,8 +69,9 @@ func TestBitmapAllocation(t *testing.T) {
 	})
 	t.Run("a full bitmap reports that no id is free", func(t *testing.T) {
 		b := newIDBitmap()
-		for i := range b.bits {
-			b.bits[i] = ^uint64(0)
+		for id := uint32(0); id <= maxDeviceID; id += 64 {
+			b.set(id)
+			b.pages[id/bitmapPageIDs][id%bitmapPageIDs/64] = ^uint64(0)
 		}
 		b.clear(0)
 		if id, err := b.alloc(); err == nil {

@@ -226,6 +226,9 @@ func TestATornLastFrameIsIgnoredAtEveryByte(t *testing.T) {
 		return reopened(t, d)
 	}())
 	wantAfter := state(t, reopened(t, dir))
+	d := t.TempDir() // the registry file stays as it is; each case writes the journal
+	copyDir(t, dir, d)
+	jp := filepath.Join(d, journalFileName)
 	for cut := start; cut <= end; cut++ {
 		for _, kind := range []string{"the head written", "the tail written"} {
 			img := append([]byte(nil), before...)
@@ -234,11 +237,8 @@ func TestATornLastFrameIsIgnoredAtEveryByte(t *testing.T) {
 			} else {
 				copy(img[cut:end], after[cut:end])
 			}
-			d := t.TempDir()
-			copyDir(t, dir, d)
-			jp := filepath.Join(d, journalFileName)
 			mustOK(t, os.WriteFile(jp, img, 0o600))
-			r := reopened(t, d)
+			r := newRegistry(d, nil)
 			got := state(t, r)
 			// The padding after the payload is outside the checksum: the
 			// frame is whole once its payload is.
@@ -251,11 +251,15 @@ func TestATornLastFrameIsIgnoredAtEveryByte(t *testing.T) {
 			if got != want {
 				t.Fatalf("%s up to byte %d of [%d,%d): state %q, want %q", kind, cut, start, end, got, want)
 			}
-			// The next change lands where the torn frame was and reads back.
-			mustOK(t, r.saveDevice(sampleDevice("next", 200)))
-			if got := state(t, reopened(t, d)); !strings.Contains(got, "next=200") || strings.Contains(got, "last=99") != complete {
-				t.Fatalf("%s up to byte %d: after the next change the state is %q", kind, cut, got)
+			// The next change lands where the torn frame was and reads back
+			// (checked at a sample of the offsets: each costs a flush).
+			if (cut-start)%17 == 0 || cut == end || cut == payloadEnd-1 {
+				mustOK(t, r.saveDevice(sampleDevice("next", 200)))
+				if got := state(t, reopened(t, d)); !strings.Contains(got, "next=200") || strings.Contains(got, "last=99") != complete {
+					t.Fatalf("%s up to byte %d: after the next change the state is %q", kind, cut, got)
+				}
 			}
+			r.close()
 		}
 	}
 }
