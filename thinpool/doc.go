@@ -1,7 +1,7 @@
 // Package thinpool is thinctl's storage engine: a device-mapper thin pool
 // kept under a state directory, with a base device carrying a filesystem,
-// thin snapshots of it (and of each other) as devices, and a JSON registry
-// of those devices.
+// thin snapshots of it (and of each other) as devices, and a registry of
+// those devices (a journal of checksummed frames beside a compacted file).
 //
 // # Layout
 //
@@ -10,13 +10,14 @@
 //	<root>/devicemapper/data             sparse data file (loop device), default 100 GiB
 //	<root>/devicemapper/metadata         sparse metadata file (loop device), default 2 GiB
 //	<root>/devicemapper/pool.json        pool configuration and the base device
-//	<root>/devicemapper/devices/<id>.json one record per device
-//	<root>/devicemapper/transaction.json the pool message in flight, if any
+//	<root>/devicemapper/registry         every device record as of the last compaction
+//	<root>/devicemapper/journal          changes since then, one checksummed frame each
 //	<root>/devicemapper/lock             flock serialising writers of the root
 //	<root>/devicemapper/metadata-snapshot present while Check holds the metadata snapshot
 //	<root>/mnt/<id>                      where Mount mounts device <id>
 //
-// docs/registry.md describes the JSON files.
+// docs/registry.md describes the files byte by byte (and version 1, one
+// JSON file per device, which Open converts).
 //
 // # Naming
 //
@@ -28,9 +29,10 @@
 // # Consistency
 //
 // Every create_thin, create_snap and delete message runs in a transaction
-// (transaction.json is written before the message and removed once the
-// registry matches it; the kernel commits the pool's metadata after each
-// message), so Open can keep, undo or finish an interrupted one. Open also
+// (a begin frame, flushed, before the message, carrying a create's new
+// record; an end frame, not flushed, after it; the kernel commits the
+// pool's metadata after each message), so Open can keep, undo or finish an
+// interrupted one, asking the pool whether a create's id exists. Open also
 // resumes devices a crash left suspended mid-snapshot and removes the
 // empty mount points a reboot leaves behind (tests/reliability crashes
 // thinctl at every internal/failpoint marker to check this). Busy devices

@@ -109,6 +109,13 @@ func victim(t *testing.T, r *rig) {
 	r.must("mount", "v")
 }
 
+// journalFrames gives the registry's journal something to compact (the
+// oracles take the pool down, which compacts it).
+func journalFrames(t *testing.T, r *rig) {
+	r.must("create", "j")
+	r.must("remove", "j")
+}
+
 // growArgs asks for 256 MiB more data space than the pool has.
 func growArgs(r *rig) []string {
 	var st struct {
@@ -183,8 +190,9 @@ func crashSteps() []crashStep {
 		crashStep{name: "pool grow", point: failpoint.GrowAfterReload, subset: true, args: growArgs},
 		crashStep{name: "pool grow (pool.json write)", point: failpoint.RegistryBeforeRen, args: growArgs},
 		crashStep{name: "pool grow (pool.json write)", point: failpoint.RegistryAfterRen, args: growArgs},
-		crashStep{name: "pool down (registry compaction)", point: failpoint.CompactBeforeRen, args: fixed("pool", "down")},
-		crashStep{name: "pool down (registry compaction)", point: failpoint.CompactAfterRen, subset: true, cut: true, args: fixed("pool", "down")},
+		crashStep{name: "pool down (registry compaction)", point: failpoint.CompactBeforeRen, prepare: journalFrames, args: fixed("pool", "down")},
+		crashStep{name: "pool down (registry compaction)", point: failpoint.CompactAfterRen, subset: true, cut: true,
+			prepare: journalFrames, args: fixed("pool", "down")},
 		crashStep{name: "pool up after pool down", point: failpoint.OpenAfterPoolUp,
 			prepare: func(t *testing.T, r *rig) { r.must("pool", "down") }, args: fixed("pool", "up")},
 	)
