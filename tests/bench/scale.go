@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/internal/testenv"
 	"github.com/thinctl/thinctl/thinpool"
 )
 
@@ -61,6 +62,12 @@ func (r *rig) scale(levels []int, ops, reps, openReps int, method string) (*Scal
 		}
 		lv := ScaleLevel{Devices: level}
 		if method == PopulateRaw || method == PopulateRestore {
+			// The first Open converts the version 1 records fill wrote
+			// (docs/registry.md, "Migration from version 1"); the second
+			// is the one measured.
+			if _, err := r.reopen(); err != nil {
+				return s, err
+			}
 			unix.Sync()
 			open, err := r.reopen()
 			if err != nil {
@@ -158,7 +165,11 @@ func (r *rig) fill(from, to int, method string) error {
 			return err
 		}
 	}
-	dir := filepath.Join(r.work, poolDir, "devicemapper", "devices")
+	root := filepath.Join(r.work, poolDir)
+	if err := toV1(root); err != nil {
+		return err
+	}
+	dir := filepath.Join(root, "devicemapper", "devices")
 	for i := from; i < to; i++ {
 		devID := fillFirstID + uint32(i)
 		if method == PopulateRaw {
@@ -173,6 +184,59 @@ func (r *rig) fill(from, to int, method string) error {
 			return err
 		}
 		if err := os.WriteFile(filepath.Join(dir, rec.ID+".json"), append(b, '\n'), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// toV1 turns the version 2 registry of root back into version 1 files
+// (pool.json at version 1, devices/<id>.json for every record), so that the
+// records fill writes as files join them and the next Open converts them
+// all. The library keeps no version 1 writer; this is the format
+// docs/registry.md documents.
+func toV1(root string) error {
+	dir := filepath.Join(root, "devicemapper")
+	if _, err := os.Stat(filepath.Join(dir, "registry")); os.IsNotExist(err) {
+		return os.MkdirAll(filepath.Join(dir, "devices"), 0o700) // version 1 already
+	}
+	docs, err := testenv.RegistryDocuments(root)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "devices"), 0o700); err != nil {
+		return err
+	}
+	v1 := func(b []byte) ([]byte, error) {
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, err
+		}
+		m["version"] = 1
+		out, err := json.Marshal(m)
+		return append(out, '\n'), err
+	}
+	for id, b := range docs {
+		out, err := v1(b)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "devices", id+".json"), out, 0o600); err != nil {
+			return err
+		}
+	}
+	pool, err := os.ReadFile(filepath.Join(dir, "pool.json"))
+	if err != nil {
+		return err
+	}
+	if pool, err = v1(pool); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pool.json"), pool, 0o600); err != nil {
+		return err
+	}
+	for _, f := range []string{"registry", "journal"} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil {
 			return err
 		}
 	}
