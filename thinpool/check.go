@@ -26,7 +26,7 @@ const (
 	ProblemLeakedID           = "leaked_id"           // an active dm device of this root with no registry record
 	ProblemMissingDevice      = "missing_device"      // a registry record whose thin id the pool lacks
 	ProblemStaleMount         = "stale_mount"         // a mount point without a mount, or a mount without a device
-	ProblemPendingTransaction = "pending_transaction" // transaction.json left by a crash
+	ProblemPendingTransaction = "pending_transaction" // a transaction a crash left open in the journal
 	ProblemDeletedPending     = "deleted_pending"     // a deferred deletion not finished yet
 )
 

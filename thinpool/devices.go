@@ -39,6 +39,10 @@ func (p *Pool) DeviceName(id string) (string, error) {
 	if err := ValidateID(id); err != nil {
 		return "", err
 	}
+	if err := p.lk.lock(); err != nil {
+		return "", err
+	}
+	defer p.lk.unlock()
 	d, err := p.reg.loadDevice(id)
 	if err != nil {
 		return "", err

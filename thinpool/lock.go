@@ -98,13 +98,10 @@ func (l *rootLock) state() (gen, epoch uint64, err error) {
 	return gen, epoch, nil
 }
 
-// bump advances the change counter, records the registry epoch the
-// change belongs to and returns the new counter. The caller holds the lock.
-func (l *rootLock) bump(epoch uint64) (uint64, error) {
-	gen, _, err := l.state()
-	if err != nil {
-		return 0, err
-	}
+// bump advances the change counter from gen, the value the caller read
+// under this hold, records the registry epoch the change belongs to and
+// returns the new counter. The caller holds the lock.
+func (l *rootLock) bump(gen, epoch uint64) (uint64, error) {
 	gen++
 	var b [16]byte
 	binary.LittleEndian.PutUint64(b[:8], gen)

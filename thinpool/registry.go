@@ -533,7 +533,7 @@ func (r *registry) bump(epoch uint64) error {
 	if r.lk == nil {
 		return nil
 	}
-	gen, err := r.lk.bump(epoch)
+	gen, err := r.lk.bump(r.gen, epoch)
 	if err != nil {
 		return err
 	}
