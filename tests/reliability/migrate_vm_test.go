@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/thinctl/thinctl/internal/testenv"
@@ -53,4 +54,7 @@ func downgradeToV1(t *testing.T, r *rig) {
 			t.Fatal(err)
 		}
 	}
+	// The release fsynced every file it wrote; so does this, before a
+	// power cut can throw the page cache away.
+	syscall.Sync()
 }
