@@ -212,7 +212,7 @@ func adoptRegistry(root string, o AdoptOptions) error {
 	if err := os.RemoveAll(staging); err != nil {
 		return errors.Wrapf(err, "remove the staging directory %s an interrupted adopt left", staging)
 	}
-	for _, d := range []string{staging, filepath.Join(staging, devicesDirName), filepath.Join(root, mountDirName)} {
+	for _, d := range []string{staging, filepath.Join(root, mountDirName)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return errors.Wrapf(err, "create directory %s", d)
 		}
@@ -234,26 +234,26 @@ func adoptRegistry(root string, o AdoptOptions) error {
 		cfg.PoolName, cfg.ExternalPool = o.ThinPoolDevice, true
 	}
 	next := o.BaseDeviceID
-	reg := registry{dir: staging}
-	for i, d := range o.Devices {
-		if o.Progress != nil {
-			o.Progress("writing the registry", 0.1+0.6*float64(i)/float64(len(o.Devices)))
-		}
+	if o.Progress != nil {
+		o.Progress("writing the registry", 0.1)
+	}
+	recs := make([]deviceRecord, 0, len(o.Devices))
+	for _, d := range o.Devices {
 		next = max(next, d.DeviceID)
-		rec := deviceRecord{ID: d.ID, DeviceID: d.DeviceID, Size: d.Size, Initialized: true,
-			Parent: d.Parent, Created: now, Labels: copyLabels(d.Labels)}
-		if err := reg.saveDevice(rec); err != nil {
-			return err
-		}
+		recs = append(recs, deviceRecord{ID: d.ID, DeviceID: d.DeviceID, Size: d.Size, Initialized: true,
+			Parent: d.Parent, Created: now, Labels: copyLabels(d.Labels)})
 	}
 	cfg.NextDeviceID = min(next+1, maxDeviceID)
+	// The registry's two files, then pool.json, each written durably.
+	reg := newRegistry(staging, nil)
+	if err := reg.writeFresh(recs, nil, cfg.NextDeviceID, nil); err != nil {
+		return errors.Wrap(err, "adopt")
+	}
 	if err := reg.savePool(cfg); err != nil {
 		return err
 	}
-	for _, d := range []string{filepath.Join(staging, devicesDirName), staging} {
-		if err := atomicfile.SyncDir(d); err != nil {
-			return errors.Wrap(err, "adopt")
-		}
+	if err := atomicfile.SyncDir(staging); err != nil {
+		return errors.Wrap(err, "adopt")
 	}
 	if err := os.Rename(staging, stateDir(root)); err != nil {
 		return errors.Wrapf(err, "adopt: rename %s to %s", staging, stateDir(root))

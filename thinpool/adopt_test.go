@@ -92,7 +92,7 @@ func TestAdoptRegistryStartsOverAfterAnInterruptedAdopt(t *testing.T) {
 	if err := adoptRegistry(root, o); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := registry{dir: stateDir(root)}.listDevices()
+	recs, err := newRegistry(stateDir(root), nil).listDevices()
 	if err != nil || len(recs) != 3 {
 		t.Fatalf("after the re-run: %d records, %v", len(recs), err)
 	}

@@ -38,8 +38,24 @@ func (r *registry) migrate(cfg poolRecord) error {
 		return err
 	}
 	r.close()
+	if err := r.writeFresh(recs, tx, max(cfg.NextDeviceID, cfg.BaseDeviceID+1), func(step string) {
+		failpoint.Inject(map[string]string{"journal": failpoint.MigrateAfterJrnl, "registry": failpoint.MigrateAfterSnap}[step])
+	}); err != nil {
+		return errors.Wrap(err, "convert the registry to version 2")
+	}
+	if err := r.savePool(cfg); err != nil {
+		return errors.Wrap(err, "convert the registry to version 2")
+	}
+	failpoint.Inject(failpoint.MigrateAfterPool)
+	return r.removeV1Leftovers()
+}
+
+// writeFresh writes a new journal and a registry file holding recs and the
+// open transaction tx (nil: none), each atomically, for migration and
+// Adopt; next is the lowest allocation hint. after, if set, runs after
+// each file ("journal", "registry"). pool.json is the caller's.
+func (r *registry) writeFresh(recs []deviceRecord, tx *txRecord, next uint32, after func(step string)) error {
 	var body []byte
-	next := max(cfg.NextDeviceID, cfg.BaseDeviceID+1)
 	for _, d := range recs {
 		d.Version = registryVersion
 		b, err := json.Marshal(d)
@@ -52,32 +68,33 @@ func (r *registry) migrate(cfg poolRecord) error {
 		}
 	}
 	if tx != nil {
-		tx.Version = registryVersion
-		b, err := json.Marshal(tx)
+		t := *tx
+		t.Version = registryVersion
+		b, err := json.Marshal(t)
 		if err != nil {
 			return errors.Wrap(err, "registry: encode the open transaction")
 		}
 		body = appendEntry(body, entryBegin, b)
-		if tx.DeviceID < maxDeviceID {
-			next = max(next, tx.DeviceID+1)
+		if t.DeviceID < maxDeviceID {
+			next = max(next, t.DeviceID+1)
 		}
 	}
 	if next > maxDeviceID {
 		next = 1
 	}
 	if err := r.writeJournal(); err != nil {
-		return errors.Wrap(err, "convert the registry to version 2")
+		return err
 	}
-	failpoint.Inject(failpoint.MigrateAfterJrnl)
+	if after != nil {
+		after("journal")
+	}
 	if err := r.writeSnapshot(newEpoch(0), next, body, atomicfile.Options{}); err != nil {
-		return errors.Wrap(err, "convert the registry to version 2")
+		return err
 	}
-	failpoint.Inject(failpoint.MigrateAfterSnap)
-	if err := r.savePool(cfg); err != nil {
-		return errors.Wrap(err, "convert the registry to version 2")
+	if after != nil {
+		after("registry")
 	}
-	failpoint.Inject(failpoint.MigrateAfterPool)
-	return r.removeV1Leftovers()
+	return nil
 }
 
 // removeV1Leftovers removes what migration left of version 1 (the files

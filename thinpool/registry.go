@@ -287,6 +287,9 @@ func (r *registry) invalidate() {
 // first call under a lock hold reads the lock file's counter, later ones
 // do nothing.
 func (r *registry) ensure() error {
+	if r.idx == nil { // a registry{dir: ...} made for reading only
+		r.idx = &index{}
+	}
 	if r.idx.stale {
 		r.close()
 	}
