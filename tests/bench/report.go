@@ -764,9 +764,9 @@ func renderOpenProfile(w writer, probes []Probe) {
 	// step ends when Open returns).
 	dur := map[string][]float64{}
 	var order []string
-	var open, proc []float64
+	var open, proc, list []float64
 	for _, p := range probes {
-		open, proc = append(open, p.OpenMs), append(proc, p.ProcessMs)
+		open, proc, list = append(open, p.OpenMs), append(proc, p.ProcessMs), append(list, p.ListMs)
 		for i, ph := range p.Phases {
 			end := p.OpenMs
 			if i+1 < len(p.Phases) {
@@ -779,8 +779,9 @@ func renderOpenProfile(w writer, probes []Probe) {
 		}
 	}
 	w("\nWhat a thinctl process pays before its operation, measured in %d fresh processes that open this root (%d devices)\n", len(probes), probes[0].Devices)
-	w("and list it (`thinctl-bench probe`): the process %s from fork to exit, of which `thinpool.Open` %s; Open's steps as\n", fmtMs(Median(proc)), fmtMs(Median(open)))
-	w("it reports them (from one report to the next):\n\n| step of thinpool.Open | median |\n| --- | --- |\n")
+	w("and list it (`thinctl-bench probe`): the process %s from fork to exit, of which `thinpool.Open` %s and\n", fmtMs(Median(proc)), fmtMs(Median(open)))
+	w("`Pool.Devices` %s; Open's steps as it reports them (from one report to the next):\n\n", fmtMs(Median(list)))
+	w("| step of thinpool.Open | median |\n| --- | --- |\n")
 	for _, st := range order {
 		w("| %s | %s |\n", st, fmtMs(Median(dur[st])))
 	}
