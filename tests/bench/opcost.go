@@ -116,8 +116,12 @@ func (r *rig) opCost(n, reps, discardReps int, done func(*OpCost)) (*OpCost, err
 		&dmsetupPath{rawPool: r.raw, prefix: namePrefix + "dmsetup-"},
 		&floorPath{rawPool: withFirstID(r.raw, rawFirstID+0x100000), c: r.dm, prefix: namePrefix + "floor-"},
 	}
-	if discardReps > 0 {
-		paths = append(paths, limited{&libPath{label: PathLibraryDiscard, pool: r.discard, parent: originID, prefix: "op-"}, discardReps})
+	var dis opPath = newDiscardPath(&libPath{label: PathLibraryDiscard, pool: r.discard, parent: originID, prefix: "op-"})
+	switch {
+	case discardReps >= reps:
+		paths = append(paths, dis)
+	case discardReps > 0:
+		paths = append(paths, limited{dis, discardReps}) // not settled: context only
 	}
 	pc, err := runPaths(paths, n, reps, r.newFlushCounter(), r.logf, func(pc map[string]*PathCost) {
 		if done != nil {
@@ -303,3 +307,9 @@ func unmountUnder(dir string) {
 		_ = fs.Unmount(t, fs.UnmountOptions{Lazy: true})
 	}
 }
+
+// newDiscardPath is the library path on the pool with discards on. While
+// the library's Remove discards on the caller's time it is l itself; once
+// Remove returns the space in the background, it is a settler that waits
+// for the pool's status to say the space is back.
+func newDiscardPath(l *libPath) opPath { return l }
