@@ -27,8 +27,12 @@ const (
 	frameMagic        = 0x324d5246 // "FRM2" little-endian
 	frameAlign        = 8
 	// maxFramePayload bounds one frame: a begin and a put of a record with
-	// the most labels allowed, with room to spare.
-	maxFramePayload = 1 << 20
+	// the most labels allowed (64 KiB of labels), with room to spare.
+	maxFramePayload = 256 << 10
+	// scanWindow is how far beyond the chain's end a reader looks for
+	// intact frames: two of the largest frames, so the frame that follows
+	// a damaged one (at most one frame long) is always inside it.
+	scanWindow = 2*(frameHeaderSize+maxFramePayload) + frameAlign
 	// maxEntryBody bounds one entry's body in a snapshot or a frame.
 	maxEntryBody = maxFramePayload
 )
@@ -97,8 +101,9 @@ func encodeJournalHeader(capacity int64) []byte {
 	return b
 }
 
-// parseJournalHeader checks the header and returns the capacity.
-func parseJournalHeader(data []byte) (int64, error) {
+// parseJournalHeader checks the header against the file's size and
+// returns the capacity.
+func parseJournalHeader(data []byte, fileSize int64) (int64, error) {
 	if len(data) < journalHeaderSize {
 		return 0, errors.Errorf("%d bytes long, shorter than its %d-byte header", len(data), journalHeaderSize)
 	}
@@ -120,8 +125,8 @@ func parseJournalHeader(data []byte) (int64, error) {
 		return 0, errors.Errorf("has a %d-byte header, not %d", hs, journalHeaderSize)
 	}
 	capacity := int64(binary.LittleEndian.Uint64(data[16:]))
-	if capacity != int64(len(data)) {
-		return 0, errors.Errorf("is %d bytes long; its header says %d", len(data), capacity)
+	if capacity != fileSize {
+		return 0, errors.Errorf("is %d bytes long; its header says %d", fileSize, capacity)
 	}
 	return capacity, nil
 }
@@ -206,9 +211,10 @@ type journalScan struct {
 // ends at the first position without such a frame. What lies beyond is the
 // tail of a write that did not complete (ignored, and reported in torn) or
 // stale frames of older epochs — unless some intact frame of this epoch
-// beyond it records that the journal was durable past the chain's end: its
-// writer saw the missing frames on disk, so they were damaged later, and
-// that is corruption (an error giving the offset).
+// within scanWindow beyond it records that the journal was durable past
+// the chain's end: its writer saw the missing frames on disk, so they were
+// damaged later, and that is corruption (an error giving the offset). data
+// may be a prefix of the journal that holds the chain and the window.
 func scanJournal(data []byte, epoch uint64) (journalScan, error) {
 	var s journalScan
 	pos := int64(journalHeaderSize)
@@ -222,7 +228,7 @@ func scanJournal(data []byte, epoch uint64) (journalScan, error) {
 		last, pos = f.seq, f.end
 	}
 	s.tail = pos
-	for q := pos; q+frameHeaderSize <= int64(len(data)); q += frameAlign {
+	for q := pos; q+frameHeaderSize <= int64(len(data)) && q < pos+scanWindow; q += frameAlign {
 		f, ok := parseFrameAt(data, q, epoch)
 		if !ok {
 			continue

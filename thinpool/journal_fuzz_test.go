@@ -26,7 +26,7 @@ func FuzzRegistryDecode(f *testing.F) {
 				t.Fatalf("applying a registry file: %v is not ErrRegistryCorrupt", err)
 			}
 		}
-		if _, err := parseJournalHeader(data); err == nil {
+		if _, err := parseJournalHeader(data, int64(len(data))); err == nil {
 			for _, epoch := range []uint64{1, 0x0102030405060708} {
 				scan, err := scanJournal(data, epoch)
 				if err != nil {

@@ -342,17 +342,7 @@ func (r *registry) reload() error {
 		f.Close()
 		return errors.Wrapf(err, "registry: stat %s", r.journalPath())
 	}
-	data := make([]byte, st.Size())
-	if _, err := f.ReadAt(data, 0); err != nil {
-		f.Close()
-		return errors.Wrapf(err, "registry: read %s", r.journalPath())
-	}
-	capacity, err := parseJournalHeader(data)
-	if err != nil {
-		f.Close()
-		return corrupt(r.journalPath(), err)
-	}
-	scan, err := scanJournal(data, snap.epoch)
+	scan, capacity, err := readJournal(f, st.Size(), snap.epoch)
 	if err != nil {
 		f.Close()
 		return corrupt(r.journalPath(), err)
@@ -393,6 +383,32 @@ func (r *registry) reload() error {
 	r.jf, r.pending, r.loaded = f, pending, true
 	r.idx.replace(x, next)
 	return nil
+}
+
+// readJournal reads as much of the journal as the chain and the window
+// beyond it need (a journal that was compacted not long ago is read in
+// its first 640 KiB, not its whole size) and scans it.
+func readJournal(f *os.File, size int64, epoch uint64) (journalScan, int64, error) {
+	var hdr [journalHeaderSize]byte
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		return journalScan{}, 0, errors.Errorf("%d bytes long, shorter than its %d-byte header", size, journalHeaderSize)
+	}
+	capacity, err := parseJournalHeader(hdr[:], size)
+	if err != nil {
+		return journalScan{}, 0, err
+	}
+	n := min(capacity, scanWindow+128<<10)
+	for {
+		data := make([]byte, n)
+		if _, err := f.ReadAt(data, 0); err != nil {
+			return journalScan{}, 0, errors.Wrap(err, "read")
+		}
+		scan, err := scanJournal(data, epoch)
+		if n == capacity || scan.tail+scanWindow <= n {
+			return scan, capacity, err
+		}
+		n = min(capacity, max(2*n, scan.tail+scanWindow))
+	}
 }
 
 // catchUp reads the frames other processes appended after this one's
