@@ -3,8 +3,8 @@ package thinpool
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
