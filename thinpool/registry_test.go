@@ -14,6 +14,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/internal/testenv"
 )
 
 // newTestRegistry makes an empty version 2 registry in a new directory,
@@ -484,4 +485,31 @@ func TestAnotherProcessSeesAppendsAndCompactions(t *testing.T) {
 			t.Fatalf("after the other's compaction and removal: %q, want %q", got, want)
 		}
 	})
+}
+
+// internal/testenv.ReadRegistry is the tests' oracle, written from
+// docs/registry.md alone: it must read what the registry wrote, across a
+// compaction and with a transaction open.
+func TestTheDocumentedFormatIsWhatIsWritten(t *testing.T) {
+	r := newTestRegistry(t)
+	for i := range 300 { // fills the 64 KiB journal about twice
+		mustOK(t, r.saveDevice(sampleDevice(fmt.Sprintf("d%03d", i%120), uint32(10+i))))
+		if i%9 == 0 {
+			mustOK(t, r.removeDevice(fmt.Sprintf("d%03d", (i+5)%120)))
+		}
+	}
+	d := sampleDevice("open", 999)
+	mustOK(t, r.saveTx(txRecord{Op: opCreateSnap, DeviceID: 999, OriginDeviceID: 1, ID: "open", Device: &d}))
+	want, err := r.listDevices()
+	mustOK(t, err)
+	got, err := testenv.ReadRegistry(filepath.Dir(r.dir))
+	mustOK(t, err)
+	if len(got) != len(want) {
+		t.Fatalf("the oracle reads %d records, the registry holds %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].ID != want[i].ID || got[i].DeviceID != want[i].DeviceID || got[i].Deleted != want[i].Deleted {
+			t.Fatalf("record %d: oracle %+v, registry %+v", i, got[i], want[i])
+		}
+	}
 }
