@@ -100,7 +100,7 @@ func TestContainerdDevmapperKilledMidImport(t *testing.T) {
 	ierr := imp.Wait()
 	t.Logf("REPORT SIGKILL of containerd with %d devmapper snapshots made (of 5 layers); the import: %v\n%s", killedAt, ierr, impOut.String())
 	t.Logf("REPORT active devmapper thin devices after the kill: %v", devmapperThins(pool))
-	t.Logf("REPORT devmapper's metadata.db right after the kill:\n%s", devmapperMetadata(filepath.Join(dmRoot, "metadata.db")))
+	t.Logf("REPORT devmapper's device states right after the kill (%s.db):\n%s", pool, devmapperMetadata(filepath.Join(dmRoot, pool+".db")))
 
 	t0 := time.Now()
 	r.startContainerd(containerd, cfg)
@@ -185,7 +185,8 @@ func TestContainerdDevmapperKilledMidImport(t *testing.T) {
 	// once containerd has stopped (bolt takes an exclusive lock).
 	r.containerd.Process.Signal(syscall.SIGTERM)
 	r.containerd.Wait()
-	t.Logf("REPORT devmapper's metadata.db at the end:\n%s", devmapperMetadata(filepath.Join(dmRoot, "metadata.db")))
+	t.Logf("REPORT devmapper's device states at the end (%s.db):\n%s", pool, devmapperMetadata(filepath.Join(dmRoot, pool+".db")))
+	t.Logf("REPORT devmapper's snapshot records at the end (metadata.db):\n%s", devmapperMetadata(filepath.Join(dmRoot, "metadata.db")))
 	// The thin devices the pool itself holds (its metadata, through a
 	// metadata snapshot: the pool is live).
 	if out, err := exec.Command("dmsetup", "message", pool, "0", "reserve_metadata_snap").CombinedOutput(); err != nil {
@@ -207,10 +208,12 @@ func TestContainerdDevmapperKilledMidImport(t *testing.T) {
 var devmapperStates = []string{"Unknown", "Creating", "Created", "Activating", "Activated", "Suspending", "Suspended",
 	"Resuming", "Resumed", "Deactivating", "Deactivated", "Removing", "Removed", "Faulty"}
 
-// devmapperMetadata describes what containerd's devmapper snapshotter
-// keeps in its bolt database, wherever its buckets sit: device records
-// (device name -> JSON with device_id, state, error) and thin id marks
-// (id -> 0 free, 1 taken, 2 faulty).
+// devmapperMetadata describes a bolt database of containerd's devmapper
+// snapshotter: every bucket with its key count, and in its pool database
+// (<root_path>/<pool_name>.db) the device records (bucket "devices":
+// device name -> JSON with device_id, state, error) and thin id marks
+// (bucket "device_ids": id -> 0 free, 1 taken, 2 faulty). The snapshot
+// records (name, kind, parent) are in <root_path>/metadata.db.
 func devmapperMetadata(path string) string {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
@@ -230,19 +233,21 @@ func devmapperMetadata(path string) string {
 				return nil
 			}
 			n++
-			var d struct {
-				DeviceID   *uint32 `json:"device_id"`
-				ParentName string  `json:"parent_name"`
-				State      int     `json:"state"`
-				Error      string  `json:"error"`
-			}
-			if json.Unmarshal(v, &d) == nil && d.DeviceID != nil {
+			switch {
+			case strings.HasSuffix(path, "devices"):
+				var d struct {
+					DeviceID   uint32 `json:"device_id"`
+					ParentName string `json:"parent_name"`
+					State      int    `json:"state"`
+					Error      string `json:"error"`
+				}
+				json.Unmarshal(v, &d)
 				st := fmt.Sprint(d.State)
 				if d.State >= 0 && d.State < len(devmapperStates) {
 					st = devmapperStates[d.State]
 				}
-				fmt.Fprintf(&b, "%s: device %s: id %d, parent %q, state %s, error %q\n", path, k, *d.DeviceID, d.ParentName, st, d.Error)
-			} else if len(v) == 1 && v[0] != 0 {
+				fmt.Fprintf(&b, "%s: device %s: id %d, parent %q, state %s, error %q\n", path, k, d.DeviceID, d.ParentName, st, d.Error)
+			case strings.HasSuffix(path, "device_ids") && len(v) == 1 && v[0] != 0:
 				ids = append(ids, fmt.Sprintf("%s=%d", k, v[0]))
 				if v[0] == 2 {
 					faulty++
@@ -251,8 +256,8 @@ func devmapperMetadata(path string) string {
 			return nil
 		})
 		fmt.Fprintf(&b, "%s: %d keys", path, n)
-		if len(ids) > 0 {
-			fmt.Fprintf(&b, "; ids taken (1) or faulty (2): %s; %d faulty", strings.Join(ids, " "), faulty)
+		if strings.HasSuffix(path, "device_ids") {
+			fmt.Fprintf(&b, "; thin ids taken (1) or faulty (2): %s; %d faulty", strings.Join(ids, " "), faulty)
 		}
 		b.WriteString("\n")
 	}
