@@ -106,7 +106,7 @@ func checkAndDown(root string) error {
 // DeletedFilesInChildSnapshot), each time just after a view was removed
 // (with its discard) and a new device activated; not yet explained
 // (docs/containerd.md). tests/vm/run.sh --udev --pkg ./containerd/snapshotter
-// --run ThroughProxy runs it with udev.
+// --run SuiteThroughProxy runs it with udev.
 func onlyInMode(t *testing.T, mode string) {
 	m := os.Getenv("THINCTL_VM_MODE")
 	if m == "" || m == mode {
