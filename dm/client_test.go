@@ -463,3 +463,43 @@ func wantBlockNode(t *testing.T, p string, dev uint64) {
 		t.Fatalf("%s: mode %o dev %s, want block %s mode 0600", p, st.Mode, devString(st.Rdev), devString(dev))
 	}
 }
+
+// A caller that will not use /dev/mapper/<name> again does not wait for
+// udev to drop it: with udev running and the node left in place, Remove
+// with NoNodeWait returns at once and leaves udev's node alone, and the
+// same call without it still waits (and times out here).
+func TestRemoveWithNoNodeWaitSkipsTheWaitForUdev(t *testing.T) {
+	k := &fakeKernel{}
+	dev := unix.Mkdev(253, 4)
+	k.handle = func(cmd uint, h header, buf []byte) error {
+		ne.PutUint64(buf[offDev:], dev)
+		if cmd == unix.DM_DEV_REMOVE {
+			ne.PutUint32(buf[offFlags:], h.Flags|unix.DM_UEVENT_GENERATED_FLAG)
+		}
+		return nil
+	}
+	c := fakeClient(t, k)
+	c.udevControl = filepath.Join(c.devDir, "udev-control")
+	if err := os.WriteFile(c.udevControl, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.SetUdevTimeout(time.Second)
+	node := filepath.Join(c.devDir, "n")
+	if err := unix.Mknod(node, unix.S_IFBLK|0o600, int(dev)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := c.Remove(context.Background(), "n", RemoveOptions{NoNodeWait: true}); err != nil {
+		t.Fatalf("Remove with NoNodeWait = %v", err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Fatalf("Remove with NoNodeWait took %v; it waited for udev", d)
+	}
+	if _, err := os.Lstat(node); err != nil {
+		t.Fatalf("Remove touched udev's node: %v", err)
+	}
+	c.SetUdevTimeout(30 * time.Millisecond)
+	if err := c.Remove(context.Background(), "n", RemoveOptions{}); err == nil || !strings.Contains(err.Error(), "udev did not remove") {
+		t.Fatalf("Remove without NoNodeWait = %v, want a timeout naming udev", err)
+	}
+}

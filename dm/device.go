@@ -81,7 +81,7 @@ func (c *Client) Suspend(name string, opts SuspendOptions) error {
 // the next Create or Remove of the name replaces or deletes the stale node.
 //
 // ctx ends the EBUSY retries and the wait for udev early; a device the
-// kernel already removed stays removed.
+// kernel already removed stays removed. opts.NoNodeWait skips that wait.
 func (c *Client) Remove(ctx context.Context, name string, opts RemoveOptions) error {
 	if err := ValidateName(name); err != nil {
 		return err
@@ -129,7 +129,7 @@ func (c *Client) Remove(ctx context.Context, name string, opts RemoveOptions) er
 	if !udev {
 		return c.unlinkNode(name)
 	}
-	if rep.hdr.Flags&unix.DM_UEVENT_GENERATED_FLAG != 0 {
+	if !opts.NoNodeWait && rep.hdr.Flags&unix.DM_UEVENT_GENERATED_FLAG != 0 {
 		return c.waitNode(ctx, name, 0, false)
 	}
 	return nil

@@ -83,7 +83,18 @@ type RemoveOptions struct {
 	Deferred bool
 	// Retries bounds the EBUSY retries (0 means the default, negative none).
 	Retries int
+	// NoNodeWait returns once the kernel removed the device, without
+	// waiting for udev to drop /dev/mapper/<name> (for a caller that does
+	// not look at the name again). Without udev the node is still deleted
+	// here (an unlink). Only the removal may skip the wait: udev handles a
+	// device's events in order, so a late "remove" only drops the old
+	// device's links, but a "change" (resume) handled after the device is
+	// gone and its minor reused reads the new device's name from sysfs,
+	// links it, and the old device's "remove" then unlinks it again (seen
+	// in the VM: thinpool's remove_udev_vm_test.go).
+	NoNodeWait bool
 }
+
 
 // TableOptions tunes Table.
 type TableOptions struct {

@@ -98,8 +98,8 @@ func (p *Pool) Check(ctx context.Context, opts CheckOptions) (Report, error) {
 
 	// Deferred deletions.
 	for _, d := range recs {
-		if !d.Deleted {
-			continue
+		if !d.Deleted || d.ReturningSpace {
+			continue // space being returned is not a problem (GC waits for it)
 		}
 		fixed := false
 		detail := "marked deleted, waiting for its holders to let go"

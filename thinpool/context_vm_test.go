@@ -149,35 +149,45 @@ func TestCreateReturnsAFailedResumeOfItsParent(t *testing.T) {
 	}
 }
 
-// A Remove stopped during its discard returns the context's error; the
-// record stays marked deleted and GC finishes it.
-func TestRemoveStoppedDuringTheDiscardIsFinishedByGC(t *testing.T) {
+// A space return stopped during its discard returns the context's error;
+// the removed device stays recorded as returning space and GC finishes it.
+// (Remove itself no longer discards: see remove_return.go.)
+func TestReturnSpaceStoppedDuringTheDiscardIsFinishedByGC(t *testing.T) {
 	p, _ := newVMPool(t, smallOptions())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	must(t, p.Create(ctx, "gone", "", CreateOptions{}))
-	p.progress = func(step string, _ float64) {
-		if strings.HasPrefix(step, "discarding") {
-			cancel()
-		}
-	}
-	err := p.Remove(ctx, "gone")
-	p.progress = nil
+	devID := mustDeviceID(t, p, "gone")
+	reached, release := blockDiscard(t)
+	must(t, p.Remove(ctx, "gone"))
+	<-reached // hold the background return, then stop it
+	stopped := make(chan struct{})
+	go func() { p.stopReturning(false); close(stopped) }()
+	time.Sleep(50 * time.Millisecond)
+	release()
+	<-stopped
+	hookBeforeDiscardOpen = func(string) { cancel() }
+	err := p.ReturnSpace(ctx)
+	hookBeforeDiscardOpen = nil
 	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("Remove = %v, want context.Canceled", err)
+		t.Fatalf("ReturnSpace = %v, want context.Canceled", err)
 	}
-	d, err := p.Device("gone")
-	must(t, err)
-	if !d.Deleted || d.Active {
-		t.Fatalf("after a stopped Remove the device is %+v, want deleted and inactive", d)
+	if st, err := p.Status(); err != nil || st.ReturningDevices != 1 {
+		t.Fatalf("Status after a stopped return: %d devices returning space (%v), want 1", st.ReturningDevices, err)
+	}
+	if _, err := p.Device("gone"); !isErr(err, ErrDeviceNotFound) {
+		t.Fatalf("Device(gone) after Remove = %v, want ErrDeviceNotFound", err)
 	}
 	removed, err := p.GC(context.Background())
 	must(t, err)
-	if strings.Join(removed, ",") != "gone" {
-		t.Fatalf("GC removed %v, want [gone]", removed)
+	if len(removed) != 0 {
+		t.Fatalf("GC removed %v, want no user ids (gone was removed before)", removed)
+	}
+	if st, err := p.Status(); err != nil || st.ReturningDevices != 0 {
+		t.Fatalf("Status after GC: %d devices returning space (%v), want 0", st.ReturningDevices, err)
 	}
 	for _, id := range thinDumpIDs(t, p.metaFilePath()) {
-		if id == d.DeviceID {
+		if id == devID {
 			t.Fatalf("thin id %d is still in the pool after GC", id)
 		}
 	}

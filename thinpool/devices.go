@@ -266,7 +266,12 @@ func (p *Pool) activateDevice(ctx context.Context, d deviceRecord) (string, erro
 	return path, nil
 }
 
-// activateThin makes sure thin device devID is active with size bytes.
+// activateThin makes sure thin device devID is active with size bytes and
+// returns its /dev/mapper path, which exists when it returns (with udev
+// running, Resume waits for udev to make it). Even a caller that opens the
+// device by number (the space return) waits: udev must have handled the
+// device's "change" before it is removed and its minor reused (see
+// dm.RemoveOptions.NoNodeWait).
 func (p *Pool) activateThin(ctx context.Context, devID uint32, size uint64) (string, error) {
 	name := thinName(p.cfg.Key, devID)
 	info, err := p.dm.Info(name)
@@ -312,7 +317,7 @@ func (p *Pool) deactivateThin(ctx context.Context, devID uint32, mountPath strin
 	if errors.Is(ierr, dm.ErrNotFound) {
 		return nil
 	}
-	err := p.removeDM(ctx, name, info.Dev, mountPath)
+	err := p.removeDM(ctx, name, info.Dev, mountPath, false)
 	if err == nil || errors.Is(err, dm.ErrNotFound) {
 		return nil
 	}
@@ -332,9 +337,11 @@ const udevSettleWait = 8 * time.Second
 // and hold it for a moment after an unmount: as long as nothing but udev's
 // processes can be seen holding it, removal is retried for up to
 // udevSettleWait. A device held by any other process is reported busy at
-// once, so the caller can defer or refuse without a long wait.
-func (p *Pool) removeDM(ctx context.Context, name string, dev uint64, mountPath string) error {
-	err := p.dm.Remove(ctx, name, dm.RemoveOptions{})
+// once, so the caller can defer or refuse without a long wait. noNodeWait
+// is for callers that never look at the name again (a removal): they do not
+// wait for udev to drop /dev/mapper/<name>.
+func (p *Pool) removeDM(ctx context.Context, name string, dev uint64, mountPath string, noNodeWait bool) error {
+	err := p.dm.Remove(ctx, name, dm.RemoveOptions{NoNodeWait: noNodeWait})
 	if !errors.Is(err, dm.ErrBusy) || !udevRunning() {
 		return err
 	}
@@ -348,7 +355,7 @@ func (p *Pool) removeDM(ctx context.Context, name string, dev uint64, mountPath 
 		if werr := wait.Sleep(ctx, 100*time.Millisecond); werr != nil {
 			return errors.Wrapf(err, "gave up waiting for udev to let go (%v)", werr)
 		}
-		if err = p.dm.Remove(ctx, name, dm.RemoveOptions{Retries: -1}); !errors.Is(err, dm.ErrBusy) {
+		if err = p.dm.Remove(ctx, name, dm.RemoveOptions{Retries: -1, NoNodeWait: noNodeWait}); !errors.Is(err, dm.ErrBusy) {
 			return err
 		}
 	}
@@ -456,6 +463,9 @@ func (p *Pool) Devices() ([]Device, error) {
 	mounted := mountPoints()
 	out := make([]Device, 0, len(recs))
 	for _, d := range recs {
+		if d.ReturningSpace {
+			continue // no longer a device of the caller's (Status counts them)
+		}
 		out = append(out, p.toDeviceWith(d, active[d.DeviceID], mounted[p.MountPath(d.ID)]))
 	}
 	return out, nil

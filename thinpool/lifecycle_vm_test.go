@@ -34,6 +34,11 @@ func TestRemoveGivesTheSpaceBackToTheDataFile(t *testing.T) {
 		t.Fatalf("writing 100 MiB grew the data file by %d MiB", (grown-before)>>20)
 	}
 	must(t, p.Remove(context.Background(), "big"))
+	// The space comes back in the background; Status says when.
+	waitFor(t, "the space of big to be returned", func() bool {
+		st, err := p.Status()
+		return err == nil && st.ReturningDevices == 0
+	})
 	after := allocated(t, data)
 	t.Logf("after Remove: %d MiB", after>>20)
 	if after-before > 4*int64(p.cfg.BlockSize) {
@@ -530,10 +535,17 @@ func TestCreateAndRemoveAreOnDiskWhenTheyReturn(t *testing.T) {
 	if fmt.Sprint(ids) != fmt.Sprint([]uint32{p.cfg.BaseDeviceID, d.DeviceID}) {
 		t.Fatalf("committed metadata lists %v right after Create, want base and %d", ids, d.DeviceID)
 	}
+	// The removal is durable at once (the registry records the device
+	// as returning space); the thin device leaves the committed metadata
+	// when its space is back.
 	must(t, p.Remove(context.Background(), "durable"))
+	if _, err := p.reg.loadDevice("durable"); !isErr(err, ErrDeviceNotFound) {
+		t.Fatalf("the record of durable after Remove: %v, want ErrDeviceNotFound", err)
+	}
+	must(t, p.ReturnSpace(context.Background()))
 	ids = thinDumpIDs(t, p.metaFilePath())
 	if fmt.Sprint(ids) != fmt.Sprint([]uint32{p.cfg.BaseDeviceID}) {
-		t.Fatalf("committed metadata lists %v right after Remove, want only the base", ids)
+		t.Fatalf("committed metadata lists %v right after ReturnSpace, want only the base", ids)
 	}
 	st, err := p.Status()
 	must(t, err)

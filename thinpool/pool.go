@@ -31,6 +31,9 @@ type Pool struct {
 	idx      *index
 	mounts   map[string]int // Mount references taken by this process
 	progress func(step string, fraction float64)
+
+	// ret runs the space return of removed devices in the background.
+	ret returner
 }
 
 // index is the registry's in-memory state: every device record (with
@@ -46,7 +49,10 @@ type index struct {
 	// deleted holds the ids whose records are marked deleted (removal
 	// deferred), so GC need not look at every record.
 	deleted map[string]bool
-	base    uint32 // the base device's thin id (pool.json), always used
+	// returning holds the keys of the records of removed devices whose
+	// space is still being returned (see remove_return.go).
+	returning map[string]bool
+	base      uint32 // the base device's thin id (pool.json), always used
 	stale   bool   // read everything from disk again before the next use
 }
 
@@ -59,7 +65,7 @@ type recEntry struct {
 
 func newIndex() *index {
 	return &index{recs: map[string]recEntry{}, used: newIDBitmap(), byDevID: map[uint32]string{},
-		children: map[string]int{}, deleted: map[string]bool{}}
+		children: map[string]int{}, deleted: map[string]bool{}, returning: map[string]bool{}}
 }
 
 // replace takes over the state of x (a fresh load), keeping the base
@@ -96,7 +102,10 @@ func (x *index) addEncoded(d deviceRecord, enc []byte) {
 	if d.Parent != "" {
 		x.children[d.Parent]++
 	}
-	if d.Deleted {
+	switch {
+	case d.ReturningSpace:
+		x.returning[d.ID] = true
+	case d.Deleted:
 		x.deleted[d.ID] = true
 	}
 }
@@ -119,6 +128,7 @@ func (x *index) removeID(id string) {
 		delete(x.byDevID, d.DeviceID)
 	}
 	delete(x.deleted, id)
+	delete(x.returning, id)
 	if d.Parent != "" {
 		if x.children[d.Parent]--; x.children[d.Parent] <= 0 {
 			delete(x.children, d.Parent)
@@ -512,7 +522,10 @@ func (p *Pool) openLocked(ctx context.Context) error {
 		return err
 	}
 	p.report("finishing deferred deletions", 0.8)
-	_, _ = p.gcLocked(ctx)
+	_, _ = p.gcLocked(ctx, false)
+	if len(p.idx.returning) > 0 {
+		p.kickReturn() // space a crash or an exit left to return
+	}
 	p.report("done", 1)
 	return nil
 }
@@ -571,8 +584,11 @@ func (p *Pool) refreshIndex() error {
 	return nil
 }
 
-// Close releases the process's handles; devices stay as they are.
+// Close stops the background return of space (what is left is finished by
+// the next Open, GC or ReturnSpace) and releases the process's handles;
+// devices stay as they are.
 func (p *Pool) Close() error {
+	p.stopReturning(true)
 	p.lk.mu.Lock()
 	if p.reg != nil {
 		p.reg.close()
@@ -612,6 +628,7 @@ func (p *Pool) Down(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return errors.Wrap(err, "down")
 	}
+	p.stopReturning(false) // it needs the pool up; the next Open resumes it
 	if err := p.lk.lock(); err != nil {
 		return err
 	}
@@ -645,7 +662,7 @@ func (p *Pool) deactivateAll(ctx context.Context) error {
 		if ours && known {
 			mp = p.MountPath(id)
 		}
-		err := p.removeDM(ctx, d.Name, d.Dev, mp)
+		err := p.removeDM(ctx, d.Name, d.Dev, mp, false)
 		if err == nil || errors.Is(err, dm.ErrNotFound) {
 			continue
 		}
@@ -676,6 +693,7 @@ func (p *Pool) Destroy(ctx context.Context, force bool) error {
 	if err := ctx.Err(); err != nil {
 		return errors.Wrap(err, "destroy")
 	}
+	p.stopReturning(false)
 	if err := p.lk.lock(); err != nil {
 		return err
 	}
@@ -692,8 +710,14 @@ func (p *Pool) destroyLocked(ctx context.Context, force bool) error {
 	if err != nil {
 		return err
 	}
-	if len(recs) > 0 && !force {
-		return errors.Wrapf(ErrHasChildren, "%d devices exist; remove them first or destroy with force", len(recs))
+	n := 0
+	for _, d := range recs {
+		if !d.ReturningSpace {
+			n++
+		}
+	}
+	if n > 0 && !force {
+		return errors.Wrapf(ErrHasChildren, "%d devices exist; remove them first or destroy with force", n)
 	}
 	for _, d := range recs {
 		if err := p.unmountAll(d.ID); err != nil {

@@ -93,14 +93,22 @@ type deviceRecord struct {
 	// Labels are the caller's string pairs (see labels.go), written in
 	// the same durable append as the device itself.
 	Labels map[string]string `json:"labels,omitempty"`
+	// ReturningSpace marks a removed device whose blocks are still being
+	// discarded (given back to the data file) before its thin device is
+	// deleted from the pool. Such a record is kept under the key
+	// returningKey(DeviceID), which no user id can be, so the user's id is
+	// free again as soon as Remove returns; it is also marked Deleted.
+	ReturningSpace bool `json:"returning_space,omitempty"`
+	// RemovedID is the user id a ReturningSpace record's device had.
+	RemovedID string `json:"removed_id,omitempty"`
 }
 
 func validateDeviceRecord(path, id string, d deviceRecord) error {
 	if d.ID != id {
 		return errors.Wrapf(ErrRegistryCorrupt, "%s records id %q, not %q", path, d.ID, id)
 	}
-	if err := ValidateID(d.ID); err != nil {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s: %v", path, err)
+	if !validKey(d.ID) {
+		return errors.Wrapf(ErrRegistryCorrupt, "%s: %v", path, ValidateID(d.ID))
 	}
 	if d.DeviceID == 0 || d.DeviceID > maxDeviceID {
 		return errors.Wrapf(ErrRegistryCorrupt, "%s has device_id %d outside 1..%d", path, d.DeviceID, maxDeviceID)

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
-	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
@@ -44,21 +44,32 @@ func (p *Pool) Remove(ctx context.Context, id string) error {
 	return p.removeLocked(ctx, d)
 }
 
-// removeLocked deactivates, discards and deletes one device, in that order.
-// A device someone still holds open (a mount, a process, a virtual machine
-// given the block device) keeps every byte until its last holder closes it:
-// its kernel removal is deferred, its record marked deleted, and nothing is
-// discarded; ErrDeferred names the holders. GC (or the next Open) finishes
-// the job once the kernel has removed the device.
+// removeLocked removes one device. A device someone still holds open (a
+// mount, a process, a virtual machine given the block device) keeps every
+// byte until its last holder closes it: its kernel removal is deferred, its
+// record marked deleted, and nothing is discarded; ErrDeferred names the
+// holders. GC (or the next Open) finishes the job once the kernel has
+// removed the device.
+//
+// Without discards the device is taken down and deleted from the pool in
+// one transaction. With discards (the default) the removal is made durable
+// first and the space returned after it (handOver): the caller does not
+// wait for a whole-device discard. A device that is active and that nothing
+// holds is left active for that discard, so it is not taken down and
+// brought up again.
 func (p *Pool) removeLocked(ctx context.Context, d deviceRecord) error {
+	if d.ReturningSpace {
+		return p.returnSpaceLocked(ctx, d)
+	}
 	name := thinName(p.cfg.Key, d.DeviceID)
 	mp := p.MountPath(d.ID)
 	info, ierr := p.dm.Info(name)
 	if ierr != nil && !errors.Is(ierr, dm.ErrNotFound) {
 		return errors.Wrapf(ierr, "%s", name)
 	}
-	if ierr == nil {
-		err := p.removeDM(ctx, name, info.Dev, mp)
+	idle := ierr == nil && info.LiveTable && !info.Suspended && info.OpenCount == 0 && !info.DeferredRemove
+	if ierr == nil && (p.cfg.NoDiscard || !idle) {
+		err := p.removeDM(ctx, name, info.Dev, mp, true)
 		if errors.Is(err, dm.ErrBusy) {
 			return p.deferRemoval(ctx, d, name, info.Dev, mp)
 		}
@@ -66,27 +77,10 @@ func (p *Pool) removeLocked(ctx context.Context, d deviceRecord) error {
 			return errors.Wrapf(err, "deactivate %s", name)
 		}
 	}
-	if !p.cfg.NoDiscard {
-		// Mark the record deleted before the discard, the one destructive
-		// step before the delete transaction: a crash from here on leaves
-		// a record that GC or the next Open finishes, never a live record
-		// whose blocks are gone. (Without discards nothing is lost before
-		// the transaction, which recovers by itself.)
-		if !d.Deleted {
-			if err := p.markDeleted(d.ID); err != nil {
-				return err
-			}
-			d.Deleted = true
-		}
-		p.report(fmt.Sprintf("discarding the blocks of %q", d.ID), 0.2)
-		if err := p.discardThin(ctx, d); err != nil {
-			if errors.Is(err, ErrBusy) {
-				return p.deferRemoval(ctx, d, name, 0, mp)
-			}
-			return errors.Wrapf(err, "discard the blocks of %q", d.ID)
-		}
-	}
 	failpoint.Inject(failpoint.RemoveAfterDeact)
+	if !p.cfg.NoDiscard {
+		return p.handOver(d)
+	}
 	p.report(fmt.Sprintf("deleting %q from the pool", d.ID), 0.8)
 	err := p.runTx(txRecord{Op: opDelete, DeviceID: d.DeviceID, ID: d.ID}, func() error {
 		return p.reg.removeDevice(d.ID)
@@ -102,45 +96,38 @@ func (p *Pool) removeLocked(ctx context.Context, d deviceRecord) error {
 	return nil
 }
 
-// discardThin activates the inactive thin device of d, discards all of it so
-// that the pool frees its blocks and passes the discards down (a loop data
-// file gets its holes back), and deactivates it again. It runs only on a
-// device that nothing held when it was taken down. ErrBusy when something
-// opened it in between and still holds it.
-func (p *Pool) discardThin(ctx context.Context, d deviceRecord) error {
-	if _, err := p.activateThin(ctx, d.DeviceID, d.Size); err != nil {
-		return err
-	}
-	name := thinName(p.cfg.Key, d.DeviceID)
-	info, err := p.dm.Info(name)
-	if err != nil {
-		return errors.Wrapf(err, "%s", name)
-	}
-	if hookBeforeDiscardOpen != nil {
-		hookBeforeDiscardOpen(dm.NodePath(name))
-	}
-	// The kernel's own node (devtmpfs makes /dev/dm-N at once), not the
-	// /dev/mapper link, which udev may be remaking at this very moment.
-	f, err := openKernelNode(info.Dev)
-	if err != nil {
-		_ = p.deactivateThin(context.WithoutCancel(ctx), d.DeviceID, "")
-		return err
-	}
-	derr := fs.Discard(ctx, f, 0, 0)
-	f.Close()
-	if err := p.deactivateThin(context.WithoutCancel(ctx), d.DeviceID, ""); err != nil {
-		return err
-	}
-	return derr
-}
-
 // hookBeforeDiscardOpen, set by tests only, runs with the device's
-// /dev/mapper path just before discardThin opens the device.
+// /dev/mapper path just before the space return opens the device.
 var hookBeforeDiscardOpen func(mapperPath string)
 
+// openForDiscard opens block device dev for writing, exclusively (a mount
+// that raced in is noticed, EBUSY, rather than discarded under), through a
+// private node: a block special file of the same number made in dir and
+// unlinked at once. udev watches the nodes under /dev (inotify) and turns
+// every close after a write into a synthetic "change" event; handled after
+// the device is gone and its minor reused, that event named the new
+// device, and the old device's last "remove" event then deleted the new
+// device's /dev/mapper link (issue #13). A private node's close is seen by
+// nobody. Where it cannot be made or opened (no CAP_MKNOD, a nodev
+// filesystem) the kernel's node /dev/dm-<minor> is used.
+func openForDiscard(dir string, dev uint64) (*os.File, error) {
+	path := filepath.Join(dir, fmt.Sprintf(".discard-%d-%d-%d", os.Getpid(), unix.Major(dev), unix.Minor(dev)))
+	_ = os.Remove(path) // left by a crash
+	if err := unix.Mknod(path, unix.S_IFBLK|0o600, int(dev)); err == nil {
+		f, err := os.OpenFile(path, os.O_RDWR|unix.O_EXCL|unix.O_CLOEXEC, 0)
+		_ = os.Remove(path)
+		switch {
+		case err == nil:
+			return f, nil
+		case errors.Is(err, unix.EBUSY):
+			return nil, errors.Wrapf(ErrBusy, "device %d:%d is open exclusively elsewhere", unix.Major(dev), unix.Minor(dev))
+		}
+	}
+	return openKernelNode(dev)
+}
+
 // openKernelNode opens the block device dev through the node devtmpfs makes
-// for it (/dev/dm-<minor> for device-mapper), exclusively, so that a mount
-// that raced in is noticed (EBUSY) rather than discarded under.
+// for it (/dev/dm-<minor> for device-mapper), exclusively.
 func openKernelNode(dev uint64) (*os.File, error) {
 	path := fmt.Sprintf("/dev/dm-%d", unix.Minor(dev))
 	var st unix.Stat_t
@@ -173,11 +160,13 @@ func (p *Pool) deferRemoval(ctx context.Context, d deviceRecord, name string, de
 	return errors.Wrapf(ErrDeferred, "device %q is in use%s; it is deleted once released (GC finishes it)", d.ID, holders)
 }
 
-// GC finishes deferred deletions and returns the ids it removed.
+// GC finishes deferred deletions, returns the space of every removed device
+// still giving it back (waiting for it), and returns the ids it removed.
 func (p *Pool) GC(ctx context.Context) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, errors.Wrap(err, "gc")
 	}
+	p.stopReturning(false) // GC does that work itself, now
 	if err := p.lk.lock(); err != nil {
 		return nil, err
 	}
@@ -185,13 +174,15 @@ func (p *Pool) GC(ctx context.Context) ([]string, error) {
 	if err := p.ensureIndex(); err != nil {
 		return nil, err
 	}
-	return p.gcLocked(ctx)
+	return p.gcLocked(ctx, true)
 }
 
 // gcLocked retries the removal of every device marked deleted (the
 // index knows which). Devices still busy stay marked; the first other
-// error is returned after trying them all.
-func (p *Pool) gcLocked(ctx context.Context) ([]string, error) {
+// error is returned after trying them all. With returnNow it then returns
+// the space of every removed device (see returnSpaceLocked); otherwise it
+// only drops the records a crash in the middle of a hand-over left.
+func (p *Pool) gcLocked(ctx context.Context, returnNow bool) ([]string, error) {
 	ids := make([]string, 0, len(p.idx.deleted))
 	for id := range p.idx.deleted {
 		ids = append(ids, id)
@@ -220,6 +211,19 @@ func (p *Pool) gcLocked(ctx context.Context) ([]string, error) {
 			removed = append(removed, d.ID)
 		case errors.Is(err, ErrDeferred):
 		case firstErr == nil:
+			firstErr = err
+		}
+	}
+	keys := p.returningKeys()
+	for _, key := range keys {
+		r, err := p.reg.loadDevice(key)
+		if err == nil {
+			err = p.dropHandedOver(r)
+			if err == nil && returnNow {
+				err = p.returnSpaceLocked(ctx, r)
+			}
+		}
+		if err != nil && !errors.Is(err, ErrDeviceNotFound) && firstErr == nil {
 			firstErr = err
 		}
 	}

@@ -42,6 +42,17 @@ type Status struct {
 	MinFreeSpace float64
 	// ExternalPool is set when thinctl uses a thin pool it does not own.
 	ExternalPool bool
+	// ReturningDevices counts removed devices whose space is still being
+	// given back (discarded) before they leave the pool; their ids are
+	// already free. GC or ReturnSpace waits for them.
+	ReturningDevices int
+	// ReturningBytes is the space those of them that are active still map
+	// (the one being discarded, or one Remove left active); the others'
+	// is not known without activating them.
+	ReturningBytes uint64
+	// ReturnError is why this process's last background attempt to return
+	// space failed ("" when it did not); it is tried again.
+	ReturnError string
 }
 
 // Status reports the pool's state.
@@ -54,9 +65,18 @@ func (p *Pool) Status() (Status, error) {
 	if err != nil {
 		return s, err
 	}
-	if n, err := p.reg.deviceCount(); err == nil {
-		s.Devices = n
+	if err := p.ensureIndex(); err != nil {
+		return s, err
 	}
+	s.ReturningDevices, s.ReturningBytes = p.returningStatus()
+	if n, err := p.reg.deviceCount(); err == nil {
+		s.Devices = n - s.ReturningDevices
+	}
+	p.ret.mu.Lock()
+	if p.ret.lastErr != nil {
+		s.ReturnError = p.ret.lastErr.Error()
+	}
+	p.ret.mu.Unlock()
 	return s, nil
 }
 

@@ -56,10 +56,8 @@ func (t txRecord) validate() error {
 	if t.DeviceID == 0 || t.DeviceID > maxDeviceID {
 		return errors.Errorf("device_id %d outside 1..%d", t.DeviceID, maxDeviceID)
 	}
-	if t.ID != "" {
-		if err := ValidateID(t.ID); err != nil {
-			return err
-		}
+	if t.ID != "" && !validKey(t.ID) {
+		return ValidateID(t.ID)
 	}
 	if d := t.Device; d != nil {
 		if t.Op == opDelete || d.ID != t.ID || d.DeviceID != t.DeviceID {

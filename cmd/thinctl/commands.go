@@ -21,6 +21,7 @@ type options struct {
 	metadataDev  string
 	thinpoolDev  string
 	noDiscard    bool
+	noWait       bool // remove: leave the space return to gc or a later remove
 
 	parent   string
 	size     uint64
@@ -196,12 +197,19 @@ var commands = []*command{
 	},
 	{
 		name:     "remove",
-		synopsis: "remove ID",
+		synopsis: "remove ID [--no-wait]",
 		summary:  "delete device ID and free its space (deferred while it is busy)",
 		detail: "Unmounts, deactivates and deletes device ID, discarding its blocks. When something\n" +
-			"still holds it, deletion is deferred and finished by 'thinctl gc' or the next command.",
+			"still holds it, deletion is deferred and finished by 'thinctl gc' or the next command.\n" +
+			"The ID is free again once the deletion is recorded; remove then waits until the\n" +
+			"device's space is back in the pool's data. With --no-wait it returns at once and\n" +
+			"'thinctl pool status' shows the space still being returned until 'thinctl gc', the\n" +
+			"next remove or a long-running user of the pool (the snapshotter) finishes it.",
 		args: []string{"ID"},
-		run:  runRemove,
+		flags: func(fs *flag.FlagSet, o *options) {
+			fs.BoolVar(&o.noWait, "no-wait", false, "return once the deletion is recorded; the space is returned later")
+		},
+		run: runRemove,
 	},
 	{
 		name:     "list",

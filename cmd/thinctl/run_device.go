@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -126,10 +127,25 @@ func runRemove(c *call) error {
 		if err != nil {
 			return err
 		}
+		if sr, ok := d.(spaceReturner); ok && !c.opts.noWait {
+			if err := sr.ReturnSpace(c.ctx()); err != nil {
+				// The removal itself is done and durable.
+				fmt.Fprintf(c.app.stderr, "thinctl: %s: removed, but its space is not back yet: %s\n%s\n", c.what(), escapeControls(oneLine(err.Error())), returnHint)
+			}
+		}
 		fmt.Fprintf(c.stdout(), "Removed %s\n", c.id())
 		return nil
 	})
 }
+
+// spaceReturner is a backend that gives a removed device's space back after
+// the removal returned (devicemapper with discards).
+type spaceReturner interface {
+	ReturnSpace(ctx context.Context) error
+}
+
+// returnHint follows the note remove prints when the space return failed.
+const returnHint = "hint: 'thinctl pool status' shows what is still being returned; 'thinctl gc' retries"
 
 // devices lists d's layers as devices, sorted by ID.
 func (c *call) devices(d driver.Driver) ([]deviceInfo, error) {

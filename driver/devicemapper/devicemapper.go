@@ -454,8 +454,23 @@ func (d *Driver) PoolStatus() (driver.PoolStatus, error) {
 	if st.MetadataFile != "" {
 		add("Metadata file", st.MetadataFile)
 	}
+	if st.ReturningDevices > 0 {
+		v := fmt.Sprintf("%d removed device%s", st.ReturningDevices, map[bool]string{true: "s"}[st.ReturningDevices != 1])
+		if st.ReturningBytes > 0 {
+			v += ", " + units.FormatSize(st.ReturningBytes) + " still mapped"
+		}
+		v += " (finished in the background or by gc)"
+		if st.ReturnError != "" {
+			v += "; last attempt: " + st.ReturnError
+		}
+		add("Space being returned", v)
+	}
 	return ps, nil
 }
+
+// ReturnSpace waits until the space of every removed device is back in
+// the pool's data (see thinpool.Pool.ReturnSpace).
+func (d *Driver) ReturnSpace(ctx context.Context) error { return d.pool.ReturnSpace(ctx) }
 
 // Metadata returns the thin device facts of layer id.
 func (d *Driver) Metadata(id string) (map[string]string, error) {

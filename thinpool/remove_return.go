@@ -1,0 +1,379 @@
+package thinpool
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/fs"
+)
+
+// Giving a removed device's space back.
+//
+// With discards on, Remove does not discard on the caller's time. It hands
+// the device over (handOver): one durable registry write records the thin
+// device under returningKey(its thin id), marked ReturningSpace, and the
+// user's record goes, so the id can be created again at once (the new
+// device gets another thin id). Then a goroutine the Pool owns discards the
+// old device through a private node (openForDiscard), takes it down and
+// deletes it from the pool in a transaction (finishReturn). Close stops
+// that goroutine and waits for it; whatever it had not finished — or a
+// crash left — is finished by the next Open (in the background), GC or
+// ReturnSpace (both wait for it). Status counts the devices still
+// returning space.
+
+// returningKeyPrefix starts the registry key of a device returning space.
+// '~' is not allowed in user ids, so the keys never collide with them.
+const returningKeyPrefix = "~returning-"
+
+// returningKey is the registry key of thin device devID returning space.
+func returningKey(devID uint32) string {
+	return returningKeyPrefix + strconv.FormatUint(uint64(devID), 10)
+}
+
+// isReturningKey reports whether key is a returningKey.
+func isReturningKey(key string) bool {
+	n, ok := strings.CutPrefix(key, returningKeyPrefix)
+	if !ok {
+		return false
+	}
+	v, err := strconv.ParseUint(n, 10, 32)
+	return err == nil && v > 0 && v <= maxDeviceID && returningKey(uint32(v)) == key
+}
+
+// validKey reports whether key can name a registry record: a user id or a
+// returning key.
+func validKey(key string) bool { return ValidateID(key) == nil || isReturningKey(key) }
+
+// handOver makes the removal of d durable and leaves its space to be
+// returned: the record moves from d.ID to returningKey(d.DeviceID). The
+// new record is written first; a crash before the old one is removed
+// leaves both, and dropHandedOver (run by Open and GC before any discard)
+// removes the old one. The caller holds the lock.
+func (p *Pool) handOver(d deviceRecord) error {
+	p.report(fmt.Sprintf("deleting %q (its space is returned in the background)", d.ID), 0.8)
+	r := d
+	r.ID, r.ReturningSpace, r.RemovedID, r.Deleted = returningKey(d.DeviceID), true, d.ID, true
+	r.Parent, r.Labels, r.GrowPending = "", nil, false
+	if err := p.reg.saveDevice(r); err != nil {
+		return errors.Wrapf(err, "delete %q", d.ID)
+	}
+	if hookAfterHandOverSave != nil {
+		hookAfterHandOverSave()
+	}
+	if err := p.reg.removeDevice(d.ID); err != nil {
+		// Durable already: dropHandedOver finishes it.
+		p.idx.invalidate()
+		return errors.Wrapf(err, "delete %q", d.ID)
+	}
+	p.idx.remove(d)
+	p.idx.add(r)
+	p.changed()
+	p.kickReturn()
+	return nil
+}
+
+// hookAfterHandOverSave, set by tests only, runs between the two writes of
+// a hand-over (a crash there leaves both records).
+var hookAfterHandOverSave func()
+
+// dropHandedOver removes the user record a crash in the middle of r's
+// hand-over left behind (same thin id). The caller holds the lock.
+func (p *Pool) dropHandedOver(r deviceRecord) error {
+	u, err := p.reg.loadDevice(r.RemovedID)
+	if err != nil || u.DeviceID != r.DeviceID || u.ReturningSpace {
+		return nil // gone, or the id was created again (another thin id)
+	}
+	if err := p.reg.removeDevice(u.ID); err != nil {
+		return err
+	}
+	p.idx.remove(u)
+	p.idx.add(r)
+	p.changed()
+	return nil
+}
+
+// returningKeys lists the index's devices returning space, sorted.
+func (p *Pool) returningKeys() []string {
+	keys := make([]string, 0, len(p.idx.returning))
+	for k := range p.idx.returning {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// returnSpaceLocked returns the space of r and deletes it from the pool,
+// all with the lock held (GC, ReturnSpace, Check's repair).
+func (p *Pool) returnSpaceLocked(ctx context.Context, r deviceRecord) error {
+	dev, err := p.prepareReturn(ctx, r)
+	if err != nil {
+		return err
+	}
+	if err := p.discardDevice(ctx, r, dev); err != nil {
+		return err
+	}
+	return p.finishReturn(ctx, r)
+}
+
+// prepareReturn makes sure r's thin device is active (left active by
+// Remove when nothing held it) and returns its device number.
+func (p *Pool) prepareReturn(ctx context.Context, r deviceRecord) (uint64, error) {
+	if err := p.dropHandedOver(r); err != nil {
+		return 0, err
+	}
+	name := thinName(p.cfg.Key, r.DeviceID)
+	if _, err := p.activateThin(ctx, r.DeviceID, r.Size); err != nil {
+		return 0, errors.Wrapf(err, "return the space of removed device %q", r.RemovedID)
+	}
+	info, err := p.dm.Info(name)
+	if err != nil {
+		return 0, errors.Wrapf(err, "%s", name)
+	}
+	return info.Dev, nil
+}
+
+// discardDevice discards all of r's active thin device so that the pool
+// frees its blocks and passes the discards down (a loop data file gets its
+// holes back). It needs no lock: nobody else uses a returning device (a
+// second returner's exclusive open fails with ErrBusy).
+func (p *Pool) discardDevice(ctx context.Context, r deviceRecord, dev uint64) error {
+	if hookBeforeDiscardOpen != nil {
+		hookBeforeDiscardOpen(dm.NodePath(thinName(p.cfg.Key, r.DeviceID)))
+	}
+	f, err := openForDiscard(p.dir, dev)
+	if err != nil {
+		return errors.Wrapf(err, "discard the blocks of removed device %q", r.RemovedID)
+	}
+	derr := fs.Discard(ctx, f, 0, 0)
+	if cerr := f.Close(); derr == nil {
+		derr = cerr
+	}
+	return errors.Wrapf(derr, "discard the blocks of removed device %q", r.RemovedID)
+}
+
+// finishReturn takes r's thin device down and deletes it from the pool and
+// the registry in one transaction. The caller holds the lock.
+func (p *Pool) finishReturn(ctx context.Context, r deviceRecord) error {
+	name := thinName(p.cfg.Key, r.DeviceID)
+	if info, err := p.dm.Info(name); err == nil {
+		err := p.removeDM(ctx, name, info.Dev, "", true)
+		if errors.Is(err, dm.ErrBusy) {
+			return errors.Wrapf(ErrBusy, "removed device %q (%s) is in use%s; its space is returned once released", r.RemovedID, name, p.holdersText(info.Dev, ""))
+		}
+		if err != nil && !errors.Is(err, dm.ErrNotFound) {
+			return errors.Wrapf(err, "deactivate %s", name)
+		}
+	} else if !errors.Is(err, dm.ErrNotFound) {
+		return errors.Wrapf(err, "%s", name)
+	}
+	err := p.runTx(txRecord{Op: opDelete, DeviceID: r.DeviceID, ID: r.ID}, func() error {
+		return p.reg.removeDevice(r.ID)
+	})
+	if err != nil {
+		return errors.Wrapf(err, "delete removed device %q from the pool", r.RemovedID)
+	}
+	p.idx.remove(r)
+	return nil
+}
+
+// returner is the Pool's background space return: at most one goroutine,
+// started when there is work and ending when there is none.
+type returner struct {
+	mu      sync.Mutex
+	closed  bool          // Close was called: never start again
+	running bool          // a goroutine runs
+	wake    chan struct{} // more work (buffered, 1)
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when the goroutine ends
+	lastErr error         // the last pass's first error, for Status
+}
+
+// kickReturn starts the background return, or tells the running one that
+// there is more to do.
+func (p *Pool) kickReturn() {
+	r := &p.ret
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	if r.wake == nil {
+		r.wake = make(chan struct{}, 1)
+	}
+	if r.running {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.running, r.cancel, r.done = true, cancel, make(chan struct{})
+	go p.returnLoop(ctx, r.done)
+}
+
+// stopReturning cancels the background return and waits for it to end;
+// forever stops it for good (Close). What was not finished stays recorded.
+func (p *Pool) stopReturning(forever bool) {
+	r := &p.ret
+	r.mu.Lock()
+	r.closed = r.closed || forever
+	running, cancel, done := r.running, r.cancel, r.done
+	r.mu.Unlock()
+	if running {
+		cancel()
+		<-done
+	}
+}
+
+// returnRetry bounds how often a pass that failed (a returning device
+// someone opened, a pool that refused the delete) is tried again.
+const returnRetry = 5 * time.Second
+
+// returnLoop makes passes over the devices returning space until none is
+// left or ctx ends; after a failed pass it waits for returnRetry or a kick.
+func (p *Pool) returnLoop(ctx context.Context, done chan struct{}) {
+	r := &p.ret
+	defer close(done)
+	for {
+		left, err := p.returnPass(ctx)
+		r.mu.Lock()
+		if ctx.Err() == nil {
+			r.lastErr = err
+		}
+		if ctx.Err() != nil || left == 0 {
+			select {
+			case <-r.wake: // kicked after the pass looked: go again
+				if ctx.Err() == nil {
+					r.mu.Unlock()
+					continue
+				}
+			default:
+			}
+			r.running = false
+			r.cancel()
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-r.wake:
+		case <-time.After(returnRetry):
+		}
+	}
+}
+
+// returnPass returns the space of every device recorded as returning it,
+// taking the lock only around the kernel and registry steps (the discard
+// runs without it). It reports how many are left and the first error.
+func (p *Pool) returnPass(ctx context.Context) (int, error) {
+	if err := p.lk.lock(); err != nil {
+		return 1, err
+	}
+	err := p.ensureIndex()
+	keys := p.returningKeys()
+	p.lk.unlock()
+	if err != nil {
+		return 1, err
+	}
+	left := 0
+	var first error
+	for _, key := range keys {
+		if err := p.returnOne(ctx, key); err != nil {
+			left++
+			if first == nil {
+				first = err
+			}
+		}
+		if ctx.Err() != nil {
+			return left + 1, ctx.Err()
+		}
+	}
+	return left, first
+}
+
+// returnOne returns the space of the device recorded under key; a record
+// already gone (another process finished it) is success.
+func (p *Pool) returnOne(ctx context.Context, key string) error {
+	load := func() (deviceRecord, error) {
+		if err := p.ensureIndex(); err != nil {
+			return deviceRecord{}, err
+		}
+		return p.reg.loadDevice(key)
+	}
+	if err := p.lk.lock(); err != nil {
+		return err
+	}
+	r, err := load()
+	var dev uint64
+	if err == nil {
+		dev, err = p.prepareReturn(ctx, r)
+	}
+	p.lk.unlock()
+	if errors.Is(err, ErrDeviceNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := p.discardDevice(ctx, r, dev); err != nil {
+		return err
+	}
+	if err := p.lk.lock(); err != nil {
+		return err
+	}
+	defer p.lk.unlock()
+	if r, err = load(); err != nil {
+		if errors.Is(err, ErrDeviceNotFound) {
+			return nil
+		}
+		return err
+	}
+	return p.finishReturn(ctx, r)
+}
+
+// ReturnSpace returns the space of every removed device still giving it
+// back (see Remove) and waits for it: when it returns nil, Status counts
+// none. A device someone opened in the meantime is reported (ErrBusy) and
+// stays recorded.
+func (p *Pool) ReturnSpace(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return errors.Wrap(err, "return space")
+	}
+	p.stopReturning(false) // this goroutine does the work now
+	left, err := p.returnPass(ctx)
+	if left > 0 {
+		p.kickReturn()
+	}
+	return err
+}
+
+// returningStatus counts the devices returning space and the bytes those
+// that are active still map (the one being discarded, or one Remove left
+// active); the caller holds the lock and has an index.
+func (p *Pool) returningStatus() (int, uint64) {
+	var bytes uint64
+	for key := range p.idx.returning {
+		devID, err := strconv.ParseUint(strings.TrimPrefix(key, returningKeyPrefix), 10, 32)
+		if err != nil {
+			continue
+		}
+		ts, err := p.dm.Status(thinName(p.cfg.Key, uint32(devID)), dm.StatusOptions{NoFlush: true})
+		if err != nil || len(ts) != 1 {
+			continue
+		}
+		if st, err := parseThinStatus(ts[0].Params); err == nil {
+			bytes += st.MappedSectors * 512
+		}
+	}
+	return len(p.idx.returning), bytes
+}
