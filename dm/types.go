@@ -95,7 +95,6 @@ type RemoveOptions struct {
 	NoNodeWait bool
 }
 
-
 // TableOptions tunes Table.
 type TableOptions struct {
 	Inactive bool // read the inactive (loaded, not yet resumed) table
