@@ -274,7 +274,8 @@ func (p *Pool) returnLoop(ctx context.Context, done chan struct{}) {
 
 // returnPass returns the space of every device recorded as returning it,
 // taking the lock only around the kernel and registry steps (the discard
-// runs without it). It reports how many are left and the first error.
+// runs without it). It reports how many are left and the first error
+// other than ErrBusy.
 func (p *Pool) returnPass(ctx context.Context) (int, error) {
 	if err := p.lk.lock(); err != nil {
 		return 1, err
@@ -288,11 +289,14 @@ func (p *Pool) returnPass(ctx context.Context) (int, error) {
 	left := 0
 	var first error
 	for _, key := range keys {
-		if err := p.returnOne(ctx, key); err != nil {
+		err := p.returnOne(ctx, key)
+		if err != nil {
 			left++
-			if first == nil {
-				first = err
-			}
+		}
+		// Busy: another process's return has the device open (it
+		// finishes it), or someone opened it; it stays counted in Status.
+		if err != nil && !errors.Is(err, ErrBusy) && first == nil {
+			first = err
 		}
 		if ctx.Err() != nil {
 			return left + 1, ctx.Err()
@@ -342,9 +346,10 @@ func (p *Pool) returnOne(ctx context.Context, key string) error {
 }
 
 // ReturnSpace returns the space of every removed device still giving it
-// back (see Remove) and waits for it: when it returns nil, Status counts
-// none. A device someone opened in the meantime is reported (ErrBusy) and
-// stays recorded.
+// back (see Remove) and waits for it. A device another process is
+// returning at the same time (or that someone opened) is left to it and
+// still counted by Status; otherwise, when ReturnSpace returns nil, Status
+// counts none.
 func (p *Pool) ReturnSpace(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return errors.Wrap(err, "return space")
