@@ -140,19 +140,31 @@ func (p *Pool) prepareReturn(ctx context.Context, r deviceRecord) (uint64, error
 	return info.Dev, nil
 }
 
-// discardDevice discards all of r's active thin device so that the pool
-// frees its blocks and passes the discards down (a loop data file gets its
-// holes back). It needs no lock: nobody else uses a returning device (a
-// second returner's exclusive open fails with ErrBusy).
+// discardDevice discards r's active thin device so that the pool frees its
+// blocks and passes the discards down (a loop data file gets its holes
+// back): up to the end of its highest mapped block (the thin status says
+// which; nothing at all when nothing is mapped), the whole device when the
+// status cannot be read. It needs no lock: nobody else uses a returning
+// device (a second returner's exclusive open fails with ErrBusy).
 func (p *Pool) discardDevice(ctx context.Context, r deviceRecord, dev uint64) error {
+	name := thinName(p.cfg.Key, r.DeviceID)
 	if hookBeforeDiscardOpen != nil {
-		hookBeforeDiscardOpen(dm.NodePath(thinName(p.cfg.Key, r.DeviceID)))
+		hookBeforeDiscardOpen(dm.NodePath(name))
+	}
+	length := uint64(0) // the whole device
+	if ts, err := p.dm.Status(name, dm.StatusOptions{NoFlush: true}); err == nil && len(ts) == 1 {
+		if st, err := parseThinStatus(ts[0].Params); err == nil && !st.Failed {
+			if !st.HasHighest {
+				return nil // nothing mapped, nothing to give back
+			}
+			length = (st.HighestMapped + 1) * 512
+		}
 	}
 	f, err := openForDiscard(p.dir, dev)
 	if err != nil {
 		return errors.Wrapf(err, "discard the blocks of removed device %q", r.RemovedID)
 	}
-	derr := fs.Discard(ctx, f, 0, 0)
+	derr := fs.Discard(ctx, f, 0, length)
 	if cerr := f.Close(); derr == nil {
 		derr = cerr
 	}
