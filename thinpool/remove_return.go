@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/pkg/errors"
 
@@ -197,7 +196,7 @@ func (p *Pool) finishReturn(ctx context.Context, r deviceRecord) error {
 }
 
 // returner is the Pool's background space return: at most one goroutine,
-// started when there is work and ending when there is none.
+// started when there is work (kickReturn) and ending after a pass.
 type returner struct {
 	mu      sync.Mutex
 	closed  bool          // Close was called: never start again
@@ -246,41 +245,29 @@ func (p *Pool) stopReturning(forever bool) {
 	}
 }
 
-// returnRetry bounds how often a pass that failed (a returning device
-// someone opened, a pool that refused the delete) is tried again.
-const returnRetry = 5 * time.Second
-
-// returnLoop makes passes over the devices returning space until none is
-// left or ctx ends; after a failed pass it waits for returnRetry or a kick.
+// returnLoop makes passes over the devices returning space while it is
+// kicked, and ends after a pass that nobody kicked during (what failed,
+// such as a device someone opened, is tried again at the next kick: the
+// next Remove, Open, GC or ReturnSpace) or when ctx ends.
 func (p *Pool) returnLoop(ctx context.Context, done chan struct{}) {
 	r := &p.ret
 	defer close(done)
 	for {
-		left, err := p.returnPass(ctx)
+		_, err := p.returnPass(ctx)
 		r.mu.Lock()
 		if ctx.Err() == nil {
 			r.lastErr = err
-		}
-		if ctx.Err() != nil || left == 0 {
 			select {
-			case <-r.wake: // kicked after the pass looked: go again
-				if ctx.Err() == nil {
-					r.mu.Unlock()
-					continue
-				}
+			case <-r.wake: // kicked during the pass: go again
+				r.mu.Unlock()
+				continue
 			default:
 			}
-			r.running = false
-			r.cancel()
-			r.mu.Unlock()
-			return
 		}
+		r.running = false
+		r.cancel()
 		r.mu.Unlock()
-		select {
-		case <-ctx.Done():
-		case <-r.wake:
-		case <-time.After(returnRetry):
-		}
+		return
 	}
 }
 
@@ -358,19 +345,28 @@ func (p *Pool) returnOne(ctx context.Context, key string) error {
 }
 
 // ReturnSpace returns the space of every removed device still giving it
-// back (see Remove) and waits for it. A device another process is
+// back (see Remove) and waits for it: it lets the background return finish
+// its work, then tries what is left itself. A device another process is
 // returning at the same time (or that someone opened) is left to it and
 // still counted by Status; otherwise, when ReturnSpace returns nil, Status
-// counts none.
+// counts none. When ctx ends first, the background return goes on.
 func (p *Pool) ReturnSpace(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return errors.Wrap(err, "return space")
 	}
-	p.stopReturning(false) // this goroutine does the work now
-	left, err := p.returnPass(ctx)
-	if left > 0 {
-		p.kickReturn()
+	p.kickReturn()
+	r := &p.ret
+	r.mu.Lock()
+	running, done := r.running, r.done
+	r.mu.Unlock()
+	if running {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return errors.Wrap(ctx.Err(), "return space (it goes on in the background)")
+		}
 	}
+	_, err := p.returnPass(ctx)
 	return err
 }
 
