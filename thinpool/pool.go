@@ -53,7 +53,7 @@ type index struct {
 	// space is still being returned (see remove_return.go).
 	returning map[string]bool
 	base      uint32 // the base device's thin id (pool.json), always used
-	stale   bool   // read everything from disk again before the next use
+	stale     bool   // read everything from disk again before the next use
 }
 
 // recEntry is one record and its JSON encoding (the body of its put

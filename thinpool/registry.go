@@ -628,7 +628,10 @@ func (r *registry) loadDevice(id string) (deviceRecord, error) {
 
 // saveDevice adds or replaces one device record: a durable frame of its
 // own, or, inside a transaction, an entry of the transaction's end frame.
-func (r *registry) saveDevice(d deviceRecord) error {
+func (r *registry) saveDevice(d deviceRecord) error { return r.putDevice(nil, d) }
+
+// putDevice is saveDevice with entries that go first in the same frame.
+func (r *registry) putDevice(first []byte, d deviceRecord) error {
 	if err := r.ensure(); err != nil {
 		return err
 	}
@@ -638,8 +641,8 @@ func (r *registry) saveDevice(d deviceRecord) error {
 		return errors.Wrapf(err, "registry: encode the record of %q", d.ID)
 	}
 	if r.inTx {
-		r.txBuf = appendEntry(r.txBuf, entryPut, body)
-	} else if err := r.appendFrame(appendEntry(nil, entryPut, body), true); err != nil {
+		r.txBuf = appendEntry(append(r.txBuf, first...), entryPut, body)
+	} else if err := r.appendFrame(appendEntry(first, entryPut, body), true); err != nil {
 		return err
 	}
 	r.idx.addEncoded(d, body)

@@ -52,39 +52,38 @@ func isReturningKey(key string) bool {
 func validKey(key string) bool { return ValidateID(key) == nil || isReturningKey(key) }
 
 // handOver makes the removal of d durable and leaves its space to be
-// returned: the record moves from d.ID to returningKey(d.DeviceID). The
-// new record is written first; a crash before the old one is removed
-// leaves both, and dropHandedOver (run by Open and GC before any discard)
-// removes the old one. The caller holds the lock.
+// returned: the record moves from d.ID to returningKey(d.DeviceID), both
+// entries in one journal frame (one flush). The caller holds the lock.
 func (p *Pool) handOver(d deviceRecord) error {
 	p.report(fmt.Sprintf("deleting %q (its space is returned in the background)", d.ID), 0.8)
 	r := d
 	r.ID, r.ReturningSpace, r.RemovedID, r.Deleted = returningKey(d.DeviceID), true, d.ID, true
 	r.Parent, r.Labels, r.GrowPending = "", nil, false
-	if err := p.reg.saveDevice(r); err != nil {
+	if err := p.reg.moveDevice(d.ID, r); err != nil {
 		return errors.Wrapf(err, "delete %q", d.ID)
 	}
-	if hookAfterHandOverSave != nil {
-		hookAfterHandOverSave()
-	}
-	if err := p.reg.removeDevice(d.ID); err != nil {
-		// Durable already: dropHandedOver finishes it.
-		p.idx.invalidate()
-		return errors.Wrapf(err, "delete %q", d.ID)
-	}
-	p.idx.remove(d)
-	p.idx.add(r)
-	p.changed()
 	p.kickReturn()
 	return nil
 }
 
-// hookAfterHandOverSave, set by tests only, runs between the two writes of
-// a hand-over (a crash there leaves both records).
-var hookAfterHandOverSave func()
+// moveDevice removes the record of oldID and adds d (with the same thin
+// id) in one durable journal frame: the removal first, so that replaying
+// the frame leaves the thin id marked used.
+func (r *registry) moveDevice(oldID string, d deviceRecord) error {
+	if err := r.ensure(); err != nil {
+		return err
+	}
+	r.idx.removeID(oldID)
+	err := r.putDevice(appendEntry(nil, entryDel, []byte(oldID)), d)
+	if err != nil {
+		r.idx.invalidate() // the old record is gone from memory only
+	}
+	return err
+}
 
-// dropHandedOver removes the user record a crash in the middle of r's
-// hand-over left behind (same thin id). The caller holds the lock.
+// dropHandedOver removes a user record that still has r's thin id (a
+// record written back by hand, or by a registry of an older layout); the
+// id's device is gone. The caller holds the lock.
 func (p *Pool) dropHandedOver(r deviceRecord) error {
 	u, err := p.reg.loadDevice(r.RemovedID)
 	if err != nil || u.DeviceID != r.DeviceID || u.ReturningSpace {
@@ -93,9 +92,8 @@ func (p *Pool) dropHandedOver(r deviceRecord) error {
 	if err := p.reg.removeDevice(u.ID); err != nil {
 		return err
 	}
-	p.idx.remove(u)
-	p.idx.add(r)
-	p.changed()
+	p.idx.used.set(r.DeviceID)
+	p.idx.byDevID[r.DeviceID] = r.ID
 	return nil
 }
 
