@@ -9,7 +9,8 @@
 #   tests/bench/run.sh --udev          one boot, with systemd-udevd and the dm rules running
 #   tests/bench/run.sh --no-udev       one boot, without udev
 #   tests/bench/run.sh --report LOG    only rebuild docs/ from the output of earlier runs (repeat
-#                                      --report to merge runs that measured different sections)
+#                                      --report to merge runs that measured different sections;
+#                                      --peer LOG adds a peer stage's output)
 #
 # Anything after `--` is passed to `thinctl-bench run` (e.g. -- -only opcost -n 20).
 # Each boot's output is kept in ${TMPDIR:-/tmp}/thinctl-bench-<time>[-udev].log. The
@@ -24,9 +25,10 @@ main() {
 	export PATH="$PATH:/usr/local/go/bin"
 	MODE=vm QUICK=0 TIMEOUT=50m BOOTS=(noudev udev) UDEV_DEVICES=40
 	REPORT_LOGS=()
+	PEER_LOGS=()
 	RUN_ARGS=()
 
-	usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+	usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 	die() { echo "bench: $*" >&2; exit 1; }
 
 	while [ $# -gt 0 ]; do
@@ -37,6 +39,7 @@ main() {
 		--udev) BOOTS=(udev); shift ;;
 		--no-udev) BOOTS=(noudev); shift ;;
 		--report) REPORT_LOGS+=("${2:?--report needs the log of a run}"); shift 2 ;;
+		--peer) PEER_LOGS+=("${2:?--peer needs the log of a peer stage}"); shift 2 ;;
 		--timeout) TIMEOUT="${2:?--timeout needs a duration}"; shift 2 ;;
 		-h | --help) usage ;;
 		--) shift; RUN_ARGS+=("$@"); break ;;
@@ -85,7 +88,6 @@ main() {
 		echo "$figures"
 	}
 
-	PEER_LOGS=()
 	if [ ${#REPORT_LOGS[@]} -gt 0 ]; then
 		report "${REPORT_LOGS[@]}"
 		exit 0
