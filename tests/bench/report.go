@@ -71,6 +71,10 @@ func reportMain(args []string) error {
 		if r.PeerBench == nil {
 			r.PeerBench = map[string]float64{}
 		}
+		if st, err := os.Stat(in); err == nil && len(figs) > 0 {
+			r.Notes = append(r.Notes, fmt.Sprintf("the figures %s come from the peer stage's output %s (written %s)",
+				strings.Join(sortedKeys(figs), ", "), filepath.Base(in), st.ModTime().UTC().Format("2006-01-02 15:04 UTC")))
+		}
 		for k, v := range figs {
 			r.PeerBench[k] = v
 		}
@@ -781,4 +785,14 @@ func renderConcurrency(w writer, r *Results, fig map[string]float64) {
 		w("| %d | %s | %.2f | %s |\n", k, fmtMs(c.CreateMs[i]), c.PerSec(i), fmtMs(c.RemoveMs[i]))
 	}
 	w("\nThroughput with %d creators / with %d: %s (`concurrent_8_vs_1`).\n", c.Creators[len(c.Creators)-1], c.Creators[0], fmtX(fig["concurrent_8_vs_1"]))
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys(m map[string]float64) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
