@@ -308,8 +308,30 @@ func unmountUnder(dir string) {
 	}
 }
 
-// newDiscardPath is the library path on the pool with discards on. While
-// the library's Remove discards on the caller's time it is l itself; once
-// Remove returns the space in the background, it is a settler that waits
-// for the pool's status to say the space is back.
-func newDiscardPath(l *libPath) opPath { return l }
+// newDiscardPath is the library path on the pool with discards on (the
+// default). Remove hands the device's space back in the background, so
+// the path is a settler: settle waits until the pool's status no longer
+// counts devices returning space, which remove_discard_vs_floor prices.
+func newDiscardPath(l *libPath) opPath { return discardPath{l} }
+
+// settleLimit bounds the wait for a removed device's space to come back.
+const settleLimit = 2 * time.Minute
+
+type discardPath struct{ *libPath }
+
+func (d discardPath) settle() error {
+	deadline := time.Now().Add(settleLimit)
+	for {
+		st, err := d.pool.Status()
+		if err != nil {
+			return err
+		}
+		if st.ReturningDevices == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.Errorf("%d devices still returning space after %s (last error: %q)", st.ReturningDevices, settleLimit, st.ReturnError)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
