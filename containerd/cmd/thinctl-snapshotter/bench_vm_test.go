@@ -110,13 +110,19 @@ func TestBenchVsContainerdDevmapper(t *testing.T) {
 	ctx := namespaces.WithNamespace(context.Background(), "bench")
 	sc, lc := snapshotsapi.NewSnapshotsClient(conn), leasesapi.NewLeasesClient(conn)
 	names := []string{"thinctl", "devmapper", "overlayfs"}
+	// Every snapshot is made under a lease: containerd's collector (it
+	// also runs on its own, e.g. shortly after its start) removes any
+	// snapshot that neither a lease nor a gc.root label holds.
+	if _, err := lc.Create(ctx, &leasesapi.CreateRequest{ID: "bench-base"}); err != nil {
+		t.Fatal(err)
+	}
+	bctx := leases.WithLease(ctx, "bench-base")
 	for _, sn := range names {
-		// The committed parent every measured snapshot starts from, kept
-		// by a gc.root label.
-		if _, err := sc.Prepare(ctx, &snapshotsapi.PrepareSnapshotRequest{Snapshotter: sn, Key: "base-active"}); err != nil {
+		// The committed parent every measured snapshot starts from.
+		if _, err := sc.Prepare(bctx, &snapshotsapi.PrepareSnapshotRequest{Snapshotter: sn, Key: "base-active"}); err != nil {
 			t.Fatalf("%s: prepare the base: %v", sn, err)
 		}
-		if _, err := sc.Commit(ctx, &snapshotsapi.CommitSnapshotRequest{Snapshotter: sn, Name: "base", Key: "base-active",
+		if _, err := sc.Commit(bctx, &snapshotsapi.CommitSnapshotRequest{Snapshotter: sn, Name: "base", Key: "base-active",
 			Labels: map[string]string{"containerd.io/gc.root": "bench"}}); err != nil {
 			t.Fatalf("%s: commit the base: %v", sn, err)
 		}
@@ -126,13 +132,13 @@ func TestBenchVsContainerdDevmapper(t *testing.T) {
 	// requests of a snapshotter pay for loading code and caches.
 	kw.phase("warm-up")
 	for _, sn := range names {
-		if _, err := sc.Prepare(ctx, &snapshotsapi.PrepareSnapshotRequest{Snapshotter: sn, Key: "warm-up", Parent: "base"}); err != nil {
+		if _, err := sc.Prepare(bctx, &snapshotsapi.PrepareSnapshotRequest{Snapshotter: sn, Key: "warm-up", Parent: "base"}); err != nil {
 			t.Fatalf("%s: warm-up prepare: %v", sn, err)
 		}
-		if _, err := sc.Mounts(ctx, &snapshotsapi.MountsRequest{Snapshotter: sn, Key: "warm-up"}); err != nil {
+		if _, err := sc.Mounts(bctx, &snapshotsapi.MountsRequest{Snapshotter: sn, Key: "warm-up"}); err != nil {
 			t.Fatalf("%s: warm-up mounts: %v", sn, err)
 		}
-		if _, err := sc.Remove(ctx, &snapshotsapi.RemoveSnapshotRequest{Snapshotter: sn, Key: "warm-up"}); err != nil {
+		if _, err := sc.Remove(bctx, &snapshotsapi.RemoveSnapshotRequest{Snapshotter: sn, Key: "warm-up"}); err != nil {
 			t.Fatalf("%s: warm-up remove: %v", sn, err)
 		}
 	}
