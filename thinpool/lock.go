@@ -1,10 +1,12 @@
 package thinpool
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
@@ -120,4 +122,72 @@ func (l *rootLock) setEpoch(epoch uint64) error {
 		return errors.Wrapf(err, "record the registry epoch in %s", l.path)
 	}
 	return nil
+}
+
+// Claims on space returns.
+//
+// A removed device's space is returned by whichever returner reaches it
+// first: a Pool's background goroutine, GC or Check's repair, in this
+// process or another. The discard runs without the root lock (it can take
+// long), so two returners can reach one device at once, and the second's
+// exclusive open then fails with EBUSY — which cannot tell a returner from
+// someone who opened the device. So a returner claims the device before it
+// discards: an open-file-description lock (F_OFD_SETLK) on one byte of the
+// root's lock file, at returnClaimBase + the thin id, taken through an open
+// of its own, so that two Pools of one process exclude each other too. The
+// kernel drops it when its holder dies. Linux keeps flock (the root lock)
+// and fcntl locks apart, so the claims and the root lock never interact.
+const returnClaimBase = 1 << 40
+
+// returnClaim is a held claim on one device's space return.
+type returnClaim struct{ f *os.File }
+
+// tryClaimReturn claims the space return of thin device devID. It returns
+// nil, nil when another returner holds the claim.
+func (l *rootLock) tryClaimReturn(devID uint32) (*returnClaim, error) {
+	f, err := os.OpenFile(l.path, os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, errors.Wrapf(err, "open lock file %s", l.path)
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: returnClaimBase + int64(devID), Len: 1}
+	for {
+		err = unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	switch {
+	case err == nil:
+		return &returnClaim{f: f}, nil
+	case err == unix.EAGAIN || err == unix.EACCES:
+		f.Close()
+		return nil, nil
+	default:
+		f.Close()
+		return nil, errors.Wrapf(err, "claim the space return of thin device %d in %s", devID, l.path)
+	}
+}
+
+// claimReturn is tryClaimReturn that waits while another returner holds
+// the claim (it lets go when its discard ends), until ctx ends.
+func (l *rootLock) claimReturn(ctx context.Context, devID uint32) (*returnClaim, error) {
+	const poll = 10 * time.Millisecond
+	for {
+		c, err := l.tryClaimReturn(devID)
+		if c != nil || err != nil {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errors.Wrapf(ctx.Err(), "wait for another process returning the space of thin device %d", devID)
+		case <-time.After(poll):
+		}
+	}
+}
+
+// release lets go of the claim.
+func (c *returnClaim) release() {
+	if c != nil {
+		c.f.Close()
+	}
 }

@@ -522,7 +522,7 @@ func (p *Pool) openLocked(ctx context.Context) error {
 		return err
 	}
 	p.report("finishing deferred deletions", 0.8)
-	_, _ = p.gcLocked(ctx, false)
+	_, _ = p.gcLocked(ctx)
 	if len(p.idx.returning) > 0 {
 		p.kickReturn() // space a crash or an exit left to return
 	}

@@ -161,7 +161,8 @@ func (p *Pool) deferRemoval(ctx context.Context, d deviceRecord, name string, de
 }
 
 // GC finishes deferred deletions, returns the space of every removed device
-// still giving it back (waiting for it), and returns the ids it removed.
+// still giving it back (waiting for it, as ReturnSpace does), and returns
+// the ids it removed.
 func (p *Pool) GC(ctx context.Context) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, errors.Wrap(err, "gc")
@@ -170,19 +171,24 @@ func (p *Pool) GC(ctx context.Context) ([]string, error) {
 	if err := p.lk.lock(); err != nil {
 		return nil, err
 	}
-	defer p.lk.unlock()
-	if err := p.ensureIndex(); err != nil {
-		return nil, err
+	err := p.ensureIndex()
+	var removed []string
+	if err == nil {
+		removed, err = p.gcLocked(ctx)
 	}
-	return p.gcLocked(ctx, true)
+	p.lk.unlock()
+	if _, rerr := p.returnPass(ctx, true); err == nil {
+		err = rerr
+	}
+	return removed, err
 }
 
 // gcLocked retries the removal of every device marked deleted (the
 // index knows which). Devices still busy stay marked; the first other
-// error is returned after trying them all. With returnNow it then returns
-// the space of every removed device (see returnSpaceLocked); otherwise it
-// only drops the records a crash in the middle of a hand-over left.
-func (p *Pool) gcLocked(ctx context.Context, returnNow bool) ([]string, error) {
+// error is returned after trying them all. It drops the user records a
+// crash in the middle of a hand-over left; the space of removed devices is
+// returned by returnPass, without the lock.
+func (p *Pool) gcLocked(ctx context.Context) ([]string, error) {
 	ids := make([]string, 0, len(p.idx.deleted))
 	for id := range p.idx.deleted {
 		ids = append(ids, id)
@@ -219,9 +225,6 @@ func (p *Pool) gcLocked(ctx context.Context, returnNow bool) ([]string, error) {
 		r, err := p.reg.loadDevice(key)
 		if err == nil {
 			err = p.dropHandedOver(r)
-			if err == nil && returnNow {
-				err = p.returnSpaceLocked(ctx, r)
-			}
 		}
 		if err != nil && !errors.Is(err, ErrDeviceNotFound) && firstErr == nil {
 			firstErr = err

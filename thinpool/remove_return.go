@@ -108,8 +108,17 @@ func (p *Pool) returningKeys() []string {
 }
 
 // returnSpaceLocked returns the space of r and deletes it from the pool,
-// all with the lock held (GC, ReturnSpace, Check's repair).
+// all with the lock held. It never waits for the claim (the claim is taken
+// before the lock; see returnOne): a device another returner has is ErrBusy.
 func (p *Pool) returnSpaceLocked(ctx context.Context, r deviceRecord) error {
+	c, err := p.lk.tryClaimReturn(r.DeviceID)
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		return errors.Wrapf(ErrBusy, "removed device %q is being returned by another process", r.RemovedID)
+	}
+	defer c.release()
 	dev, err := p.prepareReturn(ctx, r)
 	if err != nil {
 		return err
@@ -141,8 +150,8 @@ func (p *Pool) prepareReturn(ctx context.Context, r deviceRecord) (uint64, error
 // blocks and passes the discards down (a loop data file gets its holes
 // back): up to the end of its highest mapped block (the thin status says
 // which; nothing at all when nothing is mapped), the whole device when the
-// status cannot be read. It needs no lock: nobody else uses a returning
-// device (a second returner's exclusive open fails with ErrBusy).
+// status cannot be read. It needs no lock, only the device's claim: no
+// other returner can reach the device, and nobody deletes it meanwhile.
 func (p *Pool) discardDevice(ctx context.Context, r deviceRecord, dev uint64) error {
 	name := thinName(p.cfg.Key, r.DeviceID)
 	if hookBeforeDiscardOpen != nil {
@@ -251,7 +260,7 @@ func (p *Pool) returnLoop(ctx context.Context, done chan struct{}) {
 	r := &p.ret
 	defer close(done)
 	for {
-		_, err := p.returnPass(ctx)
+		_, err := p.returnPass(ctx, false)
 		r.mu.Lock()
 		if ctx.Err() == nil {
 			r.lastErr = err
@@ -271,9 +280,10 @@ func (p *Pool) returnLoop(ctx context.Context, done chan struct{}) {
 
 // returnPass returns the space of every device recorded as returning it,
 // taking the lock only around the kernel and registry steps (the discard
-// runs without it). It reports how many are left and the first error
-// other than ErrBusy.
-func (p *Pool) returnPass(ctx context.Context) (int, error) {
+// runs without it). With wait it waits for a device another returner has
+// (see claimReturn); without, it leaves it to that returner. It reports how
+// many are left and the first error other than ErrBusy.
+func (p *Pool) returnPass(ctx context.Context, wait bool) (int, error) {
 	if err := p.lk.lock(); err != nil {
 		return 1, err
 	}
@@ -286,12 +296,12 @@ func (p *Pool) returnPass(ctx context.Context) (int, error) {
 	left := 0
 	var first error
 	for _, key := range keys {
-		err := p.returnOne(ctx, key)
+		err := p.returnOne(ctx, key, wait)
 		if err != nil {
 			left++
 		}
-		// Busy: another process's return has the device open (it
-		// finishes it), or someone opened it; it stays counted in Status.
+		// Busy: another returner has the device (it finishes it), or
+		// someone opened it; it stays counted in Status.
 		if err != nil && !errors.Is(err, ErrBusy) && first == nil {
 			first = err
 		}
@@ -303,8 +313,29 @@ func (p *Pool) returnPass(ctx context.Context) (int, error) {
 }
 
 // returnOne returns the space of the device recorded under key; a record
-// already gone (another process finished it) is success.
-func (p *Pool) returnOne(ctx context.Context, key string) error {
+// already gone (another returner finished it) is success. It claims the
+// device first (waiting for the claim with wait; ErrBusy without) and holds
+// the claim until the device is deleted, so that whoever reaches the
+// device next finds it returned or untouched. The order is always the
+// claim, then the root lock: a holder of the lock only ever tries a claim.
+func (p *Pool) returnOne(ctx context.Context, key string, wait bool) error {
+	devID, err := strconv.ParseUint(strings.TrimPrefix(key, returningKeyPrefix), 10, 32)
+	if err != nil || !isReturningKey(key) {
+		return errors.Errorf("%q is not the key of a device returning space", key)
+	}
+	var c *returnClaim
+	if wait {
+		c, err = p.lk.claimReturn(ctx, uint32(devID))
+	} else {
+		c, err = p.lk.tryClaimReturn(uint32(devID))
+	}
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		return errors.Wrapf(ErrBusy, "thin device %d is being returned by another process", devID)
+	}
+	defer c.release()
 	load := func() (deviceRecord, error) {
 		if err := p.ensureIndex(); err != nil {
 			return deviceRecord{}, err
@@ -344,9 +375,10 @@ func (p *Pool) returnOne(ctx context.Context, key string) error {
 
 // ReturnSpace returns the space of every removed device still giving it
 // back (see Remove) and waits for it: it lets the background return finish
-// its work, then tries what is left itself. A device another process is
-// returning at the same time (or that someone opened) is left to it and
-// still counted by Status; otherwise, when ReturnSpace returns nil, Status
+// its work, then returns what is left itself, waiting for a device another
+// Pool or process is returning at the same time. A device someone opened
+// is left (still counted by Status, tried again at the next Remove, Open,
+// GC or ReturnSpace); otherwise, when ReturnSpace returns nil, Status
 // counts none. When ctx ends first, the background return goes on.
 func (p *Pool) ReturnSpace(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
@@ -364,7 +396,7 @@ func (p *Pool) ReturnSpace(ctx context.Context) error {
 			return errors.Wrap(ctx.Err(), "return space (it goes on in the background)")
 		}
 	}
-	_, err := p.returnPass(ctx)
+	_, err := p.returnPass(ctx, true)
 	return err
 }
 

@@ -215,3 +215,61 @@ func TestRemoveCostWithAndWithoutDiscards(t *testing.T) {
 			tc.name+":", float64(call.Microseconds())/1000/n, float64(settled.Microseconds())/1000/n)
 	}
 }
+
+// Two Pools of one root (as two processes would be) can both reach a
+// removed device's space return: here one's background return is in the
+// middle of it when the other's GC runs. GC waits for it instead of
+// failing on the device's exclusive open, and when GC returns the device
+// is gone from the pool and the data file has its space back.
+func TestGCWaitsForASpaceReturnAnotherHandleIsMaking(t *testing.T) {
+	ctx := context.Background()
+	p, root := newVMPool(t, smallOptions())
+	data := p.dataFilePath()
+	q, err := Open(ctx, root, OpenOptions{})
+	must(t, err)
+	defer q.Close()
+	must(t, q.Create(ctx, "written", "", CreateOptions{}))
+	path, err := q.Activate(ctx, "written")
+	must(t, err)
+	writeAndSync(t, path, 0x5a, 8<<20, 0)
+	devID := mustDeviceID(t, q, "written")
+	before := allocated(t, data)
+
+	reached, release := blockDiscard(t)
+	must(t, q.Remove(ctx, "written"))
+	select {
+	case <-reached:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the other handle's background return never reached the discard")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.GC(ctx)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("GC returned (%v) while the other handle was returning the device's space; want it to wait", err)
+	case <-time.After(time.Second):
+	}
+	release()
+	select {
+	case err := <-done:
+		must(t, err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("GC still waits a minute after the other handle's return went on")
+	}
+	st, err := p.Status()
+	must(t, err)
+	if st.ReturningDevices != 0 {
+		t.Fatalf("Status after GC counts %d devices returning space, want 0", st.ReturningDevices)
+	}
+	for _, id := range thinDumpIDs(t, p.metaFilePath()) {
+		if id == devID {
+			t.Fatalf("thin device %d is still in the pool's committed metadata after GC", devID)
+		}
+	}
+	if after := allocated(t, data); before-after < 8<<20-int64(p.cfg.BlockSize) {
+		t.Fatalf("the data file gave back %d KiB, want about 8192 KiB", (before-after)>>10)
+	}
+}
