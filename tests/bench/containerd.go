@@ -6,61 +6,28 @@ import (
 	"strings"
 
 	"github.com/pkg/errors"
+	"github.com/thinctl/thinctl/tests/bench/benchwire"
 )
 
-// CtrdBench is the comparison of thinctl-snapshotter with containerd's
-// devmapper snapshotter. The core module cannot import containerd, so it
-// is a test of the containerd module (TestBenchVsContainerdDevmapper in
+// The containerd comparison: the core module cannot import containerd, so
+// it is a test of the containerd module (TestBenchVsContainerdDevmapper in
 // containerd/cmd/thinctl-snapshotter) that run.sh's peer stage
 // containerd_devmapper runs in a guest boot of its own (without udev, like
-// measurement 1); the test prints
-// its BENCH lines and this record (gzip, base64) between BENCHCTRD
-// markers, and the report reads both from the stage's log. Keep the field
-// names in step with that test's ctrdBench.
-type CtrdBench struct {
-	Udev      bool                 `json:"udev"`
-	Kernel    string               `json:"kernel"`
-	PerRound  int                  `json:"per_round"`
-	Rounds    int                  `json:"rounds"`
-	Layers    int                  `json:"layers"`
-	LayerKiB  int                  `json:"layer_kib"`
-	PoolMiB   int                  `json:"pool_mib"`
-	MetaMiB   int                  `json:"meta_mib"`
-	BlockKiB  int                  `json:"block_kib"`
-	DeviceMiB int                  `json:"device_mib"`
-	PrepareMs map[string][]float64 `json:"prepare_ms"` // per snapshot, by snapshotter
-	RemoveMs  map[string][]float64 `json:"remove_ms"`  // per snapshot, one value per round
-	ImportMs  map[string]float64   `json:"import_ms"`
-	ServerMs  map[string][]float64 `json:"server_ms"` // thinctl-snapshotter's own time, by method and pool step
-	IOErrors  []CtrdIOErrors       `json:"io_errors,omitempty"`
-}
-
-// CtrdIOErrors counts the kernel's buffer I/O errors of one phase.
-type CtrdIOErrors struct {
-	Phase   string   `json:"phase"`
-	Count   int      `json:"count"`
-	Devices []string `json:"devices"` // "dm-N=name" as named when logged
-	Sample  string   `json:"sample"`
-}
-
-// Markers around the containerd comparison's record on the console.
-const (
-	ctrdBegin = "BENCHCTRD-BEGIN"
-	ctrdLine  = "BENCHCTRD "
-	ctrdEnd   = "BENCHCTRD-END"
-)
+// measurement 1); the test prints its BENCH lines and its record
+// (benchwire.Ctrd in a benchwire.CtrdTag block), and the report reads both
+// from the stage's log.
 
 // ReadCtrdBench returns the last containerd comparison record in console
 // text; nil when there is none.
-func ReadCtrdBench(text string) (*CtrdBench, error) {
-	if !strings.Contains(text, ctrdBegin) {
+func ReadCtrdBench(text string) (*benchwire.Ctrd, error) {
+	if !benchwire.Has(text, benchwire.CtrdTag) {
 		return nil, nil
 	}
-	data, err := readBlob(text, ctrdBegin, ctrdLine, ctrdEnd)
+	data, err := benchwire.Read(text, benchwire.CtrdTag)
 	if err != nil {
 		return nil, errors.Wrap(err, "containerd comparison block")
 	}
-	var c CtrdBench
+	var c benchwire.Ctrd
 	if err := json.Unmarshal(data, &c); err != nil {
 		return nil, errors.Wrap(err, "decode the containerd comparison")
 	}

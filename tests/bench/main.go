@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pkg/errors"
+	"github.com/thinctl/thinctl/tests/bench/benchwire"
 )
 
 func main() {
@@ -194,7 +195,7 @@ func runMain(args []string) error {
 		return err
 	}
 	if len(prof) > 0 {
-		if err := writeBlob(os.Stdout, prof, profileBegin, profileLine, profileEnd); err != nil {
+		if err := benchwire.Write(os.Stdout, profileTag, prof); err != nil {
 			return err
 		}
 	}

@@ -1,12 +1,7 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"compress/gzip"
-	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"math"
 	"sort"
@@ -15,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pkg/errors"
+	"github.com/thinctl/thinctl/tests/bench/benchwire"
 )
 
 // Results is everything one run measured. The guest prints it (gzip, base64,
@@ -42,7 +38,7 @@ type Results struct {
 	PeerBench map[string]float64 `json:"peer_bench,omitempty"`
 	// Containerd is the peer stage containerd_devmapper's record
 	// (containerd.go).
-	Containerd *CtrdBench      `json:"containerd,omitempty"`
+	Containerd *benchwire.Ctrd `json:"containerd,omitempty"`
 	Notes      []string        `json:"notes,omitempty"`
 	Elapsed    map[string]Secs `json:"elapsed_s,omitempty"` // wall time per section
 }
@@ -420,14 +416,10 @@ func ParseBenchLines(text string) (map[string]float64, error) {
 	return out, nil
 }
 
-// Markers around the encoded results on the console.
+// Tags of the blocks on the console (see benchwire).
 const (
-	resultsBegin = "BENCHJSON-BEGIN"
-	resultsEnd   = "BENCHJSON-END"
-	resultsLine  = "BENCHJSON "
-	profileBegin = "BENCHPROF-BEGIN"
-	profileEnd   = "BENCHPROF-END"
-	profileLine  = "BENCHPROF "
+	resultsTag = "BENCHJSON"
+	profileTag = "BENCHPROF"
 )
 
 // WriteResults prints r as gzip+base64 lines between markers.
@@ -436,35 +428,12 @@ func WriteResults(w io.Writer, r *Results) error {
 	if err != nil {
 		return errors.Wrap(err, "encode results")
 	}
-	return writeBlob(w, data, resultsBegin, resultsLine, resultsEnd)
-}
-
-// writeBlob prints data gzipped, base64 encoded in 76-column lines each
-// starting with prefix, between begin and end lines.
-func writeBlob(w io.Writer, data []byte, begin, prefix, end string) error {
-	var z bytes.Buffer
-	zw := gzip.NewWriter(&z)
-	if _, err := zw.Write(data); err != nil {
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	enc := base64.StdEncoding.EncodeToString(z.Bytes())
-	bw := bufio.NewWriter(w)
-	fmt.Fprintln(bw, begin)
-	for len(enc) > 0 {
-		n := min(76, len(enc))
-		fmt.Fprintln(bw, prefix+enc[:n])
-		enc = enc[n:]
-	}
-	fmt.Fprintln(bw, end)
-	return bw.Flush()
+	return benchwire.Write(w, resultsTag, data)
 }
 
 // ReadResults finds the last results block in console text and decodes it.
 func ReadResults(text string) (*Results, error) {
-	data, err := readBlob(text, resultsBegin, resultsLine, resultsEnd)
+	data, err := benchwire.Read(text, resultsTag)
 	if err != nil {
 		return nil, errors.Wrap(err, "results block")
 	}
@@ -477,40 +446,10 @@ func ReadResults(text string) (*Results, error) {
 
 // ReadProfile returns the last CPU profile block in console text (nil when none).
 func ReadProfile(text string) ([]byte, error) {
-	if !strings.Contains(text, profileBegin) {
+	if !benchwire.Has(text, profileTag) {
 		return nil, nil
 	}
-	return readBlob(text, profileBegin, profileLine, profileEnd)
-}
-
-// readBlob decodes the last complete block writeBlob printed into text.
-func readBlob(text, begin, prefix, end string) ([]byte, error) {
-	var cur []string
-	var last []string
-	in, found := false, false
-	for _, line := range strings.Split(text, "\n") {
-		line = strings.TrimSpace(strings.TrimRight(line, "\r"))
-		switch {
-		case line == begin:
-			in, cur = true, nil
-		case line == end && in:
-			in, found, last = false, true, cur
-		case in && strings.HasPrefix(line, prefix):
-			cur = append(cur, strings.TrimPrefix(line, prefix))
-		}
-	}
-	if !found {
-		return nil, errors.Errorf("no complete %s ... %s block in the output", begin, end)
-	}
-	z, err := base64.StdEncoding.DecodeString(strings.Join(last, ""))
-	if err != nil {
-		return nil, errors.Wrap(err, "base64")
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(z))
-	if err != nil {
-		return nil, errors.Wrap(err, "gzip")
-	}
-	return io.ReadAll(zr)
+	return benchwire.Read(text, profileTag)
 }
 
 // ms converts a duration to float milliseconds.

@@ -6,6 +6,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/thinctl/thinctl/tests/bench/benchwire"
 )
 
 func TestMedian(t *testing.T) {
@@ -220,7 +222,7 @@ func TestProfileBlockIsOptional(t *testing.T) {
 		t.Errorf("ReadProfile without a block = %v, %v", p, err)
 	}
 	var buf bytes.Buffer
-	if err := writeBlob(&buf, []byte("pprof bytes"), profileBegin, profileLine, profileEnd); err != nil {
+	if err := benchwire.Write(&buf, profileTag, []byte("pprof bytes")); err != nil {
 		t.Fatal(err)
 	}
 	p, err := ReadProfile(buf.String())
@@ -457,7 +459,7 @@ func TestMergeFillsOnlyMissingSections(t *testing.T) {
 }
 
 func TestTheContainerdComparisonIsReadFromItsStagesLog(t *testing.T) {
-	want := &CtrdBench{
+	want := &benchwire.Ctrd{
 		PrepareMs: map[string][]float64{"thinctl": {400, 500, 600, 300}, "devmapper": {2000, 2200}},
 		ImportMs:  map[string]float64{"thinctl": 40000, "devmapper": 96000},
 	}
@@ -466,7 +468,7 @@ func TestTheContainerdComparisonIsReadFromItsStagesLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := writeBlob(&buf, data, ctrdBegin, ctrdLine, ctrdEnd); err != nil {
+	if err := benchwire.Write(&buf, benchwire.CtrdTag, data); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -492,7 +494,7 @@ func TestTheContainerdComparisonIsReadFromItsStagesLog(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ReadCtrdBench(ctrdBegin + "\n" + ctrdLine + "!!!\n" + ctrdEnd + "\n"); err == nil {
+	if _, err := ReadCtrdBench("BENCHCTRD-BEGIN\nBENCHCTRD !!!\nBENCHCTRD-END\n"); err == nil {
 		t.Error("a damaged block was read without an error")
 	}
 }
@@ -500,12 +502,12 @@ func TestTheContainerdComparisonIsReadFromItsStagesLog(t *testing.T) {
 func TestTheContainerdSectionComparesTheSnapshotters(t *testing.T) {
 	r := &Results{
 		PeerBench: map[string]float64{"prepare_vs_ctrd_devmapper": 4.67, "remove_vs_ctrd_devmapper": 1.5, "import_vs_ctrd_devmapper": 2.4},
-		Containerd: &CtrdBench{
+		Containerd: &benchwire.Ctrd{
 			PrepareMs: map[string][]float64{"thinctl": {400, 500, 600, 300}, "devmapper": {2000, 2200}, "overlayfs": {60}},
 			RemoveMs:  map[string][]float64{"thinctl": {1000}, "devmapper": {1500}, "overlayfs": {20}},
 			ImportMs:  map[string]float64{"thinctl": 40000, "devmapper": 96000},
 			ServerMs:  map[string][]float64{"Prepare.activate": {300}},
-			IOErrors:  []CtrdIOErrors{{Phase: "remove/devmapper", Count: 20, Devices: []string{"dm-9=ctrd-bench-pool-snap-9"}}},
+			IOErrors:  []benchwire.CtrdIOErrors{{Phase: "remove/devmapper", Count: 20, Devices: []string{"dm-9=ctrd-bench-pool-snap-9"}}},
 		},
 	}
 	md := renderReport(r, "", "bench", map[string]bool{})

@@ -4,10 +4,7 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -31,41 +28,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/thinctl/thinctl/internal/testenv"
+	"github.com/thinctl/thinctl/tests/bench/benchwire"
 )
-
-// ctrdBench is what TestBenchVsContainerdDevmapper measured; it prints it
-// as JSON in a BENCHCTRD block (printBlob) that tests/bench's report reads
-// (keep the field names in step with tests/bench/containerd.go).
-type ctrdBench struct {
-	Udev      bool   `json:"udev"`
-	Kernel    string `json:"kernel"`
-	PerRound  int    `json:"per_round"`
-	Rounds    int    `json:"rounds"`
-	Layers    int    `json:"layers"`
-	LayerKiB  int    `json:"layer_kib"`
-	PoolMiB   int    `json:"pool_mib"`
-	MetaMiB   int    `json:"meta_mib"`
-	BlockKiB  int    `json:"block_kib"`
-	DeviceMiB int    `json:"device_mib"`
-	// Client-side milliseconds per snapshot, by snapshotter (thinctl,
-	// devmapper, and overlayfs: containerd's own cost of the same calls).
-	PrepareMs map[string][]float64 `json:"prepare_ms"`
-	RemoveMs  map[string][]float64 `json:"remove_ms"` // one value per round: the sync lease delete / per_round
-	ImportMs  map[string]float64   `json:"import_ms"`
-	// thinctl-snapshotter's own time per request (its --debug log), ms.
-	ServerMs map[string][]float64 `json:"server_ms"` // method -> durations
-	// Kernel "Buffer I/O error" lines, by phase, with the dm devices
-	// whose minor they name.
-	IOErrors []ioErrors `json:"io_errors,omitempty"`
-}
-
-// ioErrors counts the kernel's buffer I/O errors of one phase.
-type ioErrors struct {
-	Phase   string   `json:"phase"`
-	Count   int      `json:"count"`
-	Devices []string `json:"devices"` // "dm-N=name" for each device named
-	Sample  string   `json:"sample"`
-}
 
 // TestBenchVsContainerdDevmapper measures thinctl-snapshotter against
 // containerd's built-in devmapper snapshotter in one containerd (Debian's
@@ -90,7 +54,7 @@ func TestBenchVsContainerdDevmapper(t *testing.T) {
 	testenv.RequireTool(t, "losetup")
 	testenv.RequireTool(t, "blkdiscard")
 
-	res := ctrdBench{Udev: os.Getenv("THINCTL_UDEV") == "1", PerRound: 10, Rounds: 4, Layers: 20, LayerKiB: 256,
+	res := benchwire.Ctrd{Udev: os.Getenv("THINCTL_UDEV") == "1", PerRound: 10, Rounds: 4, Layers: 20, LayerKiB: 256,
 		PoolMiB: 4096, MetaMiB: 64, BlockKiB: 64, DeviceMiB: 256,
 		PrepareMs: map[string][]float64{}, RemoveMs: map[string][]float64{}, ImportMs: map[string]float64{}, ServerMs: map[string][]float64{}}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
@@ -216,30 +180,10 @@ func TestBenchVsContainerdDevmapper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	printBlob(js)
-	fmt.Printf("BENCH prepare_vs_ctrd_devmapper=%.2f\nBENCH remove_vs_ctrd_devmapper=%.2f\nBENCH import_vs_ctrd_devmapper=%.2f\n", pr, rr, ir)
-}
-
-// printBlob prints data as tests/bench reads its blocks: gzip, base64 in
-// lines of 76 characters each starting with "BENCHCTRD ", between
-// BENCHCTRD-BEGIN and BENCHCTRD-END lines. Short lines survive the
-// guest's console, where kernel messages can land in the middle of a long
-// one.
-func printBlob(data []byte) {
-	var z bytes.Buffer
-	zw := gzip.NewWriter(&z)
-	zw.Write(data)
-	zw.Close()
-	enc := base64.StdEncoding.EncodeToString(z.Bytes())
-	var b strings.Builder
-	b.WriteString("BENCHCTRD-BEGIN\n")
-	for len(enc) > 0 {
-		n := min(76, len(enc))
-		b.WriteString("BENCHCTRD " + enc[:n] + "\n")
-		enc = enc[n:]
+	if err := benchwire.Write(os.Stdout, benchwire.CtrdTag, js); err != nil {
+		t.Fatal(err)
 	}
-	b.WriteString("BENCHCTRD-END\n")
-	os.Stdout.WriteString(b.String())
+	fmt.Printf("BENCH prepare_vs_ctrd_devmapper=%.2f\nBENCH remove_vs_ctrd_devmapper=%.2f\nBENCH import_vs_ctrd_devmapper=%.2f\n", pr, rr, ir)
 }
 
 // devmapperConfig is the containerd configuration of its devmapper
@@ -306,7 +250,7 @@ func (r *rig) serverTimes(from int64, out map[string][]float64, methods ...strin
 type kernelWatch struct {
 	mu     sync.Mutex
 	cur    string
-	byPh   map[string]*ioErrors
+	byPh   map[string]*benchwire.CtrdIOErrors
 	order  []string
 	last   map[string]string // "dm-N" -> the name it had at the last poll
 	done   chan struct{}
@@ -318,7 +262,7 @@ type kernelWatch struct {
 var bufferIOError = regexp.MustCompile(`Buffer I/O error on dev (dm-\d+)`)
 
 func watchKernelIOErrors(t *testing.T) *kernelWatch {
-	w := &kernelWatch{cur: "setup", byPh: map[string]*ioErrors{}, last: map[string]string{}, done: make(chan struct{})}
+	w := &kernelWatch{cur: "setup", byPh: map[string]*benchwire.CtrdIOErrors{}, last: map[string]string{}, done: make(chan struct{})}
 	f, err := os.Open("/dev/kmsg")
 	if err == nil {
 		_, err = f.Seek(0, 2) // only what is logged from now on
@@ -398,7 +342,7 @@ func (w *kernelWatch) record(dev, line string) {
 	}
 	e := w.byPh[w.cur]
 	if e == nil {
-		e = &ioErrors{Phase: w.cur, Sample: line}
+		e = &benchwire.CtrdIOErrors{Phase: w.cur, Sample: line}
 		w.byPh[w.cur] = e
 		w.order = append(w.order, w.cur)
 	}
@@ -410,7 +354,7 @@ func (w *kernelWatch) record(dev, line string) {
 
 // stop ends the watch and returns the counts, each device given with the
 // name it had when the error was logged.
-func (w *kernelWatch) stop() []ioErrors {
+func (w *kernelWatch) stop() []benchwire.CtrdIOErrors {
 	if w.kmsg == nil {
 		return nil
 	}
@@ -420,7 +364,7 @@ func (w *kernelWatch) stop() []ioErrors {
 	w.wg.Wait()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var out []ioErrors
+	var out []benchwire.CtrdIOErrors
 	for _, p := range w.order {
 		out = append(out, *w.byPh[p])
 	}
