@@ -38,6 +38,10 @@ type PoolStatus struct {
 	// NeedsCheck reports that the kernel flagged the pool's metadata for a
 	// check.
 	NeedsCheck bool
+	// ReturnedLayers counts the removed layers whose space this driver
+	// value gave back to the pool's data since it was opened
+	// (devicemapper); 0 elsewhere.
+	ReturnedLayers int
 	// Details are further facts in display order (block size, files,
 	// backend facts).
 	Details []KV

@@ -199,6 +199,9 @@ func (p *Pool) finishReturn(ctx context.Context, r deviceRecord) error {
 		return errors.Wrapf(err, "delete removed device %q from the pool", r.RemovedID)
 	}
 	p.idx.remove(r)
+	p.ret.mu.Lock()
+	p.ret.returned++
+	p.ret.mu.Unlock()
 	return nil
 }
 
@@ -212,6 +215,7 @@ type returner struct {
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when the goroutine ends
 	lastErr error         // the last pass's first error, for Status
+	returned int          // devices this Pool returned the space of, for Status
 }
 
 // kickReturn starts the background return, or tells the running one that

@@ -53,6 +53,9 @@ type Status struct {
 	// ReturnError is why this process's last background attempt to return
 	// space failed ("" when it did not); it is tried again.
 	ReturnError string
+	// ReturnedDevices counts the removed devices whose space this Pool
+	// value gave back since Open (its background return and GC alike).
+	ReturnedDevices int
 }
 
 // Status reports the pool's state.
@@ -76,6 +79,7 @@ func (p *Pool) Status() (Status, error) {
 	if p.ret.lastErr != nil {
 		s.ReturnError = p.ret.lastErr.Error()
 	}
+	s.ReturnedDevices = p.ret.returned
 	p.ret.mu.Unlock()
 	return s, nil
 }

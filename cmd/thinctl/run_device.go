@@ -237,7 +237,23 @@ func runGC(c *call) error {
 		ids, err := g.GC(c.ctx())
 		if len(ids) > 0 {
 			fmt.Fprintf(c.stdout(), "Removed %s\n", strings.Join(ids, ", "))
-		} else if err == nil {
+		}
+		// This process's Open goes on with any return a removal left
+		// (in the background), so count what it returned since then.
+		returned := 0
+		if s, ok := d.(driver.PoolStatuser); ok {
+			if st, serr := s.PoolStatus(); serr == nil {
+				returned = st.ReturnedLayers
+			}
+		}
+		if returned > 0 {
+			noun := "devices"
+			if returned == 1 {
+				noun = "device"
+			}
+			fmt.Fprintf(c.stdout(), "Returned the space of %d removed %s\n", returned, noun)
+		}
+		if len(ids) == 0 && returned <= 0 && err == nil {
 			fmt.Fprintln(c.stdout(), "Nothing to collect")
 		}
 		return err

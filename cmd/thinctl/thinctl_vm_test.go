@@ -601,3 +601,56 @@ func TestCreateActivateIsOneStepThatPrintsAReadableDevice(t *testing.T) {
 		t.Fatalf("info snap after a refused second create --activate: %+v, want the first one still active", got)
 	}
 }
+
+// TestRemoveNoWaitLeavesTheSpaceToGCWhichSaysSo removes a written device
+// with --no-wait: the command returns once the deletion is recorded, and
+// the process's exit stops the background return. Whatever of it was left
+// (the thin device stays in the kernel until its space is back: dmsetup
+// tells), gc's output says what gc's process did: the space it returned,
+// or nothing when the return had finished.
+func TestRemoveNoWaitLeavesTheSpaceToGCWhichSaysSo(t *testing.T) {
+	o := newOperator(t)
+	o.must("pool", "init", "--data-size", "1G", "--metadata-size", "16M", "--base-size", "256M")
+	pool := o.status().PoolName
+	dev := strings.TrimSpace(o.must("create", "scratch", "--activate"))
+	devID := o.info("scratch").DeviceID
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte{0xa5}, 1<<20)
+	for off := int64(0); off < 192<<20; off += 1 << 20 {
+		if _, err := f.WriteAt(chunk, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out := o.must("remove", "scratch", "--no-wait"); !strings.Contains(out, "scratch") {
+		t.Fatalf("remove --no-wait printed %q", out)
+	}
+	unfinished := thinOf(t, pool, devID) != ""
+	out := o.must("gc")
+	switch {
+	case unfinished && out != "Returned the space of 1 removed device\n":
+		t.Fatalf("gc with one device returning space printed %q", out)
+	case !unfinished && out != "Nothing to collect\n":
+		t.Fatalf("gc with nothing left to do printed %q", out)
+	}
+	t.Logf("the exit of remove --no-wait left the return unfinished: %v; gc printed %q", unfinished, out)
+	if name := thinOf(t, pool, devID); name != "" {
+		t.Fatalf("dmsetup still shows %s after gc", name)
+	}
+	var list []deviceInfo
+	o.decode(&list, "list")
+	if len(list) != 0 {
+		t.Fatalf("list after gc: %+v, want nothing", list)
+	}
+	if st := o.must("pool", "status"); strings.Contains(st, "Space being returned:") {
+		t.Fatalf("pool status after gc still says space is being returned:\n%s", st)
+	}
+	if out := o.must("gc"); out != "Nothing to collect\n" {
+		t.Fatalf("a second gc printed %q, want Nothing to collect", out)
+	}
+}

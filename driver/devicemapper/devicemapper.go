@@ -426,6 +426,8 @@ func (d *Driver) PoolStatus() (driver.PoolStatus, error) {
 		MetadataTotal: st.MetadataTotal,
 		Devices:       st.Devices,
 		NeedsCheck:    st.NeedsCheck,
+
+		ReturnedLayers: st.ReturnedDevices,
 	}
 	add := func(k, v string) { ps.Details = append(ps.Details, driver.KV{Key: k, Value: v}) }
 	if st.DataUsed <= st.DataTotal && st.DataAvailable < st.DataTotal-st.DataUsed {
