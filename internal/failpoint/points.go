@@ -30,15 +30,16 @@ const (
 	MigrateAfterSnap  = "thinpool/migrate/after-registry"
 	MigrateAfterPool  = "thinpool/migrate/after-pool-json"
 
-	Overlay2BeforePublish = "overlay2/create/before-publish"
-	Overlay2AfterPublish  = "overlay2/create/after-publish"
-	ActivateAfterLoad     = "thinpool/activate/after-load"
-	MountAfterMount       = "thinpool/mount/after-mount"
-	RemoveAfterUnmnt      = "thinpool/remove/after-unmount"
-	RemoveAfterDeact      = "thinpool/remove/after-deactivate"
-	RemoveAfterMark       = "thinpool/remove/after-mark-deleted"
-	GrowAfterFiles        = "thinpool/grow/after-files"
-	GrowAfterReload       = "thinpool/grow/after-reload"
+	Overlay2BeforePublish     = "overlay2/create/before-publish"
+	Overlay2AfterPublish      = "overlay2/create/after-publish"
+	Overlay2RemoveAfterRename = "overlay2/remove/after-rename"
+	ActivateAfterLoad         = "thinpool/activate/after-load"
+	MountAfterMount           = "thinpool/mount/after-mount"
+	RemoveAfterUnmnt          = "thinpool/remove/after-unmount"
+	RemoveAfterDeact          = "thinpool/remove/after-deactivate"
+	RemoveAfterMark           = "thinpool/remove/after-mark-deleted"
+	GrowAfterFiles            = "thinpool/grow/after-files"
+	GrowAfterReload           = "thinpool/grow/after-reload"
 )
 
 // Points is every failpoint the product marks, in the order an operation
@@ -65,6 +66,7 @@ var Points = []Point{
 	{MigrateAfterPool, "registry migration: pool.json says version 2; the version 1 files (devices/, transaction.json) are not yet removed"},
 	{Overlay2BeforePublish, "overlay2 create: the layer is complete in its staging directory (fsynced), not yet renamed into place"},
 	{Overlay2AfterPublish, "overlay2 create: the layer is renamed into place, its parent directory not yet fsynced"},
+	{Overlay2RemoveAfterRename, "overlay2 remove: the layer's directory is renamed away (the rename on disk), its l/ link and files not yet deleted"},
 	{ActivateAfterLoad, "activate: the device-mapper device is created with its table loaded, not resumed"},
 	{MountAfterMount, "mount: the filesystem is mounted, the caller not told"},
 	{RemoveAfterUnmnt, "remove: the device is unmounted, still active"},

@@ -47,10 +47,11 @@ func (Backend) Init(_ context.Context, root string, opts driver.Options) (driver
 var _ overlayfallback.Backend = (*Driver)(nil)
 
 // Check reports layers whose parent is gone, layers whose lower chain names
-// a link that resolves to no layer directory, and what an interrupted create
-// left (a staging directory; the layer itself was never published). Repair
-// removes the last; the others cannot be repaired without changing what a
-// layer shows.
+// a link that resolves to no layer directory, what an interrupted create
+// left (a staging directory; the layer itself was never published) and what
+// an interrupted remove left that New could not delete (a ".removing-"
+// directory; the layer itself is gone). Repair removes the last two; the
+// others cannot be repaired without changing what a layer shows.
 func (d *Driver) Check(ctx context.Context, opts driver.CheckOptions) (driver.CheckReport, error) {
 	layers, err := d.List()
 	if err != nil {
@@ -62,6 +63,11 @@ func (d *Driver) Check(ctx context.Context, opts driver.CheckOptions) (driver.Ch
 		return driver.CheckReport{}, err
 	}
 	problems = append(problems, staged...)
+	removed, err := d.checkRemoved(opts.Repair)
+	if err != nil {
+		return driver.CheckReport{}, err
+	}
+	problems = append(problems, removed...)
 	for _, l := range layers {
 		if err := ctx.Err(); err != nil {
 			return driver.CheckReport{}, errors.Wrap(err, "check overlay2")

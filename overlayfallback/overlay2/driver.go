@@ -40,7 +40,8 @@ type Driver struct {
 
 // New opens (creating when needed) an overlay2 home. It checks that the
 // kernel has overlay, that the backing filesystem is usable and records
-// file types in directory entries (d_type), rebuilds lost l/ links, and
+// file types in directory entries (d_type), deletes what interrupted
+// removals left (see Remove), rebuilds lost l/ links, and
 // finds out whether sizes can be enforced and whether diffs can be read
 // natively. opts.StorageOpt is not used yet.
 func New(home string, opts driver.Options) (*Driver, error) {
@@ -72,6 +73,9 @@ func New(home string, opts driver.Options) (*Driver, error) {
 	metacopy, _ := kernelParam("metacopy")
 	d.nativeDiff = !redirect && !metacopy
 	d.quota, d.quotaErr = newQuotaCtl(abs, fsName)
+	if err := d.sweepRemoved(); err != nil {
+		return nil, err
+	}
 	if err := d.repairLinks(); err != nil {
 		return nil, err
 	}
@@ -228,68 +232,6 @@ func (d *Driver) create(ctx context.Context, id, parent string, opts *driver.Cre
 // hookBeforePublish, set by tests only, runs where the failpoint
 // overlay2/create/before-publish is.
 var hookBeforePublish func(staging string)
-
-// children lists the layers whose nearest parent is id.
-func (d *Driver) children(id string) ([]string, error) {
-	link, err := d.readLink(id)
-	if err != nil {
-		return nil, err
-	}
-	ids, err := d.layerIDs()
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, other := range ids {
-		if other == id {
-			continue
-		}
-		lower, err := d.readLower(other)
-		if err != nil {
-			return nil, err
-		}
-		if len(lower) > 0 && lower[0] == link {
-			out = append(out, other)
-		}
-	}
-	return out, nil
-}
-
-// Remove deletes layer id, unmounting it first (whoever mounted it, and
-// dropping this driver's Get references); ErrHasChildren when layers build
-// on it.
-func (d *Driver) Remove(ctx context.Context, id string) error {
-	if !d.Exists(id) {
-		return errors.Wrapf(driver.ErrNotFound, "overlay2 layer %s", id)
-	}
-	kids, err := d.children(id)
-	if err != nil {
-		return err
-	}
-	if len(kids) > 0 {
-		return errors.Wrapf(driver.ErrHasChildren, "overlay2 layer %s is the parent of %s", id, strings.Join(kids, ", "))
-	}
-	if err := ctx.Err(); err != nil {
-		return errors.Wrapf(err, "remove overlay2 layer %s", id)
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	delete(d.refs, id)
-	if mounted, _ := fs.IsMounted(d.mergedDir(id)); mounted {
-		if err := d.unmount(id); err != nil {
-			return errors.Wrapf(err, "remove overlay2 layer %s", id)
-		}
-	}
-	if link, err := d.readLink(id); err == nil {
-		if err := os.Remove(filepath.Join(d.home, linkDir, link)); err != nil && !os.IsNotExist(err) {
-			return errors.Wrapf(err, "remove link of layer %s", id)
-		}
-	}
-	if err := os.RemoveAll(d.dir(id)); err != nil {
-		return errors.Wrapf(err, "remove layer %s", id)
-	}
-	return nil
-}
 
 // Get mounts layer id (a parentless layer needs no mount: its diff
 // directory is returned) and returns the path of its tree. Calls are

@@ -320,11 +320,17 @@ func TestConformanceOnXfsWithProjectQuotas(t *testing.T) {
 		var out []byte
 		for i := 0; i < 50; i++ {
 			if out, err = exec.Command("umount", mnt).CombinedOutput(); err == nil {
+				if i > 0 {
+					t.Logf("umount %s succeeded at attempt %d", mnt, i+1)
+				}
 				return
+			}
+			if i == 0 {
+				t.Logf("umount %s: %v: %s\n%s", mnt, err, out, holdersUnder(mnt))
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		t.Errorf("umount %s: %v: %s", mnt, err, out)
+		t.Errorf("umount %s: %v: %s\n%s", mnt, err, out, holdersUnder(mnt))
 	})
 	n := 0
 	drivertest.Run(t, func(t *testing.T) driver.Driver {
@@ -339,6 +345,34 @@ func TestConformanceOnXfsWithProjectQuotas(t *testing.T) {
 		t.Cleanup(func() { d.Cleanup(t.Context()) })
 		return d
 	})
+}
+
+// holdersUnder describes what keeps the filesystem at mnt busy: the mounts
+// on or under it and the processes with a file, working directory or root
+// there.
+func holdersUnder(mnt string) string {
+	var b strings.Builder
+	if mounts, err := fs.Mounts(); err == nil {
+		for _, m := range mounts {
+			if m.MountPoint == mnt || strings.HasPrefix(m.MountPoint, mnt+"/") {
+				fmt.Fprintf(&b, "mounted: %s (%s from %s)\n", m.MountPoint, m.FSType, m.Source)
+			}
+		}
+	}
+	links, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, p := range []string{"cwd", "root"} {
+		more, _ := filepath.Glob("/proc/[0-9]*/" + p)
+		links = append(links, more...)
+	}
+	for _, l := range links {
+		if target, err := os.Readlink(l); err == nil && (target == mnt || strings.HasPrefix(target, mnt+"/")) {
+			fmt.Fprintf(&b, "held: %s -> %s\n", l, target)
+		}
+	}
+	if b.Len() == 0 {
+		return "no mount under it and no process holding a file there"
+	}
+	return b.String()
 }
 
 func must(t *testing.T, err error) {
