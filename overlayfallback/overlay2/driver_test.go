@@ -6,11 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/driver"
 	"github.com/thinctl/thinctl/driver/drivertest"
@@ -242,6 +244,14 @@ func TestADeepChainIsMountedWithRelativePaths(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(p, "bottom")); err != nil || string(b) != "b" {
 		t.Errorf("top of %d layers reads bottom as %q (%v)", layers, b, err)
 	}
+	// No thread of this process stays in the home (the main thread, if the
+	// mount ran there, is parked by Go, not ended).
+	cwds, _ := filepath.Glob("/proc/self/task/*/cwd")
+	for _, c := range cwds {
+		if dir, err := os.Readlink(c); err == nil && (dir == d.home || strings.HasPrefix(dir, d.home+"/")) {
+			t.Errorf("%s is %s after the relative mount", c, dir)
+		}
+	}
 }
 
 func TestARelativeMountReportsKernelErrorsAndLeavesTheWorkingDirectory(t *testing.T) {
@@ -258,6 +268,56 @@ func TestARelativeMountReportsKernelErrorsAndLeavesTheWorkingDirectory(t *testin
 	}
 	if after, err := os.Getwd(); err != nil || after != before {
 		t.Fatalf("the process's working directory moved from %s to %s (%v)", before, after, err)
+	}
+}
+
+// TestARelativeMountsThreadGoesBackToTheProcesssDirectory runs
+// mountRelative on a thread of its own and reads that thread's working
+// directory afterwards: when the thread is the main one, Go parks it
+// instead of ending it, and a working directory left in the home would
+// hold the home's filesystem busy.
+func TestARelativeMountsThreadGoesBackToTheProcesssDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	newTestDriver(t) // skips when overlay cannot be mounted here
+	want, err := os.Getwd()
+	must(t, err)
+	for _, tt := range []struct {
+		name    string
+		data    string
+		mounted bool
+	}{
+		{"after a mount", "lowerdir=lower,upperdir=upper,workdir=work", true},
+		{"after a mount the kernel refused", "lowerdir=l/NOSUCHLINK,upperdir=upper,workdir=work", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, sub := range []string{"lower", "upper", "work", "m"} {
+				must(t, os.Mkdir(filepath.Join(dir, sub), 0o755))
+			}
+			type result struct {
+				err error
+				cwd string
+			}
+			done := make(chan result, 1)
+			go func() {
+				runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+				err := mountRelative(mountSpec{dir: dir, target: "m", data: tt.data})
+				cwd, _ := os.Readlink("/proc/thread-self/cwd")
+				done <- result{err, cwd}
+			}()
+			r := <-done
+			if r.err == nil {
+				defer unix.Unmount(filepath.Join(dir, "m"), 0)
+			}
+			if (r.err == nil) != tt.mounted {
+				t.Fatalf("mountRelative = %v, want mounted %v", r.err, tt.mounted)
+			}
+			if r.cwd != want {
+				t.Errorf("the mounting thread's working directory is %q, want the process's %q", r.cwd, want)
+			}
+		})
 	}
 }
 

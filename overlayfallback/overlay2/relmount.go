@@ -15,7 +15,12 @@ import (
 // its filesystem attributes (unshare(CLONE_FS): root, working directory,
 // umask) with the rest of the process, changes directory there, mounts,
 // and is then thrown away: its goroutine ends still locked to it, which
-// makes the Go runtime terminate the thread instead of reusing it. Nothing
+// makes the Go runtime terminate the thread instead of reusing it — except
+// when that thread is the process's main thread, which Go never ends (it
+// parks it for good). So before it ends, the thread changes back to the
+// directory the process was in: a parked main thread left in <home> would
+// keep the home's filesystem busy for the life of the process (seen as
+// "umount: target is busy" on the VM's xfs after a deep chain). Nothing
 // is re-executed and no program has to install a hook: importing this
 // package does nothing at all beyond registering the backend.
 
@@ -38,11 +43,23 @@ func mountOverlay(m mountSpec) error {
 	return <-done
 }
 
-// mountRelative runs on a locked thread that is discarded afterwards.
+// mountRelative runs on a locked thread that is discarded afterwards (or,
+// the main thread, parked); it leaves the thread in the directory the
+// process is in.
 func mountRelative(m mountSpec) error {
+	// Opened while the thread still shares the process's working directory.
+	back, backErr := unix.Open(".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if backErr == nil {
+		defer unix.Close(back)
+	}
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return errors.Wrap(err, "relative overlay mount: unshare the working directory from the rest of the process")
 	}
+	defer func() {
+		if backErr != nil || unix.Fchdir(back) != nil {
+			unix.Chdir("/")
+		}
+	}()
 	if err := unix.Chdir(m.dir); err != nil {
 		return errors.Wrapf(err, "relative overlay mount: chdir %s", m.dir)
 	}
