@@ -253,11 +253,7 @@ func (d *Driver) checkRemoved(repair bool) ([]driver.Problem, error) {
 	}
 	var problems []driver.Problem
 	for _, p := range left {
-		id := strings.TrimPrefix(filepath.Base(p), removingPrefix)
-		if i := strings.LastIndexByte(id, '-'); i > 0 {
-			id = id[:i]
-		}
-		pr := driver.Problem{Kind: "interrupted_remove", ID: id,
+		pr := driver.Problem{Kind: "interrupted_remove", ID: leftoverID(p, removingPrefix),
 			Detail: p + " holds the files of the removed layer, not yet deleted"}
 		if repair {
 			if err := d.deleteLeftover(p); err != nil {

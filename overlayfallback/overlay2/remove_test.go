@@ -54,6 +54,22 @@ func readIn(dir, name string) (string, error) {
 	return string(b), err
 }
 
+// mountedTop makes layer top on base in a fresh driver, mounts it with Get
+// and writes f ("layer data") in it; it returns the driver, top's link
+// name and its merged directory.
+func mountedTop(t *testing.T) (d *Driver, link, merged string) {
+	t.Helper()
+	d = newTestDriver(t)
+	must(t, d.Create(t.Context(), "base", "", nil))
+	must(t, d.CreateReadWrite(t.Context(), "top", "base", nil))
+	link, err := d.readLink("top")
+	must(t, err)
+	merged, err = d.Get(t.Context(), "top", "")
+	must(t, err)
+	writeIn(t, merged, "f", "layer data")
+	return d, link, merged
+}
+
 func TestRemoveUnmountsEveryMountUnderTheLayer(t *testing.T) {
 	tests := []struct {
 		name string
@@ -96,14 +112,7 @@ func TestRemoveUnmountsEveryMountUnderTheLayer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := newTestDriver(t)
-			must(t, d.Create(t.Context(), "base", "", nil))
-			must(t, d.CreateReadWrite(t.Context(), "top", "base", nil))
-			link, err := d.readLink("top")
-			must(t, err)
-			merged, err := d.Get(t.Context(), "top", "")
-			must(t, err)
-			writeIn(t, merged, "f", "layer data")
+			d, link, merged := mountedTop(t)
 			outside := tt.mount(t, d, merged)
 			before := mountsBelow(t, d.home, "top")
 			if len(before) < tt.mounts {
@@ -171,17 +180,10 @@ func TestRemoveOfABusyLayerFailsNamingTheMountAndKeepsTheLayer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := newTestDriver(t)
-			must(t, d.Create(t.Context(), "base", "", nil))
-			must(t, d.CreateReadWrite(t.Context(), "top", "base", nil))
-			link, err := d.readLink("top")
-			must(t, err)
-			merged, err := d.Get(t.Context(), "top", "")
-			must(t, err)
-			writeIn(t, merged, "f", "layer data")
+			d, link, merged := mountedTop(t)
 			release := tt.hold(t, merged)
 
-			err = d.Remove(t.Context(), "top")
+			err := d.Remove(t.Context(), "top")
 			if !errors.Is(err, driver.ErrBusy) || !strings.Contains(err.Error(), merged+" is busy") || !strings.Contains(err.Error(), "kept") {
 				release()
 				t.Fatalf("Remove of a busy layer = %v, want ErrBusy naming %s and saying the layer is kept", err, merged)

@@ -82,11 +82,7 @@ func (d *Driver) checkStaging(repair bool) ([]driver.Problem, error) {
 	}
 	var problems []driver.Problem
 	for _, p := range stale {
-		id := strings.TrimPrefix(filepath.Base(p), stagingPrefix)
-		if i := strings.LastIndexByte(id, '-'); i > 0 {
-			id = id[:i]
-		}
-		pr := driver.Problem{Kind: "interrupted_create", ID: id,
+		pr := driver.Problem{Kind: "interrupted_create", ID: leftoverID(p, stagingPrefix),
 			Detail: p + " is what an interrupted create of the layer left; the layer does not exist"}
 		if repair {
 			if b, err := os.ReadFile(filepath.Join(p, linkFileName)); err == nil && validLinkName(string(b)) {
@@ -100,4 +96,15 @@ func (d *Driver) checkStaging(repair bool) ([]driver.Problem, error) {
 		problems = append(problems, pr)
 	}
 	return problems, nil
+}
+
+// leftoverID returns the layer id in the name of p, a directory named
+// prefix + id + "-" + a random suffix (a staging or a removed layer's
+// directory).
+func leftoverID(p, prefix string) string {
+	id := strings.TrimPrefix(filepath.Base(p), prefix)
+	if i := strings.LastIndexByte(id, '-'); i > 0 {
+		id = id[:i]
+	}
+	return id
 }

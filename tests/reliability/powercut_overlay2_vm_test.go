@@ -22,7 +22,7 @@ func TestReliabilityPowerCutOverlay2(t *testing.T) {
 	for _, point := range []string{failpoint.Overlay2BeforePublish, failpoint.Overlay2AfterPublish} {
 		t.Run(strings.TrimPrefix(point, "overlay2/create/"), func(t *testing.T) {
 			r, cut := newOverlay2CutRig(t)
-			cut(point, ov("create", "child", "--parent", "base")...)
+			cut(point, nil, ov("create", "child", "--parent", "base")...)
 
 			var layers []device
 			r.decode(&layers, ov("list")...)
@@ -55,15 +55,37 @@ func TestReliabilityPowerCutOverlay2(t *testing.T) {
 }
 
 // TestReliabilityPowerCutOverlay2Remove cuts the power while `thinctl
-// remove` of an overlay2 layer is frozen right after the rename that takes
-// the layer away: the layer is gone (the rename reached the disk before the
-// point), the next start deletes what the remove left so that `check` finds
-// nothing, and the id can be used again.
+// remove` of a mounted overlay2 layer is frozen right after the rename that
+// takes the layer away: at the point nothing is mounted in the layer any
+// more (Remove unmounted it before the rename) and its files are in the
+// renamed directory; after the cut the layer is gone (the rename reached
+// the disk before the point), the next start deletes what the remove left
+// so that `check` finds nothing, and the id can be used again.
 func TestReliabilityPowerCutOverlay2Remove(t *testing.T) {
 	requirePowerCut(t)
 	r, cut := newOverlay2CutRig(t)
 	r.must(ov("create", "child", "--parent", "base")...)
-	cut(failpoint.Overlay2RemoveAfterRename, ov("remove", "child")...)
+	mp := strings.TrimSpace(r.must(ov("mount", "child")...))
+	if err := os.WriteFile(filepath.Join(mp, "from-child"), []byte("doomed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(r.root, "overlay2")
+	cut(failpoint.Overlay2RemoveAfterRename, func() {
+		b, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && (strings.HasPrefix(f[4], filepath.Join(home, "child")) ||
+				strings.HasPrefix(f[4], filepath.Join(home, ".removing-child-"))) {
+				t.Errorf("mounted at the point, after the rename: %s", f[4])
+			}
+		}
+		away, _ := filepath.Glob(filepath.Join(home, ".removing-child-*", "diff", "from-child"))
+		if len(away) != 1 {
+			t.Errorf("the removed layer's file in a .removing-child- directory at the point: %v", away)
+		}
+	}, ov("remove", "child")...)
 
 	var layers []device
 	r.decode(&layers, ov("list")...)
@@ -91,9 +113,10 @@ func ov(args ...string) []string { return append([]string{"--driver", "overlay2"
 
 // newOverlay2CutRig makes an overlay2 root on a disk whose power can be cut,
 // with a layer base holding the file from-base, and returns the rig and a
-// function that runs thinctl with args frozen at a failpoint, cuts the
-// power and waits for the process to die.
-func newOverlay2CutRig(t *testing.T) (*rig, func(point string, args ...string)) {
+// function that runs thinctl with args frozen at a failpoint, calls frozen
+// (when not nil) while it is, cuts the power and waits for the process to
+// die.
+func newOverlay2CutRig(t *testing.T) (*rig, func(point string, frozen func(), args ...string)) {
 	disk := newStateDisk(t)
 	root := filepath.Join(disk.mnt, "root")
 	if err := os.Mkdir(root, 0o700); err != nil {
@@ -108,17 +131,13 @@ func newOverlay2CutRig(t *testing.T) (*rig, func(point string, args ...string)) 
 	}
 	r.must(ov("unmount", "base")...)
 	mustRun(t, "sync")
-	return r, func(point string, args ...string) {
-		cmd := r.command([]string{failpoint.Env + "=" + point + "=stop"}, args...)
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+	return r, func(point string, frozen func(), args ...string) {
+		cmd, exited, err := freezeAt(t, r, crashStep{point: point, args: fixed(args...)})
+		if err != nil {
+			t.Fatalf("thinctl did not stop at %s (a build without -tags failpoints?): %v", point, err)
 		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		if !waitStopped(cmd, exited) {
-			t.Fatalf("thinctl %s finished without stopping at %s (a build without -tags failpoints?):\n%s", args, point, out.String())
+		if frozen != nil {
+			frozen()
 		}
 		disk.cut(cmd.Process.Pid, "", nil)
 		<-exited
