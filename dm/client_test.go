@@ -416,6 +416,20 @@ func TestWithUdevTheClientSendsACookieAndWaitsForUdevsNode(t *testing.T) {
 	if err := c.Remove(context.Background(), "u", RemoveOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	if remove := k.calls[len(k.calls)-1].hdr; remove.EventNr != 0 {
+		t.Errorf("remove cookie %#x, want none (the rules ignore remove events; a cookie only makes udev run dmsetup udevcomplete)", remove.EventNr)
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		_ = unix.Mknod(filepath.Join(c.devDir, "u"), unix.S_IFBLK|0o600, int(dev))
+	}()
+	if err := c.ResumeWith(context.Background(), "u", ResumeOptions{NoDiskRules: true}); err != nil {
+		t.Fatal(err)
+	}
+	if resume := k.calls[len(k.calls)-1].hdr; resume.EventNr != uint32(0x0064)<<16 {
+		t.Errorf("resume cookie without disk rules %#x, want %#x (primary source + no library fallback + disable disk rules)", resume.EventNr, uint32(0x0064)<<16)
+	}
+	_ = os.Remove(filepath.Join(c.devDir, "u"))
 
 	c.SetUdevTimeout(30 * time.Millisecond)
 	err := c.Resume(context.Background(), "u")

@@ -45,8 +45,13 @@ func (c *Client) Create(name string, opts CreateOptions) (Info, error) {
 // udev, or made by udev, which Resume waits for (bounded, and until ctx
 // ends: the device is resumed either way, only the wait is cut short).
 func (c *Client) Resume(ctx context.Context, name string) error {
+	return c.ResumeWith(ctx, name, ResumeOptions{})
+}
+
+// ResumeWith is Resume with options.
+func (c *Client) ResumeWith(ctx context.Context, name string, opts ResumeOptions) error {
 	udev := c.udevRunning()
-	rep, err := c.run("resume", unix.DM_DEV_SUSPEND, request{dev: byName(name), eventNr: cookie(udev)})
+	rep, err := c.run("resume", unix.DM_DEV_SUSPEND, request{dev: byName(name), eventNr: cookie(udev, opts.NoDiskRules)})
 	if err != nil {
 		return err
 	}
@@ -102,7 +107,7 @@ func (c *Client) Remove(ctx context.Context, name string, opts RemoveOptions) er
 	var rep *reply
 	for attempt := 0; ; attempt++ {
 		var err error
-		rep, err = c.run("remove", unix.DM_DEV_REMOVE, request{dev: byName(name), flags: flags, eventNr: cookie(udev)})
+		rep, err = c.run("remove", unix.DM_DEV_REMOVE, request{dev: byName(name), flags: flags})
 		if err == nil {
 			break
 		}
@@ -152,7 +157,7 @@ func (c *Client) Rename(ctx context.Context, name, newName string) error {
 		return err
 	}
 	udev := c.udevRunning()
-	rep, err := c.run("rename", unix.DM_DEV_RENAME, request{dev: byName(name), eventNr: cookie(udev), payload: encodeString(newName), naming: true})
+	rep, err := c.run("rename", unix.DM_DEV_RENAME, request{dev: byName(name), eventNr: cookie(udev, false), payload: encodeString(newName), naming: true})
 	if err != nil {
 		return err
 	}

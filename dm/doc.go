@@ -28,9 +28,10 @@
 // returned, Resume repairs it if needed, Remove deletes it and Rename renames
 // it; /dev/mapper/control is created from /proc/misc when missing.
 //
-// With udev running the client never calls mknod. Resume, Remove and Rename
-// pass a udev cookie carrying DM_UDEV_PRIMARY_SOURCE_FLAG, so the
-// device-mapper udev rules make or drop the /dev/mapper/<name> symlink, and
+// With udev running the client never calls mknod. Resume and Rename pass a
+// udev cookie carrying DM_UDEV_PRIMARY_SOURCE_FLAG, so the device-mapper
+// udev rules make the /dev/mapper/<name> symlink (udev drops it on the
+// "remove" event of a Remove, which needs no cookie), and
 // the client waits for that to happen (up to DefaultUdevTimeout, 30 s;
 // see SetUdevTimeout). The rules make the node
 // only when a table goes live, so in this mode it appears at the first

@@ -69,6 +69,18 @@ type LoadOptions struct {
 	ReadOnly bool
 }
 
+// ResumeOptions tunes ResumeWith.
+type ResumeOptions struct {
+	// NoDiskRules asks udev's device-mapper rules to skip their disk rules
+	// for this event (DM_UDEV_DISABLE_DISK_RULES_FLAG): no blkid probe, no
+	// /dev/disk/by-id, by-uuid or by-label links and no inotify watch of the
+	// device; /dev/mapper/<name> is made all the same, sooner (the probe
+	// reads the device before udev links anything). For devices whose
+	// contents are not identities of their own, such as snapshots of one
+	// filesystem, which all carry its UUID. Without udev it changes nothing.
+	NoDiskRules bool
+}
+
 // SuspendOptions tunes Suspend.
 type SuspendOptions struct {
 	NoFlush    bool // do not flush queued I/O (DM_NOFLUSH_FLAG)

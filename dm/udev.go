@@ -15,28 +15,41 @@ import (
 // "remove". The kernel passes event_nr of resume, remove and rename to udev
 // as DM_COOKIE: the low 16 bits are a semaphore id (0: nobody waits on it,
 // which "dmsetup udevcomplete" accepts) and the high 16 bits are flags the
-// rules decode with "dmsetup udevflags". We send:
+// rules decode with "dmsetup udevflags". On a resume or rename we send:
 //
 //   - DM_UDEV_PRIMARY_SOURCE_FLAG: the event comes from the program that
 //     changed the device, so the rules treat it as genuine and act on it
-//     (without it they fall back to stale database values);
-//   - DM_UDEV_DISABLE_LIBRARY_FALLBACK: we never make nodes while udev runs.
+//     (without it they fall back to the values udev's database holds, and
+//     a later "add" event, such as "udevadm trigger --action=add", drops
+//     the device's links);
+//   - DM_UDEV_DISABLE_LIBRARY_FALLBACK: we never make nodes while udev runs;
+//   - DM_UDEV_DISABLE_DISK_RULES_FLAG only when asked (ResumeOptions).
 //
-// and none of DM_UDEV_DISABLE_DM_RULES_FLAG / _SUBSYSTEM_RULES / _DISK_RULES /
-// _OTHER_RULES, which would stop the rules from making the node. We then wait,
-// bounded, for the node to appear or vanish instead of using semaphores.
+// and none of DM_UDEV_DISABLE_DM_RULES_FLAG / _SUBSYSTEM_RULES / _OTHER_RULES,
+// which would stop the rules from making the node or systemd from seeing the
+// device. We then wait, bounded, for the node to appear or vanish instead of
+// using semaphores.
+//
+// A removal carries no cookie: the rules ignore "remove" events (their
+// first test is ACTION "add|change") except to run "dmsetup udevcomplete"
+// for a cookie, a process udev would start for nothing.
 const (
+	udevDisableDiskRules       = 0x0004
 	udevDisableLibraryFallback = 0x0020
 	udevPrimarySource          = 0x0040
 	udevFlagsShift             = 16
 )
 
-// cookie returns the event_nr to send on resume, remove and rename.
-func cookie(udev bool) uint32 {
+// cookie returns the event_nr to send on resume and rename.
+func cookie(udev, noDiskRules bool) uint32 {
 	if !udev {
 		return 0
 	}
-	return (udevPrimarySource | udevDisableLibraryFallback) << udevFlagsShift
+	flags := uint32(udevPrimarySource | udevDisableLibraryFallback)
+	if noDiskRules {
+		flags |= udevDisableDiskRules
+	}
+	return flags << udevFlagsShift
 }
 
 // udevRunning reports whether udev runs (its control socket exists), which
@@ -50,6 +63,15 @@ func (c *Client) udevRunning() bool {
 // (true) or makes them itself (false).
 func (c *Client) UdevRunning() bool { return c.udevRunning() }
 
+// waitNode polls for the node from every nodePollMin up to every
+// nodePollMax: udev makes a link 10 to 200 ms after the event in the
+// emulated guest, and a coarser poll added up to its interval to every
+// Activate (a stat every few milliseconds costs next to nothing).
+const (
+	nodePollMin = 250 * time.Microsecond
+	nodePollMax = 4 * time.Millisecond
+)
+
 // waitNode waits until devDir/<name> resolves to block device dev (present)
 // or no longer exists (!present), polling with a growing interval up to
 // the udev timeout or until ctx ends.
@@ -57,7 +79,7 @@ func (c *Client) waitNode(ctx context.Context, name string, dev uint64, present 
 	p := c.nodePath(name)
 	timeout := time.Duration(c.udevTimeout.Load())
 	deadline := time.Now().Add(timeout)
-	sleep := time.Millisecond
+	sleep := nodePollMin
 	for {
 		var st unix.Stat_t
 		if present {
@@ -80,7 +102,7 @@ func (c *Client) waitNode(ctx context.Context, name string, dev uint64, present 
 			}
 			return errors.Wrapf(err, "dm: device removed; waiting for udev to remove %s", p)
 		}
-		if sleep < 50*time.Millisecond {
+		if sleep < nodePollMax {
 			sleep *= 2
 		}
 	}

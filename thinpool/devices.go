@@ -206,7 +206,7 @@ func (p *Pool) resumeOrigin(ctx context.Context, name string) error {
 	if err := failpoint.InjectErr(failpoint.SnapBeforeResume); err != nil {
 		return err
 	}
-	return p.dm.Resume(ctx, name)
+	return p.resumeThin(ctx, name)
 }
 
 // anyDevice loads a device record, including one pending deletion.
@@ -278,7 +278,7 @@ func (p *Pool) activateThin(ctx context.Context, devID uint32, size uint64) (str
 	switch {
 	case err == nil && info.LiveTable:
 		if info.Suspended {
-			if err := p.dm.Resume(ctx, name); err != nil {
+			if err := p.resumeThin(ctx, name); err != nil {
 				return "", errors.Wrapf(err, "resume %s", name)
 			}
 		}
@@ -302,7 +302,7 @@ func (p *Pool) activateThin(ctx context.Context, devID uint32, size uint64) (str
 		return "", errors.Wrapf(err, "load thin table %q into %s", t.Params, name)
 	}
 	failpoint.Inject(failpoint.ActivateAfterLoad)
-	if err := p.dm.Resume(ctx, name); err != nil {
+	if err := p.resumeThin(ctx, name); err != nil {
 		_ = p.dm.Remove(ctx, name, dm.RemoveOptions{Retries: -1})
 		return "", errors.Wrapf(err, "resume %s", name)
 	}
@@ -310,14 +310,16 @@ func (p *Pool) activateThin(ctx context.Context, devID uint32, size uint64) (str
 }
 
 // deactivateThin removes thin device devID; ErrBusy naming the holders
-// when it is open (mountPath, if given, helps find them).
+// when it is open (mountPath, if given, helps find them). No caller looks
+// at /dev/mapper/<name> afterwards, so it does not wait for udev to drop
+// the link (an Activate that follows waits for its own).
 func (p *Pool) deactivateThin(ctx context.Context, devID uint32, mountPath string) error {
 	name := thinName(p.cfg.Key, devID)
 	info, ierr := p.dm.Info(name)
 	if errors.Is(ierr, dm.ErrNotFound) {
 		return nil
 	}
-	err := p.removeDM(ctx, name, info.Dev, mountPath, false)
+	err := p.removeDM(ctx, name, info.Dev, mountPath, true)
 	if err == nil || errors.Is(err, dm.ErrNotFound) {
 		return nil
 	}

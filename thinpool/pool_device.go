@@ -98,6 +98,18 @@ func thinTable(poolDev uint64, devID uint32, size uint64) dm.Target {
 		Params: fmt.Sprintf("%s %d", devString(poolDev), devID)}
 }
 
+// resumeThin resumes thin device name (a new table, or a suspended
+// device). With udev running, its disk rules are skipped
+// (dm.ResumeOptions.NoDiskRules): snapshots carry their origin's
+// filesystem UUID, so by-uuid links would point at any one of them, and the
+// blkid probe those rules run before udev links /dev/mapper/<name> was
+// about half of Activate's wait for udev (the udev VM test
+// TestActivatedThinDevicesSkipUdevsDiskRules). The /dev/mapper link and
+// the flags that keep it through a later "add" event stay.
+func (p *Pool) resumeThin(ctx context.Context, name string) error {
+	return p.dm.ResumeWith(ctx, name, dm.ResumeOptions{NoDiskRules: true})
+}
+
 // blockDev is a data or metadata device of the pool.
 type blockDev struct {
 	Path string // /dev/loopN or the raw device

@@ -178,3 +178,118 @@ func TestRemoveDoesNotWaitForUdevButActivateDoes(t *testing.T) {
 		t.Fatalf("Status after ReturnSpace: %d devices returning space (%v), want 0", st.ReturningDevices, err)
 	}
 }
+
+// udevProperties returns udev's database properties of the block device
+// at path (udevadm info).
+func udevProperties(t *testing.T, path string) map[string]string {
+	t.Helper()
+	out, err := exec.Command("udevadm", "info", "--query=property", "--name="+path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("udevadm info %s: %v %s", path, err, out)
+	}
+	props := map[string]string{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			props[k] = v
+		}
+	}
+	return props
+}
+
+// wantLinkTo fails unless path resolves to block device dev.
+func wantLinkTo(t *testing.T, path string, dev uint64, when string) {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil || st.Rdev != dev {
+		t.Fatalf("%s: %s does not resolve to device %d:%d (%v, rdev %d:%d)", when, path,
+			unix.Major(dev), unix.Minor(dev), err, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	}
+}
+
+// Thin devices are activated with udev's disk rules skipped: udev links
+// /dev/mapper/<name> but runs no blkid probe (no ID_FS_* properties, no
+// /dev/disk/by-id or by-uuid links: every snapshot of the base carries its
+// filesystem UUID) and does not watch the device. The event still says it
+// comes from its activator, so a later "add" event (udevadm trigger
+// --action=add, as at boot) and a "change" event keep the link.
+func TestActivatedThinDevicesSkipUdevsDiskRules(t *testing.T) {
+	if os.Getenv("THINCTL_VM_MODE") != "udev" {
+		t.Skip("udev mode only")
+	}
+	ctx := context.Background()
+	p, _ := newVMPool(t, smallOptions())
+	must(t, p.Create(ctx, "snap", "", CreateOptions{}))
+	path, err := p.Activate(ctx, "snap")
+	must(t, err)
+	name := thinName(p.cfg.Key, mustDeviceID(t, p, "snap"))
+	info, err := p.dm.Info(name)
+	must(t, err)
+	exec.Command("udevadm", "settle").Run()
+	wantLinkTo(t, path, info.Dev, "after Activate")
+	if out, err := exec.Command("blkid", "-p", "-o", "value", "-s", "TYPE", path).CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "ext4" {
+		t.Fatalf("blkid -p %s = %q (%v), want ext4 (the test needs a filesystem udev could have probed)", path, out, err)
+	}
+	props := udevProperties(t, path)
+	for k, want := range map[string]string{"DM_NAME": name, "DM_UDEV_PRIMARY_SOURCE_FLAG": "1",
+		"DM_UDEV_DISABLE_DISK_RULES_FLAG": "1", "DM_UDEV_DISABLE_OTHER_RULES_FLAG": "", "ID_FS_TYPE": "", "ID_FS_UUID": ""} {
+		if props[k] != want {
+			t.Errorf("udev property %s = %q, want %q", k, props[k], want)
+		}
+	}
+	for _, l := range []string{"/dev/disk/by-id/dm-name-" + name, "/dev/disk/by-id/dm-uuid-" + thinUUID(p.cfg.Key, mustDeviceID(t, p, "snap"))} {
+		if _, err := os.Lstat(l); err == nil {
+			t.Errorf("%s exists: udev ran the disk rules", l)
+		}
+	}
+	sys := fmt.Sprintf("/sys/dev/block/%d:%d", unix.Major(info.Dev), unix.Minor(info.Dev))
+	for _, action := range []string{"add", "change"} {
+		if out, err := exec.Command("udevadm", "trigger", "--action="+action, sys).CombinedOutput(); err != nil {
+			t.Fatalf("udevadm trigger --action=%s %s: %v %s", action, sys, err, out)
+		}
+		exec.Command("udevadm", "settle").Run()
+		wantLinkTo(t, path, info.Dev, "after udevadm trigger --action="+action)
+	}
+}
+
+// Deactivate looks at no /dev/mapper link again, so it does not wait for
+// udev to drop it: with udev's event processing stopped it returns at
+// once. Activated again right after, the device gets its link, and keeps
+// it once udev has handled the old device's late "remove".
+func TestDeactivateDoesNotWaitForUdevAndTheNextActivateKeepsItsLink(t *testing.T) {
+	if os.Getenv("THINCTL_VM_MODE") != "udev" {
+		t.Skip("udev mode only")
+	}
+	ctx := context.Background()
+	p, _ := newVMPool(t, smallOptions())
+	must(t, p.Create(ctx, "dev", "", CreateOptions{}))
+	_, err := p.Activate(ctx, "dev")
+	must(t, err)
+	exec.Command("udevadm", "settle").Run()
+	if out, err := exec.Command("udevadm", "control", "--stop-exec-queue").CombinedOutput(); err != nil {
+		t.Fatalf("udevadm control --stop-exec-queue: %v %s", err, out)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			exec.Command("udevadm", "control", "--start-exec-queue").Run()
+		}
+	}()
+	start := time.Now()
+	must(t, p.Deactivate(ctx, "dev"))
+	took := time.Since(start)
+	t.Logf("with udev's queue stopped: Deactivate took %v", took)
+	if took > 3*time.Second {
+		t.Errorf("Deactivate took %v with udev stopped: it waited for udev", took)
+	}
+	if out, err := exec.Command("udevadm", "control", "--start-exec-queue").CombinedOutput(); err != nil {
+		t.Fatalf("udevadm control --start-exec-queue: %v %s", err, out)
+	}
+	stopped = false
+	path, err := p.Activate(ctx, "dev")
+	must(t, err)
+	info, err := p.dm.Info(thinName(p.cfg.Key, mustDeviceID(t, p, "dev")))
+	must(t, err)
+	wantLinkTo(t, path, info.Dev, "after Activate")
+	exec.Command("udevadm", "settle").Run()
+	wantLinkTo(t, path, info.Dev, "after udev settled")
+}
