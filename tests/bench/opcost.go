@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -319,19 +320,24 @@ const settleLimit = 2 * time.Minute
 
 type discardPath struct{ *libPath }
 
+// settle waits with Pool.ReturnSpace, which blocks on the background
+// return until it is done (and then makes one more pass of its own, over
+// nothing), and then reads Status, which must count no device returning
+// space. It used to poll Status every millisecond: each poll takes the
+// root lock and reads the pool's status, and on the 2-CPU guest the
+// polling competed with the very return it was timing.
 func (d discardPath) settle() error {
-	deadline := time.Now().Add(settleLimit)
-	for {
-		st, err := d.pool.Status()
-		if err != nil {
-			return err
-		}
-		if st.ReturningDevices == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return errors.Errorf("%d devices still returning space after %s (last error: %q)", st.ReturningDevices, settleLimit, st.ReturnError)
-		}
-		time.Sleep(time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), settleLimit)
+	defer cancel()
+	if err := d.pool.ReturnSpace(ctx); err != nil {
+		return err
 	}
+	st, err := d.pool.Status()
+	if err != nil {
+		return err
+	}
+	if st.ReturningDevices != 0 {
+		return errors.Errorf("%d devices still returning space after ReturnSpace (last error: %q)", st.ReturningDevices, st.ReturnError)
+	}
+	return nil
 }
