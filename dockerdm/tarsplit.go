@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/pkg/errors"
 )
@@ -100,7 +101,9 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
-var crcTable = crc64.MakeTable(crc64.ISO)
+// crcTable is tar-split's CRC-64 (ISO) table, made on first use rather
+// than at every thinctl start.
+var crcTable = sync.OnceValue(func() *crc64.Table { return crc64.MakeTable(crc64.ISO) })
 
 // AssembleTar writes the layer's original tar to w: the segments of the
 // tar-split stream as they are, each file's content read from root (the
@@ -127,7 +130,7 @@ func AssembleTar(tarSplit io.Reader, root string, w io.Writer) (int64, error) {
 			return errors.Wrapf(err, "layer file %q", e.Name)
 		}
 		defer f.Close()
-		h := crc64.New(crcTable)
+		h := crc64.New(crcTable())
 		n, err := io.CopyBuffer(io.MultiWriter(w, h), io.LimitReader(f, e.Size), buf)
 		total += n
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/pkg/errors"
 )
@@ -24,8 +25,9 @@ func manPageName(c *command) string {
 	return "thinctl-" + strings.ReplaceAll(c.name, " ", "-")
 }
 
-// manDateRE is the accepted --date form.
-var manDateRE = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
+// manDateRE is the accepted --date form, compiled on first use (not at
+// every thinctl start).
+var manDateRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`) })
 
 // init completes the "__man" entry of the command table; the table cannot
 // name runMan itself, which reads the table (an initialization cycle).
@@ -35,7 +37,7 @@ func validateMan(c *call) error {
 	if c.opts.manDir == "" {
 		return usagef("give --dir DIR")
 	}
-	if c.opts.manDate != "" && !manDateRE.MatchString(c.opts.manDate) {
+	if c.opts.manDate != "" && !manDateRE().MatchString(c.opts.manDate) {
 		return usagef("invalid --date %q: use YYYY-MM-DD", c.opts.manDate)
 	}
 	return nil
