@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/crc32"
 	"sync"
@@ -267,7 +268,8 @@ func scanJournal(data []byte, epoch uint64) (journalScan, error) {
 		last, pos = f.seq, f.end
 	}
 	s.tail = pos
-	for q := pos; q+frameHeaderSize <= int64(len(data)) && q < pos+scanWindow; q += frameAlign {
+	hi := min(pos+scanWindow-1, int64(len(data))-frameHeaderSize) // the last offset a frame can start at
+	for q := nextMagic(data, pos, hi); q >= 0; q = nextMagic(data, q+frameAlign, hi) {
 		f, ok := parseFrameAt(data, q, epoch)
 		if !ok {
 			continue
@@ -279,6 +281,27 @@ func scanJournal(data []byte, epoch uint64) (journalScan, error) {
 		s.torn = max(s.torn, f.end)
 	}
 	return s, nil
+}
+
+// nextMagic returns the first offset from q to hi that is a multiple of
+// frameAlign and holds a frame's magic, -1 when there is none: the window
+// beyond the chain is mostly zeros, and bytes.Index skips them much faster
+// than trying every aligned offset.
+func nextMagic(data []byte, q, hi int64) int64 {
+	var m [4]byte
+	binary.LittleEndian.PutUint32(m[:], frameMagic)
+	for q <= hi {
+		i := bytes.Index(data[q:hi+int64(len(m))], m[:])
+		if i < 0 {
+			return -1
+		}
+		c := q + int64(i)
+		if c%frameAlign == 0 {
+			return c
+		}
+		q = (c/frameAlign + 1) * frameAlign
+	}
+	return -1
 }
 
 // snapshot is the decoded registry file.
