@@ -178,6 +178,12 @@ func (p *Pool) report(step string, fraction float64) {
 // stateDir returns <root>/devicemapper for an absolute root.
 func stateDir(root string) string { return filepath.Join(root, stateDirName) }
 
+// isNotExist reports whether path is known not to exist.
+func isNotExist(path string) bool {
+	_, err := os.Stat(path)
+	return os.IsNotExist(err)
+}
+
 // Exists reports whether root holds an initialized pool.
 func Exists(root string) bool {
 	_, err := os.Stat(filepath.Join(root, stateDirName, poolFileName))
@@ -473,9 +479,10 @@ func Open(ctx context.Context, root string, opts OpenOptions) (*Pool, error) {
 	if err != nil {
 		return nil, errors.Wrap(err, "root")
 	}
-	reg := registry{dir: stateDir(root)}
-	if _, err := reg.loadPool(); err != nil {
-		return nil, err
+	// A root without a pool is refused before the lock file is made;
+	// pool.json itself is read once, under the lock.
+	if path := filepath.Join(stateDir(root), poolFileName); isNotExist(path) {
+		return nil, errors.Wrapf(ErrNotInitialized, "%s does not exist", path)
 	}
 	p, err := newPool(root, opts.DM, opts.Progress)
 	if err != nil {
