@@ -168,6 +168,11 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 	// no write is in flight while the pool shares its blocks.
 	originName := thinName(p.cfg.Key, originID)
 	if info, ierr := p.dm.Info(originName); ierr == nil && info.LiveTable && !info.Suspended {
+		// Marked first: if this process dies with the origin suspended,
+		// the next Open resumes it.
+		if merr := p.lk.setSuspendMark(true); merr != nil {
+			return errors.Wrapf(merr, "create %q", id)
+		}
 		if serr := p.dm.Suspend(originName, dm.SuspendOptions{}); serr != nil {
 			return errors.Wrapf(serr, "suspend %s (the parent %q) for the snapshot", originName, parent)
 		}
@@ -201,12 +206,17 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 	return nil
 }
 
-// resumeOrigin resumes a snapshot's origin after create_snap.
+// resumeOrigin resumes a snapshot's origin after create_snap and clears
+// the suspend mark (left set when the resume fails: the next Open tries
+// again).
 func (p *Pool) resumeOrigin(ctx context.Context, name string) error {
 	if err := failpoint.InjectErr(failpoint.SnapBeforeResume); err != nil {
 		return err
 	}
-	return p.resumeThin(ctx, name)
+	if err := p.resumeThin(ctx, name); err != nil {
+		return err
+	}
+	return p.lk.setSuspendMark(false)
 }
 
 // anyDevice loads a device record, including one pending deletion.

@@ -20,7 +20,11 @@ import (
 // in-memory registry was read at another value reads the frames appended
 // since (or everything again when the epoch moved: a compaction). They
 // are a cache key, not state: never fsynced; a power cut ends every
-// process, and each starts by reading the registry in full.
+// process, and each starts by reading the registry in full. Bytes 16-23
+// are non-zero while a process may have a thin device of the root
+// suspended (a snapshot's origin): Open looks for suspended devices to
+// resume only then. Never fsynced either: a power cut resumes nothing
+// that needs it.
 type rootLock struct {
 	mu   sync.Mutex
 	f    *os.File
@@ -190,4 +194,33 @@ func (c *returnClaim) release() {
 	if c != nil {
 		c.f.Close()
 	}
+}
+
+// suspendMarkOffset is where the suspend mark lies in the lock file.
+const suspendMarkOffset = 16
+
+// setSuspendMark records (on) that the caller is about to suspend a thin
+// device of the root, or (off) that no device is left suspended. The
+// caller holds the lock.
+func (l *rootLock) setSuspendMark(on bool) error {
+	var b [8]byte
+	if on {
+		b[0] = 1
+	}
+	if _, err := l.f.WriteAt(b[:], suspendMarkOffset); err != nil {
+		return errors.Wrapf(err, "record a suspension in %s", l.path)
+	}
+	return nil
+}
+
+// suspendMarked reports whether a process may have left a thin device of
+// the root suspended; true when the mark cannot be read. The caller holds
+// the lock.
+func (l *rootLock) suspendMarked() bool {
+	var b [8]byte
+	n, err := l.f.ReadAt(b[:], suspendMarkOffset)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return true
+	}
+	return n == len(b) && b != [8]byte{}
 }

@@ -522,7 +522,9 @@ func (p *Pool) openLocked(ctx context.Context) error {
 		return err
 	}
 	failpoint.Inject(failpoint.OpenAfterPoolUp)
-	p.resumeSuspended(ctx)
+	if p.lk.suspendMarked() && p.resumeSuspended(ctx) {
+		_ = p.lk.setSuspendMark(false) // left set, the next Open looks again
+	}
 	p.removeStaleMountPoints()
 	p.report("reading the device registry", 0.4)
 	if err := p.ensureIndex(); err != nil {
@@ -538,19 +540,28 @@ func (p *Pool) openLocked(ctx context.Context) error {
 }
 
 // resumeSuspended resumes the root's thin devices left suspended by a
-// process that died while snapshotting them (I/O to them would hang). No
-// operation keeps a device suspended once it has released the root lock,
-// and the caller holds it.
-func (p *Pool) resumeSuspended(ctx context.Context) {
+// process that died while snapshotting them (I/O to them would hang) and
+// reports whether none is left suspended. No operation keeps a device
+// suspended once it has released the root lock, and the caller holds it;
+// Open calls it only when the lock file's suspend mark says a process
+// suspended a device and did not clear the mark after resuming it.
+func (p *Pool) resumeSuspended(ctx context.Context) bool {
 	devs, err := p.ourDevices()
 	if err != nil {
-		return
+		return false
 	}
+	ok := true
 	for _, d := range devs {
-		if info, err := p.dm.Info(d.Name); err == nil && info.Suspended && info.LiveTable {
-			_ = p.dm.Resume(ctx, d.Name)
+		info, err := p.dm.Info(d.Name)
+		if err != nil && !errors.Is(err, dm.ErrNotFound) {
+			ok = false
+			continue
+		}
+		if err == nil && info.Suspended && info.LiveTable && p.dm.Resume(ctx, d.Name) != nil {
+			ok = false
 		}
 	}
+	return ok
 }
 
 // removeStaleMountPoints removes the empty directories under <root>/mnt

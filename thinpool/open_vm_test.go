@@ -1,0 +1,113 @@
+//go:build vm
+
+package thinpool
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/thinctl/thinctl/dm"
+)
+
+// dmLog is a dm.Client logger that keeps the operations it was given.
+type dmLog struct {
+	mu  sync.Mutex
+	ops []string
+}
+
+func (l *dmLog) logf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ops = append(l.ops, fmt.Sprintf(format, args...))
+}
+
+func (l *dmLog) count(op string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, s := range l.ops {
+		if strings.Contains(s, op) {
+			n++
+		}
+	}
+	return n
+}
+
+// openLogged opens root with a dm client whose operations the returned
+// log keeps.
+func openLogged(t *testing.T, root string) (*Pool, *dmLog) {
+	t.Helper()
+	l := &dmLog{}
+	c, err := dm.Open(dm.Options{Logger: l.logf})
+	must(t, err)
+	t.Cleanup(func() { c.Close() })
+	p, err := Open(context.Background(), root, OpenOptions{DM: c})
+	must(t, err)
+	return p, l
+}
+
+// suspendMarked reads p's suspend mark under the lock.
+func suspendMarked(t *testing.T, p *Pool) bool {
+	t.Helper()
+	must(t, p.lk.lock())
+	defer p.lk.unlock()
+	return p.lk.suspendMarked()
+}
+
+// Open looks for thin devices to resume (one DM_LIST_DEVICES and a status
+// per device) only when the lock file's suspend mark says a process
+// suspended one and did not resume it; a device someone else suspended is
+// left as it is, and a marked one is resumed and the mark cleared.
+func TestOpenResumesSuspendedDevicesOnlyWhenAProcessLeftOneSuspended(t *testing.T) {
+	p, root := newVMPool(t, smallOptions())
+	ctx := context.Background()
+	must(t, p.Create(ctx, "parent", "", CreateOptions{}))
+	_, err := p.Activate(ctx, "parent")
+	must(t, err)
+	origin := thinName(p.cfg.Key, mustDeviceID(t, p, "parent"))
+	must(t, p.Close())
+
+	// A snapshot of the active parent suspends and resumes it: the mark is
+	// set and cleared again.
+	q, l := openLogged(t, root)
+	if n := l.count("list devices"); n != 0 {
+		t.Errorf("Open of an unmarked root listed the dm devices %d times, want 0", n)
+	}
+	must(t, q.Create(ctx, "child", "parent", CreateOptions{}))
+	if suspendMarked(t, q) {
+		t.Errorf("the suspend mark is still set after a snapshot resumed its parent")
+	}
+	must(t, q.Close())
+
+	mustDmsetup(t, "suspend", origin)
+	q, l = openLogged(t, root)
+	must(t, q.Close())
+	if s := dmState(t, origin); s != "SUSPENDED" {
+		t.Errorf("Open of an unmarked root left the parent someone else suspended %s, want SUSPENDED", s)
+	}
+	if n := l.count("list devices"); n != 0 {
+		t.Errorf("Open of an unmarked root listed the dm devices %d times, want 0", n)
+	}
+
+	// What a process killed between suspend and resume leaves.
+	lk, err := openRootLock(stateDir(root) + "/" + lockFileName)
+	must(t, err)
+	must(t, lk.lock())
+	must(t, lk.setSuspendMark(true))
+	lk.unlock()
+	must(t, lk.close())
+	q, l = openLogged(t, root)
+	defer q.Close()
+	if s := dmState(t, origin); s != "ACTIVE" {
+		t.Errorf("Open of a marked root left the parent %s, want ACTIVE", s)
+	}
+	if n := l.count("list devices"); n != 1 {
+		t.Errorf("Open of a marked root listed the dm devices %d times, want 1", n)
+	}
+	if suspendMarked(t, q) {
+		t.Errorf("Open resumed every device but left the suspend mark set")
+	}
+}
