@@ -111,3 +111,51 @@ func TestOpenResumesSuspendedDevicesOnlyWhenAProcessLeftOneSuspended(t *testing.
 		t.Errorf("Open resumed every device but left the suspend mark set")
 	}
 }
+
+// A journal of churn (devices created and removed again) is compacted by
+// the next Open, which still reads back every record; a short journal is
+// left as it is.
+func TestOpenCompactsAJournalOfChurnAndLosesNothing(t *testing.T) {
+	o := smallOptions()
+	o.NoDiscard = true // no record of space still being returned
+	p, root := newVMPool(t, o)
+	ctx := context.Background()
+	must(t, p.Create(ctx, "keep", "", CreateOptions{Labels: map[string]string{"k": "v"}}))
+	for i := 0; i < replayCompactFrames/2; i++ {
+		id := fmt.Sprintf("tmp-%d", i)
+		must(t, p.Create(ctx, id, "keep", CreateOptions{}))
+		must(t, p.Remove(ctx, id))
+	}
+	frames := p.reg.st.seq
+	if frames < replayCompactFrames {
+		t.Fatalf("%d create+remove cycles appended %d frames, want at least %d", replayCompactFrames/2, frames, replayCompactFrames)
+	}
+	must(t, p.Close())
+
+	q, err := Open(ctx, root, OpenOptions{})
+	must(t, err)
+	if q.reg.st.seq != 0 {
+		t.Errorf("after Open of a journal of %d frames and 1 record it holds %d frames, want 0 (compacted)", frames, q.reg.st.seq)
+	}
+	must(t, q.Create(ctx, "second", "keep", CreateOptions{}))
+	must(t, q.Close())
+
+	r, err := Open(ctx, root, OpenOptions{})
+	must(t, err)
+	defer r.Close()
+	if r.reg.st.seq == 0 {
+		t.Errorf("Open compacted a journal of one create")
+	}
+	recs, err := r.reg.listDevices()
+	must(t, err)
+	var ids []string
+	for _, d := range recs {
+		ids = append(ids, d.ID)
+	}
+	if strings.Join(ids, ",") != "keep,second" {
+		t.Errorf("after the compaction the registry holds %v, want [keep second]", ids)
+	}
+	if d, err := r.Device("keep"); err != nil || d.Labels["k"] != "v" {
+		t.Errorf("keep after the compaction = %+v, %v; want its label k=v", d, err)
+	}
+}

@@ -535,6 +535,16 @@ func (p *Pool) openLocked(ctx context.Context) error {
 	if len(p.idx.returning) > 0 {
 		p.kickReturn() // space a crash or an exit left to return
 	}
+	if p.reg.replayLong() {
+		// Every process that opens the root replays the journal, one
+		// JSON decode per record written since the last compaction: a
+		// journal of many more frames than there are records is compacted
+		// now (crash-safe like any compaction), so later ones read it short.
+		// A failure changes nothing on disk; the next Open tries again.
+		if err := p.reg.compact(); err != nil {
+			p.reg.invalidate()
+		}
+	}
 	p.report("done", 1)
 	return nil
 }

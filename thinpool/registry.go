@@ -602,6 +602,22 @@ func (r *registry) encodeState() []byte {
 	return body
 }
 
+// Open compacts a journal whose chain is at least replayCompactFrames
+// frames long and replayCompactRatio times the number of records (churn:
+// devices created and removed again), so that a process's Open replays a
+// short journal: replaying a frame costs about what loading a record from
+// the registry file does, and each create or remove appends two.
+const (
+	replayCompactFrames = 64
+	replayCompactRatio  = 4
+)
+
+// replayLong reports whether Open should compact (see replayCompactFrames).
+func (r *registry) replayLong() bool {
+	return r.loaded && r.pending == nil && !r.inTx && r.err == nil &&
+		r.st.seq >= replayCompactFrames && r.st.seq >= replayCompactRatio*uint64(len(r.idx.recs))
+}
+
 // compactNow compacts unless the journal is empty (Down does this).
 func (r *registry) compactNow() error {
 	if err := r.ensure(); err != nil {
