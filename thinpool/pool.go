@@ -567,7 +567,7 @@ func (p *Pool) resumeSuspended(ctx context.Context) bool {
 			ok = false
 			continue
 		}
-		if err == nil && info.Suspended && info.LiveTable && p.dm.Resume(ctx, d.Name) != nil {
+		if err == nil && info.Suspended && info.LiveTable && p.resumeThin(ctx, d.Name) != nil {
 			ok = false
 		}
 	}
