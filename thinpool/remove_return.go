@@ -208,14 +208,14 @@ func (p *Pool) finishReturn(ctx context.Context, r deviceRecord) error {
 // returner is the Pool's background space return: at most one goroutine,
 // started when there is work (kickReturn) and ending after a pass.
 type returner struct {
-	mu      sync.Mutex
-	closed  bool          // Close was called: never start again
-	running bool          // a goroutine runs
-	wake    chan struct{} // more work (buffered, 1)
-	cancel  context.CancelFunc
-	done    chan struct{} // closed when the goroutine ends
-	lastErr error         // the last pass's first error, for Status
-	returned int          // devices this Pool returned the space of, for Status
+	mu       sync.Mutex
+	closed   bool          // Close was called: never start again
+	running  bool          // a goroutine runs
+	wake     chan struct{} // more work (buffered, 1)
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when the goroutine ends
+	lastErr  error         // the last pass's first error, for Status
+	returned int           // devices this Pool returned the space of, for Status
 }
 
 // kickReturn starts the background return, or tells the running one that
