@@ -151,9 +151,10 @@ demo-native: build
 	@[ "$$(id -u)" -eq 0 ] || { echo "make demo-native: run as root"; exit 1; }
 	PATH="$(CURDIR)/bin:$$PATH" bash $(DEMO)
 
-# bench runs the benchmark program in the VM (two boots: everything without
-# udev, then the operation cost with udev; lvm2 from Debian's package in the
-# guest), rewrites docs/BENCHMARKS.md and docs/bench/ and ends with every
+# bench runs the benchmark program in the VM (three boots: everything without
+# udev, then the operation cost with udev, then containerd's devmapper
+# snapshotter against thinctl-snapshotter; lvm2 and containerd from Debian's
+# packages in the guest), rewrites docs/BENCHMARKS.md and docs/bench/ and ends with every
 # target's value, goal and verdict; BENCHFLAGS=--quick uses small counts and
 # writes to $$TMPDIR.
 bench:
