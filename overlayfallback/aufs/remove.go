@@ -7,8 +7,7 @@ import (
 	"strings"
 
 	"github.com/pkg/errors"
-
-	"github.com/thinctl/thinctl/driver"
+	"github.com/thinctl/thinctl/overlayfallback"
 )
 
 // Remove deletes layer id, unmounting it first (whoever mounted it; this
@@ -20,18 +19,8 @@ import (
 func (d *Driver) Remove(ctx context.Context, id string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.Exists(id) {
-		return errors.Wrapf(driver.ErrNotFound, "aufs: remove %s", id)
-	}
-	children, err := d.children(id)
-	if err != nil {
+	if err := overlayfallback.CheckRemovable(ctx, Name, id, d.Exists(id), d.children); err != nil {
 		return err
-	}
-	if len(children) > 0 {
-		return errors.Wrapf(driver.ErrHasChildren, "aufs: remove %s: layers %s build on it; remove them first", id, strings.Join(children, ", "))
-	}
-	if err := ctx.Err(); err != nil {
-		return errors.Wrapf(err, "aufs: remove %s", id)
 	}
 	if d.sys.mounted(d.mntPath(id)) {
 		// Mounted by this driver (its references go with the layer) or

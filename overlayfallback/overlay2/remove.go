@@ -14,6 +14,7 @@ import (
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/atomicfile"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/overlayfallback"
 )
 
 // removingPrefix starts the name a removed layer's directory is renamed to
@@ -67,20 +68,10 @@ func (d *Driver) children(id string) ([]string, error) {
 func (d *Driver) Remove(ctx context.Context, id string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.Exists(id) {
-		return errors.Wrapf(driver.ErrNotFound, "overlay2: remove layer %s", id)
+	if err := overlayfallback.CheckRemovable(ctx, Name, id, d.Exists(id), d.children); err != nil {
+		return err
 	}
-	kids, err := d.children(id)
-	if err != nil {
-		return errors.Wrapf(err, "overlay2: remove layer %s", id)
-	}
-	if len(kids) > 0 {
-		return errors.Wrapf(driver.ErrHasChildren, "overlay2: remove layer %s: layers %s build on it; remove them first", id, strings.Join(kids, ", "))
-	}
-	if err := ctx.Err(); err != nil {
-		return errors.Wrapf(err, "overlay2: remove layer %s", id)
-	}
-	err = unmountUnder(d.dir(id))
+	err := unmountUnder(d.dir(id))
 	if mounted, _ := fs.IsMounted(d.mergedDir(id)); !mounted {
 		// Whatever this driver mounted is gone: a later Get must mount
 		// again, not count a reference on an empty directory.
