@@ -85,15 +85,12 @@ func TestInitStoppedByItsContextLeavesNothing(t *testing.T) {
 func TestCreateStoppedWithItsParentSuspendedResumesIt(t *testing.T) {
 	p, _ := newVMPool(t, smallOptions())
 	ctx := context.Background()
-	must(t, p.Create(ctx, "parent", "", CreateOptions{}))
-	_, err := p.Activate(ctx, "parent")
-	must(t, err)
-	origin := thinName(p.cfg.Key, mustDeviceID(t, p, "parent"))
+	_, origin := createActive(t, p, "parent")
 
 	arm(t, failpoint.SnapAfterSuspend+"=sleep:1500ms")
 	cctx, cancel := context.WithCancel(ctx)
 	go func() { time.Sleep(300 * time.Millisecond); cancel() }()
-	err = p.Create(cctx, "child", "parent", CreateOptions{})
+	err := p.Create(cctx, "child", "parent", CreateOptions{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Create = %v, want context.Canceled", err)
 	}
@@ -110,13 +107,10 @@ func TestCreateStoppedWithItsParentSuspendedResumesIt(t *testing.T) {
 func TestCreateReturnsAFailedResumeOfItsParent(t *testing.T) {
 	p, root := newVMPool(t, smallOptions())
 	ctx := context.Background()
-	must(t, p.Create(ctx, "parent", "", CreateOptions{}))
-	path, err := p.Activate(ctx, "parent")
-	must(t, err)
-	origin := thinName(p.cfg.Key, mustDeviceID(t, p, "parent"))
+	path, origin := createActive(t, p, "parent")
 
 	arm(t, failpoint.SnapBeforeResume+"=error")
-	err = p.Create(ctx, "child", "parent", CreateOptions{})
+	err := p.Create(ctx, "child", "parent", CreateOptions{})
 	if err == nil || !strings.Contains(err.Error(), "resume "+origin) {
 		t.Fatalf("Create with a failing resume = %v, want an error naming the resume of %s", err, origin)
 	}

@@ -203,3 +203,22 @@ func statMode(t *testing.T, path string) uint32 {
 	must(t, unix.Stat(path, &st))
 	return st.Mode & 0o7777
 }
+
+// createActive creates device id (without a parent) in p and activates it;
+// it returns the device's path and its device-mapper name.
+func createActive(t *testing.T, p *Pool, id string) (path, name string) {
+	t.Helper()
+	ctx := context.Background()
+	must(t, p.Create(ctx, id, "", CreateOptions{}))
+	path, err := p.Activate(ctx, id)
+	must(t, err)
+	return path, thinName(p.cfg.Key, mustDeviceID(t, p, id))
+}
+
+// udevOnly skips a test outside the VM boot with udev running.
+func udevOnly(t *testing.T) {
+	t.Helper()
+	if os.Getenv("THINCTL_VM_MODE") != "udev" {
+		t.Skip("udev mode only")
+	}
+}

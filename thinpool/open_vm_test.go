@@ -64,10 +64,7 @@ func suspendMarked(t *testing.T, p *Pool) bool {
 func TestOpenResumesSuspendedDevicesOnlyWhenAProcessLeftOneSuspended(t *testing.T) {
 	p, root := newVMPool(t, smallOptions())
 	ctx := context.Background()
-	must(t, p.Create(ctx, "parent", "", CreateOptions{}))
-	_, err := p.Activate(ctx, "parent")
-	must(t, err)
-	origin := thinName(p.cfg.Key, mustDeviceID(t, p, "parent"))
+	_, origin := createActive(t, p, "parent")
 	must(t, p.Close())
 
 	// A snapshot of the active parent suspends and resumes it: the mark is

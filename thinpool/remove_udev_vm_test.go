@@ -66,9 +66,7 @@ func compactMonitor(out string) string {
 // the new device's link (seen in containerd's conformance suite with
 // udev running).
 func TestActivateAfterADiscardingRemoveKeepsItsMapperLink(t *testing.T) {
-	if os.Getenv("THINCTL_VM_MODE") != "udev" {
-		t.Skip("udev mode only")
-	}
+	udevOnly(t)
 	ctx := context.Background()
 	p, _ := newVMPool(t, smallOptions())
 	var mon *exec.Cmd
@@ -119,9 +117,7 @@ func TestActivateAfterADiscardingRemoveKeepsItsMapperLink(t *testing.T) {
 // whose caller gets the /dev/mapper path, returns only once that path is
 // the device.
 func TestRemoveDoesNotWaitForUdevButActivateDoes(t *testing.T) {
-	if os.Getenv("THINCTL_VM_MODE") != "udev" {
-		t.Skip("udev mode only")
-	}
+	udevOnly(t)
 	ctx := context.Background()
 	noDiscard := smallOptions()
 	noDiscard.NoDiscard = true
@@ -213,15 +209,9 @@ func wantLinkTo(t *testing.T, path string, dev uint64, when string) {
 // comes from its activator, so a later "add" event (udevadm trigger
 // --action=add, as at boot) and a "change" event keep the link.
 func TestActivatedThinDevicesSkipUdevsDiskRules(t *testing.T) {
-	if os.Getenv("THINCTL_VM_MODE") != "udev" {
-		t.Skip("udev mode only")
-	}
-	ctx := context.Background()
+	udevOnly(t)
 	p, _ := newVMPool(t, smallOptions())
-	must(t, p.Create(ctx, "snap", "", CreateOptions{}))
-	path, err := p.Activate(ctx, "snap")
-	must(t, err)
-	name := thinName(p.cfg.Key, mustDeviceID(t, p, "snap"))
+	path, name := createActive(t, p, "snap")
 	info, err := p.dm.Info(name)
 	must(t, err)
 	exec.Command("udevadm", "settle").Run()
@@ -256,14 +246,10 @@ func TestActivatedThinDevicesSkipUdevsDiskRules(t *testing.T) {
 // once. Activated again right after, the device gets its link, and keeps
 // it once udev has handled the old device's late "remove".
 func TestDeactivateDoesNotWaitForUdevAndTheNextActivateKeepsItsLink(t *testing.T) {
-	if os.Getenv("THINCTL_VM_MODE") != "udev" {
-		t.Skip("udev mode only")
-	}
+	udevOnly(t)
 	ctx := context.Background()
 	p, _ := newVMPool(t, smallOptions())
-	must(t, p.Create(ctx, "dev", "", CreateOptions{}))
-	_, err := p.Activate(ctx, "dev")
-	must(t, err)
+	createActive(t, p, "dev")
 	exec.Command("udevadm", "settle").Run()
 	if out, err := exec.Command("udevadm", "control", "--stop-exec-queue").CombinedOutput(); err != nil {
 		t.Fatalf("udevadm control --stop-exec-queue: %v %s", err, out)

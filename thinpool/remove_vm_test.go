@@ -25,9 +25,7 @@ func TestRemoveOfAHeldDeviceKeepsItsDataUntilTheHolderLetsGo(t *testing.T) {
 	ctx := context.Background()
 	p, _ := newVMPool(t, smallOptions())
 	data := p.dataFilePath()
-	must(t, p.Create(ctx, "held", "", CreateOptions{}))
-	path, err := p.Activate(ctx, "held")
-	must(t, err)
+	path, _ := createActive(t, p, "held")
 
 	const size = 4 << 20
 	pattern := bytes.Repeat([]byte("thinctl keeps a held device's data "), size/35+1)[:size]
@@ -124,9 +122,7 @@ func TestRemoveDoesNotNeedUdevsMapperLink(t *testing.T) {
 	ctx := context.Background()
 	p, _ := newVMPool(t, smallOptions())
 	data := p.dataFilePath()
-	must(t, p.Create(ctx, "linkless", "", CreateOptions{}))
-	path, err := p.Activate(ctx, "linkless")
-	must(t, err)
+	path, _ := createActive(t, p, "linkless")
 	dev, err := os.OpenFile(path, os.O_WRONLY, 0)
 	must(t, err)
 	_, err = dev.WriteAt(bytes.Repeat([]byte{0xa5}, 8<<20), 32<<20)
