@@ -39,12 +39,22 @@ func returningKey(devID uint32) string {
 
 // isReturningKey reports whether key is a returningKey.
 func isReturningKey(key string) bool {
+	_, ok := returningDevID(key)
+	return ok
+}
+
+// returningDevID is the thin id of returningKey key; false when key is not
+// one.
+func returningDevID(key string) (uint32, bool) {
 	n, ok := strings.CutPrefix(key, returningKeyPrefix)
 	if !ok {
-		return false
+		return 0, false
 	}
 	v, err := strconv.ParseUint(n, 10, 32)
-	return err == nil && v > 0 && v <= maxDeviceID && returningKey(uint32(v)) == key
+	if err != nil || v == 0 || v > maxDeviceID || returningKey(uint32(v)) != key {
+		return 0, false
+	}
+	return uint32(v), true
 }
 
 // validKey reports whether key can name a registry record: a user id or a
@@ -323,15 +333,16 @@ func (p *Pool) returnPass(ctx context.Context, wait bool) (int, error) {
 // device next finds it returned or untouched. The order is always the
 // claim, then the root lock: a holder of the lock only ever tries a claim.
 func (p *Pool) returnOne(ctx context.Context, key string, wait bool) error {
-	devID, err := strconv.ParseUint(strings.TrimPrefix(key, returningKeyPrefix), 10, 32)
-	if err != nil || !isReturningKey(key) {
+	devID, ok := returningDevID(key)
+	if !ok {
 		return errors.Errorf("%q is not the key of a device returning space", key)
 	}
 	var c *returnClaim
+	var err error
 	if wait {
-		c, err = p.lk.claimReturn(ctx, uint32(devID))
+		c, err = p.lk.claimReturn(ctx, devID)
 	} else {
-		c, err = p.lk.tryClaimReturn(uint32(devID))
+		c, err = p.lk.tryClaimReturn(devID)
 	}
 	if err != nil {
 		return err
@@ -410,11 +421,11 @@ func (p *Pool) ReturnSpace(ctx context.Context) error {
 func (p *Pool) returningStatus() (int, uint64) {
 	var bytes uint64
 	for key := range p.idx.returning {
-		devID, err := strconv.ParseUint(strings.TrimPrefix(key, returningKeyPrefix), 10, 32)
-		if err != nil {
+		devID, ok := returningDevID(key)
+		if !ok {
 			continue
 		}
-		ts, err := p.dm.Status(thinName(p.cfg.Key, uint32(devID)), dm.StatusOptions{NoFlush: true})
+		ts, err := p.dm.Status(thinName(p.cfg.Key, devID), dm.StatusOptions{NoFlush: true})
 		if err != nil || len(ts) != 1 {
 			continue
 		}
