@@ -156,7 +156,9 @@ func (f *floorPath) create(i int) error {
 	if err := f.c.LoadTable(name, []dm.Target{thinTarget(f.sectors, pool, id)}, dm.LoadOptions{}); err != nil {
 		return err
 	}
-	return f.c.Resume(context.Background(), name)
+	// The floor resumes as thinpool resumes a thin device: with udev, the
+	// dm rules skip their disk rules (no blkid probe, no by-uuid links).
+	return f.c.ResumeWith(context.Background(), name, dm.ResumeOptions{NoDiskRules: true})
 }
 
 func (f *floorPath) remove(i int) error {

@@ -392,7 +392,8 @@ func renderOpCost(w writer, r *Results, fig map[string]float64, img func(string,
 	w("All paths use the same pool. The dmsetup path is `dmsetup info` on the origin (to suspend it only if it is\n")
 	w("active, as containerd does), `dmsetup message <pool> 0 \"create_snap N O\"`, `dmsetup create <name> --table ...`;\n")
 	w("then `dmsetup remove`, `dmsetup message <pool> 0 \"delete N\"`. The floor is `Message`, `Create`, `LoadTable`,\n")
-	w("`Resume`; `Remove`, `Message` with the dm package and nothing else.\n\n")
+	w("`Resume` (with udev, skipping the dm rules' disk rules, as thinctl resumes a thin device); `Remove`, `Message`\n")
+	w("with the dm package and nothing else.\n\n")
 	pathTable(w, oc, pathOrder)
 	if pc := oc.Paths[PathLibrary]; pc != nil && len(pc.CreateMetaFlushes) > 0 {
 		w("\nFlush requests counted by the block layer per device (median over repetitions). A thin-pool metadata commit\n")
