@@ -48,6 +48,10 @@ type Client struct {
 	udevControl string // exists while udev runs: /run/udev/control
 	kmsgPath    string // /dev/kmsg, for the kernel's reasons
 
+	kmsgMu     sync.Mutex
+	kmsgIdle   []int // open /dev/kmsg descriptors not in use (kmsg.go)
+	kmsgClosed bool  // Close was called: keep no more
+
 	udevTimeout   atomic.Int64  // nanoseconds; see SetUdevTimeout
 	removeBackoff time.Duration // first sleep between EBUSY retries
 	noArmPoll     bool          // tests: force WaitEvent's polling fallback
@@ -171,6 +175,7 @@ func (c *Client) Close() error {
 	}
 	err := unix.Close(c.fd)
 	c.fd = -1
+	c.closeKmsg()
 	return errors.Wrap(err, "dm: close control node")
 }
 

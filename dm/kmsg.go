@@ -11,36 +11,78 @@ import (
 // of /dev/kmsg before an ioctl so that the records logged by it can be read
 // afterwards. Everything here is best effort: any failure just means no
 // reason, and reading never blocks (O_NONBLOCK) and is bounded.
+//
+// Opening /dev/kmsg allocates the reader's state in the kernel and checks
+// the syslog permission: about half a millisecond under emulation, paid
+// before every message and table load although it is only read when one
+// fails. A Client keeps the descriptors it is done with (up to
+// kmsgIdleMax, one per ioctl running at once) and positions a kept one at
+// the log's end again (lseek SEEK_END, a few microseconds) for the next.
 
 const (
 	kmsgMaxRecords = 256
 	kmsgRecordSize = 8192 // a read smaller than the record fails with EINVAL
 	kmsgMaxReason  = 1024
+	kmsgIdleMax    = 4
 )
 
-type kmsgCursor struct{ fd int }
+// kmsgCursor is one open /dev/kmsg positioned where an ioctl began.
+type kmsgCursor struct {
+	fd int
+	c  *Client // gets the descriptor back
+}
 
-// markKmsg opens the kernel log positioned after its last record; nil when
-// it cannot be opened.
+// markKmsg returns the kernel log positioned after its last record, from a
+// descriptor this Client kept or a new one; nil when it cannot be opened.
 func (c *Client) markKmsg() *kmsgCursor {
 	if c.kmsgPath == "" {
 		return nil
 	}
-	fd, err := unix.Open(c.kmsgPath, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil
+	fd := -1
+	c.kmsgMu.Lock()
+	if n := len(c.kmsgIdle); n > 0 {
+		fd, c.kmsgIdle = c.kmsgIdle[n-1], c.kmsgIdle[:n-1]
+	}
+	c.kmsgMu.Unlock()
+	if fd < 0 {
+		var err error
+		if fd, err = unix.Open(c.kmsgPath, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err != nil {
+			return nil
+		}
 	}
 	if _, err := unix.Seek(fd, 0, unix.SEEK_END); err != nil {
 		unix.Close(fd)
 		return nil
 	}
-	return &kmsgCursor{fd: fd}
+	return &kmsgCursor{fd: fd, c: c}
 }
 
-// close releases the log without reading it.
+// close gives the descriptor back to its Client (or closes it when the
+// Client keeps enough, or is closed).
 func (k *kmsgCursor) close() {
-	if k != nil {
+	if k == nil {
+		return
+	}
+	k.c.kmsgMu.Lock()
+	if !k.c.kmsgClosed && len(k.c.kmsgIdle) < kmsgIdleMax {
+		k.c.kmsgIdle = append(k.c.kmsgIdle, k.fd)
+		k.fd = -1
+	}
+	k.c.kmsgMu.Unlock()
+	if k.fd >= 0 {
 		unix.Close(k.fd)
+	}
+}
+
+// closeKmsg closes the descriptors the Client kept; later cursors close
+// theirs.
+func (c *Client) closeKmsg() {
+	c.kmsgMu.Lock()
+	idle := c.kmsgIdle
+	c.kmsgIdle, c.kmsgClosed = nil, true
+	c.kmsgMu.Unlock()
+	for _, fd := range idle {
+		unix.Close(fd)
 	}
 }
 

@@ -1,6 +1,8 @@
 package dm
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -76,5 +78,50 @@ func TestTheKernelLogIsReadFromTheMarkWithoutBlocking(t *testing.T) {
 	// has no device-mapper), and reading must return at once.
 	if r := k.reason(0); r != "" {
 		t.Fatalf("reason = %q, want empty", r)
+	}
+}
+
+func TestAClientKeepsAFewKernelLogDescriptorsForItsNextIoctlsAndClosesThemWithItself(t *testing.T) {
+	c := newClient()
+	c.kmsgPath = filepath.Join(t.TempDir(), "kmsg") // a stand-in: only opened and positioned
+	if err := os.WriteFile(c.kmsgPath, []byte("3,1,1,-;device-mapper: old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var held []*kmsgCursor
+	for range kmsgIdleMax + 2 { // as many ioctls at once
+		k := c.markKmsg()
+		if k == nil {
+			t.Fatal("markKmsg = nil")
+		}
+		if off, _ := unix.Seek(k.fd, 0, unix.SEEK_CUR); off == 0 {
+			t.Fatal("a cursor is not at the log's end")
+		}
+		held = append(held, k)
+	}
+	fds := map[int]bool{}
+	for _, k := range held {
+		fds[k.fd] = true
+		k.close()
+	}
+	if len(c.kmsgIdle) != kmsgIdleMax {
+		t.Fatalf("kept %d descriptors, want %d", len(c.kmsgIdle), kmsgIdleMax)
+	}
+	k := c.markKmsg()
+	if !fds[k.fd] {
+		t.Fatalf("the next ioctl opened descriptor %d instead of reusing one of %v", k.fd, c.kmsgIdle)
+	}
+	if off, _ := unix.Seek(k.fd, 0, unix.SEEK_CUR); off == 0 {
+		t.Fatal("a reused cursor is not at the log's end")
+	}
+	kept := append([]int{k.fd}, c.kmsgIdle...)
+	c.closeKmsg()
+	k.close() // after Close: closed, not kept
+	if len(c.kmsgIdle) != 0 {
+		t.Fatalf("a closed client keeps %v", c.kmsgIdle)
+	}
+	for _, fd := range kept {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != unix.EBADF {
+			t.Errorf("descriptor %d still open after Close (%v)", fd, err)
+		}
 	}
 }
