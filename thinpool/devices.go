@@ -52,20 +52,27 @@ func (p *Pool) DeviceName(id string) (string, error) {
 
 // allocTx runs a create transaction with a freshly allocated device id,
 // skipping ids the pool already has. build fills in the transaction for
-// the id it is given.
-func (p *Pool) allocTx(build func(devID uint32) (txRecord, func() error)) (uint32, error) {
+// the id it is given. With prepare, the transaction shares its flush with
+// concurrent ones (runTxShared) and prepare runs just before its message.
+func (p *Pool) allocTx(build func(devID uint32) (txRecord, func() error), prepare func() error) (uint32, error) {
 	for {
 		devID, err := p.idx.used.alloc()
 		if err != nil {
 			return 0, err
 		}
 		t, commit := build(devID)
-		err = p.runTx(t, commit)
+		if prepare != nil {
+			err = p.runTxShared(t, prepare, commit)
+		} else {
+			err = p.runTx(t, commit)
+		}
 		if errors.Is(err, errIDTaken) {
 			continue // id stays marked used: the pool has it
 		}
 		if err != nil {
-			p.idx.used.clear(devID)
+			if p.reg.pending[devID] == nil {
+				p.idx.used.clear(devID) // (an open transaction keeps it)
+			}
 			return 0, err
 		}
 		return devID, nil
@@ -77,7 +84,7 @@ func (p *Pool) createBase(ctx context.Context) error {
 	p.report("creating the base device", 0.2)
 	devID, err := p.allocTx(func(devID uint32) (txRecord, func() error) {
 		return txRecord{Op: opCreateThin, DeviceID: devID}, nil
-	})
+	}, nil)
 	if err != nil {
 		return err
 	}
@@ -136,6 +143,9 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 	} else if !errors.Is(err, ErrDeviceNotFound) {
 		return err
 	}
+	if p.reg.pendingCreate(id) {
+		return errors.Wrapf(ErrDeviceExists, "device %q is being created", id)
+	}
 	originID, originSize, growPending := p.cfg.BaseDeviceID, p.cfg.BaseSize, false
 	if parent != "" {
 		pd, err := p.reg.loadDevice(parent)
@@ -165,9 +175,30 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 		return err
 	}
 	// A snapshot of an active origin needs the origin suspended so that
-	// no write is in flight while the pool shares its blocks.
+	// no write is in flight while the pool shares its blocks: checked and
+	// done just before the message (the root lock was let go while the
+	// transaction's begin became durable), and undone on every path, even
+	// when ctx ended: a suspended origin holds every I/O to it. (err is
+	// Create's result here.)
 	originName := thinName(p.cfg.Key, originID)
-	if info, ierr := p.dm.Info(originName); ierr == nil && info.LiveTable && !info.Suspended {
+	suspended := false
+	defer func() {
+		if !suspended {
+			return
+		}
+		if rerr := p.resumeOrigin(context.WithoutCancel(ctx), originName); rerr != nil {
+			rerr = errors.Wrapf(rerr, "resume %s (the parent %q) after the snapshot; I/O to it waits until it is resumed", originName, parent)
+			if err != nil {
+				rerr = errors.Wrapf(rerr, "%v; and", err)
+			}
+			err = rerr
+		}
+	}()
+	suspend := func() error {
+		info, ierr := p.dm.Info(originName)
+		if ierr != nil || !info.LiveTable || info.Suspended {
+			return nil
+		}
 		// Marked first: if this process dies with the origin suspended,
 		// the next Open resumes it.
 		if merr := p.lk.setSuspendMark(true); merr != nil {
@@ -176,30 +207,21 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 		if serr := p.dm.Suspend(originName, dm.SuspendOptions{}); serr != nil {
 			return errors.Wrapf(serr, "suspend %s (the parent %q) for the snapshot", originName, parent)
 		}
-		// Resume on every path, even when ctx ended: a suspended origin
-		// holds every I/O to it. (err is Create's result here.)
-		defer func() {
-			if rerr := p.resumeOrigin(context.WithoutCancel(ctx), originName); rerr != nil {
-				rerr = errors.Wrapf(rerr, "resume %s (the parent %q) after the snapshot; I/O to it waits until it is resumed", originName, parent)
-				if err != nil {
-					rerr = errors.Wrapf(rerr, "%v; and", err)
-				}
-				err = rerr
-			}
-		}()
+		suspended = true
 		failpoint.Inject(failpoint.SnapAfterSuspend)
 		if cerr := ctx.Err(); cerr != nil {
 			return errors.Wrapf(cerr, "create %q: stopped with its parent suspended (resumed again)", id)
 		}
+		return nil
 	}
 	var rec deviceRecord
 	_, err = p.allocTx(func(devID uint32) (txRecord, func() error) {
-		rec = deviceRecord{Version: registryVersion, ID: id, DeviceID: devID, Size: size, Initialized: true,
+		rec = deviceRecord{Version: recordVersion, ID: id, DeviceID: devID, Size: size, Initialized: true,
 			Parent: parent, Created: time.Now().UTC(), GrowPending: growPending || size > originSize,
 			Labels: copyLabels(opts.Labels)}
 		t := txRecord{Op: opCreateSnap, DeviceID: devID, OriginDeviceID: originID, ID: id, Device: &rec}
 		return t, func() error { return p.reg.saveDevice(rec) }
-	})
+	}, suspend)
 	if err != nil {
 		return errors.Wrapf(err, "create %q", id)
 	}

@@ -17,8 +17,23 @@ import (
 // so the fuzz target and the torn-write tests drive them directly.
 
 // registryFormat is the version of the files below and of pool.json in a
-// root that uses them. Readers refuse a newer one.
-const registryFormat = 2
+// root that uses them. Readers refuse a newer one. Version 3 lets several
+// transactions be open at once (each end entry names the thin id it ends);
+// version 2 files (one open transaction at most, end entries without a
+// thin id) are read as they are, and new files are written at version 3.
+const registryFormat = 3
+
+// registryFormatV2 is the oldest version of the binary files this package
+// reads.
+const registryFormatV2 = 2
+
+// checkFormat accepts the binary files' format versions this package reads.
+func checkFormat(v uint32) error {
+	if v != registryFormat && v != registryFormatV2 {
+		return errors.Errorf("has format version %d; this version of thinpool reads versions %d and %d", v, registryFormatV2, registryFormat)
+	}
+	return nil
+}
 
 const (
 	journalMagic      = "THINJRNL"
@@ -44,7 +59,7 @@ const (
 	entryPut   byte = 1 // body: the device record (JSON); replaces the record of its id
 	entryDel   byte = 2 // body: the id; removes its record
 	entryBegin byte = 3 // body: the transaction (JSON); a pool message is about to be sent
-	entryEnd   byte = 4 // body: one byte, the outcome; the transaction is over
+	entryEnd   byte = 4 // body: the outcome (1 byte) and the thin id (u32; absent in version 2); that transaction is over
 )
 
 // Outcomes of an end entry (informational: replay treats them alike).
@@ -119,6 +134,12 @@ func appendEntry(b []byte, kind byte, body []byte) []byte {
 	return append(b, body...)
 }
 
+// endBody is an end entry's body: the outcome and the thin id of the
+// transaction it ends.
+func endBody(outcome byte, devID uint32) []byte {
+	return binary.LittleEndian.AppendUint32([]byte{outcome}, devID)
+}
+
 // parseEntries splits a frame's payload or a snapshot's body into entries.
 // The bodies alias data.
 func parseEntries(data []byte) ([]entry, error) {
@@ -170,8 +191,8 @@ func parseJournalHeader(data []byte, fileSize int64) (int64, error) {
 			return 0, errors.New("its reserved header bytes are not zero")
 		}
 	}
-	if v := binary.LittleEndian.Uint32(data[8:]); v != registryFormat {
-		return 0, errors.Errorf("has format version %d; this version of thinpool reads version %d", v, registryFormat)
+	if err := checkFormat(binary.LittleEndian.Uint32(data[8:])); err != nil {
+		return 0, err
 	}
 	if hs := binary.LittleEndian.Uint32(data[12:]); hs != journalHeaderSize {
 		return 0, errors.Errorf("has a %d-byte header, not %d", hs, journalHeaderSize)
@@ -350,8 +371,8 @@ func parseSnapshot(data []byte) (snapshot, error) {
 	if string(data[:8]) != snapshotMagic {
 		return s, errors.Errorf("does not start with %q", snapshotMagic)
 	}
-	if v := binary.LittleEndian.Uint32(data[8:]); v != registryFormat {
-		return s, errors.Errorf("has format version %d; this version of thinpool reads version %d", v, registryFormat)
+	if err := checkFormat(binary.LittleEndian.Uint32(data[8:])); err != nil {
+		return s, err
 	}
 	n := binary.LittleEndian.Uint64(data[32:])
 	if n != uint64(len(data)-snapshotHdrSize) {

@@ -22,7 +22,7 @@ func FuzzRegistryDecode(f *testing.F) {
 		orig := append([]byte(nil), data...)
 		if s, err := parseSnapshot(data); err == nil {
 			x := newIndex()
-			if _, err := applyEntries(x, nil, s.items, "registry"); err != nil && !errors.Is(err, ErrRegistryCorrupt) {
+			if err := applyEntries(x, txSet{}, s.items, "registry"); err != nil && !errors.Is(err, ErrRegistryCorrupt) {
 				t.Fatalf("applying a registry file: %v is not ErrRegistryCorrupt", err)
 			}
 		}
@@ -55,10 +55,10 @@ func FuzzRegistryDecode(f *testing.F) {
 
 // registrySeeds are valid registry files and journals and damaged ones.
 func registrySeeds() [][]byte {
-	d := deviceRecord{Version: registryVersion, ID: "x", DeviceID: 2, Size: 1 << 30, Parent: "p",
+	d := deviceRecord{Version: recordVersion, ID: "x", DeviceID: 2, Size: 1 << 30, Parent: "p",
 		Created: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), Labels: map[string]string{"k": "v"}}
 	rec, _ := json.Marshal(d)
-	tx, _ := json.Marshal(txRecord{Version: registryVersion, Op: opCreateSnap, DeviceID: 3, OriginDeviceID: 2, ID: "y"})
+	tx, _ := json.Marshal(txRecord{Version: recordVersion, Op: opCreateSnap, DeviceID: 3, OriginDeviceID: 2, ID: "y"})
 	body := appendEntry(appendEntry(nil, entryPut, rec), entryBegin, tx)
 	snap := encodeSnapshot(1, 4, 2, body)
 	j := make([]byte, 4096)

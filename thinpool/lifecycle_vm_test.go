@@ -401,7 +401,7 @@ func TestOpenFinishesInterruptedTransactions(t *testing.T) {
 	p, root := newVMPool(t, smallOptions())
 	base := p.cfg.BaseDeviceID
 	record := func(id string, devID uint32) deviceRecord {
-		return deviceRecord{Version: registryVersion, ID: id, DeviceID: devID, Size: p.cfg.BaseSize, Initialized: true}
+		return deviceRecord{Version: recordVersion, ID: id, DeviceID: devID, Size: p.cfg.BaseSize, Initialized: true}
 	}
 	create := func(id string, devID uint32) txRecord {
 		d := record(id, devID)

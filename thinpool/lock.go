@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/errors"
@@ -32,6 +33,9 @@ type rootLock struct {
 	// holds counts the times the lock was taken; the registry reads the
 	// counter once per hold.
 	holds uint64
+	// mark is f for the durable mark, read and written without the mutex
+	// (nil once closed).
+	mark atomic.Pointer[os.File]
 }
 
 func openRootLock(path string) (*rootLock, error) {
@@ -39,7 +43,9 @@ func openRootLock(path string) (*rootLock, error) {
 	if err != nil {
 		return nil, errors.Wrapf(err, "open lock file %s", path)
 	}
-	return &rootLock{f: f, path: path}, nil
+	l := &rootLock{f: f, path: path}
+	l.mark.Store(f)
+	return l, nil
 }
 
 // lock takes the mutex, then the flock (waiting for other processes).
@@ -82,6 +88,7 @@ func (l *rootLock) closeLocked() error {
 	if l.f == nil {
 		return nil
 	}
+	l.mark.Store(nil)
 	err := l.f.Close()
 	l.f = nil
 	return err
@@ -149,11 +156,22 @@ type returnClaim struct{ f *os.File }
 // tryClaimReturn claims the space return of thin device devID. It returns
 // nil, nil when another returner holds the claim.
 func (l *rootLock) tryClaimReturn(devID uint32) (*returnClaim, error) {
+	f, err := l.tryClaimByte(returnClaimBase+int64(devID), "the space return of thin device", devID)
+	if f == nil {
+		return nil, err
+	}
+	return &returnClaim{f: f}, nil
+}
+
+// tryClaimByte takes an OFD write lock on byte off of the lock file
+// through an open of its own, and returns that open; nil, nil when someone
+// else holds it. what and devID name the claim in errors.
+func (l *rootLock) tryClaimByte(off int64, what string, devID uint32) (*os.File, error) {
 	f, err := os.OpenFile(l.path, os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, errors.Wrapf(err, "open lock file %s", l.path)
 	}
-	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: returnClaimBase + int64(devID), Len: 1}
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: off, Len: 1}
 	for {
 		err = unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
 		if err != unix.EINTR {
@@ -162,13 +180,13 @@ func (l *rootLock) tryClaimReturn(devID uint32) (*returnClaim, error) {
 	}
 	switch {
 	case err == nil:
-		return &returnClaim{f: f}, nil
+		return f, nil
 	case err == unix.EAGAIN || err == unix.EACCES:
 		f.Close()
 		return nil, nil
 	default:
 		f.Close()
-		return nil, errors.Wrapf(err, "claim the space return of thin device %d in %s", devID, l.path)
+		return nil, errors.Wrapf(err, "claim %s %d in %s", what, devID, l.path)
 	}
 }
 
@@ -223,4 +241,99 @@ func (l *rootLock) suspendMarked() bool {
 		return true
 	}
 	return n == len(b) && b != [8]byte{}
+}
+
+// Claims on transactions in flight.
+//
+// A transaction that waits for its begin frame to become durable without
+// the root lock (registry.beginShared) is open in the journal while its
+// owner is away: whoever takes the lock meanwhile sees it pending and must
+// not recover it. Its owner holds a claim on it from before its begin
+// entry is written until after its end entry is: an OFD write lock on the
+// byte at txClaimBase + the thin id, like the space-return claims. Under
+// the root lock, a pending transaction whose claim can be taken has no
+// owner left (it died, or gave the transaction up to recovery).
+const txClaimBase = 1 << 41
+
+// txClaim is a held claim on one transaction.
+type txClaim struct{ f *os.File }
+
+// tryClaimTx claims the transaction of thin id devID; nil, nil when its
+// owner holds the claim.
+func (l *rootLock) tryClaimTx(devID uint32) (*txClaim, error) {
+	f, err := l.tryClaimByte(txClaimBase+int64(devID), "the transaction of thin id", devID)
+	if f == nil {
+		return nil, err
+	}
+	return &txClaim{f: f}, nil
+}
+
+// release lets go of the claim.
+func (c *txClaim) release() {
+	if c != nil {
+		c.f.Close()
+	}
+}
+
+// relock takes the lock again after unlock, for a caller whose deferred
+// unlock is still to run: on return the mutex is held even when the lock
+// could not be taken (a closed root), so that unlock stays paired.
+func (l *rootLock) relock() error {
+	l.mu.Lock()
+	if l.f == nil {
+		return errors.New("thin pool is closed")
+	}
+	for {
+		err := unix.Flock(int(l.f.Fd()), unix.LOCK_EX)
+		if err == nil {
+			l.holds++
+			return nil
+		}
+		if err != unix.EINTR {
+			return errors.Wrapf(err, "lock %s", l.path)
+		}
+	}
+}
+
+// durableOffset is where the journal's durable mark lies in the lock file:
+// the registry epoch (u64), a journal offset (u64) up to which a flush
+// that completed made the journal durable, and a check word (their XOR
+// with durableCheck). It is written and read without the root lock by
+// processes waiting for their frames to be durable (a torn read fails the
+// check and counts as nothing known); a racing write can only lower it,
+// never claim more than some flush made durable. Never fsynced: a power
+// cut ends every process that could trust it.
+const (
+	durableOffset = 24
+	durableCheck  = 0x5448494e44555241 // "THINDURA"
+)
+
+// durable returns the durable mark (0, 0 when none can be read).
+func (l *rootLock) durable() (epoch uint64, pos int64) {
+	f := l.mark.Load()
+	if f == nil {
+		return 0, 0
+	}
+	var b [24]byte
+	if n, _ := f.ReadAt(b[:], durableOffset); n != len(b) {
+		return 0, 0
+	}
+	e, p := binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:16])
+	if e^p^durableCheck != binary.LittleEndian.Uint64(b[16:]) {
+		return 0, 0
+	}
+	return e, int64(p)
+}
+
+// setDurable records that the journal of epoch is durable up to pos.
+func (l *rootLock) setDurable(epoch uint64, pos int64) {
+	f := l.mark.Load()
+	if f == nil {
+		return
+	}
+	var b [24]byte
+	binary.LittleEndian.PutUint64(b[:8], epoch)
+	binary.LittleEndian.PutUint64(b[8:16], uint64(pos))
+	binary.LittleEndian.PutUint64(b[16:], epoch^uint64(pos)^durableCheck)
+	_, _ = f.WriteAt(b[:], durableOffset)
 }

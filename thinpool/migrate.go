@@ -57,7 +57,7 @@ func (r *registry) migrate(cfg poolRecord) error {
 func (r *registry) writeFresh(recs []deviceRecord, tx *txRecord, next uint32, after func(step string)) error {
 	var body []byte
 	for _, d := range recs {
-		d.Version = registryVersion
+		d.Version = recordVersion
 		b, err := json.Marshal(d)
 		if err != nil {
 			return errors.Wrapf(err, "registry: encode the record of %q", d.ID)
@@ -69,7 +69,7 @@ func (r *registry) writeFresh(recs []deviceRecord, tx *txRecord, next uint32, af
 	}
 	if tx != nil {
 		t := *tx
-		t.Version = registryVersion
+		t.Version = recordVersion
 		b, err := json.Marshal(t)
 		if err != nil {
 			return errors.Wrap(err, "registry: encode the open transaction")

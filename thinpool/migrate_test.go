@@ -98,7 +98,7 @@ func assertMigrated(t *testing.T, dir string, recs []deviceRecord, tx *txRecord,
 		t.Fatal(err)
 	}
 	for i := range recs {
-		recs[i].Version = registryVersion
+		recs[i].Version = recordVersion
 	}
 	if !reflect.DeepEqual(gotRecs, recs) {
 		t.Fatalf("records after migration:\n%+v\nwant\n%+v", gotRecs, recs)
@@ -108,7 +108,7 @@ func assertMigrated(t *testing.T, dir string, recs []deviceRecord, tx *txRecord,
 		t.Fatal(err)
 	}
 	if tx != nil {
-		tx.Version = registryVersion
+		tx.Version = recordVersion
 	}
 	if !reflect.DeepEqual(gotTx, tx) {
 		t.Fatalf("transaction after migration %+v, want %+v", gotTx, tx)

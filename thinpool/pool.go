@@ -162,7 +162,7 @@ func (x *index) sortedIDs() []string {
 func (x *index) encoded(id string) []byte {
 	e := x.recs[id]
 	if e.enc == nil {
-		e.rec.Version = registryVersion
+		e.rec.Version = recordVersion
 		e.enc, _ = json.Marshal(e.rec)
 		x.recs[id] = e
 	}
@@ -516,6 +516,15 @@ func (p *Pool) openLocked(ctx context.Context) error {
 		p.cfg.Version = registryVersion
 	} else if err := p.reg.removeV1Leftovers(); err != nil {
 		return err
+	}
+	if cfg.Version == registryV2 {
+		// Version 3 reads version 2's files as they are; pool.json says 3
+		// from now on, so that an older release (which cannot read several
+		// open transactions) refuses the root instead of misreading it.
+		if err := p.reg.savePool(p.cfg); err != nil {
+			return errors.Wrap(err, "upgrade the registry to version 3")
+		}
+		p.cfg.Version = registryVersion
 	}
 	p.report("bringing up the thin pool", 0.1)
 	if err := p.poolUp(ctx); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync/atomic"
 	"time"
 
@@ -17,10 +18,19 @@ import (
 	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
-// registryVersion is the format version written into pool.json and into
-// the JSON documents inside the journal and the registry file. Readers
-// refuse newer versions; pool.json at version 1 is migrated (migrate.go).
+// registryVersion is the format version written into pool.json. Readers
+// refuse newer versions; pool.json at version 1 is migrated (migrate.go),
+// at version 2 (one open transaction at a time) rewritten as version 3 by
+// Open (upgradeV2): the files themselves are read as they are.
 const registryVersion = registryFormat
+
+// registryV2 is pool.json's version in a root written before several
+// transactions could be open at once.
+const registryV2 = 2
+
+// recordVersion is the version of the JSON documents inside entries (device
+// records and transactions); version 3 did not change them.
+const recordVersion = 2
 
 // File and directory names under <root>/devicemapper; docs/registry.md
 // describes them.
@@ -132,15 +142,23 @@ type registry struct {
 	err error      // a failed flush: the journal's state on disk is unknown
 	st  journalPos // where this process is in the journal
 
-	loaded  bool
-	holds   uint64 // lk.holds when last caught up
-	gen     uint64 // the lock file's change counter when last caught up
-	pending *txRecord
-	// inTx is set while a transaction of this process (or a recovery) is
-	// open: put and remove then collect their entries in txBuf, written
-	// with the end entry.
+	loaded bool
+	holds  uint64 // lk.holds when last caught up
+	gen    uint64 // the lock file's change counter when last caught up
+	// pending holds the open transactions by thin id: this process's in
+	// flight, other processes' in flight, and those crashed processes left.
+	pending txSet
+	// inTx is set while this hold runs transaction txID's message (or a
+	// recovery of it): put and remove then collect their entries in txBuf,
+	// written with its end entry.
 	inTx  bool
+	txID  uint32
 	txBuf []byte
+	// owned holds the claims of this registry's transactions in flight
+	// (begun, not ended); it outlives reloads. Guarded by the root lock.
+	owned map[uint32]*txClaim
+	// group lets this registry's transactions share journal flushes.
+	group flushGroup
 	// journalSize is the size a new journal gets (defaultJournalSize).
 	journalSize int64
 }
@@ -200,7 +218,7 @@ func (r *registry) loadPool() (poolRecord, error) {
 		}
 		return p, err
 	}
-	if err := checkVersion(path, p.Version, registryV1, registryVersion); err != nil {
+	if err := checkVersion(path, p.Version, registryV1, registryV2, registryVersion); err != nil {
 		return p, err
 	}
 	if p.PoolName == "" || p.Key == "" || p.BlockSize == 0 || p.BaseDeviceID == 0 || p.BaseDeviceID > maxDeviceID {
@@ -357,14 +375,14 @@ func (r *registry) reload() error {
 	}
 	defer release() // the frames' entries alias what it read
 	x := newIndex()
-	var pending *txRecord
-	if pending, err = applyEntries(x, nil, snap.items, r.snapshotPath()); err != nil {
+	pending := txSet{}
+	if err = applyEntries(x, pending, snap.items, r.snapshotPath()); err != nil {
 		f.Close()
 		return err
 	}
 	next := snap.next
 	for _, fr := range scan.frames {
-		if pending, err = applyEntries(x, pending, fr.items, r.journalPath()); err != nil {
+		if err = applyEntries(x, pending, fr.items, r.journalPath()); err != nil {
 			f.Close()
 			return err
 		}
@@ -462,32 +480,43 @@ func (r *registry) catchUp() error {
 		if !ok || fr.seq != r.st.seq+1 {
 			return nil
 		}
-		p, err := applyEntries(r.idx, r.pending, fr.items, r.journalPath())
-		if err != nil {
+		if err := applyEntries(r.idx, r.pending, fr.items, r.journalPath()); err != nil {
 			return err
 		}
-		r.pending = p
 		r.st.pos += size
 		r.st.seq = fr.seq
 		r.st.synced = max(r.st.synced, fr.synced)
 	}
 }
 
-// applyEntries applies decoded entries to x; pending is the open
-// transaction before them, the result the one after.
-func applyEntries(x *index, pending *txRecord, items []entry, path string) (*txRecord, error) {
+// txSet holds open transactions by thin id.
+type txSet map[uint32]*txRecord
+
+// sorted returns the transactions in thin id order.
+func (ts txSet) sorted() []txRecord {
+	out := make([]txRecord, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, *t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].DeviceID < out[j].DeviceID })
+	return out
+}
+
+// applyEntries applies decoded entries to x and to pending, the open
+// transactions (updated in place).
+func applyEntries(x *index, pending txSet, items []entry, path string) error {
 	for _, it := range items {
 		switch it.kind {
 		case entryPut:
 			var d deviceRecord
 			if err := json.Unmarshal(it.body, &d); err != nil {
-				return nil, corrupt(path, errors.Wrap(err, "a device record does not decode"))
+				return corrupt(path, errors.Wrap(err, "a device record does not decode"))
 			}
-			if err := checkVersion(path, d.Version, registryVersion); err != nil {
-				return nil, err
+			if err := checkVersion(path, d.Version, recordVersion); err != nil {
+				return err
 			}
 			if err := validateDeviceRecord(path, d.ID, d); err != nil {
-				return nil, err
+				return err
 			}
 			x.addEncoded(d, append([]byte(nil), it.body...))
 		case entryDel:
@@ -495,25 +524,35 @@ func applyEntries(x *index, pending *txRecord, items []entry, path string) (*txR
 		case entryBegin:
 			var t txRecord
 			if err := json.Unmarshal(it.body, &t); err != nil {
-				return nil, corrupt(path, errors.Wrap(err, "a transaction does not decode"))
+				return corrupt(path, errors.Wrap(err, "a transaction does not decode"))
 			}
-			if err := checkVersion(path, t.Version, registryVersion); err != nil {
-				return nil, err
+			if err := checkVersion(path, t.Version, recordVersion); err != nil {
+				return err
 			}
 			if err := t.validate(); err != nil {
-				return nil, corrupt(path, err)
+				return corrupt(path, err)
 			}
-			if pending != nil {
-				return nil, corrupt(path, errors.Errorf("a transaction (%s of thin id %d) begins while another (%s of thin id %d) is open",
-					t.Op, t.DeviceID, pending.Op, pending.DeviceID))
+			if o := pending[t.DeviceID]; o != nil {
+				return corrupt(path, errors.Errorf("a transaction (%s of thin id %d) begins while another of the same thin id (%s) is open",
+					t.Op, t.DeviceID, o.Op))
 			}
 			x.noteAllocated(t.DeviceID)
-			pending = &t
+			pending[t.DeviceID] = &t
 		case entryEnd:
-			pending = nil
+			switch len(it.body) {
+			case 1: // version 2: ends the one open transaction
+				if len(pending) > 1 {
+					return corrupt(path, errors.Errorf("an end entry without a thin id while %d transactions are open", len(pending)))
+				}
+				clear(pending)
+			case 5:
+				delete(pending, binary.LittleEndian.Uint32(it.body[1:]))
+			default:
+				return corrupt(path, errors.Errorf("an end entry of %d bytes", len(it.body)))
+			}
 		}
 	}
-	return pending, nil
+	return nil
 }
 
 // fdatasync makes f's data durable (and counts the flush).
@@ -606,15 +645,15 @@ func (r *registry) compact() error {
 }
 
 // encodeState encodes every record (in id order) and the open
-// transaction as the body of a registry file.
+// transactions (in thin id order) as the body of a registry file.
 func (r *registry) encodeState() []byte {
 	ids := r.idx.sortedIDs()
 	var body []byte
 	for _, id := range ids {
 		body = appendEntry(body, entryPut, r.idx.encoded(id))
 	}
-	if r.pending != nil {
-		b, _ := json.Marshal(r.pending)
+	for _, t := range r.pending.sorted() {
+		b, _ := json.Marshal(t)
 		body = appendEntry(body, entryBegin, b)
 	}
 	return body
@@ -632,7 +671,7 @@ const (
 
 // replayLong reports whether Open should compact (see replayCompactFrames).
 func (r *registry) replayLong() bool {
-	return r.loaded && r.pending == nil && !r.inTx && r.err == nil &&
+	return r.loaded && len(r.pending) == 0 && !r.inTx && r.err == nil &&
 		r.st.seq >= replayCompactFrames && r.st.seq >= replayCompactRatio*uint64(len(r.idx.recs))
 }
 
@@ -669,7 +708,7 @@ func (r *registry) putDevice(first []byte, d deviceRecord) error {
 	if err := r.ensure(); err != nil {
 		return err
 	}
-	d.Version = registryVersion
+	d.Version = recordVersion
 	body, err := json.Marshal(d)
 	if err != nil {
 		return errors.Wrapf(err, "registry: encode the record of %q", d.ID)
@@ -719,76 +758,260 @@ func (r *registry) deviceCount() (int, error) {
 	return len(r.idx.recs), nil
 }
 
-// loadTx returns the open transaction a crashed process left; nil when
-// there is none.
+// loadTx returns an open transaction a crashed process left (the one of
+// the lowest thin id); nil when there is none. Transactions whose owner is
+// alive (this registry's, or another's that holds its claim) are in
+// flight, not left: it passes over them.
 func (r *registry) loadTx() (*txRecord, error) {
+	ts, err := r.leftTxs()
+	if err != nil || len(ts) == 0 {
+		return nil, err
+	}
+	return &ts[0], nil
+}
+
+// leftTxs returns the open transactions whose owner is gone, in thin id
+// order. The caller holds the root lock, so an owner that is alive holds
+// its claim (taken before its begin entry was written, let go after its
+// end entry).
+func (r *registry) leftTxs() ([]txRecord, error) {
 	if err := r.ensure(); err != nil {
 		return nil, err
 	}
-	if r.pending == nil {
-		return nil, nil
+	var out []txRecord
+	for _, t := range r.pending.sorted() {
+		if r.owned[t.DeviceID] != nil {
+			continue
+		}
+		if r.lk != nil {
+			c, err := r.lk.tryClaimTx(t.DeviceID)
+			if err != nil {
+				return nil, err
+			}
+			if c == nil {
+				continue // in flight in another process or Pool
+			}
+			c.release()
+		}
+		out = append(out, t)
 	}
-	t := *r.pending
-	return &t, nil
+	return out, nil
+}
+
+// pendingCreate reports whether an open transaction creates registry id
+// id.
+func (r *registry) pendingCreate(id string) bool {
+	for _, t := range r.pending {
+		if t.Op != opDelete && t.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// pendingChildren returns how many open transactions create a snapshot of
+// registry id id.
+func (r *registry) pendingChildren(id string) int {
+	n := 0
+	for _, t := range r.pending {
+		if t.Device != nil && t.Device.Parent == id {
+			n++
+		}
+	}
+	return n
+}
+
+// encodeTx makes t's begin entry.
+func encodeTx(t *txRecord) ([]byte, error) {
+	t.Version = recordVersion
+	if t.Device != nil {
+		d := *t.Device
+		d.Version = recordVersion
+		t.Device = &d
+	}
+	body, err := json.Marshal(t)
+	if err != nil {
+		return nil, errors.Wrap(err, "registry: encode the transaction")
+	}
+	return appendEntry(nil, entryBegin, body), nil
 }
 
 // saveTx makes transaction t durable before its message is sent: a begin
 // entry (carrying the new device's record for a create) in a frame of its
 // own, flushed. Until clearTx or abortTx, saveDevice and removeDevice add
-// their entries to the transaction's end frame.
+// their entries to the transaction's end frame. The caller holds the root
+// lock from here to the end.
 func (r *registry) saveTx(t txRecord) error {
-	if err := r.ensure(); err != nil {
+	if err := r.beginTx(&t, true); err != nil {
 		return err
 	}
-	if r.pending != nil {
-		return errors.Errorf("registry: a transaction (%s of thin id %d) is still open", r.pending.Op, r.pending.DeviceID)
-	}
-	t.Version = registryVersion
-	if t.Device != nil {
-		d := *t.Device
-		d.Version = registryVersion
-		t.Device = &d
-	}
-	body, err := json.Marshal(t)
-	if err != nil {
-		return errors.Wrap(err, "registry: encode the transaction")
-	}
-	if err := r.appendFrame(appendEntry(nil, entryBegin, body), true); err != nil {
-		return err
-	}
-	r.idx.noteAllocated(t.DeviceID)
-	r.pending, r.inTx, r.txBuf = &t, true, nil
+	r.enterTx(t.DeviceID)
 	return nil
 }
 
-// beginRecovery opens the pending transaction for recovery: the changes
-// recovery makes go out with its end.
-func (r *registry) beginRecovery() {
-	r.inTx, r.txBuf = true, nil
+// beginTx writes t's begin frame (flushed when durable) and records t as
+// open.
+func (r *registry) beginTx(t *txRecord, durable bool) error {
+	if err := r.ensure(); err != nil {
+		return err
+	}
+	if o := r.pending[t.DeviceID]; o != nil {
+		return errors.Errorf("registry: a transaction (%s of thin id %d) is still open", o.Op, o.DeviceID)
+	}
+	payload, err := encodeTx(t)
+	if err != nil {
+		return err
+	}
+	if err := r.appendFrame(payload, durable); err != nil {
+		return err
+	}
+	r.idx.noteAllocated(t.DeviceID)
+	r.pending[t.DeviceID] = t
+	return nil
 }
 
-// clearTx ends the open transaction: its collected entries and an end
-// entry in one frame, not flushed. Nothing depends on that frame reaching
-// the disk: if a power cut loses it, recovery finds the transaction open,
-// asks the pool what the message did and records the same outcome.
+// txTicket is a transaction begun without a flush (beginShared): what its
+// owner waits for before it may send the message.
+type txTicket struct {
+	devID  uint32
+	epoch  uint64 // of the journal the begin frame went to
+	end    int64  // the journal offset after it
+	f      *os.File
+	claim  *txClaim
+	ticket uint64 // the flush group's ticket
+}
+
+// beginShared begins transaction t without flushing it: its begin frame is
+// written and t's claim (taken here, before the frame) marks it in flight,
+// so that nobody recovers it while its owner waits for the frame to be
+// durable (awaitDurable, without the root lock) and comes back for the
+// message. The caller holds the root lock.
+func (r *registry) beginShared(t txRecord) (*txTicket, error) {
+	if err := r.ensure(); err != nil {
+		return nil, err
+	}
+	var claim *txClaim
+	if r.lk != nil {
+		c, err := r.lk.tryClaimTx(t.DeviceID)
+		if err != nil {
+			return nil, err
+		}
+		if c == nil {
+			return nil, errors.Errorf("registry: thin id %d has a transaction in flight elsewhere", t.DeviceID)
+		}
+		claim = c
+	}
+	if err := r.beginTx(&t, false); err != nil {
+		claim.release()
+		return nil, err
+	}
+	fd, err := unix.Dup(int(r.jf.Fd()))
+	if err != nil {
+		// The begin stays open: the next operation recovers it (the
+		// message was never sent).
+		claim.release()
+		return nil, errors.Wrapf(err, "registry: dup the handle of %s", r.journalPath())
+	}
+	unix.CloseOnExec(fd)
+	if r.owned == nil {
+		r.owned = map[uint32]*txClaim{}
+	}
+	r.owned[t.DeviceID] = claim
+	tk := &txTicket{devID: t.DeviceID, epoch: r.st.epoch, end: r.st.pos, f: os.NewFile(uintptr(fd), r.journalPath()), claim: claim}
+	tk.ticket = r.group.register(tk)
+	return tk, nil
+}
+
+// awaitDurable waits until tk's begin frame is durable: a flush that began
+// after it was written, by this goroutine or another of the registry's
+// (one flush for every frame written before it started), or by another
+// process (which says so in the lock file). It does not need the root
+// lock, and must be called without it.
+func (r *registry) awaitDurable(tk *txTicket) error {
+	return r.group.wait(tk, func(batch []*txTicket) bool {
+		if r.lk == nil {
+			return false
+		}
+		e, pos := r.lk.durable()
+		for _, w := range batch {
+			if w.epoch != e || w.end > pos {
+				return false
+			}
+		}
+		return true
+	}, func(covered *txTicket) {
+		if r.lk != nil {
+			r.lk.setDurable(covered.epoch, covered.end)
+		}
+	})
+}
+
+// resumeShared takes up transaction tk again after awaitDurable, under the
+// root lock: it must still be open (its claim kept anyone from recovering
+// it), and the entries this hold puts and removes join its end.
+func (r *registry) resumeShared(tk *txTicket) error {
+	if err := r.ensure(); err != nil {
+		return err
+	}
+	if r.pending[tk.devID] == nil {
+		return errors.Errorf("registry: the transaction of thin id %d is no longer open in %s", tk.devID, r.journalPath())
+	}
+	if tk.epoch == r.st.epoch && tk.end <= r.st.pos {
+		r.st.synced = max(r.st.synced, tk.end)
+	}
+	r.enterTx(tk.devID)
+	return nil
+}
+
+// releaseShared lets go of tk's claim and handle: its transaction is over,
+// or left open for recovery. The caller holds the root lock (or the
+// registry is closed).
+func (r *registry) releaseShared(tk *txTicket) {
+	tk.f.Close()
+	delete(r.owned, tk.devID)
+	tk.claim.release()
+}
+
+// enterTx makes this hold's puts and removes join transaction devID's end.
+func (r *registry) enterTx(devID uint32) {
+	r.inTx, r.txID, r.txBuf = true, devID, nil
+}
+
+// beginRecovery opens pending transaction devID for recovery: the changes
+// recovery makes go out with its end.
+func (r *registry) beginRecovery(devID uint32) {
+	r.enterTx(devID)
+}
+
+// clearTx ends the transaction of this hold: its collected entries and an
+// end entry in one frame, not flushed. Nothing depends on that frame
+// reaching the disk: if a power cut loses it, recovery finds the
+// transaction open, asks the pool what the message did and records the
+// same outcome.
 func (r *registry) clearTx() error {
 	return r.endTx(endDone, false)
 }
 
-// abortTx ends the open transaction whose message the kernel refused,
-// durably: a create left open could otherwise be taken, after a power
-// cut, for one that happened (recovery would find the id in the pool).
+// abortTx ends the transaction of this hold whose message the kernel
+// refused (or that was never sent), durably: a create left open could
+// otherwise be taken, after a power cut, for one that happened (recovery
+// would find the id in the pool).
 func (r *registry) abortTx() error {
 	return r.endTx(endRefused, true)
 }
 
+// endTx ends the transaction of this hold with outcome.
 func (r *registry) endTx(outcome byte, durable bool) error {
-	if !r.loaded || (r.pending == nil && !r.inTx) {
+	devID := r.txID
+	if !r.loaded || !r.inTx {
 		r.inTx, r.txBuf = false, nil
 		return nil
 	}
-	payload := appendEntry(r.txBuf, entryEnd, []byte{outcome})
+	payload := appendEntry(r.txBuf, entryEnd, endBody(outcome, devID))
 	err := r.appendFrame(payload, durable)
-	r.pending, r.inTx, r.txBuf = nil, false, nil
+	if r.pending != nil {
+		delete(r.pending, devID)
+	}
+	r.inTx, r.txBuf = false, nil
 	return err
 }

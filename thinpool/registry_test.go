@@ -43,7 +43,7 @@ func reopened(t *testing.T, dir string) *registry {
 }
 
 func sampleDevice(id string, devID uint32) deviceRecord {
-	return deviceRecord{Version: registryVersion, ID: id, DeviceID: devID, Size: 256 * MiB,
+	return deviceRecord{Version: recordVersion, ID: id, DeviceID: devID, Size: 256 * MiB,
 		Initialized: true, Parent: "base-layer", Created: time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)}
 }
 
@@ -311,7 +311,7 @@ func TestALostUnflushedFrameBeforeAnIntactOneIsATornTail(t *testing.T) {
 	}
 	// Recovery ends the create; new frames follow; the stray delete begin
 	// must never be read as part of the chain.
-	rr.beginRecovery()
+	rr.beginRecovery(11)
 	mustOK(t, rr.saveDevice(d))
 	mustOK(t, rr.endTx(endRecovered, true))
 	mustOK(t, rr.saveDevice(sampleDevice("b", 12)))
@@ -438,7 +438,7 @@ func TestACompactionInterruptedAtEachStepLosesNothing(t *testing.T) {
 			if got := state(t, rr); got != want {
 				t.Fatalf("state %q, want %q", got, want)
 			}
-			rr.beginRecovery()
+			rr.beginRecovery(40)
 			mustOK(t, rr.saveDevice(d))
 			mustOK(t, rr.clearTx())
 			if got := state(t, reopened(t, r.dir)); !strings.Contains(got, "open=40") || strings.Contains(got, "tx=") {

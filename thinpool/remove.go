@@ -37,6 +37,9 @@ func (p *Pool) Remove(ctx context.Context, id string) error {
 	if n := p.idx.children[id]; n > 0 {
 		return errors.Wrapf(ErrHasChildren, "device %q has %d snapshots; remove them first", id, n)
 	}
+	if n := p.reg.pendingChildren(id); n > 0 {
+		return errors.Wrapf(ErrHasChildren, "device %q has %d snapshots being created; remove them first", id, n)
+	}
 	if err := p.unmountAll(id); err != nil {
 		return err
 	}

@@ -137,13 +137,61 @@ var errIDTaken = errors.New("thin device id already exists in the pool")
 // transaction's end), end the transaction (not flushed: recovery can tell
 // what the message did). Any failure after the message was sent is
 // recovered on the spot (and, if that fails too, on the next Open). The
-// caller holds the root lock.
+// caller holds the root lock throughout.
 func (p *Pool) runTx(t txRecord, commit func() error) error {
 	t.Started = time.Now().UTC()
 	if err := p.reg.saveTx(t); err != nil {
 		return err
 	}
+	return p.sendTx(t, nil, commit)
+}
+
+// runTxShared is runTx with group commit: the begin frame is written
+// without a flush, the root lock let go while the frame becomes durable
+// (one flush for every transaction of the process waiting at the time,
+// or none when another process's flush covered it), then taken again for
+// prepare (which runs just before the message, under the lock: a
+// snapshot's origin is suspended there), the message, commit and the end.
+// The transaction is claimed from before its begin entry until after its
+// end, so nobody recovers it meanwhile. The caller holds the root lock
+// before and after (on an error too); what it checked before may have
+// changed in between, except what the open transaction reserves (its
+// thin id, its registry id, its origin).
+func (p *Pool) runTxShared(t txRecord, prepare, commit func() error) error {
+	t.Started = time.Now().UTC()
+	tk, err := p.reg.beginShared(t)
+	if err != nil {
+		return err
+	}
+	p.lk.unlock()
+	werr := p.reg.awaitDurable(tk)
+	lerr := p.lk.relock()
+	defer p.reg.releaseShared(tk)
+	switch {
+	case lerr != nil:
+		return errors.Wrapf(lerr, "%s of thin id %d (left to recovery: its message was not sent)", t.Op, t.DeviceID)
+	case werr != nil:
+		p.reg.invalidate()
+		return errors.Wrapf(werr, "%s of thin id %d (left to recovery: its message was not sent)", t.Op, t.DeviceID)
+	}
+	if err := p.reg.resumeShared(tk); err != nil {
+		return err
+	}
+	return p.sendTx(t, prepare, commit)
+}
+
+// sendTx sends the message of the transaction this hold has open (its
+// begin durable), after prepare; then commit and the end, as runTx says.
+func (p *Pool) sendTx(t txRecord, prepare, commit func() error) error {
 	failpoint.Inject(failpoint.TxAfterSave)
+	if prepare != nil {
+		if err := prepare(); err != nil {
+			if cerr := p.reg.abortTx(); cerr != nil {
+				return errors.Wrapf(err, "and ending the transaction failed (%v); the next Open recovers it", cerr)
+			}
+			return err
+		}
+	}
 	if _, err := p.dm.Message(p.cfg.PoolName, 0, t.message()); err != nil {
 		// The kernel refused the message: nothing happened.
 		cerr := p.reg.abortTx()
@@ -159,7 +207,7 @@ func (p *Pool) runTx(t txRecord, commit func() error) error {
 	if commit != nil {
 		if err := commit(); err != nil {
 			p.idx.invalidate() // drop what commit collected: read the journal again
-			if rerr := p.recoverPendingTx(); rerr != nil {
+			if rerr := p.recoverOwnTx(t.DeviceID); rerr != nil {
 				return errors.Wrapf(err, "and recovering failed (%v); the next Open retries", rerr)
 			}
 			return err
@@ -178,11 +226,30 @@ func (p *Pool) poolMessageError(err error) error {
 	return err
 }
 
-// recoverPendingTx finishes the transaction a crashed process left behind.
+// recoverPendingTx finishes the transactions crashed processes left
+// behind (not those in flight: their owners hold their claims).
 func (p *Pool) recoverPendingTx() error {
-	t, err := p.reg.loadTx()
-	if err != nil || t == nil {
+	ts, err := p.reg.leftTxs()
+	if err != nil {
 		return err
+	}
+	for _, t := range ts {
+		if err := p.recoverTx(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recoverOwnTx recovers this hold's own transaction of thin id devID
+// (its message was sent, its commit failed), if it is still open.
+func (p *Pool) recoverOwnTx(devID uint32) error {
+	if err := p.reg.ensure(); err != nil {
+		return err
+	}
+	t := p.reg.pending[devID]
+	if t == nil {
+		return nil
 	}
 	return p.recoverTx(*t)
 }
@@ -213,7 +280,7 @@ func (p *Pool) recoverTx(t txRecord) error {
 				p.cfg.PoolName, t.Op, t.DeviceID, p.reg.journalPath())
 		}
 	}
-	p.reg.beginRecovery()
+	p.reg.beginRecovery(t.DeviceID)
 	switch action {
 	case txKeep:
 		if t.Device != nil {

@@ -19,7 +19,7 @@ type RegistryRecord struct {
 }
 
 // ReadRegistry reads the device records of the thinpool root straight from
-// its version 2 files, as docs/registry.md describes them (an oracle
+// its version 2 or 3 files, as docs/registry.md describes them (an oracle
 // written from the document, sharing no code with thinpool): the registry
 // file's put entries, then the journal's chain of frames of the same
 // epoch. It takes no lock and writes nothing, so a running thinctl is not
@@ -50,8 +50,8 @@ func RegistryDocuments(root string) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(snap) < 48 || string(snap[:8]) != "THINREGS" || binary.LittleEndian.Uint32(snap[8:]) != 2 {
-		return nil, errors.New("registry: not a version 2 registry file")
+	if len(snap) < 48 || string(snap[:8]) != "THINREGS" || (binary.LittleEndian.Uint32(snap[8:]) != 2 && binary.LittleEndian.Uint32(snap[8:]) != 3) {
+		return nil, errors.New("registry: not a version 2 or 3 registry file")
 	}
 	if c := crc32.Update(crc32.Checksum(snap[:40], crc), crc, snap[48:]); c != binary.LittleEndian.Uint32(snap[40:]) {
 		return nil, errors.New("registry: checksum mismatch")
@@ -90,7 +90,7 @@ func RegistryDocuments(root string) (map[string][]byte, error) {
 		return nil, err
 	}
 	if len(j) < 64 || string(j[:8]) != "THINJRNL" {
-		return nil, errors.New("journal: not a version 2 journal")
+		return nil, errors.New("journal: not a version 2 or 3 journal")
 	}
 	pos, seq := 64, uint64(1)
 	for pos+40 <= len(j) {

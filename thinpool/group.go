@@ -1,0 +1,80 @@
+package thinpool
+
+import (
+	"sync"
+
+	"github.com/pkg/errors"
+)
+
+// flushGroup is group commit for one registry's transactions: each writes
+// its begin frame under the root lock, lets the lock go and waits here
+// until a flush that started after its frame was written has completed.
+// One waiter at a time flushes (the leader); the frames of every waiter
+// registered before its flush started become durable with it, and those
+// waiters return without a flush of their own. Meanwhile the root lock is
+// free for the next transaction's begin frame or the last one's message,
+// so the journal's flushes overlap the pool's metadata commits instead of
+// adding to them.
+type flushGroup struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	flushing bool
+	started  uint64      // flushes started (each numbered by this count)
+	finished uint64      // the last flush that ended (they end in order)
+	batch    []*txTicket // registered since the last flush started
+	// failed is the first flush that failed and err its error: the
+	// journal's state on disk is unknown from there on, so every waiter
+	// from it on fails (the next Open reads the journal again).
+	failed uint64
+	err    error
+}
+
+// register enrolls a waiter whose frame was just written and returns its
+// ticket: the number of the first flush that starts after now. The
+// caller holds the root lock, so tickets follow the frames' order.
+func (g *flushGroup) register(tk *txTicket) uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.batch = append(g.batch, tk)
+	return g.started + 1
+}
+
+// wait returns once flush number tk.ticket has ended, leading a flush
+// itself when none is running. A leader skips the fdatasync when
+// elsewhere reports that another process's flush already covers its
+// whole batch, and calls publish with the batch's last waiter after a
+// flush of its own.
+func (g *flushGroup) wait(tk *txTicket, elsewhere func(batch []*txTicket) bool, publish func(last *txTicket)) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cond == nil {
+		g.cond = sync.NewCond(&g.mu)
+	}
+	for g.finished < tk.ticket {
+		if g.flushing {
+			g.cond.Wait()
+			continue
+		}
+		g.flushing = true
+		g.started++
+		n, batch := g.started, g.batch
+		g.batch = nil
+		g.mu.Unlock()
+		var err error
+		if len(batch) > 0 && !elsewhere(batch) {
+			if err = fdatasync(tk.f); err == nil {
+				publish(batch[len(batch)-1])
+			}
+		}
+		g.mu.Lock()
+		g.flushing, g.finished = false, n
+		if err != nil && g.err == nil {
+			g.failed, g.err = n, errors.Wrapf(err, "registry: fdatasync %s", tk.f.Name())
+		}
+		g.cond.Broadcast()
+	}
+	if g.err != nil && tk.ticket >= g.failed {
+		return g.err
+	}
+	return nil
+}
