@@ -143,6 +143,7 @@ func (p *Pool) runTx(t txRecord, commit func() error) error {
 	if err := p.reg.saveTx(t); err != nil {
 		return err
 	}
+	failpoint.Inject(failpoint.TxAfterSave)
 	return p.sendTx(t, nil, commit)
 }
 
@@ -165,6 +166,9 @@ func (p *Pool) runTxShared(t txRecord, prepare, commit func() error) error {
 	}
 	p.lk.unlock()
 	werr := p.reg.awaitDurable(tk)
+	if werr == nil {
+		failpoint.Inject(failpoint.TxAfterSave) // in flight, without the lock
+	}
 	lerr := p.lk.relock()
 	defer p.reg.releaseShared(tk)
 	switch {
@@ -183,7 +187,6 @@ func (p *Pool) runTxShared(t txRecord, prepare, commit func() error) error {
 // sendTx sends the message of the transaction this hold has open (its
 // begin durable), after prepare; then commit and the end, as runTx says.
 func (p *Pool) sendTx(t txRecord, prepare, commit func() error) error {
-	failpoint.Inject(failpoint.TxAfterSave)
 	if prepare != nil {
 		if err := prepare(); err != nil {
 			if cerr := p.reg.abortTx(); cerr != nil {
