@@ -132,7 +132,7 @@ func TestCreateReturnsAFailedResumeOfItsParent(t *testing.T) {
 	must(t, err)
 
 	// A panic between suspend and resume (any failure path) resumes too.
-	arm(t, failpoint.TxAfterSave+"=panic")
+	arm(t, failpoint.TxAfterMessage+"=panic")
 	func() {
 		defer func() { recover() }()
 		_ = p.Create(ctx, "other", "parent", CreateOptions{})

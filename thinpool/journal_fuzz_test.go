@@ -3,13 +3,14 @@ package thinpool
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/pkg/errors"
 )
 
-// FuzzRegistryDecode feeds arbitrary bytes to the version 2 decoders as a
+// FuzzRegistryDecode feeds arbitrary bytes to the version 3 decoders as a
 // registry file and as a journal: no panic; a journal scan never returns a
 // frame it did not verify; every refusal by the registry is
 // ErrRegistryCorrupt naming the file; what is accepted passes validation;
@@ -45,6 +46,20 @@ func FuzzRegistryDecode(f *testing.F) {
 				if scan.tail != pos || (scan.torn != 0 && scan.torn <= scan.tail) {
 					t.Fatalf("tail %d torn %d, chain end %d", scan.tail, scan.torn, pos)
 				}
+				open := txSet{}
+				for _, fr := range scan.frames {
+					if err := applyEntries(newIndex(), open, fr.items, "journal"); err != nil {
+						if !errors.Is(err, ErrRegistryCorrupt) {
+							t.Fatalf("applying a frame: %v is not ErrRegistryCorrupt", err)
+						}
+						break
+					}
+				}
+				for id, tx := range open {
+					if tx.DeviceID != id || tx.validate() != nil {
+						t.Fatalf("open transaction %d: %+v does not validate", id, tx)
+					}
+				}
 			}
 		}
 		if !bytes.Equal(data, orig) {
@@ -74,5 +89,30 @@ func registrySeeds() [][]byte {
 	torn[pos-5] ^= 0xff
 	middle := append([]byte(nil), j...)
 	middle[journalHeaderSize+frameHeaderSize+2] ^= 1
-	return [][]byte{snap, encodeSnapshot(7, 0, 0, nil), j, torn, middle, snap[:len(snap)-3], nil, []byte(journalMagic), []byte(snapshotMagic)}
+	several, severalSnap, last := severalOpenSeeds()
+	tornAmid := append([]byte(nil), several...) // the end of the middle one torn
+	tornAmid[last+frameHeaderSize] ^= 0xff
+	return [][]byte{snap, encodeSnapshot(7, 0, 0, nil), j, torn, middle, snap[:len(snap)-3], nil, []byte(journalMagic), []byte(snapshotMagic),
+		several, severalSnap, tornAmid}
+}
+
+// severalOpenSeeds are a version 3 journal in which three transactions
+// open and the middle one ends by its thin id (last is the offset of that
+// end's frame), and a registry file holding two open transactions.
+func severalOpenSeeds() (journal, snap []byte, last int64) {
+	begin := func(devID uint32) []byte {
+		b, _ := json.Marshal(txRecord{Version: recordVersion, Op: opCreateSnap, DeviceID: devID, OriginDeviceID: 2, ID: fmt.Sprintf("t%d", devID)})
+		return appendEntry(nil, entryBegin, b)
+	}
+	j := make([]byte, 4096)
+	copy(j, encodeJournalHeader(4096))
+	pos := int64(journalHeaderSize)
+	for i, payload := range [][]byte{begin(3), begin(4), begin(5), appendEntry(nil, entryEnd, endBody(endDone, 4))} {
+		fr := encodeFrame(1, uint64(i+1), pos, payload)
+		copy(j[pos:], fr)
+		last = pos
+		pos += int64(len(fr))
+	}
+	body := append(begin(3), begin(5)...)
+	return j, encodeSnapshot(1, 6, 2, body), last
 }

@@ -165,12 +165,12 @@ func (p *Pool) runTxShared(t txRecord, prepare, commit func() error) error {
 		return err
 	}
 	p.lk.unlock()
+	defer p.reg.releaseShared(tk) // after the end, with the lock held again
 	werr := p.reg.awaitDurable(tk)
 	if werr == nil {
-		failpoint.Inject(failpoint.TxAfterSave) // in flight, without the lock
+		p.injectUnlocked(failpoint.TxAfterSave) // in flight, without the lock
 	}
 	lerr := p.lk.relock()
-	defer p.reg.releaseShared(tk)
 	switch {
 	case lerr != nil:
 		return errors.Wrapf(lerr, "%s of thin id %d (left to recovery: its message was not sent)", t.Op, t.DeviceID)
@@ -182,6 +182,19 @@ func (p *Pool) runTxShared(t txRecord, prepare, commit func() error) error {
 		return err
 	}
 	return p.sendTx(t, prepare, commit)
+}
+
+// injectUnlocked runs failpoint name while the root lock is let go; a
+// panic there (a test's) takes the lock again first, so that the caller's
+// deferred unlock stays paired.
+func (p *Pool) injectUnlocked(name string) {
+	defer func() {
+		if v := recover(); v != nil {
+			_ = p.lk.relock()
+			panic(v)
+		}
+	}()
+	failpoint.Inject(name)
 }
 
 // sendTx sends the message of the transaction this hold has open (its
