@@ -53,8 +53,9 @@ func (p *Pool) DeviceName(id string) (string, error) {
 // allocTx runs a create transaction with a freshly allocated device id,
 // skipping ids the pool already has. build fills in the transaction for
 // the id it is given. With prepare, the transaction shares its flush with
-// concurrent ones (runTxShared) and prepare runs just before its message.
-func (p *Pool) allocTx(build func(devID uint32) (txRecord, func() error), prepare func() error) (uint32, error) {
+// concurrent ones (runTxShared), prepare runs just before its message and
+// arrived once its begin frame is written.
+func (p *Pool) allocTx(build func(devID uint32) (txRecord, func() error), prepare func() error, arrived func()) (uint32, error) {
 	for {
 		devID, err := p.idx.used.alloc()
 		if err != nil {
@@ -62,7 +63,7 @@ func (p *Pool) allocTx(build func(devID uint32) (txRecord, func() error), prepar
 		}
 		t, commit := build(devID)
 		if prepare != nil {
-			err = p.runTxShared(t, prepare, commit)
+			err = p.runTxShared(t, prepare, commit, arrived)
 		} else {
 			err = p.runTx(t, commit)
 		}
@@ -84,7 +85,7 @@ func (p *Pool) createBase(ctx context.Context) error {
 	p.report("creating the base device", 0.2)
 	devID, err := p.allocTx(func(devID uint32) (txRecord, func() error) {
 		return txRecord{Op: opCreateThin, DeviceID: devID}, nil
-	}, nil)
+	}, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -131,6 +132,8 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 			return errors.Wrapf(ErrParentNotFound, "parent: %v", err)
 		}
 	}
+	arrived := p.reg.group.arrive() // until its begin frame is written (runTxShared)
+	defer arrived()
 	if err := p.lk.lock(); err != nil {
 		return err
 	}
@@ -221,7 +224,7 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 			Labels: copyLabels(opts.Labels)}
 		t := txRecord{Op: opCreateSnap, DeviceID: devID, OriginDeviceID: originID, ID: id, Device: &rec}
 		return t, func() error { return p.reg.saveDevice(rec) }
-	}, suspend)
+	}, suspend, arrived)
 	if err != nil {
 		return errors.Wrapf(err, "create %q", id)
 	}

@@ -2,9 +2,17 @@ package thinpool
 
 import (
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/pkg/errors"
 )
+
+// maxGroupDelay bounds how long a leader holds its flush back for creates
+// of its process that are about to write their begin frames (arriving).
+// The root lock is busy meanwhile (those creates wait for it), so the
+// leader's own transaction could not send its message sooner anyway.
+var maxGroupDelay = 10 * time.Millisecond
 
 // flushGroup is group commit for one registry's transactions: each writes
 // its begin frame under the root lock, lets the lock go and waits here
@@ -27,6 +35,18 @@ type flushGroup struct {
 	// from it on fails (the next Open reads the journal again).
 	failed uint64
 	err    error
+	// arriving counts this process's creates that will write a begin
+	// frame soon (they are waiting for the root lock or hold it): a leader
+	// waits for them, up to maxGroupDelay, so that one flush covers them.
+	arriving atomic.Int64
+}
+
+// arrive counts a create that will write a begin frame; the function it
+// returns uncounts it (once; later calls do nothing).
+func (g *flushGroup) arrive() func() {
+	g.arriving.Add(1)
+	var once sync.Once
+	return func() { once.Do(func() { g.arriving.Add(-1) }) }
 }
 
 // register enrolls a waiter whose frame was just written and returns its
@@ -56,6 +76,13 @@ func (g *flushGroup) wait(tk *txTicket, elsewhere func(batch []*txTicket) bool, 
 			continue
 		}
 		g.flushing = true
+		if g.arriving.Load() > 0 {
+			g.mu.Unlock()
+			for deadline := time.Now().Add(maxGroupDelay); g.arriving.Load() > 0 && time.Now().Before(deadline); {
+				time.Sleep(100 * time.Microsecond)
+			}
+			g.mu.Lock()
+		}
 		g.started++
 		n, batch := g.started, g.batch
 		g.batch = nil

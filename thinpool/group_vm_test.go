@@ -11,6 +11,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/thinctl/thinctl/internal/testenv"
 )
@@ -21,6 +22,17 @@ import (
 // thin_dump of the metadata (an independent reader) and the live devices
 // agree.
 func TestConcurrentCreatesShareJournalFlushes(t *testing.T) {
+	for _, delay := range []time.Duration{0, maxGroupDelay} {
+		t.Run(fmt.Sprintf("a leader waits up to %v for arriving creates", delay), func(t *testing.T) {
+			saved := maxGroupDelay
+			maxGroupDelay = delay
+			defer func() { maxGroupDelay = saved }()
+			concurrentCreates(t)
+		})
+	}
+}
+
+func concurrentCreates(t *testing.T) {
 	p, root := newVMPool(t, Options{DataSize: GiB, MetadataSize: 64 * MiB, BaseSize: 256 * MiB, NoDiscard: true})
 	defer p.Close()
 	q, err := Open(context.Background(), root, OpenOptions{})
@@ -33,6 +45,7 @@ func TestConcurrentCreatesShareJournalFlushes(t *testing.T) {
 	}
 	const workers, each = 8, 4
 	f0 := flushes.Load()
+	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, workers*each+4)
 	for w := range workers {
@@ -64,13 +77,14 @@ func TestConcurrentCreatesShareJournalFlushes(t *testing.T) {
 		go func() { defer wg.Done(); errs <- q.Remove(ctx, fmt.Sprintf("old%d", i)) }()
 	}
 	wg.Wait()
+	took := time.Since(start)
 	close(errs)
 	for err := range errs {
 		must(t, err)
 	}
 	creates := int64(workers * each)
 	total := flushes.Load() - f0
-	fmt.Printf("FLUSHES group: %d journal fdatasyncs for %d concurrent creates and 4 removes\n", total, creates)
+	fmt.Printf("FLUSHES group (delay %v): %d journal fdatasyncs for %d concurrent creates+activations and 4 removes in %v\n", maxGroupDelay, total, creates, took.Round(time.Millisecond))
 	if total >= creates+4 {
 		t.Errorf("%d journal fdatasyncs for %d creates and 4 removes: the creates shared none", total, creates)
 	}

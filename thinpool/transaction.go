@@ -150,7 +150,9 @@ func (p *Pool) runTx(t txRecord, commit func() error) error {
 // runTxShared is runTx with group commit: the begin frame is written
 // without a flush, the root lock let go while the frame becomes durable
 // (one flush for every transaction of the process waiting at the time,
-// or none when another process's flush covered it), then taken again for
+// or none when another process's flush covered it; arrived, called once
+// the begin is written, tells a flushing leader that this create's frame
+// is in), then taken again for
 // prepare (which runs just before the message, under the lock: a
 // snapshot's origin is suspended there), the message, commit and the end.
 // The transaction is claimed from before its begin entry until after its
@@ -158,9 +160,12 @@ func (p *Pool) runTx(t txRecord, commit func() error) error {
 // before and after (on an error too); what it checked before may have
 // changed in between, except what the open transaction reserves (its
 // thin id, its registry id, its origin).
-func (p *Pool) runTxShared(t txRecord, prepare, commit func() error) error {
+func (p *Pool) runTxShared(t txRecord, prepare, commit func() error, arrived func()) error {
 	t.Started = time.Now().UTC()
 	tk, err := p.reg.beginShared(t)
+	if arrived != nil {
+		arrived()
+	}
 	if err != nil {
 		return err
 	}
