@@ -12,7 +12,7 @@ import (
 )
 
 // migrate converts a version 1 root (pool.json at version 1, devices/,
-// transaction.json) to version 2, under the root lock, in steps that a
+// transaction.json) to version 3, under the root lock, in steps that a
 // crash can interrupt anywhere:
 //
 //  1. read every v1 record and the open transaction; anything corrupt
@@ -20,9 +20,9 @@ import (
 //  2. write a new, empty journal (atomically);
 //  3. write the registry file with every record and the transaction
 //     (atomically), under a new epoch;
-//  4. rewrite pool.json at version 2 (atomically): the switch. Before it
+//  4. rewrite pool.json at version 3 (atomically): the switch. Before it
 //     the root is version 1, untouched (the new files are ignored and made
-//     again by the next attempt); after it, version 2 is complete;
+//     again by the next attempt); after it, version 3 is complete;
 //  5. remove the v1 files (removeV1Leftovers; Open repeats it when a crash
 //     left some).
 //
@@ -41,10 +41,10 @@ func (r *registry) migrate(cfg poolRecord) error {
 	if err := r.writeFresh(recs, tx, max(cfg.NextDeviceID, cfg.BaseDeviceID+1), func(step string) {
 		failpoint.Inject(map[string]string{"journal": failpoint.MigrateAfterJrnl, "registry": failpoint.MigrateAfterSnap}[step])
 	}); err != nil {
-		return errors.Wrap(err, "convert the registry to version 2")
+		return errors.Wrap(err, "convert the registry to version 3")
 	}
 	if err := r.savePool(cfg); err != nil {
-		return errors.Wrap(err, "convert the registry to version 2")
+		return errors.Wrap(err, "convert the registry to version 3")
 	}
 	failpoint.Inject(failpoint.MigrateAfterPool)
 	return r.removeV1Leftovers()
@@ -98,7 +98,7 @@ func (r *registry) writeFresh(recs []deviceRecord, tx *txRecord, next uint32, af
 }
 
 // removeV1Leftovers removes what migration left of version 1 (the files
-// are never read again once pool.json says version 2). Cheap when there
+// are never read again once pool.json says version 2 or 3). Cheap when there
 // is nothing: one failed open.
 func (r *registry) removeV1Leftovers() error {
 	v1 := v1Registry{dir: r.dir}

@@ -10,7 +10,7 @@ import (
 )
 
 // A crash at each step of the migration leaves the version 1 root as it
-// was (byte for byte) or a complete version 2 root, and the next attempt
+// was (byte for byte) or a complete version 3 root, and the next attempt
 // (Open) finishes the job. Run with go test -tags failpoints ./thinpool.
 func TestAMigrationInterruptedAtEachStepLeavesV1IntactOrV2Complete(t *testing.T) {
 	t.Cleanup(failpoint.Disable)

@@ -75,7 +75,7 @@ func snapshotFiles(t *testing.T, dir string) map[string]string {
 	return out
 }
 
-// assertMigrated checks that dir is a complete version 2 root holding
+// assertMigrated checks that dir is a complete version 3 root holding
 // exactly the v1 records and transaction.
 func assertMigrated(t *testing.T, dir string, recs []deviceRecord, tx *txRecord, cfg poolRecord) {
 	t.Helper()
@@ -133,7 +133,7 @@ func assertMigrated(t *testing.T, dir string, recs []deviceRecord, tx *txRecord,
 
 func TestAVersion1RootMigratesWithEveryRecordLabelAndPendingChange(t *testing.T) {
 	for _, name := range v1Fixtures {
-		t.Run(name+" converts to version 2 and reads back the same", func(t *testing.T) {
+		t.Run(name+" converts to version 3 and reads back the same", func(t *testing.T) {
 			dir := copyFixture(t, name)
 			recs, tx := v1State(t, dir)
 			if len(recs) < 3 || tx == nil {

@@ -509,7 +509,7 @@ func (p *Pool) openLocked(ctx context.Context) error {
 	p.cfg = cfg
 	p.idx.base = cfg.BaseDeviceID
 	if cfg.Version == registryV1 {
-		p.report("converting the registry to version 2", 0.05)
+		p.report("converting the registry to version 3", 0.05)
 		if err := p.reg.migrate(cfg); err != nil {
 			return err
 		}

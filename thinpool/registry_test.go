@@ -17,7 +17,7 @@ import (
 	"github.com/thinctl/thinctl/internal/testenv"
 )
 
-// newTestRegistry makes an empty version 2 registry in a new directory,
+// newTestRegistry makes an empty version 3 registry in a new directory,
 // with the smallest journal (64 KiB), used by one process.
 func newTestRegistry(t *testing.T) *registry {
 	t.Helper()
