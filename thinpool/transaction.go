@@ -152,9 +152,9 @@ func (p *Pool) runTx(t txRecord, commit func() error) error {
 // (one flush for every transaction of the process waiting at the time,
 // or none when another process's flush covered it; arrived, called once
 // the begin is written, tells a flushing leader that this create's frame
-// is in), then taken again for
-// prepare (which runs just before the message, under the lock: a
-// snapshot's origin is suspended there), the message, commit and the end.
+// is in), then taken again for prepare (which runs just before the
+// message, under the lock: a snapshot's origin is suspended there), the
+// message, commit and the end.
 // The transaction is claimed from before its begin entry until after its
 // end, so nobody recovers it meanwhile. The caller holds the root lock
 // before and after (on an error too); what it checked before may have
