@@ -52,7 +52,7 @@ var Points = []Point{
 	{OpenAfterPoolUp, "open: the pool is up, interrupted transactions not yet finished"},
 	{RegistryBeforeRen, "registry write: the new file is written and fsynced under a temporary name"},
 	{RegistryAfterRen, "registry write: renamed into place, the directory not yet fsynced"},
-	{TxAfterSave, "pool message: transaction.json is saved, the message is not sent"},
+	{TxAfterSave, "pool message: its begin frame is durable, the message is not sent (a create: in flight without the root lock)"},
 	{TxAfterMessage, "pool message: the kernel committed the message, the registry is unchanged"},
 	{TxAfterCommit, "pool message: the device record is written or removed, transaction.json not removed"},
 	{SnapAfterSuspend, "snapshot: the active origin is suspended for create_snap"},
