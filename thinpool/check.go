@@ -13,10 +13,10 @@ import (
 	"strings"
 
 	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
-	"github.com/thinctl/thinctl/internal/atomicfile"
 	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
@@ -218,14 +218,70 @@ func (p *Pool) deleteOrphan(ctx context.Context, devID uint32) error {
 
 // snapMarkerName is the file that says this root reserved the pool's
 // metadata snapshot: written before reserve_metadata_snap, removed after
-// release_metadata_snap, so that a check killed in between is known by the
+// release_metadata_snap, so that a holder killed in between (a check
+// running thin_dump, a space return reading the snapshot) is known by the
 // next one to have left the snapshot held, and only ours is ever released.
 const snapMarkerName = "metadata-snapshot"
+
+// snapUnavailableError says why the pool's metadata snapshot could not be
+// read (another program holds it, the pool does not answer); nothing is
+// left held.
+type snapUnavailableError struct{ reason string }
+
+func (e *snapUnavailableError) Error() string { return e.reason }
+
+// withMetadataSnap reserves the pool's metadata snapshot, runs fn while it
+// is held (with the pool's status as it was just before), and releases it: the one place thinctl holds the snapshot. A
+// snapshot a killed holder of this root left (the marker file says so) is
+// released first, and a note says so; one another program holds is left
+// alone (a *snapUnavailableError, as is a refused reserve). An error
+// wrapping neither means the snapshot this call reserved could not be
+// released (the marker stays, and the next call releases it) or the marker
+// could not be written; fn's own error is returned as it is.
+//
+// The marker is written without a flush: it has to outlive the process
+// (the page cache does), not a power cut. After a power cut that lost it,
+// a snapshot held at that moment looks like another program's and is left
+// alone — never the other way round.
+func (p *Pool) withMetadataSnap(fn func(poolStatus) error) ([]string, error) {
+	var notes []string
+	marker := filepath.Join(p.dir, snapMarkerName)
+	st, err := p.rawStatus()
+	if err != nil {
+		return nil, &snapUnavailableError{err.Error()}
+	}
+	_, markerErr := os.Stat(marker)
+	switch {
+	case st.HeldRoot != "-" && markerErr == nil:
+		if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinReleaseMetadataSnap); err != nil {
+			return nil, errors.Wrapf(err, "release the metadata snapshot (root %s) an interrupted holder of this root left held", st.HeldRoot)
+		}
+		notes = append(notes, "released the metadata snapshot (root "+st.HeldRoot+") an interrupted check or space return left held")
+	case st.HeldRoot != "-":
+		return nil, &snapUnavailableError{"another program holds the pool's metadata snapshot (root " + st.HeldRoot + "); it was left alone"}
+	}
+	f, err := os.OpenFile(marker, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return notes, errors.Wrap(err, "mark the pool's metadata snapshot as this root's")
+	}
+	f.Close()
+	if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinReserveMetadataSnap); err != nil {
+		os.Remove(marker)
+		return notes, &snapUnavailableError{dm.ThinReserveMetadataSnap + ": " + err.Error()}
+	}
+	failpoint.Inject(failpoint.CheckAfterReserve)
+	fnErr := fn(st)
+	if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinReleaseMetadataSnap); err != nil {
+		return notes, errors.Wrapf(err, "release the pool's metadata snapshot; it stays held and the next check or space return releases it")
+	}
+	os.Remove(marker)
+	return notes, fnErr
+}
 
 // poolDeviceIDs lists the thin ids in the pool's metadata through a
 // metadata snapshot and thin_dump. It returns nil and a note when that is
 // not possible (thin_dump missing, another program holds the snapshot);
-// notes also tell of a snapshot a killed check left held, released here.
+// notes also tell of a snapshot a killed holder left held, released here.
 // An error means the snapshot this call reserved could not be released.
 func (p *Pool) poolDeviceIDs(ctx context.Context) ([]uint32, []string, error) {
 	tool, err := exec.LookPath("thin_dump")
@@ -236,38 +292,21 @@ func (p *Pool) poolDeviceIDs(ctx context.Context) ([]uint32, []string, error) {
 	if err != nil {
 		return nil, []string{"pool metadata was not compared: " + err.Error()}, nil
 	}
-	var notes []string
-	marker := filepath.Join(p.dir, snapMarkerName)
-	st, err := p.rawStatus()
+	var out, stderr bytes.Buffer
+	var runErr error
+	notes, err := p.withMetadataSnap(func(poolStatus) error {
+		cmd := exec.CommandContext(ctx, tool, "-m", metaPath)
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		runErr = cmd.Run()
+		return nil
+	})
+	var unavailable *snapUnavailableError
+	if errors.As(err, &unavailable) {
+		return nil, append(notes, "pool metadata was not compared: "+unavailable.reason), nil
+	}
 	if err != nil {
-		return nil, []string{"pool metadata was not compared: " + err.Error()}, nil
-	}
-	_, markerErr := os.Stat(marker)
-	switch {
-	case st.HeldRoot != "-" && markerErr == nil:
-		if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinReleaseMetadataSnap); err != nil {
-			return nil, nil, errors.Wrapf(err, "release the metadata snapshot (root %s) an interrupted check of this pool left held", st.HeldRoot)
-		}
-		notes = append(notes, "released the metadata snapshot (root "+st.HeldRoot+") an interrupted check left held")
-	case st.HeldRoot != "-":
-		return nil, []string{"pool metadata was not compared: another program holds the pool's metadata snapshot (root " + st.HeldRoot + "); it was left alone"}, nil
-	}
-	if err := atomicfile.Write(marker, nil, atomicfile.Options{}); err != nil {
 		return nil, notes, err
 	}
-	if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinReserveMetadataSnap); err != nil {
-		os.Remove(marker)
-		return nil, append(notes, "pool metadata was not compared: "+dm.ThinReserveMetadataSnap+": "+err.Error()), nil
-	}
-	failpoint.Inject(failpoint.CheckAfterReserve)
-	var out, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, tool, "-m", metaPath)
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	runErr := cmd.Run()
-	if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinReleaseMetadataSnap); err != nil {
-		return nil, notes, errors.Wrapf(err, "release the pool's metadata snapshot after thin_dump; it stays held and the next check releases it")
-	}
-	os.Remove(marker)
 	if runErr != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, notes, errors.Wrap(cerr, "thin_dump of the pool's metadata snapshot stopped")

@@ -20,9 +20,12 @@ import (
 // the device over (handOver): one durable registry write records the thin
 // device under returningKey(its thin id), marked ReturningSpace, and the
 // user's record goes, so the id can be created again at once (the new
-// device gets another thin id). Then a goroutine the Pool owns discards the
-// old device through a private node (openForDiscard), takes it down and
-// deletes it from the pool in a transaction (finishReturn). Close stops
+// device gets another thin id). Then a goroutine the Pool owns gives the
+// space back and deletes the device from the pool in a transaction
+// (finishReturn): an inactive device without activating it (see
+// returnInactive, remove_inactive.go), an active one (or where that way is
+// closed) by discarding it through a private node (openForDiscard) and
+// taking it down. Close stops
 // that goroutine and waits for it; whatever it had not finished — or a
 // crash left — is finished by the next Open (in the background), GC or
 // ReturnSpace (both wait for it). Status counts the devices still
@@ -129,6 +132,12 @@ func (p *Pool) returnSpaceLocked(ctx context.Context, r deviceRecord) error {
 		return errors.Wrapf(ErrBusy, "removed device %q is being returned by another process", r.RemovedID)
 	}
 	defer c.release()
+	if err := p.dropHandedOver(r); err != nil {
+		return err
+	}
+	if done, err := p.returnInactive(ctx, r); done || err != nil {
+		return err
+	}
 	dev, err := p.prepareReturn(ctx, r)
 	if err != nil {
 		return err
@@ -142,9 +151,6 @@ func (p *Pool) returnSpaceLocked(ctx context.Context, r deviceRecord) error {
 // prepareReturn makes sure r's thin device is active (left active by
 // Remove when nothing held it) and returns its device number.
 func (p *Pool) prepareReturn(ctx context.Context, r deviceRecord) (uint64, error) {
-	if err := p.dropHandedOver(r); err != nil {
-		return 0, err
-	}
 	name := thinName(p.cfg.Key, r.DeviceID)
 	if _, err := p.activateThin(ctx, r.DeviceID, r.Size); err != nil {
 		return 0, errors.Wrapf(err, "return the space of removed device %q", r.RemovedID)
@@ -362,6 +368,16 @@ func (p *Pool) returnOne(ctx context.Context, key string, wait bool) error {
 	}
 	r, err := load()
 	var dev uint64
+	if err == nil {
+		err = p.dropHandedOver(r)
+	}
+	if err == nil {
+		var done bool
+		if done, err = p.returnInactive(ctx, r); done && err == nil {
+			p.lk.unlock()
+			return nil
+		}
+	}
 	if err == nil {
 		dev, err = p.prepareReturn(ctx, r)
 	}

@@ -23,6 +23,7 @@ const (
 	SnapAfterSuspend  = "thinpool/snapshot/after-suspend"
 	SnapBeforeResume  = "thinpool/snapshot/before-resume"
 	CheckAfterReserve = "thinpool/check/after-reserve"
+	ReturnAfterPunch  = "thinpool/return/after-punch"
 	JournalAfterWrite = "thinpool/journal/after-write"
 	CompactBeforeRen  = "thinpool/compact/before-rename"
 	CompactAfterRen   = "thinpool/compact/after-rename"
@@ -57,7 +58,7 @@ var Points = []Point{
 	{TxAfterCommit, "pool message: the device record is written or removed, transaction.json not removed"},
 	{SnapAfterSuspend, "snapshot: the active origin is suspended for create_snap"},
 	{SnapBeforeResume, "snapshot: create_snap is done (or failed), the origin is still suspended (its error action makes the resume fail)"},
-	{CheckAfterReserve, "check: the pool's metadata snapshot is reserved and not yet released"},
+	{CheckAfterReserve, "check or space return: the pool's metadata snapshot is reserved (its marker file written) and not yet released"},
 	{JournalAfterWrite, "registry journal: a frame is written into the journal, not yet flushed (the begin of a transaction, its end, or a record change)"},
 	{CompactBeforeRen, "registry compaction (pool down, or a full journal): the new registry file is written and fsynced under a temporary name"},
 	{CompactAfterRen, "registry compaction: the new registry file (new epoch) is renamed into place, its directory not yet fsynced"},
@@ -72,6 +73,7 @@ var Points = []Point{
 	{RemoveAfterUnmnt, "remove: the device is unmounted, still active"},
 	{RemoveAfterDeact, "remove: the device is deactivated (with discards on: the record marked deleted and the blocks discarded first); the thin device is not deleted"},
 	{RemoveAfterMark, "remove: the record is marked deleted, the thin device not deleted"},
+	{ReturnAfterPunch, "space return of an inactive removed device: the holes are punched in the pool's data file for its exclusive blocks, the thin device not yet deleted"},
 	{GrowAfterFiles, "pool grow: the backing files are larger, the loop devices and pool not"},
 	{GrowAfterReload, "pool grow: the pool table is reloaded at the new size, pool.json not saved"},
 }

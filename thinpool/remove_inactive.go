@@ -1,0 +1,323 @@
+package thinpool
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
+
+	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/thinmeta"
+)
+
+// Returning the space of an inactive removed device without activating it.
+//
+// Activating a removed device only to discard it costs a table load, a
+// resume and a DM_DEV_REMOVE (most of a remove's price under emulation),
+// and the discard unmaps blocks the delete would free anyway. The pool's
+// metadata says which data blocks the device alone maps: read through a
+// metadata snapshot (withMetadataSnap, thinmeta), its exclusive blocks are
+// the blocks the delete frees. None (an unwritten snapshot, a device whose
+// every block a snapshot still shares): the delete is all there is to do.
+// Some, in a pool thinctl made over a loop file: holes are punched in the
+// data file for them (what the pool's discard passdown to the loop device
+// would do), then the device is deleted. Anything else — an external pool
+// with exclusive blocks, another program holding the metadata snapshot, a
+// reader error, a walk over its node budget — takes the old way (activate,
+// discard, take down, delete).
+//
+// Why punching before the delete is safe. A block exclusive to D in the
+// snapshot stays D's alone until D is deleted: the pool maps a block to a
+// second device only by a snapshot of a device that maps it (create_snap),
+// and a block D maps is not free for another device to be given. D is no
+// user record any more, so nothing in thinctl snapshots, activates or
+// writes it; returnInactive runs under D's return claim and the root lock
+// and first makes sure no device-mapper device maps D (thinctl's name for
+// it or any table of another name: thinMappedElsewhere), so nothing reads
+// or writes the punched blocks. Blocks shared at the snapshot are never
+// punched, even if the sharer drops them later (they are freed by their
+// last owner's return). The punch comes before the delete message: once
+// D is deleted the pool may give its blocks to another device at once. A
+// crash between the punch and the delete leaves the returning record; the
+// next return reads the snapshot again, punches the same holes (punching a
+// hole is idempotent) and deletes D.
+
+// returnNodeBudget bounds the btree nodes read for one return (16 MiB of
+// metadata); a bigger walk takes the discard way.
+const returnNodeBudget = 4096
+
+// Outcomes of returnInactive, for hookReturnPlan.
+const (
+	planActive   = "active"   // the device is active: the discard way, without an activation
+	planSkip     = "skip"     // no exclusive block: deleted without a discard
+	planPunch    = "punch"    // holes punched in the data file, then deleted
+	planFallback = "fallback" // the discard way (the detail says why)
+	planBusy     = "busy"     // another device maps it: left for later (ErrBusy)
+)
+
+// hookReturnPlan, set by tests only, is told how returnInactive returns
+// thin device devID's space (plan*), and why for a fallback.
+var hookReturnPlan func(devID uint32, plan, detail string)
+
+func tellPlan(devID uint32, plan, detail string) {
+	if hookReturnPlan != nil {
+		hookReturnPlan(devID, plan, detail)
+	}
+}
+
+// returnInactive returns r's space without activating it when r's thin
+// device is inactive and the metadata snapshot shows how (see above), and
+// reports whether it did (r is then deleted). false with a nil error means
+// the caller takes the discard way. The caller holds r's claim and the
+// root lock.
+func (p *Pool) returnInactive(ctx context.Context, r deviceRecord) (bool, error) {
+	name := thinName(p.cfg.Key, r.DeviceID)
+	if _, err := p.dm.Info(name); !errors.Is(err, dm.ErrNotFound) {
+		tellPlan(r.DeviceID, planActive, "")
+		return false, nil
+	}
+	pl, err := p.planInactiveReturn(r)
+	if errors.Is(err, ErrBusy) {
+		tellPlan(r.DeviceID, planBusy, err.Error())
+		return true, err
+	}
+	if err != nil {
+		tellPlan(r.DeviceID, planFallback, err.Error())
+		return false, nil
+	}
+	if len(pl.runs) > 0 {
+		p.report(fmt.Sprintf("returning the space of removed device %q (%d blocks)", r.RemovedID, pl.blocks), 0.9)
+		if err := punchRuns(pl.dataFile, pl.runs, pl.blockBytes); err != nil {
+			// Holes in blocks only D maps harm nobody; the discard way
+			// gives back the rest.
+			tellPlan(r.DeviceID, planFallback, err.Error())
+			return false, nil
+		}
+		tellPlan(r.DeviceID, planPunch, "")
+		if err := failpoint.InjectErr(failpoint.ReturnAfterPunch); err != nil {
+			return true, err
+		}
+	} else {
+		tellPlan(r.DeviceID, planSkip, "")
+	}
+	return true, p.finishReturn(ctx, r)
+}
+
+// inactivePlan is what the metadata snapshot says about a device's space.
+type inactivePlan struct {
+	runs       []thinmeta.Run // exclusive data blocks, merged
+	blocks     uint64         // how many
+	blockBytes uint64         // the pool's data block size
+	dataFile   string         // the data file to punch (when runs)
+}
+
+// planInactiveReturn reads r's exclusive blocks from a metadata snapshot
+// and, when there are some, finds the data file to punch them in. An error
+// says why the discard way must be taken.
+func (p *Pool) planInactiveReturn(r deviceRecord) (inactivePlan, error) {
+	var pl inactivePlan
+	metaDev, dataDev, err := p.poolTableDevices()
+	if err != nil {
+		return pl, err
+	}
+	if by, err := p.thinMappedBy(r.DeviceID); err != nil {
+		return pl, err
+	} else if by != "" {
+		// The discard way would discard under it too.
+		return pl, errors.Wrapf(ErrBusy, "removed device %q (thin id %d) is mapped by device-mapper device %s; its space is returned once that is gone", r.RemovedID, r.DeviceID, by)
+	}
+	var blocks []uint64
+	var blockSectors uint32
+	_, err = p.withMetadataSnap(func(st poolStatus) error {
+		var rerr error
+		blocks, blockSectors, rerr = readExclusive(metaDev, r.DeviceID, st.DataTotal)
+		return rerr
+	})
+	if err != nil {
+		return pl, err
+	}
+	pl.blockBytes = uint64(blockSectors) * 512
+	if len(blocks) == 0 {
+		return pl, nil
+	}
+	if pl.dataFile, err = p.punchableDataFile(dataDev); err != nil {
+		return pl, err
+	}
+	pl.runs, pl.blocks = thinmeta.Runs(blocks), uint64(len(blocks))
+	return pl, nil
+}
+
+// poolTableDevices returns the pool's metadata and data devices
+// ("major:minor") from its live table.
+func (p *Pool) poolTableDevices() (meta, data string, err error) {
+	ts, err := p.dm.Table(p.cfg.PoolName, dm.TableOptions{})
+	if err != nil {
+		return "", "", errors.Wrapf(err, "table of %s", p.cfg.PoolName)
+	}
+	if len(ts) != 1 || ts[0].Type != "thin-pool" {
+		return "", "", errors.Errorf("%s is not a thin pool", p.cfg.PoolName)
+	}
+	f := strings.Fields(ts[0].Params)
+	if len(f) < 2 {
+		return "", "", errors.Errorf("%s has a thin-pool table without its devices: %q", p.cfg.PoolName, ts[0].Params)
+	}
+	return f[0], f[1], nil
+}
+
+// readExclusive reads, from the metadata snapshot the pool holds, the data
+// blocks only thin device devID maps, and the pool's data block size in
+// sectors; dataBlocks is the size of the pool's data device in blocks.
+func readExclusive(metaDev string, devID uint32, dataBlocks uint64) ([]uint64, uint32, error) {
+	var blocks []uint64
+	var blockSectors uint32
+	err := readMetadataSnap(metaDev, returnNodeBudget, func(m *thinmeta.Reader, sb thinmeta.Superblock) error {
+		var err error
+		blocks, err = m.Exclusive(sb, devID, dataBlocks)
+		blockSectors = sb.DataBlockSize
+		return err
+	})
+	return blocks, blockSectors, err
+}
+
+// readMetadataSnap opens the pool's metadata device (metaDev,
+// "major:minor"), reads the superblock of the metadata snapshot the pool
+// holds and runs fn with a reader of at most budget btree nodes. The
+// device is read with O_DIRECT: the pool writes it with bios from
+// dm-bufio, past the block device's page cache, which may hold older
+// copies of the blocks.
+func readMetadataSnap(metaDev string, budget int, fn func(*thinmeta.Reader, thinmeta.Superblock) error) error {
+	path, err := fs.DevicePath(metaDev)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return errors.Wrap(err, "open the pool's metadata device")
+	}
+	defer f.Close()
+	buf, err := unix.Mmap(-1, 0, thinmeta.BlockSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return errors.Wrap(err, "a page-aligned buffer for O_DIRECT reads")
+	}
+	defer unix.Munmap(buf)
+	m, err := thinmeta.NewReader(f, buf, budget)
+	if err != nil {
+		return err
+	}
+	live, err := m.Superblock(0)
+	if err != nil {
+		return errors.Wrapf(err, "%s", path)
+	}
+	if live.HeldRoot == 0 {
+		return errors.Errorf("%s: the superblock holds no metadata snapshot", path)
+	}
+	sb, err := m.Superblock(live.HeldRoot)
+	if err != nil {
+		return errors.Wrapf(err, "%s: metadata snapshot", path)
+	}
+	return errors.Wrapf(fn(m, sb), "%s: metadata snapshot", path)
+}
+
+// thinMappedBy names a device-mapper device that maps thin id devID of
+// this pool ("" when none does). Every device with a table on the pool is a holder of
+// the pool's block device (sysfs holders/); those named as thinctl names
+// its own devices of other thin ids are left out (thinctl loads their
+// tables with their own id), every other one's table is read.
+func (p *Pool) thinMappedBy(devID uint32) (string, error) {
+	poolDev, err := p.poolDev()
+	if err != nil {
+		return "", err
+	}
+	holdersDir := fmt.Sprintf("/sys/dev/block/%d:%d/holders", unix.Major(poolDev), unix.Minor(poolDev))
+	holders, err := os.ReadDir(holdersDir)
+	if err != nil {
+		return "", errors.Wrap(err, "list the devices on the pool")
+	}
+	if len(holders) == 0 {
+		return "", nil
+	}
+	all, err := p.dm.ListDevices()
+	if err != nil {
+		return "", errors.Wrap(err, "list device-mapper devices")
+	}
+	byKernelName := map[string]dm.Device{}
+	for _, d := range all {
+		byKernelName[fmt.Sprintf("dm-%d", unix.Minor(d.Dev))] = d
+	}
+	poolMajMin := fmt.Sprintf("%d:%d", unix.Major(poolDev), unix.Minor(poolDev))
+	for _, h := range holders {
+		d, ok := byKernelName[h.Name()]
+		if !ok {
+			return "", errors.Errorf("%s holds the pool and is no device-mapper device", h.Name())
+		}
+		if id, ours := p.thinDevIDOf(d); ours && id != devID {
+			continue
+		}
+		ts, err := p.dm.Table(d.Name, dm.TableOptions{})
+		if errors.Is(err, dm.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", errors.Wrapf(err, "table of %s", d.Name)
+		}
+		for _, t := range ts {
+			f := strings.Fields(t.Params)
+			if t.Type == "thin" && len(f) >= 2 && f[0] == poolMajMin && f[1] == strconv.FormatUint(uint64(devID), 10) {
+				return d.Name, nil
+			}
+		}
+	}
+	return "", nil
+}
+
+// punchableDataFile returns the data file of a pool thinctl runs over loop
+// files, after making sure that the pool's data device (dataDev, from its
+// live table) is the loop device of exactly that file, from its first
+// byte; an error otherwise (an external pool, a pool over a raw device).
+func (p *Pool) punchableDataFile(dataDev string) (string, error) {
+	if p.cfg.ExternalPool || p.cfg.DataFile == "" {
+		return "", errors.New("the pool's data device is not a loop file thinctl made")
+	}
+	file := p.dataFilePath()
+	path, err := fs.DevicePath(dataDev)
+	if err != nil {
+		return "", err
+	}
+	li, err := loopback.GetInfo(path)
+	if err != nil {
+		return "", errors.Wrapf(err, "the pool's data device %s", path)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(file, &st); err != nil {
+		return "", errors.Wrapf(err, "stat %s", file)
+	}
+	if li.BackingDev != st.Dev || li.BackingInode != st.Ino || li.Offset != 0 {
+		return "", errors.Errorf("the pool's data device %s is not bound to %s from offset 0", path, file)
+	}
+	return file, nil
+}
+
+// punchRuns punches a hole in file for each run of data blocks of
+// blockBytes bytes, keeping the file's size: the filesystem frees the
+// blocks, and they read back as zeros.
+func punchRuns(file string, runs []thinmeta.Run, blockBytes uint64) error {
+	f, err := os.OpenFile(file, os.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return errors.Wrap(err, "open the pool's data file")
+	}
+	defer f.Close()
+	for _, r := range runs {
+		off, n := r.Start*blockBytes, r.Len*blockBytes
+		if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(off), int64(n)); err != nil {
+			return errors.Wrapf(err, "punch a hole in %s at %d (%d bytes)", file, off, n)
+		}
+	}
+	return nil
+}
