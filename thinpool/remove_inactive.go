@@ -127,6 +127,9 @@ func (p *Pool) planInactiveReturn(r deviceRecord) (inactivePlan, error) {
 	if err != nil {
 		return pl, err
 	}
+	if shared, err := sharesRootLive(metaDev, r.DeviceID); err == nil && shared {
+		return pl, nil // nothing to give back but the delete
+	}
 	if by, err := p.thinMappedBy(r.DeviceID); err != nil {
 		return pl, err
 	} else if by != "" {
@@ -186,13 +189,32 @@ func readExclusive(metaDev string, devID uint32, dataBlocks uint64) ([]uint64, u
 	return blocks, blockSectors, err
 }
 
-// readMetadataSnap opens the pool's metadata device (metaDev,
-// "major:minor"), reads the superblock of the metadata snapshot the pool
-// holds and runs fn with a reader of at most budget btree nodes. The
-// device is read with O_DIRECT: the pool writes it with bios from
-// dm-bufio, past the block device's page cache, which may hold older
-// copies of the blocks.
+// readMetadataSnap reads the superblock of the metadata snapshot the pool
+// holds from its metadata device (metaDev, "major:minor") and runs fn with
+// a reader of at most budget btree nodes.
 func readMetadataSnap(metaDev string, budget int, fn func(*thinmeta.Reader, thinmeta.Superblock) error) error {
+	return withMetadataReader(metaDev, budget, func(m *thinmeta.Reader, path string) error {
+		live, err := m.Superblock(0)
+		if err != nil {
+			return errors.Wrapf(err, "%s", path)
+		}
+		if live.HeldRoot == 0 {
+			return errors.Errorf("%s: the superblock holds no metadata snapshot", path)
+		}
+		sb, err := m.Superblock(live.HeldRoot)
+		if err != nil {
+			return errors.Wrapf(err, "%s: metadata snapshot", path)
+		}
+		return errors.Wrapf(fn(m, sb), "%s: metadata snapshot", path)
+	})
+}
+
+// withMetadataReader opens the pool's metadata device (metaDev,
+// "major:minor") and runs fn with a reader of at most budget btree nodes
+// and the device's path. The device is read with O_DIRECT: the pool
+// writes it with bios from dm-bufio, past the block device's page cache,
+// which may hold older copies of the blocks.
+func withMetadataReader(metaDev string, budget int, fn func(m *thinmeta.Reader, path string) error) error {
 	path, err := fs.DevicePath(metaDev)
 	if err != nil {
 		return err
@@ -211,18 +233,55 @@ func readMetadataSnap(metaDev string, budget int, fn func(*thinmeta.Reader, thin
 	if err != nil {
 		return err
 	}
-	live, err := m.Superblock(0)
-	if err != nil {
-		return errors.Wrapf(err, "%s", path)
-	}
-	if live.HeldRoot == 0 {
-		return errors.Errorf("%s: the superblock holds no metadata snapshot", path)
-	}
-	sb, err := m.Superblock(live.HeldRoot)
-	if err != nil {
-		return errors.Wrapf(err, "%s: metadata snapshot", path)
-	}
-	return errors.Wrapf(fn(m, sb), "%s: metadata snapshot", path)
+	return fn(m, path)
+}
+
+// liveRootNodeBudget bounds the nodes read from the live metadata: the top
+// level of the mapping tree only (about 250 thin devices a node).
+const liveRootNodeBudget = 256
+
+// sharesRootLive reports whether, in the pool's last committed metadata,
+// thin device devID's tree is the very tree of another device (a snapshot
+// neither wrote to since): then deleting it frees no data block. It reads
+// the live metadata without a snapshot, which is sound for this one
+// answer only. The kernel never overwrites a block of the last committed
+// metadata before the next commit, so when the superblock reads the same
+// before and after the walk, every block read belongs to one committed
+// state. And "shared" can only be wrong in the harmless direction: the
+// caller then punches nothing and deletes the device, so a wrong "shared"
+// could at worst leave blocks allocated in the data file, never punch a
+// block someone uses. false (or an error) sends the caller to the metadata
+// snapshot.
+func sharesRootLive(metaDev string, devID uint32) (bool, error) {
+	shared := false
+	err := withMetadataReader(metaDev, liveRootNodeBudget, func(m *thinmeta.Reader, path string) error {
+		sb, err := m.Superblock(0)
+		if err != nil {
+			return errors.Wrapf(err, "%s", path)
+		}
+		devs, err := m.Devices(sb)
+		if err != nil {
+			return errors.Wrapf(err, "%s", path)
+		}
+		again, err := m.Superblock(0)
+		if err != nil {
+			return errors.Wrapf(err, "%s", path)
+		}
+		if again != sb {
+			return errors.Errorf("%s: the pool committed during the read", path)
+		}
+		root, ok := devs[devID]
+		if !ok {
+			return errors.Wrapf(thinmeta.ErrNoDevice, "%s: thin id %d", path, devID)
+		}
+		for id, r := range devs {
+			if id != devID && r == root {
+				shared = true
+			}
+		}
+		return nil
+	})
+	return shared, err
 }
 
 // thinMappedBy names a device-mapper device that maps thin id devID of

@@ -235,19 +235,19 @@ func recordPlans(t *testing.T) func() []string {
 	}
 }
 
-// countCreates counts the DM_DEV_CREATE calls p makes.
-func countCreates(t *testing.T, p *Pool) func() int {
+// countOps counts the kernel operations p makes, by the dm client's name
+// for them ("create" is DM_DEV_CREATE, "message" DM_TARGET_MSG).
+func countOps(t *testing.T, p *Pool) func(op string) int {
 	var mu sync.Mutex
-	n := 0
+	n := map[string]int{}
 	p.dm.SetLogger(func(format string, args ...any) {
-		if strings.HasPrefix(fmt.Sprintf(format, args...), "dm: create ") {
-			mu.Lock()
-			n++
-			mu.Unlock()
-		}
+		line := strings.TrimPrefix(fmt.Sprintf(format, args...), "dm: ")
+		mu.Lock()
+		n[strings.SplitN(line, " ", 2)[0]]++
+		mu.Unlock()
 	})
 	t.Cleanup(func() { p.dm.SetLogger(nil) })
-	return func() int { mu.Lock(); defer mu.Unlock(); return n }
+	return func(op string) int { mu.Lock(); defer mu.Unlock(); return n[op] }
 }
 
 // The space return of an inactive device with blocks of its own and blocks
@@ -274,10 +274,10 @@ func TestTheReturnOfAnInactiveDevicePunchesOnlyItsOwnBlocks(t *testing.T) {
 	data := p.dataFilePath()
 	before := allocated(t, data)
 
-	creates := countCreates(t, p)
+	ops := countOps(t, p)
 	must(t, p.Remove(ctx, "d"))
 	must(t, p.ReturnSpace(ctx))
-	if n := creates(); n != 0 {
+	if n := ops("create"); n != 0 {
 		t.Errorf("the return made %d DM_DEV_CREATE calls, want none", n)
 	}
 	if got := plans(); len(got) != 1 || got[0] != planPunch {
@@ -309,7 +309,8 @@ func TestTheReturnOfAnInactiveDevicePunchesOnlyItsOwnBlocks(t *testing.T) {
 }
 
 // An unwritten snapshot has no block of its own: its return creates no
-// device-mapper device, discards nothing and deletes it.
+// device-mapper device, reserves no metadata snapshot (the live metadata
+// shows its tree is its origin's), discards nothing and deletes it.
 func TestTheReturnOfAnUnwrittenSnapshotCreatesNoDevice(t *testing.T) {
 	ctx := context.Background()
 	p, root := newVMPool(t, smallOptions())
@@ -320,14 +321,19 @@ func TestTheReturnOfAnUnwrittenSnapshotCreatesNoDevice(t *testing.T) {
 	must(t, p.Create(ctx, "s", "o", CreateOptions{}))
 	sID := mustDeviceID(t, p, "s")
 	before := allocated(t, p.dataFilePath())
-	creates := countCreates(t, p)
+	ops := countOps(t, p)
 	opened := false
 	hookBeforeDiscardOpen = func(string) { opened = true }
 	t.Cleanup(func() { hookBeforeDiscardOpen = nil })
 	must(t, p.Remove(ctx, "s"))
 	must(t, p.ReturnSpace(ctx))
-	if n := creates(); n != 0 || opened {
+	if n := ops("create"); n != 0 || opened {
 		t.Errorf("the return made %d DM_DEV_CREATE calls and opened a device: %v; want none", n, opened)
+	}
+	// The live metadata shows its tree shared: no metadata snapshot is
+	// reserved; the one message is the delete.
+	if n := ops("message"); n != 1 {
+		t.Errorf("the return sent %d pool messages, want 1 (delete)", n)
 	}
 	if got := plans(); len(got) != 1 || got[0] != planSkip {
 		t.Fatalf("return plans %q, want [%s]", got, planSkip)

@@ -62,6 +62,7 @@ func checksum(b []byte, xor uint32) uint32 {
 // Superblock is the part of a thin pool's superblock (struct
 // thin_disk_superblock) this package uses.
 type Superblock struct {
+	Checksum      uint32 // of the whole block: two reads with the same one read the same block
 	Blocknr       uint64 // where the block says it is (checked)
 	Version       uint32
 	Time          uint32
@@ -109,6 +110,7 @@ func ParseSuperblock(b []byte, blocknr uint64) (Superblock, error) {
 	}
 	le := binary.LittleEndian
 	s := Superblock{
+		Checksum:          le.Uint32(b[sbCsum:]),
 		Blocknr:           le.Uint64(b[sbBlocknr:]),
 		Version:           le.Uint32(b[sbVersion:]),
 		Time:              le.Uint32(b[sbTime:]),
