@@ -264,7 +264,7 @@ func TestTheReturnOfAnInactiveDevicePunchesOnlyItsOwnBlocks(t *testing.T) {
 	must(t, p.Deactivate(ctx, "o"))
 	must(t, p.Create(ctx, "d", "o", CreateOptions{}))
 	must(t, p.Create(ctx, "sib", "o", CreateOptions{}))
-	writeDevice(t, p, "d", 0x22, 4<<20, 0)     // over o's first 4 MiB: its own copies
+	writeDevice(t, p, "d", 0x22, 4<<20, 0)      // over o's first 4 MiB: its own copies
 	writeDevice(t, p, "d", 0x23, 6<<20, 64<<20) // new blocks
 	writeDevice(t, p, "sib", 0x33, 2<<20, 2<<20)
 	must(t, p.Deactivate(ctx, "d"))
