@@ -149,7 +149,7 @@ func TestCreateReturnsAFailedResumeOfItsParent(t *testing.T) {
 func TestASpaceReturnStoppedDuringTheDiscardIsFinishedByGC(t *testing.T) {
 	p, _ := newVMPool(t, smallOptions())
 	ctx := context.Background()
-	must(t, p.Create(ctx, "gone", "", CreateOptions{}))
+	createActive(t, p, "gone") // active: its return discards it (an inactive one's is not discarded)
 	devID := mustDeviceID(t, p, "gone")
 	reached, release := blockDiscard(t)
 	must(t, p.Remove(ctx, "gone"))

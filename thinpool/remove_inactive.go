@@ -25,7 +25,10 @@ import (
 // metadata says which data blocks the device alone maps: read through a
 // metadata snapshot (withMetadataSnap, thinmeta), its exclusive blocks are
 // the blocks the delete frees. None (an unwritten snapshot, a device whose
-// every block a snapshot still shares): the delete is all there is to do.
+// every block a snapshot still shares): the delete is all there is to do;
+// the common case of all, a device whose very tree another device has (a
+// snapshot neither wrote to), is seen in the live metadata without a
+// snapshot (sharesRootLive). docs/thin-metadata.md has the whole story.
 // Some, in a pool thinctl made over a loop file: holes are punched in the
 // data file for them (what the pool's discard passdown to the loop device
 // would do), then the device is deleted. Anything else — an external pool

@@ -7,7 +7,7 @@
 //
 // The layout is the kernel's (drivers/md/dm-thin-metadata.c,
 // drivers/md/persistent-data/dm-btree-internal.h, dm-btree-spine.c,
-// dm-block-manager.c); docs/KERNEL.md lists the facts and how the VM tests
+// dm-block-manager.c); docs/thin-metadata.md lists the facts and how the VM tests
 // prove them against thin_dump. Every check the kernel makes when it reads
 // a block is made here too, and a few more (key order, key ranges, value
 // sizes, flag values, block bounds): anything that does not match is an
