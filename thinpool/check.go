@@ -322,18 +322,11 @@ func (p *Pool) poolDeviceIDs(ctx context.Context) ([]uint32, []string, error) {
 
 // metadataDevicePath finds the pool's metadata device from its live table.
 func (p *Pool) metadataDevicePath() (string, error) {
-	ts, err := p.dm.Table(p.cfg.PoolName, dm.TableOptions{})
+	meta, _, err := p.poolTableDevices()
 	if err != nil {
-		return "", errors.Wrapf(err, "table of %s", p.cfg.PoolName)
+		return "", err
 	}
-	if len(ts) != 1 || ts[0].Type != "thin-pool" {
-		return "", errors.Errorf("%s is not a thin pool", p.cfg.PoolName)
-	}
-	f := strings.Fields(ts[0].Params)
-	if len(f) == 0 {
-		return "", errors.Errorf("%s has an empty thin-pool table", p.cfg.PoolName)
-	}
-	return fs.DevicePath(f[0])
+	return fs.DevicePath(meta)
 }
 
 // parseThinDumpDeviceIDs reads the dev_id of every <device> element of
