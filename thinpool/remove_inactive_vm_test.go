@@ -471,3 +471,35 @@ func TestACrashBetweenPunchAndDeleteIsFinishedByTheNextOpen(t *testing.T) {
 		}
 	}
 }
+
+// In an external pool (here over a loop device thinctl did not bind) the
+// blocks of a removed inactive device are not punched: its return takes
+// the discard way, and the pool's passdown still gives the data file its
+// space back.
+func TestTheReturnInAnExternalPoolTakesTheDiscardWay(t *testing.T) {
+	testenv.RequireDeviceMapper(t)
+	ctx := context.Background()
+	data, _, dataDev, metaDev := rawDevices(t)
+	name := "metaret-ext-pool"
+	mustDmsetup(t, "create", name, "--table", fmt.Sprintf("0 %d thin-pool %s %s 128 32768 1 skip_block_zeroing", GiB/512, metaDev, dataDev))
+	t.Cleanup(func() { dmsetup(t, "remove", name) })
+	p, err := Init(ctx, t.TempDir(), Options{ThinPoolDevice: name, BaseSize: 256 * MiB})
+	must(t, err)
+	t.Cleanup(func() { p.Destroy(context.Background(), true) })
+	plans := recordPlans(t)
+	must(t, p.Create(ctx, "o", "", CreateOptions{}))
+	writeDevice(t, p, "o", 0x11, 4<<20, 0)
+	must(t, p.Create(ctx, "d", "o", CreateOptions{}))
+	writeDevice(t, p, "d", 0x22, 8<<20, 32<<20)
+	must(t, p.Deactivate(ctx, "d"))
+	before := allocated(t, data)
+	must(t, p.Remove(ctx, "d"))
+	must(t, p.ReturnSpace(ctx))
+	if got := plans(); len(got) != 1 || !strings.HasPrefix(got[0], planFallback+" the pool's data device is not a loop file thinctl made") {
+		t.Fatalf("return plans %q, want a fallback for the external pool", got)
+	}
+	if freed := before - allocated(t, data); freed < 8<<20 {
+		t.Errorf("the data file gave back %d KiB, want 8192", freed>>10)
+	}
+	expectDevice(t, p, "o", 0x11, 4<<20, 0)
+}

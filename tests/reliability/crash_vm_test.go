@@ -185,11 +185,16 @@ func crashSteps() []crashStep {
 		steps = append(steps, crashStep{name: "remove", point: p,
 			prepare: victim, args: fixed("remove", "v"), newID: "v", newData: ofV})
 	}
-	// The victim is inactive by the time its space is returned (remove
-	// unmounted and took it down) and wrote blocks of its own: they are
-	// punched in the data file before the delete.
-	steps = append(steps, crashStep{name: "remove (space return)", point: failpoint.ReturnAfterPunch, subset: true,
-		prepare: victim, args: fixed("remove", "v"), newID: "v", newData: ofV})
+	// A victim deactivated before the remove (one left active is
+	// discarded instead) with blocks of its own: they are punched in the
+	// data file before the delete.
+	inactiveVictim := func(t *testing.T, r *rig) {
+		r.must("create", "v")
+		r.writeData(t, "v", "victim\n")
+		r.must("deactivate", "v")
+	}
+	steps = append(steps, crashStep{name: "remove of an inactive device (space return)", point: failpoint.ReturnAfterPunch, subset: true,
+		prepare: inactiveVictim, args: fixed("remove", "v"), newID: "v", newData: ofV})
 	steps = append(steps,
 		crashStep{name: "pool grow", point: failpoint.GrowAfterFiles, args: growArgs},
 		crashStep{name: "pool grow", point: failpoint.GrowAfterReload, subset: true, args: growArgs},
