@@ -58,7 +58,7 @@ func TestReadPoolRefusesGarbageMetadataWithOneLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = ReadPool(t.Context(), s, nil)
-	if err == nil || err.Error() != "pool metadata "+meta+": no thin superblock magic: not thin-pool metadata" {
+	if err == nil || err.Error() != "pool metadata "+meta+": superblock at block 0: magic 0, want 27022010: not thin-pool metadata" {
 		t.Errorf("ReadPool of zeros: %v", err)
 	}
 }

@@ -1,10 +1,11 @@
 package dockerdm
 
 import (
-	"encoding/binary"
-	"hash/crc32"
+	"strings"
 
 	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/internal/thinmeta"
 )
 
 // Superblock is what this package reads of a thin pool's metadata
@@ -27,53 +28,31 @@ type Superblock struct {
 	Version uint32 `json:"version"`
 }
 
-const (
-	thinMagic          = 27022010
-	superblockSize     = 512
-	superblockCsumXor  = 160774
-	needsCheckFlag     = 1
-	spaceMapRootOffset = 64  // data space map root (128 bytes)
-	metaSMRootOffset   = 192 // metadata space map root
-)
-
 // ErrNotThinMetadata: block 0 is not a thin pool's superblock.
 var ErrNotThinMetadata = errors.New("not thin-pool metadata")
 
-// ParseSuperblock reads a thin pool's superblock from the first bytes of
-// its metadata device and checks its magic, block number and checksum.
+// ParseSuperblock reads a thin pool's superblock from the first 4 KiB of
+// its metadata device and checks it (magic, block number, checksum, sizes:
+// internal/thinmeta, thinctl's one reader of the metadata format).
 func ParseSuperblock(b []byte) (Superblock, error) {
-	if len(b) < superblockSize {
-		return Superblock{}, errors.Wrapf(ErrNotThinMetadata, "superblock is %d bytes, want %d", len(b), superblockSize)
+	if len(b) < thinmeta.BlockSize {
+		return Superblock{}, errors.Wrapf(ErrNotThinMetadata, "superblock is %d bytes, want %d", len(b), thinmeta.BlockSize)
 	}
-	le := binary.LittleEndian
-	if le.Uint64(b[32:]) != thinMagic {
-		return Superblock{}, errors.Wrap(ErrNotThinMetadata, "no thin superblock magic")
+	s, err := thinmeta.ParseSuperblock(b[:thinmeta.BlockSize], 0)
+	if err != nil {
+		// One class for the caller: thinmeta's own ("does not check")
+		// gives way to this package's.
+		return Superblock{}, errors.Wrap(ErrNotThinMetadata, strings.TrimSuffix(err.Error(), ": "+thinmeta.ErrCorrupt.Error()))
 	}
-	if le.Uint64(b[8:]) != 0 {
-		return Superblock{}, errors.Wrapf(ErrNotThinMetadata, "superblock says it is block %d", le.Uint64(b[8:]))
-	}
-	// The checksum covers the 4 KiB block from byte 4 on: crc32c with the
-	// kernel's seed ~0, no final inversion, xored with the superblock's salt.
-	if len(b) >= 4096 {
-		sum := ^crc32.Checksum(b[4:4096], crc32.MakeTable(crc32.Castagnoli)) ^ superblockCsumXor
-		if want := le.Uint32(b[0:]); sum != want {
-			return Superblock{}, errors.Wrapf(ErrNotThinMetadata, "superblock checksum %#x, computed %#x", want, sum)
-		}
-	}
-	sb := Superblock{
-		NeedsCheck:    le.Uint32(b[4:])&needsCheckFlag != 0,
-		Version:       le.Uint32(b[40:]),
-		TransactionID: le.Uint64(b[48:]),
-		HeldRoot:      le.Uint64(b[56:]),
-		DataBlockSize: le.Uint32(b[336:]),
-	}
-	sb.DataBlocks, sb.DataUsed = le.Uint64(b[spaceMapRootOffset:]), le.Uint64(b[spaceMapRootOffset+8:])
-	sb.MetadataBlocks, sb.MetadataUsed = le.Uint64(b[metaSMRootOffset:]), le.Uint64(b[metaSMRootOffset+8:])
-	if sb.DataBlockSize == 0 || sb.DataBlockSize%128 != 0 {
-		return Superblock{}, errors.Wrapf(ErrNotThinMetadata, "data block size %d sectors", sb.DataBlockSize)
-	}
-	if sb.DataUsed > sb.DataBlocks || sb.MetadataUsed > sb.MetadataBlocks {
-		return Superblock{}, errors.Wrap(ErrNotThinMetadata, "space map says more blocks are used than exist")
-	}
-	return sb, nil
+	return Superblock{
+		TransactionID:  s.TransactionID,
+		HeldRoot:       s.HeldRoot,
+		DataBlockSize:  s.DataBlockSize,
+		DataBlocks:     s.DataBlocks,
+		DataUsed:       s.DataUsed,
+		MetadataBlocks: s.MetadataBlocks,
+		MetadataUsed:   s.MetadataUsed,
+		NeedsCheck:     s.NeedsCheck,
+		Version:        s.Version,
+	}, nil
 }

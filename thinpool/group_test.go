@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/pkg/errors"
+	"github.com/thinctl/thinctl/internal/crc32c"
 )
 
 // openTxs lists every open transaction of r, in flight or not.
@@ -246,9 +247,9 @@ func setFormat(t *testing.T, path string, v uint32) {
 	mustOK(t, err)
 	binary.LittleEndian.PutUint32(b[8:], v)
 	if string(b[:8]) == journalMagic {
-		binary.LittleEndian.PutUint32(b[24:], crc32c(0, b[:24]))
+		binary.LittleEndian.PutUint32(b[24:], crc32c.Update(0, b[:24]))
 	} else {
-		binary.LittleEndian.PutUint32(b[40:], crc32c(crc32c(0, b[:40]), b[snapshotHdrSize:]))
+		binary.LittleEndian.PutUint32(b[40:], crc32c.Update(crc32c.Update(0, b[:40]), b[snapshotHdrSize:]))
 	}
 	mustOK(t, os.WriteFile(path, b, 0o600))
 }

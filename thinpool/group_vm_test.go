@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thinctl/thinctl/internal/crc32c"
 	"github.com/thinctl/thinctl/internal/testenv"
 )
 
@@ -148,9 +149,9 @@ func TestAVersion2RootOpensAndContinuesAsVersion3(t *testing.T) {
 		must(t, err)
 		binary.LittleEndian.PutUint32(b[8:], 2)
 		if name == journalFileName {
-			binary.LittleEndian.PutUint32(b[24:], crc32c(0, b[:24]))
+			binary.LittleEndian.PutUint32(b[24:], crc32c.Update(0, b[:24]))
 		} else {
-			binary.LittleEndian.PutUint32(b[40:], crc32c(crc32c(0, b[:40]), b[snapshotHdrSize:]))
+			binary.LittleEndian.PutUint32(b[40:], crc32c.Update(crc32c.Update(0, b[:40]), b[snapshotHdrSize:]))
 		}
 		must(t, os.WriteFile(path, b, 0o600))
 	}

@@ -3,10 +3,9 @@ package thinpool
 import (
 	"bytes"
 	"encoding/binary"
-	"hash/crc32"
-	"sync"
 
 	"github.com/pkg/errors"
+	"github.com/thinctl/thinctl/internal/crc32c"
 )
 
 // The registry's version 2 files (docs/registry.md describes them byte by
@@ -69,58 +68,6 @@ const (
 	endRecovered byte = 3 // recovery decided what the message did
 )
 
-// crc32c continues the CRC-32C (Castagnoli) crc over p, like crc32.Update
-// with a Castagnoli table. Frames and headers (up to a few hundred KiB
-// read by one Open) go through slicing-by-8 tables built at start from the
-// polynomial (2,048 entries); a long input (a large registry file) goes to
-// hash/crc32, whose table is built on first use: on amd64 building it
-// computes about 1.5 MB of CRCs, which cost every thinctl process 15-20 ms
-// at start under qemu's emulation when it was a package variable.
-func crc32c(crc uint32, p []byte) uint32 {
-	if len(p) >= crc32cLongMin {
-		return crc32.Update(crc, castagnoliTable(), p)
-	}
-	t := &crc32cSlicing
-	crc = ^crc
-	for ; len(p) >= 8; p = p[8:] {
-		crc ^= binary.LittleEndian.Uint32(p)
-		crc = t[7][byte(crc)] ^ t[6][byte(crc>>8)] ^ t[5][byte(crc>>16)] ^ t[4][crc>>24] ^
-			t[3][p[4]] ^ t[2][p[5]] ^ t[1][p[6]] ^ t[0][p[7]]
-	}
-	for _, b := range p {
-		crc = t[0][byte(crc)^b] ^ crc>>8
-	}
-	return ^crc
-}
-
-// crc32cLongMin is the input length from which crc32c uses hash/crc32.
-const crc32cLongMin = 512 << 10
-
-// castagnoliTable is hash/crc32's Castagnoli table, made on first use.
-var castagnoliTable = sync.OnceValue(func() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) })
-
-// crc32cSlicing[0][b] is the CRC-32C register after shifting in byte b;
-// crc32cSlicing[k][b], after shifting in b followed by k zero bytes.
-var crc32cSlicing = func() (t [8][256]uint32) {
-	for i := range t[0] {
-		c := uint32(i)
-		for range 8 {
-			if c&1 != 0 {
-				c = c>>1 ^ crc32.Castagnoli
-			} else {
-				c >>= 1
-			}
-		}
-		t[0][i] = c
-	}
-	for i := range t[0] {
-		for k := 1; k < 8; k++ {
-			t[k][i] = t[k-1][i]>>8 ^ t[0][byte(t[k-1][i])]
-		}
-	}
-	return t
-}()
-
 // entry is one change in a frame or one item of a snapshot.
 type entry struct {
 	kind byte
@@ -170,7 +117,7 @@ func encodeJournalHeader(capacity int64) []byte {
 	binary.LittleEndian.PutUint32(b[8:], registryFormat)
 	binary.LittleEndian.PutUint32(b[12:], journalHeaderSize)
 	binary.LittleEndian.PutUint64(b[16:], uint64(capacity))
-	binary.LittleEndian.PutUint32(b[24:], crc32c(0, b[:24]))
+	binary.LittleEndian.PutUint32(b[24:], crc32c.Update(0, b[:24]))
 	return b
 }
 
@@ -183,7 +130,7 @@ func parseJournalHeader(data []byte, fileSize int64) (int64, error) {
 	if string(data[:8]) != journalMagic {
 		return 0, errors.Errorf("does not start with %q", journalMagic)
 	}
-	if crc32c(0, data[:24]) != binary.LittleEndian.Uint32(data[24:]) {
+	if crc32c.Update(0, data[:24]) != binary.LittleEndian.Uint32(data[24:]) {
 		return 0, errors.New("its header checksum does not match")
 	}
 	for _, c := range data[28:journalHeaderSize] {
@@ -230,8 +177,8 @@ func encodeFrame(epoch, seq uint64, synced int64, payload []byte) []byte {
 	binary.LittleEndian.PutUint64(b[16:], seq)
 	binary.LittleEndian.PutUint64(b[24:], uint64(synced))
 	copy(b[frameHeaderSize:], payload)
-	c := crc32c(0, b[:32])
-	c = crc32c(c, payload)
+	c := crc32c.Update(0, b[:32])
+	c = crc32c.Update(c, payload)
 	binary.LittleEndian.PutUint32(b[32:], c)
 	return b
 }
@@ -253,8 +200,8 @@ func parseFrameAt(data []byte, off int64, epoch uint64) (frame, bool) {
 		return frame{}, false
 	}
 	payload := data[off+frameHeaderSize : off+frameHeaderSize+int64(n)]
-	c := crc32c(0, h[:32])
-	c = crc32c(c, payload)
+	c := crc32c.Update(0, h[:32])
+	c = crc32c.Update(c, payload)
 	if c != binary.LittleEndian.Uint32(h[32:]) || binary.LittleEndian.Uint32(h[36:]) != 0 {
 		return frame{}, false
 	}
@@ -355,8 +302,8 @@ func encodeSnapshot(epoch uint64, next uint32, count int, body []byte) []byte {
 	binary.LittleEndian.PutUint32(b[24:], next)
 	binary.LittleEndian.PutUint32(b[28:], uint32(count))
 	binary.LittleEndian.PutUint64(b[32:], uint64(len(body)))
-	c := crc32c(0, b[:40])
-	c = crc32c(c, body)
+	c := crc32c.Update(0, b[:40])
+	c = crc32c.Update(c, body)
 	binary.LittleEndian.PutUint32(b[40:], c)
 	return append(b, body...)
 }
@@ -378,8 +325,8 @@ func parseSnapshot(data []byte) (snapshot, error) {
 	if n != uint64(len(data)-snapshotHdrSize) {
 		return s, errors.Errorf("its header says %d bytes of records, the file holds %d", n, len(data)-snapshotHdrSize)
 	}
-	c := crc32c(0, data[:40])
-	c = crc32c(c, data[snapshotHdrSize:])
+	c := crc32c.Update(0, data[:40])
+	c = crc32c.Update(c, data[snapshotHdrSize:])
 	if c != binary.LittleEndian.Uint32(data[40:]) {
 		return s, errors.New("its checksum does not match")
 	}

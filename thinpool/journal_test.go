@@ -2,37 +2,8 @@ package thinpool
 
 import (
 	"encoding/binary"
-	"hash/crc32"
-	"math/rand/v2"
 	"testing"
 )
-
-// The journal's checksum is CRC-32C whichever way crc32c computes it: its
-// slicing-by-8 tables for short inputs, hash/crc32's for long ones, and any
-// mix of the two when a checksum is continued over several pieces.
-func TestCrc32cIsHashCrc32sCastagnoliAtEveryLength(t *testing.T) {
-	ref := crc32.MakeTable(crc32.Castagnoli)
-	data := make([]byte, 3*crc32cLongMin+17)
-	rnd := rand.New(rand.NewPCG(1, 2))
-	for i := range data {
-		data[i] = byte(rnd.Uint32())
-	}
-	lengths := []int{0, 1, 7, 8, 9, 24, 40, 333, crc32cLongMin - 1, crc32cLongMin, crc32cLongMin + 1, len(data)}
-	for _, n := range lengths {
-		if got, want := crc32c(0, data[:n]), crc32.Checksum(data[:n], ref); got != want {
-			t.Errorf("crc32c of %d bytes = %#08x, want %#08x", n, got, want)
-		}
-	}
-	for _, split := range []int{0, 1, 40, crc32cLongMin - 1, crc32cLongMin, 2 * crc32cLongMin} {
-		got := crc32c(crc32c(0, data[:split]), data[split:])
-		if want := crc32.Checksum(data, ref); got != want {
-			t.Errorf("crc32c continued at byte %d = %#08x, want %#08x", split, got, want)
-		}
-	}
-	if got := crc32c(0, []byte("123456789")); got != 0xe3069283 {
-		t.Errorf("crc32c of the standard check input = %#08x, want 0xe3069283", got)
-	}
-}
 
 func TestNextMagicFindsOnlyAlignedMagicsUpToTheLastStart(t *testing.T) {
 	put := func(data []byte, offs ...int) []byte {

@@ -14,7 +14,7 @@ import (
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/loopback"
-	"github.com/thinctl/thinctl/thinpool/internal/thinmeta"
+	"github.com/thinctl/thinctl/internal/thinmeta"
 )
 
 // Returning the space of an inactive removed device without activating it.

@@ -16,7 +16,7 @@ import (
 
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/testenv"
-	"github.com/thinctl/thinctl/thinpool/internal/thinmeta"
+	"github.com/thinctl/thinctl/internal/thinmeta"
 )
 
 // dumpedMapping is one virtual → data block mapping of thin_dump's XML.

@@ -16,9 +16,9 @@ package thinmeta
 
 import (
 	"encoding/binary"
-	"hash/crc32"
 
 	"github.com/pkg/errors"
+	"github.com/thinctl/thinctl/internal/crc32c"
 )
 
 // BlockSize is the size of a metadata block in bytes (the kernel's
@@ -50,13 +50,11 @@ const nodeHeaderSize = 32
 // block number, magic, flag, size, order or bound that does not match.
 var ErrCorrupt = errors.New("thin-pool metadata does not check")
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // checksum is the kernel's dm_bm_checksum: crc32c seeded with ~0 and not
-// inverted at the end (Linux's crc32c()), xored with xor. Go's crc32
-// inverts on the way in and out, hence the ^.
+// inverted at the end (Linux's crc32c()), xored with xor. Update, like
+// hash/crc32, inverts on the way in and out, hence the ^.
 func checksum(b []byte, xor uint32) uint32 {
-	return ^crc32.Checksum(b, castagnoli) ^ xor
+	return ^crc32c.Update(0, b) ^ xor
 }
 
 // Superblock is the part of a thin pool's superblock (struct
@@ -75,6 +73,12 @@ type Superblock struct {
 	DataBlockSize     uint32 // in 512-byte sectors
 	MetadataBlockSize uint32 // in 512-byte sectors (always 8)
 	MetadataBlocks    uint64 // metadata_nr_blocks
+	// NeedsCheck is the kernel's "run thin_check" flag (flags bit 0).
+	NeedsCheck bool
+	// DataBlocks and DataUsed are the data space map's nr_blocks and
+	// nr_allocated; MetadataUsed the metadata space map's nr_allocated.
+	// A metadata snapshot's copy has them zeroed.
+	DataBlocks, DataUsed, MetadataUsed uint64
 }
 
 // Offsets in struct thin_disk_superblock.
@@ -87,12 +91,18 @@ const (
 	sbTime           = 44
 	sbTransactionID  = 48
 	sbHeldRoot       = 56
+	sbDataSpaceMap   = 64  // data space map root (128 bytes): nr_blocks, nr_allocated, ...
+	sbMetaSpaceMap   = 192 // metadata space map root, the same layout
 	sbDataMapping    = 320
 	sbDeviceDetails  = 328
 	sbDataBlockSize  = 336
 	sbMetaBlockSize  = 340
 	sbMetadataBlocks = 344
 )
+
+// needsCheckFlag is THIN_METADATA_NEEDS_CHECK_FLAG in the superblock's
+// flags.
+const needsCheckFlag = 1
 
 // Data block sizes the kernel accepts, in sectors (dm-thin.c:
 // DATA_DEV_BLOCK_SIZE_MIN_SECTORS, DATA_DEV_BLOCK_SIZE_MAX_SECTORS).
@@ -121,6 +131,10 @@ func ParseSuperblock(b []byte, blocknr uint64) (Superblock, error) {
 		DataBlockSize:     le.Uint32(b[sbDataBlockSize:]),
 		MetadataBlockSize: le.Uint32(b[sbMetaBlockSize:]),
 		MetadataBlocks:    le.Uint64(b[sbMetadataBlocks:]),
+		NeedsCheck:        le.Uint32(b[sbFlags:])&needsCheckFlag != 0,
+		DataBlocks:        le.Uint64(b[sbDataSpaceMap:]),
+		DataUsed:          le.Uint64(b[sbDataSpaceMap+8:]),
+		MetadataUsed:      le.Uint64(b[sbMetaSpaceMap+8:]),
 	}
 	if s.Blocknr != blocknr {
 		return Superblock{}, errors.Wrapf(ErrCorrupt, "superblock at block %d says it is block %d", blocknr, s.Blocknr)
@@ -136,6 +150,9 @@ func ParseSuperblock(b []byte, blocknr uint64) (Superblock, error) {
 	}
 	if s.DataBlockSize < minDataBlockSize || s.DataBlockSize > maxDataBlockSize || s.DataBlockSize%minDataBlockSize != 0 {
 		return Superblock{}, errors.Wrapf(ErrCorrupt, "superblock at block %d: data block size %d sectors is not a multiple of %d between %d and %d", blocknr, s.DataBlockSize, minDataBlockSize, minDataBlockSize, maxDataBlockSize)
+	}
+	if s.DataUsed > s.DataBlocks || s.MetadataUsed > le.Uint64(b[sbMetaSpaceMap:]) {
+		return Superblock{}, errors.Wrapf(ErrCorrupt, "superblock at block %d: a space map counts more blocks used than it has", blocknr)
 	}
 	if s.MetadataBlocks == 0 {
 		return Superblock{}, errors.Wrapf(ErrCorrupt, "superblock at block %d: no metadata blocks", blocknr)
