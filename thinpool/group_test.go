@@ -124,22 +124,9 @@ func TestBeginsWrittenBeforeAFlushShareIt(t *testing.T) {
 // and the lock file's durable mark says so; a transaction in flight is
 // never handed to recovery while its owner holds its claim.
 func TestAnotherProcessSharesTheFlushAndLeavesTransactionsInFlightAlone(t *testing.T) {
-	a := newTestRegistry(t)
-	lkA, err := openRootLock(filepath.Join(a.dir, lockFileName))
-	mustOK(t, err)
-	lkB, err := openRootLock(filepath.Join(a.dir, lockFileName))
-	mustOK(t, err)
-	defer lkA.close()
-	defer lkB.close()
-	a.lk = lkA
-	b := newRegistry(a.dir, lkB)
-	defer b.close()
-	with := func(lk *rootLock, fn func()) {
-		mustOK(t, lk.lock())
-		defer lk.unlock()
-		fn()
-	}
+	a, b, lkA, lkB, with := twoProcesses(t)
 	var tkA, tkB *txTicket
+	var err error
 	with(lkA, func() { tkA, err = a.beginShared(createTx("a", 50)); mustOK(t, err) })
 	with(lkB, func() {
 		tkB, err = b.beginShared(createTx("b", 51))

@@ -150,23 +150,27 @@ func (l *rootLock) setEpoch(epoch uint64) error {
 // and fcntl locks apart, so the claims and the root lock never interact.
 const returnClaimBase = 1 << 40
 
-// returnClaim is a held claim on one device's space return.
-type returnClaim struct{ f *os.File }
+// claim is a held claim: a space return's or a transaction's (below).
+// Letting go of it closes its open, which drops the lock.
+type claim struct{ f *os.File }
+
+// release lets go of the claim (nil: nothing to let go of).
+func (c *claim) release() {
+	if c != nil {
+		c.f.Close()
+	}
+}
 
 // tryClaimReturn claims the space return of thin device devID. It returns
 // nil, nil when another returner holds the claim.
-func (l *rootLock) tryClaimReturn(devID uint32) (*returnClaim, error) {
-	f, err := l.tryClaimByte(returnClaimBase+int64(devID), "the space return of thin device", devID)
-	if f == nil {
-		return nil, err
-	}
-	return &returnClaim{f: f}, nil
+func (l *rootLock) tryClaimReturn(devID uint32) (*claim, error) {
+	return l.tryClaimByte(returnClaimBase+int64(devID), "the space return of thin device", devID)
 }
 
 // tryClaimByte takes an OFD write lock on byte off of the lock file
-// through an open of its own, and returns that open; nil, nil when someone
-// else holds it. what and devID name the claim in errors.
-func (l *rootLock) tryClaimByte(off int64, what string, devID uint32) (*os.File, error) {
+// through an open of its own, and returns it as a claim; nil, nil when
+// someone else holds it. what and devID name the claim in errors.
+func (l *rootLock) tryClaimByte(off int64, what string, devID uint32) (*claim, error) {
 	f, err := os.OpenFile(l.path, os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, errors.Wrapf(err, "open lock file %s", l.path)
@@ -180,7 +184,7 @@ func (l *rootLock) tryClaimByte(off int64, what string, devID uint32) (*os.File,
 	}
 	switch {
 	case err == nil:
-		return f, nil
+		return &claim{f: f}, nil
 	case err == unix.EAGAIN || err == unix.EACCES:
 		f.Close()
 		return nil, nil
@@ -192,7 +196,7 @@ func (l *rootLock) tryClaimByte(off int64, what string, devID uint32) (*os.File,
 
 // claimReturn is tryClaimReturn that waits while another returner holds
 // the claim (it lets go when its discard ends), until ctx ends.
-func (l *rootLock) claimReturn(ctx context.Context, devID uint32) (*returnClaim, error) {
+func (l *rootLock) claimReturn(ctx context.Context, devID uint32) (*claim, error) {
 	const poll = 10 * time.Millisecond
 	for {
 		c, err := l.tryClaimReturn(devID)
@@ -208,12 +212,6 @@ func (l *rootLock) claimReturn(ctx context.Context, devID uint32) (*returnClaim,
 }
 
 // release lets go of the claim.
-func (c *returnClaim) release() {
-	if c != nil {
-		c.f.Close()
-	}
-}
-
 // suspendMarkOffset is where the suspend mark lies in the lock file.
 const suspendMarkOffset = 16
 
@@ -255,24 +253,10 @@ func (l *rootLock) suspendMarked() bool {
 // owner left (it died, or gave the transaction up to recovery).
 const txClaimBase = 1 << 41
 
-// txClaim is a held claim on one transaction.
-type txClaim struct{ f *os.File }
-
 // tryClaimTx claims the transaction of thin id devID; nil, nil when its
 // owner holds the claim.
-func (l *rootLock) tryClaimTx(devID uint32) (*txClaim, error) {
-	f, err := l.tryClaimByte(txClaimBase+int64(devID), "the transaction of thin id", devID)
-	if f == nil {
-		return nil, err
-	}
-	return &txClaim{f: f}, nil
-}
-
-// release lets go of the claim.
-func (c *txClaim) release() {
-	if c != nil {
-		c.f.Close()
-	}
+func (l *rootLock) tryClaimTx(devID uint32) (*claim, error) {
+	return l.tryClaimByte(txClaimBase+int64(devID), "the transaction of thin id", devID)
 }
 
 // relock takes the lock again after unlock, for a caller whose deferred

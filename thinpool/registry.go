@@ -156,7 +156,7 @@ type registry struct {
 	txBuf []byte
 	// owned holds the claims of this registry's transactions in flight
 	// (begun, not ended); it outlives reloads. Guarded by the root lock.
-	owned map[uint32]*txClaim
+	owned map[uint32]*claim
 	// group lets this registry's transactions share journal flushes.
 	group flushGroup
 	// journalSize is the size a new journal gets (defaultJournalSize).
@@ -877,7 +877,7 @@ type txTicket struct {
 	epoch  uint64 // of the journal the begin frame went to
 	end    int64  // the journal offset after it
 	f      *os.File
-	claim  *txClaim
+	claim  *claim
 	ticket uint64 // the flush group's ticket
 }
 
@@ -890,7 +890,7 @@ func (r *registry) beginShared(t txRecord) (*txTicket, error) {
 	if err := r.ensure(); err != nil {
 		return nil, err
 	}
-	var claim *txClaim
+	var held *claim
 	if r.lk != nil {
 		c, err := r.lk.tryClaimTx(t.DeviceID)
 		if err != nil {
@@ -899,25 +899,25 @@ func (r *registry) beginShared(t txRecord) (*txTicket, error) {
 		if c == nil {
 			return nil, errors.Errorf("registry: thin id %d has a transaction in flight elsewhere", t.DeviceID)
 		}
-		claim = c
+		held = c
 	}
 	if err := r.beginTx(&t, false); err != nil {
-		claim.release()
+		held.release()
 		return nil, err
 	}
 	fd, err := unix.Dup(int(r.jf.Fd()))
 	if err != nil {
 		// The begin stays open: the next operation recovers it (the
 		// message was never sent).
-		claim.release()
+		held.release()
 		return nil, errors.Wrapf(err, "registry: dup the handle of %s", r.journalPath())
 	}
 	unix.CloseOnExec(fd)
 	if r.owned == nil {
-		r.owned = map[uint32]*txClaim{}
+		r.owned = map[uint32]*claim{}
 	}
-	r.owned[t.DeviceID] = claim
-	tk := &txTicket{devID: t.DeviceID, epoch: r.st.epoch, end: r.st.pos, f: os.NewFile(uintptr(fd), r.journalPath()), claim: claim}
+	r.owned[t.DeviceID] = held
+	tk := &txTicket{devID: t.DeviceID, epoch: r.st.epoch, end: r.st.pos, f: os.NewFile(uintptr(fd), r.journalPath()), claim: held}
 	tk.ticket = r.group.register(tk)
 	return tk, nil
 }

@@ -448,23 +448,34 @@ func TestACompactionInterruptedAtEachStepLosesNothing(t *testing.T) {
 	}
 }
 
-// Two handles with their own lock file handles stand for two processes.
-func TestAnotherProcessSeesAppendsAndCompactions(t *testing.T) {
-	a := newTestRegistry(t)
+// twoProcesses returns two registries of one root, each with its own open
+// of the lock file, as two processes would have them, and with, which runs
+// fn holding a registry's root lock.
+func twoProcesses(t *testing.T) (a, b *registry, lkA, lkB *rootLock, with func(*rootLock, func())) {
+	t.Helper()
+	a = newTestRegistry(t)
 	lkA, err := openRootLock(filepath.Join(a.dir, lockFileName))
 	mustOK(t, err)
-	lkB, err := openRootLock(filepath.Join(a.dir, lockFileName))
+	lkB, err = openRootLock(filepath.Join(a.dir, lockFileName))
 	mustOK(t, err)
-	defer lkA.close()
-	defer lkB.close()
 	a.lk = lkA
-	b := newRegistry(a.dir, lkB)
-	defer b.close()
-	with := func(lk *rootLock, fn func()) {
+	b = newRegistry(a.dir, lkB)
+	t.Cleanup(func() {
+		b.close()
+		lkA.close()
+		lkB.close()
+	})
+	with = func(lk *rootLock, fn func()) {
 		mustOK(t, lk.lock())
 		defer lk.unlock()
 		fn()
 	}
+	return a, b, lkA, lkB, with
+}
+
+// Two handles with their own lock file handles stand for two processes.
+func TestAnotherProcessSeesAppendsAndCompactions(t *testing.T) {
+	a, b, lkA, lkB, with := twoProcesses(t)
 	with(lkB, func() { mustOK(t, b.ensure()) })
 	with(lkA, func() { mustOK(t, a.saveDevice(sampleDevice("one", 10))) })
 	with(lkB, func() {

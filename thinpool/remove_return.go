@@ -343,7 +343,7 @@ func (p *Pool) returnOne(ctx context.Context, key string, wait bool) error {
 	if !ok {
 		return errors.Errorf("%q is not the key of a device returning space", key)
 	}
-	var c *returnClaim
+	var c *claim
 	var err error
 	if wait {
 		c, err = p.lk.claimReturn(ctx, devID)
