@@ -13,8 +13,8 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
-	"github.com/thinctl/thinctl/loopback"
 	"github.com/thinctl/thinctl/internal/thinmeta"
+	"github.com/thinctl/thinctl/loopback"
 )
 
 // Returning the space of an inactive removed device without activating it.
