@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pkg/errors"
 
@@ -193,6 +194,11 @@ func (p *Pool) discardDevice(ctx context.Context, r deviceRecord, dev uint64) er
 	return errors.Wrapf(derr, "discard the blocks of removed device %q", r.RemovedID)
 }
 
+// deleteBusyPause is the longest pause between two tries of a delete the
+// pool refuses (EBUSY) while no device of the thin device's name exists;
+// the pauses double from 1 ms, about 2 s in all.
+const deleteBusyPause = 2 * time.Second
+
 // finishReturn takes r's thin device down and deletes it from the pool and
 // the registry in one transaction. The caller holds the lock.
 func (p *Pool) finishReturn(ctx context.Context, r deviceRecord) error {
@@ -208,9 +214,29 @@ func (p *Pool) finishReturn(ctx context.Context, r deviceRecord) error {
 	} else if !errors.Is(err, dm.ErrNotFound) {
 		return errors.Wrapf(err, "%s", name)
 	}
-	err := p.runTx(txRecord{Op: opDelete, DeviceID: r.DeviceID, ID: r.ID}, func() error {
-		return p.reg.removeDevice(r.ID)
-	})
+	tx := txRecord{Op: opDelete, DeviceID: r.DeviceID, ID: r.ID}
+	var err error
+	for pause := time.Millisecond; ; pause *= 2 {
+		err = p.runTx(tx, func() error { return p.reg.removeDevice(r.ID) })
+		if err == nil || !errors.Is(err, dm.ErrBusy) || pause > deleteBusyPause {
+			break
+		}
+		// The pool still counts the thin device open although no device
+		// of this name exists: a device-mapper device being torn down
+		// (a deferred removal, finished when its last holder let go)
+		// loses its name before its table is destroyed, and the
+		// destruction waits for every reference to it — udev's reads
+		// of its sysfs attributes among them. It is a matter of
+		// milliseconds; the delete is tried again meanwhile.
+		if _, ierr := p.dm.Info(name); !errors.Is(ierr, dm.ErrNotFound) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Wrapf(ctx.Err(), "delete removed device %q from the pool (thin id %d still open in the pool)", r.RemovedID, r.DeviceID)
+		case <-time.After(pause):
+		}
+	}
 	if err != nil {
 		return errors.Wrapf(err, "delete removed device %q from the pool", r.RemovedID)
 	}
