@@ -51,10 +51,12 @@ func TestRemoveOfAHeldDeviceKeepsItsDataUntilTheHolderLetsGo(t *testing.T) {
 	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
 	name := thinName(p.cfg.Key, mustDeviceID(t, p, "held"))
 	// The holder's own descriptor, not just an open count (udev's probe
-	// after the activation opens the device too).
+	// after the activation opens the device too). Until bash has run,
+	// fd 3 may be Go's exec status pipe ("pipe:[…]"): only a device node
+	// counts.
 	waitFor(t, "the holder to open the device", func() bool {
-		_, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/3", holder.Process.Pid))
-		return err == nil
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/3", holder.Process.Pid))
+		return err == nil && strings.HasPrefix(link, "/dev/")
 	})
 	if info, err := p.dm.Info(name); err != nil || info.OpenCount == 0 {
 		t.Fatalf("the held device has open count %d (%v)", info.OpenCount, err)
