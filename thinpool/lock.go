@@ -50,22 +50,11 @@ func openRootLock(path string) (*rootLock, error) {
 
 // lock takes the mutex, then the flock (waiting for other processes).
 func (l *rootLock) lock() error {
-	l.mu.Lock()
-	if l.f == nil {
+	if err := l.relock(); err != nil {
 		l.mu.Unlock()
-		return errors.New("thin pool is closed")
+		return err
 	}
-	for {
-		err := unix.Flock(int(l.f.Fd()), unix.LOCK_EX)
-		if err == nil {
-			l.holds++
-			return nil
-		}
-		if err != unix.EINTR {
-			l.mu.Unlock()
-			return errors.Wrapf(err, "lock %s", l.path)
-		}
-	}
+	return nil
 }
 
 // unlock releases the flock and the mutex.
