@@ -36,6 +36,9 @@ type Problem struct {
 	ID     string
 	Detail string
 	Fixed  bool
+	// Fix is what brings the pool back from a health problem ("" for
+	// the others: Check with Repair fixes those, or a person does).
+	Fix Fix
 }
 
 // Report is the result of Check.
@@ -65,6 +68,9 @@ func (p *Pool) Check(ctx context.Context, opts CheckOptions) (Report, error) {
 		r.Problems = append(r.Problems, Problem{Kind: kind, ID: id, Detail: detail, Fixed: fixed})
 	}
 
+	if err := p.addHealth(&r); err != nil {
+		return r, err
+	}
 	var pendingDevID uint32 // a transaction left pending owns its device id
 	if t, err := p.reg.loadTx(); err != nil {
 		return r, err

@@ -276,7 +276,7 @@ func (p *Pool) poolTransactionID() (uint64, error) {
 		return 0, err
 	}
 	if st.Failed {
-		return 0, errors.Wrapf(ErrPoolReadOnly, "thin pool %s has failed; run thin_check on its metadata", p.cfg.PoolName)
+		return 0, p.confirmKept("")
 	}
 	return st.TransactionID, nil
 }

@@ -167,6 +167,9 @@ func (p *Pool) checkSpace(id string, size uint64) error {
 		return err
 	}
 	if err := spaceError(s); err != nil {
+		if herr := healthOf(s, p.hostShortfall()).refusal(); herr != nil {
+			return herr
+		}
 		return err
 	}
 	if s.DataTotal > 0 && size > s.DataTotal {
@@ -182,8 +185,7 @@ func spaceError(s Status) error {
 	case s.State == "down":
 		return errors.Errorf("thin pool %s is not active; bring it up first", s.PoolName)
 	case s.Failed || s.ReadOnly || s.NeedsCheck:
-		return errors.Wrapf(ErrPoolReadOnly, "thin pool %s is %s%s; repair its metadata with thin_check/thin_repair",
-			s.PoolName, s.State, map[bool]string{true: " and needs_check", false: ""}[s.NeedsCheck])
+		return healthOf(s, hostShort{}).refusal()
 	case s.OutOfDataSpace || s.DataFreePercent < s.MinFreeSpace:
 		return errors.Wrapf(ErrLowSpace, "thin pool %s has %s of data space left (%.1f%% of %s), under the %.0f%% minimum; "+
 			"grow its data or remove devices",

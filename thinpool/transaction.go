@@ -224,6 +224,13 @@ func (p *Pool) sendTx(t txRecord, prepare, commit func() error) error {
 		}
 		return errors.Wrapf(p.poolMessageError(err), "thin pool %s: %s", p.cfg.PoolName, t.message())
 	}
+	if err := p.confirmKept(t.message()); err != nil {
+		// The transaction stays open: recovery decides from the
+		// (repaired) metadata whether the message happened.
+		p.reg.invalidate()
+		p.idx.invalidate()
+		return errors.Wrapf(err, "%s of thin id %d", t.Op, t.DeviceID)
+	}
 	failpoint.Inject(failpoint.TxAfterMessage)
 	if commit != nil {
 		if err := commit(); err != nil {
@@ -241,8 +248,9 @@ func (p *Pool) sendTx(t txRecord, prepare, commit func() error) error {
 // poolMessageError maps a refused message to a friendlier error when the
 // pool cannot take writes.
 func (p *Pool) poolMessageError(err error) error {
-	if st, serr := p.rawStatus(); serr == nil && (st.Failed || st.Mode == "ro" || st.NeedsCheck) {
-		return errors.Wrapf(ErrPoolReadOnly, "%v (pool mode %s%s)", err, st.Mode, map[bool]string{true: ", needs_check", false: ""}[st.NeedsCheck])
+	var he *HealthError
+	if errors.As(p.confirmKept(""), &he) {
+		return errors.Wrapf(he, "%v", err)
 	}
 	return err
 }
@@ -251,8 +259,11 @@ func (p *Pool) poolMessageError(err error) error {
 // behind (not those in flight: their owners hold their claims).
 func (p *Pool) recoverPendingTx() error {
 	ts, err := p.reg.leftTxs()
-	if err != nil {
+	if err != nil || len(ts) == 0 {
 		return err
+	}
+	if st, err := p.rawStatus(); err == nil && (st.Failed || st.Mode == "ro" || st.NeedsCheck) {
+		return nil // left for after the pool's repair: its metadata decides
 	}
 	for _, t := range ts {
 		if err := p.recoverTx(t); err != nil {
