@@ -102,6 +102,10 @@ type Problem struct {
 	Detail string
 	// Fixed reports that Repair fixed it.
 	Fixed bool
+	// Fix names what brings the backend back from a health problem
+	// ("repair", "grow_data", "grow_metadata", "free_host_space",
+	// "fsck"); "" when Repair or a person fixes it.
+	Fix string
 }
 
 // CheckReport is Check's result.

@@ -60,6 +60,8 @@ type problem struct {
 	Kind   string `json:"kind"`
 	ID     string `json:"id"`
 	Detail string `json:"detail"`
+	// Fix is the command that fixes a health problem ("" for the others).
+	Fix string `json:"fix,omitempty"`
 
 	fixed bool
 }
@@ -70,10 +72,10 @@ type checkReport struct {
 	Problems   []problem `json:"problems"`
 }
 
-func reportFromDriver(r driver.CheckReport) checkReport {
+func reportFromDriver(r driver.CheckReport, root string) checkReport {
 	out := checkReport{Consistent: r.Consistent, Problems: []problem{}}
 	for _, p := range r.Problems {
-		out.Problems = append(out.Problems, problem{Kind: p.Kind, ID: p.ID, Detail: p.Detail, fixed: p.Fixed})
+		out.Problems = append(out.Problems, problem{Kind: p.Kind, ID: p.ID, Detail: p.Detail, Fix: fixCommand(p.Fix, p.ID, root), fixed: p.Fixed})
 	}
 	return out
 }
@@ -172,7 +174,10 @@ func (c *call) status(d driver.Driver) (poolStatus, error) {
 		details:            st.Details,
 	}
 	if st.NeedsCheck {
-		ps.details = append([]driver.KV{{Key: "Needs check", Value: "yes (run thinctl check)"}}, ps.details...)
+		ps.details = append([]driver.KV{{Key: "Needs check", Value: "yes (run " + fixCommand("repair", "", c.rootFlag()) + ")"}}, ps.details...)
+	}
+	for i, hp := range poolHealth(d) {
+		ps.details = append(ps.details[:i:i], append([]driver.KV{{Key: "Problem", Value: hp.Cause + "; fix: " + fixCommand(string(hp.Fix), "", c.rootFlag())}}, ps.details[i:]...)...)
 	}
 	return ps, nil
 }

@@ -59,6 +59,7 @@ const deferredHint = "hint: the deletion finishes by itself once nothing holds t
 type problemsError struct {
 	found, left int
 	repaired    bool
+	hint        string // the fixes of health problems, when there are any
 }
 
 func (e *problemsError) Error() string {
@@ -133,6 +134,7 @@ func diagnose(c *call, err error) (int, string) {
 	var dmo *dmOnlyError
 	var pe *problemsError
 	var he *hintedError
+	var health *thinpool.HealthError
 	switch {
 	case errors.As(err, &he):
 		return exitFailure, he.hint
@@ -154,6 +156,10 @@ func diagnose(c *call, err error) (int, string) {
 		return exitFailure, "select the devicemapper driver with --driver devicemapper on a kernel with dm-thin-pool"
 	case errors.Is(err, thinpool.ErrInvalidID):
 		return exitUsage, idRules
+	case errors.As(err, &pe) && pe.hint != "":
+		return exitFailure, pe.hint
+	case errors.As(err, &health) && healthHint(health, root) != "":
+		return exitFailure, healthHint(health, root)
 	case errors.As(err, &pe):
 		if pe.repaired {
 			return exitFailure, "the rest needs a person: see the DETAIL column"
@@ -168,7 +174,7 @@ func diagnose(c *call, err error) (int, string) {
 	case errors.Is(err, driver.ErrNoSpace):
 		return exitFailure, fmt.Sprintf("grow the pool: thinctl%s pool grow --data-size SIZE (and/or --metadata-size SIZE), or remove devices you no longer need", root)
 	case errors.Is(err, thinpool.ErrPoolReadOnly):
-		return exitFailure, fmt.Sprintf("the pool stopped accepting writes: grow it if it ran out of space (thinctl%s pool grow), then run thinctl%s check", root, root)
+		return exitFailure, fmt.Sprintf("the pool stopped accepting writes: thinctl%s check says why and what fixes it", root)
 	case errors.Is(err, driver.ErrBusy):
 		return exitFailure, busyHint(cmdName)
 	case errors.Is(err, driver.ErrHasChildren):

@@ -206,7 +206,7 @@ func runCheck(c *call) error {
 		if err != nil {
 			return err
 		}
-		r := reportFromDriver(dr)
+		r := reportFromDriver(dr, c.rootFlag())
 		if c.json() {
 			err = writeJSON(c.stdout(), r)
 		} else {
@@ -224,7 +224,7 @@ func runCheck(c *call) error {
 		if left == 0 && len(r.Problems) > 0 {
 			return nil
 		}
-		return &problemsError{found: len(r.Problems), left: left, repaired: c.opts.repair}
+		return &problemsError{found: len(r.Problems), left: left, repaired: c.opts.repair, hint: checkHint(r)}
 	})
 }
 

@@ -600,7 +600,7 @@ func (d *Driver) Check(ctx context.Context, opts driver.CheckOptions) (driver.Ch
 	}
 	out := driver.CheckReport{Consistent: r.Consistent, Problems: []driver.Problem{}, Notes: r.Notes}
 	for _, p := range r.Problems {
-		out.Problems = append(out.Problems, driver.Problem{Kind: p.Kind, ID: p.ID, Detail: p.Detail, Fixed: p.Fixed})
+		out.Problems = append(out.Problems, driver.Problem{Kind: p.Kind, ID: p.ID, Detail: p.Detail, Fixed: p.Fixed, Fix: string(p.Fix)})
 	}
 	return out, nil
 }
