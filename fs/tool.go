@@ -20,6 +20,7 @@ var toolPackages = map[string]string{
 	"e2fsck":     "e2fsprogs",
 	"mkfs.xfs":   "xfsprogs",
 	"xfs_growfs": "xfsprogs",
+	"xfs_repair": "xfsprogs",
 }
 
 // sbinDirs are searched after PATH: filesystem tools live there and a

@@ -41,6 +41,9 @@ const (
 	RemoveAfterMark           = "thinpool/remove/after-mark-deleted"
 	GrowAfterFiles            = "thinpool/grow/after-files"
 	GrowAfterReload           = "thinpool/grow/after-reload"
+	RepairAfterDown           = "thinpool/repair/after-down"
+	RepairAfterRepair         = "thinpool/repair/after-repair"
+	RepairAfterSwap           = "thinpool/repair/after-swap"
 )
 
 // Points is every failpoint the product marks, in the order an operation
@@ -76,6 +79,9 @@ var Points = []Point{
 	{ReturnAfterPunch, "space return of an inactive removed device: the holes are punched in the pool's data file for its exclusive blocks, the thin device not yet deleted"},
 	{GrowAfterFiles, "pool grow: the backing files are larger, the loop devices and pool not"},
 	{GrowAfterReload, "pool grow: the pool table is reloaded at the new size, pool.json not saved"},
+	{RepairAfterDown, "pool repair: the thin devices and the pool are deactivated, the metadata not yet checked"},
+	{RepairAfterRepair, "pool repair: thin_repair wrote the new metadata (checked, in place), pool.json still names the old"},
+	{RepairAfterSwap, "pool repair: pool.json names the repaired metadata, the pool is not yet up"},
 }
 
 // Known reports whether name is one of Points.

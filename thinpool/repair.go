@@ -1,0 +1,395 @@
+package thinpool
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
+
+	"github.com/thinctl/thinctl/errdefs"
+	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/internal/failpoint"
+)
+
+// ErrToolMissing is returned when a program thinctl runs (thin_check,
+// thin_repair, e2fsck, xfs_repair) is not installed.
+var ErrToolMissing = errdefs.New("a required program is not installed", errdefs.ErrNotSupported)
+
+// ErrMetadataDamaged is returned by Repair when the pool's metadata fails
+// thin_check and no spare metadata device was given for an external
+// metadata device, or thin_repair could not rebuild it.
+var ErrMetadataDamaged = errdefs.New("the thin pool's metadata is damaged", errdefs.ErrCorrupt)
+
+// RepairOptions are Repair's options.
+type RepairOptions struct {
+	// SpareMetadataDevice is the block device thin_repair writes the
+	// repaired metadata to for a pool on block devices (--metadata-dev);
+	// a loop pool gets a new file next to the old one instead.
+	SpareMetadataDevice string
+}
+
+// RepairResult says what Repair did.
+type RepairResult struct {
+	// Repaired is true when thin_repair rebuilt the metadata; false when
+	// thin_check passed and the pool only needed a fresh activation.
+	Repaired bool
+	// ClearedNeedsCheck is true when the needs_check flag was set and
+	// thin_check cleared it.
+	ClearedNeedsCheck bool
+	// OldMetadata and NewMetadata name the metadata before and after a
+	// repair (the old one is kept untouched); equal when not repaired.
+	OldMetadata, NewMetadata string
+	// CheckOutput is what thin_check said about the old metadata.
+	CheckOutput string
+	// Lost lists the registry ids whose thin device the pool's metadata
+	// no longer has; their records are kept (Check reports them) for a
+	// person to remove.
+	Lost []string
+	// Notes says what could not be compared.
+	Notes []string
+}
+
+// repairTool finds a thin-provisioning-tools program on PATH or in
+// /usr/sbin and /sbin (where Debian and Fedora install them).
+func repairTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", errors.Wrapf(ErrToolMissing, "%s is not installed (install thin-provisioning-tools)", name)
+}
+
+// Repair brings a pool that went read-only, failed or needs a check back
+// to read-write, like lvconvert --repair: it refuses while a device of the
+// pool is open (naming them), deactivates the thin devices and the pool,
+// runs thin_check on the metadata and, when that passes, clears
+// needs_check and activates the pool again (nothing else). When it fails,
+// thin_repair writes fresh metadata (a new file next to the old one for a
+// loop pool, opts.SpareMetadataDevice otherwise), pool.json is switched to
+// it durably and the old metadata is left untouched. The pool then comes
+// up read-write, interrupted transactions are finished from the repaired
+// metadata, and the registry's devices the metadata lacks are listed in
+// Lost, never dropped.
+//
+// A crash at any step leaves the pool on the metadata pool.json names
+// (the old one until the switch): the next Repair starts again, a
+// half-written new metadata file is removed.
+func (p *Pool) Repair(ctx context.Context, opts RepairOptions) (RepairResult, error) {
+	var res RepairResult
+	if err := ctx.Err(); err != nil {
+		return res, errors.Wrap(err, "repair")
+	}
+	if p.cfg.ExternalPool {
+		return res, errors.Wrapf(errdefs.ErrNotSupported, "thin pool %s is not managed by thinctl: repair it with the tool that manages it (lvconvert --repair for LVM)", p.cfg.PoolName)
+	}
+	check, err := repairTool("thin_check")
+	if err != nil {
+		return res, err
+	}
+	p.stopReturning(false)
+	if err := p.lk.lock(); err != nil {
+		return res, err
+	}
+	defer p.lk.unlock()
+	defer p.idx.invalidate()
+	if err := p.refuseOpenDevices(); err != nil {
+		return res, err
+	}
+	old := p.metadataSource()
+	res.OldMetadata, res.NewMetadata = old, old
+	removePartials(p.dir)
+
+	p.report("deactivating the thin devices and the pool", 0.1)
+	if err := p.deactivateAll(ctx); err != nil {
+		return res, err
+	}
+	if err := p.poolDown(ctx); err != nil {
+		return res, err
+	}
+	failpoint.Inject(failpoint.RepairAfterDown)
+
+	p.report("checking the pool's metadata (thin_check)", 0.3)
+	out, cerr := runTool(ctx, check, old)
+	res.CheckOutput = out
+	if cerr == nil {
+		// Only a fresh activation is needed; the flag is cleared only
+		// because the check passed.
+		if out2, err := runTool(ctx, check, "--clear-needs-check-flag", old); err != nil {
+			return res, errors.Wrapf(err, "thin_check --clear-needs-check-flag %s: %s", old, out2)
+		}
+		res.ClearedNeedsCheck = true
+	} else {
+		if err := ctx.Err(); err != nil {
+			return res, errors.Wrap(err, "thin_check stopped")
+		}
+		p.report("rebuilding the pool's metadata (thin_repair)", 0.5)
+		newMeta, err := p.rebuildMetadata(ctx, old, opts)
+		if err != nil {
+			return res, err
+		}
+		res.Repaired, res.NewMetadata = true, newMeta
+	}
+
+	p.report("activating the pool", 0.7)
+	if err := p.poolUp(ctx); err != nil {
+		return res, err
+	}
+	st, err := p.rawStatus()
+	if err != nil {
+		return res, err
+	}
+	if st.Failed || st.Mode == "ro" || st.NeedsCheck {
+		return res, errors.Wrapf(p.confirmKept(""), "after repair")
+	}
+
+	p.report("reconciling the registry with the pool's metadata", 0.85)
+	if err := p.reconcileAfterRepair(ctx, &res); err != nil {
+		return res, err
+	}
+	p.report("done", 1)
+	return res, nil
+}
+
+// refuseOpenDevices fails with ErrBusy naming every open thin device of
+// the pool (and where it is mounted) before anything is changed.
+func (p *Pool) refuseOpenDevices() error {
+	devs, err := p.ourDevices()
+	if err != nil {
+		return err
+	}
+	_ = p.refreshIndex()
+	var busy []string
+	for _, d := range devs {
+		info, err := p.dm.Info(d.Name)
+		if err != nil || info.OpenCount == 0 {
+			continue
+		}
+		label := d.Name
+		if devID, ok := p.thinDevIDOf(d); ok {
+			if id, known := p.idx.byDevID[devID]; known {
+				label = id
+				if mounted, _ := fs.IsMounted(p.MountPath(id)); mounted {
+					label += " (mounted at " + p.MountPath(id) + ")"
+				}
+			}
+		}
+		busy = append(busy, label)
+	}
+	if len(busy) > 0 {
+		sort.Strings(busy)
+		return errors.Wrapf(ErrBusy, "devices of thin pool %s are in use: %s; unmount them and stop what holds them", p.cfg.PoolName, strings.Join(busy, ", "))
+	}
+	return nil
+}
+
+// metadataSource is the file or device holding the pool's metadata.
+func (p *Pool) metadataSource() string {
+	if p.cfg.DataFile != "" {
+		return p.metaFilePath()
+	}
+	return p.cfg.MetadataDevice
+}
+
+const partialSuffix = ".partial"
+
+// removePartials removes half-written repaired metadata files a crashed
+// Repair left.
+func removePartials(dir string) {
+	ms, _ := filepath.Glob(filepath.Join(dir, "*"+partialSuffix))
+	for _, m := range ms {
+		_ = os.Remove(m)
+	}
+}
+
+// rebuildMetadata runs thin_repair from old into fresh metadata, checks
+// the result and switches pool.json to it; it returns the new metadata's
+// name.
+func (p *Pool) rebuildMetadata(ctx context.Context, old string, opts RepairOptions) (string, error) {
+	repair, err := repairTool("thin_repair")
+	if err != nil {
+		return "", err
+	}
+	check, _ := repairTool("thin_check")
+	var target, final string
+	if p.cfg.DataFile != "" {
+		if opts.SpareMetadataDevice != "" {
+			return "", errors.Wrapf(errdefs.ErrInvalidArgument, "thin pool %s keeps its metadata in a file: a spare metadata device does not apply (the repaired metadata goes to a new file next to the old one)", p.cfg.PoolName)
+		}
+		name := metaFileName + ".repaired-" + time.Now().UTC().Format("20060102T150405")
+		final = filepath.Join(p.dir, name)
+		target = final + partialSuffix
+		size := p.cfg.MetadataSize
+		if fi, err := os.Stat(old); err == nil && uint64(fi.Size()) > size {
+			size = uint64(fi.Size())
+		}
+		if err := preallocate(target, size); err != nil {
+			return "", err
+		}
+	} else {
+		if opts.SpareMetadataDevice == "" {
+			return "", errors.Wrapf(ErrMetadataDamaged, "thin_check found the metadata on %s damaged; thin_repair needs a spare device of at least its size to write the repaired metadata to", old)
+		}
+		spare, err := filepath.Abs(opts.SpareMetadataDevice)
+		if err != nil {
+			return "", err
+		}
+		if err := p.validSpare(spare); err != nil {
+			return "", err
+		}
+		target, final = spare, spare
+	}
+	if out, err := runTool(ctx, repair, "-i", old, "-o", target); err != nil {
+		if target != final {
+			_ = os.Remove(target)
+		}
+		return "", errors.Wrapf(ErrMetadataDamaged, "thin_repair -i %s -o %s: %v: %s", old, target, err, out)
+	}
+	if out, err := runTool(ctx, check, target); err != nil {
+		if target != final {
+			_ = os.Remove(target)
+		}
+		return "", errors.Wrapf(ErrMetadataDamaged, "the metadata thin_repair wrote to %s does not pass thin_check: %s", target, out)
+	}
+	if target != final {
+		if err := os.Rename(target, final); err != nil {
+			return "", errors.Wrapf(err, "rename %s into place", target)
+		}
+		if err := syncDir(p.dir); err != nil {
+			return "", err
+		}
+	}
+	failpoint.Inject(failpoint.RepairAfterRepair)
+	cfg := p.cfg
+	if cfg.DataFile != "" {
+		cfg.MetadataFile = filepath.Base(final)
+	} else {
+		cfg.MetadataDevice = final
+	}
+	if err := p.reg.savePool(cfg); err != nil {
+		return "", errors.Wrap(err, "switch pool.json to the repaired metadata")
+	}
+	p.cfg = cfg
+	failpoint.Inject(failpoint.RepairAfterSwap)
+	return final, nil
+}
+
+// validSpare refuses a spare metadata device that is not a block device
+// or is one the pool (or anything else) uses: it is opened exclusively.
+func (p *Pool) validSpare(spare string) error {
+	for _, used := range []string{p.cfg.DataDevice, p.cfg.MetadataDevice} {
+		if a, b := sameFile(spare, used); a && b {
+			return errors.Wrapf(errdefs.ErrInvalidArgument, "spare metadata device %s is one of the pool's own devices", spare)
+		}
+	}
+	fi, err := os.Stat(spare)
+	if err != nil {
+		return errors.Wrapf(errdefs.ErrInvalidArgument, "spare metadata device: %v", err)
+	}
+	if fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
+		return errors.Wrapf(errdefs.ErrInvalidArgument, "spare metadata device %s is not a block device", spare)
+	}
+	fd, err := unix.Open(spare, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return errors.Wrapf(ErrBusy, "spare metadata device %s is in use: %v", spare, err)
+	}
+	unix.Close(fd)
+	return nil
+}
+
+// sameFile reports whether a and b name the same existing file; the
+// second result is false when either cannot be read.
+func sameFile(a, b string) (bool, bool) {
+	if a == "" || b == "" {
+		return false, false
+	}
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	if err1 != nil || err2 != nil {
+		return false, false
+	}
+	return os.SameFile(fa, fb), true
+}
+
+// preallocate creates path with size bytes allocated (so that a full
+// host filesystem can never fail a metadata write to it).
+func preallocate(path string, size uint64) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return errors.Wrapf(err, "create %s", path)
+	}
+	defer f.Close()
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(size)); err != nil {
+		os.Remove(path)
+		if errors.Is(err, unix.ENOSPC) {
+			return errors.Wrapf(ErrHostFilesystemFull, "allocate %s for the repaired metadata in %s: the filesystem is full", formatBytes(size), filepath.Dir(path))
+		}
+		return errors.Wrapf(err, "allocate %s", path)
+	}
+	return errors.Wrapf(f.Sync(), "sync %s", path)
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return errors.Wrapf(err, "open %s", dir)
+	}
+	defer d.Close()
+	return errors.Wrapf(d.Sync(), "sync %s", dir)
+}
+
+// runTool runs a program and returns its combined output.
+func runTool(ctx context.Context, tool string, args ...string) (string, error) {
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, tool, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return strings.TrimSpace(out.String()), err
+}
+
+// reconcileAfterRepair finishes transactions left open (recovery now reads
+// the repaired metadata) and lists the records whose thin device the pool
+// no longer has.
+func (p *Pool) reconcileAfterRepair(ctx context.Context, res *RepairResult) error {
+	p.idx.invalidate()
+	p.reg.invalidate()
+	if err := p.ensureIndex(); err != nil {
+		return errors.Wrap(err, "finish the transactions left open")
+	}
+	ids, notes, err := p.poolDeviceIDs(ctx)
+	res.Notes = append(res.Notes, notes...)
+	if err != nil || ids == nil {
+		return err
+	}
+	in := map[uint32]bool{}
+	for _, id := range ids {
+		in[id] = true
+	}
+	recs, err := p.reg.listDevices()
+	if err != nil {
+		return err
+	}
+	for _, d := range recs {
+		if !in[d.DeviceID] && !d.Deleted {
+			res.Lost = append(res.Lost, d.ID)
+		}
+	}
+	sort.Strings(res.Lost)
+	if !in[p.cfg.BaseDeviceID] {
+		res.Notes = append(res.Notes, fmt.Sprintf("the base device (thin id %d) is not in the repaired metadata; new devices cannot be created", p.cfg.BaseDeviceID))
+	}
+	return nil
+}
