@@ -71,6 +71,7 @@ func (p *Pool) Check(ctx context.Context, opts CheckOptions) (Report, error) {
 	if err := p.addHealth(&r); err != nil {
 		return r, err
 	}
+	p.addFsErrors(&r)
 	var pendingDevID uint32 // a transaction left pending owns its device id
 	if t, err := p.reg.loadTx(); err != nil {
 		return r, err

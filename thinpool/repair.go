@@ -53,6 +53,9 @@ type RepairResult struct {
 	// no longer has; their records are kept (Check reports them) for a
 	// person to remove.
 	Lost []string
+	// FilesystemErrors lists the devices whose filesystem recorded
+	// errors (Check reports them until Fsck finds them clean).
+	FilesystemErrors []string
 	// Notes says what could not be compared.
 	Notes []string
 }
@@ -159,6 +162,8 @@ func (p *Pool) Repair(ctx context.Context, opts RepairOptions) (RepairResult, er
 	if err := p.reconcileAfterRepair(ctx, &res); err != nil {
 		return res, err
 	}
+	p.report("reading the devices' filesystem states", 0.9)
+	res.FilesystemErrors = p.scanFsErrors(ctx)
 	p.report("done", 1)
 	return res, nil
 }

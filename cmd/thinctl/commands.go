@@ -29,6 +29,8 @@ type options struct {
 	force    bool
 	repair   bool
 
+	spareMetaDev string // pool repair: where thin_repair writes for a pool on block devices
+
 	file string // export/import: the archive ("" or "-": stdout/stdin)
 
 	dockerRoot  string   // docker ...: Docker's data root
@@ -135,6 +137,22 @@ var commands = []*command{
 		run:      runPoolGrow,
 	},
 	{
+		name:     "pool repair",
+		synopsis: "pool repair [--spare-metadata-dev DEV]",
+		summary:  "bring a read-only, failed or needs_check pool back (thin_check, thin_repair) (devicemapper)",
+		detail: "Refuses while devices are mounted or open (naming them). Deactivates the devices and the\n" +
+			"pool, runs thin_check on the metadata and, when it passes, only clears needs_check and\n" +
+			"activates the pool again. When it fails, thin_repair writes fresh metadata (a new file\n" +
+			"next to the old one, or --spare-metadata-dev for a pool on block devices), the pool\n" +
+			"switches to it and the old metadata stays untouched. Devices the repaired metadata lacks\n" +
+			"are reported, never dropped; devices whose filesystem recorded errors are named for fsck.",
+		dmOnly: true,
+		flags: func(fs *flag.FlagSet, o *options) {
+			fs.StringVar(&o.spareMetaDev, "spare-metadata-dev", "", "write the repaired metadata to block device `DEV` (pools on --metadata-dev)")
+		},
+		run: runPoolRepair,
+	},
+	{
 		name:     "pool destroy",
 		synopsis: "pool destroy [--force]",
 		summary:  "remove the pool, every device and the state under --root",
@@ -176,6 +194,17 @@ var commands = []*command{
 		detail:   "Releases one mount reference; the last one unmounts lazily, removes the mount point and deactivates.",
 		args:     []string{"ID"},
 		run:      runUnmount,
+	},
+	{
+		name:     "fsck",
+		synopsis: "fsck ID",
+		summary:  "check and repair the filesystem of device ID (e2fsck, xfs_repair) (devicemapper)",
+		detail: "Runs e2fsck -p (and -y when needed) or xfs_repair on device ID, which must not be\n" +
+			"mounted; an inactive device is activated for the check and deactivated after. Says what\n" +
+			"the checker fixed; exits 1 when errors are left.",
+		args:   []string{"ID"},
+		dmOnly: true,
+		run:    runFsck,
 	},
 	{
 		name:     "activate",

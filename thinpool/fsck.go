@@ -1,0 +1,163 @@
+package thinpool
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/fs"
+)
+
+// fsErrorsName is the file listing, one id a line, the devices whose
+// filesystem recorded errors when Repair looked; Check reports them until
+// Fsck finds the filesystem clean.
+const fsErrorsName = "filesystem-errors"
+
+// FsckResult says what Fsck did.
+type FsckResult struct {
+	fs.FsckResult
+	// Activated is true when Fsck activated the device for the check (it
+	// is deactivated again).
+	Activated bool
+}
+
+// Fsck checks and repairs the filesystem of device id (e2fsck or
+// xfs_repair), which must not be mounted or open; an inactive device is
+// activated for the check and deactivated after.
+func (p *Pool) Fsck(ctx context.Context, id string) (FsckResult, error) {
+	var res FsckResult
+	if err := ValidateID(id); err != nil {
+		return res, err
+	}
+	if err := p.lk.lock(); err != nil {
+		return res, err
+	}
+	defer p.lk.unlock()
+	d, err := p.liveDevice(id)
+	if err != nil {
+		return res, err
+	}
+	if h, err := p.healthLocked(); err == nil {
+		if herr := h.refusal(); herr != nil {
+			return res, herr
+		}
+	}
+	mp := p.MountPath(id)
+	if m, _ := fs.IsMounted(mp); m {
+		return res, errors.Wrapf(ErrBusy, "device %q is mounted at %s; unmount it first", id, mp)
+	}
+	name := thinName(p.cfg.Key, d.DeviceID)
+	if info, err := p.dm.Info(name); err == nil && info.OpenCount > 0 {
+		return res, errors.Wrapf(ErrBusy, "device %q is open%s", id, p.holdersText(info.Dev, mp))
+	} else if err != nil {
+		res.Activated = true
+	}
+	path, err := p.activateThin(ctx, d.DeviceID, d.Size)
+	if err != nil {
+		return res, errors.Wrapf(err, "activate %q", id)
+	}
+	if res.Activated {
+		defer func() { _ = p.deactivateThin(context.WithoutCancel(ctx), d.DeviceID, mp) }()
+	}
+	t := p.cfg.Filesystem
+	if pr, err := fs.Probe(path); err == nil {
+		t = pr.Type
+	}
+	r, err := fs.Fsck(ctx, path, t)
+	res.FsckResult = r
+	if err != nil {
+		return res, errors.Wrapf(err, "check the filesystem of %q", id)
+	}
+	if r.Clean {
+		_ = p.setFsErrors(id, false)
+	}
+	return res, nil
+}
+
+// fsErrorIDs reads the devices Repair found with filesystem errors.
+func (p *Pool) fsErrorIDs() []string {
+	b, err := os.ReadFile(filepath.Join(p.dir, fsErrorsName))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" && validKey(l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// setFsErrors adds id to (or removes it from) the filesystem-errors list.
+func (p *Pool) setFsErrors(id string, has bool) error {
+	set := map[string]bool{}
+	for _, x := range p.fsErrorIDs() {
+		set[x] = true
+	}
+	if set[id] == has {
+		return nil
+	}
+	if has {
+		set[id] = true
+	} else {
+		delete(set, id)
+	}
+	ids := make([]string, 0, len(set))
+	for x := range set {
+		ids = append(ids, x)
+	}
+	sort.Strings(ids)
+	path := filepath.Join(p.dir, fsErrorsName)
+	if len(ids) == 0 {
+		return os.Remove(path)
+	}
+	return os.WriteFile(path, []byte(strings.Join(ids, "\n")+"\n"), 0o600)
+}
+
+// scanFsErrors reads the superblock of every device (activating inactive
+// ones for the read) and records those whose filesystem recorded errors;
+// it returns their ids.
+func (p *Pool) scanFsErrors(ctx context.Context) []string {
+	recs, err := p.reg.listDevices()
+	if err != nil {
+		return nil
+	}
+	var bad []string
+	for _, d := range recs {
+		if d.Deleted || ctx.Err() != nil {
+			continue
+		}
+		name := thinName(p.cfg.Key, d.DeviceID)
+		_, ierr := p.dm.Info(name)
+		path, err := p.activateThin(ctx, d.DeviceID, d.Size)
+		if err != nil {
+			continue
+		}
+		fe, err := fs.ReadFsErrors(path)
+		if ierr != nil {
+			_ = p.deactivateThin(ctx, d.DeviceID, p.MountPath(d.ID))
+		}
+		if err == nil && fe.HasErrors {
+			bad = append(bad, d.ID)
+			_ = p.setFsErrors(d.ID, true)
+		}
+	}
+	return bad
+}
+
+// addFsErrors reports the devices Repair found with filesystem errors.
+func (p *Pool) addFsErrors(r *Report) {
+	for _, id := range p.fsErrorIDs() {
+		if _, err := p.reg.loadDevice(id); err != nil {
+			_ = p.setFsErrors(id, false)
+			continue
+		}
+		r.Problems = append(r.Problems, Problem{Kind: ProblemFilesystemErrors, ID: id, Fix: FixFilesystem,
+			Detail: "the device's filesystem recorded errors (found after the pool's repair)"})
+	}
+}
