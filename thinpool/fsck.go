@@ -5,9 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/fs"
 )
@@ -150,9 +152,52 @@ func (p *Pool) scanFsErrors(ctx context.Context) []string {
 	return bad
 }
 
-// addFsErrors reports the devices Repair found with filesystem errors.
+// liveFsErrors reads, for every active device of the pool with a mounted
+// ext4 filesystem, the error count the kernel keeps for it
+// (/sys/fs/ext4/dm-N/errors_count) and returns the ids with errors.
+func (p *Pool) liveFsErrors() map[string]uint64 {
+	if err := p.refreshIndex(); err != nil {
+		return nil
+	}
+	devs, err := p.ourDevices()
+	if err != nil {
+		return nil
+	}
+	out := map[string]uint64{}
+	for _, d := range devs {
+		devID, ok := p.thinDevIDOf(d)
+		id, known := p.idx.byDevID[devID]
+		if !ok || !known {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/sys/fs/ext4", "dm-"+strconv.FormatUint(uint64(unix.Minor(d.Dev)), 10), "errors_count"))
+		if err != nil {
+			continue
+		}
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 {
+			out[id] = n
+		}
+	}
+	return out
+}
+
+// addFsErrors reports the devices whose mounted filesystem counts errors
+// and those Repair found with filesystem errors.
 func (p *Pool) addFsErrors(r *Report) {
+	live := p.liveFsErrors()
+	ids := make([]string, 0, len(live))
+	for id := range live {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		r.Problems = append(r.Problems, Problem{Kind: ProblemFilesystemErrors, ID: id, Fix: FixFilesystem,
+			Detail: "the mounted filesystem counts " + strconv.FormatUint(live[id], 10) + " errors (the kernel's errors_count); unmount it"})
+	}
 	for _, id := range p.fsErrorIDs() {
+		if _, dup := live[id]; dup {
+			continue
+		}
 		if _, err := p.reg.loadDevice(id); err != nil {
 			_ = p.setFsErrors(id, false)
 			continue
