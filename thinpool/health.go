@@ -5,6 +5,10 @@ import (
 	"syscall"
 
 	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
+
+	"github.com/thinctl/thinctl/errdefs"
+	"github.com/thinctl/thinctl/fs"
 )
 
 // Fix is what brings an unhealthy pool back, as a class: the CLI maps each
@@ -25,6 +29,9 @@ const (
 	FixFreeHostSpace Fix = "free_host_space"
 	// FixFilesystem: check the named device's filesystem (Fsck).
 	FixFilesystem Fix = "fsck"
+	// FixStorage: the device under the pool returns I/O errors; no
+	// thinctl command fixes that, the storage has to be fixed first.
+	FixStorage Fix = "storage"
 )
 
 // Health problem kinds; each is also a Problem kind in Check's report.
@@ -36,7 +43,12 @@ const (
 	ProblemOutOfMetaSpace   = "out_of_metadata_space"
 	ProblemHostFilesystem   = "host_filesystem_short" // the filesystem under a loop file cannot hold what the pool may write
 	ProblemFilesystemErrors = "filesystem_errors"     // a device's filesystem recorded errors
+	ProblemStorageIO        = "storage_io_errors"     // the pool's data or metadata device returns I/O errors
 )
+
+// ErrStorageIO is the class of a pool whose data or metadata device
+// returns I/O errors when read.
+var ErrStorageIO = errdefs.New("the storage under the thin pool returns I/O errors", nil)
 
 // ErrHostFilesystemFull is the class of a loop pool whose host filesystem
 // cannot hold what the pool may still write. It also matches ErrLowSpace.
@@ -94,7 +106,50 @@ func (p *Pool) healthLocked() (Health, error) {
 	if err != nil {
 		return Health{}, err
 	}
-	return healthOf(s, p.hostShortfall()), nil
+	h := healthOf(s, p.hostShortfall())
+	if s.State != "down" {
+		h.Problems = append(p.probeStorage(), h.Problems...)
+	}
+	return h, nil
+}
+
+// probeStorage reads the first 4 KiB of the pool's data and metadata
+// devices, bypassing the page cache, and reports each that fails with an
+// I/O error: a fault under the pool the kernel's pool status does not show
+// until it hits a metadata commit.
+func (p *Pool) probeStorage() []HealthProblem {
+	meta, data, err := p.poolTableDevices()
+	if err != nil {
+		return nil
+	}
+	var out []HealthProblem
+	for _, d := range []struct{ what, majMin string }{{"metadata", meta}, {"data", data}} {
+		path, err := fs.DevicePath(d.majMin)
+		if err != nil {
+			continue
+		}
+		if err := readDirect(path); errors.Is(err, unix.EIO) {
+			out = append(out, HealthProblem{Kind: ProblemStorageIO, Class: ErrStorageIO, Fix: FixStorage,
+				Cause: fmt.Sprintf("the pool's %s device %s returns I/O errors", d.what, path)})
+		}
+	}
+	return out
+}
+
+// readDirect reads the first 4 KiB of path with O_DIRECT.
+func readDirect(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	buf, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return err
+	}
+	defer unix.Munmap(buf)
+	_, err = unix.Pread(fd, buf, 0)
+	return err
 }
 
 // hostShort is how far the filesystem under a loop pool's files falls

@@ -184,6 +184,9 @@ func (p *Pool) poolFilePath(name string) string {
 // binding loop devices to the files when needed.
 func (p *Pool) dataAndMeta(ctx context.Context) (data, meta blockDev, err error) {
 	if p.cfg.DataFile != "" {
+		if err = p.finishPartialMetadata(); err != nil {
+			return
+		}
 		if data, err = loopFor(ctx, p.dataFilePath()); err != nil {
 			return
 		}

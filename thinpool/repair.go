@@ -113,7 +113,9 @@ func (p *Pool) Repair(ctx context.Context, opts RepairOptions) (RepairResult, er
 	}
 	old := p.metadataSource()
 	res.OldMetadata, res.NewMetadata = old, old
-	removePartials(p.dir)
+	if err := p.removePartials(); err != nil {
+		return res, err
+	}
 
 	p.report("deactivating the thin devices and the pool", 0.1)
 	if err := p.deactivateAll(ctx); err != nil {
@@ -210,13 +212,17 @@ func (p *Pool) metadataSource() string {
 
 const partialSuffix = ".partial"
 
-// removePartials removes half-written repaired metadata files a crashed
-// Repair left.
-func removePartials(dir string) {
-	ms, _ := filepath.Glob(filepath.Join(dir, "*"+partialSuffix))
+// removePartials removes the repaired metadata files a crashed Repair
+// left that pool.json does not name (one it names is renamed into place).
+func (p *Pool) removePartials() error {
+	if err := p.finishPartialMetadata(); err != nil {
+		return err
+	}
+	ms, _ := filepath.Glob(filepath.Join(p.dir, metaFileName+"*"+partialSuffix))
 	for _, m := range ms {
 		_ = os.Remove(m)
 	}
+	return nil
 }
 
 // rebuildMetadata runs thin_repair from old into fresh metadata, checks
@@ -268,15 +274,19 @@ func (p *Pool) rebuildMetadata(ctx context.Context, old string, opts RepairOptio
 		}
 		return "", errors.Wrapf(ErrMetadataDamaged, "the metadata thin_repair wrote to %s does not pass thin_check: %s", target, out)
 	}
+	if err := syncFile(target); err != nil {
+		return "", err
+	}
+	failpoint.Inject(failpoint.RepairAfterRepair)
+	// pool.json names the new metadata before the file has its name: a
+	// crash in between leaves <name>.partial, which bringing the pool up
+	// renames (finishPartialMetadata); a crash before leaves a .partial
+	// pool.json does not name, which the next Repair removes.
 	if target != final {
-		if err := os.Rename(target, final); err != nil {
-			return "", errors.Wrapf(err, "rename %s into place", target)
-		}
 		if err := syncDir(p.dir); err != nil {
 			return "", err
 		}
 	}
-	failpoint.Inject(failpoint.RepairAfterRepair)
 	cfg := p.cfg
 	if cfg.DataFile != "" {
 		cfg.MetadataFile = filepath.Base(final)
@@ -288,7 +298,30 @@ func (p *Pool) rebuildMetadata(ctx context.Context, old string, opts RepairOptio
 	}
 	p.cfg = cfg
 	failpoint.Inject(failpoint.RepairAfterSwap)
+	if err := p.finishPartialMetadata(); err != nil {
+		return "", err
+	}
 	return final, nil
+}
+
+// finishPartialMetadata renames <metadata>.partial to the metadata file
+// pool.json names when only the former exists: a Repair switched
+// pool.json to it and was interrupted before the rename.
+func (p *Pool) finishPartialMetadata() error {
+	if p.cfg.DataFile == "" {
+		return nil
+	}
+	meta := p.metaFilePath()
+	if _, err := os.Stat(meta); !os.IsNotExist(err) {
+		return nil
+	}
+	if _, err := os.Stat(meta + partialSuffix); err != nil {
+		return nil
+	}
+	if err := os.Rename(meta+partialSuffix, meta); err != nil {
+		return errors.Wrapf(err, "finish an interrupted repair: rename %s into place", meta+partialSuffix)
+	}
+	return syncDir(p.dir)
 }
 
 // validSpare refuses a spare metadata device that is not a block device
@@ -343,6 +376,16 @@ func preallocate(path string, size uint64) error {
 		}
 		return errors.Wrapf(err, "allocate %s", path)
 	}
+	return errors.Wrapf(f.Sync(), "sync %s", path)
+}
+
+// syncFile flushes what a program wrote to path.
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return errors.Wrapf(err, "open %s", path)
+	}
+	defer f.Close()
 	return errors.Wrapf(f.Sync(), "sync %s", path)
 }
 

@@ -20,6 +20,8 @@ func fixCommand(fix, id, root string) string {
 		return "thinctl" + root + " pool grow --metadata-size SIZE"
 	case thinpool.FixFreeHostSpace:
 		return "free space on the filesystem holding the pool's files (thinctl" + root + " pool status names them); growing the pool cannot help"
+	case thinpool.FixStorage:
+		return "fix the storage under the pool (the kernel log names the failing device), then run thinctl" + root + " check"
 	case thinpool.FixFilesystem:
 		if id == "" {
 			id = "ID"

@@ -80,8 +80,8 @@ var Points = []Point{
 	{GrowAfterFiles, "pool grow: the backing files are larger, the loop devices and pool not"},
 	{GrowAfterReload, "pool grow: the pool table is reloaded at the new size, pool.json not saved"},
 	{RepairAfterDown, "pool repair: the thin devices and the pool are deactivated, the metadata not yet checked"},
-	{RepairAfterRepair, "pool repair: thin_repair wrote the new metadata (checked, in place), pool.json still names the old"},
-	{RepairAfterSwap, "pool repair: pool.json names the repaired metadata, the pool is not yet up"},
+	{RepairAfterRepair, "pool repair: thin_repair wrote the new metadata to <name>.partial (checked and fsynced), pool.json still names the old"},
+	{RepairAfterSwap, "pool repair: pool.json names the repaired metadata, still <name>.partial on disk; the pool is down"},
 }
 
 // Known reports whether name is one of Points.
