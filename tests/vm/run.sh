@@ -252,7 +252,7 @@ extract_vmlinux() {
 #    It depends only on the kernel, the host's packages and guest/, so it is
 #    cached; the per-run part (tests, config) is a second cpio archive.
 
-TOOLS=(bash dmsetup thin_check thin_dump thin_restore thin_ls thin_metadata_size
+TOOLS=(bash dmsetup thin_check thin_dump thin_repair thin_restore thin_ls thin_metadata_size
 	mkfs.ext4 mke2fs resize2fs e2fsck tune2fs dumpe2fs mkfs.xfs xfs_growfs xfs_io xfs_repair
 	xfs_admin xfs_db xfs_info blkid losetup udevadm findmnt mount umount wipefs blockdev)
 
