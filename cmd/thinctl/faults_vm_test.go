@@ -312,6 +312,9 @@ func TestAHostFilesystemFullUnderTheMetadataFileIsRepairedWithOneCommand(t *test
 	if st := o.status(); st.State != "ro" && st.State != "fail" {
 		t.Fatalf("pool state %q, want ro or fail", st.State)
 	}
+	if st := o.must("pool", "status"); !strings.Contains(st, "Needs check: yes (run thinctl pool repair)") || !strings.Contains(st, "Problem:") {
+		t.Fatalf("pool status does not agree with check:\n%s", st)
+	}
 	o.fails(1, "thinctl pool repair", "create", "third")
 
 	o.fails(1, "web (mounted at", "pool", "repair")
@@ -320,12 +323,58 @@ func TestAHostFilesystemFullUnderTheMetadataFileIsRepairedWithOneCommand(t *test
 	release()
 	o.must("unmount", "web")
 	ran := o.followHints(3)
+	t.Logf("the recovery ran %v", ran)
 	if len(ran) == 0 || ran[0] != "pool repair" {
 		t.Fatalf("the recovery ran %v, want pool repair first", ran)
 	}
 	mp = strings.TrimSpace(o.must("mount", "web"))
 	readBack(t, mp, "before", before)
 	o.must("create", "after")
+	o.assertRegistryIsThePool()
+}
+
+// TestAHostFilesystemFullUnderTheDataFileFailsTheWriterNotThePool fills
+// the filesystem under a loop pool whose metadata file is allocated: a
+// write that needs new blocks in the data file fails for its writer, check
+// says the host filesystem is short (never "grow"), and after the space is
+// back and the device unmounted, what check names and fsck bring back
+// every byte written before.
+func TestAHostFilesystemFullUnderTheDataFileFailsTheWriterNotThePool(t *testing.T) {
+	host := hostFS(t, 160<<20)
+	o := newOperatorAt(t, filepath.Join(host, "root"))
+	o.must("pool", "init", "--data-size", "96M", "--metadata-size", "8M", "--base-size", "32M", "--min-free-space", "0")
+	o.must("create", "web")
+	mp := strings.TrimSpace(o.must("mount", "web"))
+	before := writeBefore(t, mp, "before", 4<<20)
+	o.must("check")
+	allocate(t, filepath.Join(o.root, "devicemapper", "metadata"))
+	release := fillFS(t, host)
+
+	f, err := os.Create(filepath.Join(mp, "during"))
+	if err == nil {
+		_, err = f.Write(make([]byte, 16<<20))
+		if err == nil {
+			err = f.Sync()
+		}
+		f.Close()
+	}
+	if err == nil {
+		t.Fatal("16 MiB written and synced with the host filesystem full")
+	}
+	hint := o.checkFails("host_filesystem_short")
+	if !strings.Contains(hint, "free space on the filesystem") || strings.Contains(hint, "pool grow") {
+		t.Fatalf("check's hint:\n%s", hint)
+	}
+	if st := o.status(); st.State != "rw" {
+		t.Fatalf("the pool is %s after a data write failed under it", st.State)
+	}
+
+	release()
+	o.must("unmount", "web")
+	t.Logf("the recovery ran %v", o.followHints(3))
+	t.Logf("fsck web: %s", o.must("fsck", "web"))
+	mp = strings.TrimSpace(o.must("mount", "web"))
+	readBack(t, mp, "before", before)
 	o.assertRegistryIsThePool()
 }
 
