@@ -88,6 +88,9 @@ type crashStep struct {
 	// (e.g. to end a process that held a device, as a reboot would).
 	afterCrash func()
 	args       func(r *rig) []string // the command
+	// recoverArgs is the command run after the crash ("pool up" when nil):
+	// what the operator is told to run again.
+	recoverArgs []string
 	newID      string                // a device the command may create or remove
 	newData    func(w *world) string // what newID holds if it survives
 }
@@ -206,6 +209,12 @@ func crashSteps() []crashStep {
 		crashStep{name: "pool up after pool down", point: failpoint.OpenAfterPoolUp,
 			prepare: func(t *testing.T, r *rig) { r.must("pool", "down") }, args: fixed("pool", "up")},
 	)
+	steps = append(steps, crashStep{name: "pool repair of a healthy pool", point: failpoint.RepairAfterDown,
+		args: fixed("pool", "repair"), recoverArgs: []string{"pool", "repair"}})
+	for _, p := range []string{failpoint.RepairAfterRepair, failpoint.RepairAfterSwap} {
+		steps = append(steps, crashStep{name: "pool repair of damaged metadata", point: p, subset: p == failpoint.RepairAfterSwap,
+			prepare: damagedMetadata, args: fixed("pool", "repair"), recoverArgs: []string{"pool", "repair"}})
+	}
 	for _, p := range []string{failpoint.MigrateAfterJrnl, failpoint.MigrateAfterSnap, failpoint.MigrateAfterPool} {
 		steps = append(steps, crashStep{name: "pool up of a version 1 root (migration)", point: p,
 			subset: p == failpoint.MigrateAfterSnap, cut: p == failpoint.MigrateAfterPool,
@@ -347,7 +356,11 @@ func recoverAndVerify(t *testing.T, r *rig, w *world, c crashStep) string {
 		t.Fatal(err)
 	}
 	left := suspendedDevices(cfg.Key)
-	if res := r.run("pool", "up"); res.code != 0 {
+	again := []string{"pool", "up"}
+	if c.recoverArgs != nil {
+		again = c.recoverArgs
+	}
+	if res := r.run(again...); res.code != 0 {
 		t.Fatalf("thinctl after the crash: %s", res)
 	}
 	if s := suspendedDevices(cfg.Key); len(s) > 0 {
