@@ -91,8 +91,8 @@ type crashStep struct {
 	// recoverArgs is the command run after the crash ("pool up" when nil):
 	// what the operator is told to run again.
 	recoverArgs []string
-	newID      string                // a device the command may create or remove
-	newData    func(w *world) string // what newID holds if it survives
+	newID       string                // a device the command may create or remove
+	newData     func(w *world) string // what newID holds if it survives
 }
 
 func (c crashStep) spec(action string) string {
