@@ -1,0 +1,90 @@
+package thinpool
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestHealthNamesEachFaultWithItsClassAndFix(t *testing.T) {
+	rw := Status{PoolName: "p", State: "rw", DataTotal: 100 * MiB, DataUsed: 10 * MiB, MetadataTotal: 8 * MiB, MetadataUsed: MiB}
+	cases := []struct {
+		name  string
+		s     func(Status) Status
+		host  hostShort
+		kinds []string
+		class error
+		fixes []Fix
+	}{
+		{"a healthy pool", func(s Status) Status { return s }, hostShort{}, nil, nil, nil},
+		{"needs_check", func(s Status) Status { s.State, s.ReadOnly, s.NeedsCheck = "ro", true, true; return s }, hostShort{},
+			[]string{ProblemPoolNeedsCheck}, ErrPoolReadOnly, []Fix{FixRepair}},
+		{"fail", func(s Status) Status { s.State, s.Failed, s.ReadOnly = "fail", true, true; return s }, hostShort{},
+			[]string{ProblemPoolFailed}, ErrPoolReadOnly, []Fix{FixRepair}},
+		{"read-only with metadata used up", func(s Status) Status { s.State, s.ReadOnly, s.MetadataUsed = "ro", true, s.MetadataTotal; return s }, hostShort{},
+			[]string{ProblemOutOfMetaSpace}, ErrLowSpace, []Fix{FixGrowMetadata}},
+		{"read-only", func(s Status) Status { s.State, s.ReadOnly = "ro", true; return s }, hostShort{},
+			[]string{ProblemPoolReadOnly}, ErrPoolReadOnly, []Fix{FixRepair}},
+		{"out of data space", func(s Status) Status { s.State, s.OutOfDataSpace = "out_of_data_space", true; return s }, hostShort{},
+			[]string{ProblemOutOfDataSpace}, ErrLowSpace, []Fix{FixGrowData}},
+		{"a short host filesystem comes first", func(s Status) Status { s.State, s.ReadOnly, s.NeedsCheck = "ro", true, true; return s },
+			hostShort{need: int64(GiB), free: int64(MiB), path: "/x/data"},
+			[]string{ProblemHostFilesystem, ProblemPoolNeedsCheck}, ErrHostFilesystemFull, []Fix{FixFreeHostSpace, FixRepair}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := healthOf(c.s(rw), c.host)
+			var kinds []string
+			for _, hp := range h.Problems {
+				kinds = append(kinds, hp.Kind)
+			}
+			if len(kinds) != len(c.kinds) {
+				t.Fatalf("kinds %v, want %v", kinds, c.kinds)
+			}
+			for i := range kinds {
+				if kinds[i] != c.kinds[i] {
+					t.Fatalf("kinds %v, want %v", kinds, c.kinds)
+				}
+			}
+			if c.class == nil {
+				if !h.OK() || h.Err() != nil {
+					t.Fatalf("healthy pool: %+v", h)
+				}
+				return
+			}
+			if !errors.Is(h.Err(), c.class) {
+				t.Fatalf("Err() = %v, want class %v", h.Err(), c.class)
+			}
+			he := &HealthError{Problems: h.Problems}
+			fixes := he.Fixes()
+			if len(fixes) != len(c.fixes) {
+				t.Fatalf("fixes %v, want %v", fixes, c.fixes)
+			}
+			for i := range fixes {
+				if fixes[i] != c.fixes[i] {
+					t.Fatalf("fixes %v, want %v", fixes, c.fixes)
+				}
+			}
+		})
+	}
+}
+
+func TestAShortHostFilesystemAloneDoesNotRefuseWrites(t *testing.T) {
+	h := healthOf(Status{PoolName: "p", State: "rw", DataTotal: GiB, MetadataTotal: 8 * MiB}, hostShort{need: int64(GiB), free: int64(MiB), path: "/x"})
+	if h.OK() {
+		t.Fatal("a short host filesystem is healthy")
+	}
+	if err := h.refusal(); err != nil {
+		t.Fatalf("refusal: %v", err)
+	}
+}
+
+func TestAMessageThePoolDidNotKeepMatchesBothClasses(t *testing.T) {
+	err := error(&HealthError{Problems: []HealthProblem{{Kind: ProblemPoolNeedsCheck, Class: ErrPoolReadOnly, Fix: FixRepair, Cause: "c"}}, NotKept: "create_thin 5"})
+	if !errors.Is(err, ErrPoolNotKept) || !errors.Is(err, ErrPoolReadOnly) {
+		t.Fatalf("%v does not match ErrPoolNotKept and ErrPoolReadOnly", err)
+	}
+	refused := error(&HealthError{Problems: []HealthProblem{{Kind: ProblemPoolNeedsCheck, Class: ErrPoolReadOnly, Fix: FixRepair, Cause: "c"}}})
+	if errors.Is(refused, ErrPoolNotKept) {
+		t.Fatal("a refusal before any message matches ErrPoolNotKept")
+	}
+}
