@@ -143,6 +143,10 @@ func (p *Pool) Repair(ctx context.Context, opts RepairOptions) (RepairResult, er
 		p.report("rebuilding the pool's metadata (thin_repair)", 0.5)
 		newMeta, err := p.rebuildMetadata(ctx, old, opts)
 		if err != nil {
+			// Leave the pool as it was found: up on its old metadata.
+			if uerr := p.poolUp(context.WithoutCancel(ctx)); uerr != nil {
+				return res, errors.Wrapf(err, "and bringing the pool up again failed (%v)", uerr)
+			}
 			return res, err
 		}
 		res.Repaired, res.NewMetadata = true, newMeta

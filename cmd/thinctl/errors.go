@@ -158,6 +158,10 @@ func diagnose(c *call, err error) (int, string) {
 		return exitUsage, idRules
 	case errors.As(err, &pe) && pe.hint != "":
 		return exitFailure, pe.hint
+	case errors.Is(err, thinpool.ErrMetadataDamaged) && cmdName == "pool repair":
+		return exitFailure, fmt.Sprintf("give thin_repair a spare block device at least as large as the metadata device: thinctl%s pool repair --spare-metadata-dev DEV (the old metadata stays untouched)", root)
+	case errors.Is(err, thinpool.ErrToolMissing):
+		return exitFailure, "install thin-provisioning-tools (thin_check, thin_repair), then run it again"
 	case errors.As(err, &health) && healthHint(health, root) != "":
 		return exitFailure, healthHint(health, root)
 	case errors.As(err, &pe):
