@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/errdefs"
+	"github.com/thinctl/thinctl/internal/atomicfile"
 	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
@@ -86,7 +87,7 @@ func (p *Pool) rebuildMetadata(ctx context.Context, old string, opts RepairOptio
 	// renames (finishPartialMetadata); a crash before leaves a .partial
 	// pool.json does not name, which the next Repair removes.
 	if target != final {
-		if err := syncDir(p.dir); err != nil {
+		if err := atomicfile.SyncDir(p.dir); err != nil {
 			return "", err
 		}
 	}
@@ -124,7 +125,7 @@ func (p *Pool) finishPartialMetadata() error {
 	if err := os.Rename(meta+partialSuffix, meta); err != nil {
 		return errors.Wrapf(err, "finish an interrupted repair: rename %s into place", meta+partialSuffix)
 	}
-	return syncDir(p.dir)
+	return atomicfile.SyncDir(p.dir)
 }
 
 // validSpare refuses a spare metadata device that is not a block device
@@ -190,14 +191,4 @@ func syncFile(path string) error {
 	}
 	defer f.Close()
 	return errors.Wrapf(f.Sync(), "sync %s", path)
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return errors.Wrapf(err, "open %s", dir)
-	}
-	defer d.Close()
-	return errors.Wrapf(d.Sync(), "sync %s", dir)
 }
