@@ -34,6 +34,9 @@ type Pool struct {
 
 	// ret runs the space return of removed devices in the background.
 	ret returner
+
+	// tuning is what Watch changed in the pool table (guarded by lk).
+	tuning tableTuning
 }
 
 // index is the registry's in-memory state: every device record (with
@@ -333,6 +336,9 @@ func (p *Pool) initLocked(ctx context.Context, o Options) error {
 			return err
 		}
 		if err := zeroHead(p.metaFilePath()); err != nil {
+			return err
+		}
+		if err := allocateMetadata(p.metaFilePath()); err != nil {
 			return err
 		}
 		failpoint.Inject(failpoint.InitAfterFiles)
