@@ -10,7 +10,7 @@ import (
 // dmInitFlags are the pool init flags that only mean something for
 // devicemapper.
 var dmInitFlags = []string{"data-size", "metadata-size", "block-size", "base-size", "fs", "mkfs-arg",
-	"mount-opt", "min-free-space", "data-dev", "metadata-dev", "thinpool-dev", "no-discard"}
+	"mount-opt", "min-free-space", "data-dev", "metadata-dev", "thinpool-dev", "no-discard", "preallocate"}
 
 func validatePoolInit(c *call) error {
 	o := c.opts
@@ -60,6 +60,9 @@ func runPoolInit(c *call) error {
 		return err
 	}
 	defer closeDriver(d)
+	if err := hostSpaceWarnings(c, d); err != nil {
+		return err
+	}
 	st, err := c.status(d)
 	if err != nil {
 		return err
@@ -132,6 +135,9 @@ func runPoolGrow(c *call) error {
 			return err
 		}
 		if err := g.Grow(c.ctx(), driver.GrowOptions{DataSize: c.opts.dataSize, MetadataSize: c.opts.metadataSize}); err != nil {
+			return err
+		}
+		if err := hostSpaceWarnings(c, d); err != nil {
 			return err
 		}
 		after, err := c.status(d)
