@@ -182,6 +182,21 @@ func TestAFullHostFilesystemFailsTheWriterButNotAPoolWithAllocatedMetadata(t *te
 	if st.State != "rw" || st.NeedsCheck || st.ReadOnly {
 		t.Fatalf("pool after the failed write: state %s, needs_check %v", st.State, st.NeedsCheck)
 	}
+	// The same with the table pool watch loads (queue_if_no_space): the
+	// loop device's error reaches the writer at once all the same.
+	q.tuning = tableTuning{lowWater: 100, queue: true}
+	must(t, q.retune(context.Background()))
+	start := time.Now()
+	_, qerr := writeSeeded(dev, 56<<20, 8<<20, 4) // inside the 64 MiB device, blocks never written
+	t.Logf("the same write with queue_if_no_space: %v after %v", qerr, time.Since(start))
+	if qerr == nil || time.Since(start) > 20*time.Second {
+		t.Fatalf("with queue_if_no_space the write on a full host returned %v after %v", qerr, time.Since(start))
+	}
+	q.tuning = tableTuning{}
+	must(t, q.retune(context.Background()))
+	if st, _ = q.Status(); st.State != "rw" || st.NeedsCheck {
+		t.Fatalf("pool after the queued write failed: state %s, needs_check %v", st.State, st.NeedsCheck)
+	}
 	// A metadata commit (a new thin device) on the full host filesystem.
 	must(t, q.Create(context.Background(), "after", "", CreateOptions{}))
 	if st, _ = q.Status(); st.State != "rw" || st.NeedsCheck {
