@@ -75,7 +75,9 @@ func (p *Pool) Watch(ctx context.Context, opts WatchOptions) error {
 	if err != nil {
 		return err
 	}
-	w.external = st.ExternalPool
+	// Only loop files are grown here; block devices and pools thinctl
+	// did not make are grown by the operator's command.
+	w.external, w.byCommand = st.ExternalPool, st.ExternalPool || p.cfg.DataFile == ""
 	if err := p.Preallocate(ctx, PreallocateOptions{}); err != nil {
 		w.emit(WatchEvent{Kind: "warn", Message: "the metadata file could not be allocated; a full host filesystem can fail a metadata commit", Err: err})
 	}
@@ -108,10 +110,11 @@ func (p *Pool) Watch(ctx context.Context, opts WatchOptions) error {
 }
 
 type watcher struct {
-	p        *Pool
-	o        WatchOptions
-	log      *slog.Logger
-	external bool
+	p         *Pool
+	o         WatchOptions
+	log       *slog.Logger
+	external  bool // the pool table is not thinctl's: never reloaded
+	byCommand bool // grown by ThinCommand, not by Grow
 	// the warning levels last reported, so each is said once per crossing
 	dataLevel, metaLevel float64
 	grows                int
@@ -130,7 +133,7 @@ func (w *watcher) once(ctx context.Context) {
 	if err != nil {
 		w.emit(WatchEvent{Kind: "error", Message: "read the host filesystem", Err: err, Status: st})
 	}
-	d := w.o.Policy.Decide(WatchInput{Status: st, Host: host, External: w.external})
+	d := w.o.Policy.Decide(WatchInput{Status: st, Host: host, External: w.byCommand})
 	w.warn(st, host, d)
 	if held := strings.Join(d.Held, "; "); held != w.lastHeld {
 		for _, h := range d.Held {
@@ -138,6 +141,7 @@ func (w *watcher) once(ctx context.Context) {
 		}
 		w.lastHeld = held
 	}
+	grew := false
 	switch {
 	case d.RunCommand && len(w.o.ThinCommand) > 0:
 		w.runCommand(ctx, st)
@@ -149,14 +153,22 @@ func (w *watcher) once(ctx context.Context) {
 			break
 		}
 		w.grows++
+		grew = true
 		after, _ := w.p.Status()
 		w.emit(WatchEvent{Kind: "grow", Status: after, Host: host, Message: fmt.Sprintf("grew data %s -> %s, metadata %s -> %s",
 			formatBytes(st.DataTotal), formatBytes(after.DataTotal), formatBytes(st.MetadataTotal), formatBytes(after.MetadataTotal))})
 		st = after
-	case !w.external && d.LowWaterBlocks != 0:
+	}
+	// A growth loaded the table already (its resume raises an event, and
+	// the next reading tunes it for the new size).
+	if !grew && !w.external && d.LowWaterBlocks != 0 {
 		w.setTuning(d)
-		if err := w.p.retune(ctx); err != nil {
+		changed, err := w.p.retune(ctx)
+		if err != nil {
 			w.emit(WatchEvent{Kind: "error", Message: "set the pool's low water mark", Err: err, Status: st})
+		} else if changed {
+			w.emit(WatchEvent{Kind: "tune", Status: st, Message: fmt.Sprintf("pool table: low water mark %d blocks, %s",
+				d.LowWaterBlocks, map[bool]string{true: "queue_if_no_space", false: "error_if_no_space"}[d.Queue])})
 		}
 	}
 	if w.o.MetricsFile != "" {
@@ -224,7 +236,7 @@ func (w *watcher) restore() {
 		if err := w.p.lk.lock(); err == nil {
 			w.p.tuning = tableTuning{}
 			w.p.lk.unlock()
-			if err := w.p.retune(ctx); err != nil {
+			if _, err := w.p.retune(ctx); err != nil {
 				w.emit(WatchEvent{Kind: "error", Message: "put the pool table back", Err: err})
 			}
 		}
@@ -255,31 +267,32 @@ func (w *watcher) emit(e WatchEvent) {
 }
 
 // retune reloads the pool table when its low water mark or out-of-space
-// mode differ from p.tuning (same devices, same size).
-func (p *Pool) retune(ctx context.Context) error {
+// mode differ from p.tuning (same devices, same size) and says whether it
+// did.
+func (p *Pool) retune(ctx context.Context) (bool, error) {
 	if err := p.lk.lock(); err != nil {
-		return err
+		return false, err
 	}
 	defer p.lk.unlock()
 	if p.cfg.ExternalPool {
-		return nil
+		return false, nil
 	}
 	ts, err := p.dm.Table(p.cfg.PoolName, dm.TableOptions{})
 	if err != nil {
-		return errors.Wrapf(err, "table of %s", p.cfg.PoolName)
+		return false, errors.Wrapf(err, "table of %s", p.cfg.PoolName)
 	}
 	if len(ts) != 1 || ts[0].Type != "thin-pool" {
-		return errors.Errorf("%s is not a thin-pool device", p.cfg.PoolName)
+		return false, errors.Errorf("%s is not a thin-pool device", p.cfg.PoolName)
 	}
 	if tableTuned(ts[0].Params, p.tuning) {
-		return nil
+		return false, nil
 	}
 	data, meta, err := p.dataAndMeta(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	data.Size = ts[0].Length * 512 // tuning never resizes
-	return p.reloadPool(ctx, data, meta)
+	return true, p.reloadPool(ctx, data, meta)
 }
 
 // tableTuned says whether a live thin-pool table's parameters carry the

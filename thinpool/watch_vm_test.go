@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -185,7 +186,8 @@ func TestAFullHostFilesystemFailsTheWriterButNotAPoolWithAllocatedMetadata(t *te
 	// The same with the table pool watch loads (queue_if_no_space): the
 	// loop device's error reaches the writer at once all the same.
 	q.tuning = tableTuning{lowWater: 100, queue: true}
-	must(t, q.retune(context.Background()))
+	_, err = q.retune(context.Background())
+	must(t, err)
 	start := time.Now()
 	_, qerr := writeSeeded(dev, 56<<20, 8<<20, 4) // inside the 64 MiB device, blocks never written
 	t.Logf("the same write with queue_if_no_space: %v after %v", qerr, time.Since(start))
@@ -193,7 +195,8 @@ func TestAFullHostFilesystemFailsTheWriterButNotAPoolWithAllocatedMetadata(t *te
 		t.Fatalf("with queue_if_no_space the write on a full host returned %v after %v", qerr, time.Since(start))
 	}
 	q.tuning = tableTuning{}
-	must(t, q.retune(context.Background()))
+	_, err = q.retune(context.Background())
+	must(t, err)
 	if st, _ = q.Status(); st.State != "rw" || st.NeedsCheck {
 		t.Fatalf("pool after the queued write failed: state %s, needs_check %v", st.State, st.NeedsCheck)
 	}
@@ -369,4 +372,47 @@ func TestPoolWatchStopsAtItsCapAndAtTheHostReserve(t *testing.T) {
 	if !held {
 		t.Error("no held event names the host reserve")
 	}
+}
+
+func TestPoolWatchRunsTheThinCommandForAnExternalPoolWithDmeventdsVariables(t *testing.T) {
+	testenv.RequireDeviceMapper(t)
+	_, meta, dataDev, metaDev := rawDevices(t)
+	name := fmt.Sprintf("ext-watch-%d", len(t.Name()))
+	table := fmt.Sprintf("0 %d thin-pool %s %s 128 32768 1 skip_block_zeroing", GiB/512, metaDev, dataDev)
+	mustDmsetup(t, "create", name, "--table", table)
+	t.Cleanup(func() {
+		dmsetup(t, "remove", name)
+		thinCheck(t, meta)
+	})
+	root := t.TempDir()
+	p, err := Init(context.Background(), root, Options{ThinPoolDevice: name, BaseSize: 64 * MiB})
+	must(t, err)
+	defer p.Close()
+	table = strings.TrimSpace(mustDmsetup(t, "table", name)) // as the kernel shows it
+
+	out := filepath.Join(t.TempDir(), "ran")
+	stop, waitFor := startWatch(t, root, WatchOptions{
+		Policy:      WatchPolicy{Threshold: 0.01}, // anything used
+		Interval:    200 * time.Millisecond,
+		ThinCommand: []string{"/bin/sh", "-c", `echo "$1 $DMEVENTD_THIN_POOL_DATA $DMEVENTD_THIN_POOL_METADATA" >>` + out, "sh"},
+	})
+	waitFor("command", "ran /bin/sh")
+	events := stop()
+	b, err := os.ReadFile(out)
+	must(t, err)
+	st, err := p.Status()
+	must(t, err)
+	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+	if len(f) != 3 || f[0] != name || f[1] != fmt.Sprint(int(st.DataUsedPercent)) || f[2] != fmt.Sprint(int(st.MetadataUsedPercent)) {
+		t.Fatalf("the thin command saw %q; want %q and the pool's %d%% data, %d%% metadata", b, name, int(st.DataUsedPercent), int(st.MetadataUsedPercent))
+	}
+	for _, e := range events {
+		if e.Kind == "grow" || e.Kind == "tune" || e.Kind == "error" {
+			t.Errorf("watch changed an external pool: %s %s", e.Kind, e.Message)
+		}
+	}
+	if got := strings.TrimSpace(mustDmsetup(t, "table", name)); got != table {
+		t.Errorf("the external pool's table changed:\n got %s\nwant %s", got, table)
+	}
+	must(t, p.Destroy(context.Background(), true))
 }
