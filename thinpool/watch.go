@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pkg/errors"
@@ -18,6 +19,12 @@ import (
 // DefaultWatchInterval is how often Watch reads the pool and its host
 // filesystem when no kernel event wakes it.
 const DefaultWatchInterval = 10 * time.Second
+
+// DefaultCommandTimeout is how long a thin command may run.
+const DefaultCommandTimeout = 5 * time.Minute
+
+// commandOutputLimit is how much of a thin command's output is logged.
+const commandOutputLimit = 4096
 
 // WatchOptions tunes Watch.
 type WatchOptions struct {
@@ -30,6 +37,10 @@ type WatchOptions struct {
 	// with DMEVENTD_THIN_POOL_DATA and DMEVENTD_THIN_POOL_METADATA set to
 	// the used percentages as dmeventd's thin plugin does.
 	ThinCommand []string
+	// CommandTimeout ends a thin command that runs longer (it is killed;
+	// 0: DefaultCommandTimeout), so that one that hangs cannot stop the
+	// watching.
+	CommandTimeout time.Duration
 	// MetricsFile, when set, is rewritten after every reading in the
 	// node_exporter textfile collector's format (temp file and rename).
 	MetricsFile string
@@ -212,13 +223,26 @@ func (w *watcher) warn(st Status, host HostSpace, d WatchDecision) {
 // runCommand runs the operator's thin command for an external pool.
 func (w *watcher) runCommand(ctx context.Context, st Status) {
 	argv := append(append([]string{}, w.o.ThinCommand...), st.PoolName)
+	timeout := w.o.CommandTimeout
+	if timeout <= 0 {
+		timeout = DefaultCommandTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(),
 		fmt.Sprintf("DMEVENTD_THIN_POOL_DATA=%d", int(st.DataUsedPercent)),
 		fmt.Sprintf("DMEVENTD_THIN_POOL_METADATA=%d", int(st.MetadataUsedPercent)))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	// Its own process group, so that a timeout ends what it started too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	out := &limitedBuffer{max: commandOutputLimit}
+	cmd.Stdout, cmd.Stderr = out, out
 	err := cmd.Run()
+	if ctx.Err() == context.DeadlineExceeded {
+		err = errors.Wrapf(ctx.Err(), "killed after %v", timeout)
+	}
 	msg := fmt.Sprintf("ran %s: %s", strings.Join(argv, " "), strings.TrimSpace(out.String()))
 	if err != nil {
 		w.emit(WatchEvent{Kind: "error", Message: msg, Err: err, Status: st})
@@ -325,3 +349,25 @@ func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false 
 func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
 func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
 func (d discardHandler) WithGroup(string) slog.Handler           { return d }
+
+// limitedBuffer keeps the first max bytes written to it and counts the
+// rest, so that a command that prints without end costs no memory.
+type limitedBuffer struct {
+	buf     bytes.Buffer
+	max     int
+	dropped int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	n := min(len(p), b.max-b.buf.Len())
+	b.buf.Write(p[:n])
+	b.dropped += len(p) - n
+	return len(p), nil
+}
+
+func (b *limitedBuffer) String() string {
+	if b.dropped == 0 {
+		return b.buf.String()
+	}
+	return fmt.Sprintf("%s... (%d more bytes)", b.buf.String(), b.dropped)
+}
