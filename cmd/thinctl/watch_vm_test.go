@@ -91,6 +91,7 @@ func (e *ddError) Error() string { return e.err.Error() + ": " + strings.TrimSpa
 // and check finds the pool consistent.
 func TestTheWatchUnitGrowsThePoolAheadOfAWriterAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	o := newOperator(t)
+	began := time.Now()
 	o.must("pool", "init", "--data-size", "24M", "--metadata-size", "8M", "--base-size", "16M")
 	devs := map[string]string{}
 	for _, id := range []string{"web", "snap"} {
@@ -129,6 +130,7 @@ func TestTheWatchUnitGrowsThePoolAheadOfAWriterAndStopsCleanlyOnSIGTERM(t *testi
 		}
 	}
 
+	t.Logf("%v: pool made, watcher up", time.Since(began))
 	src := filepath.Join(t.TempDir(), "src")
 	if out, err := exec.Command("dd", "if=/dev/urandom", "of="+src, "bs=1M", "count=16").CombinedOutput(); err != nil {
 		t.Fatalf("dd: %v %s", err, out)
@@ -138,11 +140,12 @@ func TestTheWatchUnitGrowsThePoolAheadOfAWriterAndStopsCleanlyOnSIGTERM(t *testi
 			t.Fatalf("writing 16 MiB into %s while pool watch runs: %v\nwatch:\n%s", id, err, stderr.String())
 		}
 	}
+	t.Logf("%v: 32 MiB written", time.Since(began))
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	err = cmd.Wait()
-	t.Logf("pool watch:\n%s", stderr.String())
+	t.Logf("%v: pool watch stopped:\n%s", time.Since(began), stderr.String())
 	if err != nil {
 		t.Fatalf("pool watch after SIGTERM: %v", err)
 	}
@@ -174,5 +177,7 @@ func TestTheWatchUnitGrowsThePoolAheadOfAWriterAndStopsCleanlyOnSIGTERM(t *testi
 		}
 		o.must("deactivate", id)
 	}
+	t.Logf("%v: read back, deactivated", time.Since(began))
 	o.must("check")
+	t.Logf("%v: checked", time.Since(began))
 }
