@@ -24,7 +24,7 @@ func validatePoolInit(c *call) error {
 		return usagef("--thinpool-dev excludes --data-dev and --metadata-dev")
 	}
 	if o.dataDev != "" || o.thinpoolDev != "" {
-		for _, f := range []string{"data-size", "metadata-size", "block-size"} {
+		for _, f := range []string{"data-size", "metadata-size", "block-size", "preallocate"} {
 			if c.set[f] {
 				return usagef("--%s does not apply to existing devices (--data-dev, --metadata-dev, --thinpool-dev)", f)
 			}

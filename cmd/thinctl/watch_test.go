@@ -52,3 +52,12 @@ func TestPoolWatchFlagsBecomeThePolicy(t *testing.T) {
 		t.Fatalf("given flags: %+v", p)
 	}
 }
+
+func TestPreallocateDoesNotApplyToExistingDevices(t *testing.T) {
+	h := newHarness(t)
+	h.choose = fakeChoice("devicemapper", false)
+	r := h.rooted("pool", "init", "--thinpool-dev", "tp", "--preallocate")
+	if r.code != 2 || !strings.Contains(r.stderr, "--preallocate does not apply to existing devices") {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+}
