@@ -66,8 +66,8 @@ type WatchDecision struct {
 	// fail at once.
 	Queue bool
 	// LowWaterBlocks is the pool table's low water mark that makes the
-	// kernel raise an event when data use crosses the threshold (0:
-	// leave the table's).
+	// kernel raise an event when data use crosses the threshold, for the
+	// data size after NewDataSize (0: leave the table's).
 	LowWaterBlocks uint64
 }
 
@@ -78,13 +78,10 @@ func (w WatchPolicy) Decide(in WatchInput) WatchDecision {
 	if !w.Autoextend() || s.State == "down" || s.Failed || s.ReadOnly || s.NeedsCheck {
 		return d
 	}
-	if s.BlockSize != 0 && s.DataTotal != 0 {
-		blocks := s.DataTotal / s.BlockSize
-		d.LowWaterBlocks = max(1, uint64(float64(blocks)*(100-w.Threshold)/100+0.5))
-	}
 	dataHigh, metaHigh := s.DataUsedPercent >= w.Threshold, s.MetadataUsedPercent >= w.Threshold
 	if in.External {
 		d.RunCommand = dataHigh || metaHigh
+		d.LowWaterBlocks = w.lowWater(s.DataTotal, s.BlockSize)
 		return d
 	}
 	budget := int64(-1) // no host bound
@@ -115,7 +112,18 @@ func (w WatchPolicy) Decide(in WatchInput) WatchDecision {
 	// Writes may queue for a growth only while one can come.
 	total := max(d.NewDataSize, s.DataTotal)
 	d.Queue = (dataCap == 0 || total < dataCap) && budget != 0
+	d.LowWaterBlocks = w.lowWater(total, s.BlockSize)
 	return d
+}
+
+// lowWater is the low water mark, in blocks, that makes the kernel raise
+// an event when data use of a pool of total bytes reaches the threshold
+// (0 when the size is unknown).
+func (w WatchPolicy) lowWater(total, blockSize uint64) uint64 {
+	if blockSize == 0 || total == 0 {
+		return 0
+	}
+	return max(1, uint64(float64(total/blockSize)*(100-w.Threshold)/100+0.5))
 }
 
 func (w WatchPolicy) capOr(c, def uint64) uint64 {

@@ -38,6 +38,10 @@ func TestDataAtTheThresholdGrowsByTheStepAndBelowTheThreshold(t *testing.T) {
 	if want := roundUp(GiB+GiB/5, 64*KiB); d.NewDataSize != want || d.NewMetadataSize != 0 {
 		t.Fatalf("decision %+v: want data %d", d, want)
 	}
+	// The low water mark is for the grown pool: 30% of its 19661 blocks.
+	if d.LowWaterBlocks != 5898 {
+		t.Fatalf("low water mark %d after growth, want 5898", d.LowWaterBlocks)
+	}
 	d = WatchPolicy{Threshold: 50, Step: 10}.Decide(WatchInput{Status: status(1000*MiB, GiB, MiB, 64*MiB), Host: roomyHost()})
 	if pct := percent(1000*MiB, d.NewDataSize); pct >= 50 {
 		t.Fatalf("grown to %d bytes, data is still %.1f%% used", d.NewDataSize, pct)

@@ -271,10 +271,16 @@ func TestAWriterOfMoreThanThePoolsDataSizeGetsNoErrorWhilePoolWatchRuns(t *testi
 	devA, _ := createActive(t, p, "a")
 	devB, _ := createActive(t, p, "b")
 	metrics := filepath.Join(t.TempDir(), "thinctl.prom")
-	stop, _ := startWatch(t, root, WatchOptions{
+	stop, waitFor := startWatch(t, root, WatchOptions{
 		Policy:   WatchPolicy{Threshold: 60, Step: 50, MaxDataSize: maxSize, HostReserve: 64 * MiB},
 		Interval: 200 * time.Millisecond, MetricsFile: metrics,
 	})
+	// 384 blocks of 64 KiB: the kernel is to raise an event with 40% of
+	// them (154) left, and writes on a full pool are to queue.
+	waitFor("tune", "low water mark 154 blocks")
+	if table := mustDmsetup(t, "table", p.cfg.PoolName); strings.Fields(table)[6] != "154" || strings.Contains(table, "error_if_no_space") {
+		t.Fatalf("pool table while watching: %s", table)
+	}
 	start := time.Now()
 	sumA, errA := writeSeeded(devA, 0, int64(devSize), 10)
 	sumB, errB := writeSeeded(devB, 0, int64(devSize), 11)
