@@ -58,7 +58,7 @@ test:
 	echo "=== host unit tests: go test -count=1 ./... (and -tags failpoints ./internal/failpoint and the registry migration, and the containerd module) ==="; \
 	$(GO) test -count=1 ./... 2>&1 | tee "$$log/host"; host=$${PIPESTATUS[0]}; \
 	$(GO) test -count=1 -tags failpoints ./internal/failpoint 2>&1 | tee -a "$$log/host"; [ $${PIPESTATUS[0]} -eq 0 ] || host=1; \
-	$(GO) test -count=1 -tags failpoints -run Migrat ./thinpool 2>&1 | tee -a "$$log/host"; [ $${PIPESTATUS[0]} -eq 0 ] || host=1; \
+	$(GO) test -count=1 -tags failpoints -run Migrat ./thinpool/... 2>&1 | tee -a "$$log/host"; [ $${PIPESTATUS[0]} -eq 0 ] || host=1; \
 	(cd containerd && $(GO) test -count=1 ./...) 2>&1 | tee -a "$$log/host"; [ $${PIPESTATUS[0]} -eq 0 ] || host=1; \
 	v1gen=; if thinpool/testdata/v1gen/build.sh "$$log/thinctl-v1gen"; then v1gen="--extra-bin $$log/thinctl-v1gen"; \
 	else echo "make test: thinctl-v1gen (the version 1 release's library) did not build; TestALiveVersion1RootIsMigratedByOpen will skip"; fi; \

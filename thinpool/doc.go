@@ -17,7 +17,10 @@
 //	<root>/mnt/<id>                      where Mount mounts device <id>
 //
 // docs/registry.md describes the files byte by byte (and version 1, one
-// JSON file per device, which Open converts).
+// JSON file per device, which Open converts). pool.json, registry, journal
+// and lock are the store's (package thinpool/internal/store: records,
+// journal, compaction, transactions' entries, group commit, the lock and
+// its claims, migration); Pool reaches them only through its methods.
 //
 // # Naming
 //

@@ -63,16 +63,16 @@ func (p *Pool) SetLabels(ctx context.Context, id string, labels map[string]strin
 	if err := validateLabels(labels); err != nil {
 		return errors.Wrapf(err, "set the labels of %q", id)
 	}
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	d, err := p.liveDevice(id)
 	if err != nil {
 		return err
 	}
 	d.Labels = copyLabels(labels)
-	return errors.Wrapf(p.reg.saveDevice(d), "set the labels of %q", id)
+	return errors.Wrapf(p.store.Put(d), "set the labels of %q", id)
 }
 
 // DeviceLabels returns every live device's labels by id (devices pending
@@ -80,11 +80,11 @@ func (p *Pool) SetLabels(ctx context.Context, id string, labels map[string]strin
 // call, so it is cheap enough to run at every start of a long-lived
 // caller that keeps its own index.
 func (p *Pool) DeviceLabels() (map[string]map[string]string, error) {
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return nil, err
 	}
-	defer p.lk.unlock()
-	recs, err := p.reg.listDevices()
+	defer p.lk.Unlock()
+	recs, err := p.store.List()
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // Device-mapper names and uuids of a root. Every name carries the root's
@@ -66,7 +67,7 @@ func parseDevIDSuffix(prefix, s string) (uint32, bool) {
 	n, err := strconv.ParseUint(rest, 10, 32)
 	// Only the canonical spelling thinctl writes is ours: "0005" or "+5"
 	// may be someone else's device.
-	if err != nil || n == 0 || n > maxDeviceID || strconv.FormatUint(n, 10) != rest {
+	if err != nil || n == 0 || n > store.MaxDeviceID || strconv.FormatUint(n, 10) != rest {
 		return 0, false
 	}
 	return uint32(n), true

@@ -15,6 +15,7 @@ import (
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/thinmeta"
 	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // Returning the space of an inactive removed device without activating it.
@@ -80,7 +81,7 @@ func tellPlan(devID uint32, plan, detail string) {
 // reports whether it did (r is then deleted). false with a nil error means
 // the caller takes the discard way. The caller holds r's claim and the
 // root lock.
-func (p *Pool) returnInactive(ctx context.Context, r deviceRecord) (bool, error) {
+func (p *Pool) returnInactive(ctx context.Context, r store.Device) (bool, error) {
 	name := thinName(p.cfg.Key, r.DeviceID)
 	if _, err := p.dm.Info(name); !errors.Is(err, dm.ErrNotFound) {
 		tellPlan(r.DeviceID, planActive, "")
@@ -124,7 +125,7 @@ type inactivePlan struct {
 // planInactiveReturn reads r's exclusive blocks from a metadata snapshot
 // and, when there are some, finds the data file to punch them in. An error
 // says why the discard way must be taken.
-func (p *Pool) planInactiveReturn(r deviceRecord) (inactivePlan, error) {
+func (p *Pool) planInactiveReturn(r store.Device) (inactivePlan, error) {
 	var pl inactivePlan
 	metaDev, dataDev, err := p.poolTableDevices()
 	if err != nil {

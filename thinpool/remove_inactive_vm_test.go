@@ -83,8 +83,8 @@ func thinDumpMappings(t *testing.T, metaPath string) (uint32, map[uint32][]dumpe
 // pool's metadata and data devices.
 func holdSnap(t *testing.T, p *Pool, fn func(metaDev, dataDev string, st poolStatus)) {
 	t.Helper()
-	must(t, p.lk.lock())
-	defer p.lk.unlock()
+	must(t, p.lk.Lock())
+	defer p.lk.Unlock()
 	metaDev, dataDev, err := p.poolTableDevices()
 	must(t, err)
 	_, err = p.withMetadataSnap(func(st poolStatus) error {

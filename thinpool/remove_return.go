@@ -3,9 +3,6 @@ package thinpool
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -13,13 +10,14 @@ import (
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // Giving a removed device's space back.
 //
 // With discards on, Remove does not discard on the caller's time. It hands
 // the device over (handOver): one durable registry write records the thin
-// device under returningKey(its thin id), marked ReturningSpace, and the
+// device under store.ReturningKey(its thin id), marked ReturningSpace, and the
 // user's record goes, so the id can be created again at once (the new
 // device gets another thin id). Then a goroutine the Pool owns gives the
 // space back and deletes the device from the pool in a transaction
@@ -32,107 +30,44 @@ import (
 // ReturnSpace (both wait for it). Status counts the devices still
 // returning space.
 
-// returningKeyPrefix starts the registry key of a device returning space.
-// '~' is not allowed in user ids, so the keys never collide with them.
-const returningKeyPrefix = "~returning-"
-
-// returningKey is the registry key of thin device devID returning space.
-func returningKey(devID uint32) string {
-	return returningKeyPrefix + strconv.FormatUint(uint64(devID), 10)
-}
-
-// isReturningKey reports whether key is a returningKey.
-func isReturningKey(key string) bool {
-	_, ok := returningDevID(key)
-	return ok
-}
-
-// returningDevID is the thin id of returningKey key; false when key is not
-// one.
-func returningDevID(key string) (uint32, bool) {
-	n, ok := strings.CutPrefix(key, returningKeyPrefix)
-	if !ok {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(n, 10, 32)
-	if err != nil || v == 0 || v > maxDeviceID || returningKey(uint32(v)) != key {
-		return 0, false
-	}
-	return uint32(v), true
-}
-
-// validKey reports whether key can name a registry record: a user id or a
-// returning key.
-func validKey(key string) bool { return ValidateID(key) == nil || isReturningKey(key) }
-
 // handOver makes the removal of d durable and leaves its space to be
-// returned: the record moves from d.ID to returningKey(d.DeviceID), both
+// returned: the record moves from d.ID to store.ReturningKey(d.DeviceID), both
 // entries in one journal frame (one flush). The caller holds the lock.
-func (p *Pool) handOver(d deviceRecord) error {
+func (p *Pool) handOver(d store.Device) error {
 	p.report(fmt.Sprintf("deleting %q (its space is returned in the background)", d.ID), 0.8)
 	r := d
-	r.ID, r.ReturningSpace, r.RemovedID, r.Deleted = returningKey(d.DeviceID), true, d.ID, true
+	r.ID, r.ReturningSpace, r.RemovedID, r.Deleted = store.ReturningKey(d.DeviceID), true, d.ID, true
 	r.Parent, r.Labels, r.GrowPending = "", nil, false
-	if err := p.reg.moveDevice(d.ID, r); err != nil {
+	if err := p.store.Move(d.ID, r); err != nil {
 		return errors.Wrapf(err, "delete %q", d.ID)
 	}
 	p.kickReturn()
 	return nil
 }
 
-// moveDevice removes the record of oldID and adds d (with the same thin
-// id) in one durable journal frame: the removal first, so that replaying
-// the frame leaves the thin id marked used.
-func (r *registry) moveDevice(oldID string, d deviceRecord) error {
-	if err := r.ensure(); err != nil {
-		return err
-	}
-	r.idx.removeID(oldID)
-	err := r.putDevice(appendEntry(nil, entryDel, []byte(oldID)), d)
-	if err != nil {
-		r.idx.invalidate() // the old record is gone from memory only
-	}
-	return err
-}
-
 // dropHandedOver removes a user record that still has r's thin id (a
 // record written back by hand, or by a registry of an older layout); the
 // id's device is gone. The caller holds the lock.
-func (p *Pool) dropHandedOver(r deviceRecord) error {
-	u, err := p.reg.loadDevice(r.RemovedID)
+func (p *Pool) dropHandedOver(r store.Device) error {
+	u, err := p.store.Get(r.RemovedID)
 	if err != nil || u.DeviceID != r.DeviceID || u.ReturningSpace {
 		return nil // gone, or the id was created again (another thin id)
 	}
-	if err := p.reg.removeDevice(u.ID); err != nil {
-		return err
-	}
-	p.idx.used.set(r.DeviceID)
-	p.idx.byDevID[r.DeviceID] = r.ID
-	return nil
-}
-
-// returningKeys lists the index's devices returning space, sorted.
-func (p *Pool) returningKeys() []string {
-	keys := make([]string, 0, len(p.idx.returning))
-	for k := range p.idx.returning {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return p.store.RemoveDuplicate(u.ID, r)
 }
 
 // returnSpaceLocked returns the space of r and deletes it from the pool,
 // all with the lock held. It never waits for the claim (the claim is taken
 // before the lock; see returnOne): a device another returner has is ErrBusy.
-func (p *Pool) returnSpaceLocked(ctx context.Context, r deviceRecord) error {
-	c, err := p.lk.tryClaimReturn(r.DeviceID)
+func (p *Pool) returnSpaceLocked(ctx context.Context, r store.Device) error {
+	c, err := p.lk.TryClaimReturn(r.DeviceID)
 	if err != nil {
 		return err
 	}
 	if c == nil {
 		return errors.Wrapf(ErrBusy, "removed device %q is being returned by another process", r.RemovedID)
 	}
-	defer c.release()
+	defer c.Release()
 	if err := p.dropHandedOver(r); err != nil {
 		return err
 	}
@@ -151,7 +86,7 @@ func (p *Pool) returnSpaceLocked(ctx context.Context, r deviceRecord) error {
 
 // prepareReturn makes sure r's thin device is active (left active by
 // Remove when nothing held it) and returns its device number.
-func (p *Pool) prepareReturn(ctx context.Context, r deviceRecord) (uint64, error) {
+func (p *Pool) prepareReturn(ctx context.Context, r store.Device) (uint64, error) {
 	name := thinName(p.cfg.Key, r.DeviceID)
 	if _, err := p.activateThin(ctx, r.DeviceID, r.Size); err != nil {
 		return 0, errors.Wrapf(err, "return the space of removed device %q", r.RemovedID)
@@ -169,7 +104,7 @@ func (p *Pool) prepareReturn(ctx context.Context, r deviceRecord) (uint64, error
 // which; nothing at all when nothing is mapped), the whole device when the
 // status cannot be read. It needs no lock, only the device's claim: no
 // other returner can reach the device, and nobody deletes it meanwhile.
-func (p *Pool) discardDevice(ctx context.Context, r deviceRecord, dev uint64) error {
+func (p *Pool) discardDevice(ctx context.Context, r store.Device, dev uint64) error {
 	name := thinName(p.cfg.Key, r.DeviceID)
 	if hookBeforeDiscardOpen != nil {
 		hookBeforeDiscardOpen(dm.NodePath(name))
@@ -201,7 +136,7 @@ const deleteBusyPause = 2 * time.Second
 
 // finishReturn takes r's thin device down and deletes it from the pool and
 // the registry in one transaction. The caller holds the lock.
-func (p *Pool) finishReturn(ctx context.Context, r deviceRecord) error {
+func (p *Pool) finishReturn(ctx context.Context, r store.Device) error {
 	name := thinName(p.cfg.Key, r.DeviceID)
 	if info, err := p.dm.Info(name); err == nil {
 		err := p.removeDM(ctx, name, info.Dev, "", true)
@@ -214,10 +149,10 @@ func (p *Pool) finishReturn(ctx context.Context, r deviceRecord) error {
 	} else if !errors.Is(err, dm.ErrNotFound) {
 		return errors.Wrapf(err, "%s", name)
 	}
-	tx := txRecord{Op: opDelete, DeviceID: r.DeviceID, ID: r.ID}
+	tx := store.Tx{Op: store.OpDelete, DeviceID: r.DeviceID, ID: r.ID}
 	var err error
 	for pause := time.Millisecond; ; pause *= 2 {
-		err = p.runTx(tx, func() error { return p.reg.removeDevice(r.ID) })
+		err = p.runTx(tx, func() error { return p.store.Remove(r.ID) })
 		if err == nil || !errors.Is(err, dm.ErrBusy) || pause > deleteBusyPause {
 			break
 		}
@@ -240,7 +175,6 @@ func (p *Pool) finishReturn(ctx context.Context, r deviceRecord) error {
 	if err != nil {
 		return errors.Wrapf(err, "delete removed device %q from the pool", r.RemovedID)
 	}
-	p.idx.remove(r)
 	p.ret.mu.Lock()
 	p.ret.returned++
 	p.ret.mu.Unlock()
@@ -330,12 +264,12 @@ func (p *Pool) returnLoop(ctx context.Context, done chan struct{}) {
 // (see claimReturn); without, it leaves it to that returner. It reports how
 // many are left and the first error other than ErrBusy.
 func (p *Pool) returnPass(ctx context.Context, wait bool) (int, error) {
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return 1, err
 	}
 	err := p.ensureIndex()
-	keys := p.returningKeys()
-	p.lk.unlock()
+	keys := p.store.Returning()
+	p.lk.Unlock()
 	if err != nil {
 		return 1, err
 	}
@@ -365,16 +299,16 @@ func (p *Pool) returnPass(ctx context.Context, wait bool) (int, error) {
 // device next finds it returned or untouched. The order is always the
 // claim, then the root lock: a holder of the lock only ever tries a claim.
 func (p *Pool) returnOne(ctx context.Context, key string, wait bool) error {
-	devID, ok := returningDevID(key)
+	devID, ok := store.ReturningDevID(key)
 	if !ok {
 		return errors.Errorf("%q is not the key of a device returning space", key)
 	}
-	var c *claim
+	var c *store.Claim
 	var err error
 	if wait {
-		c, err = p.lk.claimReturn(ctx, devID)
+		c, err = p.lk.ClaimReturn(ctx, devID)
 	} else {
-		c, err = p.lk.tryClaimReturn(devID)
+		c, err = p.lk.TryClaimReturn(devID)
 	}
 	if err != nil {
 		return err
@@ -382,14 +316,14 @@ func (p *Pool) returnOne(ctx context.Context, key string, wait bool) error {
 	if c == nil {
 		return errors.Wrapf(ErrBusy, "thin device %d is being returned by another process", devID)
 	}
-	defer c.release()
-	load := func() (deviceRecord, error) {
+	defer c.Release()
+	load := func() (store.Device, error) {
 		if err := p.ensureIndex(); err != nil {
-			return deviceRecord{}, err
+			return store.Device{}, err
 		}
-		return p.reg.loadDevice(key)
+		return p.store.Get(key)
 	}
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return err
 	}
 	r, err := load()
@@ -400,14 +334,14 @@ func (p *Pool) returnOne(ctx context.Context, key string, wait bool) error {
 	if err == nil {
 		var done bool
 		if done, err = p.returnInactive(ctx, r); done && err == nil {
-			p.lk.unlock()
+			p.lk.Unlock()
 			return nil
 		}
 	}
 	if err == nil {
 		dev, err = p.prepareReturn(ctx, r)
 	}
-	p.lk.unlock()
+	p.lk.Unlock()
 	if errors.Is(err, ErrDeviceNotFound) {
 		return nil
 	}
@@ -417,10 +351,10 @@ func (p *Pool) returnOne(ctx context.Context, key string, wait bool) error {
 	if err := p.discardDevice(ctx, r, dev); err != nil {
 		return err
 	}
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	if r, err = load(); err != nil {
 		if errors.Is(err, ErrDeviceNotFound) {
 			return nil
@@ -462,8 +396,9 @@ func (p *Pool) ReturnSpace(ctx context.Context) error {
 // active); the caller holds the lock and has an index.
 func (p *Pool) returningStatus() (int, uint64) {
 	var bytes uint64
-	for key := range p.idx.returning {
-		devID, ok := returningDevID(key)
+	keys := p.store.Returning()
+	for _, key := range keys {
+		devID, ok := store.ReturningDevID(key)
 		if !ok {
 			continue
 		}
@@ -475,5 +410,5 @@ func (p *Pool) returningStatus() (int, uint64) {
 			bytes += st.MappedSectors * 512
 		}
 	}
-	return len(p.idx.returning), bytes
+	return len(keys), bytes
 }

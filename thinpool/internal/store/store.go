@@ -1,4 +1,4 @@
-package thinpool
+package store
 
 import (
 	"crypto/rand"
@@ -8,134 +8,37 @@ import (
 	"path/filepath"
 	"sort"
 	"sync/atomic"
-	"time"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 
-	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/atomicfile"
 	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
-// registryVersion is the format version written into pool.json. Readers
-// refuse newer versions; pool.json at version 1 is migrated (migrate.go),
-// at version 2 (one open transaction at a time) rewritten as version 3 by
-// Open (upgradeV2): the files themselves are read as they are.
-const registryVersion = registryFormat
-
-// registryV2 is pool.json's version in a root written before several
-// transactions could be open at once.
-const registryV2 = 2
-
-// recordVersion is the version of the JSON documents inside entries (device
-// records and transactions); version 3 did not change them.
-const recordVersion = 2
-
-// File and directory names under <root>/devicemapper; docs/registry.md
+// The store's file names under <root>/devicemapper; docs/registry.md
 // describes them.
 const (
-	stateDirName     = "devicemapper"
-	dataFileName     = "data"
-	metaFileName     = "metadata"
-	poolFileName     = "pool.json"
+	PoolFileName     = "pool.json"
 	snapshotFileName = "registry"
 	journalFileName  = "journal"
-	lockFileName     = "lock"
-	mountDirName     = "mnt"
+	LockFileName     = "lock"
 )
 
 // defaultJournalSize is the journal's preallocated size: about 8,000
 // creates and removes between compactions.
 const defaultJournalSize = 4 << 20
 
-// poolRecord is pool.json: the pool's configuration and the base device.
-type poolRecord struct {
-	Version  int    `json:"version"`
-	PoolName string `json:"pool_name"`
-	// Key identifies the root in device-mapper names and uuids
-	// ("<major>:<minor>-<inode>" of the root directory at Init).
-	Key          string `json:"key"`
-	ExternalPool bool   `json:"external_pool,omitempty"`
-	// DataFile and MetadataFile are relative to <root>/devicemapper when
-	// the pool uses loop files (absolute for a pool Adopt took over, whose
-	// files stay where the other program kept them); DataDevice and MetadataDevice are absolute
-	// block device paths otherwise.
-	DataFile       string    `json:"data_file,omitempty"`
-	MetadataFile   string    `json:"metadata_file,omitempty"`
-	DataDevice     string    `json:"data_device,omitempty"`
-	MetadataDevice string    `json:"metadata_device,omitempty"`
-	DataSize       uint64    `json:"data_size"`
-	MetadataSize   uint64    `json:"metadata_size"`
-	BlockSize      uint64    `json:"block_size"`
-	NoDiscard      bool      `json:"no_discard,omitempty"`
-	MinFreeSpace   float64   `json:"min_free_space"`
-	Filesystem     fs.Type   `json:"filesystem"`
-	MkfsArgs       []string  `json:"mkfs_args,omitempty"`
-	MountOptions   []string  `json:"mount_options,omitempty"`
-	BaseDeviceID   uint32    `json:"base_device_id"`
-	BaseSize       uint64    `json:"base_size"`
-	BaseUUID       string    `json:"base_uuid"`
-	NextDeviceID   uint32    `json:"next_device_id"`
-	Created        time.Time `json:"created"`
-	// AdoptedFrom says which other program's pool Adopt took over ("" for
-	// a pool Init made); ForeignTransactionID is the pool's transaction id
-	// as that program left it (Adopt does not change it).
-	AdoptedFrom          string `json:"adopted_from,omitempty"`
-	ForeignTransactionID uint64 `json:"foreign_transaction_id,omitempty"`
-}
-
-// deviceRecord is one thin device: the body of a put entry (a file of its
-// own, devices/<id>.json, in version 1).
-type deviceRecord struct {
-	Version     int       `json:"version"`
-	ID          string    `json:"id"`
-	DeviceID    uint32    `json:"device_id"`
-	Size        uint64    `json:"size"`
-	Initialized bool      `json:"initialized"`
-	Deleted     bool      `json:"deleted"`
-	Parent      string    `json:"parent"`
-	Created     time.Time `json:"created"`
-	// GrowPending is set when the device is bigger than its parent's
-	// filesystem; the first activation (ext4) or mount (xfs) grows the
-	// filesystem and clears it.
-	GrowPending bool `json:"grow_pending,omitempty"`
-	// Labels are the caller's string pairs (see labels.go), written in
-	// the same durable append as the device itself.
-	Labels map[string]string `json:"labels,omitempty"`
-	// ReturningSpace marks a removed device whose blocks are still being
-	// discarded (given back to the data file) before its thin device is
-	// deleted from the pool. Such a record is kept under the key
-	// returningKey(DeviceID), which no user id can be, so the user's id is
-	// free again as soon as Remove returns; it is also marked Deleted.
-	ReturningSpace bool `json:"returning_space,omitempty"`
-	// RemovedID is the user id a ReturningSpace record's device had.
-	RemovedID string `json:"removed_id,omitempty"`
-}
-
-func validateDeviceRecord(path, id string, d deviceRecord) error {
-	if d.ID != id {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s records id %q, not %q", path, d.ID, id)
-	}
-	if !validKey(d.ID) {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s: %v", path, ValidateID(d.ID))
-	}
-	if d.DeviceID == 0 || d.DeviceID > maxDeviceID {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s has device_id %d outside 1..%d", path, d.DeviceID, maxDeviceID)
-	}
-	return nil
-}
-
-// registry keeps the device records of one root: pool.json (the pool's
+// Store keeps the device records of one root: pool.json (the pool's
 // configuration, written rarely and atomically), the registry file (every
 // record as of the last compaction) and the journal (the changes since,
 // each a checksummed frame made durable by one fdatasync). Its in-memory
 // state is the index; every method first catches up with what other
 // processes appended (the lock file's change counter says when). Callers
 // hold the root lock.
-type registry struct {
+type Store struct {
 	dir string     // <root>/devicemapper
-	lk  *rootLock  // nil when no other process can share the root (tests)
+	lk  *Lock      // nil when no other process can share the root (tests)
 	idx *index     // the records and what is derived from them
 	jf  *os.File   // the journal, open while loaded
 	buf []byte     // read buffer, reused
@@ -156,7 +59,7 @@ type registry struct {
 	txBuf []byte
 	// owned holds the claims of this registry's transactions in flight
 	// (begun, not ended); it outlives reloads. Guarded by the root lock.
-	owned map[uint32]*claim
+	owned map[uint32]*Claim
 	// group lets this registry's transactions share journal flushes.
 	group flushGroup
 	// journalSize is the size a new journal gets (defaultJournalSize).
@@ -173,13 +76,19 @@ type journalPos struct {
 	synced   int64  // the journal is durable up to here
 }
 
-func newRegistry(dir string, lk *rootLock) *registry {
-	return &registry{dir: dir, lk: lk, idx: &index{}, journalSize: defaultJournalSize}
+// New returns the store of dir (<root>/devicemapper), unloaded: the
+// first call reads it. lk is the root's lock, nil when no other process
+// can share the root.
+func New(dir string, lk *Lock) *Store {
+	return &Store{dir: dir, lk: lk, idx: &index{}, journalSize: defaultJournalSize}
 }
 
-func (r *registry) poolPath() string     { return filepath.Join(r.dir, poolFileName) }
-func (r *registry) snapshotPath() string { return filepath.Join(r.dir, snapshotFileName) }
-func (r *registry) journalPath() string  { return filepath.Join(r.dir, journalFileName) }
+// ConfigPath is pool.json's path.
+func (r *Store) ConfigPath() string   { return filepath.Join(r.dir, PoolFileName) }
+func (r *Store) snapshotPath() string { return filepath.Join(r.dir, snapshotFileName) }
+
+// JournalPath is the journal's path.
+func (r *Store) JournalPath() string { return filepath.Join(r.dir, journalFileName) }
 
 // registryWrite is how pool.json and the registry file are written:
 // atomically and durably, with the crash tests' failpoints around the rename.
@@ -207,35 +116,35 @@ func writeJSON(path string, v any) error {
 	return errors.Wrap(atomicfile.Write(path, append(data, '\n'), registryWrite), "registry")
 }
 
-// loadPool reads pool.json; ErrNotInitialized when it does not exist. A
+// LoadConfig reads pool.json; ErrNotInitialized when it does not exist. A
 // version 1 pool.json is accepted (Open migrates the root).
-func (r *registry) loadPool() (poolRecord, error) {
-	var p poolRecord
-	path := r.poolPath()
+func (r *Store) LoadConfig() (Config, error) {
+	var p Config
+	path := r.ConfigPath()
 	if err := readJSON(path, &p); err != nil {
 		if os.IsNotExist(err) {
 			return p, errors.Wrapf(ErrNotInitialized, "%s does not exist", path)
 		}
 		return p, err
 	}
-	if err := checkVersion(path, p.Version, registryV1, registryV2, registryVersion); err != nil {
+	if err := checkVersion(path, p.Version, V1, V2, Version); err != nil {
 		return p, err
 	}
-	if p.PoolName == "" || p.Key == "" || p.BlockSize == 0 || p.BaseDeviceID == 0 || p.BaseDeviceID > maxDeviceID {
-		return p, errors.Wrapf(ErrRegistryCorrupt, "%s lacks pool_name, key, block_size or a valid base_device_id", path)
+	if p.PoolName == "" || p.Key == "" || p.BlockSize == 0 || p.BaseDeviceID == 0 || p.BaseDeviceID > MaxDeviceID {
+		return p, errors.Wrapf(ErrCorrupt, "%s lacks pool_name, key, block_size or a valid base_device_id", path)
 	}
 	return p, nil
 }
 
-// savePool writes pool.json at the current version.
-func (r *registry) savePool(p poolRecord) error {
-	p.Version = registryVersion
-	return writeJSON(r.poolPath(), p)
+// SaveConfig writes pool.json at the current version.
+func (r *Store) SaveConfig(p Config) error {
+	p.Version = Version
+	return writeJSON(r.ConfigPath(), p)
 }
 
-// corrupt is ErrRegistryCorrupt naming a registry file.
+// corrupt is ErrCorrupt naming a registry file.
 func corrupt(path string, err error) error {
-	return errors.Wrapf(ErrRegistryCorrupt, "%s: %v; restore it from a backup (it is never rewritten)", path, err)
+	return errors.Wrapf(ErrCorrupt, "%s: %v; restore it from a backup (it is never rewritten)", path, err)
 }
 
 // newEpoch returns a random non-zero epoch different from old: frames of
@@ -251,11 +160,11 @@ func newEpoch(old uint64) uint64 {
 	}
 }
 
-// create makes an empty registry (Init): a journal of journalSize zeroed
+// Create makes an empty registry (Init): a journal of journalSize zeroed
 // bytes and a registry file naming a new epoch, each written atomically.
 // Anything left by an earlier, failed Init is replaced.
-func (r *registry) create() error {
-	r.close()
+func (r *Store) Create() error {
+	r.Close()
 	if err := r.writeJournal(); err != nil {
 		return err
 	}
@@ -269,19 +178,19 @@ func (r *registry) create() error {
 // writeJournal writes a new, empty journal atomically: its header and
 // zeros, so that appends overwrite blocks that exist and fdatasync has no
 // file size or extent to commit.
-func (r *registry) writeJournal() error {
+func (r *Store) writeJournal() error {
 	size := r.journalSize
 	if size < 64<<10 {
 		size = 64 << 10
 	}
 	data := make([]byte, size)
 	copy(data, encodeJournalHeader(size))
-	return errors.Wrap(atomicfile.Write(r.journalPath(), data, atomicfile.Options{}), "registry")
+	return errors.Wrap(atomicfile.Write(r.JournalPath(), data, atomicfile.Options{}), "registry")
 }
 
 // writeSnapshot writes the registry file: recs (nil: none), their epoch
 // and the allocation hint.
-func (r *registry) writeSnapshot(epoch uint64, next uint32, body []byte, opts atomicfile.Options) error {
+func (r *Store) writeSnapshot(epoch uint64, next uint32, body []byte, opts atomicfile.Options) error {
 	n := 0
 	if body != nil {
 		items, err := parseEntries(body)
@@ -294,8 +203,8 @@ func (r *registry) writeSnapshot(epoch uint64, next uint32, body []byte, opts at
 	return errors.Wrap(atomicfile.Write(r.snapshotPath(), data, opts), "registry")
 }
 
-// close drops the in-memory state and the journal's handle.
-func (r *registry) close() {
+// Close drops the in-memory state and the journal's handle.
+func (r *Store) Close() {
 	if r.jf != nil {
 		r.jf.Close()
 		r.jf = nil
@@ -303,22 +212,18 @@ func (r *registry) close() {
 	r.loaded, r.pending, r.inTx, r.txBuf, r.err = false, nil, false, nil, nil
 }
 
-// invalidate makes the next call read everything from disk again.
-func (r *registry) invalidate() {
-	r.close()
+// Invalidate drops what this process holds in memory (records collected
+// for a transaction's end among them): the next call reads everything from
+// disk again.
+func (r *Store) Invalidate() {
+	r.Close()
 }
 
-// ensure loads the registry, or catches up with what other processes
+// Refresh loads the registry, or catches up with what other processes
 // appended since this one last looked. Cheap when nothing changed: the
 // first call under a lock hold reads the lock file's counter, later ones
 // do nothing.
-func (r *registry) ensure() error {
-	if r.idx == nil { // a registry{dir: ...} made for reading only
-		r.idx = &index{}
-	}
-	if r.idx.stale {
-		r.close()
-	}
+func (r *Store) Refresh() error {
 	if r.loaded && (r.lk == nil || r.holds == r.lk.holds) {
 		return nil
 	}
@@ -336,7 +241,7 @@ func (r *registry) ensure() error {
 		err = r.catchUp()
 	}
 	if err != nil {
-		r.close()
+		r.Close()
 		return err
 	}
 	r.gen, r.holds = gen, r.lk.holds
@@ -349,29 +254,29 @@ func (r *registry) ensure() error {
 }
 
 // reload reads the registry file and the journal from scratch.
-func (r *registry) reload() error {
-	r.close()
+func (r *Store) reload() error {
+	r.Close()
 	snapData, err := os.ReadFile(r.snapshotPath())
 	if err != nil {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s: %v", r.snapshotPath(), err)
+		return errors.Wrapf(ErrCorrupt, "%s: %v", r.snapshotPath(), err)
 	}
 	snap, err := parseSnapshot(snapData)
 	if err != nil {
 		return corrupt(r.snapshotPath(), err)
 	}
-	f, err := os.OpenFile(r.journalPath(), os.O_RDWR|unix.O_CLOEXEC, 0)
+	f, err := os.OpenFile(r.JournalPath(), os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s: %v", r.journalPath(), err)
+		return errors.Wrapf(ErrCorrupt, "%s: %v", r.JournalPath(), err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return errors.Wrapf(err, "registry: stat %s", r.journalPath())
+		return errors.Wrapf(err, "registry: stat %s", r.JournalPath())
 	}
 	scan, capacity, release, err := readJournal(f, st.Size(), snap.epoch)
 	if err != nil {
 		f.Close()
-		return corrupt(r.journalPath(), err)
+		return corrupt(r.JournalPath(), err)
 	}
 	defer release() // the frames' entries alias what it read
 	x := newIndex()
@@ -382,7 +287,7 @@ func (r *registry) reload() error {
 	}
 	next := snap.next
 	for _, fr := range scan.frames {
-		if err = applyEntries(x, pending, fr.items, r.journalPath()); err != nil {
+		if err = applyEntries(x, pending, fr.items, r.JournalPath()); err != nil {
 			f.Close()
 			return err
 		}
@@ -392,11 +297,11 @@ func (r *registry) reload() error {
 		// end: zero them durably before anything is appended there.
 		if _, err := f.WriteAt(make([]byte, scan.torn-scan.tail), scan.tail); err != nil {
 			f.Close()
-			return errors.Wrapf(err, "registry: clear the torn tail of %s", r.journalPath())
+			return errors.Wrapf(err, "registry: clear the torn tail of %s", r.JournalPath())
 		}
 		if err := fdatasync(f); err != nil {
 			f.Close()
-			return errors.Wrapf(err, "registry: fdatasync %s", r.journalPath())
+			return errors.Wrapf(err, "registry: fdatasync %s", r.JournalPath())
 		}
 	}
 	r.st = journalPos{epoch: snap.epoch, next: next, capacity: capacity, pos: scan.tail, synced: journalHeaderSize}
@@ -457,7 +362,7 @@ func readJournal(f *os.File, size int64, epoch uint64) (scan journalScan, capaci
 
 // catchUp reads the frames other processes appended after this one's
 // position (same epoch: no compaction happened).
-func (r *registry) catchUp() error {
+func (r *Store) catchUp() error {
 	for {
 		var h [frameHeaderSize]byte
 		if _, err := r.jf.ReadAt(h[:], r.st.pos); err != nil {
@@ -480,7 +385,7 @@ func (r *registry) catchUp() error {
 		if !ok || fr.seq != r.st.seq+1 {
 			return nil
 		}
-		if err := applyEntries(r.idx, r.pending, fr.items, r.journalPath()); err != nil {
+		if err := applyEntries(r.idx, r.pending, fr.items, r.JournalPath()); err != nil {
 			return err
 		}
 		r.st.pos += size
@@ -490,11 +395,11 @@ func (r *registry) catchUp() error {
 }
 
 // txSet holds open transactions by thin id.
-type txSet map[uint32]*txRecord
+type txSet map[uint32]*Tx
 
 // sorted returns the transactions in thin id order.
-func (ts txSet) sorted() []txRecord {
-	out := make([]txRecord, 0, len(ts))
+func (ts txSet) sorted() []Tx {
+	out := make([]Tx, 0, len(ts))
 	for _, t := range ts {
 		out = append(out, *t)
 	}
@@ -508,11 +413,11 @@ func applyEntries(x *index, pending txSet, items []entry, path string) error {
 	for _, it := range items {
 		switch it.kind {
 		case entryPut:
-			var d deviceRecord
+			var d Device
 			if err := json.Unmarshal(it.body, &d); err != nil {
 				return corrupt(path, errors.Wrap(err, "a device record does not decode"))
 			}
-			if err := checkVersion(path, d.Version, recordVersion); err != nil {
+			if err := checkVersion(path, d.Version, RecordVersion); err != nil {
 				return err
 			}
 			if err := validateDeviceRecord(path, d.ID, d); err != nil {
@@ -522,14 +427,14 @@ func applyEntries(x *index, pending txSet, items []entry, path string) error {
 		case entryDel:
 			x.removeID(string(it.body))
 		case entryBegin:
-			var t txRecord
+			var t Tx
 			if err := json.Unmarshal(it.body, &t); err != nil {
 				return corrupt(path, errors.Wrap(err, "a transaction does not decode"))
 			}
-			if err := checkVersion(path, t.Version, recordVersion); err != nil {
+			if err := checkVersion(path, t.Version, RecordVersion); err != nil {
 				return err
 			}
-			if err := t.validate(); err != nil {
+			if err := t.Validate(); err != nil {
 				return corrupt(path, err)
 			}
 			if o := pending[t.DeviceID]; o != nil {
@@ -572,7 +477,7 @@ func fdatasync(f *os.File) error {
 // returns. The change counter is advanced first, so another process never
 // misses a frame. A failed write or flush leaves the journal unusable by
 // this handle (the next call reads it again from disk).
-func (r *registry) appendFrame(payload []byte, durable bool) error {
+func (r *Store) appendFrame(payload []byte, durable bool) error {
 	if r.err != nil {
 		return r.err
 	}
@@ -581,11 +486,11 @@ func (r *registry) appendFrame(payload []byte, durable bool) error {
 		return errors.Errorf("registry: a change of %d bytes is larger than the %d a journal frame holds", len(payload), maxFramePayload)
 	}
 	if r.st.pos+size > r.st.capacity {
-		if err := r.compact(); err != nil {
+		if err := r.Compact(); err != nil {
 			return err
 		}
 		if r.st.pos+size > r.st.capacity {
-			return errors.Errorf("registry: a change of %d bytes does not fit in the %d-byte journal %s", len(payload), r.st.capacity, r.journalPath())
+			return errors.Errorf("registry: a change of %d bytes does not fit in the %d-byte journal %s", len(payload), r.st.capacity, r.JournalPath())
 		}
 	}
 	if err := r.bump(r.st.epoch); err != nil {
@@ -593,13 +498,13 @@ func (r *registry) appendFrame(payload []byte, durable bool) error {
 	}
 	b := encodeFrame(r.st.epoch, r.st.seq+1, r.st.synced, payload)
 	if _, err := r.jf.WriteAt(b, r.st.pos); err != nil {
-		r.err = errors.Wrapf(err, "registry: write %s", r.journalPath())
+		r.err = errors.Wrapf(err, "registry: write %s", r.JournalPath())
 		return r.err
 	}
 	failpoint.Inject(failpoint.JournalAfterWrite)
 	if durable {
 		if err := fdatasync(r.jf); err != nil {
-			r.err = errors.Wrapf(err, "registry: fdatasync %s", r.journalPath())
+			r.err = errors.Wrapf(err, "registry: fdatasync %s", r.JournalPath())
 			return r.err
 		}
 	}
@@ -613,7 +518,7 @@ func (r *registry) appendFrame(payload []byte, durable bool) error {
 
 // bump advances the lock file's change counter (naming epoch) and keeps
 // this process current.
-func (r *registry) bump(epoch uint64) error {
+func (r *Store) bump(epoch uint64) error {
 	if r.lk == nil {
 		return nil
 	}
@@ -625,12 +530,12 @@ func (r *registry) bump(epoch uint64) error {
 	return nil
 }
 
-// compact writes every record into a new registry file with a new epoch
+// Compact writes every record into a new registry file with a new epoch
 // (atomically: the rename is the one step that switches from the old
 // file and journal to the new file and an empty journal, whose old frames
 // now belong to another epoch) and starts the journal over. An open
 // transaction goes into the file as a begin entry.
-func (r *registry) compact() error {
+func (r *Store) Compact() error {
 	body := r.encodeState()
 	e := newEpoch(r.st.epoch)
 	next := r.idx.hint()
@@ -646,7 +551,7 @@ func (r *registry) compact() error {
 
 // encodeState encodes every record (in id order) and the open
 // transactions (in thin id order) as the body of a registry file.
-func (r *registry) encodeState() []byte {
+func (r *Store) encodeState() []byte {
 	ids := r.idx.sortedIDs()
 	var body []byte
 	for _, id := range ids {
@@ -659,56 +564,74 @@ func (r *registry) encodeState() []byte {
 	return body
 }
 
-// Open compacts a journal whose chain is at least replayCompactFrames
+// Open compacts a journal whose chain is at least ReplayCompactFrames
 // frames long and replayCompactRatio times the number of records (churn:
 // devices created and removed again), so that a process's Open replays a
 // short journal: replaying a frame costs about what loading a record from
 // the registry file does, and each create or remove appends two.
 const (
-	replayCompactFrames = 64
+	ReplayCompactFrames = 64
 	replayCompactRatio  = 4
 )
 
-// replayLong reports whether Open should compact (see replayCompactFrames).
-func (r *registry) replayLong() bool {
+// replayLong reports whether Open should compact (see ReplayCompactFrames).
+func (r *Store) replayLong() bool {
 	return r.loaded && len(r.pending) == 0 && !r.inTx && r.err == nil &&
-		r.st.seq >= replayCompactFrames && r.st.seq >= replayCompactRatio*uint64(len(r.idx.recs))
+		r.st.seq >= ReplayCompactFrames && r.st.seq >= replayCompactRatio*uint64(len(r.idx.recs))
 }
 
-// compactNow compacts unless the journal is empty (Down does this).
-func (r *registry) compactNow() error {
-	if err := r.ensure(); err != nil {
+// CompactLongReplay compacts a journal whose replay has grown long (see
+// ReplayCompactFrames), for Open: every process that opens the root
+// replays the journal, one JSON decode per record written since the last
+// compaction, so a journal of many more frames than there are records is
+// compacted now (crash-safe like any compaction) and later ones read it
+// short. A failure changes nothing on disk; the next Open tries again.
+func (r *Store) CompactLongReplay() {
+	if r.replayLong() {
+		if err := r.Compact(); err != nil {
+			r.Invalidate()
+		}
+	}
+}
+
+// JournalFrames is how many frames the journal holds since the last
+// compaction.
+func (r *Store) JournalFrames() uint64 { return r.st.seq }
+
+// CompactNow compacts unless the journal is empty (Down does this).
+func (r *Store) CompactNow() error {
+	if err := r.Refresh(); err != nil {
 		return err
 	}
 	if r.st.pos == journalHeaderSize {
 		return nil
 	}
-	return r.compact()
+	return r.Compact()
 }
 
-// loadDevice returns one device record; ErrDeviceNotFound when there is
+// Get returns one device record; ErrNotFound when there is
 // none.
-func (r *registry) loadDevice(id string) (deviceRecord, error) {
-	if err := r.ensure(); err != nil {
-		return deviceRecord{}, err
+func (r *Store) Get(id string) (Device, error) {
+	if err := r.Refresh(); err != nil {
+		return Device{}, err
 	}
 	d, ok := r.idx.recs[id]
 	if !ok {
-		return deviceRecord{}, errors.Wrapf(ErrDeviceNotFound, "device %q", id)
+		return Device{}, errors.Wrapf(ErrNotFound, "device %q", id)
 	}
 	return d.rec, nil
 }
 
-// saveDevice adds or replaces one device record: a durable frame of its
+// Put adds or replaces one device record: a durable frame of its
 // own, or, inside a transaction, an entry of the transaction's end frame.
-func (r *registry) saveDevice(d deviceRecord) error { return r.putDevice(nil, d) }
+func (r *Store) Put(d Device) error { return r.putDevice(nil, d) }
 
-// putDevice is saveDevice with entries that go first in the same frame.
-func (r *registry) putDevice(first []byte, d deviceRecord) error {
-	if err := r.ensure(); err != nil {
+// putDevice is Put with entries that go first in the same frame.
+func (r *Store) putDevice(first []byte, d Device) error {
+	if err := r.Refresh(); err != nil {
 		return err
 	}
-	d.Version = recordVersion
+	d.Version = RecordVersion
 	body, err := json.Marshal(d)
 	if err != nil {
 		return errors.Wrapf(err, "registry: encode the record of %q", d.ID)
@@ -722,10 +645,25 @@ func (r *registry) putDevice(first []byte, d deviceRecord) error {
 	return nil
 }
 
-// removeDevice removes one device record (durably, or inside a
+// Move removes the record of oldID and adds d (with the same thin
+// id) in one durable journal frame: the removal first, so that replaying
+// the frame leaves the thin id marked used.
+func (r *Store) Move(oldID string, d Device) error {
+	if err := r.Refresh(); err != nil {
+		return err
+	}
+	r.idx.removeID(oldID)
+	err := r.putDevice(appendEntry(nil, entryDel, []byte(oldID)), d)
+	if err != nil {
+		r.Invalidate() // the old record is gone from memory only
+	}
+	return err
+}
+
+// Remove removes one device record (durably, or inside a
 // transaction with its end).
-func (r *registry) removeDevice(id string) error {
-	if err := r.ensure(); err != nil {
+func (r *Store) Remove(id string) error {
+	if err := r.Refresh(); err != nil {
 		return err
 	}
 	if r.inTx {
@@ -737,48 +675,48 @@ func (r *registry) removeDevice(id string) error {
 	return nil
 }
 
-// listDevices returns every device record, sorted by id.
-func (r *registry) listDevices() ([]deviceRecord, error) {
-	if err := r.ensure(); err != nil {
+// List returns every device record, sorted by id.
+func (r *Store) List() ([]Device, error) {
+	if err := r.Refresh(); err != nil {
 		return nil, err
 	}
 	ids := r.idx.sortedIDs()
-	out := make([]deviceRecord, len(ids))
+	out := make([]Device, len(ids))
 	for i, id := range ids {
 		out[i] = r.idx.recs[id].rec
 	}
 	return out, nil
 }
 
-// deviceCount returns how many records there are.
-func (r *registry) deviceCount() (int, error) {
-	if err := r.ensure(); err != nil {
+// Count returns how many records there are.
+func (r *Store) Count() (int, error) {
+	if err := r.Refresh(); err != nil {
 		return 0, err
 	}
 	return len(r.idx.recs), nil
 }
 
-// loadTx returns an open transaction a crashed process left (the one of
+// LeftTx returns an open transaction a crashed process left (the one of
 // the lowest thin id); nil when there is none. Transactions whose owner is
 // alive (this registry's, or another's that holds its claim) are in
 // flight, not left: it passes over them.
-func (r *registry) loadTx() (*txRecord, error) {
-	ts, err := r.leftTxs()
+func (r *Store) LeftTx() (*Tx, error) {
+	ts, err := r.LeftTxs()
 	if err != nil || len(ts) == 0 {
 		return nil, err
 	}
 	return &ts[0], nil
 }
 
-// leftTxs returns the open transactions whose owner is gone, in thin id
+// LeftTxs returns the open transactions whose owner is gone, in thin id
 // order. The caller holds the root lock, so an owner that is alive holds
 // its claim (taken before its begin entry was written, let go after its
 // end entry).
-func (r *registry) leftTxs() ([]txRecord, error) {
-	if err := r.ensure(); err != nil {
+func (r *Store) LeftTxs() ([]Tx, error) {
+	if err := r.Refresh(); err != nil {
 		return nil, err
 	}
-	var out []txRecord
+	var out []Tx
 	for _, t := range r.pending.sorted() {
 		if r.owned[t.DeviceID] != nil {
 			continue
@@ -791,27 +729,27 @@ func (r *registry) leftTxs() ([]txRecord, error) {
 			if c == nil {
 				continue // in flight in another process or Pool
 			}
-			c.release()
+			c.Release()
 		}
 		out = append(out, t)
 	}
 	return out, nil
 }
 
-// pendingCreate reports whether an open transaction creates registry id
+// PendingCreate reports whether an open transaction creates registry id
 // id.
-func (r *registry) pendingCreate(id string) bool {
+func (r *Store) PendingCreate(id string) bool {
 	for _, t := range r.pending {
-		if t.Op != opDelete && t.ID == id {
+		if t.Op != OpDelete && t.ID == id {
 			return true
 		}
 	}
 	return false
 }
 
-// pendingChildren returns how many open transactions create a snapshot of
+// PendingChildren returns how many open transactions create a snapshot of
 // registry id id.
-func (r *registry) pendingChildren(id string) int {
+func (r *Store) PendingChildren(id string) int {
 	n := 0
 	for _, t := range r.pending {
 		if t.Device != nil && t.Device.Parent == id {
@@ -822,11 +760,11 @@ func (r *registry) pendingChildren(id string) int {
 }
 
 // encodeTx makes t's begin entry.
-func encodeTx(t *txRecord) ([]byte, error) {
-	t.Version = recordVersion
+func encodeTx(t *Tx) ([]byte, error) {
+	t.Version = RecordVersion
 	if t.Device != nil {
 		d := *t.Device
-		d.Version = recordVersion
+		d.Version = RecordVersion
 		t.Device = &d
 	}
 	body, err := json.Marshal(t)
@@ -836,12 +774,12 @@ func encodeTx(t *txRecord) ([]byte, error) {
 	return appendEntry(nil, entryBegin, body), nil
 }
 
-// saveTx makes transaction t durable before its message is sent: a begin
+// Begin makes transaction t durable before its message is sent: a begin
 // entry (carrying the new device's record for a create) in a frame of its
-// own, flushed. Until clearTx or abortTx, saveDevice and removeDevice add
+// own, flushed. Until End or Abort, Put and Remove add
 // their entries to the transaction's end frame. The caller holds the root
-// lock from here to the end.
-func (r *registry) saveTx(t txRecord) error {
+// Lock from here to the end.
+func (r *Store) Begin(t Tx) error {
 	if err := r.beginTx(&t, true); err != nil {
 		return err
 	}
@@ -851,8 +789,8 @@ func (r *registry) saveTx(t txRecord) error {
 
 // beginTx writes t's begin frame (flushed when durable) and records t as
 // open.
-func (r *registry) beginTx(t *txRecord, durable bool) error {
-	if err := r.ensure(); err != nil {
+func (r *Store) beginTx(t *Tx, durable bool) error {
+	if err := r.Refresh(); err != nil {
 		return err
 	}
 	if o := r.pending[t.DeviceID]; o != nil {
@@ -870,27 +808,27 @@ func (r *registry) beginTx(t *txRecord, durable bool) error {
 	return nil
 }
 
-// txTicket is a transaction begun without a flush (beginShared): what its
+// Ticket is a transaction begun without a flush (BeginShared): what its
 // owner waits for before it may send the message.
-type txTicket struct {
+type Ticket struct {
 	devID  uint32
 	epoch  uint64 // of the journal the begin frame went to
 	end    int64  // the journal offset after it
 	f      *os.File
-	claim  *claim
+	claim  *Claim
 	ticket uint64 // the flush group's ticket
 }
 
-// beginShared begins transaction t without flushing it: its begin frame is
+// BeginShared begins transaction t without flushing it: its begin frame is
 // written and t's claim (taken here, before the frame) marks it in flight,
 // so that nobody recovers it while its owner waits for the frame to be
-// durable (awaitDurable, without the root lock) and comes back for the
+// durable (AwaitDurable, without the root lock) and comes back for the
 // message. The caller holds the root lock.
-func (r *registry) beginShared(t txRecord) (*txTicket, error) {
-	if err := r.ensure(); err != nil {
+func (r *Store) BeginShared(t Tx) (*Ticket, error) {
+	if err := r.Refresh(); err != nil {
 		return nil, err
 	}
-	var held *claim
+	var held *Claim
 	if r.lk != nil {
 		c, err := r.lk.tryClaimTx(t.DeviceID)
 		if err != nil {
@@ -902,33 +840,33 @@ func (r *registry) beginShared(t txRecord) (*txTicket, error) {
 		held = c
 	}
 	if err := r.beginTx(&t, false); err != nil {
-		held.release()
+		held.Release()
 		return nil, err
 	}
 	fd, err := unix.Dup(int(r.jf.Fd()))
 	if err != nil {
 		// The begin stays open: the next operation recovers it (the
 		// message was never sent).
-		held.release()
-		return nil, errors.Wrapf(err, "registry: dup the handle of %s", r.journalPath())
+		held.Release()
+		return nil, errors.Wrapf(err, "registry: dup the handle of %s", r.JournalPath())
 	}
 	unix.CloseOnExec(fd)
 	if r.owned == nil {
-		r.owned = map[uint32]*claim{}
+		r.owned = map[uint32]*Claim{}
 	}
 	r.owned[t.DeviceID] = held
-	tk := &txTicket{devID: t.DeviceID, epoch: r.st.epoch, end: r.st.pos, f: os.NewFile(uintptr(fd), r.journalPath()), claim: held}
+	tk := &Ticket{devID: t.DeviceID, epoch: r.st.epoch, end: r.st.pos, f: os.NewFile(uintptr(fd), r.JournalPath()), claim: held}
 	tk.ticket = r.group.register(tk)
 	return tk, nil
 }
 
-// awaitDurable waits until tk's begin frame is durable: a flush that began
+// AwaitDurable waits until tk's begin frame is durable: a flush that began
 // after it was written, by this goroutine or another of the registry's
 // (one flush for every frame written before it started), or by another
 // process (which says so in the lock file). It does not need the root
-// lock, and must be called without it.
-func (r *registry) awaitDurable(tk *txTicket) error {
-	return r.group.wait(tk, func(batch []*txTicket) bool {
+// Lock, and must be called without it.
+func (r *Store) AwaitDurable(tk *Ticket) error {
+	return r.group.wait(tk, func(batch []*Ticket) bool {
 		if r.lk == nil {
 			return false
 		}
@@ -939,22 +877,22 @@ func (r *registry) awaitDurable(tk *txTicket) error {
 			}
 		}
 		return true
-	}, func(covered *txTicket) {
+	}, func(covered *Ticket) {
 		if r.lk != nil {
 			r.lk.setDurable(covered.epoch, covered.end)
 		}
 	})
 }
 
-// resumeShared takes up transaction tk again after awaitDurable, under the
+// ResumeShared takes up transaction tk again after AwaitDurable, under the
 // root lock: it must still be open (its claim kept anyone from recovering
 // it), and the entries this hold puts and removes join its end.
-func (r *registry) resumeShared(tk *txTicket) error {
-	if err := r.ensure(); err != nil {
+func (r *Store) ResumeShared(tk *Ticket) error {
+	if err := r.Refresh(); err != nil {
 		return err
 	}
 	if r.pending[tk.devID] == nil {
-		return errors.Errorf("registry: the transaction of thin id %d is no longer open in %s", tk.devID, r.journalPath())
+		return errors.Errorf("registry: the transaction of thin id %d is no longer open in %s", tk.devID, r.JournalPath())
 	}
 	if tk.epoch == r.st.epoch && tk.end <= r.st.pos {
 		r.st.synced = max(r.st.synced, tk.end)
@@ -963,45 +901,52 @@ func (r *registry) resumeShared(tk *txTicket) error {
 	return nil
 }
 
-// releaseShared lets go of tk's claim and handle: its transaction is over,
+// ReleaseShared lets go of tk's claim and handle: its transaction is over,
 // or left open for recovery. The caller holds the root lock (or the
 // registry is closed).
-func (r *registry) releaseShared(tk *txTicket) {
+func (r *Store) ReleaseShared(tk *Ticket) {
 	tk.f.Close()
 	delete(r.owned, tk.devID)
-	tk.claim.release()
+	tk.claim.Release()
 }
 
 // enterTx makes this hold's puts and removes join transaction devID's end.
-func (r *registry) enterTx(devID uint32) {
+func (r *Store) enterTx(devID uint32) {
 	r.inTx, r.txID, r.txBuf = true, devID, nil
 }
 
-// beginRecovery opens pending transaction devID for recovery: the changes
+// BeginRecovery opens pending transaction devID for recovery: the changes
 // recovery makes go out with its end.
-func (r *registry) beginRecovery(devID uint32) {
+func (r *Store) BeginRecovery(devID uint32) {
 	r.enterTx(devID)
 }
 
-// clearTx ends the transaction of this hold: its collected entries and an
+// End ends the transaction of this hold: its collected entries and an
 // end entry in one frame, not flushed. Nothing depends on that frame
 // reaching the disk: if a power cut loses it, recovery finds the
 // transaction open, asks the pool what the message did and records the
 // same outcome.
-func (r *registry) clearTx() error {
+func (r *Store) End() error {
 	return r.endTx(endDone, false)
 }
 
-// abortTx ends the transaction of this hold whose message the kernel
+// Abort ends the transaction of this hold whose message the kernel
 // refused (or that was never sent), durably: a create left open could
 // otherwise be taken, after a power cut, for one that happened (recovery
 // would find the id in the pool).
-func (r *registry) abortTx() error {
+func (r *Store) Abort() error {
 	return r.endTx(endRefused, true)
 }
 
+// EndRecovery ends the transaction of this hold that recovery decided
+// (BeginRecovery), not flushed: recovery decides the same again after a
+// power cut.
+func (r *Store) EndRecovery() error {
+	return r.endTx(endRecovered, false)
+}
+
 // endTx ends the transaction of this hold with outcome.
-func (r *registry) endTx(outcome byte, durable bool) error {
+func (r *Store) endTx(outcome byte, durable bool) error {
 	devID := r.txID
 	if !r.loaded || !r.inTx {
 		r.inTx, r.txBuf = false, nil

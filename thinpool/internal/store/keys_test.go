@@ -1,14 +1,16 @@
-package thinpool
+package store
 
-import "testing"
+import (
+	"testing"
+)
 
 func TestReturningKeysNeverCollideWithUserIDs(t *testing.T) {
 	for _, tc := range []struct {
 		key       string
 		returning bool
 	}{
-		{returningKey(1), true},
-		{returningKey(maxDeviceID), true},
+		{ReturningKey(1), true},
+		{ReturningKey(MaxDeviceID), true},
 		{"~returning-0", false},
 		{"~returning-16777216", false},
 		{"~returning-07", false},
@@ -16,8 +18,8 @@ func TestReturningKeysNeverCollideWithUserIDs(t *testing.T) {
 		{"returning-7", false},
 		{"~returning-7x", false},
 	} {
-		if got := isReturningKey(tc.key); got != tc.returning {
-			t.Errorf("isReturningKey(%q) = %v, want %v", tc.key, got, tc.returning)
+		if got := IsReturningKey(tc.key); got != tc.returning {
+			t.Errorf("IsReturningKey(%q) = %v, want %v", tc.key, got, tc.returning)
 		}
 		if tc.returning && ValidateID(tc.key) == nil {
 			t.Errorf("%q is both a returning key and a valid user id", tc.key)
@@ -35,12 +37,12 @@ func TestATransactionMayNameAReturningDevice(t *testing.T) {
 		valid bool
 	}{
 		{"a user id", "layer-1", true},
-		{"a returning key", returningKey(42), true},
+		{"a returning key", ReturningKey(42), true},
 		{"no id (an orphan)", "", true},
 		{"an id with a slash", "a/b", false},
 		{"a malformed returning key", "~returning-x", false},
 	} {
-		err := txRecord{Op: opDelete, DeviceID: 42, ID: tc.id}.validate()
+		err := Tx{Op: OpDelete, DeviceID: 42, ID: tc.id}.Validate()
 		if (err == nil) != tc.valid {
 			t.Errorf("%s: validate = %v, want valid %v", tc.name, err, tc.valid)
 		}

@@ -1,4 +1,4 @@
-package thinpool
+package store
 
 import (
 	"bytes"
@@ -15,21 +15,10 @@ import (
 // encoders and decoders; they work on byte slices and never touch a file,
 // so the fuzz target and the torn-write tests drive them directly.
 
-// registryFormat is the version of the files below and of pool.json in a
-// root that uses them. Readers refuse a newer one. Version 3 lets several
-// transactions be open at once (each end entry names the thin id it ends);
-// version 2 files (one open transaction at most, end entries without a
-// thin id) are read as they are, and new files are written at version 3.
-const registryFormat = 3
-
-// registryFormatV2 is the oldest version of the binary files this package
-// reads.
-const registryFormatV2 = 2
-
 // checkFormat accepts the binary files' format versions this package reads.
 func checkFormat(v uint32) error {
-	if v != registryFormat && v != registryFormatV2 {
-		return errors.Errorf("has format version %d; this version of thinpool reads versions %d and %d", v, registryFormatV2, registryFormat)
+	if v != Version && v != formatV2 {
+		return errors.Errorf("has format version %d; this version of thinpool reads versions %d and %d", v, formatV2, Version)
 	}
 	return nil
 }
@@ -114,7 +103,7 @@ func parseEntries(data []byte) ([]entry, error) {
 func encodeJournalHeader(capacity int64) []byte {
 	b := make([]byte, journalHeaderSize)
 	copy(b, journalMagic)
-	binary.LittleEndian.PutUint32(b[8:], registryFormat)
+	binary.LittleEndian.PutUint32(b[8:], Version)
 	binary.LittleEndian.PutUint32(b[12:], journalHeaderSize)
 	binary.LittleEndian.PutUint64(b[16:], uint64(capacity))
 	binary.LittleEndian.PutUint32(b[24:], crc32c.Update(0, b[:24]))
@@ -297,7 +286,7 @@ type snapshot struct {
 func encodeSnapshot(epoch uint64, next uint32, count int, body []byte) []byte {
 	b := make([]byte, snapshotHdrSize, snapshotHdrSize+len(body))
 	copy(b, snapshotMagic)
-	binary.LittleEndian.PutUint32(b[8:], registryFormat)
+	binary.LittleEndian.PutUint32(b[8:], Version)
 	binary.LittleEndian.PutUint64(b[16:], epoch)
 	binary.LittleEndian.PutUint32(b[24:], next)
 	binary.LittleEndian.PutUint32(b[28:], uint32(count))

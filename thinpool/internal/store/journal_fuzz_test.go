@@ -1,4 +1,4 @@
-package thinpool
+package store
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 // FuzzRegistryDecode feeds arbitrary bytes to the version 3 decoders as a
 // registry file and as a journal: no panic; a journal scan never returns a
 // frame it did not verify; every refusal by the registry is
-// ErrRegistryCorrupt naming the file; what is accepted passes validation;
+// ErrCorrupt naming the file; what is accepted passes validation;
 // the input is never modified. The seed corpus is testdata/fuzz/FuzzRegistryDecode.
 func FuzzRegistryDecode(f *testing.F) {
 	for _, seed := range registrySeeds() {
@@ -23,8 +23,8 @@ func FuzzRegistryDecode(f *testing.F) {
 		orig := append([]byte(nil), data...)
 		if s, err := parseSnapshot(data); err == nil {
 			x := newIndex()
-			if err := applyEntries(x, txSet{}, s.items, "registry"); err != nil && !errors.Is(err, ErrRegistryCorrupt) {
-				t.Fatalf("applying a registry file: %v is not ErrRegistryCorrupt", err)
+			if err := applyEntries(x, txSet{}, s.items, "registry"); err != nil && !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("applying a registry file: %v is not ErrCorrupt", err)
 			}
 		}
 		if _, err := parseJournalHeader(data, int64(len(data))); err == nil {
@@ -49,14 +49,14 @@ func FuzzRegistryDecode(f *testing.F) {
 				open := txSet{}
 				for _, fr := range scan.frames {
 					if err := applyEntries(newIndex(), open, fr.items, "journal"); err != nil {
-						if !errors.Is(err, ErrRegistryCorrupt) {
-							t.Fatalf("applying a frame: %v is not ErrRegistryCorrupt", err)
+						if !errors.Is(err, ErrCorrupt) {
+							t.Fatalf("applying a frame: %v is not ErrCorrupt", err)
 						}
 						break
 					}
 				}
 				for id, tx := range open {
-					if tx.DeviceID != id || tx.validate() != nil {
+					if tx.DeviceID != id || tx.Validate() != nil {
 						t.Fatalf("open transaction %d: %+v does not validate", id, tx)
 					}
 				}
@@ -70,10 +70,10 @@ func FuzzRegistryDecode(f *testing.F) {
 
 // registrySeeds are valid registry files and journals and damaged ones.
 func registrySeeds() [][]byte {
-	d := deviceRecord{Version: recordVersion, ID: "x", DeviceID: 2, Size: 1 << 30, Parent: "p",
+	d := Device{Version: RecordVersion, ID: "x", DeviceID: 2, Size: 1 << 30, Parent: "p",
 		Created: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), Labels: map[string]string{"k": "v"}}
 	rec, _ := json.Marshal(d)
-	tx, _ := json.Marshal(txRecord{Version: recordVersion, Op: opCreateSnap, DeviceID: 3, OriginDeviceID: 2, ID: "y"})
+	tx, _ := json.Marshal(Tx{Version: RecordVersion, Op: OpCreateSnap, DeviceID: 3, OriginDeviceID: 2, ID: "y"})
 	body := appendEntry(appendEntry(nil, entryPut, rec), entryBegin, tx)
 	snap := encodeSnapshot(1, 4, 2, body)
 	j := make([]byte, 4096)
@@ -101,7 +101,7 @@ func registrySeeds() [][]byte {
 // end's frame), and a registry file holding two open transactions.
 func severalOpenSeeds() (journal, snap []byte, last int64) {
 	begin := func(devID uint32) []byte {
-		b, _ := json.Marshal(txRecord{Version: recordVersion, Op: opCreateSnap, DeviceID: devID, OriginDeviceID: 2, ID: fmt.Sprintf("t%d", devID)})
+		b, _ := json.Marshal(Tx{Version: RecordVersion, Op: OpCreateSnap, DeviceID: devID, OriginDeviceID: 2, ID: fmt.Sprintf("t%d", devID)})
 		return appendEntry(nil, entryBegin, b)
 	}
 	j := make([]byte, 4096)
