@@ -340,7 +340,7 @@ func rewriteConfig(cfg []byte, diffs []string, history string) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(cfg))
 	dec.UseNumber()
 	if err := dec.Decode(&m); err != nil {
-		return nil, errors.Wrapf(ErrCorrupt, "configuration: %v", err)
+		return nil, errdefs.Wrapf(ErrCorrupt, err, "configuration: %v", err)
 	}
 	rootfs, ok := m["rootfs"].(map[string]any)
 	if !ok {
@@ -472,7 +472,7 @@ func exportLayer(ctx context.Context, s *Store, ss *Session, l Layer, tw *tar.Wr
 	defer tsf.Close()
 	zr, err := gzip.NewReader(tsf)
 	if err != nil {
-		return le, errors.Wrapf(ErrTarSplit, "%s: %v", tsPath, err)
+		return le, errdefs.Wrapf(ErrTarSplit, err, "%s: %v", tsPath, err)
 	}
 	out, err := os.CreateTemp(tmp, "layer-*.tar")
 	if err != nil {
@@ -485,7 +485,7 @@ func exportLayer(ctx context.Context, s *Store, ss *Session, l Layer, tw *tar.Wr
 		return le, errors.Wrapf(err, "layer %s (%s)", l.ChainID, tsPath)
 	}
 	if err := zr.Close(); err != nil {
-		return le, errors.Wrapf(ErrTarSplit, "%s: %v", tsPath, err)
+		return le, errdefs.Wrapf(ErrTarSplit, err, "%s: %v", tsPath, err)
 	}
 	le.Bytes = n
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != l.DiffID {

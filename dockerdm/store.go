@@ -254,7 +254,7 @@ func (s *Store) readRecords() error {
 // readSmallText reads a one-line store file and trims it; "" when absent.
 func readSmallText(p string) (string, bool, error) {
 	b, err := readFile(p)
-	if os.IsNotExist(errors.Cause(err)) {
+	if errors.Is(err, os.ErrNotExist) {
 		return "", false, nil
 	}
 	if err != nil {
@@ -273,7 +273,7 @@ func (s *Store) readImages() error {
 		if refs, err = ParseRepositories(b); err != nil {
 			return errors.Wrapf(err, "%s", filepath.Join(idir, "repositories.json"))
 		}
-	} else if !os.IsNotExist(errors.Cause(err)) {
+	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	if err := s.readLayers(filepath.Join(idir, "layerdb", "sha256")); err != nil {
@@ -416,7 +416,7 @@ func (s *Store) readContainers() error {
 	for _, e := range ents {
 		p := filepath.Join(cdir, e.Name(), "config.v2.json")
 		b, err := readFile(p)
-		if os.IsNotExist(errors.Cause(err)) || !e.IsDir() {
+		if errors.Is(err, os.ErrNotExist) || !e.IsDir() {
 			continue
 		}
 		if err != nil {

@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/errdefs"
 )
 
 // Tar-split entry types (github.com/vbatts/tar-split's storage package):
@@ -51,7 +53,7 @@ func ReadTarSplit(r io.Reader, fn func(TarSplitEntry) error) error {
 			return nil
 		}
 		if err != nil && err != io.EOF {
-			return errors.Wrapf(ErrTarSplit, "line %d: %v", n, err)
+			return errdefs.Wrapf(ErrTarSplit, err, "line %d: %v", n, err)
 		}
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
@@ -65,7 +67,7 @@ func ReadTarSplit(r io.Reader, fn func(TarSplitEntry) error) error {
 			Pos     *int   `json:"position"`
 		}
 		if err := json.Unmarshal(line, &raw); err != nil {
-			return errors.Wrapf(ErrTarSplit, "line %d: %v", n, err)
+			return errdefs.Wrapf(ErrTarSplit, err, "line %d: %v", n, err)
 		}
 		e := TarSplitEntry{Type: raw.Type, Name: raw.Name, Size: raw.Size, Payload: raw.Payload}
 		if len(raw.NameRaw) > 0 {

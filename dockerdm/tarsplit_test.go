@@ -138,7 +138,7 @@ func TestAssembleTarRefusesContentOtherThanDockerRecorded(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want %q", err, tc.want)
 			}
-			if !errors.Is(err, ErrCorrupt) && !os.IsNotExist(errors.Cause(err)) {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("err %v is neither ErrCorrupt nor a missing file", err)
 			}
 		})

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/loopback"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
@@ -294,7 +295,7 @@ func (p *Pool) poolDown(ctx context.Context) error {
 	loops := p.poolLoopDevices()
 	if err := p.dm.Remove(ctx, p.cfg.PoolName, dm.RemoveOptions{}); err != nil && !errors.Is(err, dm.ErrNotFound) {
 		if errors.Is(err, dm.ErrBusy) {
-			return errors.Wrapf(ErrBusy, "thin pool %s is still in use: %v", p.cfg.PoolName, err)
+			return errdefs.Wrapf(ErrBusy, err, "thin pool %s is still in use: %v", p.cfg.PoolName, err)
 		}
 		return errors.Wrapf(err, "remove thin pool %s", p.cfg.PoolName)
 	}

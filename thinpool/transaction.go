@@ -6,6 +6,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
@@ -173,7 +174,7 @@ func (p *Pool) sendTx(t store.Tx, prepare, commit func() error) error {
 // pool cannot take writes.
 func (p *Pool) poolMessageError(err error) error {
 	if st, serr := p.rawStatus(); serr == nil && (st.Failed || st.Mode == "ro" || st.NeedsCheck) {
-		return errors.Wrapf(ErrPoolReadOnly, "%v (pool mode %s%s)", err, st.Mode, map[bool]string{true: ", needs_check", false: ""}[st.NeedsCheck])
+		return errdefs.Wrapf(ErrPoolReadOnly, err, "%v (pool mode %s%s)", err, st.Mode, map[bool]string{true: ", needs_check", false: ""}[st.NeedsCheck])
 	}
 	return err
 }

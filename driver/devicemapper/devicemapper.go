@@ -43,6 +43,7 @@ import (
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/driver"
+	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/thinpool"
 	"github.com/thinctl/thinctl/units"
@@ -64,7 +65,7 @@ func (Backend) Probe(root string) (string, error) {
 	}
 	c, err := dm.Open(dm.Options{})
 	if err != nil {
-		return "", errors.Wrapf(driver.ErrNotSupported, "device-mapper: %v", err)
+		return "", errdefs.Wrapf(driver.ErrNotSupported, err, "device-mapper: %v", err)
 	}
 	tv, err := c.ListTargetVersions()
 	c.Close()
@@ -216,7 +217,7 @@ func OptionsFromStorageOpt(m map[string]string) (thinpool.Options, error) {
 			return o, errors.Wrapf(err, "devicemapper option %s=%s", k, v)
 		}
 		if err != nil {
-			return o, errors.Wrapf(driver.ErrInvalidArgument, "devicemapper option %s=%s: %v", k, v, err)
+			return o, errdefs.Wrapf(driver.ErrInvalidArgument, err, "devicemapper option %s=%s: %v", k, v, err)
 		}
 	}
 	return o, nil

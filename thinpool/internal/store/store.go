@@ -12,6 +12,7 @@ import (
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 
+	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/internal/atomicfile"
 	"github.com/thinctl/thinctl/internal/failpoint"
 )
@@ -144,7 +145,7 @@ func (r *Store) SaveConfig(p Config) error {
 
 // corrupt is ErrCorrupt naming a registry file.
 func corrupt(path string, err error) error {
-	return errors.Wrapf(ErrCorrupt, "%s: %v; restore it from a backup (it is never rewritten)", path, err)
+	return errdefs.Wrapf(ErrCorrupt, err, "%s: %v; restore it from a backup (it is never rewritten)", path, err)
 }
 
 // newEpoch returns a random non-zero epoch different from old: frames of
@@ -258,7 +259,7 @@ func (r *Store) reload() error {
 	r.Close()
 	snapData, err := os.ReadFile(r.snapshotPath())
 	if err != nil {
-		return errors.Wrapf(ErrCorrupt, "%s: %v", r.snapshotPath(), err)
+		return errdefs.Wrapf(ErrCorrupt, err, "%s: %v", r.snapshotPath(), err)
 	}
 	snap, err := parseSnapshot(snapData)
 	if err != nil {
@@ -266,7 +267,7 @@ func (r *Store) reload() error {
 	}
 	f, err := os.OpenFile(r.JournalPath(), os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return errors.Wrapf(ErrCorrupt, "%s: %v", r.JournalPath(), err)
+		return errdefs.Wrapf(ErrCorrupt, err, "%s: %v", r.JournalPath(), err)
 	}
 	st, err := f.Stat()
 	if err != nil {

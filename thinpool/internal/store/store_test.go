@@ -524,3 +524,16 @@ func TestTheDocumentedFormatIsWhatIsWritten(t *testing.T) {
 		}
 	}
 }
+
+func TestAMissingJournalIsCorruptAndSaysWhy(t *testing.T) {
+	r := newTestRegistry(t)
+	mustOK(t, r.Put(sampleDevice("kept", 5)))
+	mustOK(t, os.Remove(r.JournalPath()))
+	_, err := reopened(t, r.dir).List()
+	if !errors.Is(err, ErrCorrupt) || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a missing journal: %v; want both ErrCorrupt and os.ErrNotExist to match", err)
+	}
+	if _, serr := os.Stat(r.snapshotPath()); serr != nil {
+		t.Fatalf("the registry file is gone after the refusal: %v", serr)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/errdefs"
 )
 
 // Version 1 of the registry (thinctl up to the journal): one JSON file per
@@ -47,7 +49,7 @@ func readJSON(path string, v any) error {
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(v); err != nil {
-		return errors.Wrapf(ErrCorrupt, "%s does not decode (%v); restore it from a backup (it is never rewritten)", path, err)
+		return errdefs.Wrapf(ErrCorrupt, err, "%s does not decode (%v); restore it from a backup (it is never rewritten)", path, err)
 	}
 	if dec.More() {
 		return errors.Wrapf(ErrCorrupt, "%s has trailing data after the JSON document", path)
@@ -138,7 +140,7 @@ func (r v1Registry) LeftTx() (*Tx, error) {
 	// decides by the record's presence, as version 1 did.
 	t.Device = nil
 	if err := t.Validate(); err != nil {
-		return nil, errors.Wrapf(ErrCorrupt, "%s: %v", path, err)
+		return nil, errdefs.Wrapf(ErrCorrupt, err, "%s: %v", path, err)
 	}
 	return &t, nil
 }
