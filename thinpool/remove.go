@@ -61,9 +61,6 @@ func (p *Pool) Remove(ctx context.Context, id string) error {
 // holds is left active for that discard, so it is not taken down and
 // brought up again.
 func (p *Pool) removeLocked(ctx context.Context, d store.Device) error {
-	if d.ReturningSpace {
-		return p.returnSpaceLocked(ctx, d)
-	}
 	name := thinName(p.cfg.Key, d.DeviceID)
 	mp := p.MountPath(d.ID)
 	info, ierr := p.dm.Info(name)

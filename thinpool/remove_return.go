@@ -10,25 +10,26 @@ import (
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/internal/wait"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
-// Giving a removed device's space back.
+// Reclaiming a removed device's space.
 //
 // With discards on, Remove does not discard on the caller's time. It hands
 // the device over (handOver): one durable registry write records the thin
-// device under store.ReturningKey(its thin id), marked ReturningSpace, and the
-// user's record goes, so the id can be created again at once (the new
-// device gets another thin id). Then a goroutine the Pool owns gives the
-// space back and deletes the device from the pool in a transaction
-// (finishReturn): an inactive device without activating it (see
+// device under store.ReturningKey(its thin id), marked ReturningSpace, and
+// the user's record goes, so the id can be created again at once (the new
+// device gets another thin id). Then a goroutine the Pool owns reclaims the
+// space (reclaim, the one pipeline every path takes: reclaimOne for each
+// device of a pass): an inactive device without activating it (see
 // returnInactive, remove_inactive.go), an active one (or where that way is
-// closed) by discarding it through a private node (openForDiscard) and
-// taking it down. Close stops
-// that goroutine and waits for it; whatever it had not finished — or a
-// crash left — is finished by the next Open (in the background), GC or
-// ReturnSpace (both wait for it). Status counts the devices still
-// returning space.
+// closed) by discarding it through a private node (openForDiscard); then
+// it takes the device down and deletes it from the pool in a transaction
+// (finishReturn). Close stops that goroutine and waits for it; whatever it
+// had not finished — or a crash left — is finished by the next Open (in
+// the background), GC or ReturnSpace (both wait for it). Status counts the
+// devices still reclaiming space.
 
 // handOver makes the removal of d durable and leaves its space to be
 // returned: the record moves from d.ID to store.ReturningKey(d.DeviceID), both
@@ -54,34 +55,6 @@ func (p *Pool) dropHandedOver(r store.Device) error {
 		return nil // gone, or the id was created again (another thin id)
 	}
 	return p.store.RemoveDuplicate(u.ID, r)
-}
-
-// returnSpaceLocked returns the space of r and deletes it from the pool,
-// all with the lock held. It never waits for the claim (the claim is taken
-// before the lock; see returnOne): a device another returner has is ErrBusy.
-func (p *Pool) returnSpaceLocked(ctx context.Context, r store.Device) error {
-	c, err := p.lk.TryClaimReturn(r.DeviceID)
-	if err != nil {
-		return err
-	}
-	if c == nil {
-		return errors.Wrapf(ErrBusy, "removed device %q is being returned by another process", r.RemovedID)
-	}
-	defer c.Release()
-	if err := p.dropHandedOver(r); err != nil {
-		return err
-	}
-	if done, err := p.returnInactive(ctx, r); done || err != nil {
-		return err
-	}
-	dev, err := p.prepareReturn(ctx, r)
-	if err != nil {
-		return err
-	}
-	if err := p.discardDevice(ctx, r, dev); err != nil {
-		return err
-	}
-	return p.finishReturn(ctx, r)
 }
 
 // prepareReturn makes sure r's thin device is active (left active by
@@ -134,6 +107,22 @@ func (p *Pool) discardDevice(ctx context.Context, r store.Device, dev uint64) er
 // the pauses double from 1 ms, about 2 s in all.
 const deleteBusyPause = 2 * time.Second
 
+// retryBusy runs op again while it fails with dm.ErrBusy and passing says
+// the refusal is a passing window rather than a holder, pausing from 1 ms
+// and doubling up to deleteBusyPause. It returns op's last error, or ctx's
+// when ctx ends during a pause.
+func retryBusy(ctx context.Context, op func() error, passing func() bool) error {
+	for pause := time.Millisecond; ; pause *= 2 {
+		err := op()
+		if err == nil || !errors.Is(err, dm.ErrBusy) || pause > deleteBusyPause || !passing() {
+			return err
+		}
+		if err := wait.Sleep(ctx, pause); err != nil {
+			return err
+		}
+	}
+}
+
 // finishReturn takes r's thin device down and deletes it from the pool and
 // the registry in one transaction. The caller holds the lock.
 func (p *Pool) finishReturn(ctx context.Context, r store.Device) error {
@@ -149,13 +138,11 @@ func (p *Pool) finishReturn(ctx context.Context, r store.Device) error {
 	} else if !errors.Is(err, dm.ErrNotFound) {
 		return errors.Wrapf(err, "%s", name)
 	}
+
 	tx := store.Tx{Op: store.OpDelete, DeviceID: r.DeviceID, ID: r.ID}
-	var err error
-	for pause := time.Millisecond; ; pause *= 2 {
-		err = p.runTx(tx, func() error { return p.store.Remove(r.ID) })
-		if err == nil || !errors.Is(err, dm.ErrBusy) || pause > deleteBusyPause {
-			break
-		}
+	err := retryBusy(ctx, func() error {
+		return p.runTx(tx, func() error { return p.store.Remove(r.ID) })
+	}, func() bool {
 		// The pool still counts the thin device open although no device
 		// of this name exists: a device-mapper device being torn down
 		// (a deferred removal, finished when its last holder let go)
@@ -163,18 +150,16 @@ func (p *Pool) finishReturn(ctx context.Context, r store.Device) error {
 		// destruction waits for every reference to it — udev's reads
 		// of its sysfs attributes among them. It is a matter of
 		// milliseconds; the delete is tried again meanwhile.
-		if _, ierr := p.dm.Info(name); !errors.Is(ierr, dm.ErrNotFound) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Wrapf(ctx.Err(), "delete removed device %q from the pool (thin id %d still open in the pool)", r.RemovedID, r.DeviceID)
-		case <-time.After(pause):
-		}
+		_, ierr := p.dm.Info(name)
+		return errors.Is(ierr, dm.ErrNotFound)
+	})
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) { // runTx never returns it: a pause ended
+		return errors.Wrapf(err, "delete removed device %q from the pool (thin id %d still open in the pool)", r.RemovedID, r.DeviceID)
 	}
 	if err != nil {
 		return errors.Wrapf(err, "delete removed device %q from the pool", r.RemovedID)
 	}
+
 	p.ret.mu.Lock()
 	p.ret.returned++
 	p.ret.mu.Unlock()
@@ -276,7 +261,7 @@ func (p *Pool) returnPass(ctx context.Context, wait bool) (int, error) {
 	left := 0
 	var first error
 	for _, key := range keys {
-		err := p.returnOne(ctx, key, wait)
+		err := p.reclaimOne(ctx, key, wait)
 		if err != nil {
 			left++
 		}
@@ -292,13 +277,13 @@ func (p *Pool) returnPass(ctx context.Context, wait bool) (int, error) {
 	return left, first
 }
 
-// returnOne returns the space of the device recorded under key; a record
-// already gone (another returner finished it) is success. It claims the
-// device first (waiting for the claim with wait; ErrBusy without) and holds
-// the claim until the device is deleted, so that whoever reaches the
-// device next finds it returned or untouched. The order is always the
+// reclaimOne reclaims the space of the device recorded under key; a
+// record already gone (another returner finished it) is success. It claims
+// the device first (waiting for the claim with wait; ErrBusy without) and
+// holds the claim until the device is deleted, so that whoever reaches the
+// device next finds it reclaimed or untouched. The order is always the
 // claim, then the root lock: a holder of the lock only ever tries a claim.
-func (p *Pool) returnOne(ctx context.Context, key string, wait bool) error {
+func (p *Pool) reclaimOne(ctx context.Context, key string, wait bool) error {
 	devID, ok := store.ReturningDevID(key)
 	if !ok {
 		return errors.Errorf("%q is not the key of a device returning space", key)
@@ -317,51 +302,62 @@ func (p *Pool) returnOne(ctx context.Context, key string, wait bool) error {
 		return errors.Wrapf(ErrBusy, "thin device %d is being returned by another process", devID)
 	}
 	defer c.Release()
-	load := func() (store.Device, error) {
-		if err := p.ensureIndex(); err != nil {
-			return store.Device{}, err
-		}
-		return p.store.Get(key)
-	}
-	if err := p.lk.Lock(); err != nil {
-		return err
-	}
-	r, err := load()
-	var dev uint64
-	if err == nil {
-		err = p.dropHandedOver(r)
-	}
-	if err == nil {
-		var done bool
-		if done, err = p.returnInactive(ctx, r); done && err == nil {
-			p.lk.Unlock()
-			return nil
-		}
-	}
-	if err == nil {
-		dev, err = p.prepareReturn(ctx, r)
-	}
-	p.lk.Unlock()
-	if errors.Is(err, ErrDeviceNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := p.discardDevice(ctx, r, dev); err != nil {
-		return err
-	}
+
 	if err := p.lk.Lock(); err != nil {
 		return err
 	}
 	defer p.lk.Unlock()
-	if r, err = load(); err != nil {
-		if errors.Is(err, ErrDeviceNotFound) {
-			return nil
-		}
+	r, err := p.loadReturning(key)
+	if err == nil {
+		err = p.reclaim(ctx, r)
+	}
+	if errors.Is(err, ErrDeviceNotFound) {
+		return nil // another returner (or GC) finished it
+	}
+	return err
+}
+
+// reclaim is the space reclaim of removed device r, in five steps: drop a
+// user record a hand-over left behind, reclaim an inactive device without
+// activating it (which ends here, see remove_inactive.go), activate it,
+// discard it, take it down and delete it. The caller holds r's claim and
+// the lock; the discard, which can take long, runs without the lock, and r
+// is read again after it.
+func (p *Pool) reclaim(ctx context.Context, r store.Device) error {
+	if err := p.dropHandedOver(r); err != nil {
+		return err
+	}
+
+	if done, err := p.returnInactive(ctx, r); done || err != nil {
+		return err
+	}
+
+	dev, err := p.prepareReturn(ctx, r)
+	if err != nil {
+		return err
+	}
+
+	p.lk.Unlock()
+	err = p.discardDevice(ctx, r, dev)
+	if lerr := p.lk.Relock(); lerr != nil {
+		return lerr
+	}
+	if err != nil {
+		return err
+	}
+
+	if r, err = p.loadReturning(r.ID); err != nil {
 		return err
 	}
 	return p.finishReturn(ctx, r)
+}
+
+// loadReturning catches up with the registry and reads the record of key.
+func (p *Pool) loadReturning(key string) (store.Device, error) {
+	if err := p.ensureIndex(); err != nil {
+		return store.Device{}, err
+	}
+	return p.store.Get(key)
 }
 
 // ReturnSpace returns the space of every removed device still giving it

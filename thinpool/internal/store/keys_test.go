@@ -48,3 +48,27 @@ func TestATransactionMayNameAReturningDevice(t *testing.T) {
 		}
 	}
 }
+
+// A record whose space is being reclaimed is also marked deleted, yet GC's
+// list of deferred removals (Deleted) never holds it: only Returning does,
+// so Pool's removal path never meets one.
+func TestARecordReclaimingSpaceIsReturningAndNotDeleted(t *testing.T) {
+	r := newTestRegistry(t)
+	d := sampleDevice(ReturningKey(9), 9)
+	d.ReturningSpace, d.Deleted, d.RemovedID, d.Parent = true, true, "gone", ""
+	mustOK(t, r.Put(d))
+	held := sampleDevice("held", 10)
+	held.Deleted = true
+	mustOK(t, r.Put(held))
+	for _, s := range []*Store{r, reopened(t, r.dir)} {
+		if _, err := s.Get(d.ID); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Deleted(); len(got) != 1 || got[0] != "held" {
+			t.Errorf("Deleted() = %v, want [held]", got)
+		}
+		if got := s.Returning(); len(got) != 1 || got[0] != d.ID {
+			t.Errorf("Returning() = %v, want [%s]", got, d.ID)
+		}
+	}
+}
