@@ -156,7 +156,7 @@ func TestTheMetadataReaderSeesWhatThinDumpSees(t *testing.T) {
 		wantBlockSize, want := thinDumpMappings(t, metaPath)
 		got := map[uint32][]dumpedMapping{}
 		exclusive := map[uint32][]uint64{}
-		err = readMetadataSnap(metaDev, 0, func(m *thinmeta.Reader, sb thinmeta.Superblock) error {
+		err = readHeldMetadata(metaDev, 0, func(m *thinmeta.Reader, sb thinmeta.Superblock) error {
 			if sb.DataBlockSize != wantBlockSize {
 				t.Errorf("data block size %d sectors, thin_dump says %d", sb.DataBlockSize, wantBlockSize)
 			}

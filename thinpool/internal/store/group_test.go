@@ -236,7 +236,7 @@ func setFormat(t *testing.T, path string, v uint32) {
 	if string(b[:8]) == journalMagic {
 		binary.LittleEndian.PutUint32(b[24:], crc32c.Update(0, b[:24]))
 	} else {
-		binary.LittleEndian.PutUint32(b[40:], crc32c.Update(crc32c.Update(0, b[:40]), b[snapshotHdrSize:]))
+		binary.LittleEndian.PutUint32(b[40:], crc32c.Update(crc32c.Update(0, b[:40]), b[registryHeaderSize:]))
 	}
 	mustOK(t, os.WriteFile(path, b, 0o600))
 }
@@ -256,7 +256,7 @@ func v2Registry(t *testing.T) *Store {
 	mustOK(t, r.Begin(createTx("open", 71)))
 	r.Close()
 	setFormat(t, r.JournalPath(), 2)
-	setFormat(t, r.snapshotPath(), 2)
+	setFormat(t, r.registryPath(), 2)
 	return r
 }
 
@@ -278,7 +278,7 @@ func TestAVersion2RegistryReadsAndContinuesAsVersion3(t *testing.T) {
 	if got, want := state(t, reopened(t, r.dir)), "done=70 del=false labels=map[];new=72 del=false labels=map[];open=71 del=false labels=map[];"; got != want {
 		t.Fatalf("after version 3 appends and a compaction %q, want %q", got, want)
 	}
-	b, err := os.ReadFile(r.snapshotPath())
+	b, err := os.ReadFile(r.registryPath())
 	mustOK(t, err)
 	if v := binary.LittleEndian.Uint32(b[8:]); v != Version {
 		t.Fatalf("the compacted registry file says version %d, want %d", v, Version)

@@ -21,7 +21,7 @@ func FuzzRegistryDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		orig := append([]byte(nil), data...)
-		if s, err := parseSnapshot(data); err == nil {
+		if s, err := parseRegistryFile(data); err == nil {
 			x := newIndex()
 			if err := applyEntries(x, txSet{}, s.items, "registry"); err != nil && !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("applying a registry file: %v is not ErrCorrupt", err)
@@ -75,7 +75,7 @@ func registrySeeds() [][]byte {
 	rec, _ := json.Marshal(d)
 	tx, _ := json.Marshal(Tx{Version: RecordVersion, Op: OpCreateSnap, DeviceID: 3, OriginDeviceID: 2, ID: "y"})
 	body := appendEntry(appendEntry(nil, entryPut, rec), entryBegin, tx)
-	snap := encodeSnapshot(1, 4, 2, body)
+	regFile := encodeRegistryFile(1, 4, 2, body)
 	j := make([]byte, 4096)
 	copy(j, encodeJournalHeader(4096))
 	pos := int64(journalHeaderSize)
@@ -89,17 +89,17 @@ func registrySeeds() [][]byte {
 	torn[pos-5] ^= 0xff
 	middle := append([]byte(nil), j...)
 	middle[journalHeaderSize+frameHeaderSize+2] ^= 1
-	several, severalSnap, last := severalOpenSeeds()
+	several, severalReg, last := severalOpenSeeds()
 	tornAmid := append([]byte(nil), several...) // the end of the middle one torn
 	tornAmid[last+frameHeaderSize] ^= 0xff
-	return [][]byte{snap, encodeSnapshot(7, 0, 0, nil), j, torn, middle, snap[:len(snap)-3], nil, []byte(journalMagic), []byte(snapshotMagic),
-		several, severalSnap, tornAmid}
+	return [][]byte{regFile, encodeRegistryFile(7, 0, 0, nil), j, torn, middle, regFile[:len(regFile)-3], nil, []byte(journalMagic), []byte(registryMagic),
+		several, severalReg, tornAmid}
 }
 
 // severalOpenSeeds are a version 3 journal in which three transactions
 // open and the middle one ends by its thin id (last is the offset of that
 // end's frame), and a registry file holding two open transactions.
-func severalOpenSeeds() (journal, snap []byte, last int64) {
+func severalOpenSeeds() (journal, regFile []byte, last int64) {
 	begin := func(devID uint32) []byte {
 		b, _ := json.Marshal(Tx{Version: RecordVersion, Op: OpCreateSnap, DeviceID: devID, OriginDeviceID: 2, ID: fmt.Sprintf("t%d", devID)})
 		return appendEntry(nil, entryBegin, b)
@@ -114,5 +114,5 @@ func severalOpenSeeds() (journal, snap []byte, last int64) {
 		pos += int64(len(fr))
 	}
 	body := append(begin(3), begin(5)...)
-	return j, encodeSnapshot(1, 6, 2, body), last
+	return j, encodeRegistryFile(1, 6, 2, body), last
 }

@@ -88,7 +88,7 @@ func (r *Store) WriteFresh(recs []Device, tx *Tx, next uint32, after func(step s
 	if after != nil {
 		after("journal")
 	}
-	if err := r.writeSnapshot(newEpoch(0), next, body, atomicfile.Options{}); err != nil {
+	if err := r.writeRegistryFile(newEpoch(0), next, body, atomicfile.Options{}); err != nil {
 		return err
 	}
 	if after != nil {

@@ -19,7 +19,7 @@ func TestAMigrationInterruptedAtEachStepLeavesV1IntactOrV2Complete(t *testing.T)
 			t.Run(name+" crashed at "+point, func(t *testing.T) {
 				dir := copyFixture(t, name)
 				recs, tx := v1State(t, dir)
-				v1Files := snapshotFiles(t, dir)
+				v1Files := fileContents(t, dir)
 				r := New(dir, nil)
 				cfg, err := r.LoadConfig()
 				if err != nil {
@@ -35,7 +35,7 @@ func TestAMigrationInterruptedAtEachStepLeavesV1IntactOrV2Complete(t *testing.T)
 				}()
 				failpoint.Disable()
 				r.Close()
-				after := snapshotFiles(t, dir)
+				after := fileContents(t, dir)
 				if point != failpoint.MigrateAfterPool {
 					// Version 1 intact: every v1 file as it was (the new
 					// files beside them are ignored and made again).

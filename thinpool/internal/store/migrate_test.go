@@ -60,8 +60,8 @@ func v1State(t *testing.T, dir string) ([]Device, *Tx) {
 	return recs, tx
 }
 
-// snapshotFiles returns every file under dir with its contents.
-func snapshotFiles(t *testing.T, dir string) map[string]string {
+// fileContents returns every file under dir with its contents.
+func fileContents(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
@@ -166,7 +166,7 @@ func TestAVersion1RootMigratesWithEveryRecordLabelAndPendingChange(t *testing.T)
 		if err := os.WriteFile(bad, []byte(`{"version":1,"id":"image-2","dev`), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		before := snapshotFiles(t, dir)
+		before := fileContents(t, dir)
 		r := New(dir, nil)
 		cfg, err := r.LoadConfig()
 		if err != nil {
@@ -176,7 +176,7 @@ func TestAVersion1RootMigratesWithEveryRecordLabelAndPendingChange(t *testing.T)
 		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), bad) {
 			t.Fatalf("migrate = %v, want ErrCorrupt naming %s", err, bad)
 		}
-		if after := snapshotFiles(t, dir); !reflect.DeepEqual(after, before) {
+		if after := fileContents(t, dir); !reflect.DeepEqual(after, before) {
 			t.Fatalf("a refused migration changed files: %v", keysOf(after))
 		}
 	})

@@ -110,5 +110,5 @@ func Flushes() int64 { return flushes.Load() }
 // Init that failed made); pool.json and the lock file are the caller's.
 func RemoveFiles(dir string) {
 	os.Remove(filepath.Join(dir, journalFileName))
-	os.Remove(filepath.Join(dir, snapshotFileName))
+	os.Remove(filepath.Join(dir, registryFileName))
 }

@@ -21,7 +21,7 @@ import (
 // describes them.
 const (
 	PoolFileName     = "pool.json"
-	snapshotFileName = "registry"
+	registryFileName = "registry"
 	journalFileName  = "journal"
 	LockFileName     = "lock"
 )
@@ -86,7 +86,7 @@ func New(dir string, lk *Lock) *Store {
 
 // ConfigPath is pool.json's path.
 func (r *Store) ConfigPath() string   { return filepath.Join(r.dir, PoolFileName) }
-func (r *Store) snapshotPath() string { return filepath.Join(r.dir, snapshotFileName) }
+func (r *Store) registryPath() string { return filepath.Join(r.dir, registryFileName) }
 
 // JournalPath is the journal's path.
 func (r *Store) JournalPath() string { return filepath.Join(r.dir, journalFileName) }
@@ -170,7 +170,7 @@ func (r *Store) Create() error {
 		return err
 	}
 	e := newEpoch(0)
-	if err := r.writeSnapshot(e, 0, nil, atomicfile.Options{}); err != nil {
+	if err := r.writeRegistryFile(e, 0, nil, atomicfile.Options{}); err != nil {
 		return err
 	}
 	return r.reload()
@@ -189,9 +189,9 @@ func (r *Store) writeJournal() error {
 	return errors.Wrap(atomicfile.Write(r.JournalPath(), data, atomicfile.Options{}), "registry")
 }
 
-// writeSnapshot writes the registry file: recs (nil: none), their epoch
+// writeRegistryFile writes the registry file: recs (nil: none), their epoch
 // and the allocation hint.
-func (r *Store) writeSnapshot(epoch uint64, next uint32, body []byte, opts atomicfile.Options) error {
+func (r *Store) writeRegistryFile(epoch uint64, next uint32, body []byte, opts atomicfile.Options) error {
 	n := 0
 	if body != nil {
 		items, err := parseEntries(body)
@@ -200,8 +200,8 @@ func (r *Store) writeSnapshot(epoch uint64, next uint32, body []byte, opts atomi
 		}
 		n = len(items)
 	}
-	data := encodeSnapshot(epoch, next, n, body)
-	return errors.Wrap(atomicfile.Write(r.snapshotPath(), data, opts), "registry")
+	data := encodeRegistryFile(epoch, next, n, body)
+	return errors.Wrap(atomicfile.Write(r.registryPath(), data, opts), "registry")
 }
 
 // Close drops the in-memory state and the journal's handle.
@@ -257,13 +257,13 @@ func (r *Store) Refresh() error {
 // reload reads the registry file and the journal from scratch.
 func (r *Store) reload() error {
 	r.Close()
-	snapData, err := os.ReadFile(r.snapshotPath())
+	regData, err := os.ReadFile(r.registryPath())
 	if err != nil {
-		return errdefs.Wrapf(ErrCorrupt, err, "%s: %v", r.snapshotPath(), err)
+		return errdefs.Wrapf(ErrCorrupt, err, "%s: %v", r.registryPath(), err)
 	}
-	snap, err := parseSnapshot(snapData)
+	regFile, err := parseRegistryFile(regData)
 	if err != nil {
-		return corrupt(r.snapshotPath(), err)
+		return corrupt(r.registryPath(), err)
 	}
 	f, err := os.OpenFile(r.JournalPath(), os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -274,7 +274,7 @@ func (r *Store) reload() error {
 		f.Close()
 		return errors.Wrapf(err, "registry: stat %s", r.JournalPath())
 	}
-	scan, capacity, release, err := readJournal(f, st.Size(), snap.epoch)
+	scan, capacity, release, err := readJournal(f, st.Size(), regFile.epoch)
 	if err != nil {
 		f.Close()
 		return corrupt(r.JournalPath(), err)
@@ -282,11 +282,11 @@ func (r *Store) reload() error {
 	defer release() // the frames' entries alias what it read
 	x := newIndex()
 	pending := txSet{}
-	if err = applyEntries(x, pending, snap.items, r.snapshotPath()); err != nil {
+	if err = applyEntries(x, pending, regFile.items, r.registryPath()); err != nil {
 		f.Close()
 		return err
 	}
-	next := snap.next
+	next := regFile.next
 	for _, fr := range scan.frames {
 		if err = applyEntries(x, pending, fr.items, r.JournalPath()); err != nil {
 			f.Close()
@@ -305,7 +305,7 @@ func (r *Store) reload() error {
 			return errors.Wrapf(err, "registry: fdatasync %s", r.JournalPath())
 		}
 	}
-	r.st = journalPos{epoch: snap.epoch, next: next, capacity: capacity, pos: scan.tail, synced: journalHeaderSize}
+	r.st = journalPos{epoch: regFile.epoch, next: next, capacity: capacity, pos: scan.tail, synced: journalHeaderSize}
 	if n := len(scan.frames); n > 0 {
 		last := scan.frames[n-1]
 		r.st.seq, r.st.synced = last.seq, last.synced
@@ -543,7 +543,7 @@ func (r *Store) Compact() error {
 	if err := r.bump(e); err != nil {
 		return err
 	}
-	if err := r.writeSnapshot(e, next, body, compactWrite); err != nil {
+	if err := r.writeRegistryFile(e, next, body, compactWrite); err != nil {
 		return err
 	}
 	r.st = journalPos{epoch: e, next: next, capacity: r.st.capacity, pos: journalHeaderSize, synced: journalHeaderSize}

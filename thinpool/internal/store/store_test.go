@@ -328,7 +328,7 @@ func TestCorruptionBeforeTheTailIsRefusedAndLeftAlone(t *testing.T) {
 		mustOK(t, r.Put(sampleDevice(fmt.Sprintf("d%d", i), uint32(10+i))))
 	}
 	img, _ := os.ReadFile(r.JournalPath())
-	snap, _ := os.ReadFile(r.snapshotPath())
+	regFile, _ := os.ReadFile(r.registryPath())
 	cases := []struct {
 		name string
 		file string
@@ -339,10 +339,10 @@ func TestCorruptionBeforeTheTailIsRefusedAndLeftAlone(t *testing.T) {
 		{"a zeroed frame in the middle", journalFileName, zero(img, starts[3], starts[4])},
 		{"a damaged journal header", journalFileName, flip(img, 9)},
 		{"a journal cut short", journalFileName, img[:len(img)-4096]},
-		{"a flipped bit in the registry file", snapshotFileName, flip(snap, int64(len(snap)-2))},
-		{"a registry file cut short", snapshotFileName, snap[:len(snap)-1]},
-		{"an empty registry file", snapshotFileName, nil},
-		{"a registry file of a newer version", snapshotFileName, func() []byte { b := append([]byte(nil), snap...); b[8] = 9; return b }()},
+		{"a flipped bit in the registry file", registryFileName, flip(regFile, int64(len(regFile)-2))},
+		{"a registry file cut short", registryFileName, regFile[:len(regFile)-1]},
+		{"an empty registry file", registryFileName, nil},
+		{"a registry file of a newer version", registryFileName, func() []byte { b := append([]byte(nil), regFile...); b[8] = 9; return b }()},
 	}
 	for _, c := range cases {
 		t.Run(c.name+" is ErrCorrupt naming the file, which stays as it was", func(t *testing.T) {
@@ -533,7 +533,7 @@ func TestAMissingJournalIsCorruptAndSaysWhy(t *testing.T) {
 	if !errors.Is(err, ErrCorrupt) || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a missing journal: %v; want both ErrCorrupt and os.ErrNotExist to match", err)
 	}
-	if _, serr := os.Stat(r.snapshotPath()); serr != nil {
+	if _, serr := os.Stat(r.registryPath()); serr != nil {
 		t.Fatalf("the registry file is gone after the refusal: %v", serr)
 	}
 }
