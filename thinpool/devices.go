@@ -12,6 +12,7 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/internal/revert"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
@@ -183,17 +184,13 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 	// when ctx ended: a suspended origin holds every I/O to it. (err is
 	// Create's result here.)
 	originName := thinName(p.cfg.Key, originID)
-	suspended := false
+	var undo revert.Stack
 	defer func() {
-		if !suspended {
-			return
-		}
-		if rerr := p.resumeOrigin(context.WithoutCancel(ctx), originName); rerr != nil {
-			rerr = errors.Wrapf(rerr, "resume %s (the parent %q) after the snapshot; I/O to it waits until it is resumed", originName, parent)
+		if uerr := undo.Unwind(); uerr != nil {
 			if err != nil {
-				rerr = errors.Wrapf(rerr, "%v; and", err)
+				uerr = errors.Wrapf(uerr, "%v; and", err)
 			}
-			err = rerr
+			err = uerr
 		}
 	}()
 	suspend := func() error {
@@ -209,7 +206,10 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 		if serr := p.dm.Suspend(originName, dm.SuspendOptions{}); serr != nil {
 			return errors.Wrapf(serr, "suspend %s (the parent %q) for the snapshot", originName, parent)
 		}
-		suspended = true
+		undo.PushAlways(func() error {
+			return errors.Wrapf(p.resumeOrigin(context.WithoutCancel(ctx), originName),
+				"resume %s (the parent %q) after the snapshot; I/O to it waits until it is resumed", originName, parent)
+		})
 		failpoint.Inject(failpoint.SnapAfterSuspend)
 		if cerr := ctx.Err(); cerr != nil {
 			return errors.Wrapf(cerr, "create %q: stopped with its parent suspended (resumed again)", id)

@@ -13,6 +13,7 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/internal/revert"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
@@ -158,15 +159,20 @@ func Init(ctx context.Context, root string, opts Options) (*Pool, error) {
 		p.lk.CloseLocked()
 		return nil, errors.Wrapf(ErrAlreadyInit, "%s", p.store.ConfigPath())
 	}
+
+	// From here a failure leaves the root as it was: undone even when ctx
+	// ended (that is what stopped us), before the lock is let go.
+	var undo revert.Stack
+	defer undo.Unwind()
+	if fresh {
+		undo.Push(func() { removeEmptyState(root) })
+	}
+	undo.Push(func() { p.lk.CloseLocked() })
+	undo.Push(func() { p.initCleanup(context.WithoutCancel(ctx), o) })
 	if err := p.initLocked(ctx, o); err != nil {
-		// Undo what was made even when ctx ended: that is what stopped us.
-		p.initCleanup(context.WithoutCancel(ctx), o)
-		p.lk.CloseLocked()
-		if fresh {
-			removeEmptyState(root)
-		}
 		return nil, err
 	}
+	undo.Keep()
 	return p, nil
 }
 

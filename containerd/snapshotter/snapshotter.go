@@ -23,6 +23,7 @@ import (
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/internal/revert"
 	"github.com/thinctl/thinctl/thinpool"
 	"github.com/thinctl/thinctl/units"
 )
@@ -462,28 +463,32 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, pare
 	method := map[snapshots.Kind]string{snapshots.KindActive: "Prepare", snapshots.KindView: "View"}[kind]
 	sn := &snapshot{id: id, name: key, kind: kind, parent: parent, created: t, updated: t, labels: cloneLabels(base.Labels)}
 	t0 := time.Now()
+	var undo revert.Stack
+	defer undo.Unwind()
 	if err := s.pool.Create(ctx, id, parentID, thinpool.CreateOptions{Size: size, Labels: sn.encode()}); err != nil {
 		return nil, mapErr(err, "create snapshot %q", key)
 	}
+	undo.Push(func() { _ = s.pool.Remove(context.WithoutCancel(ctx), id) })
 	s.step(method, "create", t0)
+
 	if size != 0 && s.fs == fs.XFS {
 		// xfs grows while mounted: once here, before anyone uses it.
 		if _, err := s.pool.Mount(ctx, id, thinpool.MountOptions{}); err == nil {
 			err = s.pool.Unmount(ctx, id)
 		}
 		if err != nil {
-			_ = s.pool.Remove(context.WithoutCancel(ctx), id)
 			return nil, mapErr(err, "grow snapshot %q", key)
 		}
 	}
+
 	t0 = time.Now()
 	m, err := s.mounts(ctx, sn)
 	if err != nil {
-		_ = s.pool.Remove(context.WithoutCancel(ctx), id)
 		return nil, err
 	}
 	s.step(method, "activate", t0)
 	s.byName[key] = sn
+	undo.Keep()
 	return m, nil
 }
 
