@@ -2,6 +2,7 @@ package thinpool
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -33,6 +34,8 @@ type Pool struct {
 	cfg      store.Config
 	mounts   map[string]int // Mount references taken by this process
 	progress func(step string, fraction float64)
+	// log is told the background decisions (Options.Logger; never nil).
+	log *slog.Logger
 
 	// ret runs the space return of removed devices in the background.
 	ret returner
@@ -105,8 +108,8 @@ func removeEmptyState(root string) {
 }
 
 // newPool builds the in-memory Pool of an absolute root and takes its lock;
-// c nil means dm.Default().
-func newPool(root string, c *dm.Client, progress func(string, float64)) (*Pool, error) {
+// c nil means dm.Default(), log nil logs nothing.
+func newPool(root string, c *dm.Client, progress func(string, float64), log *slog.Logger) (*Pool, error) {
 	// Mount points are compared with /proc/self/mountinfo, which shows
 	// paths without symlinks.
 	if real, err := filepath.EvalSymlinks(root); err == nil {
@@ -123,8 +126,11 @@ func newPool(root string, c *dm.Client, progress func(string, float64)) (*Pool, 
 			return nil, errors.Wrap(err, "device-mapper")
 		}
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &Pool{root: root, dir: dir, store: store.New(dir, lk), dm: c, lk: lk,
-		mounts: map[string]int{}, progress: progress}, nil
+		mounts: map[string]int{}, progress: progress, log: log}, nil
 }
 
 // Init creates a new pool under root/devicemapper and its base device.
@@ -146,7 +152,7 @@ func Init(ctx context.Context, root string, opts Options) (*Pool, error) {
 	if err := makeDirs(root); err != nil {
 		return nil, err
 	}
-	p, err := newPool(root, o.DM, o.Progress)
+	p, err := newPool(root, o.DM, o.Progress, o.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -363,7 +369,7 @@ func Open(ctx context.Context, root string, opts OpenOptions) (*Pool, error) {
 	if path := filepath.Join(stateDir(root), store.PoolFileName); isNotExist(path) {
 		return nil, errors.Wrapf(ErrNotInitialized, "%s does not exist", path)
 	}
-	p, err := newPool(root, opts.DM, opts.Progress)
+	p, err := newPool(root, opts.DM, opts.Progress, opts.Logger)
 	if err != nil {
 		return nil, err
 	}

@@ -71,7 +71,10 @@ const (
 // thin device devID's space (plan*), and why for a fallback.
 var hookReturnPlan func(devID uint32, plan, detail string)
 
-func tellPlan(devID uint32, plan, detail string) {
+// tellPlan logs how thin device devID's space is reclaimed (and tells the
+// tests' hook).
+func (p *Pool) tellPlan(devID uint32, plan, detail string) {
+	p.log.Debug("space reclaim", "thin_id", devID, "way", plan, "detail", detail)
 	if hookReturnPlan != nil {
 		hookReturnPlan(devID, plan, detail)
 	}
@@ -85,16 +88,16 @@ func tellPlan(devID uint32, plan, detail string) {
 func (p *Pool) returnInactive(ctx context.Context, r store.Device) (bool, error) {
 	name := thinName(p.cfg.Key, r.DeviceID)
 	if _, err := p.dm.Info(name); !errors.Is(err, dm.ErrNotFound) {
-		tellPlan(r.DeviceID, planActive, "")
+		p.tellPlan(r.DeviceID, planActive, "")
 		return false, nil
 	}
 	pl, err := p.planInactiveReturn(r)
 	if errors.Is(err, ErrBusy) {
-		tellPlan(r.DeviceID, planBusy, err.Error())
+		p.tellPlan(r.DeviceID, planBusy, err.Error())
 		return true, err
 	}
 	if err != nil {
-		tellPlan(r.DeviceID, planFallback, err.Error())
+		p.tellPlan(r.DeviceID, planFallback, err.Error())
 		return false, nil
 	}
 	if len(pl.runs) > 0 {
@@ -102,15 +105,15 @@ func (p *Pool) returnInactive(ctx context.Context, r store.Device) (bool, error)
 		if err := punchRuns(pl.dataFile, pl.runs, pl.blockBytes); err != nil {
 			// Holes in blocks only D maps harm nobody; the discard way
 			// gives back the rest.
-			tellPlan(r.DeviceID, planFallback, err.Error())
+			p.tellPlan(r.DeviceID, planFallback, err.Error())
 			return false, nil
 		}
-		tellPlan(r.DeviceID, planPunch, "")
+		p.tellPlan(r.DeviceID, planPunch, "")
 		if err := failpoint.InjectErr(failpoint.ReturnAfterPunch); err != nil {
 			return true, err
 		}
 	} else {
-		tellPlan(r.DeviceID, planSkip, "")
+		p.tellPlan(r.DeviceID, planSkip, "")
 	}
 	return true, p.finishReturn(ctx, r)
 }

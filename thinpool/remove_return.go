@@ -225,7 +225,8 @@ func (p *Pool) returnLoop(ctx context.Context, done chan struct{}) {
 	r := &p.ret
 	defer close(done)
 	for {
-		_, err := p.returnPass(ctx, false)
+		left, err := p.returnPass(ctx, false)
+		p.log.Debug("space reclaim pass", "left", left, "error", err)
 		r.mu.Lock()
 		if ctx.Err() == nil {
 			r.lastErr = err

@@ -233,6 +233,7 @@ func (p *Pool) recoverTx(t store.Tx) error {
 				p.cfg.PoolName, t.Op, t.DeviceID, p.store.JournalPath())
 		}
 	}
+	p.log.Debug("recover transaction", "op", t.Op, "thin_id", t.DeviceID, "id", t.ID, "action", action.String())
 	p.store.BeginRecovery(t.DeviceID)
 	switch action {
 	case txKeep:
