@@ -132,6 +132,7 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 			return errors.Wrapf(ErrParentNotFound, "parent: %v", err)
 		}
 	}
+
 	arrived := p.store.Arrive() // until its begin frame is written (runTxShared)
 	defer arrived()
 	if err := p.lk.Lock(); err != nil {
@@ -141,6 +142,7 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 	if err := p.ensureIndex(); err != nil {
 		return err
 	}
+
 	if _, err := p.store.Get(id); err == nil {
 		return errors.Wrapf(ErrDeviceExists, "device %q", id)
 	} else if !errors.Is(err, ErrDeviceNotFound) {
@@ -149,6 +151,7 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 	if p.store.PendingCreate(id) {
 		return errors.Wrapf(ErrDeviceExists, "device %q is being created", id)
 	}
+
 	originID, originSize, growPending := p.cfg.BaseDeviceID, p.cfg.BaseSize, false
 	if parent != "" {
 		pd, err := p.store.Get(parent)
@@ -160,6 +163,7 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 		}
 		originID, originSize, growPending = pd.DeviceID, pd.Size, pd.GrowPending
 	}
+
 	size := originSize
 	if opts.Size != 0 {
 		size = roundUp(opts.Size, 4*KiB)
@@ -177,6 +181,7 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 	if err := p.checkSpace(id, requested); err != nil {
 		return err
 	}
+
 	// A snapshot of an active origin needs the origin suspended so that
 	// no write is in flight while the pool shares its blocks: checked and
 	// done just before the message (the root lock was let go while the
@@ -216,6 +221,7 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 		}
 		return nil
 	}
+
 	var rec store.Device
 	_, err = p.allocTx(func(devID uint32) (store.Tx, func() error) {
 		rec = store.Device{Version: store.RecordVersion, ID: id, DeviceID: devID, Size: size, Initialized: true,
