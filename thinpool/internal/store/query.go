@@ -1,9 +1,10 @@
 package store
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 )
 
 // What Pool asks of the index, and the thin ids it hands out. Every
@@ -30,14 +31,7 @@ func (r *Store) Returning() []string { return sortedKeys(r.idx.returning) }
 // ReturningCount is len(Returning()).
 func (r *Store) ReturningCount() int { return len(r.idx.returning) }
 
-func sortedKeys(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func sortedKeys(m map[string]bool) []string { return slices.Sorted(maps.Keys(m)) }
 
 // SetBase names the base device's thin id (pool.json's): always used,
 // whatever the records say (from now on, or from the first load).
