@@ -13,8 +13,12 @@
 //
 //   - records.go: the record types (Config, Device, Tx) and their keys;
 //   - version.go: every format version;
-//   - store.go: loading, catching up, put/move/remove, compaction and the
-//     transactions' begin and end entries;
+//   - store.go: the Store, pool.json, a new store, and the records'
+//     Get/Put/Move/Remove/List;
+//   - load.go: loading the files and catching up with other processes;
+//   - append.go: journal appends and compaction;
+//   - tx.go: the transactions' begin and end entries, the group-committed
+//     begins, and the transactions crashed processes left;
 //   - query.go: what Pool asks of the index, and thin id allocation;
 //   - group.go: group commit of begin frames (one flush for many);
 //   - journal.go: the encoders and decoders of the binary files;

@@ -14,7 +14,7 @@ import (
 // leader's own transaction could not send its message sooner anyway.
 var MaxGroupDelay = 10 * time.Millisecond
 
-// flushGroup is group commit for one registry's transactions: each writes
+// flushGroup is group commit for one store's transactions: each writes
 // its begin frame under the root lock, lets the lock go and waits here
 // until a flush that started after its frame was written has completed.
 // One waiter at a time flushes (the leader); the frames of every waiter

@@ -30,7 +30,7 @@ type Lock struct {
 	mu   sync.Mutex
 	f    *os.File
 	path string
-	// holds counts the times the lock was taken; the registry reads the
+	// holds counts the times the lock was taken; the store reads the
 	// counter once per hold.
 	holds uint64
 	// mark is f for the durable mark, read and written without the mutex
