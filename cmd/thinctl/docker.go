@@ -25,7 +25,7 @@ var dockerInspectCommand = &command{
 		"devices, the pool (size, use, transaction id against Docker's last transaction) and\n" +
 		"every disagreement between Docker's records and the pool's own metadata. It writes\n" +
 		"none of Docker's files; a pool that is down is read from its metadata file, a pool\n" +
-		"that is up through a metadata snapshot. It refuses while a process (dockerd, its\n" +
+		"that is up through a held metadata root. It refuses while a process (dockerd, its\n" +
 		"containerd) holds files of the store, naming the process. --pool names the pool of\n" +
 		"a store made with dm.thinpooldev. Exit 0 also when there are disagreements; they are\n" +
 		"listed last (and under \"disagreements\" with -o json).",
