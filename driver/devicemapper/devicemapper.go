@@ -314,6 +314,8 @@ func (d *Driver) Remove(ctx context.Context, id string) error {
 const layerDir = "rootfs"
 
 // Get mounts layer id and returns the layer's directory inside the mount.
+// A layer whose directory is a symlink or not a directory is refused
+// (driver.ErrBadLayerRoot) and left mounted by nobody.
 func (d *Driver) Get(ctx context.Context, id, mountLabel string) (string, error) {
 	mp, err := d.Mount(ctx, id, driver.MountOptions{MountLabel: mountLabel})
 	if err != nil {
@@ -329,6 +331,12 @@ func (d *Driver) Get(ctx context.Context, id, mountLabel string) (string, error)
 	} else if !os.IsExist(err) {
 		d.Unmount(context.WithoutCancel(ctx), id)
 		return "", errors.Wrapf(err, "create %s", dir)
+	}
+	// What the device's filesystem holds is anyone's: a rootfs that is a
+	// symlink (or no directory) would hand its target to every reader.
+	if err := driver.CheckLayerRoot(dir); err != nil {
+		d.Unmount(context.WithoutCancel(ctx), id)
+		return "", errors.Wrapf(err, "layer %s", id)
 	}
 	return dir, nil
 }

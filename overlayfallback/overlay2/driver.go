@@ -247,6 +247,9 @@ func (d *Driver) Get(ctx context.Context, id, mountLabel string) (string, error)
 	if err != nil {
 		return "", err
 	}
+	if err := driver.CheckLayerRoot(d.diffDir(id)); err != nil {
+		return "", errors.Wrapf(err, "overlay2 layer %s", id)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(lower) == 0 {

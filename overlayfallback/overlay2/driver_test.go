@@ -490,3 +490,21 @@ func TestImportingThePackageRunsNothing(t *testing.T) {
 		t.Fatalf("the test binary with the old helper variable set: %v\n%s", err, out)
 	}
 }
+
+func TestGetRefusesALayerWhoseDiffDirectoryIsASymlink(t *testing.T) {
+	d := newTestDriver(t)
+	must(t, d.Create(t.Context(), "base", "", nil))
+	outside := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(outside, "secret"), []byte("host"), 0o600))
+	diff := filepath.Join(d.home, "base", "diff")
+	must(t, os.Remove(diff))
+	must(t, os.Symlink(outside, diff))
+	p, err := d.Get(t.Context(), "base", "")
+	if !errors.Is(err, driver.ErrBadLayerRoot) || !strings.Contains(err.Error(), diff) {
+		d.Put(t.Context(), "base")
+		t.Fatalf("Get of a layer whose diff is a symlink = %q, %v; want ErrBadLayerRoot naming %s", p, err, diff)
+	}
+	if b, err := os.ReadFile(filepath.Join(outside, "secret")); err != nil || string(b) != "host" {
+		t.Errorf("the outside file holds %q (%v)", b, err)
+	}
+}
