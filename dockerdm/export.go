@@ -29,7 +29,10 @@ type ExportOptions struct {
 	// DM is the device-mapper client (nil: dm.Default).
 	DM *dm.Client
 	// WorkDir holds the mount points and the layer tars while they are
-	// checked (default os.TempDir()).
+	// checked (default os.TempDir()); give the directory of the archive's
+	// file so that they go to the same filesystem, not a tmpfs. A layer
+	// file never takes the last 1/20 of that filesystem (nor its last
+	// 64 MiB): what does not fit is ErrWorkSpace before it is written.
 	WorkDir string
 	// Containers also exports every container's read-write layer as an
 	// image (ContainerTag names it).
@@ -379,8 +382,13 @@ func diffToFile(newRoot, oldRoot, tmp string) (*os.File, int64, string, error) {
 	if err != nil {
 		return nil, 0, "", errors.Wrap(err, "layer file")
 	}
+	room, err := workRoom(tmp)
+	if err != nil {
+		out.Close()
+		return nil, 0, "", err
+	}
 	h := sha256.New()
-	n, err := WriteDiff(io.MultiWriter(out, h), newRoot, oldRoot)
+	n, err := WriteDiff(io.MultiWriter(&boundedWriter{w: out, left: room, what: "the re-created layer"}, h), newRoot, oldRoot)
 	if err != nil {
 		out.Close()
 		return nil, 0, "", err
@@ -465,7 +473,7 @@ func exportLayer(ctx context.Context, s *Store, ss *Session, l Layer, tw *tar.Wr
 		return le, err
 	}
 	tsPath := filepath.Join(s.Root, "image", "devicemapper", "layerdb", "sha256", l.ChainID[7:], "tar-split.json.gz")
-	tsf, err := os.Open(tsPath)
+	tsf, err := openStoreFile(tsPath)
 	if err != nil {
 		return le, errors.Wrap(err, "tar-split")
 	}
@@ -474,13 +482,34 @@ func exportLayer(ctx context.Context, s *Store, ss *Session, l Layer, tw *tar.Wr
 	if err != nil {
 		return le, errdefs.Wrapf(ErrTarSplit, err, "%s: %v", tsPath, err)
 	}
+	// A first pass adds up what the tar-split says the tar holds, so that
+	// the layer file is known to fit (and is cut off at that size) before
+	// anything is written: a tar-split is a gzip stream anyone could have
+	// made expand without bound.
+	want, err := TarSplitSize(zr)
+	if err != nil {
+		return le, errors.Wrapf(err, "%s", tsPath)
+	}
+	if _, err := tsf.Seek(0, io.SeekStart); err != nil {
+		return le, errors.Wrap(err, "tar-split")
+	}
+	if err := zr.Reset(tsf); err != nil {
+		return le, errors.Wrapf(ErrTarSplit, "%s: %v", tsPath, err)
+	}
+	room, err := workRoom(tmp)
+	if err != nil {
+		return le, err
+	}
+	if want > room {
+		return le, errors.Wrapf(ErrWorkSpace, "layer %s needs %d bytes in %s, which has room for %d", l.ChainID, want, tmp, room)
+	}
 	out, err := os.CreateTemp(tmp, "layer-*.tar")
 	if err != nil {
 		return le, errors.Wrap(err, "layer file")
 	}
 	defer out.Close()
 	h := sha256.New()
-	n, err := AssembleTar(zr, filepath.Join(mp, "rootfs"), io.MultiWriter(out, h))
+	n, err := AssembleTar(zr, filepath.Join(mp, "rootfs"), io.MultiWriter(&boundedWriter{w: out, left: want, what: "layer " + l.ChainID}, h))
 	if err != nil {
 		return le, errors.Wrapf(err, "layer %s (%s)", l.ChainID, tsPath)
 	}

@@ -65,7 +65,7 @@ func OpenSession(ctx context.Context, s *Store, c *dm.Client, dir string) (ss *S
 		return ss, errors.Errorf("pool %s is not active: bring up the pool's volume group first", s.PoolName)
 	}
 	b := make([]byte, 4096)
-	f, err := os.Open(s.MetadataFile)
+	f, err := openStoreFile(s.MetadataFile)
 	if err != nil {
 		return ss, errors.Wrap(err, "pool metadata")
 	}

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -134,11 +133,18 @@ func Open(root string, opts OpenOptions) (*Store, error) {
 	if opts.PoolName != "" {
 		s.PoolName = opts.PoolName
 	} else {
-		s.DataFile = filepath.Join(s.DMDir, "devicemapper", "data")
-		s.MetadataFile = filepath.Join(s.DMDir, "devicemapper", "metadata")
-		for _, f := range []string{s.DataFile, s.MetadataFile} {
-			if _, err := os.Stat(f); err != nil {
-				return nil, errors.Wrapf(ErrPartial, "%s is missing (a store on an external pool needs the pool's name)", f)
+		for _, f := range []*string{&s.DataFile, &s.MetadataFile} {
+			name := "data"
+			if f == &s.MetadataFile {
+				name = "metadata"
+			}
+			resolved, note, err := poolFile(filepath.Join(s.DMDir, "devicemapper", name))
+			if err != nil {
+				return nil, err
+			}
+			*f = resolved
+			if note != "" {
+				s.Notes = append(s.Notes, note)
 			}
 		}
 	}
@@ -156,7 +162,7 @@ func Open(root string, opts OpenOptions) (*Store, error) {
 
 // otherDrivers names the graph drivers whose image databases root holds.
 func otherDrivers(root string) string {
-	ents, err := os.ReadDir(filepath.Join(root, "image"))
+	ents, err := readDir(filepath.Join(root, "image"))
 	if err != nil || len(ents) == 0 {
 		return ""
 	}
@@ -167,26 +173,20 @@ func otherDrivers(root string) string {
 	return " (its image database is for " + strings.Join(names, ", ") + ")"
 }
 
-// readFile reads a store file of at most maxRecordSize bytes.
+// readFile reads a store file of at most maxRecordSize bytes: a regular
+// file, not a symlink (openStoreFile), its size checked before reading.
 func readFile(p string) ([]byte, error) {
-	f, err := os.Open(p)
+	f, err := openStoreFile(p)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
-	if err != nil {
-		return nil, errors.Wrapf(err, "read %s", p)
-	}
-	if len(b) > maxRecordSize {
-		return nil, errors.Wrapf(ErrCorrupt, "%s is larger than %d bytes", p, maxRecordSize)
-	}
-	return b, nil
+	return readAtMost(f, maxRecordSize)
 }
 
 func (s *Store) readRecords() error {
 	mdir := filepath.Join(s.DMDir, "metadata")
-	ents, err := os.ReadDir(mdir)
+	ents, err := readDir(mdir)
 	if os.IsNotExist(err) {
 		legacy := filepath.Join(s.DMDir, "devicemapper", "json")
 		b, lerr := readFile(legacy)
@@ -265,7 +265,7 @@ func readSmallText(p string) (string, bool, error) {
 
 func (s *Store) readImages() error {
 	idir := filepath.Join(s.Root, "image", "devicemapper")
-	if _, err := os.Stat(idir); err != nil {
+	if fi, err := os.Stat(idir); err != nil || !fi.IsDir() {
 		return errors.Wrapf(ErrPartial, "%s is missing", idir)
 	}
 	refs := map[string][]string{}
@@ -280,7 +280,7 @@ func (s *Store) readImages() error {
 		return err
 	}
 	cdir := filepath.Join(idir, "imagedb", "content", "sha256")
-	ents, err := os.ReadDir(cdir)
+	ents, err := readDir(cdir)
 	if err != nil && !os.IsNotExist(err) {
 		return errors.Wrapf(err, "image database %s", cdir)
 	}
@@ -326,7 +326,7 @@ func imageKey(i Image) string {
 }
 
 func (s *Store) readLayers(ldir string) error {
-	ents, err := os.ReadDir(ldir)
+	ents, err := readDir(ldir)
 	if err != nil {
 		if os.IsNotExist(err) {
 			return nil
@@ -368,9 +368,7 @@ func (s *Store) readLayers(ldir string) error {
 				return errors.Wrapf(ErrCorrupt, "%s: size %q is not a byte count", dir, sz)
 			}
 		}
-		if _, err := os.Stat(filepath.Join(dir, "tar-split.json.gz")); err == nil {
-			l.TarSplit = true
-		}
+		l.TarSplit = isRegularFile(filepath.Join(dir, "tar-split.json.gz"))
 		s.Layers[l.ChainID] = l
 	}
 	return nil
@@ -379,7 +377,7 @@ func (s *Store) readLayers(ldir string) error {
 func (s *Store) readContainers() error {
 	mdir := filepath.Join(s.Root, "image", "devicemapper", "layerdb", "mounts")
 	byID := map[string]*Container{}
-	ents, err := os.ReadDir(mdir)
+	ents, err := readDir(mdir)
 	if err != nil && !os.IsNotExist(err) {
 		return errors.Wrapf(err, "layer database %s", mdir)
 	}
@@ -409,7 +407,7 @@ func (s *Store) readContainers() error {
 		byID[c.ID] = c
 	}
 	cdir := filepath.Join(s.Root, "containers")
-	ents, err = os.ReadDir(cdir)
+	ents, err = readDir(cdir)
 	if err != nil && !os.IsNotExist(err) {
 		return errors.Wrapf(err, "containers %s", cdir)
 	}
