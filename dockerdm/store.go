@@ -348,7 +348,7 @@ func (s *Store) readLayers(ldir string) error {
 			s.Notes = append(s.Notes, "skipped "+dir+": no cache-id (Docker skips it too)")
 			continue
 		}
-		if strings.ContainsAny(l.CacheID, "/\x00") || l.CacheID == BaseHash {
+		if !isHashName(l.CacheID) || l.CacheID == BaseHash {
 			return errors.Wrapf(ErrCorrupt, "%s: cache-id %q cannot name a device", dir, l.CacheID)
 		}
 		if l.DiffID, ok, err = readSmallText(filepath.Join(dir, "diff")); err != nil {
@@ -391,12 +391,12 @@ func (s *Store) readContainers() error {
 		var ok bool
 		if c.MountID, ok, err = readSmallText(filepath.Join(dir, "mount-id")); err != nil {
 			return err
-		} else if !ok || c.MountID == "" || strings.ContainsAny(c.MountID, "/\x00") {
+		} else if !ok || !isHashName(c.MountID) {
 			return errors.Wrapf(ErrCorrupt, "%s: mount-id %q cannot name a device", dir, c.MountID)
 		}
 		if c.InitID, _, err = readSmallText(filepath.Join(dir, "init-id")); err != nil {
 			return err
-		} else if strings.ContainsAny(c.InitID, "/\x00") {
+		} else if c.InitID != "" && !isHashName(c.InitID) {
 			return errors.Wrapf(ErrCorrupt, "%s: init-id %q cannot name a device", dir, c.InitID)
 		}
 		if c.Parent, _, err = readSmallText(filepath.Join(dir, "parent")); err != nil {
@@ -449,3 +449,10 @@ func (s *Store) readContainers() error {
 // DeviceName is the device-mapper name Docker gives the device with this
 // hash (<prefix>-<hash>, the base <prefix>-base).
 func (s *Store) DeviceName(hash string) string { return s.Prefix + "-" + hash }
+
+// isHashName reports whether h can be the hash of a device record: the
+// name of a file in metadata/ (not empty, no slash or NUL, not . or ..,
+// at most 255 bytes).
+func isHashName(h string) bool {
+	return h != "" && h != "." && h != ".." && len(h) <= 255 && !strings.ContainsAny(h, "/\x00")
+}

@@ -17,10 +17,18 @@ import (
 // Label limits: a record stays small enough to read back quickly when a
 // root holds tens of thousands of devices.
 const (
-	maxLabelKey    = 1024
+	// A key may take what containerd allows a key and value together
+	// (4096 bytes, its labels.Validate) plus a caller's 64-byte prefix:
+	// the snapshotter keeps containerd's labels under "label:".
+	maxLabelKey    = 4096 + 64
 	maxLabelValue  = 4096
 	maxLabelsTotal = 64 * 1024
 )
+
+// ValidateLabels checks labels as Create, SetLabels and Adopt do, so that
+// a caller can tell before it changes anything whether they will be
+// accepted; a refusal is ErrInvalidLabel.
+func ValidateLabels(labels map[string]string) error { return validateLabels(labels) }
 
 // validateLabels checks keys and values: a non-empty key, valid UTF-8
 // (JSON would replace anything else), and the size limits.

@@ -17,7 +17,7 @@ func TestValidateLabels(t *testing.T) {
 		{"ordinary labels are fine", map[string]string{"a": "b", "containerd.io/gc.root": "2026"}, ""},
 		{"an empty value is fine", map[string]string{"a": ""}, ""},
 		{"an empty key is refused", map[string]string{"": "x"}, "empty key"},
-		{"a huge key is refused", map[string]string{strings.Repeat("k", maxLabelKey+1): "x"}, "the limit is 1024"},
+		{"a huge key is refused", map[string]string{strings.Repeat("k", maxLabelKey+1): "x"}, "the limit is 4160"},
 		{"a huge value is refused", map[string]string{"k": strings.Repeat("v", maxLabelValue+1)}, "the limit is 4096"},
 		{"invalid UTF-8 is refused", map[string]string{"k": "\xff"}, "not valid UTF-8"},
 		{"too many bytes in all are refused", manyLabels(20, 4000), "per device"},

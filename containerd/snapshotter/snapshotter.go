@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/filters"
+	"github.com/containerd/containerd/v2/pkg/labels"
 	"github.com/containerd/errdefs"
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
@@ -259,6 +260,20 @@ func (sn *snapshot) info() snapshots.Info {
 		Created: sn.created, Updated: sn.updated}
 }
 
+// validateLabels applies containerd's own rule (labels.Validate: a key
+// and its value together at most 4096 bytes, ErrInvalidArgument beyond),
+// so that this snapshotter takes exactly the labels containerd's metadata
+// store takes, whoever the client is. thinpool keeps each under
+// labelPrefix and allows that prefix on top.
+func validateLabels(l map[string]string) error {
+	for k, v := range l {
+		if err := labels.Validate(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // cloneLabels copies l; never nil.
 func cloneLabels(l map[string]string) map[string]string {
 	out := make(map[string]string, len(l))
@@ -344,6 +359,9 @@ func (s *Snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpath
 		}
 		labels = cloneLabels(info.Labels)
 	}
+	if err := validateLabels(labels); err != nil {
+		return snapshots.Info{}, err
+	}
 	next := *sn
 	next.labels, next.updated = labels, now()
 	if err := s.pool.SetLabels(ctx, sn.id, next.encode()); err != nil {
@@ -427,6 +445,9 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, pare
 	}
 	if key == "" {
 		return nil, errors.Wrap(errdefs.ErrInvalidArgument, "snapshot key is empty")
+	}
+	if err := validateLabels(base.Labels); err != nil {
+		return nil, err
 	}
 	var size uint64
 	if v, ok := base.Labels[SizeLabel]; ok {
@@ -512,6 +533,9 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 	}
 	if name == "" {
 		return errors.Wrap(errdefs.ErrInvalidArgument, "commit name is empty")
+	}
+	if err := validateLabels(base.Labels); err != nil {
+		return err
 	}
 	if _, ok := s.byName[name]; ok {
 		return errors.Wrapf(errdefs.ErrAlreadyExists, "snapshot %q already exists", name)
