@@ -99,7 +99,7 @@ func OpenInRoot(root, rel string, extra int) (*os.File, error) {
 		Flags:   uint64(flags),
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 	})
-	if errors.Is(err, unix.ENOSYS) || (errors.Is(err, unix.EPERM) && fd < 0) {
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) { // no openat2, or a seccomp filter refusing it
 		fd, err = openStepwise(rootFd, rel, flags)
 	}
 	if err != nil {
