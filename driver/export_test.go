@@ -1,0 +1,5 @@
+package driver
+
+// ForceUserspaceResolve lets external tests take the path-resolution
+// fallback that kernels without openat2 use.
+var ForceUserspaceResolve = &forceUserspaceResolve
