@@ -6,6 +6,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
@@ -40,19 +41,28 @@ const resolveFlags = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
 // tests set it to prove both paths.
 var forceUserspaceResolve = false
 
+// noOpenat2 is set once openat2 failed with ENOSYS (no such system call)
+// or EPERM (a seccomp filter older than it refusing it), so later lookups
+// go straight to the fallback.
+var noOpenat2 atomic.Bool
+
 // openInRoot opens rel (slash-separated, cleaned, relative) inside the
 // layer whose root is open as rootfd, with symlinks resolved inside the
 // root. flags are open(2) flags; O_NOFOLLOW applies to the last component.
 func openInRoot(rootfd int, rel string, flags int) (int, error) {
 	flags |= unix.O_CLOEXEC
-	if !forceUserspaceResolve {
-		fd, err := unix.Openat2(rootfd, rel, &unix.OpenHow{Flags: uint64(flags), Resolve: resolveFlags})
-		for errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			fd, err = unix.Openat2(rootfd, rel, &unix.OpenHow{Flags: uint64(flags), Resolve: resolveFlags})
+	if !forceUserspaceResolve && !noOpenat2.Load() {
+		how := &unix.OpenHow{Flags: uint64(flags), Resolve: resolveFlags}
+		fd, err := unix.Openat2(rootfd, rel, how)
+		// EAGAIN: a rename elsewhere raced the lookup; try a bounded
+		// number of times, then report it.
+		for i := 0; i < 64 && (errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR)); i++ {
+			fd, err = unix.Openat2(rootfd, rel, how)
 		}
-		if !errors.Is(err, unix.ENOSYS) {
+		if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
 			return fd, err
 		}
+		noOpenat2.Store(true)
 	}
 	return openInRootUserspace(rootfd, rel, flags)
 }
