@@ -88,6 +88,13 @@ func node(name string, typ byte, major, minor int64) Entry {
 	return Entry{Header: tar.Header{Name: name, Typeflag: typ, Devmajor: major, Devminor: minor, Mode: 0o600}}
 }
 
+// absentOnHost is a top-level name the accepted cases use for absolute
+// and ".." symlinks: the layer has it, the host does not, so an applier
+// that resolved them on the host would fail on a missing directory
+// instead of writing into the host's own /usr or /. Every case aimed at
+// something outside the layer aims at the sentinel only.
+const absentOnHost = "thinctl-hostile-not-on-the-host"
+
 // HostileArchives is the catalogue every backend's import must survive.
 func HostileArchives() []HostileArchive {
 	a := func(name string, want Outcome, check func(string) error, stream func(out string) []Entry) HostileArchive {
@@ -117,14 +124,14 @@ func HostileArchives() []HostileArchive {
 			return []Entry{dir("a/"), dir("a/victim/"), dir("a/victim/sub/"), symlink("a", out)}
 		}),
 		// Symlinked parents.
-		a("an absolute symlinked parent resolves inside the layer", Accepted, readIs("usr/lib/libc.so", "elf"), func(string) []Entry {
-			return []Entry{dir("usr/"), dir("usr/lib/"), symlink("lib", "/usr/lib"), file("lib/libc.so", "elf")}
+		a("an absolute symlinked parent resolves inside the layer", Accepted, readIs(absentOnHost+"/lib/libc.so", "elf"), func(string) []Entry {
+			return []Entry{dir(absentOnHost + "/lib/"), symlink("lib", "/"+absentOnHost+"/lib"), file("lib/libc.so", "elf")}
 		}),
 		a("a relative symlinked parent resolves inside the layer", Accepted, readIs("usr/lib/x", "y"), func(string) []Entry {
 			return []Entry{dir("usr/lib/"), symlink("lib64", "usr/lib"), file("lib64/x", "y")}
 		}),
-		a("a .. symlink as a parent stops at the layer root", Accepted, readIs("top", "t"), func(string) []Entry {
-			return []Entry{dir("d/"), symlink("d/up", "../../../.."), file("d/up/top", "t")}
+		a("a .. symlink as a parent stops at the layer root", Accepted, readIs(absentOnHost+"/top", "t"), func(string) []Entry {
+			return []Entry{dir(absentOnHost + "/"), dir("d/"), symlink("d/up", "../../../../"+absentOnHost), file("d/up/top", "t")}
 		}),
 		a("an absolute symlink to the outside as a parent", Either, nil, func(out string) []Entry {
 			return []Entry{symlink("l", out), file("l/file", "pwned"), file("l/new", "pwned")}
@@ -139,7 +146,7 @@ func HostileArchives() []HostileArchive {
 			return []Entry{symlink("a", "b"), symlink("b", "a"), file("a/x", "")}
 		}),
 		a("a /proc magic link as a parent", Either, nil, func(out string) []Entry {
-			return []Entry{symlink("p", "/proc/self/root"+out), file("p/file", "pwned"), symlink("q", "/proc/self/cwd"), file("q/x", "")}
+			return []Entry{symlink("p", "/proc/self/root"+out), file("p/file", "pwned")}
 		}),
 		// Hard links.
 		a("a hard link to an absolute outside path", Refused, nil, func(out string) []Entry {
@@ -150,6 +157,9 @@ func HostileArchives() []HostileArchive {
 		}),
 		a("a hard link to a symlink to the outside, then a write to the link", Either, nil, func(out string) []Entry {
 			return []Entry{symlink("s", out+"/file"), hardlink("h", "s"), file("h", "pwned")}
+		}),
+		a("a hard link to the host's /dev/null", Refused, nil, func(string) []Entry {
+			return []Entry{hardlink("h", "/dev/null")}
 		}),
 		a("a hard link to a directory", Refused, nil, func(string) []Entry {
 			return []Entry{dir("d/"), hardlink("h", "d")}
@@ -163,6 +173,9 @@ func HostileArchives() []HostileArchive {
 		}),
 		a("an opaque marker through a .. chain to the outside", Either, nil, func(out string) []Entry {
 			return []Entry{symlink("l", escapeUp(out)+"/victim"), file("l/.wh..wh..opq", "")}
+		}),
+		a("a FIFO as a parent directory", Refused, nil, func(string) []Entry {
+			return []Entry{node("p", tar.TypeFifo, 0, 0), file("p/x", "")}
 		}),
 		a("a whiteout of a symlink to the outside removes the symlink only", Accepted, notSymlink("l"), func(out string) []Entry {
 			return []Entry{symlink("l", out), file(".wh.l", "")}
