@@ -193,7 +193,7 @@ func parentDir(rootfd int, rel string) (int, error) {
 			if merr := unix.Mkdirat(fd, name, 0o755); merr != nil {
 				unix.Close(fd)
 				if errors.Is(merr, unix.EEXIST) {
-					return -1, errors.Errorf("tar entry %s needs the directory %s, but that is a symlink to nothing inside the layer", rel, prefix)
+					return -1, errors.Errorf("tar entry %s would be written through the symlink %s, which leads to nothing inside the layer (symlinks resolve inside it); refusing", rel, prefix)
 				}
 				return -1, errors.Wrapf(merr, "create directory %s for tar entry %s", prefix, rel)
 			}
