@@ -282,8 +282,9 @@ var commands = []*command{
 		detail: "Creates layer ID on --parent (default: the base device, or nothing under overlay2/aufs)\n" +
 			"and applies the tar archive from --file or stdin to it, whiteouts included: the\n" +
 			"inverse of export, from any driver to any other. An archive with absolute names or\n" +
-			"'..', a link or a write through a symlink out of the layer, an entry cut short or a\n" +
-			"stream without tar's end blocks is refused, and the half-imported layer removed.",
+			"'..', an entry cut short, a stream without tar's end blocks or an entry larger than\n" +
+			"the layer's free space is refused, and the half-imported layer removed; symlinks in\n" +
+			"the archive resolve inside the layer.",
 		args: []string{"ID"},
 		flags: func(fs *flag.FlagSet, o *options) {
 			fs.StringVar(&o.parent, "parent", "", "create the layer on layer `ID`")

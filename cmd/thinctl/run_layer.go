@@ -226,18 +226,25 @@ func applyChecked(ctx context.Context, dd driver.DiffDriver, id, parent string, 
 // errApplyStopped ends the check's writes once ApplyDiff has returned.
 var errApplyStopped = errors.New("the layer stopped reading the archive")
 
-// checkArchive copies the tar stream r to w entry by entry, refusing what
-// a layer archive must not hold: absolute names, names or hard links that
-// climb out with "..", an entry whose content ends before its header's
-// size, and a stream that ends without tar's end-of-archive blocks (cut
-// short). It returns the number of entries.
+// checkArchive passes the tar stream r to w byte for byte while it reads
+// the entries' headers, refusing what a layer archive must not hold:
+// absolute names, names or hard links that climb out with "..", an entry
+// whose content ends before its header's size, and a stream that ends
+// without tar's end-of-archive blocks (cut short). It returns the number
+// of entries. It never expands an entry: a sparse file's holes, however
+// large, cost nothing here, and its sparse map reaches the applier intact.
 func checkArchive(w io.Writer, r io.Reader) (int, error) {
 	tail := &tailReader{r: r}
-	tr := tar.NewReader(tail)
-	tw := tar.NewWriter(w)
+	tr := tar.NewReader(io.TeeReader(tail, w))
 	n := 0
+	var prev *tar.Header
+	var prevStart int64 // the stream's offset where prev's content starts
 	for {
 		hdr, err := tr.Next()
+		if err == io.ErrUnexpectedEOF && prev != nil && tail.total-prevStart < prev.Size {
+			return n, errors.Errorf("the archive ends inside %s: its header announces %s, the stream holds %s",
+				prev.Name, humanSize(uint64(prev.Size)), humanSize(uint64(tail.total-prevStart)))
+		}
 		if err == io.EOF {
 			if !tail.endsWithZeroBlocks() {
 				if tail.total == 0 {
@@ -247,26 +254,27 @@ func checkArchive(w io.Writer, r io.Reader) (int, error) {
 			}
 			break
 		}
+		if errors.Is(err, errApplyStopped) {
+			return n, err // the layer's reason is the one to give
+		}
 		if err != nil {
 			return n, errors.Errorf("the archive is damaged after %d entries (byte %d): %v", n, tail.total, err)
+		}
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			continue // defaults for the entries after it, not an entry
 		}
 		if err := checkEntryName(hdr); err != nil {
 			return n, err
 		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return n, errors.Wrapf(err, "entry %s", hdr.Name)
-		}
-		copied, err := io.Copy(tw, tr)
-		if err == io.ErrUnexpectedEOF || (err == nil && copied < hdr.Size) {
-			return n, errors.Errorf("the archive ends inside %s: its header announces %s, the stream holds %s",
-				hdr.Name, humanSize(uint64(hdr.Size)), humanSize(uint64(copied)))
-		}
-		if err != nil {
-			return n, errors.Wrapf(err, "entry %s", hdr.Name)
-		}
 		n++
+		prev, prevStart = hdr, tail.total
 	}
-	return n, tw.Close()
+	// Pass on what follows the end-of-archive blocks (padding to the
+	// record size), so that the applier reads the stream to its end.
+	if _, err := io.Copy(w, tail); err != nil {
+		return n, err
+	}
+	return n, nil
 }
 
 // checkEntryName refuses absolute names and "..", in the name and in a
