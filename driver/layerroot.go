@@ -95,13 +95,8 @@ func OpenInRoot(root, rel string, extra int) (*os.File, error) {
 	if extra&unix.O_PATH != 0 {
 		flags = unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC | extra
 	}
-	fd, err := unix.Openat2(rootFd, rel, &unix.OpenHow{
-		Flags:   uint64(flags),
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-	})
-	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) { // no openat2, or a seccomp filter refusing it
-		fd, err = openStepwise(rootFd, rel, flags)
-	}
+	how := &unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
+	fd, err := openat2Or(rootFd, rel, how, openStepwise)
 	if err != nil {
 		p := filepath.Join(root, filepath.FromSlash(rel))
 		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {

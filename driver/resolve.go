@@ -20,12 +20,13 @@ import (
 // anywhere inside the layer, and nowhere outside it.
 
 // openLayerRoot opens the directory root without following a symlink at
-// its last component; anything but a real directory is refused.
+// its last component; anything but a real directory is refused
+// (ErrBadLayerRoot, as every reader of a layer refuses it).
 func openLayerRoot(root string) (int, error) {
 	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
-			return -1, errors.Errorf("layer root %s is not a real directory (a symlink or another file); refusing to write into it", root)
+			return -1, CheckLayerRoot(root)
 		}
 		return -1, errors.Wrapf(err, "open layer root %s", root)
 	}
@@ -36,7 +37,7 @@ func openLayerRoot(root string) (int, error) {
 // stop at the root, /proc-style magic links are refused.
 const resolveFlags = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
 
-// forceUserspaceResolve makes openInRoot take the fallback path that
+// forceUserspaceResolve makes openat2Or take the fallback path that
 // kernels without openat2 (before 5.6, or where seccomp hides it) use;
 // tests set it to prove both paths.
 var forceUserspaceResolve = false
@@ -51,20 +52,26 @@ var noOpenat2 atomic.Bool
 // root. flags are open(2) flags; O_NOFOLLOW applies to the last component.
 func openInRoot(rootfd int, rel string, flags int) (int, error) {
 	flags |= unix.O_CLOEXEC
+	return openat2Or(rootfd, rel, &unix.OpenHow{Flags: uint64(flags), Resolve: resolveFlags}, openInRootUserspace)
+}
+
+// openat2Or opens rel from dirfd with openat2 and how, or, where the
+// kernel has no openat2 (before 5.6) or a seccomp filter older than it
+// refuses it (EPERM), with fallback, which must keep how's promise in user
+// space. The first such refusal is remembered. EAGAIN (a rename elsewhere
+// raced the lookup) and EINTR are tried again a bounded number of times.
+func openat2Or(dirfd int, rel string, how *unix.OpenHow, fallback func(dirfd int, rel string, flags int) (int, error)) (int, error) {
 	if !forceUserspaceResolve && !noOpenat2.Load() {
-		how := &unix.OpenHow{Flags: uint64(flags), Resolve: resolveFlags}
-		fd, err := unix.Openat2(rootfd, rel, how)
-		// EAGAIN: a rename elsewhere raced the lookup; try a bounded
-		// number of times, then report it.
+		fd, err := unix.Openat2(dirfd, rel, how)
 		for i := 0; i < 64 && (errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR)); i++ {
-			fd, err = unix.Openat2(rootfd, rel, how)
+			fd, err = unix.Openat2(dirfd, rel, how)
 		}
 		if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
 			return fd, err
 		}
 		noOpenat2.Store(true)
 	}
-	return openInRootUserspace(rootfd, rel, flags)
+	return fallback(dirfd, rel, int(how.Flags))
 }
 
 // maxSymlinks bounds the symlinks one lookup follows, as the kernel's 40.
