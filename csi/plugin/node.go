@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path"
 	"slices"
 	"strings"
 
@@ -208,6 +209,16 @@ func (p *Plugin) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		}
 		return &csi.NodePublishVolumeResponse{}, nil
 	}
+	if req.GetVolumeCapability().GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
+		others, err := shownAt(d, num, k)
+		if err != nil {
+			return nil, err
+		}
+		others = slices.DeleteFunc(others, func(mp string) bool { return mp == req.GetStagingTargetPath() })
+		if len(others) > 0 {
+			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is SINGLE_NODE_SINGLE_WRITER and already published at %s", d.ID, others[0])
+		}
+	}
 	target, err := p.makeTarget("target path", rel, k.access == accessBlock)
 	if err != nil {
 		return nil, err
@@ -246,13 +257,29 @@ func (p *Plugin) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 }
 
 // sameDevice reports whether mount m shows the volume: the filesystem on
-// device num, or for a block volume, the device node itself (a bind of a
-// device node on devtmpfs shows the devtmpfs, so the root is compared).
+// device num, or for a block volume, its device node bound there.
 func (p *Plugin) sameDevice(m fs.MountEntry, num uint64, k volumeKind) bool {
 	if k.access == accessMount {
 		return m.Dev() == num
 	}
-	return m.FSType == "devtmpfs" && strings.HasPrefix(m.Root, "/")
+	var st unix.Stat_t
+	return unix.Stat(m.MountPoint, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK && st.Rdev == num
+}
+
+// shownAt lists the mount points that show volume d (device number num).
+func shownAt(d thinpool.Device, num uint64, k volumeKind) ([]string, error) {
+	ms, err := fs.Mounts()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "read the mount table: %v", err)
+	}
+	var out []string
+	for _, m := range ms {
+		if k.access == accessMount && m.Dev() == num ||
+			k.access == accessBlock && d.DevicePath != "" && path.Base(m.Root) == path.Base(d.DevicePath) {
+			out = append(out, m.MountPoint)
+		}
+	}
+	return out, nil
 }
 
 // NodeUnpublishVolume unmounts the target path and removes it.
@@ -282,13 +309,17 @@ func (p *Plugin) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 	if req.GetVolumeId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume id is empty")
 	}
-	rel, err := p.checkPath("volume path", req.GetVolumePath())
-	if err != nil {
-		return nil, err
+	if req.GetVolumePath() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume path is empty")
 	}
 	d, err := p.device(req.GetVolumeId(), volumePrefix, kindVolume)
 	if err != nil {
 		return nil, err
+	}
+	rel, err := p.checkPath("volume path", req.GetVolumePath())
+	if err != nil {
+		// Nothing is mounted anywhere but beneath the root.
+		return nil, status.Errorf(codes.NotFound, "volume %s is not at %.200q: %s", d.ID, req.GetVolumePath(), status.Convert(err).Message())
 	}
 	f, err := p.openBeneath("volume path", rel, unix.O_PATH, 0)
 	if err != nil {

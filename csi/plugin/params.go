@@ -144,11 +144,7 @@ func checkCapability(c *csi.VolumeCapability, poolFS fs.Type) (volumeKind, error
 	case c.GetMount() != nil:
 		k.access = accessMount
 		t := c.GetMount().GetFsType()
-		if t == "" {
-			k.fs = poolFS
-			break
-		}
-		if fs.Type(t) != poolFS {
+		if t != "" && fs.Type(t) != poolFS {
 			return k, status.Errorf(codes.InvalidArgument, "fsType %.20q: this node's thin pool makes %s volumes (its base device's filesystem); "+
 				"use %s or a pool made with the other --fs", t, poolFS, poolFS)
 		}

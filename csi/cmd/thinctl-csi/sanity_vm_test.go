@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,8 +139,19 @@ func TestTheCSISanitySuitePassesOnARealPool(t *testing.T) {
 	cfg.Address = "unix://" + s.sock
 	cfg.TargetPath = filepath.Join(s.pathRoot, "pods", "target")
 	cfg.StagingPath = filepath.Join(s.pathRoot, "plugins", "staging")
+	for _, d := range []string{filepath.Dir(cfg.TargetPath), filepath.Dir(cfg.StagingPath)} {
+		if err := os.Mkdir(d, 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg.TestVolumeSize = 64 << 20
 	cfg.IdempotentCount = 3
+	// Every spec with its result, and why a skipped one was skipped.
+	for _, f := range []string{"ginkgo.v", "ginkgo.no-color"} {
+		if err := flag.Set(f, "true"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	sanity.Test(t, cfg)
 }
 
