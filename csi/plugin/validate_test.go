@@ -155,14 +155,14 @@ func TestSizesAreBoundedAndRounded(t *testing.T) {
 
 func TestPoolErrorsBecomeTheCodesTheSpecAsksFor(t *testing.T) {
 	for err, want := range map[error]codes.Code{
-		thinpool.ErrInvalidSize:    codes.OutOfRange,
-		thinpool.ErrLowSpace:       codes.ResourceExhausted,
-		thinpool.ErrDeviceNotFound: codes.NotFound,
-		thinpool.ErrDeviceExists:   codes.AlreadyExists,
-		thinpool.ErrHasChildren:    codes.FailedPrecondition,
-		thinpool.ErrBusy:           codes.FailedPrecondition,
-		thinpool.ErrPoolReadOnly:   codes.FailedPrecondition,
-		thinpool.ErrInvalidLabel:   codes.InvalidArgument,
+		thinpool.ErrInvalidSize:      codes.OutOfRange,
+		thinpool.ErrLowSpace:         codes.ResourceExhausted,
+		thinpool.ErrDeviceNotFound:   codes.NotFound,
+		thinpool.ErrDeviceExists:     codes.AlreadyExists,
+		thinpool.ErrHasChildren:      codes.FailedPrecondition,
+		thinpool.ErrBusy:             codes.FailedPrecondition,
+		thinpool.ErrPoolReadOnly:     codes.FailedPrecondition,
+		thinpool.ErrInvalidLabel:     codes.InvalidArgument,
 		errors.New("kernel said no"): codes.Internal,
 	} {
 		got := grpcError(errors.Wrap(err, "deep"), "create volume %s", "v")
