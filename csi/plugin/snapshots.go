@@ -26,6 +26,9 @@ func (p *Plugin) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	if err := checkSnapshotParams(req.GetParameters()); err != nil {
 		return nil, err
 	}
+	if err := p.checkRequirements(req.GetAccessibilityRequirements()); err != nil {
+		return nil, err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	id := snapshotID(req.GetName())
@@ -34,7 +37,7 @@ func (p *Plugin) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 		if d.Labels[labelName] != req.GetName() || d.Labels[labelSource] != srcLabel {
 			return nil, status.Errorf(codes.AlreadyExists, "snapshot %.60q exists of another volume (%s)", req.GetName(), d.Labels[labelSource])
 		}
-		return &csi.CreateSnapshotResponse{Snapshot: snapshotOf(d)}, nil
+		return &csi.CreateSnapshotResponse{Snapshot: p.snapshotOf(d)}, nil
 	} else if !errors.Is(err, thinpool.ErrDeviceNotFound) {
 		return nil, grpcError(err, "look up snapshot %s", id)
 	}
@@ -53,17 +56,19 @@ func (p *Plugin) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	if err != nil {
 		return nil, grpcError(err, "read back snapshot %s", id)
 	}
-	return &csi.CreateSnapshotResponse{Snapshot: snapshotOf(d)}, nil
+	return &csi.CreateSnapshotResponse{Snapshot: p.snapshotOf(d)}, nil
 }
 
-func snapshotOf(d thinpool.Device) *csi.Snapshot {
+// snapshotOf describes snapshot d: on this node only, like its volume.
+func (p *Plugin) snapshotOf(d thinpool.Device) *csi.Snapshot {
 	src := d.Labels[labelSource]
 	return &csi.Snapshot{
-		SnapshotId:     d.ID,
-		SourceVolumeId: strings.TrimPrefix(src, kindVolume+":"),
-		SizeBytes:      int64(d.Size),
-		CreationTime:   timestamppb.New(d.Created),
-		ReadyToUse:     true,
+		SnapshotId:         d.ID,
+		SourceVolumeId:     strings.TrimPrefix(src, kindVolume+":"),
+		SizeBytes:          int64(d.Size),
+		CreationTime:       timestamppb.New(d.Created),
+		ReadyToUse:         true,
+		AccessibleTopology: []*csi.Topology{p.topology()},
 	}
 }
 
@@ -130,7 +135,7 @@ func (p *Plugin) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsReques
 		if v := req.GetSourceVolumeId(); v != "" && d.Labels[labelSource] != kindVolume+":"+v {
 			return &csi.ListSnapshotsResponse{}, nil
 		}
-		return &csi.ListSnapshotsResponse{Entries: []*csi.ListSnapshotsResponse_Entry{{Snapshot: snapshotOf(d)}}}, nil
+		return &csi.ListSnapshotsResponse{Entries: []*csi.ListSnapshotsResponse_Entry{{Snapshot: p.snapshotOf(d)}}}, nil
 	}
 	devs, next, err := p.ours(kindSnap, snapshotPrefix, req.GetStartingToken(), req.GetMaxEntries())
 	if err != nil {
@@ -141,7 +146,7 @@ func (p *Plugin) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsReques
 		if v := req.GetSourceVolumeId(); v != "" && d.Labels[labelSource] != kindVolume+":"+v {
 			continue
 		}
-		resp.Entries = append(resp.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: snapshotOf(d)})
+		resp.Entries = append(resp.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: p.snapshotOf(d)})
 	}
 	return resp, nil
 }
