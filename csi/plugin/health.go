@@ -43,15 +43,24 @@ func (p *Plugin) volumeHealth(id string, conds []poolCondition) *csi.VolumeHealt
 	return h
 }
 
-// ControllerGetVolumeHealth reports one volume's condition.
-func (p *Plugin) ControllerGetVolumeHealth(ctx context.Context, req *csi.ControllerGetVolumeHealthRequest) (*csi.ControllerGetVolumeHealthResponse, error) {
-	if req.GetVolumeId() == "" {
+// healthOf is the condition of volume id (NotFound when it is no volume).
+func (p *Plugin) healthOf(id string) (*csi.VolumeHealth, error) {
+	if id == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume id is empty")
 	}
-	if _, err := p.device(req.GetVolumeId(), volumePrefix, kindVolume); err != nil {
+	if _, err := p.device(id, volumePrefix, kindVolume); err != nil {
 		return nil, err
 	}
-	return &csi.ControllerGetVolumeHealthResponse{VolumeHealth: p.volumeHealth(req.GetVolumeId(), p.conditions())}, nil
+	return p.volumeHealth(id, p.conditions()), nil
+}
+
+// ControllerGetVolumeHealth reports one volume's condition.
+func (p *Plugin) ControllerGetVolumeHealth(ctx context.Context, req *csi.ControllerGetVolumeHealthRequest) (*csi.ControllerGetVolumeHealthResponse, error) {
+	h, err := p.healthOf(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	return &csi.ControllerGetVolumeHealthResponse{VolumeHealth: h}, nil
 }
 
 // ControllerListVolumeHealth reports every volume's condition, in pages.
@@ -70,13 +79,11 @@ func (p *Plugin) ControllerListVolumeHealth(ctx context.Context, req *csi.Contro
 
 // NodeGetVolumeHealth reports one volume's condition on this node.
 func (p *Plugin) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
-	if req.GetVolumeId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "volume id is empty")
-	}
-	if _, err := p.device(req.GetVolumeId(), volumePrefix, kindVolume); err != nil {
+	h, err := p.healthOf(req.GetVolumeId())
+	if err != nil {
 		return nil, err
 	}
-	return &csi.NodeGetVolumeHealthResponse{VolumeHealth: p.volumeHealth(req.GetVolumeId(), p.conditions())}, nil
+	return &csi.NodeGetVolumeHealthResponse{VolumeHealth: h}, nil
 }
 
 // NodeGetStorageHealth reports the pool's condition.

@@ -128,33 +128,45 @@ func (p *Plugin) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 
 // NodeUnstageVolume unmounts the staging path and deactivates the device.
 func (p *Plugin) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
-	if req.GetVolumeId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "volume id is empty")
-	}
-	rel, err := p.checkPath("staging target path", req.GetStagingTargetPath())
+	err := p.unmountThen(req.GetVolumeId(), "staging target path", req.GetStagingTargetPath(), func(string) error {
+		d, err := p.device(req.GetVolumeId(), volumePrefix, kindVolume)
+		if status.Code(err) == codes.NotFound {
+			return nil // deleted meanwhile: the kernel removes it on last close
+		} else if err != nil {
+			return err
+		}
+		err = p.cfg.Pool.Deactivate(ctx, d.ID)
+		switch {
+		case err == nil, errors.Is(err, thinpool.ErrDeviceNotFound):
+			return nil
+		case errors.Is(err, thinpool.ErrBusy):
+			return status.Errorf(codes.FailedPrecondition, "volume %s is still held (published somewhere, or open): unpublish it first (%v)", d.ID, err)
+		}
+		return grpcError(err, "deactivate volume %s", d.ID)
+	})
 	if err != nil {
 		return nil, err
 	}
+	return &csi.NodeUnstageVolumeResponse{}, nil
+}
+
+// unmountThen checks the volume id and path of an unstage or unpublish
+// and, holding the lock, unmounts everything at the path and runs then
+// with the path relative to the root.
+func (p *Plugin) unmountThen(volumeID, field, path string, then func(rel string) error) error {
+	if volumeID == "" {
+		return status.Error(codes.InvalidArgument, "volume id is empty")
+	}
+	rel, err := p.checkPath(field, path)
+	if err != nil {
+		return err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := p.unmountAll("staging target path", rel); err != nil {
-		return nil, err
+	if err := p.unmountAll(field, rel); err != nil {
+		return err
 	}
-	d, err := p.device(req.GetVolumeId(), volumePrefix, kindVolume)
-	if status.Code(err) == codes.NotFound {
-		return &csi.NodeUnstageVolumeResponse{}, nil // deleted meanwhile: the kernel removes it on last close
-	} else if err != nil {
-		return nil, err
-	}
-	if err := p.cfg.Pool.Deactivate(ctx, d.ID); err != nil {
-		if errors.Is(err, thinpool.ErrBusy) {
-			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is still held (published somewhere, or open): unpublish it first (%v)", d.ID, err)
-		}
-		if !errors.Is(err, thinpool.ErrDeviceNotFound) {
-			return nil, grpcError(err, "deactivate volume %s", d.ID)
-		}
-	}
-	return &csi.NodeUnstageVolumeResponse{}, nil
+	return then(rel)
 }
 
 // NodePublishVolume bind-mounts the staged filesystem (or, for a block
@@ -286,19 +298,10 @@ func shownAt(d thinpool.Device, num uint64, k volumeKind) ([]string, error) {
 
 // NodeUnpublishVolume unmounts the target path and removes it.
 func (p *Plugin) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
-	if req.GetVolumeId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "volume id is empty")
-	}
-	rel, err := p.checkPath("target path", req.GetTargetPath())
+	err := p.unmountThen(req.GetVolumeId(), "target path", req.GetTargetPath(), func(rel string) error {
+		return p.removeTarget("target path", rel)
+	})
 	if err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err := p.unmountAll("target path", rel); err != nil {
-		return nil, err
-	}
-	if err := p.removeTarget("target path", rel); err != nil {
 		return nil, err
 	}
 	return &csi.NodeUnpublishVolumeResponse{}, nil
