@@ -5,10 +5,27 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
+
+// serveEnv, when set, makes the test binary thinctl-csi itself, with the
+// arguments it holds (separated by newlines): the VM's kill tests run the
+// driver as a process of its own, to SIGKILL it.
+const serveEnv = "THINCTL_CSI_TEST_SERVE"
+
+func TestMain(m *testing.M) {
+	if args := os.Getenv(serveEnv); args != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		code := run(ctx, strings.Split(args, "\n"), os.Stderr, nil)
+		stop()
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
 
 func TestBadFlagsGetOneLineNamingTheFix(t *testing.T) {
 	for _, c := range []struct {
