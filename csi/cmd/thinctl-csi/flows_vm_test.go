@@ -92,6 +92,7 @@ func unpublishUnstage(t *testing.T, cl clients, vol, staging, target string) {
 }
 
 func TestABlockVolumeReadsAsZerosAndIsPublishedAsItsDeviceNode(t *testing.T) {
+	onlyWithoutUdev(t)
 	s := startServer(t)
 	cl := dial(t, s)
 	ctx := ctxT(t)
@@ -130,6 +131,7 @@ func TestABlockVolumeReadsAsZerosAndIsPublishedAsItsDeviceNode(t *testing.T) {
 }
 
 func TestAReadOnlyPublishRefusesWritesAndTheStagedFilesystemKeepsWorking(t *testing.T) {
+	onlyWithoutUdev(t)
 	s := startServer(t)
 	cl := dial(t, s)
 	ctx := ctxT(t)
@@ -166,6 +168,7 @@ func TestAReadOnlyPublishRefusesWritesAndTheStagedFilesystemKeepsWorking(t *test
 }
 
 func TestASnapshotKeepsItsBytesAndARestoreIsGrownToTheAskedSize(t *testing.T) {
+	onlyWithoutUdev(t)
 	s := startServer(t)
 	cl := dial(t, s)
 	ctx := ctxT(t)
@@ -206,6 +209,7 @@ func TestASnapshotKeepsItsBytesAndARestoreIsGrownToTheAskedSize(t *testing.T) {
 }
 
 func TestHostileRequestsAreRefusedAndTouchNothingOutside(t *testing.T) {
+	onlyWithoutUdev(t)
 	s := startServer(t)
 	cl := dial(t, s)
 	ctx := ctxT(t)
@@ -250,4 +254,33 @@ func TestHostileRequestsAreRefusedAndTouchNothingOutside(t *testing.T) {
 	}
 	must(cl.n.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: vol.GetVolumeId(), StagingTargetPath: staging}))
 	must(cl.c.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: vol.GetVolumeId()}))
+}
+
+func TestCapacityIsThePoolsFreeSpaceTimesTheRatioAndNothingElsewhere(t *testing.T) {
+	onlyWithoutUdev(t)
+	s := startServer(t)
+	cl := dial(t, s)
+	ctx := ctxT(t)
+	one := must(cl.c.GetCapacity(ctx, &csi.GetCapacityRequest{}))
+	two := must(cl.c.GetCapacity(ctx, &csi.GetCapacityRequest{Parameters: map[string]string{"overProvisioningRatio": "2"}}))
+	// 2 GiB of data, 10% kept free, a little used by the base device.
+	if a := one.GetAvailableCapacity(); a < 1<<30 || a > 2<<30*9/10 {
+		t.Fatalf("available %d", a)
+	}
+	if two.GetAvailableCapacity() != 2*one.GetAvailableCapacity() {
+		t.Fatalf("ratio 2: %d, ratio 1: %d", two.GetAvailableCapacity(), one.GetAvailableCapacity())
+	}
+	if one.GetMaximumVolumeSize().GetValue() != 2<<30 || one.GetMinimumVolumeSize().GetValue() != 32<<20 {
+		t.Fatalf("bounds %v %v", one.GetMaximumVolumeSize(), one.GetMinimumVolumeSize())
+	}
+	other := must(cl.c.GetCapacity(ctx, &csi.GetCapacityRequest{AccessibleTopology: &csi.Topology{Segments: map[string]string{"topology.thinctl.io/node": "node-2"}}}))
+	if other.GetAvailableCapacity() != 0 {
+		t.Fatalf("another node's capacity: %d", other.GetAvailableCapacity())
+	}
+	_, err := cl.c.GetCapacity(ctx, &csi.GetCapacityRequest{Parameters: map[string]string{"overProvisioningRatio": "-1"}})
+	wantCode(t, err, codes.InvalidArgument)
+	// A volume can only be made here.
+	_, err = cl.c.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "elsewhere", VolumeCapabilities: []*csi.VolumeCapability{capOf(false)},
+		AccessibilityRequirements: &csi.TopologyRequirement{Requisite: []*csi.Topology{{Segments: map[string]string{"topology.thinctl.io/node": "node-2"}}}}})
+	wantCode(t, err, codes.ResourceExhausted)
 }

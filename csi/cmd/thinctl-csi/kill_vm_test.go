@@ -120,6 +120,7 @@ func newPoolServer(t *testing.T) *server {
 }
 
 func TestADriverKilledMidRequestConvergesWhenTheCallIsRetried(t *testing.T) {
+	onlyWithoutUdev(t)
 	volReq := func(name string, block bool) *csi.CreateVolumeRequest {
 		return &csi.CreateVolumeRequest{Name: name, VolumeCapabilities: []*csi.VolumeCapability{capOf(block)}}
 	}

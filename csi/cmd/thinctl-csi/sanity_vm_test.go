@@ -130,6 +130,20 @@ func checkAndDown(t *testing.T, root string) {
 	}
 }
 
+// onlyWithoutUdev skips t in the VM rig's boot with udev: make test boots
+// the guest twice and these tests take about 80 s there (the sanity suite,
+// which runs in both boots, covers the requests with udev). A run that
+// names the test with -test.run runs it in either boot.
+func onlyWithoutUdev(t *testing.T) {
+	if m := os.Getenv("THINCTL_VM_MODE"); m == "" || m == "noudev" {
+		return
+	}
+	if f := flag.Lookup("test.run"); f != nil && f.Value.String() != "" {
+		return
+	}
+	t.Skip("runs in the VM boot without udev; name it with --run to run it here")
+}
+
 // TestTheCSISanitySuitePassesOnARealPool runs kubernetes-csi's sanity
 // suite against the command serving a real thin pool: it creates, stages,
 // publishes, snapshots and deletes volumes through the socket.
