@@ -284,3 +284,21 @@ func TestCapacityIsThePoolsFreeSpaceTimesTheRatioAndNothingElsewhere(t *testing.
 		AccessibilityRequirements: &csi.TopologyRequirement{Requisite: []*csi.Topology{{Segments: map[string]string{"topology.thinctl.io/node": "node-2"}}}}})
 	wantCode(t, err, codes.ResourceExhausted)
 }
+
+func TestAVolumeThatWouldCrossThePoolsMinimumFreeSpaceIsResourceExhausted(t *testing.T) {
+	onlyWithoutUdev(t)
+	// The base device maps a few MiB of the 2 GiB: more than 0.05 % of it.
+	opts := testPool
+	opts.MinFreeSpace = 99.95
+	s := startServerWith(t, opts)
+	cl := dial(t, s)
+	ctx := ctxT(t)
+	_, err := cl.c.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "full", VolumeCapabilities: []*csi.VolumeCapability{capOf(false)}})
+	wantCode(t, err, codes.ResourceExhausted)
+	if got := must(cl.c.ListVolumes(ctx, &csi.ListVolumesRequest{})); len(got.GetEntries()) != 0 {
+		t.Fatalf("volumes after the refusal: %v", got.GetEntries())
+	}
+	if c := must(cl.c.GetCapacity(ctx, &csi.GetCapacityRequest{})); c.GetAvailableCapacity() != 0 {
+		t.Fatalf("capacity %d under the minimum", c.GetAvailableCapacity())
+	}
+}

@@ -53,6 +53,12 @@ type server struct {
 // agree and takes the pool down.
 func startServer(t *testing.T) *server {
 	t.Helper()
+	return startServerWith(t, testPool)
+}
+
+// startServerWith is startServer on a pool made with opts.
+func startServerWith(t *testing.T, opts thinpool.Options) *server {
+	t.Helper()
 	testenv.RequireDeviceMapper(t)
 	testenv.RequireTool(t, "mkfs.ext4")
 	ctx := context.Background()
@@ -60,7 +66,7 @@ func startServer(t *testing.T) *server {
 	if err := os.Mkdir(s.pathRoot, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	p, err := thinpool.Init(ctx, s.root, testPool)
+	p, err := thinpool.Init(ctx, s.root, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
