@@ -16,6 +16,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+
+	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/internal/testenv"
 )
 
 // clients dials the server's socket.
@@ -301,4 +304,39 @@ func TestAVolumeThatWouldCrossThePoolsMinimumFreeSpaceIsResourceExhausted(t *tes
 	if c := must(cl.c.GetCapacity(ctx, &csi.GetCapacityRequest{})); c.GetAvailableCapacity() != 0 {
 		t.Fatalf("capacity %d under the minimum", c.GetAvailableCapacity())
 	}
+}
+
+func TestAnXFSPoolsVolumeIsGrownOnlineToItsSizeWhenStaged(t *testing.T) {
+	onlyWithoutUdev(t)
+	testenv.RequireTool(t, "mkfs.xfs")
+	testenv.RequireTool(t, "xfs_growfs")
+	opts := testPool
+	opts.Filesystem = fs.XFS
+	opts.BaseSize = 320 << 20 // mkfs.xfs makes nothing smaller than 300 MiB
+	s := startServerWith(t, opts)
+	cl := dial(t, s)
+	ctx := ctxT(t)
+	_, err := cl.c.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "ext4", VolumeCapabilities: []*csi.VolumeCapability{{
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: "ext4"}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER}}}})
+	wantCode(t, err, codes.InvalidArgument)
+	vol := must(cl.c.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "x", VolumeCapabilities: []*csi.VolumeCapability{capOf(false)},
+		CapacityRange: &csi.CapacityRange{RequiredBytes: 640 << 20}})).GetVolume()
+	staging, target := filepath.Join(s.pathRoot, "staging"), filepath.Join(s.pathRoot, "t")
+	stagePublish(t, cl, vol.GetVolumeId(), staging, target, false, false)
+	st := must(cl.n.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: vol.GetVolumeId(), VolumePath: target}))
+	if total := st.GetUsage()[0].GetTotal(); total < 560<<20 {
+		t.Fatalf("the xfs filesystem has %d bytes: not grown to 640 MiB", total)
+	}
+	if err := os.WriteFile(filepath.Join(target, "f"), []byte("xfs"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unpublishUnstage(t, cl, vol.GetVolumeId(), staging, target)
+	// Staged again, it is the same filesystem.
+	stagePublish(t, cl, vol.GetVolumeId(), staging, target, false, false)
+	if b, err := os.ReadFile(filepath.Join(target, "f")); err != nil || string(b) != "xfs" {
+		t.Fatalf("%q %v", b, err)
+	}
+	unpublishUnstage(t, cl, vol.GetVolumeId(), staging, target)
+	must(cl.c.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: vol.GetVolumeId()}))
 }
