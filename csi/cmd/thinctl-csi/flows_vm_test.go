@@ -94,13 +94,20 @@ func unpublishUnstage(t *testing.T, cl clients, vol, staging, target string) {
 	must(cl.n.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: vol, StagingTargetPath: staging}))
 }
 
-func TestABlockVolumeReadsAsZerosAndIsPublishedAsItsDeviceNode(t *testing.T) {
+// withVolume starts a driver on a fresh pool and makes one volume
+// through it, in the boot without udev.
+func withVolume(t *testing.T, req *csi.CreateVolumeRequest) (*server, clients, context.Context, *csi.Volume) {
+	t.Helper()
 	onlyWithoutUdev(t)
 	s := startServer(t)
 	cl := dial(t, s)
 	ctx := ctxT(t)
-	vol := must(cl.c.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "blk", VolumeCapabilities: []*csi.VolumeCapability{capOf(true)},
-		CapacityRange: &csi.CapacityRange{RequiredBytes: 48 << 20}})).GetVolume()
+	return s, cl, ctx, must(cl.c.CreateVolume(ctx, req)).GetVolume()
+}
+
+func TestABlockVolumeReadsAsZerosAndIsPublishedAsItsDeviceNode(t *testing.T) {
+	s, cl, ctx, vol := withVolume(t, &csi.CreateVolumeRequest{Name: "blk", VolumeCapabilities: []*csi.VolumeCapability{capOf(true)},
+		CapacityRange: &csi.CapacityRange{RequiredBytes: 48 << 20}})
 	if vol.GetCapacityBytes() != 48<<20 {
 		t.Fatalf("capacity %d", vol.GetCapacityBytes())
 	}
@@ -134,11 +141,7 @@ func TestABlockVolumeReadsAsZerosAndIsPublishedAsItsDeviceNode(t *testing.T) {
 }
 
 func TestAReadOnlyPublishRefusesWritesAndTheStagedFilesystemKeepsWorking(t *testing.T) {
-	onlyWithoutUdev(t)
-	s := startServer(t)
-	cl := dial(t, s)
-	ctx := ctxT(t)
-	vol := must(cl.c.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "ro", VolumeCapabilities: []*csi.VolumeCapability{capOf(false)}})).GetVolume()
+	s, cl, ctx, vol := withVolume(t, &csi.CreateVolumeRequest{Name: "ro", VolumeCapabilities: []*csi.VolumeCapability{capOf(false)}})
 	staging := filepath.Join(s.pathRoot, "staging")
 	rw, ro := filepath.Join(s.pathRoot, "rw"), filepath.Join(s.pathRoot, "ro")
 	stagePublish(t, cl, vol.GetVolumeId(), staging, rw, false, false)
@@ -171,11 +174,7 @@ func TestAReadOnlyPublishRefusesWritesAndTheStagedFilesystemKeepsWorking(t *test
 }
 
 func TestASnapshotKeepsItsBytesAndARestoreIsGrownToTheAskedSize(t *testing.T) {
-	onlyWithoutUdev(t)
-	s := startServer(t)
-	cl := dial(t, s)
-	ctx := ctxT(t)
-	vol := must(cl.c.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "src", VolumeCapabilities: []*csi.VolumeCapability{capOf(false)}})).GetVolume()
+	s, cl, ctx, vol := withVolume(t, &csi.CreateVolumeRequest{Name: "src", VolumeCapabilities: []*csi.VolumeCapability{capOf(false)}})
 	staging, target := filepath.Join(s.pathRoot, "staging"), filepath.Join(s.pathRoot, "t")
 	stagePublish(t, cl, vol.GetVolumeId(), staging, target, false, false)
 	if err := os.WriteFile(filepath.Join(target, "f"), []byte("before"), 0o644); err != nil {
