@@ -20,10 +20,10 @@ func (p *Pool) Grow(ctx context.Context, opts GrowOptions) error {
 	if err := ctx.Err(); err != nil {
 		return errors.Wrap(err, "grow")
 	}
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	if p.cfg.ExternalPool {
 		return errors.Errorf("thin pool %s is not managed by thinctl; grow it with the tool that made it", p.cfg.PoolName)
 	}
@@ -70,7 +70,7 @@ func (p *Pool) Grow(ctx context.Context, opts GrowOptions) error {
 	}
 	failpoint.Inject(failpoint.GrowAfterReload)
 	p.cfg.DataSize, p.cfg.MetadataSize = roundDown(data.Size, p.cfg.BlockSize), meta.Size
-	return p.reg.savePool(p.cfg)
+	return p.store.SaveConfig(p.cfg)
 }
 
 // growFile extends a loop file to size (0: leave it) and tells its loop

@@ -172,10 +172,13 @@ var commands = []*command{
 	{
 		name:     "unmount",
 		synopsis: "unmount ID",
-		summary:  "release a mount of device ID (the last one unmounts and deactivates)",
-		detail:   "Releases one mount reference; the last one unmounts lazily, removes the mount point and deactivates.",
-		args:     []string{"ID"},
-		run:      runUnmount,
+		summary:  "unmount device ID, remove its mount point and deactivate it",
+		detail: "Unmounts device ID lazily (a mount leaked into another mount namespace does not keep\n" +
+			"it), removes its mount point and deactivates it; a device something else still holds open\n" +
+			"stays active. Mount references live inside one process, so every thinctl unmount unmounts,\n" +
+			"however many times thinctl mount ran. Unmounting a device that is not mounted succeeds.",
+		args: []string{"ID"},
+		run:  runUnmount,
 	},
 	{
 		name:     "activate",

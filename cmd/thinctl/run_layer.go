@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/driver"
 )
@@ -31,6 +33,11 @@ func runExport(c *call) error {
 	if toStdout && c.app.isTerminal(c.app.stdout) {
 		return &hintedError{msg: errTerminal.Error() + ": stdout is one",
 			hint: "give --file FILE, or redirect stdout: thinctl export " + c.id() + " > " + c.id() + ".tar"}
+	}
+	if !toStdout {
+		if err := checkOutputFile(c.opts.file); err != nil {
+			return err
+		}
 	}
 	return c.withDriver(func(d driver.Driver) error {
 		id := c.id()
@@ -81,9 +88,42 @@ func runExport(c *call) error {
 	})
 }
 
+// checkOutputFile refuses an output path (--file) that exists as anything
+// but a regular file: a symlink planted there must not redirect the
+// archive (a layer carries secrets) nor be replaced, a device or FIFO must
+// not be written to or replaced. It runs before any work; the write itself
+// (writeFileAtomically) renames over the path, which never follows a
+// symlink, so a symlink planted after this check is replaced, and what it
+// pointed at is not touched.
+func checkOutputFile(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil // absent (or unreadable: creating it will say why)
+	}
+	what := ""
+	switch {
+	case fi.Mode().IsRegular():
+		return nil
+	case fi.Mode()&os.ModeSymlink != 0:
+		target, _ := os.Readlink(path)
+		what = "a symlink to " + strconv.Quote(target)
+	default:
+		var st unix.Stat_t
+		unix.Lstat(path, &st)
+		what = "a " + driver.TypeName(st.Mode)
+	}
+	return &hintedError{msg: fmt.Sprintf("--file %s is %s: thinctl writes a new file there or replaces a regular one", path, what),
+		hint: "give another --file, or remove " + path + " if it is yours"}
+}
+
 // writeFileAtomically writes r to a temporary file beside path and renames
-// it into place, so a failed export leaves no partial archive.
+// it into place, so a failed export leaves no partial archive. The file
+// is owner-only (0600, as os.CreateTemp makes it, O_EXCL): a layer or an
+// image carries whatever secrets its files hold.
 func writeFileAtomically(path string, r io.Reader) error {
+	if err := checkOutputFile(path); err != nil {
+		return err
+	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return errors.Wrapf(err, "create %s", path)
@@ -94,9 +134,6 @@ func writeFileAtomically(path string, r io.Reader) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
 	}
 	if err == nil {
 		err = os.Rename(f.Name(), path)

@@ -1,4 +1,4 @@
-package thinpool
+package store
 
 import "testing"
 
@@ -35,9 +35,9 @@ func TestBitmapAllocation(t *testing.T) {
 	})
 	t.Run("allocation wraps from the 24-bit maximum to 1", func(t *testing.T) {
 		b := newIDBitmap()
-		b.setHint(maxDeviceID)
-		if id, _ := b.alloc(); id != maxDeviceID {
-			t.Fatalf("alloc at the top = %d, want %d", id, maxDeviceID)
+		b.setHint(MaxDeviceID)
+		if id, _ := b.alloc(); id != MaxDeviceID {
+			t.Fatalf("alloc at the top = %d, want %d", id, MaxDeviceID)
 		}
 		if id, _ := b.alloc(); id != 1 {
 			t.Fatalf("alloc after the top = %d, want 1", id)
@@ -49,12 +49,12 @@ func TestBitmapAllocation(t *testing.T) {
 		if id, _ := b.alloc(); id != 1 {
 			t.Fatalf("alloc with hint 0 = %d, want 1", id)
 		}
-		b.setHint(maxDeviceID + 5)
+		b.setHint(MaxDeviceID + 5)
 		if id, _ := b.alloc(); id != 2 {
 			t.Fatalf("alloc with hint past the range = %d, want 2", id)
 		}
-		b.set(maxDeviceID + 1) // ignored
-		if b.isSet(maxDeviceID + 1) {
+		b.set(MaxDeviceID + 1) // ignored
+		if b.isSet(MaxDeviceID + 1) {
 			t.Fatal("an id beyond 24 bits was recorded")
 		}
 	})
@@ -69,7 +69,7 @@ func TestBitmapAllocation(t *testing.T) {
 	})
 	t.Run("a full bitmap reports that no id is free", func(t *testing.T) {
 		b := newIDBitmap()
-		for id := uint32(0); id <= maxDeviceID; id += 64 {
+		for id := uint32(0); id <= MaxDeviceID; id += 64 {
 			b.set(id)
 			b.pages[id/bitmapPageIDs][id%bitmapPageIDs/64] = ^uint64(0)
 		}

@@ -1,9 +1,6 @@
-package thinpool
+package store
 
 import "github.com/pkg/errors"
-
-// maxDeviceID is the largest thin device id the kernel accepts (24 bits).
-const maxDeviceID = 1<<24 - 1
 
 // errNoFreeID is returned by idBitmap.alloc when every id is taken.
 var errNoFreeID = errors.New("every 24-bit thin device id is in use")
@@ -20,7 +17,7 @@ type idBitmap struct {
 const (
 	bitmapPageWords = 1024
 	bitmapPageIDs   = bitmapPageWords * 64
-	bitmapPages     = (maxDeviceID + 1) / bitmapPageIDs
+	bitmapPages     = (MaxDeviceID + 1) / bitmapPageIDs
 )
 
 func newIDBitmap() *idBitmap {
@@ -37,7 +34,7 @@ func (b *idBitmap) word(id uint32) uint64 {
 }
 
 func (b *idBitmap) isSet(id uint32) bool {
-	if id > maxDeviceID {
+	if id > MaxDeviceID {
 		return false
 	}
 	return b.word(id)&(1<<(id%64)) != 0
@@ -45,7 +42,7 @@ func (b *idBitmap) isSet(id uint32) bool {
 
 // set marks id as used.
 func (b *idBitmap) set(id uint32) {
-	if id > maxDeviceID {
+	if id > MaxDeviceID {
 		return
 	}
 	pg := &b.pages[id/bitmapPageIDs]
@@ -57,7 +54,7 @@ func (b *idBitmap) set(id uint32) {
 
 // clear marks id as free.
 func (b *idBitmap) clear(id uint32) {
-	if id > maxDeviceID {
+	if id > MaxDeviceID {
 		return
 	}
 	if pg := b.pages[id/bitmapPageIDs]; pg != nil {
@@ -67,25 +64,25 @@ func (b *idBitmap) clear(id uint32) {
 
 // setHint makes the next search start at id (ids out of range restart at 1).
 func (b *idBitmap) setHint(id uint32) {
-	if id == 0 || id > maxDeviceID {
+	if id == 0 || id > MaxDeviceID {
 		id = 1
 	}
 	b.next = id
 }
 
 // alloc returns the first free id at or after the hint, wrapping from
-// maxDeviceID back to 1, marks it used and moves the hint past it.
+// MaxDeviceID back to 1, marks it used and moves the hint past it.
 func (b *idBitmap) alloc() (uint32, error) {
 	id := b.next
-	if id == 0 || id > maxDeviceID {
+	if id == 0 || id > MaxDeviceID {
 		id = 1
 	}
-	for n := 0; n < maxDeviceID; n++ {
+	for n := 0; n < MaxDeviceID; n++ {
 		// Skip whole words that are full.
 		if id%64 == 0 && b.word(id) == ^uint64(0) {
 			n += 63
 			id += 64
-			if id > maxDeviceID {
+			if id > MaxDeviceID {
 				id = 1
 			}
 			continue
@@ -96,7 +93,7 @@ func (b *idBitmap) alloc() (uint32, error) {
 			return id, nil
 		}
 		id++
-		if id > maxDeviceID {
+		if id > MaxDeviceID {
 			id = 1
 		}
 	}

@@ -1,4 +1,4 @@
-package thinpool
+package store
 
 import (
 	"encoding/json"
@@ -42,26 +42,26 @@ func copyFixture(t *testing.T, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return filepath.Join(root, stateDirName)
+	return filepath.Join(root, "devicemapper")
 }
 
 // v1State reads a fixture's records and transaction with the v1 reader.
-func v1State(t *testing.T, dir string) ([]deviceRecord, *txRecord) {
+func v1State(t *testing.T, dir string) ([]Device, *Tx) {
 	t.Helper()
 	v1 := v1Registry{dir: dir}
-	recs, err := v1.listDevices()
+	recs, err := v1.List()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tx, err := v1.loadTx()
+	tx, err := v1.LeftTx()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return recs, tx
 }
 
-// snapshotFiles returns every file under dir with its contents.
-func snapshotFiles(t *testing.T, dir string) map[string]string {
+// fileContents returns every file under dir with its contents.
+func fileContents(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
@@ -77,38 +77,38 @@ func snapshotFiles(t *testing.T, dir string) map[string]string {
 
 // assertMigrated checks that dir is a complete version 3 root holding
 // exactly the v1 records and transaction.
-func assertMigrated(t *testing.T, dir string, recs []deviceRecord, tx *txRecord, cfg poolRecord) {
+func assertMigrated(t *testing.T, dir string, recs []Device, tx *Tx, cfg Config) {
 	t.Helper()
-	r := newRegistry(dir, nil)
-	defer r.close()
-	got, err := r.loadPool()
+	r := New(dir, nil)
+	defer r.Close()
+	got, err := r.LoadConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := cfg
-	want.Version = registryVersion
+	want.Version = Version
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("pool.json after migration %+v, want %+v", got, want)
 	}
-	if err := r.removeV1Leftovers(); err != nil {
+	if err := r.RemoveV1Leftovers(); err != nil {
 		t.Fatal(err)
 	}
-	gotRecs, err := r.listDevices()
+	gotRecs, err := r.List()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range recs {
-		recs[i].Version = recordVersion
+		recs[i].Version = RecordVersion
 	}
 	if !reflect.DeepEqual(gotRecs, recs) {
 		t.Fatalf("records after migration:\n%+v\nwant\n%+v", gotRecs, recs)
 	}
-	gotTx, err := r.loadTx()
+	gotTx, err := r.LeftTx()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if tx != nil {
-		tx.Version = recordVersion
+		tx.Version = RecordVersion
 	}
 	if !reflect.DeepEqual(gotTx, tx) {
 		t.Fatalf("transaction after migration %+v, want %+v", gotTx, tx)
@@ -148,15 +148,15 @@ func TestAVersion1RootMigratesWithEveryRecordLabelAndPendingChange(t *testing.T)
 			if deleted == 0 {
 				t.Fatalf("fixture %s has no deferred deletion", name)
 			}
-			r := newRegistry(dir, nil)
-			cfg, err := r.loadPool()
-			if err != nil || cfg.Version != registryV1 {
+			r := New(dir, nil)
+			cfg, err := r.LoadConfig()
+			if err != nil || cfg.Version != V1 {
 				t.Fatalf("loadPool of a v1 root = %+v, %v", cfg, err)
 			}
-			if err := r.migrate(cfg); err != nil {
+			if err := r.Migrate(cfg); err != nil {
 				t.Fatal(err)
 			}
-			r.close()
+			r.Close()
 			assertMigrated(t, dir, recs, tx, cfg)
 		})
 	}
@@ -166,17 +166,17 @@ func TestAVersion1RootMigratesWithEveryRecordLabelAndPendingChange(t *testing.T)
 		if err := os.WriteFile(bad, []byte(`{"version":1,"id":"image-2","dev`), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		before := snapshotFiles(t, dir)
-		r := newRegistry(dir, nil)
-		cfg, err := r.loadPool()
+		before := fileContents(t, dir)
+		r := New(dir, nil)
+		cfg, err := r.LoadConfig()
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = r.migrate(cfg)
-		if !errors.Is(err, ErrRegistryCorrupt) || !strings.Contains(err.Error(), bad) {
-			t.Fatalf("migrate = %v, want ErrRegistryCorrupt naming %s", err, bad)
+		err = r.Migrate(cfg)
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), bad) {
+			t.Fatalf("migrate = %v, want ErrCorrupt naming %s", err, bad)
 		}
-		if after := snapshotFiles(t, dir); !reflect.DeepEqual(after, before) {
+		if after := fileContents(t, dir); !reflect.DeepEqual(after, before) {
 			t.Fatalf("a refused migration changed files: %v", keysOf(after))
 		}
 	})
@@ -192,10 +192,10 @@ func keysOf(m map[string]string) []string {
 }
 
 // The fixtures' JSON is the v1 format the documentation describes; a
-// field renamed by mistake in deviceRecord would lose data silently.
+// field renamed by mistake in Device would lose data silently.
 func TestTheFixturesDecodeWithoutUnknownFields(t *testing.T) {
 	for _, name := range v1Fixtures {
-		dir := filepath.Join("testdata", name, stateDirName, devicesDirName)
+		dir := filepath.Join("testdata", name, "devicemapper", devicesDirName)
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -204,7 +204,7 @@ func TestTheFixturesDecodeWithoutUnknownFields(t *testing.T) {
 			b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
 			dec := json.NewDecoder(strings.NewReader(string(b)))
 			dec.DisallowUnknownFields()
-			var d deviceRecord
+			var d Device
 			if err := dec.Decode(&d); err != nil {
 				t.Fatalf("%s/%s: %v", name, e.Name(), err)
 			}

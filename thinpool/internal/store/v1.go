@@ -1,4 +1,4 @@
-package thinpool
+package store
 
 import (
 	"bytes"
@@ -9,15 +9,14 @@ import (
 	"strings"
 
 	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/errdefs"
 )
 
 // Version 1 of the registry (thinctl up to the journal): one JSON file per
 // device under devices/ and transaction.json for the message in flight.
 // Only migration reads it now (migrate.go); docs/registry.md keeps its
 // description.
-
-// registryV1 is the format version of pool.json and every file of a v1 root.
-const registryV1 = 1
 
 // Names of the v1 files under <root>/devicemapper.
 const (
@@ -39,21 +38,21 @@ func (r v1Registry) devicePath(id string) string {
 
 // readJSON reads path into v. A missing file returns an error for which
 // os.IsNotExist holds; anything that does not decode into v is
-// ErrRegistryCorrupt naming the file. The file is never modified.
+// ErrCorrupt naming the file. The file is never modified.
 func readJSON(path string, v any) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s is empty; restore it from a backup (it is never rewritten)", path)
+		return errors.Wrapf(ErrCorrupt, "%s is empty; restore it from a backup (it is never rewritten)", path)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(v); err != nil {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s does not decode (%v); restore it from a backup (it is never rewritten)", path, err)
+		return errdefs.Wrapf(ErrCorrupt, err, "%s does not decode (%v); restore it from a backup (it is never rewritten)", path, err)
 	}
 	if dec.More() {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s has trailing data after the JSON document", path)
+		return errors.Wrapf(ErrCorrupt, "%s has trailing data after the JSON document", path)
 	}
 	return nil
 }
@@ -67,22 +66,22 @@ func checkVersion(path string, v int, want ...int) error {
 	}
 	newest := want[len(want)-1]
 	if v > newest {
-		return errors.Wrapf(ErrRegistryCorrupt, "%s has format version %d; this version of thinpool reads up to version %d: upgrade", path, v, newest)
+		return errors.Wrapf(ErrCorrupt, "%s has format version %d; this version of thinpool reads up to version %d: upgrade", path, v, newest)
 	}
-	return errors.Wrapf(ErrRegistryCorrupt, "%s has no valid format version (got %d)", path, v)
+	return errors.Wrapf(ErrCorrupt, "%s has no valid format version (got %d)", path, v)
 }
 
-// loadDevice reads one v1 device record; ErrDeviceNotFound when missing.
-func (r v1Registry) loadDevice(id string) (deviceRecord, error) {
-	var d deviceRecord
+// Get reads one v1 device record; ErrNotFound when missing.
+func (r v1Registry) Get(id string) (Device, error) {
+	var d Device
 	path := r.devicePath(id)
 	if err := readJSON(path, &d); err != nil {
 		if os.IsNotExist(err) {
-			return d, errors.Wrapf(ErrDeviceNotFound, "device %q", id)
+			return d, errors.Wrapf(ErrNotFound, "device %q", id)
 		}
 		return d, err
 	}
-	if err := checkVersion(path, d.Version, registryV1); err != nil {
+	if err := checkVersion(path, d.Version, V1); err != nil {
 		return d, err
 	}
 	if err := validateDeviceRecord(path, id, d); err != nil {
@@ -91,10 +90,10 @@ func (r v1Registry) loadDevice(id string) (deviceRecord, error) {
 	return d, nil
 }
 
-// listDevices reads every v1 device record, sorted by id; the error of
+// List reads every v1 device record, sorted by id; the error of
 // the first bad record in id order, if any. Temporary files left by an
 // interrupted write (names starting with '.') are skipped.
-func (r v1Registry) listDevices() ([]deviceRecord, error) {
+func (r v1Registry) List() ([]Device, error) {
 	entries, err := os.ReadDir(r.devicesDir())
 	if err != nil {
 		if os.IsNotExist(err) {
@@ -113,9 +112,9 @@ func (r v1Registry) listDevices() ([]deviceRecord, error) {
 		}
 	}
 	sort.Strings(ids)
-	out := make([]deviceRecord, 0, len(ids))
+	out := make([]Device, 0, len(ids))
 	for _, id := range ids {
-		d, err := r.loadDevice(id)
+		d, err := r.Get(id)
 		if err != nil {
 			return nil, err
 		}
@@ -124,9 +123,9 @@ func (r v1Registry) listDevices() ([]deviceRecord, error) {
 	return out, nil
 }
 
-// loadTx reads transaction.json; nil when there is none.
-func (r v1Registry) loadTx() (*txRecord, error) {
-	var t txRecord
+// LeftTx reads transaction.json; nil when there is none.
+func (r v1Registry) LeftTx() (*Tx, error) {
+	var t Tx
 	path := r.txPath()
 	if err := readJSON(path, &t); err != nil {
 		if os.IsNotExist(err) {
@@ -134,14 +133,14 @@ func (r v1Registry) loadTx() (*txRecord, error) {
 		}
 		return nil, err
 	}
-	if err := checkVersion(path, t.Version, registryV1); err != nil {
+	if err := checkVersion(path, t.Version, V1); err != nil {
 		return nil, err
 	}
 	// Version 1 never carried the new device in the transaction; recovery
 	// decides by the record's presence, as version 1 did.
 	t.Device = nil
-	if err := t.validate(); err != nil {
-		return nil, errors.Wrapf(ErrRegistryCorrupt, "%s: %v", path, err)
+	if err := t.Validate(); err != nil {
+		return nil, errdefs.Wrapf(ErrCorrupt, err, "%s: %v", path, err)
 	}
 	return &t, nil
 }

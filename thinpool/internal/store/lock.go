@@ -1,4 +1,4 @@
-package thinpool
+package store
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rootLock serialises writers of one root: a mutex for goroutines of this
+// Lock serialises writers of one root: a mutex for goroutines of this
 // process and an flock on <root>/devicemapper/lock for other processes.
 // The lock file's first 8 bytes are the root's change counter and the
 // next 8 the registry's epoch (both little-endian): a process advances the
@@ -26,11 +26,11 @@ import (
 // suspended (a snapshot's origin): Open looks for suspended devices to
 // resume only then. Never fsynced either: a power cut resumes nothing
 // that needs it.
-type rootLock struct {
+type Lock struct {
 	mu   sync.Mutex
 	f    *os.File
 	path string
-	// holds counts the times the lock was taken; the registry reads the
+	// holds counts the times the lock was taken; the store reads the
 	// counter once per hold.
 	holds uint64
 	// mark is f for the durable mark, read and written without the mutex
@@ -38,42 +38,52 @@ type rootLock struct {
 	mark atomic.Pointer[os.File]
 }
 
-func openRootLock(path string) (*rootLock, error) {
+// OpenLock opens (creating it) the lock file at path; nothing is locked
+// yet.
+func OpenLock(path string) (*Lock, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, errors.Wrapf(err, "open lock file %s", path)
 	}
-	l := &rootLock{f: f, path: path}
+	l := &Lock{f: f, path: path}
 	l.mark.Store(f)
 	return l, nil
 }
 
-// lock takes the mutex, then the flock (waiting for other processes).
-func (l *rootLock) lock() error {
-	if err := l.relock(); err != nil {
+// Lock takes the mutex, then the flock (waiting for other processes).
+func (l *Lock) Lock() error {
+	if err := l.Relock(); err != nil {
 		l.mu.Unlock()
 		return err
 	}
 	return nil
 }
 
-// unlock releases the flock and the mutex.
-func (l *rootLock) unlock() {
+// Unlock releases the flock and the mutex.
+func (l *Lock) Unlock() {
 	if l.f != nil {
 		_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
 	}
 	l.mu.Unlock()
 }
 
-// close releases the lock file; later lock calls fail.
-func (l *rootLock) close() error {
+// LockProcess takes the mutex alone, not the flock: for state that only
+// this process changes (a Pool's configuration as it read it, its mount
+// references).
+func (l *Lock) LockProcess() { l.mu.Lock() }
+
+// UnlockProcess releases what LockProcess took.
+func (l *Lock) UnlockProcess() { l.mu.Unlock() }
+
+// Close releases the lock file; later lock calls fail.
+func (l *Lock) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.closeLocked()
+	return l.CloseLocked()
 }
 
-// closeLocked is close for a caller holding the mutex.
-func (l *rootLock) closeLocked() error {
+// CloseLocked is close for a caller holding the mutex.
+func (l *Lock) CloseLocked() error {
 	if l.f == nil {
 		return nil
 	}
@@ -85,7 +95,7 @@ func (l *rootLock) closeLocked() error {
 
 // state reads the change counter and the registry epoch (0, 0 for an
 // empty lock file). The caller holds the lock.
-func (l *rootLock) state() (gen, epoch uint64, err error) {
+func (l *Lock) state() (gen, epoch uint64, err error) {
 	var b [16]byte
 	n, err := l.f.ReadAt(b[:], 0)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -103,7 +113,7 @@ func (l *rootLock) state() (gen, epoch uint64, err error) {
 // bump advances the change counter from gen, the value the caller read
 // under this hold, records the registry epoch the change belongs to and
 // returns the new counter. The caller holds the lock.
-func (l *rootLock) bump(gen, epoch uint64) (uint64, error) {
+func (l *Lock) bump(gen, epoch uint64) (uint64, error) {
 	gen++
 	var b [16]byte
 	binary.LittleEndian.PutUint64(b[:8], gen)
@@ -115,7 +125,7 @@ func (l *rootLock) bump(gen, epoch uint64) (uint64, error) {
 }
 
 // setEpoch records the registry epoch without advancing the counter.
-func (l *rootLock) setEpoch(epoch uint64) error {
+func (l *Lock) setEpoch(epoch uint64) error {
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], epoch)
 	if _, err := l.f.WriteAt(b[:], 8); err != nil {
@@ -139,27 +149,27 @@ func (l *rootLock) setEpoch(epoch uint64) error {
 // and fcntl locks apart, so the claims and the root lock never interact.
 const returnClaimBase = 1 << 40
 
-// claim is a held claim: a space return's or a transaction's (below).
+// Claim is a held claim: a space return's or a transaction's (below).
 // Letting go of it closes its open, which drops the lock.
-type claim struct{ f *os.File }
+type Claim struct{ f *os.File }
 
-// release lets go of the claim (nil: nothing to let go of).
-func (c *claim) release() {
+// Release lets go of the claim (nil: nothing to let go of).
+func (c *Claim) Release() {
 	if c != nil {
 		c.f.Close()
 	}
 }
 
-// tryClaimReturn claims the space return of thin device devID. It returns
+// TryClaimReturn claims the space return of thin device devID. It returns
 // nil, nil when another returner holds the claim.
-func (l *rootLock) tryClaimReturn(devID uint32) (*claim, error) {
+func (l *Lock) TryClaimReturn(devID uint32) (*Claim, error) {
 	return l.tryClaimByte(returnClaimBase+int64(devID), "the space return of thin device", devID)
 }
 
 // tryClaimByte takes an OFD write lock on byte off of the lock file
 // through an open of its own, and returns it as a claim; nil, nil when
 // someone else holds it. what and devID name the claim in errors.
-func (l *rootLock) tryClaimByte(off int64, what string, devID uint32) (*claim, error) {
+func (l *Lock) tryClaimByte(off int64, what string, devID uint32) (*Claim, error) {
 	f, err := os.OpenFile(l.path, os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, errors.Wrapf(err, "open lock file %s", l.path)
@@ -173,7 +183,7 @@ func (l *rootLock) tryClaimByte(off int64, what string, devID uint32) (*claim, e
 	}
 	switch {
 	case err == nil:
-		return &claim{f: f}, nil
+		return &Claim{f: f}, nil
 	case err == unix.EAGAIN || err == unix.EACCES:
 		f.Close()
 		return nil, nil
@@ -183,12 +193,12 @@ func (l *rootLock) tryClaimByte(off int64, what string, devID uint32) (*claim, e
 	}
 }
 
-// claimReturn is tryClaimReturn that waits while another returner holds
+// ClaimReturn is tryClaimReturn that waits while another returner holds
 // the claim (it lets go when its discard ends), until ctx ends.
-func (l *rootLock) claimReturn(ctx context.Context, devID uint32) (*claim, error) {
+func (l *Lock) ClaimReturn(ctx context.Context, devID uint32) (*Claim, error) {
 	const poll = 10 * time.Millisecond
 	for {
-		c, err := l.tryClaimReturn(devID)
+		c, err := l.TryClaimReturn(devID)
 		if c != nil || err != nil {
 			return c, err
 		}
@@ -200,14 +210,14 @@ func (l *rootLock) claimReturn(ctx context.Context, devID uint32) (*claim, error
 	}
 }
 
-// release lets go of the claim.
+// Release lets go of the claim.
 // suspendMarkOffset is where the suspend mark lies in the lock file.
 const suspendMarkOffset = 16
 
-// setSuspendMark records (on) that the caller is about to suspend a thin
+// SetSuspendMark records (on) that the caller is about to suspend a thin
 // device of the root, or (off) that no device is left suspended. The
 // caller holds the lock.
-func (l *rootLock) setSuspendMark(on bool) error {
+func (l *Lock) SetSuspendMark(on bool) error {
 	var b [8]byte
 	if on {
 		b[0] = 1
@@ -218,10 +228,10 @@ func (l *rootLock) setSuspendMark(on bool) error {
 	return nil
 }
 
-// suspendMarked reports whether a process may have left a thin device of
+// SuspendMarked reports whether a process may have left a thin device of
 // the root suspended; true when the mark cannot be read. The caller holds
 // the lock.
-func (l *rootLock) suspendMarked() bool {
+func (l *Lock) SuspendMarked() bool {
 	var b [8]byte
 	n, err := l.f.ReadAt(b[:], suspendMarkOffset)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -233,7 +243,7 @@ func (l *rootLock) suspendMarked() bool {
 // Claims on transactions in flight.
 //
 // A transaction that waits for its begin frame to become durable without
-// the root lock (registry.beginShared) is open in the journal while its
+// the root lock (Store.BeginShared) is open in the journal while its
 // owner is away: whoever takes the lock meanwhile sees it pending and must
 // not recover it. Its owner holds a claim on it from before its begin
 // entry is written until after its end entry is: an OFD write lock on the
@@ -244,14 +254,14 @@ const txClaimBase = 1 << 41
 
 // tryClaimTx claims the transaction of thin id devID; nil, nil when its
 // owner holds the claim.
-func (l *rootLock) tryClaimTx(devID uint32) (*claim, error) {
+func (l *Lock) tryClaimTx(devID uint32) (*Claim, error) {
 	return l.tryClaimByte(txClaimBase+int64(devID), "the transaction of thin id", devID)
 }
 
-// relock takes the lock again after unlock, for a caller whose deferred
-// unlock is still to run: on return the mutex is held even when the lock
+// Relock takes the lock again after unlock, for a caller whose deferred
+// Unlock is still to run: on return the mutex is held even when the lock
 // could not be taken (a closed root), so that unlock stays paired.
-func (l *rootLock) relock() error {
+func (l *Lock) Relock() error {
 	l.mu.Lock()
 	if l.f == nil {
 		return errors.New("thin pool is closed")
@@ -282,7 +292,7 @@ const (
 )
 
 // durable returns the durable mark (0, 0 when none can be read).
-func (l *rootLock) durable() (epoch uint64, pos int64) {
+func (l *Lock) durable() (epoch uint64, pos int64) {
 	f := l.mark.Load()
 	if f == nil {
 		return 0, 0
@@ -299,7 +309,7 @@ func (l *rootLock) durable() (epoch uint64, pos int64) {
 }
 
 // setDurable records that the journal of epoch is durable up to pos.
-func (l *rootLock) setDurable(epoch uint64, pos int64) {
+func (l *Lock) setDurable(epoch uint64, pos int64) {
 	f := l.mark.Load()
 	if f == nil {
 		return

@@ -1,4 +1,4 @@
-package thinpool
+package store
 
 import (
 	"encoding/json"
@@ -11,7 +11,7 @@ import (
 	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
-// migrate converts a version 1 root (pool.json at version 1, devices/,
+// Migrate converts a version 1 root (pool.json at version 1, devices/,
 // transaction.json) to version 3, under the root lock, in steps that a
 // crash can interrupt anywhere:
 //
@@ -27,59 +27,59 @@ import (
 //     left some).
 //
 // cfg is pool.json as read; the registry is left unloaded.
-func (r *registry) migrate(cfg poolRecord) error {
+func (r *Store) Migrate(cfg Config) error {
 	v1 := v1Registry{dir: r.dir}
-	recs, err := v1.listDevices()
+	recs, err := v1.List()
 	if err != nil {
 		return err
 	}
-	tx, err := v1.loadTx()
+	tx, err := v1.LeftTx()
 	if err != nil {
 		return err
 	}
-	r.close()
-	if err := r.writeFresh(recs, tx, max(cfg.NextDeviceID, cfg.BaseDeviceID+1), func(step string) {
+	r.Close()
+	if err := r.WriteFresh(recs, tx, max(cfg.NextDeviceID, cfg.BaseDeviceID+1), func(step string) {
 		failpoint.Inject(map[string]string{"journal": failpoint.MigrateAfterJrnl, "registry": failpoint.MigrateAfterSnap}[step])
 	}); err != nil {
 		return errors.Wrap(err, "convert the registry to version 3")
 	}
-	if err := r.savePool(cfg); err != nil {
+	if err := r.SaveConfig(cfg); err != nil {
 		return errors.Wrap(err, "convert the registry to version 3")
 	}
 	failpoint.Inject(failpoint.MigrateAfterPool)
-	return r.removeV1Leftovers()
+	return r.RemoveV1Leftovers()
 }
 
-// writeFresh writes a new journal and a registry file holding recs and the
+// WriteFresh writes a new journal and a registry file holding recs and the
 // open transaction tx (nil: none), each atomically, for migration and
 // Adopt; next is the lowest allocation hint. after, if set, runs after
 // each file ("journal", "registry"). pool.json is the caller's.
-func (r *registry) writeFresh(recs []deviceRecord, tx *txRecord, next uint32, after func(step string)) error {
+func (r *Store) WriteFresh(recs []Device, tx *Tx, next uint32, after func(step string)) error {
 	var body []byte
 	for _, d := range recs {
-		d.Version = recordVersion
+		d.Version = RecordVersion
 		b, err := json.Marshal(d)
 		if err != nil {
 			return errors.Wrapf(err, "registry: encode the record of %q", d.ID)
 		}
 		body = appendEntry(body, entryPut, b)
-		if d.DeviceID < maxDeviceID {
+		if d.DeviceID < MaxDeviceID {
 			next = max(next, d.DeviceID+1)
 		}
 	}
 	if tx != nil {
 		t := *tx
-		t.Version = recordVersion
+		t.Version = RecordVersion
 		b, err := json.Marshal(t)
 		if err != nil {
 			return errors.Wrap(err, "registry: encode the open transaction")
 		}
 		body = appendEntry(body, entryBegin, b)
-		if t.DeviceID < maxDeviceID {
+		if t.DeviceID < MaxDeviceID {
 			next = max(next, t.DeviceID+1)
 		}
 	}
-	if next > maxDeviceID {
+	if next > MaxDeviceID {
 		next = 1
 	}
 	if err := r.writeJournal(); err != nil {
@@ -88,7 +88,7 @@ func (r *registry) writeFresh(recs []deviceRecord, tx *txRecord, next uint32, af
 	if after != nil {
 		after("journal")
 	}
-	if err := r.writeSnapshot(newEpoch(0), next, body, atomicfile.Options{}); err != nil {
+	if err := r.writeRegistryFile(newEpoch(0), next, body, atomicfile.Options{}); err != nil {
 		return err
 	}
 	if after != nil {
@@ -97,10 +97,10 @@ func (r *registry) writeFresh(recs []deviceRecord, tx *txRecord, next uint32, af
 	return nil
 }
 
-// removeV1Leftovers removes what migration left of version 1 (the files
+// RemoveV1Leftovers removes what migration left of version 1 (the files
 // are never read again once pool.json says version 2 or 3). Cheap when there
 // is nothing: one failed open.
-func (r *registry) removeV1Leftovers() error {
+func (r *Store) RemoveV1Leftovers() error {
 	v1 := v1Registry{dir: r.dir}
 	if err := os.Remove(v1.txPath()); err != nil && !os.IsNotExist(err) {
 		return errors.Wrapf(err, "remove %s", v1.txPath())

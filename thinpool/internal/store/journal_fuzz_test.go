@@ -1,4 +1,4 @@
-package thinpool
+package store
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 // FuzzRegistryDecode feeds arbitrary bytes to the version 3 decoders as a
 // registry file and as a journal: no panic; a journal scan never returns a
 // frame it did not verify; every refusal by the registry is
-// ErrRegistryCorrupt naming the file; what is accepted passes validation;
+// ErrCorrupt naming the file; what is accepted passes validation;
 // the input is never modified. The seed corpus is testdata/fuzz/FuzzRegistryDecode.
 func FuzzRegistryDecode(f *testing.F) {
 	for _, seed := range registrySeeds() {
@@ -21,10 +21,10 @@ func FuzzRegistryDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		orig := append([]byte(nil), data...)
-		if s, err := parseSnapshot(data); err == nil {
+		if s, err := parseRegistryFile(data); err == nil {
 			x := newIndex()
-			if err := applyEntries(x, txSet{}, s.items, "registry"); err != nil && !errors.Is(err, ErrRegistryCorrupt) {
-				t.Fatalf("applying a registry file: %v is not ErrRegistryCorrupt", err)
+			if err := applyEntries(x, txSet{}, s.items, "registry"); err != nil && !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("applying a registry file: %v is not ErrCorrupt", err)
 			}
 		}
 		if _, err := parseJournalHeader(data, int64(len(data))); err == nil {
@@ -49,14 +49,14 @@ func FuzzRegistryDecode(f *testing.F) {
 				open := txSet{}
 				for _, fr := range scan.frames {
 					if err := applyEntries(newIndex(), open, fr.items, "journal"); err != nil {
-						if !errors.Is(err, ErrRegistryCorrupt) {
-							t.Fatalf("applying a frame: %v is not ErrRegistryCorrupt", err)
+						if !errors.Is(err, ErrCorrupt) {
+							t.Fatalf("applying a frame: %v is not ErrCorrupt", err)
 						}
 						break
 					}
 				}
 				for id, tx := range open {
-					if tx.DeviceID != id || tx.validate() != nil {
+					if tx.DeviceID != id || tx.Validate() != nil {
 						t.Fatalf("open transaction %d: %+v does not validate", id, tx)
 					}
 				}
@@ -70,12 +70,12 @@ func FuzzRegistryDecode(f *testing.F) {
 
 // registrySeeds are valid registry files and journals and damaged ones.
 func registrySeeds() [][]byte {
-	d := deviceRecord{Version: recordVersion, ID: "x", DeviceID: 2, Size: 1 << 30, Parent: "p",
+	d := Device{Version: RecordVersion, ID: "x", DeviceID: 2, Size: 1 << 30, Parent: "p",
 		Created: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), Labels: map[string]string{"k": "v"}}
 	rec, _ := json.Marshal(d)
-	tx, _ := json.Marshal(txRecord{Version: recordVersion, Op: opCreateSnap, DeviceID: 3, OriginDeviceID: 2, ID: "y"})
+	tx, _ := json.Marshal(Tx{Version: RecordVersion, Op: OpCreateSnap, DeviceID: 3, OriginDeviceID: 2, ID: "y"})
 	body := appendEntry(appendEntry(nil, entryPut, rec), entryBegin, tx)
-	snap := encodeSnapshot(1, 4, 2, body)
+	regFile := encodeRegistryFile(1, 4, 2, body)
 	j := make([]byte, 4096)
 	copy(j, encodeJournalHeader(4096))
 	pos := int64(journalHeaderSize)
@@ -89,19 +89,19 @@ func registrySeeds() [][]byte {
 	torn[pos-5] ^= 0xff
 	middle := append([]byte(nil), j...)
 	middle[journalHeaderSize+frameHeaderSize+2] ^= 1
-	several, severalSnap, last := severalOpenSeeds()
+	several, severalReg, last := severalOpenSeeds()
 	tornAmid := append([]byte(nil), several...) // the end of the middle one torn
 	tornAmid[last+frameHeaderSize] ^= 0xff
-	return [][]byte{snap, encodeSnapshot(7, 0, 0, nil), j, torn, middle, snap[:len(snap)-3], nil, []byte(journalMagic), []byte(snapshotMagic),
-		several, severalSnap, tornAmid}
+	return [][]byte{regFile, encodeRegistryFile(7, 0, 0, nil), j, torn, middle, regFile[:len(regFile)-3], nil, []byte(journalMagic), []byte(registryMagic),
+		several, severalReg, tornAmid}
 }
 
 // severalOpenSeeds are a version 3 journal in which three transactions
 // open and the middle one ends by its thin id (last is the offset of that
 // end's frame), and a registry file holding two open transactions.
-func severalOpenSeeds() (journal, snap []byte, last int64) {
+func severalOpenSeeds() (journal, regFile []byte, last int64) {
 	begin := func(devID uint32) []byte {
-		b, _ := json.Marshal(txRecord{Version: recordVersion, Op: opCreateSnap, DeviceID: devID, OriginDeviceID: 2, ID: fmt.Sprintf("t%d", devID)})
+		b, _ := json.Marshal(Tx{Version: RecordVersion, Op: OpCreateSnap, DeviceID: devID, OriginDeviceID: 2, ID: fmt.Sprintf("t%d", devID)})
 		return appendEntry(nil, entryBegin, b)
 	}
 	j := make([]byte, 4096)
@@ -114,5 +114,5 @@ func severalOpenSeeds() (journal, snap []byte, last int64) {
 		pos += int64(len(fr))
 	}
 	body := append(begin(3), begin(5)...)
-	return j, encodeSnapshot(1, 6, 2, body), last
+	return j, encodeRegistryFile(1, 6, 2, body), last
 }

@@ -1,4 +1,4 @@
-package thinpool
+package store
 
 import (
 	"encoding/binary"
@@ -14,9 +14,9 @@ import (
 )
 
 // openTxs lists every open transaction of r, in flight or not.
-func openTxs(t *testing.T, r *registry) string {
+func openTxs(t *testing.T, r *Store) string {
 	t.Helper()
-	mustOK(t, r.ensure())
+	mustOK(t, r.Refresh())
 	var b strings.Builder
 	for _, tx := range r.pending.sorted() {
 		fmt.Fprintf(&b, "%s:%d;", tx.Op, tx.DeviceID)
@@ -25,33 +25,33 @@ func openTxs(t *testing.T, r *registry) string {
 }
 
 // createTx is a create transaction of registry id id as thin id devID.
-func createTx(id string, devID uint32) txRecord {
+func createTx(id string, devID uint32) Tx {
 	d := sampleDevice(id, devID)
-	return txRecord{Op: opCreateSnap, DeviceID: devID, OriginDeviceID: 1, ID: id, Device: &d}
+	return Tx{Op: OpCreateSnap, DeviceID: devID, OriginDeviceID: 1, ID: id, Device: &d}
 }
 
 // finishShared waits for tk's begin to be durable, then records the
-// create's device and ends it, as runTxShared does after its message.
-func finishShared(t *testing.T, r *registry, tk *txTicket, d deviceRecord) {
+// Create's device and ends it, as runTxShared does after its message.
+func finishShared(t *testing.T, r *Store, tk *Ticket, d Device) {
 	t.Helper()
-	mustOK(t, r.awaitDurable(tk))
-	mustOK(t, r.resumeShared(tk))
-	mustOK(t, r.saveDevice(d))
-	mustOK(t, r.clearTx())
-	r.releaseShared(tk)
+	mustOK(t, r.AwaitDurable(tk))
+	mustOK(t, r.ResumeShared(tk))
+	mustOK(t, r.Put(d))
+	mustOK(t, r.End())
+	r.ReleaseShared(tk)
 }
 
 func TestSeveralOpenTransactionsReplayAndEndByThinID(t *testing.T) {
 	r := newTestRegistry(t)
-	var tks []*txTicket
+	var tks []*Ticket
 	for i, id := range []string{"a", "b", "c"} {
-		tk, err := r.beginShared(createTx(id, uint32(20+i)))
+		tk, err := r.BeginShared(createTx(id, uint32(20+i)))
 		mustOK(t, err)
 		tks = append(tks, tk)
 	}
 	t.Run("three begins are open at once, also for a new reader", func(t *testing.T) {
 		want := "create_snap:20;create_snap:21;create_snap:22;"
-		for _, rr := range []*registry{r, reopened(t, r.dir)} {
+		for _, rr := range []*Store{r, reopened(t, r.dir)} {
 			if got := openTxs(t, rr); got != want {
 				t.Fatalf("open %q, want %q", got, want)
 			}
@@ -68,7 +68,7 @@ func TestSeveralOpenTransactionsReplayAndEndByThinID(t *testing.T) {
 		}
 	})
 	t.Run("a compaction carries every open transaction into the registry file", func(t *testing.T) {
-		mustOK(t, r.compact())
+		mustOK(t, r.Compact())
 		if got, want := openTxs(t, reopened(t, r.dir)), "create_snap:20;create_snap:22;"; got != want {
 			t.Fatalf("open after compaction %q, want %q", got, want)
 		}
@@ -88,9 +88,9 @@ func TestSeveralOpenTransactionsReplayAndEndByThinID(t *testing.T) {
 
 func TestBeginsWrittenBeforeAFlushShareIt(t *testing.T) {
 	r := newTestRegistry(t)
-	var tks []*txTicket
+	var tks []*Ticket
 	for i := range 5 {
-		tk, err := r.beginShared(createTx(fmt.Sprintf("d%d", i), uint32(30+i)))
+		tk, err := r.BeginShared(createTx(fmt.Sprintf("d%d", i), uint32(30+i)))
 		mustOK(t, err)
 		tks = append(tks, tk)
 	}
@@ -99,7 +99,7 @@ func TestBeginsWrittenBeforeAFlushShareIt(t *testing.T) {
 	errs := make([]error, len(tks))
 	for i, tk := range tks {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = r.awaitDurable(tk) }()
+		go func() { defer wg.Done(); errs[i] = r.AwaitDurable(tk) }()
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -109,10 +109,10 @@ func TestBeginsWrittenBeforeAFlushShareIt(t *testing.T) {
 		t.Fatalf("5 begins waited with %d flushes, want 1", got)
 	}
 	t.Run("a begin written after that flush waits for a flush of its own", func(t *testing.T) {
-		tk, err := r.beginShared(createTx("late", 40))
+		tk, err := r.BeginShared(createTx("late", 40))
 		mustOK(t, err)
 		before := flushes.Load()
-		mustOK(t, r.awaitDurable(tk))
+		mustOK(t, r.AwaitDurable(tk))
 		if got := flushes.Load() - before; got != 1 {
 			t.Fatalf("%d flushes, want 1", got)
 		}
@@ -125,35 +125,35 @@ func TestBeginsWrittenBeforeAFlushShareIt(t *testing.T) {
 // never handed to recovery while its owner holds its claim.
 func TestAnotherProcessSharesTheFlushAndLeavesTransactionsInFlightAlone(t *testing.T) {
 	a, b, lkA, lkB, with := twoProcesses(t)
-	var tkA, tkB *txTicket
+	var tkA, tkB *Ticket
 	var err error
-	with(lkA, func() { tkA, err = a.beginShared(createTx("a", 50)); mustOK(t, err) })
+	with(lkA, func() { tkA, err = a.BeginShared(createTx("a", 50)); mustOK(t, err) })
 	with(lkB, func() {
-		tkB, err = b.beginShared(createTx("b", 51))
+		tkB, err = b.BeginShared(createTx("b", 51))
 		mustOK(t, err)
-		ts, err := b.leftTxs()
+		ts, err := b.LeftTxs()
 		mustOK(t, err)
 		if len(ts) != 0 {
 			t.Fatalf("the other process's transaction in flight is offered to recovery: %+v", ts)
 		}
 	})
 	before := flushes.Load()
-	mustOK(t, b.awaitDurable(tkB))
-	mustOK(t, a.awaitDurable(tkA))
+	mustOK(t, b.AwaitDurable(tkB))
+	mustOK(t, a.AwaitDurable(tkA))
 	if got := flushes.Load() - before; got != 1 {
 		t.Fatalf("two begins, one after the other, took %d flushes; want 1 (the later one's covers both)", got)
 	}
 	with(lkB, func() {
-		mustOK(t, b.resumeShared(tkB))
-		mustOK(t, b.saveDevice(sampleDevice("b", 51)))
-		mustOK(t, b.clearTx())
-		b.releaseShared(tkB)
+		mustOK(t, b.ResumeShared(tkB))
+		mustOK(t, b.Put(sampleDevice("b", 51)))
+		mustOK(t, b.End())
+		b.ReleaseShared(tkB)
 	})
 	// a's owner goes away with its transaction open (its claim dies with it).
 	tkA.f.Close()
-	tkA.claim.release()
+	tkA.claim.Release()
 	with(lkB, func() {
-		ts, err := b.leftTxs()
+		ts, err := b.LeftTxs()
 		mustOK(t, err)
 		if len(ts) != 1 || ts[0].DeviceID != 50 {
 			t.Fatalf("after its owner is gone, recovery is offered %+v; want the create of thin id 50", ts)
@@ -166,13 +166,13 @@ func TestAnotherProcessSharesTheFlushAndLeavesTransactionsInFlightAlone(t *testi
 // whose flush never returned, and the others stay open.
 func TestATornTailAmidSeveralOpenTransactions(t *testing.T) {
 	r := newTestRegistry(t)
-	tk1, err := r.beginShared(createTx("one", 60))
+	tk1, err := r.BeginShared(createTx("one", 60))
 	mustOK(t, err)
-	mustOK(t, r.awaitDurable(tk1)) // durable
-	tk2, err := r.beginShared(createTx("two", 61))
+	mustOK(t, r.AwaitDurable(tk1)) // durable
+	tk2, err := r.BeginShared(createTx("two", 61))
 	mustOK(t, err)
 	start, end := tk1.end, tk2.end
-	img, err := os.ReadFile(r.journalPath())
+	img, err := os.ReadFile(r.JournalPath())
 	mustOK(t, err)
 	payloadEnd := start + frameHeaderSize + int64(binary.LittleEndian.Uint32(img[start+4:])) // the padding is outside the checksum
 	for cut := start; cut < payloadEnd; cut += 13 {
@@ -192,7 +192,7 @@ func TestATornTailAmidSeveralOpenTransactions(t *testing.T) {
 
 func TestOpenTransactionsThatCannotBeTellApartAreCorrupt(t *testing.T) {
 	tx := func(devID uint32) []byte {
-		b, err := encodeTx(&txRecord{Op: opDelete, DeviceID: devID, ID: "x"})
+		b, err := encodeTx(&Tx{Op: OpDelete, DeviceID: devID, ID: "x"})
 		mustOK(t, err)
 		return b
 	}
@@ -210,8 +210,8 @@ func TestOpenTransactionsThatCannotBeTellApartAreCorrupt(t *testing.T) {
 			items, err := parseEntries(c.entries)
 			mustOK(t, err)
 			err = applyEntries(newIndex(), txSet{}, items, "/x/journal")
-			if !errors.Is(err, ErrRegistryCorrupt) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "/x/journal") {
-				t.Fatalf("got %v; want ErrRegistryCorrupt naming the file and saying %q", err, c.want)
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "/x/journal") {
+				t.Fatalf("got %v; want ErrCorrupt naming the file and saying %q", err, c.want)
 			}
 		})
 	}
@@ -236,27 +236,27 @@ func setFormat(t *testing.T, path string, v uint32) {
 	if string(b[:8]) == journalMagic {
 		binary.LittleEndian.PutUint32(b[24:], crc32c.Update(0, b[:24]))
 	} else {
-		binary.LittleEndian.PutUint32(b[40:], crc32c.Update(crc32c.Update(0, b[:40]), b[snapshotHdrSize:]))
+		binary.LittleEndian.PutUint32(b[40:], crc32c.Update(crc32c.Update(0, b[:40]), b[registryHeaderSize:]))
 	}
 	mustOK(t, os.WriteFile(path, b, 0o600))
 }
 
 // v2Registry makes a registry as version 2 wrote it: the headers say 2
 // and the end entries carry no thin id; a create is left open at the end.
-func v2Registry(t *testing.T) *registry {
+func v2Registry(t *testing.T) *Store {
 	t.Helper()
 	r := newTestRegistry(t)
 	d := sampleDevice("done", 70)
-	mustOK(t, r.saveTx(createTx("done", 70)))
-	mustOK(t, r.saveDevice(d))
+	mustOK(t, r.Begin(createTx("done", 70)))
+	mustOK(t, r.Put(d))
 	// a version 2 end: outcome only
 	mustOK(t, r.appendFrame(appendEntry(r.txBuf, entryEnd, []byte{endDone}), false))
 	r.inTx, r.txBuf = false, nil
 	delete(r.pending, 70)
-	mustOK(t, r.saveTx(createTx("open", 71)))
-	r.close()
-	setFormat(t, r.journalPath(), 2)
-	setFormat(t, r.snapshotPath(), 2)
+	mustOK(t, r.Begin(createTx("open", 71)))
+	r.Close()
+	setFormat(t, r.JournalPath(), 2)
+	setFormat(t, r.registryPath(), 2)
 	return r
 }
 
@@ -268,30 +268,30 @@ func TestAVersion2RegistryReadsAndContinuesAsVersion3(t *testing.T) {
 	}
 	// A version 3 writer continues it: a second transaction opens beside
 	// the one left, each ends by its thin id.
-	tk, err := rr.beginShared(createTx("new", 72))
+	tk, err := rr.BeginShared(createTx("new", 72))
 	mustOK(t, err)
 	finishShared(t, rr, tk, sampleDevice("new", 72))
-	rr.beginRecovery(71)
-	mustOK(t, rr.saveDevice(sampleDevice("open", 71)))
+	rr.BeginRecovery(71)
+	mustOK(t, rr.Put(sampleDevice("open", 71)))
 	mustOK(t, rr.endTx(endRecovered, false))
-	mustOK(t, rr.compact())
+	mustOK(t, rr.Compact())
 	if got, want := state(t, reopened(t, r.dir)), "done=70 del=false labels=map[];new=72 del=false labels=map[];open=71 del=false labels=map[];"; got != want {
 		t.Fatalf("after version 3 appends and a compaction %q, want %q", got, want)
 	}
-	b, err := os.ReadFile(r.snapshotPath())
+	b, err := os.ReadFile(r.registryPath())
 	mustOK(t, err)
-	if v := binary.LittleEndian.Uint32(b[8:]); v != registryFormat {
-		t.Fatalf("the compacted registry file says version %d, want %d", v, registryFormat)
+	if v := binary.LittleEndian.Uint32(b[8:]); v != Version {
+		t.Fatalf("the compacted registry file says version %d, want %d", v, Version)
 	}
 	t.Run("pool.json at version 2 is read; a newer one is refused", func(t *testing.T) {
-		p := poolRecord{Version: registryV2, PoolName: "thinctl-8:1-12-pool", Key: "8:1-12", BlockSize: 65536, BaseDeviceID: 1}
-		mustOK(t, writeJSON(r.poolPath(), p))
-		if got, err := r.loadPool(); err != nil || got.Version != registryV2 {
+		p := Config{Version: V2, PoolName: "thinctl-8:1-12-pool", Key: "8:1-12", BlockSize: 65536, BaseDeviceID: 1}
+		mustOK(t, writeJSON(r.ConfigPath(), p))
+		if got, err := r.LoadConfig(); err != nil || got.Version != V2 {
 			t.Fatalf("loadPool of version 2 = %d, %v", got.Version, err)
 		}
-		p.Version = registryVersion + 1
-		mustOK(t, writeJSON(r.poolPath(), p))
-		if _, err := r.loadPool(); !errors.Is(err, ErrRegistryCorrupt) || !strings.Contains(err.Error(), "upgrade") {
+		p.Version = Version + 1
+		mustOK(t, writeJSON(r.ConfigPath(), p))
+		if _, err := r.LoadConfig(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "upgrade") {
 			t.Fatalf("loadPool of version %d = %v; want a refusal saying upgrade", p.Version, err)
 		}
 	})

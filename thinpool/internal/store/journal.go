@@ -1,4 +1,4 @@
-package thinpool
+package store
 
 import (
 	"bytes"
@@ -8,40 +8,29 @@ import (
 	"github.com/thinctl/thinctl/internal/crc32c"
 )
 
-// The registry's version 2 files (docs/registry.md describes them byte by
-// byte): "registry", a snapshot of every device record written atomically
+// The store's binary files (docs/registry.md describes them byte by
+// byte): "registry", every device record as of the last compaction, written atomically
 // now and then, and "journal", a preallocated file of checksummed frames
 // appended since, one fdatasync per durable append. This file holds their
 // encoders and decoders; they work on byte slices and never touch a file,
 // so the fuzz target and the torn-write tests drive them directly.
 
-// registryFormat is the version of the files below and of pool.json in a
-// root that uses them. Readers refuse a newer one. Version 3 lets several
-// transactions be open at once (each end entry names the thin id it ends);
-// version 2 files (one open transaction at most, end entries without a
-// thin id) are read as they are, and new files are written at version 3.
-const registryFormat = 3
-
-// registryFormatV2 is the oldest version of the binary files this package
-// reads.
-const registryFormatV2 = 2
-
 // checkFormat accepts the binary files' format versions this package reads.
 func checkFormat(v uint32) error {
-	if v != registryFormat && v != registryFormatV2 {
-		return errors.Errorf("has format version %d; this version of thinpool reads versions %d and %d", v, registryFormatV2, registryFormat)
+	if v != Version && v != formatV2 {
+		return errors.Errorf("has format version %d; this version of thinpool reads versions %d and %d", v, formatV2, Version)
 	}
 	return nil
 }
 
 const (
-	journalMagic      = "THINJRNL"
-	snapshotMagic     = "THINREGS"
-	journalHeaderSize = 64
-	snapshotHdrSize   = 48
-	frameHeaderSize   = 40
-	frameMagic        = 0x324d5246 // "FRM2" little-endian
-	frameAlign        = 8
+	journalMagic       = "THINJRNL"
+	registryMagic      = "THINREGS"
+	journalHeaderSize  = 64
+	registryHeaderSize = 48
+	frameHeaderSize    = 40
+	frameMagic         = 0x324d5246 // "FRM2" little-endian
+	frameAlign         = 8
 	// maxFramePayload bounds one frame: a begin and a put of a record with
 	// the most labels allowed (64 KiB of labels), with room to spare.
 	maxFramePayload = 256 << 10
@@ -49,7 +38,7 @@ const (
 	// intact frames: two of the largest frames, so the frame that follows
 	// a damaged one (at most one frame long) is always inside it.
 	scanWindow = 2*(frameHeaderSize+maxFramePayload) + frameAlign
-	// maxEntryBody bounds one entry's body in a snapshot or a frame.
+	// maxEntryBody bounds one entry's body in the registry file or a frame.
 	maxEntryBody = maxFramePayload
 )
 
@@ -68,7 +57,7 @@ const (
 	endRecovered byte = 3 // recovery decided what the message did
 )
 
-// entry is one change in a frame or one item of a snapshot.
+// entry is one change in a frame or one item of the registry file.
 type entry struct {
 	kind byte
 	body []byte
@@ -87,7 +76,8 @@ func endBody(outcome byte, devID uint32) []byte {
 	return binary.LittleEndian.AppendUint32([]byte{outcome}, devID)
 }
 
-// parseEntries splits a frame's payload or a snapshot's body into entries.
+// parseEntries splits a frame's payload or the registry file's body into
+// entries.
 // The bodies alias data.
 func parseEntries(data []byte) ([]entry, error) {
 	var out []entry
@@ -114,7 +104,7 @@ func parseEntries(data []byte) ([]entry, error) {
 func encodeJournalHeader(capacity int64) []byte {
 	b := make([]byte, journalHeaderSize)
 	copy(b, journalMagic)
-	binary.LittleEndian.PutUint32(b[8:], registryFormat)
+	binary.LittleEndian.PutUint32(b[8:], Version)
 	binary.LittleEndian.PutUint32(b[12:], journalHeaderSize)
 	binary.LittleEndian.PutUint64(b[16:], uint64(capacity))
 	binary.LittleEndian.PutUint32(b[24:], crc32c.Update(0, b[:24]))
@@ -284,20 +274,20 @@ func nextMagic(data []byte, q, hi int64) int64 {
 	return -1
 }
 
-// snapshot is the decoded registry file.
-type snapshot struct {
+// registryFile is the decoded registry file.
+type registryFile struct {
 	epoch uint64 // the journal frames that follow it carry this epoch
 	next  uint32 // allocation hint: the next thin id to try
 	items []entry
 }
 
-// encodeSnapshot lays out the registry file: magic, format version u32, a
+// encodeRegistryFile lays out the registry file: magic, format version u32, a
 // zero u32, epoch u64, next thin id u32, entry count u32, body length u64,
 // CRC-32C u32 (of bytes 0-39 and the body), a zero u32, the body (entries).
-func encodeSnapshot(epoch uint64, next uint32, count int, body []byte) []byte {
-	b := make([]byte, snapshotHdrSize, snapshotHdrSize+len(body))
-	copy(b, snapshotMagic)
-	binary.LittleEndian.PutUint32(b[8:], registryFormat)
+func encodeRegistryFile(epoch uint64, next uint32, count int, body []byte) []byte {
+	b := make([]byte, registryHeaderSize, registryHeaderSize+len(body))
+	copy(b, registryMagic)
+	binary.LittleEndian.PutUint32(b[8:], Version)
 	binary.LittleEndian.PutUint64(b[16:], epoch)
 	binary.LittleEndian.PutUint32(b[24:], next)
 	binary.LittleEndian.PutUint32(b[28:], uint32(count))
@@ -308,32 +298,32 @@ func encodeSnapshot(epoch uint64, next uint32, count int, body []byte) []byte {
 	return append(b, body...)
 }
 
-// parseSnapshot decodes and checks the registry file. Any flaw is an
+// parseRegistryFile decodes and checks the registry file. Any flaw is an
 // error: the file is written atomically, so it is never torn.
-func parseSnapshot(data []byte) (snapshot, error) {
-	var s snapshot
-	if len(data) < snapshotHdrSize {
-		return s, errors.Errorf("%d bytes long, shorter than its %d-byte header", len(data), snapshotHdrSize)
+func parseRegistryFile(data []byte) (registryFile, error) {
+	var s registryFile
+	if len(data) < registryHeaderSize {
+		return s, errors.Errorf("%d bytes long, shorter than its %d-byte header", len(data), registryHeaderSize)
 	}
-	if string(data[:8]) != snapshotMagic {
-		return s, errors.Errorf("does not start with %q", snapshotMagic)
+	if string(data[:8]) != registryMagic {
+		return s, errors.Errorf("does not start with %q", registryMagic)
 	}
 	if err := checkFormat(binary.LittleEndian.Uint32(data[8:])); err != nil {
 		return s, err
 	}
 	n := binary.LittleEndian.Uint64(data[32:])
-	if n != uint64(len(data)-snapshotHdrSize) {
-		return s, errors.Errorf("its header says %d bytes of records, the file holds %d", n, len(data)-snapshotHdrSize)
+	if n != uint64(len(data)-registryHeaderSize) {
+		return s, errors.Errorf("its header says %d bytes of records, the file holds %d", n, len(data)-registryHeaderSize)
 	}
 	c := crc32c.Update(0, data[:40])
-	c = crc32c.Update(c, data[snapshotHdrSize:])
+	c = crc32c.Update(c, data[registryHeaderSize:])
 	if c != binary.LittleEndian.Uint32(data[40:]) {
 		return s, errors.New("its checksum does not match")
 	}
 	if binary.LittleEndian.Uint32(data[12:]) != 0 || binary.LittleEndian.Uint32(data[44:]) != 0 {
 		return s, errors.New("its reserved header fields are not zero")
 	}
-	items, err := parseEntries(data[snapshotHdrSize:])
+	items, err := parseEntries(data[registryHeaderSize:])
 	if err != nil {
 		return s, err
 	}

@@ -1,6 +1,6 @@
 //go:build failpoints
 
-package thinpool
+package store
 
 import (
 	"reflect"
@@ -11,7 +11,7 @@ import (
 
 // A crash at each step of the migration leaves the version 1 root as it
 // was (byte for byte) or a complete version 3 root, and the next attempt
-// (Open) finishes the job. Run with go test -tags failpoints ./thinpool.
+// (Open) finishes the job. Run with go test -tags failpoints ./thinpool/...
 func TestAMigrationInterruptedAtEachStepLeavesV1IntactOrV2Complete(t *testing.T) {
 	t.Cleanup(failpoint.Disable)
 	for _, point := range []string{failpoint.MigrateAfterJrnl, failpoint.MigrateAfterSnap, failpoint.MigrateAfterPool} {
@@ -19,9 +19,9 @@ func TestAMigrationInterruptedAtEachStepLeavesV1IntactOrV2Complete(t *testing.T)
 			t.Run(name+" crashed at "+point, func(t *testing.T) {
 				dir := copyFixture(t, name)
 				recs, tx := v1State(t, dir)
-				v1Files := snapshotFiles(t, dir)
-				r := newRegistry(dir, nil)
-				cfg, err := r.loadPool()
+				v1Files := fileContents(t, dir)
+				r := New(dir, nil)
+				cfg, err := r.LoadConfig()
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -30,12 +30,12 @@ func TestAMigrationInterruptedAtEachStepLeavesV1IntactOrV2Complete(t *testing.T)
 				}
 				func() {
 					defer func() { _ = recover() }()
-					_ = r.migrate(cfg)
+					_ = r.Migrate(cfg)
 					t.Fatal("the migration did not stop at " + point)
 				}()
 				failpoint.Disable()
-				r.close()
-				after := snapshotFiles(t, dir)
+				r.Close()
+				after := fileContents(t, dir)
 				if point != failpoint.MigrateAfterPool {
 					// Version 1 intact: every v1 file as it was (the new
 					// files beside them are ignored and made again).
@@ -48,15 +48,15 @@ func TestAMigrationInterruptedAtEachStepLeavesV1IntactOrV2Complete(t *testing.T)
 					if !reflect.DeepEqual(gotRecs, recs) || !reflect.DeepEqual(gotTx, tx) {
 						t.Fatal("the v1 records read differently after the crash")
 					}
-					r = newRegistry(dir, nil)
-					cfg, err := r.loadPool()
-					if err != nil || cfg.Version != registryV1 {
+					r = New(dir, nil)
+					cfg, err := r.LoadConfig()
+					if err != nil || cfg.Version != V1 {
 						t.Fatalf("pool.json after the crash: version %d, %v; want 1", cfg.Version, err)
 					}
-					if err := r.migrate(cfg); err != nil {
+					if err := r.Migrate(cfg); err != nil {
 						t.Fatal(err)
 					}
-					r.close()
+					r.Close()
 				}
 				assertMigrated(t, dir, recs, tx, cfg)
 			})

@@ -1,4 +1,4 @@
-package thinpool
+package store
 
 import (
 	"encoding/binary"

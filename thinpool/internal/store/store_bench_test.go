@@ -1,4 +1,4 @@
-package thinpool
+package store
 
 import (
 	"fmt"
@@ -17,11 +17,11 @@ func BenchmarkRegistryCreate(b *testing.B) {
 	for i := range b.N {
 		devID := uint32(i%1000000 + 10)
 		d := sampleDevice(fmt.Sprintf("dev-%d", i), devID)
-		mustB(b, lk.lock())
-		mustB(b, r.saveTx(txRecord{Op: opCreateSnap, DeviceID: devID, OriginDeviceID: 1, ID: d.ID, Device: &d}))
-		mustB(b, r.saveDevice(d))
-		mustB(b, r.clearTx())
-		lk.unlock()
+		mustB(b, lk.Lock())
+		mustB(b, r.Begin(Tx{Op: OpCreateSnap, DeviceID: devID, OriginDeviceID: 1, ID: d.ID, Device: &d}))
+		mustB(b, r.Put(d))
+		mustB(b, r.End())
+		lk.Unlock()
 	}
 }
 
@@ -29,53 +29,53 @@ func BenchmarkRegistryCreate(b *testing.B) {
 // (the registry file, as after a compaction).
 func BenchmarkRegistryOpen10000(b *testing.B) {
 	r, _ := benchRegistry(b, 10000)
-	mustB(b, r.compact())
+	mustB(b, r.Compact())
 	b.ResetTimer()
-	var keep *registry
+	var keep *Store
 	for range b.N {
-		rr := newRegistry(r.dir, nil)
-		if _, err := rr.listDevices(); err != nil {
+		rr := New(r.dir, nil)
+		if _, err := rr.List(); err != nil {
 			b.Fatal(err)
 		}
-		rr.close()
+		rr.Close()
 		keep = rr
 	}
 	b.StopTimer()
 	// What the loaded registry keeps (its index) after a collection.
-	keep = newRegistry(r.dir, nil)
+	keep = New(r.dir, nil)
 	var m0, m1 runtime.MemStats
-	r.close()
+	r.Close()
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
-	if err := keep.ensure(); err != nil {
+	if err := keep.Refresh(); err != nil {
 		b.Fatal(err)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&m1)
 	b.ReportMetric(float64(m1.HeapAlloc-min(m0.HeapAlloc, m1.HeapAlloc))/(1<<20), "heap-MiB")
 	runtime.KeepAlive(keep)
-	keep.close()
+	keep.Close()
 }
 
-func benchRegistry(b *testing.B, n int) (*registry, *rootLock) {
+func benchRegistry(b *testing.B, n int) (*Store, *Lock) {
 	b.Helper()
-	dir := filepath.Join(b.TempDir(), stateDirName)
+	dir := filepath.Join(b.TempDir(), "devicemapper")
 	mustB(b, mkdirAll(dir))
-	lk, err := openRootLock(filepath.Join(dir, lockFileName))
+	lk, err := OpenLock(filepath.Join(dir, LockFileName))
 	mustB(b, err)
-	b.Cleanup(func() { lk.close() })
-	r := newRegistry(dir, lk)
-	mustB(b, r.create())
-	b.Cleanup(r.close)
-	mustB(b, lk.lock())
+	b.Cleanup(func() { lk.Close() })
+	r := New(dir, lk)
+	mustB(b, r.Create())
+	b.Cleanup(r.Close)
+	mustB(b, lk.Lock())
 	for i := range n {
 		d := sampleDevice(fmt.Sprintf("fill-%05d", i), uint32(100+i))
 		d.Labels = map[string]string{"containerd.io/snapshot/name": fmt.Sprintf("default/%d/sha256:%064d", i, i)}
 		r.inTx = true // no flush per record while filling
-		mustB(b, r.saveDevice(d))
+		mustB(b, r.Put(d))
 		r.inTx, r.txBuf = false, nil
 	}
-	lk.unlock()
+	lk.Unlock()
 	return r, lk
 }
 

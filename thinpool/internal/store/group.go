@@ -1,4 +1,4 @@
-package thinpool
+package store
 
 import (
 	"sync"
@@ -8,13 +8,13 @@ import (
 	"github.com/pkg/errors"
 )
 
-// maxGroupDelay bounds how long a leader holds its flush back for creates
+// MaxGroupDelay bounds how long a leader holds its flush back for creates
 // of its process that are about to write their begin frames (arriving).
 // The root lock is busy meanwhile (those creates wait for it), so the
 // leader's own transaction could not send its message sooner anyway.
-var maxGroupDelay = 10 * time.Millisecond
+var MaxGroupDelay = 10 * time.Millisecond
 
-// flushGroup is group commit for one registry's transactions: each writes
+// flushGroup is group commit for one store's transactions: each writes
 // its begin frame under the root lock, lets the lock go and waits here
 // until a flush that started after its frame was written has completed.
 // One waiter at a time flushes (the leader); the frames of every waiter
@@ -27,9 +27,9 @@ type flushGroup struct {
 	mu       sync.Mutex
 	cond     *sync.Cond
 	flushing bool
-	started  uint64      // flushes started (each numbered by this count)
-	finished uint64      // the last flush that ended (they end in order)
-	batch    []*txTicket // registered since the last flush started
+	started  uint64    // flushes started (each numbered by this count)
+	finished uint64    // the last flush that ended (they end in order)
+	batch    []*Ticket // registered since the last flush started
 	// failed is the first flush that failed and err its error: the
 	// journal's state on disk is unknown from there on, so every waiter
 	// from it on fails (the next Open reads the journal again).
@@ -37,13 +37,13 @@ type flushGroup struct {
 	err    error
 	// arriving counts this process's creates that will write a begin
 	// frame soon (they are waiting for the root lock or hold it): a leader
-	// waits for them, up to maxGroupDelay, so that one flush covers them.
+	// waits for them, up to MaxGroupDelay, so that one flush covers them.
 	arriving atomic.Int64
 }
 
-// arrive counts a create that will write a begin frame; the function it
+// Arrive counts a create that will write a begin frame; the function it
 // returns uncounts it (once; later calls do nothing).
-func (g *flushGroup) arrive() func() {
+func (g *flushGroup) Arrive() func() {
 	g.arriving.Add(1)
 	var once sync.Once
 	return func() { once.Do(func() { g.arriving.Add(-1) }) }
@@ -52,7 +52,7 @@ func (g *flushGroup) arrive() func() {
 // register enrolls a waiter whose frame was just written and returns its
 // ticket: the number of the first flush that starts after now. The
 // caller holds the root lock, so tickets follow the frames' order.
-func (g *flushGroup) register(tk *txTicket) uint64 {
+func (g *flushGroup) register(tk *Ticket) uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.batch = append(g.batch, tk)
@@ -64,7 +64,7 @@ func (g *flushGroup) register(tk *txTicket) uint64 {
 // elsewhere reports that another process's flush already covers its
 // whole batch, and calls publish with the batch's last waiter after a
 // flush of its own.
-func (g *flushGroup) wait(tk *txTicket, elsewhere func(batch []*txTicket) bool, publish func(last *txTicket)) error {
+func (g *flushGroup) wait(tk *Ticket, elsewhere func(batch []*Ticket) bool, publish func(last *Ticket)) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.cond == nil {
@@ -78,7 +78,7 @@ func (g *flushGroup) wait(tk *txTicket, elsewhere func(batch []*txTicket) bool, 
 		g.flushing = true
 		if g.arriving.Load() > 0 {
 			g.mu.Unlock()
-			for deadline := time.Now().Add(maxGroupDelay); g.arriving.Load() > 0 && time.Now().Before(deadline); {
+			for deadline := time.Now().Add(MaxGroupDelay); g.arriving.Load() > 0 && time.Now().Before(deadline); {
 				time.Sleep(100 * time.Microsecond)
 			}
 			g.mu.Lock()
