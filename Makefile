@@ -15,6 +15,8 @@ PKGDIR    ?= bin/pkg
 # The containerd snapshotter (a separate Go module, containerd/) is built
 # next to thinctl.
 SNAPSHOTTER_BIN ?= $(abspath $(dir $(BIN)))/thinctl-snapshotter
+# So is the CSI driver (csi/, docs/csi.md).
+CSI_BIN ?= $(abspath $(dir $(BIN)))/thinctl-csi
 FUZZTIME  ?= 10s
 FUZZPKGS  ?=
 # FuzzApplyTar (layer archives against a sentinel outside the layer): how
@@ -36,7 +38,7 @@ POWERCUT  := tests/vm/run.sh --pkg ./tests/reliability --pkg ./cmd/thinctl --run
 .PHONY: help build test test-host rpm deb dist test-packaging test-vm test-powercut test-vagrant test-native demo demo-native bench bench-native fuzz vet fmt-check vagrant-check clean distclean
 
 help:
-	@echo "make build        static bin/thinctl and bin/thinctl-snapshotter (CGO_ENABLED=0, version $(VERSION), no failpoints)"
+	@echo "make build        static bin/thinctl, bin/thinctl-snapshotter and bin/thinctl-csi (CGO_ENABLED=0, version $(VERSION), no failpoints)"
 	@echo "make test         host unit tests, the VM suite without and with udev, a real Docker on devicemapper, the power cut across reboots, the packages, the Vagrant VM, the Vagrantfile check"
 	@echo "make test-host    host unit tests only (go test ./...)"
 	@echo "make test-vm      the VM suite only (tests/vm/run.sh --both; VMFLAGS=... adds flags)"
@@ -55,15 +57,17 @@ help:
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/thinctl
 	cd containerd && $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(SNAPSHOTTER_BIN) ./cmd/thinctl-snapshotter
+	cd csi && $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(CSI_BIN) ./cmd/thinctl-csi
 
 # test runs the host suite and the VM suite and ends with a summary of both.
 test:
 	@set -o pipefail; log="$$(mktemp -d)"; \
-	echo "=== host unit tests: go test -count=1 ./... (and -tags failpoints ./internal/failpoint and the registry migration, and the containerd module) ==="; \
+	echo "=== host unit tests: go test -count=1 ./... (and -tags failpoints ./internal/failpoint and the registry migration, and the containerd and csi modules) ==="; \
 	$(GO) test -count=1 ./... 2>&1 | tee "$$log/host"; host=$${PIPESTATUS[0]}; \
 	$(GO) test -count=1 -tags failpoints ./internal/failpoint 2>&1 | tee -a "$$log/host"; [ $${PIPESTATUS[0]} -eq 0 ] || host=1; \
 	$(GO) test -count=1 -tags failpoints -run Migrat ./thinpool/... 2>&1 | tee -a "$$log/host"; [ $${PIPESTATUS[0]} -eq 0 ] || host=1; \
 	(cd containerd && $(GO) test -count=1 ./...) 2>&1 | tee -a "$$log/host"; [ $${PIPESTATUS[0]} -eq 0 ] || host=1; \
+	(cd csi && $(GO) test -count=1 ./...) 2>&1 | tee -a "$$log/host"; [ $${PIPESTATUS[0]} -eq 0 ] || host=1; \
 	echo "=== FuzzApplyTar, the sentinel oracle, for $(FUZZAPPLY_TEST) ==="; \
 	FUZZ_TARGETS='^FuzzApplyTar$$' FUZZ_MINIMIZE=3s tests/reliability/fuzz.sh $(FUZZAPPLY_TEST) ./driver 2>&1 | tee "$$log/fuzz"; fz=$${PIPESTATUS[0]}; \
 	v1gen=; if thinpool/testdata/v1gen/build.sh "$$log/thinctl-v1gen"; then v1gen="--extra-bin $$log/thinctl-v1gen"; \
@@ -99,6 +103,7 @@ test-host:
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -tags failpoints ./internal/failpoint
 	cd containerd && $(GO) test -count=1 ./...
+	cd csi && $(GO) test -count=1 ./...
 
 # Packages (docs/packaging.md). Versions come from packaging/version.sh
 # (git describe); the man pages and completion scripts from the binary.
@@ -179,6 +184,7 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags vm,failpoints ./...
 	cd containerd && $(GO) vet ./... && $(GO) vet -tags vm,failpoints ./...
+	cd csi && $(GO) vet ./... && $(GO) vet -tags vm,failpoints ./...
 
 fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; \
