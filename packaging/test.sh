@@ -46,7 +46,7 @@ trap 'rm -rf "$work"' EXIT
 
 # --- tools -------------------------------------------------------------------
 need=()
-for p in rpm mandoc systemd busybox-static zsh fish dpkg; do
+for p in rpm rpm2cpio mandoc systemd busybox-static zsh fish dpkg; do
 	[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -97,7 +97,7 @@ check "version.sh maps git describe to rpm Version/Release and deb Version, sort
 "$bin" __man --dir "$work/man" --date 2000-01-01 >/dev/null
 pages=()
 for p in "$work"/man/*.8; do pages+=("$(basename "$p").gz"); done
-expected() { # PREFIX-OF-UNITS ZSH-DIR DOC-DIR
+expected() { # PREFIX-OF-UNITS ZSH-DIR DOC-DIR [EXTRA-DOC] [LICENSE-FILE]
 	echo "-rwxr-xr-x /usr/bin/thinctl"
 	for u in thinctl-gc@.service thinctl-gc@.timer thinctl-pool@.service thinctl-watch@.service; do echo "-rw-r--r-- $1/$u"; done
 	for p in "${pages[@]}"; do echo "-rw-r--r-- /usr/share/man/man8/$p"; done
@@ -105,6 +105,7 @@ expected() { # PREFIX-OF-UNITS ZSH-DIR DOC-DIR
 	echo "-rw-r--r-- $2/_thinctl"
 	echo "-rw-r--r-- /usr/share/fish/vendor_completions.d/thinctl.fish"
 	for d in README.md cli.md packaging.md systemd.md ${4:-}; do echo "-rw-r--r-- $3/$d"; done
+	[ -z "${5:-}" ] || echo "-rw-r--r-- $5"
 }
 rpm_files() {
 	rpm -qlvp "$rpmf" | awk '$1 ~ /^-/ && $3 == "root" && $4 == "root" {print $1, $NF} $1 ~ /^-/ && ($3 != "root" || $4 != "root") {print "not root-owned:", $NF}' | LC_ALL=C sort
@@ -113,10 +114,12 @@ deb_files() {
 	dpkg-deb -c "$debf" | awk '$1 ~ /^-/ && $2 == "root/root" {sub("^\\.", "", $6); print $1, $6} $1 ~ /^-/ && $2 != "root/root" {print "not root-owned:", $6}' | LC_ALL=C sort
 }
 rpmver="$(rpm -qp --qf '%{VERSION}' "$rpmf")"
-check "the rpm holds the binary, the units, one man page per command, the completion scripts and the docs (modes, root-owned)" \
-	diff -u <(expected /usr/lib/systemd/system /usr/share/zsh/site-functions "/usr/share/doc/thinctl-$rpmver" | LC_ALL=C sort) <(rpm_files)
-check "the deb holds the same, in Debian's paths, plus copyright" \
+check "the rpm holds the binary, the units, one man page per command, the completion scripts, the docs and the license (modes, root-owned)" \
+	diff -u <(expected /usr/lib/systemd/system /usr/share/zsh/site-functions "/usr/share/doc/thinctl-$rpmver" "" "/usr/share/licenses/thinctl-$rpmver/LICENSE" | LC_ALL=C sort) <(rpm_files)
+check "the deb holds the same, in Debian's paths, with the license in copyright" \
 	diff -u <(expected /lib/systemd/system /usr/share/zsh/vendor-completions /usr/share/doc/thinctl copyright | LC_ALL=C sort) <(deb_files)
+check "both packages name the license: the rpm's License tag and the deb's copyright say Apache-2.0, and the rpm's text is the tree's LICENSE" \
+	bash -c "[ \"\$(rpm -qp --qf '%{LICENSE}' '$rpmf')\" = Apache-2.0 ] && dpkg-deb --fsys-tarfile '$debf' | tar -xOf - ./usr/share/doc/thinctl/copyright | grep -qx 'License: Apache-2.0' && rpm2cpio '$rpmf' | (cd '$work' && cpio -id --quiet ./usr/share/licenses/thinctl-$rpmver/LICENSE) && cmp -s '$work/usr/share/licenses/thinctl-$rpmver/LICENSE' '$top/LICENSE'"
 check "the rpm requires nothing but rpmlib features and the scriptlets' /bin/sh" \
 	bash -c "! rpm -qpR '$rpmf' | grep -v -e '^rpmlib(' -e '^/bin/sh\$'"
 check "the rpm weakly requires e2fsprogs, xfsprogs and device-mapper-persistent-data" \

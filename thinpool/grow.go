@@ -20,13 +20,13 @@ func (p *Pool) Grow(ctx context.Context, opts GrowOptions) error {
 	if err := ctx.Err(); err != nil {
 		return errors.Wrap(err, "grow")
 	}
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	// A long-lived Pool (pool watch) may hold sizes another process has
 	// grown since: read the record again before writing it back.
-	cfg, err := p.reg.loadPool()
+	cfg, err := p.store.LoadConfig()
 	if err != nil {
 		return err
 	}
@@ -79,7 +79,7 @@ func (p *Pool) Grow(ctx context.Context, opts GrowOptions) error {
 	}
 	failpoint.Inject(failpoint.GrowAfterReload)
 	p.cfg.DataSize, p.cfg.MetadataSize = roundDown(data.Size, p.cfg.BlockSize), meta.Size
-	return p.reg.savePool(p.cfg)
+	return p.store.SaveConfig(p.cfg)
 }
 
 // growFile extends a loop file to size (0: leave it), allocating all of

@@ -107,10 +107,10 @@ func (p *Pool) Preallocate(ctx context.Context, opts PreallocateOptions) error {
 	if p.cfg.DataFile == "" {
 		return nil
 	}
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	if err := allocateFile(p.metaFilePath()); err != nil {
 		return err
 	}

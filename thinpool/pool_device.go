@@ -12,8 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // Device-mapper names and uuids of a root. Every name carries the root's
@@ -66,7 +68,7 @@ func parseDevIDSuffix(prefix, s string) (uint32, bool) {
 	n, err := strconv.ParseUint(rest, 10, 32)
 	// Only the canonical spelling thinctl writes is ours: "0005" or "+5"
 	// may be someone else's device.
-	if err != nil || n == 0 || n > maxDeviceID || strconv.FormatUint(n, 10) != rest {
+	if err != nil || n == 0 || n > store.MaxDeviceID || strconv.FormatUint(n, 10) != rest {
 		return 0, false
 	}
 	return uint32(n), true
@@ -302,7 +304,7 @@ func (p *Pool) poolDown(ctx context.Context) error {
 	loops := p.poolLoopDevices()
 	if err := p.dm.Remove(ctx, p.cfg.PoolName, dm.RemoveOptions{}); err != nil && !errors.Is(err, dm.ErrNotFound) {
 		if errors.Is(err, dm.ErrBusy) {
-			return errors.Wrapf(ErrBusy, "thin pool %s is still in use: %v", p.cfg.PoolName, err)
+			return errdefs.Wrapf(ErrBusy, err, "thin pool %s is still in use: %v", p.cfg.PoolName, err)
 		}
 		return errors.Wrapf(err, "remove thin pool %s", p.cfg.PoolName)
 	}

@@ -196,11 +196,11 @@ func (w *watcher) setTuning(d WatchDecision) {
 	if w.external || d.LowWaterBlocks == 0 {
 		return
 	}
-	if err := w.p.lk.lock(); err != nil {
+	if err := w.p.lk.Lock(); err != nil {
 		return
 	}
 	w.p.tuning = tableTuning{lowWater: d.LowWaterBlocks, queue: d.Queue}
-	w.p.lk.unlock()
+	w.p.lk.Unlock()
 	w.tuned = true
 }
 
@@ -257,9 +257,9 @@ func (w *watcher) runCommand(ctx context.Context, st Status) {
 func (w *watcher) restore() {
 	if w.tuned {
 		ctx := context.Background()
-		if err := w.p.lk.lock(); err == nil {
+		if err := w.p.lk.Lock(); err == nil {
 			w.p.tuning = tableTuning{}
-			w.p.lk.unlock()
+			w.p.lk.Unlock()
 			if _, err := w.p.retune(ctx); err != nil {
 				w.emit(WatchEvent{Kind: "error", Message: "put the pool table back", Err: err})
 			}
@@ -294,10 +294,10 @@ func (w *watcher) emit(e WatchEvent) {
 // mode differ from p.tuning (same devices, same size) and says whether it
 // did.
 func (p *Pool) retune(ctx context.Context) (bool, error) {
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return false, err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	if p.cfg.ExternalPool {
 		return false, nil
 	}

@@ -198,10 +198,13 @@ var commands = []*command{
 	{
 		name:     "unmount",
 		synopsis: "unmount ID",
-		summary:  "release a mount of device ID (the last one unmounts and deactivates)",
-		detail:   "Releases one mount reference; the last one unmounts lazily, removes the mount point and deactivates.",
-		args:     []string{"ID"},
-		run:      runUnmount,
+		summary:  "unmount device ID, remove its mount point and deactivate it",
+		detail: "Unmounts device ID lazily (a mount leaked into another mount namespace does not keep\n" +
+			"it), removes its mount point and deactivates it; a device something else still holds open\n" +
+			"stays active. Mount references live inside one process, so every thinctl unmount unmounts,\n" +
+			"however many times thinctl mount ran. Unmounting a device that is not mounted succeeds.",
+		args: []string{"ID"},
+		run:  runUnmount,
 	},
 	{
 		name:     "activate",
@@ -305,8 +308,9 @@ var commands = []*command{
 		detail: "Creates layer ID on --parent (default: the base device, or nothing under overlay2/aufs)\n" +
 			"and applies the tar archive from --file or stdin to it, whiteouts included: the\n" +
 			"inverse of export, from any driver to any other. An archive with absolute names or\n" +
-			"'..', a link or a write through a symlink out of the layer, an entry cut short or a\n" +
-			"stream without tar's end blocks is refused, and the half-imported layer removed.",
+			"'..', an entry cut short, a stream without tar's end blocks or an entry larger than\n" +
+			"the layer's free space is refused, and the half-imported layer removed; symlinks in\n" +
+			"the archive resolve inside the layer.",
 		args: []string{"ID"},
 		flags: func(fs *flag.FlagSet, o *options) {
 			fs.StringVar(&o.parent, "parent", "", "create the layer on layer `ID`")
