@@ -15,8 +15,14 @@ PKGDIR    ?= bin/pkg
 # The containerd snapshotter (a separate Go module, containerd/) is built
 # next to thinctl.
 SNAPSHOTTER_BIN ?= $(abspath $(dir $(BIN)))/thinctl-snapshotter
+# So is the CSI driver (csi/, docs/csi.md).
+CSI_BIN ?= $(abspath $(dir $(BIN)))/thinctl-csi
 FUZZTIME  ?= 10s
 FUZZPKGS  ?=
+# FuzzApplyTar (layer archives against a sentinel outside the layer): how
+# long make test runs it, and how long make fuzz runs it on top of FUZZTIME.
+FUZZAPPLY_TEST ?= 30s
+FUZZAPPLY_LONG ?= 10m
 BENCHFLAGS ?=
 VMFLAGS   ?=
 DEMO      ?= tests/vm/demo/demo.sh
@@ -32,7 +38,7 @@ POWERCUT  := tests/vm/run.sh --pkg ./tests/reliability --pkg ./cmd/thinctl --run
 .PHONY: help build test test-host rpm deb dist test-packaging test-vm test-powercut test-vagrant test-native demo demo-native bench bench-native fuzz vet fmt-check vagrant-check clean distclean
 
 help:
-	@echo "make build        static bin/thinctl and bin/thinctl-snapshotter (CGO_ENABLED=0, version $(VERSION), no failpoints)"
+	@echo "make build        static bin/thinctl, bin/thinctl-snapshotter and bin/thinctl-csi (CGO_ENABLED=0, version $(VERSION), no failpoints)"
 	@echo "make test         host unit tests, the VM suite without and with udev, a real Docker on devicemapper, the power cut across reboots, the packages, the Vagrant VM, the Vagrantfile check"
 	@echo "make test-host    host unit tests only (go test ./...)"
 	@echo "make test-vm      the VM suite only (tests/vm/run.sh --both; VMFLAGS=... adds flags)"
@@ -42,7 +48,7 @@ help:
 	@echo "make demo         build, then run $(DEMO) in the VM"
 	@echo "make demo-native  run $(DEMO) on this host (root, device-mapper)"
 	@echo "make bench        benchmarks in the VM;  make bench-native: on this host"
-	@echo "make fuzz         every Fuzz target (or those of FUZZPKGS=./pkg ...) for FUZZTIME=$(FUZZTIME) each"
+	@echo "make fuzz         every Fuzz target (or those of FUZZPKGS=./pkg ...) for FUZZTIME=$(FUZZTIME) each, then FuzzApplyTar for FUZZAPPLY_LONG=$(FUZZAPPLY_LONG)"
 	@echo "make rpm / deb    packages in $(PKGDIR) from bin/thinctl (rpmbuild / dpkg-deb; docs/packaging.md)"
 	@echo "make dist         the source tarball a RHEL-style host builds the RPM from (rpmbuild -ta)"
 	@echo "make test-packaging  build both packages and check contents, scriptlets, installs and the units"
@@ -51,15 +57,19 @@ help:
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/thinctl
 	cd containerd && $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(SNAPSHOTTER_BIN) ./cmd/thinctl-snapshotter
+	cd csi && $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(CSI_BIN) ./cmd/thinctl-csi
 
 # test runs the host suite and the VM suite and ends with a summary of both.
 test:
 	@set -o pipefail; log="$$(mktemp -d)"; \
-	echo "=== host unit tests: go test -count=1 ./... (and -tags failpoints ./internal/failpoint and the registry migration, and the containerd module) ==="; \
+	echo "=== host unit tests: go test -count=1 ./... (and -tags failpoints ./internal/failpoint and the registry migration, and the containerd and csi modules) ==="; \
 	$(GO) test -count=1 ./... 2>&1 | tee "$$log/host"; host=$${PIPESTATUS[0]}; \
 	$(GO) test -count=1 -tags failpoints ./internal/failpoint 2>&1 | tee -a "$$log/host"; [ $${PIPESTATUS[0]} -eq 0 ] || host=1; \
-	$(GO) test -count=1 -tags failpoints -run Migrat ./thinpool 2>&1 | tee -a "$$log/host"; [ $${PIPESTATUS[0]} -eq 0 ] || host=1; \
+	$(GO) test -count=1 -tags failpoints -run Migrat ./thinpool/... 2>&1 | tee -a "$$log/host"; [ $${PIPESTATUS[0]} -eq 0 ] || host=1; \
 	(cd containerd && $(GO) test -count=1 ./...) 2>&1 | tee -a "$$log/host"; [ $${PIPESTATUS[0]} -eq 0 ] || host=1; \
+	(cd csi && $(GO) test -count=1 ./...) 2>&1 | tee -a "$$log/host"; [ $${PIPESTATUS[0]} -eq 0 ] || host=1; \
+	echo "=== FuzzApplyTar, the sentinel oracle, for $(FUZZAPPLY_TEST) ==="; \
+	FUZZ_TARGETS='^FuzzApplyTar$$' FUZZ_MINIMIZE=3s tests/reliability/fuzz.sh $(FUZZAPPLY_TEST) ./driver 2>&1 | tee "$$log/fuzz"; fz=$${PIPESTATUS[0]}; \
 	v1gen=; if thinpool/testdata/v1gen/build.sh "$$log/thinctl-v1gen"; then v1gen="--extra-bin $$log/thinctl-v1gen"; \
 	else echo "make test: thinctl-v1gen (the version 1 release's library) did not build; TestALiveVersion1RootIsMigratedByOpen will skip"; fi; \
 	echo "=== VM suite: tests/vm/run.sh --both $$v1gen $(VMFLAGS) ==="; \
@@ -77,6 +87,7 @@ test:
 	echo; echo "=== make test summary ==="; \
 	echo "host (go test ./..., exit $$host): $$(grep -c '^ok' "$$log/host") packages ok," \
 		"$$(grep -c '^FAIL'$$'\t' "$$log/host") failed, $$(grep -c 'no test files' "$$log/host") without tests"; \
+	grep -a '^fuzz.sh: ' "$$log/fuzz" | sed 's/^fuzz.sh:/FuzzApplyTar:/' | grep . || echo "FuzzApplyTar: no result (exit $$fz)"; \
 	grep -a -E '^VM \(.*boot\+run' "$$log/vm" || echo "VM suite: no result (exit $$vm)"; \
 	grep -a -E '^VM: ' "$$log/vm" | tail -1; \
 	grep -a -E '^VM \(.*boot\+run' "$$log/cut" | sed 's/^VM/power cut across reboots:/' | grep . || \
@@ -86,12 +97,13 @@ test:
 	grep -a '^packaging: ' "$$log/pkg" | tail -1 | grep . || echo "packaging: no result (exit $$pkg)"; \
 	grep -a -E '^vagrant \(' "$$log/vagrant" | tail -1 | grep . || echo "vagrant: no result (exit $$vagr)"; \
 	rm -rf "$$log"; \
-	[ $$host -eq 0 ] && [ $$vm -eq 0 ] && [ $$dk -eq 0 ] && [ $$cut -eq 0 ] && [ $$pkg -eq 0 ] && [ $$vagr -eq 0 ] && [ $$vag -eq 0 ]
+	[ $$host -eq 0 ] && [ $$fz -eq 0 ] && [ $$vm -eq 0 ] && [ $$dk -eq 0 ] && [ $$cut -eq 0 ] && [ $$pkg -eq 0 ] && [ $$vagr -eq 0 ] && [ $$vag -eq 0 ]
 
 test-host:
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -tags failpoints ./internal/failpoint
 	cd containerd && $(GO) test -count=1 ./...
+	cd csi && $(GO) test -count=1 ./...
 
 # Packages (docs/packaging.md). Versions come from packaging/version.sh
 # (git describe); the man pages and completion scripts from the binary.
@@ -166,11 +178,13 @@ bench-native:
 
 fuzz:
 	tests/reliability/fuzz.sh $(FUZZTIME) $(FUZZPKGS)
+	FUZZ_TARGETS='^FuzzApplyTar$$' tests/reliability/fuzz.sh $(FUZZAPPLY_LONG) ./driver
 
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags vm,failpoints ./...
 	cd containerd && $(GO) vet ./... && $(GO) vet -tags vm,failpoints ./...
+	cd csi && $(GO) vet ./... && $(GO) vet -tags vm,failpoints ./...
 
 fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; \

@@ -8,6 +8,8 @@ import (
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
+
+	"github.com/thinctl/thinctl/errdefs"
 )
 
 // Buffer sizes for commands that return data: zero-filled, starting at
@@ -155,9 +157,9 @@ func open(path string) (*Client, error) {
 func controlError(path string, err error) error {
 	switch err {
 	case unix.EACCES, unix.EPERM:
-		return errors.Wrapf(ErrPermission, "dm: open %s: %v (run as root)", path, err)
+		return errdefs.Wrapf(ErrPermission, err, "dm: open %s: %v (run as root)", path, err)
 	case unix.ENOENT, unix.ENXIO, unix.ENODEV:
-		return errors.Wrapf(ErrNotSupported, "dm: open %s: %v (is the dm-mod module loaded?)", path, err)
+		return errdefs.Wrapf(ErrNotSupported, err, "dm: open %s: %v (is the dm-mod module loaded?)", path, err)
 	}
 	return errors.Wrapf(err, "dm: open %s", path)
 }

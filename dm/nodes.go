@@ -9,6 +9,8 @@ import (
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
+
+	"github.com/thinctl/thinctl/errdefs"
 )
 
 // Device nodes when udev does not run: Create and Resume make
@@ -90,7 +92,7 @@ func ensureControl(path string) error {
 	case !ok && isChar:
 		return nil // opening a control node can autoload dm-mod; let open tell
 	case !ok && rerr != nil:
-		return errors.Wrapf(ErrNotSupported, "dm: %s is missing and %s is unreadable: %v", path, procMisc, rerr)
+		return errdefs.Wrapf(ErrNotSupported, rerr, "dm: %s is missing and %s is unreadable: %v", path, procMisc, rerr)
 	case !ok:
 		return errors.Wrapf(ErrNotSupported, "dm: the kernel has no device-mapper (no %q in %s; load the dm-mod module)", miscDMEntry, procMisc)
 	}
@@ -104,7 +106,7 @@ func ensureControl(path string) error {
 	}
 	if err := unix.Mknod(path, unix.S_IFCHR|nodeMode, int(unix.Mkdev(miscMajor, minor))); err != nil && err != unix.EEXIST {
 		if err == unix.EPERM || err == unix.EACCES {
-			return errors.Wrapf(ErrPermission, "dm: mknod %s: %v (run as root)", path, err)
+			return errdefs.Wrapf(ErrPermission, err, "dm: mknod %s: %v (run as root)", path, err)
 		}
 		return errors.Wrapf(err, "dm: mknod %s", path)
 	}

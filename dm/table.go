@@ -3,6 +3,8 @@ package dm
 import (
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
+
+	"github.com/thinctl/thinctl/errdefs"
 )
 
 // LoadTable loads targets into the device's inactive table; Resume makes it
@@ -18,7 +20,7 @@ func (c *Client) LoadTable(name string, targets []Target, opts LoadOptions) erro
 	}
 	payload, err := encodeTargets(targets)
 	if err != nil {
-		return errors.Wrapf(ErrInvalidArgument, "dm: load table %s: %v", name, err)
+		return errdefs.Wrapf(ErrInvalidArgument, err, "dm: load table %s: %v", name, err)
 	}
 	var flags uint32
 	if opts.ReadOnly {

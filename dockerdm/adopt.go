@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/pkg/errors"
 
@@ -39,10 +41,16 @@ const (
 	// LabelChainID and LabelDiffID are a layer's.
 	LabelChainID = "docker.chain_id"
 	LabelDiffID  = "docker.diff_id"
-	// LabelTags lists (comma-separated) the tags of the images whose top
-	// layer the device is; LabelImages their image ids.
-	LabelTags   = "docker.tags"
-	LabelImages = "docker.image_ids"
+	// LabelTags lists (comma-separated, sorted) the tags of the images
+	// whose top layer the device is; LabelImages their image ids. Each
+	// holds as many whole entries as fit in 2 KiB, so that a layer a
+	// thousand tags share still fits its record; when some were left out,
+	// LabelTagsTotal and LabelImagesTotal give the full counts (Docker's
+	// repositories.json, kept as it was, has the full lists).
+	LabelTags        = "docker.tags"
+	LabelImages      = "docker.image_ids"
+	LabelTagsTotal   = "docker.tags_total"
+	LabelImagesTotal = "docker.image_ids_total"
 	// LabelContainer and LabelContainerName are a container's id and
 	// name; LabelImage the image it was created from.
 	LabelContainer     = "docker.container_id"
@@ -362,7 +370,7 @@ func Plan(s *Store, rep *Report, opts AdoptOptions) (*thinpool.AdoptOptions, *Ad
 		labels := map[string]string{LabelChainID: l.ChainID, LabelDiffID: l.DiffID}
 		what := "layer " + short12(c)
 		if u := usedBy[c]; len(u) > 0 {
-			what = "layer " + strings.Join(u, ", ")
+			what = "layer " + listText(u)
 		}
 		if imgs := tops[c]; len(imgs) > 0 {
 			var tags, ids []string
@@ -371,12 +379,12 @@ func Plan(s *Store, rep *Report, opts AdoptOptions) (*thinpool.AdoptOptions, *Ad
 				ids = append(ids, img.ID)
 			}
 			if len(tags) > 0 {
-				labels[LabelTags] = strings.Join(tags, ",")
-				what = "image " + strings.Join(tags, ", ")
+				listLabel(labels, LabelTags, LabelTagsTotal, tags)
+				what = "image " + listText(tags)
 			} else {
 				what = "image " + short12(ids[0])
 			}
-			labels[LabelImages] = strings.Join(ids, ",")
+			listLabel(labels, LabelImages, LabelImagesTotal, ids)
 		}
 		add(thinpool.AdoptDevice{ID: idOf[l.CacheID], Parent: parentOf(l.Parent), Labels: labels}, KindLayer, l.CacheID, what)
 	}
@@ -388,10 +396,10 @@ func Plan(s *Store, rep *Report, opts AdoptOptions) (*thinpool.AdoptOptions, *Ad
 		labels := func() map[string]string {
 			m := map[string]string{LabelContainer: ct.ID}
 			if ct.Name != "" {
-				m[LabelContainerName] = strings.TrimPrefix(ct.Name, "/")
+				m[LabelContainerName] = capLabel(strings.TrimPrefix(ct.Name, "/"))
 			}
 			if ct.Ref != "" {
-				m[LabelImage] = ct.Ref
+				m[LabelImage] = capLabel(ct.Ref)
 			}
 			return m
 		}
@@ -454,6 +462,58 @@ func dashIfEmpty(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// listLabelMax bounds a label that lists tags or image ids: a record's
+// labels together may take 64 KiB (thinpool), and a store may give one
+// layer any number of tags.
+const listLabelMax = 2 << 10
+
+// listLabel sets labels[key] to as many of items (comma-separated, in
+// order) as fit in listLabelMax bytes, and labels[totalKey] to
+// len(items) when some did not fit.
+func listLabel(labels map[string]string, key, totalKey string, items []string) {
+	var b strings.Builder
+	n := 0
+	for _, it := range items {
+		if b.Len()+len(it)+1 > listLabelMax {
+			break
+		}
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(it)
+		n++
+	}
+	labels[key] = b.String()
+	if n < len(items) {
+		labels[totalKey] = strconv.Itoa(len(items))
+	}
+}
+
+// listText names the first three items and counts the rest, for the
+// HOLDS column of a report.
+func listText(items []string) string {
+	if len(items) <= 3 {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:3], ", "), len(items)-3)
+}
+
+// labelValueMax is what a label value of a store's text (a container's
+// name, an image reference) is cut to; thinpool refuses values over 4 KiB.
+const labelValueMax = 1 << 10
+
+// capLabel cuts s to labelValueMax bytes on a character boundary.
+func capLabel(s string) string {
+	if len(s) <= labelValueMax {
+		return s
+	}
+	cut := labelValueMax
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }
 
 // plainTags returns the tags that are not digests (name@sha256:...), sorted.

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/thinpool"
 )
 
 func planOf(t *testing.T, root string, pool *PoolView, opts AdoptOptions) ([]string, *AdoptResult, error) {
@@ -142,5 +144,67 @@ func TestPlanKeepsIDsUniqueAndValid(t *testing.T) {
 	}
 	if last := lines[len(lines)-1]; last != "docker-orphan 9 parent= hash=orphan kind=unreferenced" {
 		t.Errorf("unreferenced record adopted as %q", last)
+	}
+}
+
+func TestAdoptingALayerThatHundredsOfTagsAndImagesShareKeepsItsRecordSmall(t *testing.T) {
+	root, _ := testStore(t)
+	// 200 images differing only in their creation time, all of layer a,
+	// and each tagged; the first also carries 200 more tags (the store's own
+	// tags are replaced, its image t:2 of layer a is left untagged).
+	repos := map[string]map[string]string{}
+	tag := func(ref, id string) {
+		repo := ref[:strings.LastIndex(ref, ":")]
+		if repos[repo] == nil {
+			repos[repo] = map[string]string{}
+		}
+		repos[repo][ref] = id
+	}
+	for i := 0; i < 200; i++ {
+		cfg := fmt.Sprintf(`{"architecture":"amd64","created":"2023-11-14T22:%02d:%02dZ","os":"linux","rootfs":{"type":"layers","diff_ids":["%s"]}}`, i/60, i%60, diffA)
+		id := sum(cfg)
+		writeFiles(t, root, map[string]string{"image/devicemapper/imagedb/content/sha256/" + id[7:]: cfg})
+		tag(fmt.Sprintf("registry.example.com/team/service-%03d:v1.2.%d", i, i), id)
+		if i == 0 {
+			for j := 0; j < 200; j++ {
+				tag(fmt.Sprintf("registry.example.com/team/service-000:build-%04d", j), id)
+			}
+		}
+	}
+	js, _ := json.Marshal(map[string]any{"Repositories": repos})
+	writeFiles(t, root, map[string]string{"image/devicemapper/repositories.json": string(js)})
+	s, err := Open(root, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, res, err := Plan(s, Compare(s, poolWith(8, 1, 2, 3, 4, 5, 6, 7, 8)), AdoptOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, d := range o.Devices {
+		if err := thinpool.ValidateLabels(d.Labels); err != nil {
+			t.Errorf("device %s: %v", d.ID, err)
+		}
+		if d.Labels[LabelHash] != "la" {
+			continue
+		}
+		found = true
+		tags := strings.Split(d.Labels[LabelTags], ",")
+		if d.Labels[LabelTagsTotal] != "400" || len(tags) < 10 || len(d.Labels[LabelTags]) > listLabelMax {
+			t.Errorf("layer a: %d tags listed in %d bytes, total %q; want a prefix within %d bytes and a total of 400",
+				len(tags), len(d.Labels[LabelTags]), d.Labels[LabelTagsTotal], listLabelMax)
+		}
+		if d.Labels[LabelImagesTotal] != "201" || !strings.HasPrefix(d.Labels[LabelImages], "sha256:") {
+			t.Errorf("layer a: images %q, total %q; want a total of 201", d.Labels[LabelImages], d.Labels[LabelImagesTotal])
+		}
+	}
+	if !found {
+		t.Fatal("no device for layer a")
+	}
+	for _, d := range res.Devices {
+		if d.Hash == "la" && (len(d.What) > 200 || !strings.Contains(d.What, "more")) {
+			t.Errorf("HOLDS of layer a is %d bytes: %.100s...", len(d.What), d.What)
+		}
 	}
 }

@@ -66,7 +66,7 @@ func WriteDiff(w io.Writer, newRoot, oldRoot string) (int64, error) {
 				continue
 			}
 		}
-		old, err := os.ReadDir(filepath.Join(oldRoot, dir))
+		old, err := readDirBeneath(oldRoot, dir)
 		if err == nil && len(old) == len(dels) {
 			opaque[dir] = true
 		}
@@ -176,4 +176,15 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// readDirBeneath lists directory rel of the tree at root without
+// following a symlink on the way (driver.OpenInRoot).
+func readDirBeneath(root, rel string) ([]string, error) {
+	d, err := driver.OpenInRoot(root, rel, unix.O_DIRECTORY)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.Readdirnames(-1)
 }

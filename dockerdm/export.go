@@ -29,7 +29,10 @@ type ExportOptions struct {
 	// DM is the device-mapper client (nil: dm.Default).
 	DM *dm.Client
 	// WorkDir holds the mount points and the layer tars while they are
-	// checked (default os.TempDir()).
+	// checked (default os.TempDir()); give the directory of the archive's
+	// file so that they go to the same filesystem, not a tmpfs. A layer
+	// file never takes the last 1/20 of that filesystem (nor its last
+	// 64 MiB): what does not fit is ErrWorkSpace before it is written.
 	WorkDir string
 	// Containers also exports every container's read-write layer as an
 	// image (ContainerTag names it).
@@ -340,7 +343,7 @@ func rewriteConfig(cfg []byte, diffs []string, history string) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(cfg))
 	dec.UseNumber()
 	if err := dec.Decode(&m); err != nil {
-		return nil, errors.Wrapf(ErrCorrupt, "configuration: %v", err)
+		return nil, errdefs.Wrapf(ErrCorrupt, err, "configuration: %v", err)
 	}
 	rootfs, ok := m["rootfs"].(map[string]any)
 	if !ok {
@@ -379,8 +382,13 @@ func diffToFile(newRoot, oldRoot, tmp string) (*os.File, int64, string, error) {
 	if err != nil {
 		return nil, 0, "", errors.Wrap(err, "layer file")
 	}
+	room, err := workRoom(tmp)
+	if err != nil {
+		out.Close()
+		return nil, 0, "", err
+	}
 	h := sha256.New()
-	n, err := WriteDiff(io.MultiWriter(out, h), newRoot, oldRoot)
+	n, err := WriteDiff(io.MultiWriter(&boundedWriter{w: out, left: room, what: "the re-created layer"}, h), newRoot, oldRoot)
 	if err != nil {
 		out.Close()
 		return nil, 0, "", err
@@ -465,14 +473,35 @@ func exportLayer(ctx context.Context, s *Store, ss *Session, l Layer, tw *tar.Wr
 		return le, err
 	}
 	tsPath := filepath.Join(s.Root, "image", "devicemapper", "layerdb", "sha256", l.ChainID[7:], "tar-split.json.gz")
-	tsf, err := os.Open(tsPath)
+	tsf, err := openStoreFile(tsPath)
 	if err != nil {
 		return le, errors.Wrap(err, "tar-split")
 	}
 	defer tsf.Close()
 	zr, err := gzip.NewReader(tsf)
 	if err != nil {
+		return le, errdefs.Wrapf(ErrTarSplit, err, "%s: %v", tsPath, err)
+	}
+	// A first pass adds up what the tar-split says the tar holds, so that
+	// the layer file is known to fit (and is cut off at that size) before
+	// anything is written: a tar-split is a gzip stream anyone could have
+	// made expand without bound.
+	want, err := TarSplitSize(zr)
+	if err != nil {
+		return le, errors.Wrapf(err, "%s", tsPath)
+	}
+	if _, err := tsf.Seek(0, io.SeekStart); err != nil {
+		return le, errors.Wrap(err, "tar-split")
+	}
+	if err := zr.Reset(tsf); err != nil {
 		return le, errors.Wrapf(ErrTarSplit, "%s: %v", tsPath, err)
+	}
+	room, err := workRoom(tmp)
+	if err != nil {
+		return le, err
+	}
+	if want > room {
+		return le, errors.Wrapf(ErrWorkSpace, "layer %s needs %d bytes in %s, which has room for %d", l.ChainID, want, tmp, room)
 	}
 	out, err := os.CreateTemp(tmp, "layer-*.tar")
 	if err != nil {
@@ -480,12 +509,12 @@ func exportLayer(ctx context.Context, s *Store, ss *Session, l Layer, tw *tar.Wr
 	}
 	defer out.Close()
 	h := sha256.New()
-	n, err := AssembleTar(zr, filepath.Join(mp, "rootfs"), io.MultiWriter(out, h))
+	n, err := AssembleTar(zr, filepath.Join(mp, "rootfs"), io.MultiWriter(&boundedWriter{w: out, left: want, what: "layer " + l.ChainID}, h))
 	if err != nil {
 		return le, errors.Wrapf(err, "layer %s (%s)", l.ChainID, tsPath)
 	}
 	if err := zr.Close(); err != nil {
-		return le, errors.Wrapf(ErrTarSplit, "%s: %v", tsPath, err)
+		return le, errdefs.Wrapf(ErrTarSplit, err, "%s: %v", tsPath, err)
 	}
 	le.Bytes = n
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != l.DiffID {

@@ -65,7 +65,7 @@ func ReadPool(ctx context.Context, s *Store, c *dm.Client) (*PoolView, error) {
 	if s.MetadataFile == "" {
 		return nil, errors.Errorf("pool %s is not active and the store names no metadata file: bring up the pool's volume group first", s.PoolName)
 	}
-	f, err := os.Open(s.MetadataFile)
+	f, err := openStoreFile(s.MetadataFile)
 	if err != nil {
 		return nil, errors.Wrap(err, "pool metadata")
 	}

@@ -124,7 +124,7 @@ func strictJSON(b []byte, v any) error {
 	}
 	dec := json.NewDecoder(bytes.NewReader(t))
 	if err := dec.Decode(v); err != nil {
-		return errors.Wrapf(ErrCorrupt, "bad JSON: %v", err)
+		return errdefs.Wrapf(ErrCorrupt, err, "bad JSON: %v", err)
 	}
 	if dec.More() {
 		return errors.Wrap(ErrCorrupt, "data after the JSON object")

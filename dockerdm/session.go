@@ -20,8 +20,9 @@ import (
 // (its loop devices bound read-only, the thin-pool table with the
 // read_only feature), and taken down again by Close; each device is
 // activated read-only under a name of the session's own and mounted
-// without journal replay (ext4 noload, xfs norecovery,nouuid). Nothing the
-// session does writes the pool's metadata or Docker's files.
+// without journal replay (ext4 noload, xfs norecovery,nouuid) and with
+// nodev, nosuid and noexec. Nothing the session does writes the pool's
+// metadata or Docker's files.
 type Session struct {
 	c       *dm.Client
 	s       *Store
@@ -65,7 +66,7 @@ func OpenSession(ctx context.Context, s *Store, c *dm.Client, dir string) (ss *S
 		return ss, errors.Errorf("pool %s is not active: bring up the pool's volume group first", s.PoolName)
 	}
 	b := make([]byte, 4096)
-	f, err := os.Open(s.MetadataFile)
+	f, err := openStoreFile(s.MetadataFile)
 	if err != nil {
 		return ss, errors.Wrap(err, "pool metadata")
 	}
@@ -149,9 +150,11 @@ func (ss *Session) Mount(ctx context.Context, hash string) (string, error) {
 	}
 	ss.devices = append(ss.devices, name)
 	mp := filepath.Join(ss.dir, strconv.FormatUint(uint64(rec.DeviceID), 10))
-	opts := []string{"noload"}
+	// The store's filesystems are foreign: no device nodes, setuid bits or
+	// programs of theirs take effect through this mount.
+	opts := []string{"nodev", "nosuid", "noexec", "noload"}
 	if ss.fsType == fs.XFS {
-		opts = []string{"norecovery", "nouuid"}
+		opts = []string{"nodev", "nosuid", "noexec", "norecovery", "nouuid"}
 	}
 	if err := fs.Mount(dm.NodePath(name), mp, ss.fsType, fs.MountOptions{ReadOnly: true, Options: opts}); err != nil {
 		return "", errors.Wrapf(err, "mount device %s (thin id %d) read-only", hash, rec.DeviceID)

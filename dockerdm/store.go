@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -134,11 +133,18 @@ func Open(root string, opts OpenOptions) (*Store, error) {
 	if opts.PoolName != "" {
 		s.PoolName = opts.PoolName
 	} else {
-		s.DataFile = filepath.Join(s.DMDir, "devicemapper", "data")
-		s.MetadataFile = filepath.Join(s.DMDir, "devicemapper", "metadata")
-		for _, f := range []string{s.DataFile, s.MetadataFile} {
-			if _, err := os.Stat(f); err != nil {
-				return nil, errors.Wrapf(ErrPartial, "%s is missing (a store on an external pool needs the pool's name)", f)
+		for _, f := range []*string{&s.DataFile, &s.MetadataFile} {
+			name := "data"
+			if f == &s.MetadataFile {
+				name = "metadata"
+			}
+			resolved, note, err := poolFile(filepath.Join(s.DMDir, "devicemapper", name))
+			if err != nil {
+				return nil, err
+			}
+			*f = resolved
+			if note != "" {
+				s.Notes = append(s.Notes, note)
 			}
 		}
 	}
@@ -156,7 +162,7 @@ func Open(root string, opts OpenOptions) (*Store, error) {
 
 // otherDrivers names the graph drivers whose image databases root holds.
 func otherDrivers(root string) string {
-	ents, err := os.ReadDir(filepath.Join(root, "image"))
+	ents, err := readDir(filepath.Join(root, "image"))
 	if err != nil || len(ents) == 0 {
 		return ""
 	}
@@ -167,26 +173,20 @@ func otherDrivers(root string) string {
 	return " (its image database is for " + strings.Join(names, ", ") + ")"
 }
 
-// readFile reads a store file of at most maxRecordSize bytes.
+// readFile reads a store file of at most maxRecordSize bytes: a regular
+// file, not a symlink (openStoreFile), its size checked before reading.
 func readFile(p string) ([]byte, error) {
-	f, err := os.Open(p)
+	f, err := openStoreFile(p)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
-	if err != nil {
-		return nil, errors.Wrapf(err, "read %s", p)
-	}
-	if len(b) > maxRecordSize {
-		return nil, errors.Wrapf(ErrCorrupt, "%s is larger than %d bytes", p, maxRecordSize)
-	}
-	return b, nil
+	return readAtMost(f, maxRecordSize)
 }
 
 func (s *Store) readRecords() error {
 	mdir := filepath.Join(s.DMDir, "metadata")
-	ents, err := os.ReadDir(mdir)
+	ents, err := readDir(mdir)
 	if os.IsNotExist(err) {
 		legacy := filepath.Join(s.DMDir, "devicemapper", "json")
 		b, lerr := readFile(legacy)
@@ -254,7 +254,7 @@ func (s *Store) readRecords() error {
 // readSmallText reads a one-line store file and trims it; "" when absent.
 func readSmallText(p string) (string, bool, error) {
 	b, err := readFile(p)
-	if os.IsNotExist(errors.Cause(err)) {
+	if errors.Is(err, os.ErrNotExist) {
 		return "", false, nil
 	}
 	if err != nil {
@@ -265,7 +265,7 @@ func readSmallText(p string) (string, bool, error) {
 
 func (s *Store) readImages() error {
 	idir := filepath.Join(s.Root, "image", "devicemapper")
-	if _, err := os.Stat(idir); err != nil {
+	if fi, err := os.Stat(idir); err != nil || !fi.IsDir() {
 		return errors.Wrapf(ErrPartial, "%s is missing", idir)
 	}
 	refs := map[string][]string{}
@@ -273,14 +273,14 @@ func (s *Store) readImages() error {
 		if refs, err = ParseRepositories(b); err != nil {
 			return errors.Wrapf(err, "%s", filepath.Join(idir, "repositories.json"))
 		}
-	} else if !os.IsNotExist(errors.Cause(err)) {
+	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	if err := s.readLayers(filepath.Join(idir, "layerdb", "sha256")); err != nil {
 		return err
 	}
 	cdir := filepath.Join(idir, "imagedb", "content", "sha256")
-	ents, err := os.ReadDir(cdir)
+	ents, err := readDir(cdir)
 	if err != nil && !os.IsNotExist(err) {
 		return errors.Wrapf(err, "image database %s", cdir)
 	}
@@ -326,7 +326,7 @@ func imageKey(i Image) string {
 }
 
 func (s *Store) readLayers(ldir string) error {
-	ents, err := os.ReadDir(ldir)
+	ents, err := readDir(ldir)
 	if err != nil {
 		if os.IsNotExist(err) {
 			return nil
@@ -348,7 +348,7 @@ func (s *Store) readLayers(ldir string) error {
 			s.Notes = append(s.Notes, "skipped "+dir+": no cache-id (Docker skips it too)")
 			continue
 		}
-		if strings.ContainsAny(l.CacheID, "/\x00") || l.CacheID == BaseHash {
+		if !isHashName(l.CacheID) || l.CacheID == BaseHash {
 			return errors.Wrapf(ErrCorrupt, "%s: cache-id %q cannot name a device", dir, l.CacheID)
 		}
 		if l.DiffID, ok, err = readSmallText(filepath.Join(dir, "diff")); err != nil {
@@ -368,9 +368,7 @@ func (s *Store) readLayers(ldir string) error {
 				return errors.Wrapf(ErrCorrupt, "%s: size %q is not a byte count", dir, sz)
 			}
 		}
-		if _, err := os.Stat(filepath.Join(dir, "tar-split.json.gz")); err == nil {
-			l.TarSplit = true
-		}
+		l.TarSplit = isRegularFile(filepath.Join(dir, "tar-split.json.gz"))
 		s.Layers[l.ChainID] = l
 	}
 	return nil
@@ -379,7 +377,7 @@ func (s *Store) readLayers(ldir string) error {
 func (s *Store) readContainers() error {
 	mdir := filepath.Join(s.Root, "image", "devicemapper", "layerdb", "mounts")
 	byID := map[string]*Container{}
-	ents, err := os.ReadDir(mdir)
+	ents, err := readDir(mdir)
 	if err != nil && !os.IsNotExist(err) {
 		return errors.Wrapf(err, "layer database %s", mdir)
 	}
@@ -393,12 +391,12 @@ func (s *Store) readContainers() error {
 		var ok bool
 		if c.MountID, ok, err = readSmallText(filepath.Join(dir, "mount-id")); err != nil {
 			return err
-		} else if !ok || c.MountID == "" || strings.ContainsAny(c.MountID, "/\x00") {
+		} else if !ok || !isHashName(c.MountID) {
 			return errors.Wrapf(ErrCorrupt, "%s: mount-id %q cannot name a device", dir, c.MountID)
 		}
 		if c.InitID, _, err = readSmallText(filepath.Join(dir, "init-id")); err != nil {
 			return err
-		} else if strings.ContainsAny(c.InitID, "/\x00") {
+		} else if c.InitID != "" && !isHashName(c.InitID) {
 			return errors.Wrapf(ErrCorrupt, "%s: init-id %q cannot name a device", dir, c.InitID)
 		}
 		if c.Parent, _, err = readSmallText(filepath.Join(dir, "parent")); err != nil {
@@ -409,14 +407,14 @@ func (s *Store) readContainers() error {
 		byID[c.ID] = c
 	}
 	cdir := filepath.Join(s.Root, "containers")
-	ents, err = os.ReadDir(cdir)
+	ents, err = readDir(cdir)
 	if err != nil && !os.IsNotExist(err) {
 		return errors.Wrapf(err, "containers %s", cdir)
 	}
 	for _, e := range ents {
 		p := filepath.Join(cdir, e.Name(), "config.v2.json")
 		b, err := readFile(p)
-		if os.IsNotExist(errors.Cause(err)) || !e.IsDir() {
+		if errors.Is(err, os.ErrNotExist) || !e.IsDir() {
 			continue
 		}
 		if err != nil {
@@ -451,3 +449,10 @@ func (s *Store) readContainers() error {
 // DeviceName is the device-mapper name Docker gives the device with this
 // hash (<prefix>-<hash>, the base <prefix>-base).
 func (s *Store) DeviceName(hash string) string { return s.Prefix + "-" + hash }
+
+// isHashName reports whether h can be the hash of a device record: the
+// name of a file in metadata/ (not empty, no slash or NUL, not . or ..,
+// at most 255 bytes).
+func isHashName(h string) bool {
+	return h != "" && h != "." && h != ".." && len(h) <= 255 && !strings.ContainsAny(h, "/\x00")
+}

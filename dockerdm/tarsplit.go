@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"hash/crc64"
 	"io"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -13,6 +14,9 @@ import (
 	"sync"
 
 	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/driver"
+	"github.com/thinctl/thinctl/errdefs"
 )
 
 // Tar-split entry types (github.com/vbatts/tar-split's storage package):
@@ -51,7 +55,7 @@ func ReadTarSplit(r io.Reader, fn func(TarSplitEntry) error) error {
 			return nil
 		}
 		if err != nil && err != io.EOF {
-			return errors.Wrapf(ErrTarSplit, "line %d: %v", n, err)
+			return errdefs.Wrapf(ErrTarSplit, err, "line %d: %v", n, err)
 		}
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
@@ -65,7 +69,7 @@ func ReadTarSplit(r io.Reader, fn func(TarSplitEntry) error) error {
 			Pos     *int   `json:"position"`
 		}
 		if err := json.Unmarshal(line, &raw); err != nil {
-			return errors.Wrapf(ErrTarSplit, "line %d: %v", n, err)
+			return errdefs.Wrapf(ErrTarSplit, err, "line %d: %v", n, err)
 		}
 		e := TarSplitEntry{Type: raw.Type, Name: raw.Name, Size: raw.Size, Payload: raw.Payload}
 		if len(raw.NameRaw) > 0 {
@@ -101,6 +105,24 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
+// TarSplitSize returns the bytes AssembleTar would write for a tar-split
+// stream (its segments plus its files' sizes) without reading any file.
+func TarSplitSize(tarSplit io.Reader) (int64, error) {
+	var total int64
+	err := ReadTarSplit(tarSplit, func(e TarSplitEntry) error {
+		n := e.Size
+		if e.Type == tarSplitSegment {
+			n = int64(len(e.Payload))
+		}
+		if total > math.MaxInt64-n {
+			return errors.Wrap(ErrTarSplit, "the tar it describes is larger than 2^63 bytes")
+		}
+		total += n
+		return nil
+	})
+	return total, err
+}
+
 // crcTable is tar-split's CRC-64 (ISO) table, made on first use rather
 // than at every thinctl start.
 var crcTable = sync.OnceValue(func() *crc64.Table { return crc64.MakeTable(crc64.ISO) })
@@ -110,6 +132,9 @@ var crcTable = sync.OnceValue(func() *crc64.Table { return crc64.MakeTable(crc64
 // layer's tree, e.g. its device mounted read-only, under rootfs/) and
 // checked against the CRC-64 Docker recorded. It returns the bytes written.
 func AssembleTar(tarSplit io.Reader, root string, w io.Writer) (int64, error) {
+	if err := driver.CheckLayerRoot(root); err != nil {
+		return 0, err
+	}
 	var total int64
 	buf := make([]byte, 1<<20)
 	err := ReadTarSplit(tarSplit, func(e TarSplitEntry) error {
@@ -125,7 +150,10 @@ func AssembleTar(tarSplit io.Reader, root string, w io.Writer) (int64, error) {
 		if err != nil {
 			return err
 		}
-		f, err := os.Open(p)
+		// Opened beneath root without following a symlink and only as the
+		// regular file it was a moment ago: never a FIFO or a device.
+		rel, _ := filepath.Rel(root, p)
+		f, err := driver.OpenRegularInRoot(root, rel, nil)
 		if err != nil {
 			return errors.Wrapf(err, "layer file %q", e.Name)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"hash/crc64"
 	"io"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,7 +139,7 @@ func TestAssembleTarRefusesContentOtherThanDockerRecorded(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want %q", err, tc.want)
 			}
-			if !errors.Is(err, ErrCorrupt) && !os.IsNotExist(errors.Cause(err)) {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("err %v is neither ErrCorrupt nor a missing file", err)
 			}
 		})
@@ -148,15 +149,33 @@ func TestAssembleTarRefusesContentOtherThanDockerRecorded(t *testing.T) {
 func FuzzReadTarSplit(f *testing.F) {
 	f.Add([]byte(`{"type":2,"payload":"AAAA","position":0}` + "\n" + `{"type":1,"name":"a","size":1,"payload":"AAAAAAAAAAA=","position":1}` + "\n"))
 	f.Add([]byte(`{"type":1,"name_raw":"/w==","size":0,"payload":null,"position":0}`))
+	f.Add([]byte(`{"type":1,"name":"a","size":9223372036854775807,"payload":"AAAAAAAAAAA="}` + "\n" + `{"type":2,"payload":"AA=="}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ReadTarSplit(bytes.NewReader(b), func(e TarSplitEntry) error {
+		var sum big.Int
+		err := ReadTarSplit(bytes.NewReader(b), func(e TarSplitEntry) error {
 			if e.Type == tarSplitFile && e.Size > 0 && len(e.Payload) != 8 {
 				t.Fatalf("file entry with a %d-byte checksum", len(e.Payload))
 			}
 			if e.Size < 0 {
 				t.Fatal("negative size")
 			}
+			n := e.Size
+			if e.Type == tarSplitSegment {
+				n = int64(len(e.Payload))
+			}
+			sum.Add(&sum, big.NewInt(n))
 			return nil
 		})
+		// TarSplitSize is the exact total when it fits in an int64, and
+		// an error otherwise, never a wrapped-around number.
+		n, serr := TarSplitSize(bytes.NewReader(b))
+		switch {
+		case err != nil && serr == nil:
+			t.Fatalf("TarSplitSize accepted what ReadTarSplit refused (%v)", err)
+		case err == nil && sum.IsInt64() && (serr != nil || n != sum.Int64()):
+			t.Fatalf("TarSplitSize = %d, %v; the entries add up to %s", n, serr, sum.String())
+		case err == nil && !sum.IsInt64() && serr == nil:
+			t.Fatalf("TarSplitSize = %d for entries adding up to %s", n, sum.String())
+		}
 	})
 }

@@ -127,10 +127,9 @@ func TestApplyTarRefusesEscapes(t *testing.T) {
 			{hdr: tar.Header{Name: "link/evil", Typeflag: tar.TypeReg, Mode: 0o644}, body: "x"},
 		}},
 		{"a hard link to outside", []tarEntry{{hdr: tar.Header{Name: "h", Typeflag: tar.TypeLink, Linkname: "../../etc/passwd"}}}},
-		{"a whiteout through a symlink", []tarEntry{
-			{hdr: tar.Header{Name: "link", Typeflag: tar.TypeSymlink, Linkname: "/"}},
-			{hdr: tar.Header{Name: "link/.wh.etc", Typeflag: tar.TypeReg}},
-		}},
+		// A whiteout through a symlinked parent is no longer refused: the
+		// parent resolves inside the layer (issue 21). The hostile-archive
+		// catalogue in drivertest proves nothing outside is touched.
 	}
 	for _, c := range cases {
 		t.Run(c.name+" is refused", func(t *testing.T) {

@@ -39,7 +39,19 @@ func SortChanges(cs []Change) {
 // modified when its own metadata changed or anything below it did (its
 // mtime and size alone do not count). Files count as modified when type,
 // mode, owner, size, mtime, device number, symlink target or xattrs differ.
+//
+// Both roots must be real directories (CheckLayerRoot), and no directory
+// is listed through a symlink: one planted by another program while the
+// walk runs makes it fail with ErrUnsafeEntry instead of reading outside.
 func ChangesDirs(newDir, oldDir string) ([]Change, error) {
+	if err := CheckLayerRoot(newDir); err != nil {
+		return nil, err
+	}
+	if oldDir != "" {
+		if err := CheckLayerRoot(oldDir); err != nil {
+			return nil, err
+		}
+	}
 	var out []Change
 	if _, err := compareDir(newDir, oldDir, ".", &out); err != nil {
 		return nil, err
@@ -73,20 +85,22 @@ func lstatEntry(p string) (*entryStat, error) {
 
 func (e *entryStat) isDir() bool { return e.st.Mode&unix.S_IFMT == unix.S_IFDIR }
 
-func readNames(dir string) ([]string, error) {
-	if dir == "" {
+// readNames lists directory rel of the tree at root ("" for none: no
+// names), opened without following a symlink anywhere below root.
+func readNames(root, rel string) ([]string, error) {
+	if root == "" {
 		return nil, nil
 	}
-	f, err := os.Open(dir)
+	f, err := OpenInRoot(root, rel, unix.O_DIRECTORY)
 	if err != nil {
 		if os.IsNotExist(err) {
 			return nil, nil
 		}
-		return nil, errors.Wrapf(err, "open %s", dir)
+		return nil, errors.Wrapf(err, "open %s", join(root, rel))
 	}
 	defer f.Close()
 	names, err := f.Readdirnames(-1)
-	return names, errors.Wrapf(err, "list %s", dir)
+	return names, errors.Wrapf(err, "list %s", f.Name())
 }
 
 func join(root, rel string) string {
@@ -99,11 +113,11 @@ func join(root, rel string) string {
 // compareDir compares directory rel in both trees and appends changes
 // below it; it reports whether any were found.
 func compareDir(newRoot, oldRoot, rel string, out *[]Change) (bool, error) {
-	newNames, err := readNames(join(newRoot, rel))
+	newNames, err := readNames(newRoot, rel)
 	if err != nil {
 		return false, err
 	}
-	oldNames, err := readNames(join(oldRoot, rel))
+	oldNames, err := readNames(oldRoot, rel)
 	if err != nil {
 		return false, err
 	}

@@ -50,6 +50,19 @@
 // layers and comparing trees; ApplyTar unpacks them, handing whiteouts to a
 // WhiteoutFormat that writes the backend's native form.
 //
+// ApplyTar treats every stream as hostile. It opens the layer root once
+// without following a symlink and resolves each entry's parent from that
+// descriptor with openat2(RESOLVE_IN_ROOT), so symlinks inside the layer
+// ("lib -> /usr/lib", "up -> ../..") lead to paths inside it and never
+// outside; kernels without openat2 get the same resolution done one
+// component at a time in user space. The entry itself is made and changed
+// with *at calls that never follow a symlink at its name. The root stays a
+// directory ("./" may only set its metadata), hard links must name a
+// non-directory inside the layer, directory times are set at the end on
+// the same inodes that were created, and content is bounded by the free
+// space of the layer's filesystem. drivertest.HostileArchives is the
+// catalogue of attacks every backend is run against.
+//
 // # Writing a backend
 //
 // A backend implements Backend and registers it from an init function:

@@ -41,6 +41,10 @@ func NewTarWriter(w io.Writer) *TarWriter {
 // AddPath writes the entry for rel (slash-separated, relative to root),
 // reading its metadata and content from disk. A socket is left out: a
 // layer stream cannot hold one, and it means nothing once its server is gone.
+// Content is read only from the regular file the header describes, opened
+// without following a symlink anywhere below root and without blocking:
+// a FIFO or device is never read from, and an entry another program swaps
+// for a symlink, FIFO or other file meanwhile fails with ErrUnsafeEntry.
 func (t *TarWriter) AddPath(root, rel string) error {
 	rel = strings.Trim(filepath.ToSlash(rel), "/")
 	p := filepath.Join(root, filepath.FromSlash(rel))
@@ -71,7 +75,7 @@ func (t *TarWriter) AddPath(root, rel string) error {
 	if hdr.Typeflag != tar.TypeReg || hdr.Size == 0 {
 		return nil
 	}
-	f, err := os.Open(p)
+	f, err := OpenRegularInRoot(root, rel, &st)
 	if err != nil {
 		return errors.Wrapf(err, "open %s", p)
 	}

@@ -3,15 +3,20 @@ package driver
 import (
 	"archive/tar"
 	"io"
-	"os"
 	"path"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
+
+	"github.com/thinctl/thinctl/errdefs"
 )
+
+// ErrBadArchive is the class of a layer stream ApplyTar refuses: an entry
+// that would reach outside the layer, replace its root, or that no
+// filesystem could hold. It also matches ErrInvalidArgument.
+var ErrBadArchive = errdefs.New("layer archive refused", errdefs.ErrInvalidArgument)
 
 // CleanEntryName turns a tar entry name into a cleaned slash-separated path
 // relative to the layer root, refusing names that climb out of it.
@@ -35,19 +40,80 @@ func CleanEntryName(name string) (string, error) {
 	return c, nil
 }
 
-// ApplyTar unpacks the layer stream r into root, converting OCI whiteouts
-// through wf (RemoveWhiteouts when nil), and returns the number of content
-// bytes written (the sum of regular file sizes, each hard-linked inode
-// counted once). It keeps modes including setuid, setgid and sticky bits,
-// owners, nanosecond mtimes, xattrs, symlinks, hard links and device nodes.
-// Entries may not escape root, neither by .. nor through a symlink.
-// Entries at or below a reserved ".wh..wh." name (see ParseWhiteout), and
-// hard links to such entries, are left out.
+// ApplyOptions tunes ApplyTarWith; the zero value is ApplyTar's behaviour.
+type ApplyOptions struct {
+	// Whiteouts writes OCI whiteouts in the backend's form
+	// (RemoveWhiteouts when nil).
+	Whiteouts WhiteoutFormat
+	// StrictXattrs makes an xattr the filesystem refuses for its file
+	// (EPERM, ENOTSUP, EINVAL: user.* on a symlink, say) an error instead
+	// of a SkippedXattr.
+	StrictXattrs bool
+}
+
+// ApplyResult is what ApplyTarWith did.
+type ApplyResult struct {
+	// Size is the number of content bytes written: the sum of regular
+	// file sizes, each hard-linked inode counted once.
+	Size int64
+	// SkippedXattrs lists the xattrs the filesystem refused and that
+	// were left out (never with StrictXattrs).
+	SkippedXattrs []SkippedXattr
+}
+
+// SkippedXattr is an extended attribute ApplyTarWith left out.
+type SkippedXattr struct {
+	Path string // the entry's cleaned name
+	Name string // the attribute
+	Err  error  // why the filesystem refused it
+}
+
+// ApplyTar is ApplyTarWith with the whiteout format wf and default
+// options, returning only the content size.
 func ApplyTar(root string, r io.Reader, wf WhiteoutFormat) (int64, error) {
+	res, err := ApplyTarWith(root, r, ApplyOptions{Whiteouts: wf})
+	return res.Size, err
+}
+
+// ApplyTarWith unpacks the layer stream r into the directory root.
+//
+// It keeps modes including setuid, setgid and sticky bits, owners,
+// nanosecond mtimes, xattrs, symlinks, hard links and device nodes, and
+// converts OCI whiteouts through o.Whiteouts. Whatever r holds, nothing
+// outside root is created, changed, removed or has its metadata set, and
+// root stays a real directory: root is opened once without following a
+// symlink, every entry's parent is resolved from that descriptor with
+// symlinks taken as if root were "/" (so an in-layer "lib -> /usr/lib"
+// leads to root's usr/lib), and the entry itself is made and changed with
+// calls that never follow a symlink at its last component. The "./" entry
+// may only be a directory (it sets root's metadata). Hard links must name
+// an existing non-directory inside root. A regular entry larger than the
+// free space of root's filesystem is refused before it is written, and
+// all the content written together never exceeds that free space.
+// PAX global headers are skipped; GNU sparse files (old and PAX), long
+// names and links are read. Entries at or below a reserved ".wh..wh."
+// name (see ParseWhiteout), and hard links to such entries, are left out.
+// A refused entry's error matches ErrBadArchive and names the entry.
+// What was written before an error stays.
+func ApplyTarWith(root string, r io.Reader, o ApplyOptions) (ApplyResult, error) {
+	wf := o.Whiteouts
 	if wf == nil {
 		wf = RemoveWhiteouts
 	}
-	a := &applier{root: root, wf: wf, written: map[string]bool{}}
+	rootfd, err := openLayerRoot(root)
+	if err != nil {
+		return ApplyResult{}, errors.Wrap(ErrBadArchive, err.Error())
+	}
+	defer unix.Close(rootfd)
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(rootfd, &sfs); err != nil {
+		return ApplyResult{}, errors.Wrapf(err, "statfs %s", root)
+	}
+	a := &applier{root: rootfd, wf: wf, strict: o.StrictXattrs, written: map[string]bool{},
+		free: int64(sfs.Bfree) * sfs.Bsize}
+	if testFreeLimit > 0 && testFreeLimit < a.free {
+		a.free = testFreeLimit
+	}
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -55,264 +121,194 @@ func ApplyTar(root string, r io.Reader, wf WhiteoutFormat) (int64, error) {
 			break
 		}
 		if err != nil {
-			return a.size, errors.Wrap(err, "read layer stream")
+			return a.result(), errors.Wrap(err, "read layer stream")
 		}
 		if err := a.entry(hdr, tr); err != nil {
-			return a.size, err
+			return a.result(), err
 		}
 	}
 	// Directory times last: creating children changed them.
 	for i := len(a.dirs) - 1; i >= 0; i-- {
-		d := a.dirs[i]
-		if err := setTimes(a.abs(d.rel), d.mtime); err != nil {
-			return a.size, err
+		if err := a.setDirTimes(a.dirs[i]); err != nil {
+			return a.result(), err
 		}
 	}
-	return a.size, nil
+	return a.result(), nil
 }
 
+// testFreeLimit, when positive, caps the free space ApplyTarWith sees, so
+// tests and fuzzing meet the size bounds without filling a filesystem.
+var testFreeLimit int64
+
 type dirTime struct {
-	rel   string
-	mtime time.Time
+	rel      string
+	dev, ino uint64
+	mtime    time.Time
 }
 
 type applier struct {
-	root    string
+	root    int // the layer root, opened O_DIRECTORY|O_NOFOLLOW
 	wf      WhiteoutFormat
+	strict  bool
 	size    int64
+	free    int64 // bytes the filesystem may still take from this stream
+	skipped []SkippedXattr
 	written map[string]bool
 	dirs    []dirTime
 }
 
-func (a *applier) abs(rel string) string {
-	return filepath.Join(a.root, filepath.FromSlash(rel))
+func (a *applier) result() ApplyResult {
+	return ApplyResult{Size: a.size, SkippedXattrs: a.skipped}
 }
 
-// safeParent makes sure every directory above rel exists inside root and is
-// a real directory, not a symlink that could lead elsewhere.
-func (a *applier) safeParent(rel string) error {
-	dir := path.Dir(rel)
-	if dir == "." {
-		return nil
-	}
-	cur := a.root
-	for _, part := range strings.Split(dir, "/") {
-		cur = filepath.Join(cur, part)
-		fi, err := os.Lstat(cur)
-		switch {
-		case os.IsNotExist(err):
-			if err := os.Mkdir(cur, 0o755); err != nil {
-				return errors.Wrapf(err, "create parent directory of %s", rel)
-			}
-		case err != nil:
-			return errors.Wrapf(err, "stat parent of %s", rel)
-		case fi.Mode()&os.ModeSymlink != 0:
-			return errors.Errorf("tar entry %s would be written through the symlink %s; refusing", rel, cur)
-		case !fi.IsDir():
-			return errors.Errorf("tar entry %s needs %s to be a directory, but it is a file", rel, cur)
-		}
-	}
-	return nil
+// refuse is the one-line error for an entry the applier will not write.
+func refuse(format string, args ...any) error {
+	return errors.Wrap(ErrBadArchive, errors.Errorf(format, args...).Error())
 }
 
 func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil // defaults for the entries after it; each carries its own
+	}
 	rel, err := CleanEntryName(hdr.Name)
 	if err != nil {
-		return err
+		return errors.Wrap(ErrBadArchive, err.Error())
 	}
 	kind, target, err := ParseWhiteout(rel)
 	if err != nil {
-		return err
+		return errors.Wrap(ErrBadArchive, err.Error())
 	}
 	switch kind {
 	case WhiteoutMeta:
 		return nil
 	case Whiteout:
-		if err := a.safeParent(target); err != nil {
-			return err
+		dir, err := parentDir(a.root, target)
+		if err != nil {
+			return errors.Wrap(ErrBadArchive, err.Error())
 		}
-		return a.wf.Whiteout(a.root, target)
+		defer unix.Close(dir)
+		return a.wf.Whiteout(dir, path.Base(target), target)
 	case OpaqueMarker:
-		if target != "." {
-			if err := a.safeParent(target + "/x"); err != nil {
-				return err
-			}
+		dir, err := parentDir(a.root, path.Join(target, "x"))
+		if err != nil {
+			return errors.Wrap(ErrBadArchive, err.Error())
 		}
-		return a.wf.Opaque(a.root, target, func(child string) bool { return a.written[child] })
+		defer unix.Close(dir)
+		return a.wf.Opaque(dir, target, func(child string) bool { return a.written[child] })
 	}
 	if hdr.Typeflag == tar.TypeLink && UnderMeta(path.Clean("/" + hdr.Linkname)[1:]) {
 		return nil // its target is union-filesystem metadata, never unpacked
 	}
-	if rel != "." {
-		if err := a.safeParent(rel); err != nil {
-			return err
+	if rel == "." {
+		if hdr.Typeflag != tar.TypeDir {
+			return refuse("tar entry %q is the layer root but not a directory (type %q); the root stays a directory", hdr.Name, hdr.Typeflag)
 		}
+		return a.setMeta(hdr, rel, a.root, "", a.root)
 	}
-	p := a.abs(rel)
-	if err := a.create(hdr, rel, p, r); err != nil {
+	if err := a.fits(hdr, rel); err != nil {
 		return err
+	}
+	dir, err := parentDir(a.root, rel)
+	if err != nil {
+		return errors.Wrap(ErrBadArchive, err.Error())
+	}
+	defer unix.Close(dir)
+	fd, err := a.create(hdr, rel, dir, path.Base(rel), r)
+	if err != nil {
+		return err
+	}
+	if fd >= 0 {
+		defer unix.Close(fd)
 	}
 	// The stream wrote rel and, by implication, every directory above it:
 	// an opaque marker that follows must keep them all.
 	for d := rel; d != "." && !a.written[d]; d = path.Dir(d) {
 		a.written[d] = true
 	}
-	return a.setMeta(hdr, rel, p)
+	return a.setMeta(hdr, rel, dir, path.Base(rel), fd)
 }
 
-func (a *applier) create(hdr *tar.Header, rel, p string, r io.Reader) error {
-	fi, err := os.Lstat(p)
-	exists := err == nil
-	if exists && !(fi.IsDir() && hdr.Typeflag == tar.TypeDir) {
-		if err := os.RemoveAll(p); err != nil {
-			return errors.Wrapf(err, "replace %s", rel)
+// isRegular reports whether typ is content read as a regular file: old
+// GNU sparse ('S') and contiguous ('7') files are, to every reader.
+func isRegular(typ byte) bool {
+	return typ == tar.TypeReg || typ == tar.TypeRegA || typ == tar.TypeGNUSparse || typ == tar.TypeCont
+}
+
+// fits refuses a regular entry bigger than what root's filesystem still
+// has free for this stream.
+func (a *applier) fits(hdr *tar.Header, rel string) error {
+	if !isRegular(hdr.Typeflag) || hdr.Size <= a.free {
+		return nil
+	}
+	return errors.Wrapf(errdefs.ErrNoSpace, "tar entry %s is %d bytes, more than the %d bytes the layer's filesystem has free; refusing it",
+		rel, hdr.Size, a.free)
+}
+
+// create makes the entry name in the directory dir, replacing what is
+// there unless both are directories. It returns a descriptor of the new
+// file or directory (-1 for other types) for setMeta.
+func (a *applier) create(hdr *tar.Header, rel string, dir int, name string, r io.Reader) (int, error) {
+	var st unix.Stat_t
+	err := unix.Fstatat(dir, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	isDir := err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
+	if err == nil && !(isDir && hdr.Typeflag == tar.TypeDir) {
+		if err := RemoveAllAt(dir, name); err != nil {
+			return -1, errors.Wrapf(err, "replace %s", rel)
 		}
 	}
 	mode := uint32(hdr.Mode & 0o7777)
-	switch hdr.Typeflag {
-	case tar.TypeDir:
-		if !(exists && fi.IsDir()) {
-			if err := os.Mkdir(p, 0o700); err != nil {
-				return errors.Wrapf(err, "create directory %s", rel)
+	switch typ := hdr.Typeflag; {
+	case typ == tar.TypeDir:
+		if !isDir {
+			if err := unix.Mkdirat(dir, name, 0o700); err != nil {
+				return -1, errors.Wrapf(err, "create directory %s", rel)
 			}
 		}
-	case tar.TypeReg, tar.TypeRegA:
-		f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		return fd, errors.Wrapf(err, "open directory %s", rel)
+	case isRegular(typ):
+		fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if err != nil {
-			return errors.Wrapf(err, "create %s", rel)
+			return -1, errors.Wrapf(err, "create %s", rel)
 		}
-		n, err := copySparse(f, r)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return errors.Wrapf(err, "write %s", rel)
-		}
+		n, err := copyHoles(fd, r, &a.free)
 		a.size += n
-	case tar.TypeSymlink:
-		if err := os.Symlink(hdr.Linkname, p); err != nil {
-			return errors.Wrapf(err, "create symlink %s", rel)
-		}
-	case tar.TypeLink:
-		target, err := CleanEntryName(hdr.Linkname)
-		if err != nil || target == "." {
-			return errors.Errorf("hard link %s points at %q, outside the layer", rel, hdr.Linkname)
-		}
-		if err := a.safeParent(target); err != nil {
-			return err
-		}
-		if err := os.Link(a.abs(target), p); err != nil {
-			return errors.Wrapf(err, "create hard link %s to %s", rel, target)
-		}
-	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		kind := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[hdr.Typeflag]
-		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
-		if err := unix.Mknod(p, kind|mode&0o777, int(dev)); err != nil {
-			return errors.Wrapf(err, "create device node %s", rel)
-		}
-	default:
-		return errors.Errorf("tar entry %s has unsupported type %q", rel, hdr.Typeflag)
-	}
-	return nil
-}
-
-// setMeta applies owner, mode, xattrs and times; chown comes before chmod
-// because chown clears the setuid and setgid bits.
-func (a *applier) setMeta(hdr *tar.Header, rel, p string) error {
-	if hdr.Typeflag == tar.TypeLink {
-		return nil
-	}
-	if err := os.Lchown(p, hdr.Uid, hdr.Gid); err != nil {
-		return errors.Wrapf(err, "chown %s to %d:%d", rel, hdr.Uid, hdr.Gid)
-	}
-	if hdr.Typeflag != tar.TypeSymlink {
-		if err := os.Chmod(p, hdr.FileInfo().Mode()&(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky)); err != nil {
-			return errors.Wrapf(err, "chmod %s", rel)
-		}
-	}
-	for k, v := range hdr.PAXRecords {
-		name, ok := strings.CutPrefix(k, xattrPAXPrefix)
-		if !ok || SkipXattr(name) {
-			continue
-		}
-		if err := unix.Lsetxattr(p, name, []byte(v), 0); err != nil {
-			if errors.Is(err, unix.ENOTSUP) {
-				continue
-			}
-			return errors.Wrapf(err, "set xattr %s on %s", name, rel)
-		}
-	}
-	if hdr.Typeflag == tar.TypeDir {
-		a.dirs = append(a.dirs, dirTime{rel: rel, mtime: hdr.ModTime})
-		return nil
-	}
-	return setTimes(p, hdr.ModTime)
-}
-
-// setTimes sets atime and mtime of p to t without following a symlink.
-func setTimes(p string, t time.Time) error {
-	ts := unix.NsecToTimespec(t.UnixNano())
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return errors.Wrapf(err, "set times of %s", p)
-	}
-	return nil
-}
-
-// sparseChunk is the unit copySparse leaves as a hole when it is all zeros.
-const sparseChunk = 4096
-
-// copySparse copies r to the new, empty file f, seeking over every
-// all-zero sparseChunk instead of writing it, so a sparse file stays
-// sparse through a tar round trip (tar streams carry the zeros; the
-// filesystem gets holes). A file ending in a hole gets its size with
-// Truncate. It returns the bytes copied.
-func copySparse(f *os.File, r io.Reader) (int64, error) {
-	buf := make([]byte, sparseChunk)
-	var n int64
-	hole := false
-	for {
-		// Fill the chunk; only io.EOF ends the file (a reader's
-		// io.ErrUnexpectedEOF is a cut stream and is returned).
-		k := 0
-		var err error
-		for k < len(buf) && err == nil {
-			var m int
-			m, err = r.Read(buf[k:])
-			k += m
-		}
-		if k > 0 {
-			chunk := buf[:k]
-			if k == sparseChunk && allZero(chunk) {
-				if _, err := f.Seek(int64(k), io.SeekCurrent); err != nil {
-					return n, err
-				}
-				hole = true
-			} else {
-				if _, err := f.Write(chunk); err != nil {
-					return n, err
-				}
-				hole = false
-			}
-			n += int64(k)
-		}
-		if err == io.EOF {
-			break
-		}
 		if err != nil {
-			return n, err
+			unix.Close(fd)
+			return -1, errors.Wrapf(err, "write %s", rel)
 		}
+		return fd, nil
+	case typ == tar.TypeSymlink:
+		return -1, errors.Wrapf(unix.Symlinkat(hdr.Linkname, dir, name), "create symlink %s", rel)
+	case typ == tar.TypeLink:
+		return -1, a.link(hdr, rel, dir, name)
+	case typ == tar.TypeChar, typ == tar.TypeBlock, typ == tar.TypeFifo:
+		kind := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[typ]
+		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
+		return -1, errors.Wrapf(unix.Mknodat(dir, name, kind|mode&0o777, int(dev)), "create device node %s", rel)
 	}
-	if hole {
-		return n, f.Truncate(n)
-	}
-	return n, nil
+	return -1, refuse("tar entry %s has unsupported type %q", rel, hdr.Typeflag)
 }
 
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
+// link makes name in dir a hard link to the entry's Linkname, which must
+// be an existing non-directory inside the layer; a symlink there is
+// linked itself, never followed.
+func (a *applier) link(hdr *tar.Header, rel string, dir int, name string) error {
+	target, err := CleanEntryName(hdr.Linkname)
+	if err != nil || target == "." {
+		return refuse("hard link %s points at %q, outside the layer", rel, hdr.Linkname)
 	}
-	return true
+	tdir, err := openInRoot(a.root, path.Dir(target), unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return refuse("hard link %s points at %s, which does not exist in the layer (%v)", rel, target, err)
+	}
+	defer unix.Close(tdir)
+	var st unix.Stat_t
+	if err := unix.Fstatat(tdir, path.Base(target), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return refuse("hard link %s points at %s, which does not exist in the layer (%v)", rel, target, err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return refuse("hard link %s points at the directory %s; directories cannot be hard linked", rel, target)
+	}
+	return errors.Wrapf(unix.Linkat(tdir, path.Base(target), dir, name, 0), "create hard link %s to %s", rel, target)
 }

@@ -1,9 +1,7 @@
 package driver
 
 import (
-	"os"
 	"path"
-	"path/filepath"
 	"strings"
 
 	"github.com/pkg/errors"
@@ -84,18 +82,22 @@ func WhiteoutName(p string) string {
 }
 
 // WhiteoutFormat turns OCI whiteouts into a backend's native form while
-// ApplyTar unpacks a layer stream. root is the directory being unpacked
-// into; rel is a cleaned slash-separated path relative to root.
+// ApplyTar unpacks a layer stream. It is handed directories as open
+// descriptors that ApplyTar resolved inside the layer, never paths, and
+// must not follow a symlink at the names it changes (RemoveAllAt and the
+// *at system calls with AT_SYMLINK_NOFOLLOW or O_NOFOLLOW do not). rel is
+// the cleaned slash-separated path in the layer, for messages and for
+// written.
 type WhiteoutFormat interface {
-	// Whiteout records that rel is deleted. Anything at rel in root is
-	// removed first.
-	Whiteout(root, rel string) error
-	// Opaque records that directory rel (which exists) hides everything
-	// lower layers hold in it, and drops what rel already held that this
-	// same stream did not write. written reports whether a child path was
-	// unpacked by the stream (itself, or something below it) and must
-	// therefore stay; nil means nothing was.
-	Opaque(root, rel string, written func(rel string) bool) error
+	// Whiteout records that name, in the directory open as dir, is
+	// deleted (rel is its path). Anything at name is removed first.
+	Whiteout(dir int, name, rel string) error
+	// Opaque records that the directory open as dir (at rel) hides
+	// everything lower layers hold in it, and drops what it already held
+	// that this same stream did not write. written reports whether a
+	// child path was unpacked by the stream (itself, or something below
+	// it) and must therefore stay; nil means nothing was.
+	Opaque(dir int, rel string, written func(rel string) bool) error
 }
 
 // RemoveWhiteouts is the WhiteoutFormat for a layer seen as one complete
@@ -106,31 +108,13 @@ var RemoveWhiteouts WhiteoutFormat = removeFormat{}
 
 type removeFormat struct{}
 
-func (removeFormat) Whiteout(root, rel string) error {
-	p := filepath.Join(root, filepath.FromSlash(rel))
-	if err := os.RemoveAll(p); err != nil {
-		return errors.Wrapf(err, "apply whiteout %s", rel)
-	}
-	return nil
+func (removeFormat) Whiteout(dir int, name, rel string) error {
+	return errors.Wrapf(RemoveAllAt(dir, name), "apply whiteout %s", rel)
 }
 
-func (removeFormat) Opaque(root, rel string, written func(string) bool) error {
-	dir := filepath.Join(root, filepath.FromSlash(rel))
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return errors.Wrapf(err, "apply opaque marker in %s", rel)
-	}
-	for _, e := range entries {
-		child := path.Join(rel, e.Name())
-		if rel == "." {
-			child = e.Name()
-		}
-		if written != nil && written(child) {
-			continue
-		}
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return errors.Wrapf(err, "apply opaque marker in %s", rel)
-		}
-	}
-	return nil
+func (removeFormat) Opaque(dir int, rel string, written func(string) bool) error {
+	err := emptyDir(dir, func(name string) bool {
+		return written != nil && written(path.Join(rel, name))
+	})
+	return errors.Wrapf(err, "apply opaque marker in %s", rel)
 }

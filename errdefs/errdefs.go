@@ -9,6 +9,9 @@
 //	errors.Is(err, thinpool.ErrDeviceNotFound) // the precise cause
 //	errors.Is(err, errdefs.ErrNotFound)        // the class, from any backend
 //
+// An error made of a class and a cause (a file that could not be read, a
+// refused ioctl) keeps both with Wrapf, so that errors.Is finds either.
+//
 // The driver package re-exports these classes under the same names.
 package errdefs
 

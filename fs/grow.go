@@ -86,7 +86,7 @@ func mountPointOf(devnum uint64, want string) (string, error) {
 	if want != "" {
 		if p, err := canonical(want); err == nil {
 			want = p
-		} else if !os.IsNotExist(errors.Cause(err)) {
+		} else if !errors.Is(err, os.ErrNotExist) {
 			return "", err
 		}
 	}

@@ -134,7 +134,7 @@ type UnmountOptions struct {
 func Unmount(target string, opts UnmountOptions) error {
 	p, err := canonical(target)
 	if err != nil {
-		if !os.IsNotExist(errors.Cause(err)) {
+		if !errors.Is(err, os.ErrNotExist) {
 			return errors.Wrap(err, "unmount")
 		}
 		if !opts.RemoveDir {
@@ -172,7 +172,7 @@ func Unmount(target string, opts UnmountOptions) error {
 func IsMounted(target string) (bool, error) {
 	p, err := canonical(target)
 	if err != nil {
-		if os.IsNotExist(errors.Cause(err)) {
+		if errors.Is(err, os.ErrNotExist) {
 			return false, nil
 		}
 		return false, err

@@ -63,7 +63,7 @@ func TestProbeRefusesWhatIsNoFilesystem(t *testing.T) {
 
 func TestProbeOfAMissingFileIsNotUnknownFilesystem(t *testing.T) {
 	_, err := Probe(filepath.Join(t.TempDir(), "missing"))
-	if err == nil || errors.Is(err, ErrUnknownFilesystem) || !os.IsNotExist(errors.Cause(err)) {
+	if err == nil || errors.Is(err, ErrUnknownFilesystem) || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("Probe of a missing file = %v, want a not-exist error", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/thinctl/thinctl/internal/wait"
 
 	"github.com/pkg/errors"
+	"github.com/thinctl/thinctl/errdefs"
 	"golang.org/x/sys/unix"
 )
 
@@ -126,7 +127,7 @@ func AttachOpen(ctx context.Context, path string, opts Options) (*Device, error)
 		}
 		lastErr = err
 		if try >= attachMaxTries || time.Now().After(deadline) {
-			return nil, errors.Wrapf(ErrExhausted, "loopback: attach %s: other processes took every free loop device for %d tries over %s (last: %v); retry later or free loop devices",
+			return nil, errdefs.Wrapf(ErrExhausted, lastErr, "loopback: attach %s: other processes took every free loop device for %d tries over %s (last: %v); retry later or free loop devices",
 				abs, try, time.Since(start).Round(time.Millisecond), lastErr)
 		}
 		if err := backoff(ctx, try); err != nil {
@@ -217,7 +218,7 @@ func attachOnce(ctl int, backing *os.File, abs string, opts Options) (*Device, e
 	n, err := getFree(ctl)
 	if err != nil {
 		if errnoOf(err) == unix.ENOSPC {
-			return nil, errors.Wrapf(ErrExhausted, "loopback: attach %s: the kernel has no more loop devices (LOOP_CTL_GET_FREE: %v)", abs, err)
+			return nil, errdefs.Wrapf(ErrExhausted, err, "loopback: attach %s: the kernel has no more loop devices (LOOP_CTL_GET_FREE: %v)", abs, err)
 		}
 		return nil, errors.Wrapf(err, "loopback: attach %s: LOOP_CTL_GET_FREE", abs)
 	}

@@ -5,6 +5,8 @@ import (
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
+
+	"github.com/thinctl/thinctl/errdefs"
 )
 
 // GetInfo returns the state of the loop device at devPath, read with
@@ -24,7 +26,7 @@ func openDevice(devPath, op string) (*os.File, error) {
 	f, err := os.OpenFile(devPath, os.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if os.IsNotExist(err) || errnoOf(err) == unix.ENXIO || errnoOf(err) == unix.ENODEV {
-			return nil, errors.Wrapf(ErrNotFound, "loopback: %s %s: %v", op, devPath, err)
+			return nil, errdefs.Wrapf(ErrNotFound, err, "loopback: %s %s: %v", op, devPath, err)
 		}
 		return nil, errors.Wrapf(err, "loopback: %s %s", op, devPath)
 	}

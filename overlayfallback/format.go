@@ -70,23 +70,21 @@ func (overlayFormat) IsOpaque(dir string) (bool, error) {
 	return n == 1 && buf[0] == 'y', nil
 }
 
-func (overlayFormat) Whiteout(root, rel string) error {
-	p := filepath.Join(root, filepath.FromSlash(rel))
-	if err := os.RemoveAll(p); err != nil {
+func (overlayFormat) Whiteout(dir int, name, rel string) error {
+	if err := driver.RemoveAllAt(dir, name); err != nil {
 		return errors.Wrapf(err, "replace %s with a whiteout", rel)
 	}
-	if err := unix.Mknod(p, unix.S_IFCHR, 0); err != nil {
+	if err := unix.Mknodat(dir, name, unix.S_IFCHR, 0); err != nil {
 		return errors.Wrapf(err, "create overlay whiteout %s", rel)
 	}
 	return nil
 }
 
-func (overlayFormat) Opaque(root, rel string, written func(string) bool) error {
-	if err := driver.RemoveWhiteouts.Opaque(root, rel, written); err != nil {
+func (overlayFormat) Opaque(dir int, rel string, written func(string) bool) error {
+	if err := driver.RemoveWhiteouts.Opaque(dir, rel, written); err != nil {
 		return err
 	}
-	p := filepath.Join(root, filepath.FromSlash(rel))
-	if err := unix.Lsetxattr(p, OverlayOpaqueXattr, []byte("y"), 0); err != nil {
+	if err := unix.Fsetxattr(dir, OverlayOpaqueXattr, []byte("y"), 0); err != nil {
 		return errors.Wrapf(err, "mark %s opaque", rel)
 	}
 	return nil
@@ -130,15 +128,14 @@ func (aufsFormat) IsOpaque(dir string) (bool, error) {
 	return false, errors.Wrapf(err, "look for the opaque marker in %s", dir)
 }
 
-func (aufsFormat) Whiteout(root, rel string) error {
-	p := filepath.Join(root, filepath.FromSlash(rel))
-	if err := os.RemoveAll(p); err != nil {
+func (aufsFormat) Whiteout(dir int, name, rel string) error {
+	if err := driver.RemoveAllAt(dir, name); err != nil {
 		return errors.Wrapf(err, "replace %s with a whiteout", rel)
 	}
-	return createMarker(filepath.Join(root, filepath.FromSlash(driver.WhiteoutName(rel))))
+	return createMarker(dir, driver.WhiteoutPrefix+name, driver.WhiteoutName(rel))
 }
 
-func (f aufsFormat) Opaque(root, rel string, written func(string) bool) error {
+func (f aufsFormat) Opaque(dir int, rel string, written func(string) bool) error {
 	// aufs's own entries (at the root: .wh..wh.aufs, .wh..wh.plnk,
 	// .wh..wh.orph) are not the directory's content and stay.
 	keep := func(child string) bool {
@@ -147,20 +144,21 @@ func (f aufsFormat) Opaque(root, rel string, written func(string) bool) error {
 		}
 		return written != nil && written(child)
 	}
-	if err := driver.RemoveWhiteouts.Opaque(root, rel, keep); err != nil {
+	if err := driver.RemoveWhiteouts.Opaque(dir, rel, keep); err != nil {
 		return err
 	}
-	return createMarker(filepath.Join(root, filepath.FromSlash(path.Join(rel, driver.OpaqueWhiteout))))
+	return createMarker(dir, driver.OpaqueWhiteout, path.Join(rel, driver.OpaqueWhiteout))
 }
 
-// createMarker makes an empty read-only file, replacing whatever is there.
-func createMarker(p string) error {
-	if err := os.RemoveAll(p); err != nil {
-		return errors.Wrapf(err, "replace %s", p)
+// createMarker makes name in the directory open as dir an empty read-only
+// file, replacing whatever is there (rel names it in messages).
+func createMarker(dir int, name, rel string) error {
+	if err := driver.RemoveAllAt(dir, name); err != nil {
+		return errors.Wrapf(err, "replace %s", rel)
 	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o444)
+	fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o444)
 	if err != nil {
-		return errors.Wrapf(err, "create whiteout %s", p)
+		return errors.Wrapf(err, "create whiteout %s", rel)
 	}
-	return errors.Wrapf(f.Close(), "create whiteout %s", p)
+	return errors.Wrapf(unix.Close(fd), "create whiteout %s", rel)
 }

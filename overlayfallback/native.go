@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/driver"
 )
@@ -28,7 +29,13 @@ type entry struct {
 // directory (aufs's .wh..wh.plnk, .wh..wh.orph, .wh..wh.<name>.<n>) is
 // visited as WhiteoutMeta, a directory named like a whiteout as that
 // whiteout, but their entries never are.
+//
+// dir must be a real directory (driver.CheckLayerRoot): WalkDir would
+// visit a symlinked root as one entry and a reader would then open it.
 func walkLayer(dir string, f Format, visit func(e entry) error) error {
+	if err := driver.CheckLayerRoot(dir); err != nil {
+		return err
+	}
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return errors.Wrapf(err, "walk %s", p)
@@ -62,6 +69,9 @@ func walkLayer(dir string, f Format, visit func(e entry) error) error {
 // an opaque marker first when upper itself is opaque and right after each
 // opaque directory's own entry.
 func WriteDiff(w io.Writer, upper string, f Format) error {
+	if err := driver.CheckLayerRoot(upper); err != nil {
+		return err
+	}
 	tw := driver.NewTarWriter(w)
 	if opaque, err := f.IsOpaque(upper); err != nil {
 		return err
@@ -143,6 +153,11 @@ func DiffSize(upper string, f Format) (int64, error) {
 // included) also deletes every name the stack shows in it that upper does
 // not hold.
 func Changes(upper string, lowers []string, f Format) ([]driver.Change, error) {
+	for _, dir := range append([]string{upper}, lowers...) {
+		if err := driver.CheckLayerRoot(dir); err != nil {
+			return nil, err
+		}
+	}
 	st := &stack{lowers: lowers, f: f, names: map[string]map[string]bool{}}
 	var out []driver.Change
 	// hidden adds a deletion for each name the stack shows in directory
@@ -235,7 +250,7 @@ func (s *stack) shown(dir string) (map[string]bool, error) {
 		}
 		if contributes {
 			abs := filepath.Join(layer, filepath.FromSlash(dir))
-			ents, err := os.ReadDir(abs)
+			ents, err := readDirInLayer(layer, dir)
 			if err != nil {
 				return nil, errors.Wrapf(err, "list %s", abs)
 			}
@@ -327,4 +342,17 @@ func splitPath(rel string) []string {
 		rel = path.Dir(rel)
 	}
 	return parts
+}
+
+// readDirInLayer lists directory rel of layer directory layer, opened
+// without following a symlink on the way (driver.OpenInRoot).
+func readDirInLayer(layer, rel string) ([]fs.DirEntry, error) {
+	d, err := driver.OpenInRoot(layer, rel, unix.O_DIRECTORY)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	ents, err := d.ReadDir(-1)
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+	return ents, err
 }

@@ -45,10 +45,16 @@ func buildLayer(t *testing.T, f Format, lines ...string) string {
 		case "d":
 			must(t, os.MkdirAll(p, 0o755))
 		case "w":
-			must(t, f.Whiteout(root, parts[1]))
+			dir, err := os.Open(filepath.Dir(p))
+			must(t, err)
+			must(t, f.Whiteout(int(dir.Fd()), filepath.Base(p), parts[1]))
+			dir.Close()
 		case "o":
 			must(t, os.MkdirAll(p, 0o755))
-			must(t, f.Opaque(root, parts[1], nil))
+			dir, err := os.Open(p)
+			must(t, err)
+			must(t, f.Opaque(int(dir.Fd()), parts[1], nil))
+			dir.Close()
 		}
 	}
 	return root

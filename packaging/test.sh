@@ -46,7 +46,7 @@ trap 'rm -rf "$work"' EXIT
 
 # --- tools -------------------------------------------------------------------
 need=()
-for p in rpm mandoc systemd busybox-static zsh fish dpkg; do
+for p in rpm rpm2cpio mandoc systemd busybox-static zsh fish dpkg; do
 	[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -97,14 +97,15 @@ check "version.sh maps git describe to rpm Version/Release and deb Version, sort
 "$bin" __man --dir "$work/man" --date 2000-01-01 >/dev/null
 pages=()
 for p in "$work"/man/*.8; do pages+=("$(basename "$p").gz"); done
-expected() { # PREFIX-OF-UNITS ZSH-DIR DOC-DIR
+expected() { # PREFIX-OF-UNITS ZSH-DIR DOC-DIR [EXTRA-DOC] [LICENSE-FILE]
 	echo "-rwxr-xr-x /usr/bin/thinctl"
-	for u in thinctl-gc@.service thinctl-gc@.timer thinctl-pool@.service; do echo "-rw-r--r-- $1/$u"; done
+	for u in thinctl-gc@.service thinctl-gc@.timer thinctl-pool@.service thinctl-watch@.service; do echo "-rw-r--r-- $1/$u"; done
 	for p in "${pages[@]}"; do echo "-rw-r--r-- /usr/share/man/man8/$p"; done
 	echo "-rw-r--r-- /usr/share/bash-completion/completions/thinctl"
 	echo "-rw-r--r-- $2/_thinctl"
 	echo "-rw-r--r-- /usr/share/fish/vendor_completions.d/thinctl.fish"
 	for d in README.md cli.md packaging.md systemd.md ${4:-}; do echo "-rw-r--r-- $3/$d"; done
+	[ -z "${5:-}" ] || echo "-rw-r--r-- $5"
 }
 rpm_files() {
 	rpm -qlvp "$rpmf" | awk '$1 ~ /^-/ && $3 == "root" && $4 == "root" {print $1, $NF} $1 ~ /^-/ && ($3 != "root" || $4 != "root") {print "not root-owned:", $NF}' | LC_ALL=C sort
@@ -113,10 +114,12 @@ deb_files() {
 	dpkg-deb -c "$debf" | awk '$1 ~ /^-/ && $2 == "root/root" {sub("^\\.", "", $6); print $1, $6} $1 ~ /^-/ && $2 != "root/root" {print "not root-owned:", $6}' | LC_ALL=C sort
 }
 rpmver="$(rpm -qp --qf '%{VERSION}' "$rpmf")"
-check "the rpm holds the binary, the units, one man page per command, the completion scripts and the docs (modes, root-owned)" \
-	diff -u <(expected /usr/lib/systemd/system /usr/share/zsh/site-functions "/usr/share/doc/thinctl-$rpmver" | LC_ALL=C sort) <(rpm_files)
-check "the deb holds the same, in Debian's paths, plus copyright" \
+check "the rpm holds the binary, the units, one man page per command, the completion scripts, the docs and the license (modes, root-owned)" \
+	diff -u <(expected /usr/lib/systemd/system /usr/share/zsh/site-functions "/usr/share/doc/thinctl-$rpmver" "" "/usr/share/licenses/thinctl-$rpmver/LICENSE" | LC_ALL=C sort) <(rpm_files)
+check "the deb holds the same, in Debian's paths, with the license in copyright" \
 	diff -u <(expected /lib/systemd/system /usr/share/zsh/vendor-completions /usr/share/doc/thinctl copyright | LC_ALL=C sort) <(deb_files)
+check "both packages name the license: the rpm's License tag and the deb's copyright say Apache-2.0, and the rpm's text is the tree's LICENSE" \
+	bash -c "[ \"\$(rpm -qp --qf '%{LICENSE}' '$rpmf')\" = Apache-2.0 ] && dpkg-deb --fsys-tarfile '$debf' | tar -xOf - ./usr/share/doc/thinctl/copyright | grep -qx 'License: Apache-2.0' && rpm2cpio '$rpmf' | (cd '$work' && cpio -id --quiet ./usr/share/licenses/thinctl-$rpmver/LICENSE) && cmp -s '$work/usr/share/licenses/thinctl-$rpmver/LICENSE' '$top/LICENSE'"
 check "the rpm requires nothing but rpmlib features and the scriptlets' /bin/sh" \
 	bash -c "! rpm -qpR '$rpmf' | grep -v -e '^rpmlib(' -e '^/bin/sh\$'"
 check "the rpm weakly requires e2fsprogs, xfsprogs and device-mapper-persistent-data" \
@@ -169,16 +172,17 @@ installed_checks() {
 	check "$tool: thinctl version runs from the installed package" \
 		bash -c "chroot '$ch' /usr/bin/thinctl version | grep -qx 'Version: *$("$bin" version | sed -n 's/^Version: *//p')'"
 	check "$tool: the installed units pass systemd-analyze verify (root /srv/pool-a, and the default instance)" \
-		bash -c "cd / && out=\$(MANPATH='$ch/usr/share/man' systemd-analyze verify --root='$ch' '$inst' 'thinctl-gc@srv-pool\\x2da.service' 'thinctl-gc@srv-pool\\x2da.timer' thinctl-pool@var-lib-thinctl.service 2>&1); rc=\$?; echo \"\$out\"; [ \$rc -eq 0 ] && [ -z \"\$out\" ]"
+		bash -c "cd / && out=\$(MANPATH='$ch/usr/share/man' systemd-analyze verify --root='$ch' '$inst' 'thinctl-gc@srv-pool\\x2da.service' 'thinctl-gc@srv-pool\\x2da.timer' 'thinctl-watch@srv-pool\\x2da.service' thinctl-pool@var-lib-thinctl.service 2>&1); rc=\$?; echo \"\$out\"; [ \$rc -eq 0 ] && [ -z \"\$out\" ]"
 	check "$tool: the installed man pages pass mandoc -Tlint" \
 		bash -c "command -v mandoc >/dev/null || { echo 'mandoc missing'; exit 1; }; for p in '$ch'/usr/share/man/man8/*.8.gz; do zcat \"\$p\" | mandoc -Tlint -W warning || exit 1; done 2>&1 | head -20 | grep . && exit 1 || exit 0"
 	check "$tool: the installed completion scripts are what the binary prints" \
 		bash -c "cmp <('$bin' completion bash) '$ch/usr/share/bash-completion/completions/thinctl' && cmp <('$bin' completion fish) '$ch/usr/share/fish/vendor_completions.d/thinctl.fish' && cmp <('$bin' completion zsh) '$ch'/usr/share/zsh/*/_thinctl"
-	check "$tool: systemctl enable of the templates enables the default root's pool and gc timer" \
-		bash -c "chroot '$ch' systemctl enable thinctl-pool@.service thinctl-gc@.timer '$inst' 2>&1 | grep -v '^Created symlink' ;
+	check "$tool: systemctl enable of the templates enables the default root's pool, gc timer and watcher" \
+		bash -c "chroot '$ch' systemctl enable thinctl-pool@.service thinctl-gc@.timer thinctl-watch@.service '$inst' 2>&1 | grep -v '^Created symlink' ;
 			[ -L '$ch/etc/systemd/system/local-fs.target.wants/thinctl-pool@var-lib-thinctl.service' ] &&
 			[ -L '$ch/etc/systemd/system/local-fs.target.wants/$inst' ] &&
-			[ -L '$ch/etc/systemd/system/timers.target.wants/thinctl-gc@var-lib-thinctl.timer' ]"
+			[ -L '$ch/etc/systemd/system/timers.target.wants/thinctl-gc@var-lib-thinctl.timer' ] &&
+			[ -L '$ch/etc/systemd/system/multi-user.target.wants/thinctl-watch@var-lib-thinctl.service' ]"
 	check "$tool: with the instances enabled, systemd's boot transaction (local-fs.target, multi-user.target, timers.target) has no ordering cycle" \
 		bash -c "cd / && out=\$(systemd-analyze verify --man=no --root='$ch' local-fs.target multi-user.target timers.target 2>&1); echo \"\$out\"; [ -z \"\$out\" ]"
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/atomicfile"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // adoptStagingName is where Adopt builds the registry before it renames
@@ -122,8 +123,8 @@ func validateAdopt(o *AdoptOptions) error {
 	if o.Filesystem != fs.Ext4 && o.Filesystem != fs.XFS {
 		return errors.Wrapf(fs.ErrUnsupportedType, "adopt: filesystem %q: ext4 or xfs", o.Filesystem)
 	}
-	if o.BaseDeviceID == 0 || o.BaseDeviceID > maxDeviceID || o.BaseSize == 0 {
-		return errors.Errorf("adopt: base device thin id %d, size %d: both must be set (thin ids 1..%d)", o.BaseDeviceID, o.BaseSize, maxDeviceID)
+	if o.BaseDeviceID == 0 || o.BaseDeviceID > store.MaxDeviceID || o.BaseSize == 0 {
+		return errors.Errorf("adopt: base device thin id %d, size %d: both must be set (thin ids 1..%d)", o.BaseDeviceID, o.BaseSize, store.MaxDeviceID)
 	}
 	if o.NoMinFreeSpace && o.MinFreeSpace != 0 {
 		return errors.Wrapf(ErrInvalidSize, "adopt: minimum free space %.1f%% given with NoMinFreeSpace; choose one", o.MinFreeSpace)
@@ -141,8 +142,8 @@ func validateAdopt(o *AdoptOptions) error {
 			return errors.Wrapf(ErrDeviceExists, "adopt: id %q is given twice", d.ID)
 		}
 		ids[d.ID] = true
-		if d.DeviceID == 0 || d.DeviceID > maxDeviceID {
-			return errors.Errorf("adopt: device %q has thin id %d outside 1..%d", d.ID, d.DeviceID, maxDeviceID)
+		if d.DeviceID == 0 || d.DeviceID > store.MaxDeviceID {
+			return errors.Errorf("adopt: device %q has thin id %d outside 1..%d", d.ID, d.DeviceID, store.MaxDeviceID)
 		}
 		if other, ok := thin[d.DeviceID]; ok {
 			return errors.Errorf("adopt: device %q and %s both name thin id %d", d.ID, other, d.DeviceID)
@@ -171,7 +172,7 @@ func adoptRegistry(root string, o AdoptOptions) error {
 		return err
 	}
 	if Exists(root) {
-		return errors.Wrapf(ErrAlreadyInit, "%s", filepath.Join(stateDir(root), poolFileName))
+		return errors.Wrapf(ErrAlreadyInit, "%s", filepath.Join(stateDir(root), store.PoolFileName))
 	}
 	if o.DataFile != "" && (o.DataSize == 0 || o.MetadataSize == 0) {
 		for _, f := range []struct {
@@ -202,7 +203,7 @@ func adoptRegistry(root string, o AdoptOptions) error {
 		return errors.Wrapf(err, "lock %s", root)
 	}
 	if Exists(root) { // another adopt finished meanwhile
-		return errors.Wrapf(ErrAlreadyInit, "%s", filepath.Join(stateDir(root), poolFileName))
+		return errors.Wrapf(ErrAlreadyInit, "%s", filepath.Join(stateDir(root), store.PoolFileName))
 	}
 	if ents, err := os.ReadDir(stateDir(root)); err == nil && len(ents) > 0 {
 		return errors.Errorf("adopt: %s exists and holds no pool.json; it is not a registry adopt can replace: choose another root", stateDir(root))
@@ -222,8 +223,8 @@ func adoptRegistry(root string, o AdoptOptions) error {
 		return err
 	}
 	now := time.Now().UTC()
-	cfg := poolRecord{
-		Version: registryVersion, Key: key, PoolName: poolNameForKey(key),
+	cfg := store.Config{
+		Version: store.Version, Key: key, PoolName: poolNameForKey(key),
 		DataFile: o.DataFile, MetadataFile: o.MetadataFile,
 		DataSize: o.DataSize, MetadataSize: o.MetadataSize, BlockSize: o.BlockSize,
 		MinFreeSpace: o.MinFreeSpace, Filesystem: o.Filesystem, MountOptions: o.MountOptions,
@@ -237,19 +238,19 @@ func adoptRegistry(root string, o AdoptOptions) error {
 	if o.Progress != nil {
 		o.Progress("writing the registry", 0.1)
 	}
-	recs := make([]deviceRecord, 0, len(o.Devices))
+	recs := make([]store.Device, 0, len(o.Devices))
 	for _, d := range o.Devices {
 		next = max(next, d.DeviceID)
-		recs = append(recs, deviceRecord{ID: d.ID, DeviceID: d.DeviceID, Size: d.Size, Initialized: true,
+		recs = append(recs, store.Device{ID: d.ID, DeviceID: d.DeviceID, Size: d.Size, Initialized: true,
 			Parent: d.Parent, Created: now, Labels: copyLabels(d.Labels)})
 	}
-	cfg.NextDeviceID = min(next+1, maxDeviceID)
+	cfg.NextDeviceID = min(next+1, store.MaxDeviceID)
 	// The registry's two files, then pool.json, each written durably.
-	reg := newRegistry(staging, nil)
-	if err := reg.writeFresh(recs, nil, cfg.NextDeviceID, nil); err != nil {
+	reg := store.New(staging, nil)
+	if err := reg.WriteFresh(recs, nil, cfg.NextDeviceID, nil); err != nil {
 		return errors.Wrap(err, "adopt")
 	}
-	if err := reg.savePool(cfg); err != nil {
+	if err := reg.SaveConfig(cfg); err != nil {
 		return err
 	}
 	if err := atomicfile.SyncDir(staging); err != nil {

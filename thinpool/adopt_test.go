@@ -10,6 +10,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // adoptFixture returns options for a loop-file pool in dir with a base
@@ -43,8 +44,8 @@ func TestAdoptRegistryWritesEveryRecordAndThePoolLast(t *testing.T) {
 	if err := adoptRegistry(root, o); err != nil {
 		t.Fatal(err)
 	}
-	reg := registry{dir: stateDir(root)}
-	cfg, err := reg.loadPool()
+	reg := store.New(stateDir(root), nil)
+	cfg, err := reg.LoadConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func TestAdoptRegistryWritesEveryRecordAndThePoolLast(t *testing.T) {
 		!strings.HasPrefix(cfg.PoolName, "thinctl-") {
 		t.Errorf("pool.json: %+v", cfg)
 	}
-	recs, err := reg.listDevices()
+	recs, err := reg.List()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,15 +85,15 @@ func TestAdoptRegistryStartsOverAfterAnInterruptedAdopt(t *testing.T) {
 	// What a kill between two record writes leaves: a staging directory
 	// with some records and no pool.json; the root has no registry.
 	staging := filepath.Join(root, adoptStagingName)
-	os.MkdirAll(filepath.Join(staging, devicesDirName), 0o700)
-	os.WriteFile(filepath.Join(staging, devicesDirName, "stale.json"), []byte("{}"), 0o600)
+	os.MkdirAll(filepath.Join(staging, "devices"), 0o700)
+	os.WriteFile(filepath.Join(staging, "devices", "stale.json"), []byte("{}"), 0o600)
 	if Exists(root) {
 		t.Fatal("an interrupted adopt counts as a pool")
 	}
 	if err := adoptRegistry(root, o); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := newRegistry(stateDir(root), nil).listDevices()
+	recs, err := store.New(stateDir(root), nil).List()
 	if err != nil || len(recs) != 3 {
 		t.Fatalf("after the re-run: %d records, %v", len(recs), err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // Problem kinds Check reports.
@@ -58,11 +59,11 @@ func (p *Pool) Check(ctx context.Context, opts CheckOptions) (Report, error) {
 	if err := ctx.Err(); err != nil {
 		return Report{}, errors.Wrap(err, "check")
 	}
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return Report{}, err
 	}
-	defer p.lk.unlock()
-	defer p.idx.invalidate()
+	defer p.lk.Unlock()
+	defer p.store.Invalidate()
 	var r Report
 	add := func(kind, id, detail string, fixed bool) {
 		r.Problems = append(r.Problems, Problem{Kind: kind, ID: id, Detail: detail, Fixed: fixed})
@@ -73,7 +74,7 @@ func (p *Pool) Check(ctx context.Context, opts CheckOptions) (Report, error) {
 	}
 	p.addFsErrors(&r)
 	var pendingDevID uint32 // a transaction left pending owns its device id
-	if t, err := p.reg.loadTx(); err != nil {
+	if t, err := p.store.LeftTx(); err != nil {
 		return r, err
 	} else if t != nil {
 		fixed := false
@@ -90,15 +91,15 @@ func (p *Pool) Check(ctx context.Context, opts CheckOptions) (Report, error) {
 		}
 		add(ProblemPendingTransaction, t.ID, detail, fixed)
 	}
-	p.idx.invalidate()
+	p.store.Invalidate()
 	if err := p.refreshIndex(); err != nil {
 		return r, err
 	}
-	recs, err := p.reg.listDevices()
+	recs, err := p.store.List()
 	if err != nil {
 		return r, err
 	}
-	byDevID := map[uint32]deviceRecord{}
+	byDevID := map[uint32]store.Device{}
 	for _, d := range recs {
 		byDevID[d.DeviceID] = d
 	}
@@ -110,7 +111,7 @@ func (p *Pool) Check(ctx context.Context, opts CheckOptions) (Report, error) {
 		}
 		fixed := false
 		detail := "marked deleted, waiting for its holders to let go"
-		if opts.Repair && p.idx.children[d.ID] == 0 {
+		if opts.Repair && p.store.Children(d.ID) == 0 {
 			if err := p.removeLocked(ctx, d); err == nil {
 				fixed = true
 				delete(byDevID, d.DeviceID)
@@ -183,7 +184,7 @@ func (p *Pool) Check(ctx context.Context, opts CheckOptions) (Report, error) {
 	for _, e := range entries {
 		mp := filepath.Join(mnt, e.Name())
 		mounted, _ := fs.IsMounted(mp)
-		rec, rerr := p.reg.loadDevice(e.Name())
+		rec, rerr := p.store.Get(e.Name())
 		known := rerr == nil
 		switch {
 		case !mounted:
@@ -215,9 +216,9 @@ func (p *Pool) deleteOrphan(ctx context.Context, devID uint32) error {
 	if err := p.deactivateThin(ctx, devID, ""); err != nil {
 		return err
 	}
-	err := p.runTx(txRecord{Op: opDelete, DeviceID: devID}, nil)
+	err := p.runTx(store.Tx{Op: store.OpDelete, DeviceID: devID}, nil)
 	if err == nil || errors.Is(err, dm.ErrNoData) {
-		p.idx.used.clear(devID)
+		p.store.FreeID(devID)
 		return nil
 	}
 	return err
@@ -365,7 +366,7 @@ func parseThinDumpDeviceIDs(r io.Reader) ([]uint32, error) {
 					continue
 				}
 				var n uint64
-				if _, err := fmt.Sscanf(a.Value, "%d", &n); err != nil || n > maxDeviceID || fmt.Sprint(n) != a.Value {
+				if _, err := fmt.Sscanf(a.Value, "%d", &n); err != nil || n > store.MaxDeviceID || fmt.Sprint(n) != a.Value {
 					return nil, errors.Errorf("thin_dump output: dev_id %q is not a 24-bit number", a.Value)
 				}
 				found = true

@@ -12,6 +12,8 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/internal/revert"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // Device is one registry entry as callers see it.
@@ -39,11 +41,11 @@ func (p *Pool) DeviceName(id string) (string, error) {
 	if err := ValidateID(id); err != nil {
 		return "", err
 	}
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return "", err
 	}
-	defer p.lk.unlock()
-	d, err := p.reg.loadDevice(id)
+	defer p.lk.Unlock()
+	d, err := p.store.Get(id)
 	if err != nil {
 		return "", err
 	}
@@ -55,9 +57,9 @@ func (p *Pool) DeviceName(id string) (string, error) {
 // the id it is given. With prepare, the transaction shares its flush with
 // concurrent ones (runTxShared), prepare runs just before its message and
 // arrived once its begin frame is written.
-func (p *Pool) allocTx(build func(devID uint32) (txRecord, func() error), prepare func() error, arrived func()) (uint32, error) {
+func (p *Pool) allocTx(build func(devID uint32) (store.Tx, func() error), prepare func() error, arrived func()) (uint32, error) {
 	for {
-		devID, err := p.idx.used.alloc()
+		devID, err := p.store.AllocID()
 		if err != nil {
 			return 0, err
 		}
@@ -71,9 +73,7 @@ func (p *Pool) allocTx(build func(devID uint32) (txRecord, func() error), prepar
 			continue // id stays marked used: the pool has it
 		}
 		if err != nil {
-			if p.reg.pending[devID] == nil {
-				p.idx.used.clear(devID) // (an open transaction keeps it)
-			}
+			p.store.FreeID(devID) // (an open transaction keeps it)
 			return 0, err
 		}
 		return devID, nil
@@ -83,8 +83,8 @@ func (p *Pool) allocTx(build func(devID uint32) (txRecord, func() error), prepar
 // createBase makes, formats and probes the base device during Init.
 func (p *Pool) createBase(ctx context.Context) error {
 	p.report("creating the base device", 0.2)
-	devID, err := p.allocTx(func(devID uint32) (txRecord, func() error) {
-		return txRecord{Op: opCreateThin, DeviceID: devID}, nil
+	devID, err := p.allocTx(func(devID uint32) (store.Tx, func() error) {
+		return store.Tx{Op: store.OpCreateThin, DeviceID: devID}, nil
 	}, nil, nil)
 	if err != nil {
 		return err
@@ -132,26 +132,29 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 			return errors.Wrapf(ErrParentNotFound, "parent: %v", err)
 		}
 	}
-	arrived := p.reg.group.arrive() // until its begin frame is written (runTxShared)
+
+	arrived := p.store.Arrive() // until its begin frame is written (runTxShared)
 	defer arrived()
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	if err := p.ensureIndex(); err != nil {
 		return err
 	}
-	if _, err := p.reg.loadDevice(id); err == nil {
+
+	if _, err := p.store.Get(id); err == nil {
 		return errors.Wrapf(ErrDeviceExists, "device %q", id)
 	} else if !errors.Is(err, ErrDeviceNotFound) {
 		return err
 	}
-	if p.reg.pendingCreate(id) {
+	if p.store.PendingCreate(id) {
 		return errors.Wrapf(ErrDeviceExists, "device %q is being created", id)
 	}
+
 	originID, originSize, growPending := p.cfg.BaseDeviceID, p.cfg.BaseSize, false
 	if parent != "" {
-		pd, err := p.reg.loadDevice(parent)
+		pd, err := p.store.Get(parent)
 		if errors.Is(err, ErrDeviceNotFound) || (err == nil && pd.Deleted) {
 			return errors.Wrapf(ErrParentNotFound, "parent %q of %q", parent, id)
 		}
@@ -160,6 +163,7 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 		}
 		originID, originSize, growPending = pd.DeviceID, pd.Size, pd.GrowPending
 	}
+
 	size := originSize
 	if opts.Size != 0 {
 		size = roundUp(opts.Size, 4*KiB)
@@ -177,6 +181,7 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 	if err := p.checkSpace(id, requested); err != nil {
 		return err
 	}
+
 	// A snapshot of an active origin needs the origin suspended so that
 	// no write is in flight while the pool shares its blocks: checked and
 	// done just before the message (the root lock was let go while the
@@ -184,17 +189,13 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 	// when ctx ended: a suspended origin holds every I/O to it. (err is
 	// Create's result here.)
 	originName := thinName(p.cfg.Key, originID)
-	suspended := false
+	var undo revert.Stack
 	defer func() {
-		if !suspended {
-			return
-		}
-		if rerr := p.resumeOrigin(context.WithoutCancel(ctx), originName); rerr != nil {
-			rerr = errors.Wrapf(rerr, "resume %s (the parent %q) after the snapshot; I/O to it waits until it is resumed", originName, parent)
+		if uerr := undo.Unwind(); uerr != nil {
 			if err != nil {
-				rerr = errors.Wrapf(rerr, "%v; and", err)
+				uerr = errors.Wrapf(uerr, "%v; and", err)
 			}
-			err = rerr
+			err = uerr
 		}
 	}()
 	suspend := func() error {
@@ -204,26 +205,30 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 		}
 		// Marked first: if this process dies with the origin suspended,
 		// the next Open resumes it.
-		if merr := p.lk.setSuspendMark(true); merr != nil {
+		if merr := p.lk.SetSuspendMark(true); merr != nil {
 			return errors.Wrapf(merr, "create %q", id)
 		}
 		if serr := p.dm.Suspend(originName, dm.SuspendOptions{}); serr != nil {
 			return errors.Wrapf(serr, "suspend %s (the parent %q) for the snapshot", originName, parent)
 		}
-		suspended = true
+		undo.PushAlways(func() error {
+			return errors.Wrapf(p.resumeOrigin(context.WithoutCancel(ctx), originName),
+				"resume %s (the parent %q) after the snapshot; I/O to it waits until it is resumed", originName, parent)
+		})
 		failpoint.Inject(failpoint.SnapAfterSuspend)
 		if cerr := ctx.Err(); cerr != nil {
 			return errors.Wrapf(cerr, "create %q: stopped with its parent suspended (resumed again)", id)
 		}
 		return nil
 	}
-	var rec deviceRecord
-	_, err = p.allocTx(func(devID uint32) (txRecord, func() error) {
-		rec = deviceRecord{Version: recordVersion, ID: id, DeviceID: devID, Size: size, Initialized: true,
+
+	var rec store.Device
+	_, err = p.allocTx(func(devID uint32) (store.Tx, func() error) {
+		rec = store.Device{Version: store.RecordVersion, ID: id, DeviceID: devID, Size: size, Initialized: true,
 			Parent: parent, Created: time.Now().UTC(), GrowPending: growPending || size > originSize,
 			Labels: copyLabels(opts.Labels)}
-		t := txRecord{Op: opCreateSnap, DeviceID: devID, OriginDeviceID: originID, ID: id, Device: &rec}
-		return t, func() error { return p.reg.saveDevice(rec) }
+		t := store.Tx{Op: store.OpCreateSnap, DeviceID: devID, OriginDeviceID: originID, ID: id, Device: &rec}
+		return t, func() error { return p.store.Put(rec) }
 	}, suspend, arrived)
 	if err != nil {
 		return errors.Wrapf(err, "create %q", id)
@@ -241,19 +246,19 @@ func (p *Pool) resumeOrigin(ctx context.Context, name string) error {
 	if err := p.resumeThin(ctx, name); err != nil {
 		return err
 	}
-	return p.lk.setSuspendMark(false)
+	return p.lk.SetSuspendMark(false)
 }
 
 // anyDevice loads a device record, including one pending deletion.
-func (p *Pool) anyDevice(id string) (deviceRecord, error) {
+func (p *Pool) anyDevice(id string) (store.Device, error) {
 	if err := ValidateID(id); err != nil {
-		return deviceRecord{}, err
+		return store.Device{}, err
 	}
-	return p.reg.loadDevice(id)
+	return p.store.Get(id)
 }
 
 // liveDevice loads a device record that is not pending deletion.
-func (p *Pool) liveDevice(id string) (deviceRecord, error) {
+func (p *Pool) liveDevice(id string) (store.Device, error) {
 	d, err := p.anyDevice(id)
 	if err != nil {
 		return d, err
@@ -269,10 +274,10 @@ func (p *Pool) Activate(ctx context.Context, id string) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", errors.Wrapf(err, "activate %q", id)
 	}
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return "", err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	d, err := p.liveDevice(id)
 	if err != nil {
 		return "", err
@@ -282,7 +287,7 @@ func (p *Pool) Activate(ctx context.Context, id string) (string, error) {
 
 // activateDevice activates a registry device and, for ext4, grows its
 // filesystem on the first activation after a Create with a bigger size.
-func (p *Pool) activateDevice(ctx context.Context, d deviceRecord) (string, error) {
+func (p *Pool) activateDevice(ctx context.Context, d store.Device) (string, error) {
 	path, err := p.activateThin(ctx, d.DeviceID, d.Size)
 	if err != nil {
 		return "", errors.Wrapf(err, "activate %q", d.ID)
@@ -293,7 +298,7 @@ func (p *Pool) activateDevice(ctx context.Context, d deviceRecord) (string, erro
 				return path, errors.Wrapf(err, "grow the filesystem of %q to %s", d.ID, formatBytes(d.Size))
 			}
 			d.GrowPending = false
-			if err := p.reg.saveDevice(d); err != nil {
+			if err := p.store.Put(d); err != nil {
 				return path, err
 			}
 		}
@@ -437,7 +442,7 @@ func (p *Pool) Deactivate(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return errors.Wrapf(err, "deactivate %q", id)
 	}
-	return p.withDevice(id, func(d deviceRecord) error {
+	return p.withDevice(id, func(d store.Device) error {
 		mp := p.MountPath(id)
 		if m, _ := fs.IsMounted(mp); m {
 			return errors.Wrapf(ErrBusy, "device %q is mounted at %s; unmount it first", id, mp)
@@ -448,11 +453,11 @@ func (p *Pool) Deactivate(ctx context.Context, id string) error {
 
 // withDevice runs fn under the root lock with device id's record
 // (including one pending deletion).
-func (p *Pool) withDevice(id string, fn func(d deviceRecord) error) error {
-	if err := p.lk.lock(); err != nil {
+func (p *Pool) withDevice(id string, fn func(d store.Device) error) error {
+	if err := p.lk.Lock(); err != nil {
 		return err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	d, err := p.anyDevice(id)
 	if err != nil {
 		return err
@@ -465,11 +470,11 @@ func (p *Pool) Device(id string) (Device, error) {
 	if err := ValidateID(id); err != nil {
 		return Device{}, err
 	}
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return Device{}, err
 	}
-	d, err := p.reg.loadDevice(id)
-	p.lk.unlock()
+	d, err := p.store.Get(id)
+	p.lk.Unlock()
 	if err != nil {
 		return Device{}, err
 	}
@@ -479,11 +484,11 @@ func (p *Pool) Device(id string) (Device, error) {
 
 // Devices lists every device (including ones pending deletion), sorted by id.
 func (p *Pool) Devices() ([]Device, error) {
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return nil, err
 	}
-	recs, err := p.reg.listDevices()
-	p.lk.unlock()
+	recs, err := p.store.List()
+	p.lk.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -521,12 +526,12 @@ func mountPoints() map[string]bool {
 	return out
 }
 
-func (p *Pool) toDevice(d deviceRecord, active bool) Device {
+func (p *Pool) toDevice(d store.Device, active bool) Device {
 	m, _ := fs.IsMounted(p.MountPath(d.ID))
 	return p.toDeviceWith(d, active, m)
 }
 
-func (p *Pool) toDeviceWith(d deviceRecord, active, mounted bool) Device {
+func (p *Pool) toDeviceWith(d store.Device, active, mounted bool) Device {
 	out := Device{ID: d.ID, Parent: d.Parent, DeviceID: d.DeviceID, Size: d.Size,
 		Initialized: d.Initialized, Deleted: d.Deleted, Created: d.Created, Active: active,
 		Labels: copyLabels(d.Labels)}

@@ -13,11 +13,14 @@
 //	<root>/devicemapper/registry         every device record as of the last compaction
 //	<root>/devicemapper/journal          changes since then, one checksummed frame each
 //	<root>/devicemapper/lock             flock serialising writers of the root
-//	<root>/devicemapper/metadata-snapshot present while Check holds the metadata snapshot
+//	<root>/devicemapper/metadata-snapshot present while Check holds the pool's metadata root
 //	<root>/mnt/<id>                      where Mount mounts device <id>
 //
 // docs/registry.md describes the files byte by byte (and version 1, one
-// JSON file per device, which Open converts).
+// JSON file per device, which Open converts). pool.json, registry, journal
+// and lock are the store's (package thinpool/internal/store: records,
+// journal, compaction, transactions' entries, group commit, the lock and
+// its claims, migration); Pool reaches them only through its methods.
 //
 // # Naming
 //
@@ -42,6 +45,17 @@
 // once (error_if_no_space) and Create refuses to add devices when free
 // space falls under Options.MinFreeSpace.
 //
+// # The host filesystem and Watch
+//
+// A loop pool's metadata file is allocated on its host filesystem at Init
+// and when Grow grows it, so a full host filesystem cannot fail a metadata
+// commit; the data file stays sparse unless Preallocate allocates it, and
+// HostSpace says what the pool may still take from its host. Watch guards
+// a pool for a long-running process: it sleeps on the kernel's pool events
+// (dm.Client.WaitEvent), grows data and metadata as a pure WatchPolicy
+// decides, and reports through a *slog.Logger and a callback, never on
+// stdout or stderr.
+//
 // # Contexts and clients
 //
 // Every call that can block takes a context first: waits for udev, busy
@@ -57,4 +71,21 @@
 //
 // driver/devicemapper puts a Pool behind the driver package's interface
 // (the "devicemapper" backend); thinpool itself imports no driver code.
+//
+// # Where each concept lives
+//
+//	pool.go, pool_device.go   Init, Open, Down, Destroy; the pool device, its loop files
+//	devices.go, mount.go      Create (and its suspended origin), activation, mounts
+//	transaction.go            a pool message in a transaction; recovery of one left open
+//	remove.go                 Remove, deferred removal, GC
+//	remove_return.go          reclaiming a removed device's space: reclaim, the
+//	                          background pass, retryBusy for the pool's EBUSY windows
+//	remove_inactive.go        reclaiming an inactive device without activating it
+//	check.go                  Check; the held metadata root (reserve_metadata_snap)
+//	internal/store            the durable store: records, pool.json, the registry
+//	                          file and journal, compaction, the lock and its claims,
+//	                          group commit, migration, every format version
+//
+// Undo of a multi-step operation that stopped part way goes through
+// internal/revert; Options.Logger is told the background decisions.
 package thinpool

@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"testing"
+
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // The registry's own flushes (fdatasync of the journal, counted in
@@ -16,15 +18,15 @@ func TestTheRegistryFlushesOncePerCreateAndRemove(t *testing.T) {
 	defer p.Close()
 	ctx := context.Background()
 	const n = 10
-	f0 := flushes.Load()
+	f0 := store.Flushes()
 	for i := range n {
 		must(t, p.Create(ctx, fmt.Sprintf("d%d", i), "", CreateOptions{}))
 	}
-	f1 := flushes.Load()
+	f1 := store.Flushes()
 	for i := range n {
 		must(t, p.Remove(ctx, fmt.Sprintf("d%d", i)))
 	}
-	f2 := flushes.Load()
+	f2 := store.Flushes()
 	if c, r := f1-f0, f2-f1; c != n || r != n {
 		t.Fatalf("the registry flushed %d times for %d creates and %d times for %d removes; want one each", c, n, r, n)
 	}

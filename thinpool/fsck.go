@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // fsErrorsName is the file listing, one id a line, the devices whose
@@ -35,10 +36,10 @@ func (p *Pool) Fsck(ctx context.Context, id string) (FsckResult, error) {
 	if err := ValidateID(id); err != nil {
 		return res, err
 	}
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return res, err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	d, err := p.liveDevice(id)
 	if err != nil {
 		return res, err
@@ -88,7 +89,7 @@ func (p *Pool) fsErrorIDs() []string {
 	}
 	var out []string
 	for _, l := range strings.Split(string(b), "\n") {
-		if l = strings.TrimSpace(l); l != "" && validKey(l) {
+		if l = strings.TrimSpace(l); l != "" && store.ValidateID(l) == nil {
 			out = append(out, l)
 		}
 	}
@@ -125,7 +126,7 @@ func (p *Pool) setFsErrors(id string, has bool) error {
 // ones for the read) and records those whose filesystem recorded errors;
 // it returns their ids.
 func (p *Pool) scanFsErrors(ctx context.Context) []string {
-	recs, err := p.reg.listDevices()
+	recs, err := p.store.List()
 	if err != nil {
 		return nil
 	}
@@ -166,7 +167,7 @@ func (p *Pool) liveFsErrors() map[string]uint64 {
 	out := map[string]uint64{}
 	for _, d := range devs {
 		devID, ok := p.thinDevIDOf(d)
-		id, known := p.idx.byDevID[devID]
+		id, known := p.store.IDOf(devID)
 		if !ok || !known {
 			continue
 		}
@@ -198,7 +199,7 @@ func (p *Pool) addFsErrors(r *Report) {
 		if _, dup := live[id]; dup {
 			continue
 		}
-		if _, err := p.reg.loadDevice(id); err != nil {
+		if _, err := p.store.Get(id); err != nil {
 			_ = p.setFsErrors(id, false)
 			continue
 		}

@@ -5,6 +5,7 @@ package thinpool
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/thinctl/thinctl/internal/crc32c"
 	"github.com/thinctl/thinctl/internal/testenv"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // Concurrent creates from goroutines of two Pool values (as two processes
@@ -23,11 +25,11 @@ import (
 // thin_dump of the metadata (an independent reader) and the live devices
 // agree.
 func TestConcurrentCreatesShareJournalFlushes(t *testing.T) {
-	for _, delay := range []time.Duration{0, maxGroupDelay} {
+	for _, delay := range []time.Duration{0, store.MaxGroupDelay} {
 		t.Run(fmt.Sprintf("a leader waits up to %v for arriving creates", delay), func(t *testing.T) {
-			saved := maxGroupDelay
-			maxGroupDelay = delay
-			defer func() { maxGroupDelay = saved }()
+			saved := store.MaxGroupDelay
+			store.MaxGroupDelay = delay
+			defer func() { store.MaxGroupDelay = saved }()
 			concurrentCreates(t)
 		})
 	}
@@ -45,7 +47,7 @@ func concurrentCreates(t *testing.T) {
 		must(t, p.Create(ctx, fmt.Sprintf("old%d", i), "", CreateOptions{}))
 	}
 	const workers, each = 8, 4
-	f0 := flushes.Load()
+	f0 := store.Flushes()
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, workers*each+4)
@@ -84,8 +86,8 @@ func concurrentCreates(t *testing.T) {
 		must(t, err)
 	}
 	creates := int64(workers * each)
-	total := flushes.Load() - f0
-	fmt.Printf("FLUSHES group (delay %v): %d journal fdatasyncs for %d concurrent creates+activations and 4 removes in %v\n", maxGroupDelay, total, creates, took.Round(time.Millisecond))
+	total := store.Flushes() - f0
+	fmt.Printf("FLUSHES group (delay %v): %d journal fdatasyncs for %d concurrent creates+activations and 4 removes in %v\n", store.MaxGroupDelay, total, creates, took.Round(time.Millisecond))
 	if total >= creates+4 {
 		t.Errorf("%d journal fdatasyncs for %d creates and 4 removes: the creates shared none", total, creates)
 	}
@@ -114,7 +116,7 @@ func concurrentCreates(t *testing.T) {
 	r, err := Open(ctx, root, OpenOptions{})
 	must(t, err)
 	defer r.Close()
-	if tx, err := r.reg.loadTx(); tx != nil || err != nil {
+	if tx, err := r.store.LeftTx(); tx != nil || err != nil {
 		t.Fatalf("a transaction is left open: %+v, %v", tx, err)
 	}
 	must(t, r.Down(ctx))
@@ -138,30 +140,32 @@ func TestAVersion2RootOpensAndContinuesAsVersion3(t *testing.T) {
 	p, root := newVMPool(t, smallOptions())
 	ctx := context.Background()
 	must(t, p.Create(ctx, "kept", "", CreateOptions{}))
-	d := deviceRecord{Version: recordVersion, ID: "open", DeviceID: 90, Size: p.cfg.BaseSize, Initialized: true}
-	must(t, p.reg.saveTx(txRecord{Op: opCreateSnap, DeviceID: 90, OriginDeviceID: p.cfg.BaseDeviceID, ID: "open", Device: &d}))
+	d := store.Device{Version: store.RecordVersion, ID: "open", DeviceID: 90, Size: p.cfg.BaseSize, Initialized: true}
+	must(t, p.store.Begin(store.Tx{Op: store.OpCreateSnap, DeviceID: 90, OriginDeviceID: p.cfg.BaseDeviceID, ID: "open", Device: &d}))
 	cfg := p.cfg
 	p.Close()
 	dir := filepath.Join(root, stateDirName)
-	for _, name := range []string{journalFileName, snapshotFileName} {
+	for _, name := range []string{"journal", "registry"} { // their headers: docs/registry.md
 		path := filepath.Join(dir, name)
 		b, err := os.ReadFile(path)
 		must(t, err)
 		binary.LittleEndian.PutUint32(b[8:], 2)
-		if name == journalFileName {
+		if name == "journal" {
 			binary.LittleEndian.PutUint32(b[24:], crc32c.Update(0, b[:24]))
 		} else {
-			binary.LittleEndian.PutUint32(b[40:], crc32c.Update(crc32c.Update(0, b[:40]), b[snapshotHdrSize:]))
+			binary.LittleEndian.PutUint32(b[40:], crc32c.Update(crc32c.Update(0, b[:40]), b[48:]))
 		}
 		must(t, os.WriteFile(path, b, 0o600))
 	}
-	cfg.Version = registryV2
-	must(t, writeJSON(filepath.Join(dir, poolFileName), cfg))
+	cfg.Version = store.V2
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(dir, store.PoolFileName), b, 0o600))
 
 	q, err := Open(ctx, root, OpenOptions{})
 	must(t, err)
 	defer q.Close()
-	if tx, err := q.reg.loadTx(); tx != nil || err != nil {
+	if tx, err := q.store.LeftTx(); tx != nil || err != nil {
 		t.Fatalf("the version 2 transaction survives Open: %+v, %v", tx, err)
 	}
 	if _, err := q.Device("open"); err == nil {
@@ -170,10 +174,10 @@ func TestAVersion2RootOpensAndContinuesAsVersion3(t *testing.T) {
 	if _, err := q.Device("kept"); err != nil {
 		t.Fatalf("the version 2 record was lost: %v", err)
 	}
-	got, err := q.reg.loadPool()
+	got, err := q.store.LoadConfig()
 	must(t, err)
-	if got.Version != registryVersion {
-		t.Fatalf("pool.json says version %d after Open, want %d", got.Version, registryVersion)
+	if got.Version != store.Version {
+		t.Fatalf("pool.json says version %d after Open, want %d", got.Version, store.Version)
 	}
 	must(t, q.Create(ctx, "after", "kept", CreateOptions{}))
 	if _, err := q.Activate(ctx, "after"); err != nil {

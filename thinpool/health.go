@@ -94,10 +94,10 @@ func (h Health) Err() error {
 // Health reads the pool's status (without a metadata commit) and the free
 // space of the filesystem under its loop files, and says what is wrong.
 func (p *Pool) Health() (Health, error) {
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return Health{}, err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	return p.healthLocked()
 }
 

@@ -1,6 +1,10 @@
 package thinpool
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/thinctl/thinctl/thinpool/internal/store"
+)
 
 // FuzzParseThinName checks that device-mapper names and uuids read from
 // the kernel map back to thin ids only when they are exactly ours.
@@ -11,11 +15,11 @@ func FuzzParseThinName(f *testing.F) {
 	f.Fuzz(func(t *testing.T, name string) {
 		const key = "8:1-2"
 		if id, ok := parseThinName(key, name); ok {
-			if id == 0 || id > maxDeviceID || thinName(key, id) != name {
+			if id == 0 || id > store.MaxDeviceID || thinName(key, id) != name {
 				t.Fatalf("parseThinName(%q) = %d, which names %q", name, id, thinName(key, id))
 			}
 		}
-		if id, ok := parseThinUUID(key, name); ok && (id == 0 || id > maxDeviceID || thinUUID(key, id) != name) {
+		if id, ok := parseThinUUID(key, name); ok && (id == 0 || id > store.MaxDeviceID || thinUUID(key, id) != name) {
 			t.Fatalf("parseThinUUID(%q) = %d, which is %q", name, id, thinUUID(key, id))
 		}
 	})

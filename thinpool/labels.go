@@ -17,10 +17,18 @@ import (
 // Label limits: a record stays small enough to read back quickly when a
 // root holds tens of thousands of devices.
 const (
-	maxLabelKey    = 1024
+	// A key may take what containerd allows a key and value together
+	// (4096 bytes, its labels.Validate) plus a caller's 64-byte prefix:
+	// the snapshotter keeps containerd's labels under "label:".
+	maxLabelKey    = 4096 + 64
 	maxLabelValue  = 4096
 	maxLabelsTotal = 64 * 1024
 )
+
+// ValidateLabels checks labels as Create, SetLabels and Adopt do, so that
+// a caller can tell before it changes anything whether they will be
+// accepted; a refusal is ErrInvalidLabel.
+func ValidateLabels(labels map[string]string) error { return validateLabels(labels) }
 
 // validateLabels checks keys and values: a non-empty key, valid UTF-8
 // (JSON would replace anything else), and the size limits.
@@ -63,16 +71,16 @@ func (p *Pool) SetLabels(ctx context.Context, id string, labels map[string]strin
 	if err := validateLabels(labels); err != nil {
 		return errors.Wrapf(err, "set the labels of %q", id)
 	}
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	d, err := p.liveDevice(id)
 	if err != nil {
 		return err
 	}
 	d.Labels = copyLabels(labels)
-	return errors.Wrapf(p.reg.saveDevice(d), "set the labels of %q", id)
+	return errors.Wrapf(p.store.Put(d), "set the labels of %q", id)
 }
 
 // DeviceLabels returns every live device's labels by id (devices pending
@@ -80,11 +88,11 @@ func (p *Pool) SetLabels(ctx context.Context, id string, labels map[string]strin
 // call, so it is cheap enough to run at every start of a long-lived
 // caller that keeps its own index.
 func (p *Pool) DeviceLabels() (map[string]map[string]string, error) {
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return nil, err
 	}
-	defer p.lk.unlock()
-	recs, err := p.reg.listDevices()
+	defer p.lk.Unlock()
+	recs, err := p.store.List()
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 func TestRemoveGivesTheSpaceBackToTheDataFile(t *testing.T) {
@@ -296,7 +297,7 @@ func TestCreateWithABiggerSizeGrowsTheFilesystem(t *testing.T) {
 			if size := uint64(sfs.Blocks) * uint64(sfs.Bsize); size < 560*MiB {
 				t.Fatalf("the filesystem of a 640 MiB device is %d MiB", size>>20)
 			}
-			d, err := p.reg.loadDevice("large")
+			d, err := p.store.Get("large")
 			must(t, err)
 			if d.GrowPending {
 				t.Fatal("the registry still says the grow is pending")
@@ -400,12 +401,12 @@ func TestCheckFindsAndRepairsOrphansAndStaleMounts(t *testing.T) {
 func TestOpenFinishesInterruptedTransactions(t *testing.T) {
 	p, root := newVMPool(t, smallOptions())
 	base := p.cfg.BaseDeviceID
-	record := func(id string, devID uint32) deviceRecord {
-		return deviceRecord{Version: recordVersion, ID: id, DeviceID: devID, Size: p.cfg.BaseSize, Initialized: true}
+	record := func(id string, devID uint32) store.Device {
+		return store.Device{Version: store.RecordVersion, ID: id, DeviceID: devID, Size: p.cfg.BaseSize, Initialized: true}
 	}
-	create := func(id string, devID uint32) txRecord {
+	create := func(id string, devID uint32) store.Tx {
 		d := record(id, devID)
-		return txRecord{Op: opCreateSnap, DeviceID: devID, OriginDeviceID: base, ID: id, Device: &d}
+		return store.Tx{Op: store.OpCreateSnap, DeviceID: devID, OriginDeviceID: base, ID: id, Device: &d}
 	}
 	snap := func(devID uint32) {
 		mustDmsetup(t, "message", p.Name(), "0", fmt.Sprintf("create_snap %d %d", devID, base))
@@ -416,14 +417,14 @@ func TestOpenFinishesInterruptedTransactions(t *testing.T) {
 		var err error
 		p, err = Open(context.Background(), root, OpenOptions{})
 		must(t, err)
-		if tx, err := p.reg.loadTx(); tx != nil || err != nil {
+		if tx, err := p.store.LeftTx(); tx != nil || err != nil {
 			t.Fatalf("a transaction survives Open: %+v, %v", tx, err)
 		}
 	}
 
 	// A create interrupted after its message, before its end: the pool
 	// has the id (the probe says EEXIST), so the record it carries is kept.
-	must(t, p.reg.saveTx(create("found", 78)))
+	must(t, p.store.Begin(create("found", 78)))
 	snap(78)
 	reopen()
 	if _, err := p.Device("found"); err != nil {
@@ -432,7 +433,7 @@ func TestOpenFinishesInterruptedTransactions(t *testing.T) {
 
 	// A create interrupted before its message reached the pool: undone
 	// (the probe made the id; it is deleted again).
-	must(t, p.reg.saveTx(create("never", 79)))
+	must(t, p.store.Begin(create("never", 79)))
 	reopen()
 	if _, err := p.Device("never"); !isErr(err, ErrDeviceNotFound) {
 		t.Fatalf("a create that never reached the pool left a record: %v", err)
@@ -440,7 +441,7 @@ func TestOpenFinishesInterruptedTransactions(t *testing.T) {
 
 	// A version 1 transaction (no record inside) after its message, before
 	// its record: undone, as version 1 did.
-	must(t, p.reg.saveTx(txRecord{Op: opCreateSnap, DeviceID: 77, OriginDeviceID: base, ID: "lost"}))
+	must(t, p.store.Begin(store.Tx{Op: store.OpCreateSnap, DeviceID: 77, OriginDeviceID: base, ID: "lost"}))
 	snap(77)
 	reopen()
 	if _, err := p.Device("lost"); !isErr(err, ErrDeviceNotFound) {
@@ -449,8 +450,8 @@ func TestOpenFinishesInterruptedTransactions(t *testing.T) {
 
 	// A delete interrupted after its message, before the record went: finished.
 	snap(80)
-	must(t, p.reg.saveDevice(record("gone", 80)))
-	must(t, p.reg.saveTx(txRecord{Op: opDelete, DeviceID: 80, ID: "gone"}))
+	must(t, p.store.Put(record("gone", 80)))
+	must(t, p.store.Begin(store.Tx{Op: store.OpDelete, DeviceID: 80, ID: "gone"}))
 	mustDmsetup(t, "message", p.Name(), "0", "delete 80")
 	reopen()
 	if _, err := p.Device("gone"); !isErr(err, ErrDeviceNotFound) {
@@ -459,8 +460,8 @@ func TestOpenFinishesInterruptedTransactions(t *testing.T) {
 
 	// A delete interrupted before its message: finished too.
 	snap(81)
-	must(t, p.reg.saveDevice(record("doomed", 81)))
-	must(t, p.reg.saveTx(txRecord{Op: opDelete, DeviceID: 81, ID: "doomed"}))
+	must(t, p.store.Put(record("doomed", 81)))
+	must(t, p.store.Begin(store.Tx{Op: store.OpDelete, DeviceID: 81, ID: "doomed"}))
 	reopen()
 	defer p.Close()
 	if _, err := p.Device("doomed"); !isErr(err, ErrDeviceNotFound) {
@@ -539,7 +540,7 @@ func TestCreateAndRemoveAreOnDiskWhenTheyReturn(t *testing.T) {
 	// as returning space); the thin device leaves the committed metadata
 	// when its space is back.
 	must(t, p.Remove(context.Background(), "durable"))
-	if _, err := p.reg.loadDevice("durable"); !isErr(err, ErrDeviceNotFound) {
+	if _, err := p.store.Get("durable"); !isErr(err, ErrDeviceNotFound) {
 		t.Fatalf("the record of durable after Remove: %v, want ErrDeviceNotFound", err)
 	}
 	must(t, p.ReturnSpace(context.Background()))

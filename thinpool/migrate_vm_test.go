@@ -15,6 +15,7 @@ import (
 
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/testenv"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // TestALiveVersion1RootIsMigratedByOpen makes a version 1 root with the
@@ -68,11 +69,14 @@ func TestALiveVersion1RootIsMigratedByOpen(t *testing.T) {
 				t.Fatalf("the v1 create was not killed at its failpoint: %v", err)
 			}
 			dir := filepath.Join(root, stateDirName)
-			v1 := v1Registry{dir: dir}
-			if tx, err := v1.loadTx(); err != nil || tx == nil {
-				t.Fatalf("the killed v1 create left no transaction: %v, %v", tx, err)
+			if !exists(filepath.Join(dir, "transaction.json")) {
+				t.Fatal("the killed v1 create left no transaction.json")
 			}
-			held, err := v1.loadDevice("held")
+			var held store.Device
+			b, err := os.ReadFile(filepath.Join(dir, "devices", "held.json"))
+			if err == nil {
+				err = json.Unmarshal(b, &held)
+			}
 			if err != nil || !held.Deleted {
 				t.Fatalf("the held device is not pending deletion in v1: %+v, %v", held, err)
 			}
@@ -82,11 +86,11 @@ func TestALiveVersion1RootIsMigratedByOpen(t *testing.T) {
 				t.Fatalf("Open of the version 1 root: %v", err)
 			}
 			defer p.Close()
-			cfg, err := p.reg.loadPool()
-			if err != nil || cfg.Version != registryVersion {
+			cfg, err := p.store.LoadConfig()
+			if err != nil || cfg.Version != store.Version {
 				t.Fatalf("pool.json after Open: version %d, %v", cfg.Version, err)
 			}
-			for _, f := range []string{devicesDirName, txFileName} {
+			for _, f := range []string{"devices", "transaction.json"} {
 				if exists(filepath.Join(dir, f)) {
 					t.Errorf("%s survives the migration", f)
 				}
@@ -115,7 +119,7 @@ func TestALiveVersion1RootIsMigratedByOpen(t *testing.T) {
 			if len(got) != len(v1Devs)-1 {
 				t.Errorf("after migration %d devices, want %d", len(got), len(v1Devs)-1)
 			}
-			if d, err := p.reg.loadDevice("image-2"); err != nil || !d.GrowPending {
+			if d, err := p.store.Get("image-2"); err != nil || !d.GrowPending {
 				t.Errorf("image-2's pending grow was lost: %+v, %v", d, err)
 			}
 			r, err := p.Check(context.Background(), CheckOptions{})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // Mount activates and mounts device id at root/mnt/<id> and returns the path.
@@ -20,10 +21,10 @@ func (p *Pool) Mount(ctx context.Context, id string, opts MountOptions) (string,
 	if err := ctx.Err(); err != nil {
 		return "", errors.Wrapf(err, "mount %q", id)
 	}
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return "", err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	d, err := p.liveDevice(id)
 	if err != nil {
 		return "", err
@@ -56,7 +57,7 @@ func (p *Pool) Mount(ctx context.Context, id string, opts MountOptions) (string,
 			return "", errors.Wrapf(err, "grow the filesystem of %q to %s", id, formatBytes(d.Size))
 		}
 		d.GrowPending = false
-		if err := p.reg.saveDevice(d); err != nil {
+		if err := p.store.Put(d); err != nil {
 			return "", err
 		}
 	}
@@ -69,7 +70,7 @@ func (p *Pool) Mount(ctx context.Context, id string, opts MountOptions) (string,
 // elsewhere (a mount leaked into another mount namespace) stays active;
 // Remove defers its removal.
 func (p *Pool) Unmount(ctx context.Context, id string) error {
-	return p.withDevice(id, func(d deviceRecord) error {
+	return p.withDevice(id, func(d store.Device) error {
 		if p.mounts[id] > 1 {
 			if m, _ := fs.IsMounted(p.MountPath(id)); m {
 				p.mounts[id]--
@@ -82,7 +83,7 @@ func (p *Pool) Unmount(ctx context.Context, id string) error {
 
 // releaseLocked drops every reference on d, unmounts it and deactivates
 // it unless something else still holds it.
-func (p *Pool) releaseLocked(ctx context.Context, d deviceRecord) error {
+func (p *Pool) releaseLocked(ctx context.Context, d store.Device) error {
 	if err := p.unmountAll(d.ID); err != nil {
 		return err
 	}
@@ -105,8 +106,8 @@ func (p *Pool) unmountAll(id string) error {
 
 // mountedIDs lists the devices this process holds Mount references on.
 func (p *Pool) mountedIDs() []string {
-	p.lk.mu.Lock()
-	defer p.lk.mu.Unlock()
+	p.lk.LockProcess()
+	defer p.lk.UnlockProcess()
 	ids := make([]string, 0, len(p.mounts))
 	for id := range p.mounts {
 		ids = append(ids, id)
@@ -116,5 +117,5 @@ func (p *Pool) mountedIDs() []string {
 
 // releaseAll drops every reference on id, unmounts and deactivates it.
 func (p *Pool) releaseAll(ctx context.Context, id string) error {
-	return p.withDevice(id, func(d deviceRecord) error { return p.releaseLocked(ctx, d) })
+	return p.withDevice(id, func(d store.Device) error { return p.releaseLocked(ctx, d) })
 }

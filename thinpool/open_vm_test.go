@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // dmLog is a dm.Client logger that keeps the operations it was given.
@@ -52,9 +53,9 @@ func openLogged(t *testing.T, root string) (*Pool, *dmLog) {
 // suspendMarked reads p's suspend mark under the lock.
 func suspendMarked(t *testing.T, p *Pool) bool {
 	t.Helper()
-	must(t, p.lk.lock())
-	defer p.lk.unlock()
-	return p.lk.suspendMarked()
+	must(t, p.lk.Lock())
+	defer p.lk.Unlock()
+	return p.lk.SuspendMarked()
 }
 
 // Open looks for thin devices to resume (one DM_LIST_DEVICES and a status
@@ -90,12 +91,12 @@ func TestOpenResumesSuspendedDevicesOnlyWhenAProcessLeftOneSuspended(t *testing.
 	}
 
 	// What a process killed between suspend and resume leaves.
-	lk, err := openRootLock(stateDir(root) + "/" + lockFileName)
+	lk, err := store.OpenLock(stateDir(root) + "/" + store.LockFileName)
 	must(t, err)
-	must(t, lk.lock())
-	must(t, lk.setSuspendMark(true))
-	lk.unlock()
-	must(t, lk.close())
+	must(t, lk.Lock())
+	must(t, lk.SetSuspendMark(true))
+	lk.Unlock()
+	must(t, lk.Close())
 	q, l = openLogged(t, root)
 	defer q.Close()
 	if s := dmState(t, origin); s != "ACTIVE" {
@@ -118,21 +119,21 @@ func TestOpenCompactsAJournalOfChurnAndLosesNothing(t *testing.T) {
 	p, root := newVMPool(t, o)
 	ctx := context.Background()
 	must(t, p.Create(ctx, "keep", "", CreateOptions{Labels: map[string]string{"k": "v"}}))
-	for i := 0; i < replayCompactFrames/2; i++ {
+	for i := 0; i < store.ReplayCompactFrames/2; i++ {
 		id := fmt.Sprintf("tmp-%d", i)
 		must(t, p.Create(ctx, id, "keep", CreateOptions{}))
 		must(t, p.Remove(ctx, id))
 	}
-	frames := p.reg.st.seq
-	if frames < replayCompactFrames {
-		t.Fatalf("%d create+remove cycles appended %d frames, want at least %d", replayCompactFrames/2, frames, replayCompactFrames)
+	frames := p.store.JournalFrames()
+	if frames < store.ReplayCompactFrames {
+		t.Fatalf("%d create+remove cycles appended %d frames, want at least %d", store.ReplayCompactFrames/2, frames, store.ReplayCompactFrames)
 	}
 	must(t, p.Close())
 
 	q, err := Open(ctx, root, OpenOptions{})
 	must(t, err)
-	if q.reg.st.seq != 0 {
-		t.Errorf("after Open of a journal of %d frames and 1 record it holds %d frames, want 0 (compacted)", frames, q.reg.st.seq)
+	if q.store.JournalFrames() != 0 {
+		t.Errorf("after Open of a journal of %d frames and 1 record it holds %d frames, want 0 (compacted)", frames, q.store.JournalFrames())
 	}
 	must(t, q.Create(ctx, "second", "keep", CreateOptions{}))
 	must(t, q.Close())
@@ -140,10 +141,10 @@ func TestOpenCompactsAJournalOfChurnAndLosesNothing(t *testing.T) {
 	r, err := Open(ctx, root, OpenOptions{})
 	must(t, err)
 	defer r.Close()
-	if r.reg.st.seq == 0 {
+	if r.store.JournalFrames() == 0 {
 		t.Errorf("Open compacted a journal of one create")
 	}
-	recs, err := r.reg.listDevices()
+	recs, err := r.store.List()
 	must(t, err)
 	var ids []string
 	for _, d := range recs {

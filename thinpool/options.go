@@ -2,6 +2,7 @@ package thinpool
 
 import (
 	"fmt"
+	"log/slog"
 
 	"github.com/pkg/errors"
 
@@ -64,6 +65,11 @@ type Options struct {
 	// Give a client from dm.Open for a logger or udev timeout of your own.
 	// The pool does not close it.
 	DM *dm.Client
+	// Logger, when set, is told the pool's background decisions at debug
+	// level: how each removed device's space is reclaimed (and why a
+	// fallback), each background pass's outcome, each interrupted
+	// transaction's recovery. nil logs nothing.
+	Logger *slog.Logger
 }
 
 // OpenOptions tunes Open. The zero value works.
@@ -73,6 +79,8 @@ type OpenOptions struct {
 	// DM is the device-mapper client the pool uses; nil means dm.Default().
 	// The pool does not close it.
 	DM *dm.Client
+	// Logger is as in Options.
+	Logger *slog.Logger
 }
 
 // CreateOptions tunes Create.

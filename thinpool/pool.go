@@ -2,7 +2,7 @@ package thinpool
 
 import (
 	"context"
-	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -14,6 +14,8 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/internal/revert"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // Pool is an open thin pool rooted at a state directory. Its methods are
@@ -22,152 +24,34 @@ import (
 type Pool struct {
 	root string // absolute
 	dir  string // <root>/devicemapper
-	reg  *registry
-	dm   *dm.Client
-	lk   *rootLock
+	// store holds the device records, the journal and the transactions;
+	// Pool reaches them only through its methods (package store).
+	store *store.Store
+	dm    *dm.Client
+	lk    *store.Lock
 
 	// Guarded by lk.
-	cfg      poolRecord
-	idx      *index
+	cfg      store.Config
 	mounts   map[string]int // Mount references taken by this process
 	progress func(step string, fraction float64)
+	// log is told the background decisions (Options.Logger; never nil).
+	log *slog.Logger
 
 	// ret runs the space return of removed devices in the background.
 	ret returner
+
+	// tuning is what Watch changed in the pool table (guarded by lk).
+	tuning tableTuning
 }
 
-// index is the registry's in-memory state: every device record (with
-// its encoding, so a compaction writes it without encoding it again) and
-// what operations look up without scanning: the used thin ids, the record
-// of each thin id, each device's number of snapshots and the devices whose
-// removal is deferred. The registry keeps it current (registry.ensure).
-type index struct {
-	recs     map[string]recEntry
-	used     *idBitmap
-	byDevID  map[uint32]string
-	children map[string]int
-	// deleted holds the ids whose records are marked deleted (removal
-	// deferred), so GC need not look at every record.
-	deleted map[string]bool
-	// returning holds the keys of the records of removed devices whose
-	// space is still being returned (see remove_return.go).
-	returning map[string]bool
-	base      uint32 // the base device's thin id (pool.json), always used
-	stale     bool   // read everything from disk again before the next use
-}
-
-// recEntry is one record and its JSON encoding (the body of its put
-// entry), nil until it is needed.
-type recEntry struct {
-	rec deviceRecord
-	enc []byte
-}
-
-func newIndex() *index {
-	return &index{recs: map[string]recEntry{}, used: newIDBitmap(), byDevID: map[uint32]string{},
-		children: map[string]int{}, deleted: map[string]bool{}, returning: map[string]bool{}}
-}
-
-// replace takes over the state of x (a fresh load), keeping the base
-// device and an allocation hint at least next.
-func (x *index) replace(y *index, next uint32) {
-	base := x.base
-	*x = *y
-	x.base = base
-	if base != 0 {
-		x.used.set(base)
-		x.noteAllocated(base)
-	}
-	if next > x.used.next {
-		x.used.setHint(next)
-	}
-}
-
-// invalidate makes the registry read everything from disk again.
-func (x *index) invalidate() { x.stale = true }
-
-// add adds or replaces a record.
-func (x *index) add(d deviceRecord) { x.addEncoded(d, nil) }
-
-// addEncoded adds or replaces a record whose encoding is enc (nil:
-// unknown).
-func (x *index) addEncoded(d deviceRecord, enc []byte) {
-	if old, ok := x.recs[d.ID]; ok {
-		x.remove(old.rec)
-	}
-	x.recs[d.ID] = recEntry{rec: d, enc: enc}
-	x.used.set(d.DeviceID)
-	x.noteAllocated(d.DeviceID)
-	x.byDevID[d.DeviceID] = d.ID
-	if d.Parent != "" {
-		x.children[d.Parent]++
-	}
-	switch {
-	case d.ReturningSpace:
-		x.returning[d.ID] = true
-	case d.Deleted:
-		x.deleted[d.ID] = true
-	}
-}
-
-// remove removes d's record if the index holds it.
-func (x *index) remove(d deviceRecord) { x.removeID(d.ID) }
-
-// removeID removes the record of id, if any.
-func (x *index) removeID(id string) {
-	e, ok := x.recs[id]
-	if !ok {
-		return
-	}
-	d := e.rec
-	delete(x.recs, id)
-	if d.DeviceID != x.base {
-		x.used.clear(d.DeviceID)
-	}
-	if x.byDevID[d.DeviceID] == id {
-		delete(x.byDevID, d.DeviceID)
-	}
-	delete(x.deleted, id)
-	delete(x.returning, id)
-	if d.Parent != "" {
-		if x.children[d.Parent]--; x.children[d.Parent] <= 0 {
-			delete(x.children, d.Parent)
-		}
-	}
-}
-
-// noteAllocated moves the allocation hint past devID: thin ids are handed
-// out in increasing order (wrapping at 2^24), so an id is not used again
-// soon after a create that may have reached the pool was undone.
-func (x *index) noteAllocated(devID uint32) {
-	if devID >= x.used.next && devID < maxDeviceID {
-		x.used.setHint(devID + 1)
-	}
-}
-
-// hint is where the next thin id search starts.
-func (x *index) hint() uint32 { return x.used.next }
-
-// sortedIDs returns every record's id in order.
-func (x *index) sortedIDs() []string {
-	ids := make([]string, 0, len(x.recs))
-	for id := range x.recs {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
-}
-
-// encoded returns the JSON encoding of id's record, encoding it once.
-func (x *index) encoded(id string) []byte {
-	e := x.recs[id]
-	if e.enc == nil {
-		e.rec.Version = recordVersion
-		e.enc, _ = json.Marshal(e.rec)
-		x.recs[id] = e
-	}
-	return e.enc
-}
+// Names under the root that are the pool's, not the store's (see
+// docs/registry.md).
+const (
+	stateDirName = "devicemapper" // <root>/devicemapper: the store's files, the loop files
+	dataFileName = "data"
+	metaFileName = "metadata"
+	mountDirName = "mnt" // <root>/mnt: a mount point per mounted device
+)
 
 func (p *Pool) report(step string, fraction float64) {
 	if p.progress != nil {
@@ -186,7 +70,7 @@ func isNotExist(path string) bool {
 
 // Exists reports whether root holds an initialized pool.
 func Exists(root string) bool {
-	_, err := os.Stat(filepath.Join(root, stateDirName, poolFileName))
+	_, err := os.Stat(filepath.Join(root, stateDirName, store.PoolFileName))
 	return err == nil
 }
 
@@ -198,8 +82,8 @@ func (p *Pool) Root() string { return p.root }
 
 // Name returns the pool's device-mapper name.
 func (p *Pool) Name() string {
-	p.lk.mu.Lock()
-	defer p.lk.mu.Unlock()
+	p.lk.LockProcess()
+	defer p.lk.UnlockProcess()
 	return p.cfg.PoolName
 }
 
@@ -220,35 +104,36 @@ func makeDirs(root string) error {
 // Directories that are not empty stay.
 func removeEmptyState(root string) {
 	dir := stateDir(root)
-	os.Remove(filepath.Join(dir, lockFileName))
-	os.Remove(filepath.Join(dir, journalFileName))
-	os.Remove(filepath.Join(dir, snapshotFileName))
+	os.Remove(filepath.Join(dir, store.LockFileName))
+	store.RemoveFiles(dir)
 	os.Remove(dir)
 	os.Remove(filepath.Join(root, mountDirName))
 }
 
 // newPool builds the in-memory Pool of an absolute root and takes its lock;
-// c nil means dm.Default().
-func newPool(root string, c *dm.Client, progress func(string, float64)) (*Pool, error) {
+// c nil means dm.Default(), log nil logs nothing.
+func newPool(root string, c *dm.Client, progress func(string, float64), log *slog.Logger) (*Pool, error) {
 	// Mount points are compared with /proc/self/mountinfo, which shows
 	// paths without symlinks.
 	if real, err := filepath.EvalSymlinks(root); err == nil {
 		root = real
 	}
 	dir := stateDir(root)
-	lk, err := openRootLock(filepath.Join(dir, lockFileName))
+	lk, err := store.OpenLock(filepath.Join(dir, store.LockFileName))
 	if err != nil {
 		return nil, err
 	}
 	if c == nil {
 		if c, err = dm.Default(); err != nil {
-			lk.close()
+			lk.Close()
 			return nil, errors.Wrap(err, "device-mapper")
 		}
 	}
-	reg := newRegistry(dir, lk)
-	return &Pool{root: root, dir: dir, reg: reg, dm: c, lk: lk,
-		idx: reg.idx, mounts: map[string]int{}, progress: progress}, nil
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Pool{root: root, dir: dir, store: store.New(dir, lk), dm: c, lk: lk,
+		mounts: map[string]int{}, progress: progress, log: log}, nil
 }
 
 // Init creates a new pool under root/devicemapper and its base device.
@@ -264,34 +149,39 @@ func Init(ctx context.Context, root string, opts Options) (*Pool, error) {
 		return nil, errors.Wrap(err, "root")
 	}
 	if Exists(root) {
-		return nil, errors.Wrapf(ErrAlreadyInit, "%s", filepath.Join(stateDir(root), poolFileName))
+		return nil, errors.Wrapf(ErrAlreadyInit, "%s", filepath.Join(stateDir(root), store.PoolFileName))
 	}
 	fresh := !dirExists(stateDir(root))
 	if err := makeDirs(root); err != nil {
 		return nil, err
 	}
-	p, err := newPool(root, o.DM, o.Progress)
+	p, err := newPool(root, o.DM, o.Progress, o.Logger)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.lk.lock(); err != nil {
-		p.lk.close()
+	if err := p.lk.Lock(); err != nil {
+		p.lk.Close()
 		return nil, err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	if Exists(root) { // another process won the race
-		p.lk.closeLocked()
-		return nil, errors.Wrapf(ErrAlreadyInit, "%s", p.reg.poolPath())
+		p.lk.CloseLocked()
+		return nil, errors.Wrapf(ErrAlreadyInit, "%s", p.store.ConfigPath())
 	}
+
+	// From here a failure leaves the root as it was: undone even when ctx
+	// ended (that is what stopped us), before the lock is let go.
+	var undo revert.Stack
+	defer undo.Unwind()
+	if fresh {
+		undo.Push(func() { removeEmptyState(root) })
+	}
+	undo.Push(func() { p.lk.CloseLocked() })
+	undo.Push(func() { p.initCleanup(context.WithoutCancel(ctx), o) })
 	if err := p.initLocked(ctx, o); err != nil {
-		// Undo what was made even when ctx ended: that is what stopped us.
-		p.initCleanup(context.WithoutCancel(ctx), o)
-		p.lk.closeLocked()
-		if fresh {
-			removeEmptyState(root)
-		}
 		return nil, err
 	}
+	undo.Keep()
 	return p, nil
 }
 
@@ -300,8 +190,8 @@ func (p *Pool) initLocked(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	p.cfg = poolRecord{
-		Version: registryVersion, Key: key, PoolName: poolNameForKey(key),
+	p.cfg = store.Config{
+		Version: store.Version, Key: key, PoolName: poolNameForKey(key),
 		BlockSize: o.BlockSize, NoDiscard: o.NoDiscard, MinFreeSpace: o.MinFreeSpace,
 		Filesystem: o.Filesystem, MkfsArgs: o.MkfsArgs, MountOptions: o.MountOptions,
 		BaseSize: o.BaseSize, Created: time.Now().UTC(),
@@ -335,6 +225,9 @@ func (p *Pool) initLocked(ctx context.Context, o Options) error {
 		if err := zeroHead(p.metaFilePath()); err != nil {
 			return err
 		}
+		if err := allocateMetadata(p.metaFilePath()); err != nil {
+			return err
+		}
 		failpoint.Inject(failpoint.InitAfterFiles)
 	}
 	p.report("creating the thin pool", 0.15)
@@ -350,18 +243,17 @@ func (p *Pool) initLocked(ctx context.Context, o Options) error {
 		p.cfg.DataSize, p.cfg.MetadataSize = data.Size, meta.Size
 	}
 	// A new, empty registry (replacing what an earlier, failed Init left).
-	if err := p.reg.create(); err != nil {
+	if err := p.store.Create(); err != nil {
 		return err
 	}
 	if err := p.createBase(ctx); err != nil {
 		return err
 	}
-	p.idx.base = p.cfg.BaseDeviceID
-	p.idx.used.set(p.cfg.BaseDeviceID)
-	p.cfg.NextDeviceID = p.idx.hint()
+	p.store.SetBase(p.cfg.BaseDeviceID)
+	p.cfg.NextDeviceID = p.store.Hint()
 	failpoint.Inject(failpoint.InitAfterMkfs)
 	p.report("saving the registry", 0.98)
-	if err := p.reg.savePool(p.cfg); err != nil {
+	if err := p.store.SaveConfig(p.cfg); err != nil {
 		return err
 	}
 	p.report("done", 1)
@@ -463,9 +355,8 @@ func (p *Pool) initCleanup(ctx context.Context, o Options) {
 		os.Remove(p.dataFilePath())
 		os.Remove(p.metaFilePath())
 	}
-	p.reg.close()
-	os.Remove(p.reg.journalPath())
-	os.Remove(p.reg.snapshotPath())
+	p.store.Close()
+	store.RemoveFiles(p.dir)
 }
 
 // Open opens an existing pool, bringing it up (loop devices, pool table)
@@ -481,58 +372,58 @@ func Open(ctx context.Context, root string, opts OpenOptions) (*Pool, error) {
 	}
 	// A root without a pool is refused before the lock file is made;
 	// pool.json itself is read once, under the lock.
-	if path := filepath.Join(stateDir(root), poolFileName); isNotExist(path) {
+	if path := filepath.Join(stateDir(root), store.PoolFileName); isNotExist(path) {
 		return nil, errors.Wrapf(ErrNotInitialized, "%s does not exist", path)
 	}
-	p, err := newPool(root, opts.DM, opts.Progress)
+	p, err := newPool(root, opts.DM, opts.Progress, opts.Logger)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.lk.lock(); err != nil {
-		p.lk.close()
+	if err := p.lk.Lock(); err != nil {
+		p.lk.Close()
 		return nil, err
 	}
 	err = p.openLocked(ctx)
-	p.lk.unlock()
+	p.lk.Unlock()
 	if err != nil {
-		p.lk.close()
+		p.lk.Close()
 		return nil, err
 	}
 	return p, nil
 }
 
 func (p *Pool) openLocked(ctx context.Context) error {
-	cfg, err := p.reg.loadPool()
+	cfg, err := p.store.LoadConfig()
 	if err != nil {
 		return err
 	}
 	p.cfg = cfg
-	p.idx.base = cfg.BaseDeviceID
-	if cfg.Version == registryV1 {
+	p.store.SetBase(cfg.BaseDeviceID)
+	if cfg.Version == store.V1 {
 		p.report("converting the registry to version 3", 0.05)
-		if err := p.reg.migrate(cfg); err != nil {
+		if err := p.store.Migrate(cfg); err != nil {
 			return err
 		}
-		p.cfg.Version = registryVersion
-	} else if err := p.reg.removeV1Leftovers(); err != nil {
+		p.cfg.Version = store.Version
+	} else if err := p.store.RemoveV1Leftovers(); err != nil {
 		return err
 	}
-	if cfg.Version == registryV2 {
+	if cfg.Version == store.V2 {
 		// Version 3 reads version 2's files as they are; pool.json says 3
 		// from now on, so that an older release (which cannot read several
 		// open transactions) refuses the root instead of misreading it.
-		if err := p.reg.savePool(p.cfg); err != nil {
+		if err := p.store.SaveConfig(p.cfg); err != nil {
 			return errors.Wrap(err, "upgrade the registry to version 3")
 		}
-		p.cfg.Version = registryVersion
+		p.cfg.Version = store.Version
 	}
 	p.report("bringing up the thin pool", 0.1)
 	if err := p.poolUp(ctx); err != nil {
 		return err
 	}
 	failpoint.Inject(failpoint.OpenAfterPoolUp)
-	if p.lk.suspendMarked() && p.resumeSuspended(ctx) {
-		_ = p.lk.setSuspendMark(false) // left set, the next Open looks again
+	if p.lk.SuspendMarked() && p.resumeSuspended(ctx) {
+		_ = p.lk.SetSuspendMark(false) // left set, the next Open looks again
 	}
 	p.removeStaleMountPoints()
 	p.report("reading the device registry", 0.4)
@@ -541,19 +432,10 @@ func (p *Pool) openLocked(ctx context.Context) error {
 	}
 	p.report("finishing deferred deletions", 0.8)
 	_, _ = p.gcLocked(ctx)
-	if len(p.idx.returning) > 0 {
+	if p.store.ReturningCount() > 0 {
 		p.kickReturn() // space a crash or an exit left to return
 	}
-	if p.reg.replayLong() {
-		// Every process that opens the root replays the journal, one
-		// JSON decode per record written since the last compaction: a
-		// journal of many more frames than there are records is compacted
-		// now (crash-safe like any compaction), so later ones read it short.
-		// A failure changes nothing on disk; the next Open tries again.
-		if err := p.reg.compact(); err != nil {
-			p.reg.invalidate()
-		}
-	}
+	p.store.CompactLongReplay()
 	p.report("done", 1)
 	return nil
 }
@@ -612,12 +494,10 @@ func (p *Pool) ensureIndex() error {
 // reads only frames appended since it last looked, and nothing when the
 // lock file's change counter did not move).
 func (p *Pool) refreshIndex() error {
-	if err := p.reg.ensure(); err != nil {
+	if err := p.store.Refresh(); err != nil {
 		return err
 	}
-	if h := max(p.cfg.NextDeviceID, p.cfg.BaseDeviceID+1); h > p.idx.used.next && h <= maxDeviceID {
-		p.idx.used.setHint(h)
-	}
+	p.store.RaiseHint(max(p.cfg.NextDeviceID, p.cfg.BaseDeviceID+1))
 	return nil
 }
 
@@ -626,12 +506,12 @@ func (p *Pool) refreshIndex() error {
 // devices stay as they are.
 func (p *Pool) Close() error {
 	p.stopReturning(true)
-	p.lk.mu.Lock()
-	if p.reg != nil {
-		p.reg.close()
+	p.lk.LockProcess()
+	if p.store != nil {
+		p.store.Close()
 	}
-	p.lk.mu.Unlock()
-	return p.lk.close()
+	p.lk.UnlockProcess()
+	return p.lk.Close()
 }
 
 // ourDevices lists the live thin devices of this root (not the pool).
@@ -666,21 +546,21 @@ func (p *Pool) Down(ctx context.Context) error {
 		return errors.Wrap(err, "down")
 	}
 	p.stopReturning(false) // it needs the pool up; the next Open resumes it
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	if err := p.deactivateAll(ctx); err != nil {
 		return err
 	}
-	if err := p.reg.compactNow(); err != nil {
+	if err := p.store.CompactNow(); err != nil {
 		return err
 	}
-	if p.idx.used != nil && p.idx.used.next != p.cfg.NextDeviceID {
-		p.cfg.NextDeviceID = p.idx.used.next
-		_ = p.reg.savePool(p.cfg)
+	if h := p.store.Hint(); h != 0 && h != p.cfg.NextDeviceID {
+		p.cfg.NextDeviceID = h
+		_ = p.store.SaveConfig(p.cfg)
 	}
-	p.idx.invalidate()
+	p.store.Invalidate()
 	return p.poolDown(ctx)
 }
 
@@ -694,7 +574,7 @@ func (p *Pool) deactivateAll(ctx context.Context) error {
 	var busy []string
 	for _, d := range devs {
 		devID, ours := p.thinDevIDOf(d)
-		id, known := p.idx.byDevID[devID]
+		id, known := p.store.IDOf(devID)
 		var mp string
 		if ours && known {
 			mp = p.MountPath(id)
@@ -731,11 +611,11 @@ func (p *Pool) Destroy(ctx context.Context, force bool) error {
 		return errors.Wrap(err, "destroy")
 	}
 	p.stopReturning(false)
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return err
 	}
 	err := p.destroyLocked(ctx, force)
-	p.lk.unlock()
+	p.lk.Unlock()
 	if err != nil {
 		return err
 	}
@@ -743,7 +623,7 @@ func (p *Pool) Destroy(ctx context.Context, force bool) error {
 }
 
 func (p *Pool) destroyLocked(ctx context.Context, force bool) error {
-	recs, err := p.reg.listDevices()
+	recs, err := p.store.List()
 	if err != nil {
 		return err
 	}

@@ -12,8 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // Device-mapper names and uuids of a root. Every name carries the root's
@@ -66,7 +68,7 @@ func parseDevIDSuffix(prefix, s string) (uint32, bool) {
 	n, err := strconv.ParseUint(rest, 10, 32)
 	// Only the canonical spelling thinctl writes is ours: "0005" or "+5"
 	// may be someone else's device.
-	if err != nil || n == 0 || n > maxDeviceID || strconv.FormatUint(n, 10) != rest {
+	if err != nil || n == 0 || n > store.MaxDeviceID || strconv.FormatUint(n, 10) != rest {
 		return 0, false
 	}
 	return uint32(n), true
@@ -79,7 +81,16 @@ func devString(dev uint64) string {
 // poolTable is the thin-pool table for a data device of dataBytes bytes
 // (rounded down to whole blocks).
 func poolTable(metaDev, dataDev, dataBytes, blockSize uint64, noDiscard bool) dm.Target {
+	return tunedPoolTable(metaDev, dataDev, dataBytes, blockSize, noDiscard, tableTuning{})
+}
+
+// tunedPoolTable is poolTable with a watcher's low water mark and
+// out-of-space mode (see tableTuning).
+func tunedPoolTable(metaDev, dataDev, dataBytes, blockSize uint64, noDiscard bool, tu tableTuning) dm.Target {
 	features := []string{"skip_block_zeroing", "error_if_no_space"}
+	if tu.queue {
+		features = features[:1] // queue_if_no_space is the kernel's default
+	}
 	if noDiscard {
 		features = append(features, "ignore_discard")
 	}
@@ -88,7 +99,7 @@ func poolTable(metaDev, dataDev, dataBytes, blockSize uint64, noDiscard bool) dm
 		Length: roundDown(dataBytes, blockSize) / 512,
 		Type:   "thin-pool",
 		Params: fmt.Sprintf("%s %s %d %d %d %s", devString(metaDev), devString(dataDev), blockSize/512,
-			lowWaterBlocks, len(features), strings.Join(features, " ")),
+			tu.lowWaterOr(lowWaterBlocks), len(features), strings.Join(features, " ")),
 	}
 }
 
@@ -296,7 +307,7 @@ func (p *Pool) poolDown(ctx context.Context) error {
 	loops := p.poolLoopDevices()
 	if err := p.dm.Remove(ctx, p.cfg.PoolName, dm.RemoveOptions{}); err != nil && !errors.Is(err, dm.ErrNotFound) {
 		if errors.Is(err, dm.ErrBusy) {
-			return errors.Wrapf(ErrBusy, "thin pool %s is still in use: %v", p.cfg.PoolName, err)
+			return errdefs.Wrapf(ErrBusy, err, "thin pool %s is still in use: %v", p.cfg.PoolName, err)
 		}
 		return errors.Wrapf(err, "remove thin pool %s", p.cfg.PoolName)
 	}

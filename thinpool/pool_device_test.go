@@ -6,6 +6,8 @@ import (
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
+
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 func TestPoolTable(t *testing.T) {
@@ -47,7 +49,7 @@ func TestThinTable(t *testing.T) {
 func TestNames(t *testing.T) {
 	key := "4294967295:1048575-18446744073709551615" // the longest key possible
 	t.Run("the longest thin name fits device-mapper's 127 bytes", func(t *testing.T) {
-		if n := thinName(key, maxDeviceID); len(n) > 127 {
+		if n := thinName(key, store.MaxDeviceID); len(n) > 127 {
 			t.Fatalf("%q is %d bytes", n, len(n))
 		}
 		if n := poolNameForKey(key); len(n) > 127 {

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // Remove deletes device id. When it is busy, removal is deferred
@@ -23,21 +23,21 @@ func (p *Pool) Remove(ctx context.Context, id string) error {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	if err := p.ensureIndex(); err != nil {
 		return err
 	}
-	d, err := p.reg.loadDevice(id)
+	d, err := p.store.Get(id)
 	if err != nil {
 		return err
 	}
-	if n := p.idx.children[id]; n > 0 {
+	if n := p.store.Children(id); n > 0 {
 		return errors.Wrapf(ErrHasChildren, "device %q has %d snapshots; remove them first", id, n)
 	}
-	if n := p.reg.pendingChildren(id); n > 0 {
+	if n := p.store.PendingChildren(id); n > 0 {
 		return errors.Wrapf(ErrHasChildren, "device %q has %d snapshots being created; remove them first", id, n)
 	}
 	if err := p.unmountAll(id); err != nil {
@@ -60,10 +60,7 @@ func (p *Pool) Remove(ctx context.Context, id string) error {
 // wait for a whole-device discard. A device that is active and that nothing
 // holds is left active for that discard, so it is not taken down and
 // brought up again.
-func (p *Pool) removeLocked(ctx context.Context, d deviceRecord) error {
-	if d.ReturningSpace {
-		return p.returnSpaceLocked(ctx, d)
-	}
+func (p *Pool) removeLocked(ctx context.Context, d store.Device) error {
 	name := thinName(p.cfg.Key, d.DeviceID)
 	mp := p.MountPath(d.ID)
 	info, ierr := p.dm.Info(name)
@@ -85,8 +82,8 @@ func (p *Pool) removeLocked(ctx context.Context, d deviceRecord) error {
 		return p.handOver(d)
 	}
 	p.report(fmt.Sprintf("deleting %q from the pool", d.ID), 0.8)
-	err := p.runTx(txRecord{Op: opDelete, DeviceID: d.DeviceID, ID: d.ID}, func() error {
-		return p.reg.removeDevice(d.ID)
+	err := p.runTx(store.Tx{Op: store.OpDelete, DeviceID: d.DeviceID, ID: d.ID}, func() error {
+		return p.store.Remove(d.ID)
 	})
 	if errors.Is(err, dm.ErrBusy) {
 		// Activated by someone else since it was taken down.
@@ -95,7 +92,6 @@ func (p *Pool) removeLocked(ctx context.Context, d deviceRecord) error {
 	if err != nil {
 		return errors.Wrapf(err, "delete %q", d.ID)
 	}
-	p.idx.remove(d)
 	return nil
 }
 
@@ -146,7 +142,7 @@ func openKernelNode(dev uint64) (*os.File, error) {
 
 // deferRemoval asks the kernel to remove the device on its last close and
 // marks the registry record deleted so GC and Open finish the job.
-func (p *Pool) deferRemoval(ctx context.Context, d deviceRecord, name string, dev uint64, mp string) error {
+func (p *Pool) deferRemoval(ctx context.Context, d store.Device, name string, dev uint64, mp string) error {
 	if dev == 0 {
 		if info, err := p.dm.Info(name); err == nil {
 			dev = info.Dev
@@ -171,7 +167,7 @@ func (p *Pool) GC(ctx context.Context) ([]string, error) {
 		return nil, errors.Wrap(err, "gc")
 	}
 	p.stopReturning(false) // GC does that work itself, now
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return nil, err
 	}
 	err := p.ensureIndex()
@@ -179,7 +175,7 @@ func (p *Pool) GC(ctx context.Context) ([]string, error) {
 	if err == nil {
 		removed, err = p.gcLocked(ctx)
 	}
-	p.lk.unlock()
+	p.lk.Unlock()
 	if _, rerr := p.returnPass(ctx, true); err == nil {
 		err = rerr
 	}
@@ -192,17 +188,12 @@ func (p *Pool) GC(ctx context.Context) ([]string, error) {
 // crash in the middle of a hand-over left; the space of removed devices is
 // returned by returnPass, without the lock.
 func (p *Pool) gcLocked(ctx context.Context) ([]string, error) {
-	ids := make([]string, 0, len(p.idx.deleted))
-	for id := range p.idx.deleted {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
+	ids := p.store.Deleted()
 	var removed []string
 	var firstErr error
 	for _, id := range ids {
-		d, err := p.reg.loadDevice(id)
+		d, err := p.store.Get(id)
 		if errors.Is(err, ErrDeviceNotFound) {
-			delete(p.idx.deleted, id)
 			continue
 		}
 		if err != nil {
@@ -211,7 +202,7 @@ func (p *Pool) gcLocked(ctx context.Context) ([]string, error) {
 			}
 			continue
 		}
-		if !d.Deleted || p.idx.children[d.ID] > 0 {
+		if !d.Deleted || p.store.Children(d.ID) > 0 {
 			continue
 		}
 		err = p.removeLocked(ctx, d)
@@ -223,9 +214,9 @@ func (p *Pool) gcLocked(ctx context.Context) ([]string, error) {
 			firstErr = err
 		}
 	}
-	keys := p.returningKeys()
+	keys := p.store.Returning()
 	for _, key := range keys {
-		r, err := p.reg.loadDevice(key)
+		r, err := p.store.Get(key)
 		if err == nil {
 			err = p.dropHandedOver(r)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/thinmeta"
 	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // Returning the space of an inactive removed device without activating it.
@@ -22,34 +23,35 @@ import (
 // Activating a removed device only to discard it costs a table load, a
 // resume and a DM_DEV_REMOVE (most of a remove's price under emulation),
 // and the discard unmaps blocks the delete would free anyway. The pool's
-// metadata says which data blocks the device alone maps: read through a
-// metadata snapshot (withMetadataSnap, thinmeta), its exclusive blocks are
+// metadata says which data blocks the device alone maps: read through the
+// held metadata root (the read-only copy reserve_metadata_snap makes the
+// pool keep: withMetadataSnap, thinmeta), its exclusive blocks are
 // the blocks the delete frees. None (an unwritten snapshot, a device whose
 // every block a snapshot still shares): the delete is all there is to do;
 // the common case of all, a device whose very tree another device has (a
-// snapshot neither wrote to), is seen in the live metadata without a
-// snapshot (sharesRootLive). docs/thin-metadata.md has the whole story.
+// snapshot neither wrote to), is seen in the live metadata without a held
+// root (sharesRootLive). docs/thin-metadata.md has the whole story.
 // Some, in a pool thinctl made over a loop file: holes are punched in the
 // data file for them (what the pool's discard passdown to the loop device
 // would do), then the device is deleted. Anything else — an external pool
-// with exclusive blocks, another program holding the metadata snapshot, a
+// with exclusive blocks, another program holding the metadata root, a
 // reader error, a walk over its node budget — takes the old way (activate,
 // discard, take down, delete).
 //
 // Why punching before the delete is safe. A block exclusive to D in the
-// snapshot stays D's alone until D is deleted: the pool maps a block to a
+// held root stays D's alone until D is deleted: the pool maps a block to a
 // second device only by a snapshot of a device that maps it (create_snap),
 // and a block D maps is not free for another device to be given. D is no
 // user record any more, so nothing in thinctl snapshots, activates or
 // writes it; returnInactive runs under D's return claim and the root lock
 // and first makes sure no device-mapper device maps D (thinctl's name for
 // it or any table of another name: thinMappedElsewhere), so nothing reads
-// or writes the punched blocks. Blocks shared at the snapshot are never
+// or writes the punched blocks. Blocks shared in the held root are never
 // punched, even if the sharer drops them later (they are freed by their
 // last owner's return). The punch comes before the delete message: once
 // D is deleted the pool may give its blocks to another device at once. A
 // crash between the punch and the delete leaves the returning record; the
-// next return reads the snapshot again, punches the same holes (punching a
+// next return reads a held root again, punches the same holes (punching a
 // hole is idempotent) and deletes D.
 
 // returnNodeBudget bounds the btree nodes read for one return (16 MiB of
@@ -69,30 +71,33 @@ const (
 // thin device devID's space (plan*), and why for a fallback.
 var hookReturnPlan func(devID uint32, plan, detail string)
 
-func tellPlan(devID uint32, plan, detail string) {
+// tellPlan logs how thin device devID's space is reclaimed (and tells the
+// tests' hook).
+func (p *Pool) tellPlan(devID uint32, plan, detail string) {
+	p.log.Debug("space reclaim", "thin_id", devID, "way", plan, "detail", detail)
 	if hookReturnPlan != nil {
 		hookReturnPlan(devID, plan, detail)
 	}
 }
 
 // returnInactive returns r's space without activating it when r's thin
-// device is inactive and the metadata snapshot shows how (see above), and
+// device is inactive and the held metadata root shows how (see above), and
 // reports whether it did (r is then deleted). false with a nil error means
 // the caller takes the discard way. The caller holds r's claim and the
 // root lock.
-func (p *Pool) returnInactive(ctx context.Context, r deviceRecord) (bool, error) {
+func (p *Pool) returnInactive(ctx context.Context, r store.Device) (bool, error) {
 	name := thinName(p.cfg.Key, r.DeviceID)
 	if _, err := p.dm.Info(name); !errors.Is(err, dm.ErrNotFound) {
-		tellPlan(r.DeviceID, planActive, "")
+		p.tellPlan(r.DeviceID, planActive, "")
 		return false, nil
 	}
 	pl, err := p.planInactiveReturn(r)
 	if errors.Is(err, ErrBusy) {
-		tellPlan(r.DeviceID, planBusy, err.Error())
+		p.tellPlan(r.DeviceID, planBusy, err.Error())
 		return true, err
 	}
 	if err != nil {
-		tellPlan(r.DeviceID, planFallback, err.Error())
+		p.tellPlan(r.DeviceID, planFallback, err.Error())
 		return false, nil
 	}
 	if len(pl.runs) > 0 {
@@ -100,20 +105,20 @@ func (p *Pool) returnInactive(ctx context.Context, r deviceRecord) (bool, error)
 		if err := punchRuns(pl.dataFile, pl.runs, pl.blockBytes); err != nil {
 			// Holes in blocks only D maps harm nobody; the discard way
 			// gives back the rest.
-			tellPlan(r.DeviceID, planFallback, err.Error())
+			p.tellPlan(r.DeviceID, planFallback, err.Error())
 			return false, nil
 		}
-		tellPlan(r.DeviceID, planPunch, "")
+		p.tellPlan(r.DeviceID, planPunch, "")
 		if err := failpoint.InjectErr(failpoint.ReturnAfterPunch); err != nil {
 			return true, err
 		}
 	} else {
-		tellPlan(r.DeviceID, planSkip, "")
+		p.tellPlan(r.DeviceID, planSkip, "")
 	}
 	return true, p.finishReturn(ctx, r)
 }
 
-// inactivePlan is what the metadata snapshot says about a device's space.
+// inactivePlan is what the held metadata root says about a device's space.
 type inactivePlan struct {
 	runs       []thinmeta.Run // exclusive data blocks, merged
 	blocks     uint64         // how many
@@ -121,10 +126,10 @@ type inactivePlan struct {
 	dataFile   string         // the data file to punch (when runs)
 }
 
-// planInactiveReturn reads r's exclusive blocks from a metadata snapshot
+// planInactiveReturn reads r's exclusive blocks from a held metadata root
 // and, when there are some, finds the data file to punch them in. An error
 // says why the discard way must be taken.
-func (p *Pool) planInactiveReturn(r deviceRecord) (inactivePlan, error) {
+func (p *Pool) planInactiveReturn(r store.Device) (inactivePlan, error) {
 	var pl inactivePlan
 	metaDev, dataDev, err := p.poolTableDevices()
 	if err != nil {
@@ -177,13 +182,13 @@ func (p *Pool) poolTableDevices() (meta, data string, err error) {
 	return f[0], f[1], nil
 }
 
-// readExclusive reads, from the metadata snapshot the pool holds, the data
+// readExclusive reads, from the metadata root the pool holds, the data
 // blocks only thin device devID maps, and the pool's data block size in
 // sectors; dataBlocks is the size of the pool's data device in blocks.
 func readExclusive(metaDev string, devID uint32, dataBlocks uint64) ([]uint64, uint32, error) {
 	var blocks []uint64
 	var blockSectors uint32
-	err := readMetadataSnap(metaDev, returnNodeBudget, func(m *thinmeta.Reader, sb thinmeta.Superblock) error {
+	err := readHeldMetadata(metaDev, returnNodeBudget, func(m *thinmeta.Reader, sb thinmeta.Superblock) error {
 		var err error
 		blocks, err = m.Exclusive(sb, devID, dataBlocks)
 		blockSectors = sb.DataBlockSize
@@ -192,23 +197,23 @@ func readExclusive(metaDev string, devID uint32, dataBlocks uint64) ([]uint64, u
 	return blocks, blockSectors, err
 }
 
-// readMetadataSnap reads the superblock of the metadata snapshot the pool
+// readHeldMetadata reads the superblock of the metadata root the pool
 // holds from its metadata device (metaDev, "major:minor") and runs fn with
 // a reader of at most budget btree nodes.
-func readMetadataSnap(metaDev string, budget int, fn func(*thinmeta.Reader, thinmeta.Superblock) error) error {
+func readHeldMetadata(metaDev string, budget int, fn func(*thinmeta.Reader, thinmeta.Superblock) error) error {
 	return withMetadataReader(metaDev, budget, func(m *thinmeta.Reader, path string) error {
 		live, err := m.Superblock(0)
 		if err != nil {
 			return errors.Wrapf(err, "%s", path)
 		}
 		if live.HeldRoot == 0 {
-			return errors.Errorf("%s: the superblock holds no metadata snapshot", path)
+			return errors.Errorf("%s: the superblock holds no held metadata root", path)
 		}
 		sb, err := m.Superblock(live.HeldRoot)
 		if err != nil {
-			return errors.Wrapf(err, "%s: metadata snapshot", path)
+			return errors.Wrapf(err, "%s: held metadata root", path)
 		}
-		return errors.Wrapf(fn(m, sb), "%s: metadata snapshot", path)
+		return errors.Wrapf(fn(m, sb), "%s: held metadata root", path)
 	})
 }
 
@@ -253,8 +258,8 @@ const liveRootNodeBudget = 256
 // state. And "shared" can only be wrong in the harmless direction: the
 // caller then punches nothing and deletes the device, so a wrong "shared"
 // could at worst leave blocks allocated in the data file, never punch a
-// block someone uses. false (or an error) sends the caller to the metadata
-// snapshot.
+// block someone uses. false (or an error) sends the caller to the held
+// metadata root.
 func sharesRootLive(metaDev string, devID uint32) (bool, error) {
 	shared := false
 	err := withMetadataReader(metaDev, liveRootNodeBudget, func(m *thinmeta.Reader, path string) error {

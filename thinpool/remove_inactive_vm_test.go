@@ -83,8 +83,8 @@ func thinDumpMappings(t *testing.T, metaPath string) (uint32, map[uint32][]dumpe
 // pool's metadata and data devices.
 func holdSnap(t *testing.T, p *Pool, fn func(metaDev, dataDev string, st poolStatus)) {
 	t.Helper()
-	must(t, p.lk.lock())
-	defer p.lk.unlock()
+	must(t, p.lk.Lock())
+	defer p.lk.Unlock()
 	metaDev, dataDev, err := p.poolTableDevices()
 	must(t, err)
 	_, err = p.withMetadataSnap(func(st poolStatus) error {
@@ -156,7 +156,7 @@ func TestTheMetadataReaderSeesWhatThinDumpSees(t *testing.T) {
 		wantBlockSize, want := thinDumpMappings(t, metaPath)
 		got := map[uint32][]dumpedMapping{}
 		exclusive := map[uint32][]uint64{}
-		err = readMetadataSnap(metaDev, 0, func(m *thinmeta.Reader, sb thinmeta.Superblock) error {
+		err = readHeldMetadata(metaDev, 0, func(m *thinmeta.Reader, sb thinmeta.Superblock) error {
 			if sb.DataBlockSize != wantBlockSize {
 				t.Errorf("data block size %d sectors, thin_dump says %d", sb.DataBlockSize, wantBlockSize)
 			}

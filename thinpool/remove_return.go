@@ -3,9 +3,6 @@ package thinpool
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -13,145 +10,56 @@ import (
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/internal/wait"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
-// Giving a removed device's space back.
+// Reclaiming a removed device's space.
 //
 // With discards on, Remove does not discard on the caller's time. It hands
 // the device over (handOver): one durable registry write records the thin
-// device under returningKey(its thin id), marked ReturningSpace, and the
-// user's record goes, so the id can be created again at once (the new
-// device gets another thin id). Then a goroutine the Pool owns gives the
-// space back and deletes the device from the pool in a transaction
-// (finishReturn): an inactive device without activating it (see
+// device under store.ReturningKey(its thin id), marked ReturningSpace, and
+// the user's record goes, so the id can be created again at once (the new
+// device gets another thin id). Then a goroutine the Pool owns reclaims the
+// space (reclaim, the one pipeline every path takes: reclaimOne for each
+// device of a pass): an inactive device without activating it (see
 // returnInactive, remove_inactive.go), an active one (or where that way is
-// closed) by discarding it through a private node (openForDiscard) and
-// taking it down. Close stops
-// that goroutine and waits for it; whatever it had not finished — or a
-// crash left — is finished by the next Open (in the background), GC or
-// ReturnSpace (both wait for it). Status counts the devices still
-// returning space.
-
-// returningKeyPrefix starts the registry key of a device returning space.
-// '~' is not allowed in user ids, so the keys never collide with them.
-const returningKeyPrefix = "~returning-"
-
-// returningKey is the registry key of thin device devID returning space.
-func returningKey(devID uint32) string {
-	return returningKeyPrefix + strconv.FormatUint(uint64(devID), 10)
-}
-
-// isReturningKey reports whether key is a returningKey.
-func isReturningKey(key string) bool {
-	_, ok := returningDevID(key)
-	return ok
-}
-
-// returningDevID is the thin id of returningKey key; false when key is not
-// one.
-func returningDevID(key string) (uint32, bool) {
-	n, ok := strings.CutPrefix(key, returningKeyPrefix)
-	if !ok {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(n, 10, 32)
-	if err != nil || v == 0 || v > maxDeviceID || returningKey(uint32(v)) != key {
-		return 0, false
-	}
-	return uint32(v), true
-}
-
-// validKey reports whether key can name a registry record: a user id or a
-// returning key.
-func validKey(key string) bool { return ValidateID(key) == nil || isReturningKey(key) }
+// closed) by discarding it through a private node (openForDiscard); then
+// it takes the device down and deletes it from the pool in a transaction
+// (finishReturn). Close stops that goroutine and waits for it; whatever it
+// had not finished — or a crash left — is finished by the next Open (in
+// the background), GC or ReturnSpace (both wait for it). Status counts the
+// devices still reclaiming space.
 
 // handOver makes the removal of d durable and leaves its space to be
-// returned: the record moves from d.ID to returningKey(d.DeviceID), both
+// returned: the record moves from d.ID to store.ReturningKey(d.DeviceID), both
 // entries in one journal frame (one flush). The caller holds the lock.
-func (p *Pool) handOver(d deviceRecord) error {
+func (p *Pool) handOver(d store.Device) error {
 	p.report(fmt.Sprintf("deleting %q (its space is returned in the background)", d.ID), 0.8)
 	r := d
-	r.ID, r.ReturningSpace, r.RemovedID, r.Deleted = returningKey(d.DeviceID), true, d.ID, true
+	r.ID, r.ReturningSpace, r.RemovedID, r.Deleted = store.ReturningKey(d.DeviceID), true, d.ID, true
 	r.Parent, r.Labels, r.GrowPending = "", nil, false
-	if err := p.reg.moveDevice(d.ID, r); err != nil {
+	if err := p.store.Move(d.ID, r); err != nil {
 		return errors.Wrapf(err, "delete %q", d.ID)
 	}
 	p.kickReturn()
 	return nil
 }
 
-// moveDevice removes the record of oldID and adds d (with the same thin
-// id) in one durable journal frame: the removal first, so that replaying
-// the frame leaves the thin id marked used.
-func (r *registry) moveDevice(oldID string, d deviceRecord) error {
-	if err := r.ensure(); err != nil {
-		return err
-	}
-	r.idx.removeID(oldID)
-	err := r.putDevice(appendEntry(nil, entryDel, []byte(oldID)), d)
-	if err != nil {
-		r.idx.invalidate() // the old record is gone from memory only
-	}
-	return err
-}
-
 // dropHandedOver removes a user record that still has r's thin id (a
 // record written back by hand, or by a registry of an older layout); the
 // id's device is gone. The caller holds the lock.
-func (p *Pool) dropHandedOver(r deviceRecord) error {
-	u, err := p.reg.loadDevice(r.RemovedID)
+func (p *Pool) dropHandedOver(r store.Device) error {
+	u, err := p.store.Get(r.RemovedID)
 	if err != nil || u.DeviceID != r.DeviceID || u.ReturningSpace {
 		return nil // gone, or the id was created again (another thin id)
 	}
-	if err := p.reg.removeDevice(u.ID); err != nil {
-		return err
-	}
-	p.idx.used.set(r.DeviceID)
-	p.idx.byDevID[r.DeviceID] = r.ID
-	return nil
-}
-
-// returningKeys lists the index's devices returning space, sorted.
-func (p *Pool) returningKeys() []string {
-	keys := make([]string, 0, len(p.idx.returning))
-	for k := range p.idx.returning {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-// returnSpaceLocked returns the space of r and deletes it from the pool,
-// all with the lock held. It never waits for the claim (the claim is taken
-// before the lock; see returnOne): a device another returner has is ErrBusy.
-func (p *Pool) returnSpaceLocked(ctx context.Context, r deviceRecord) error {
-	c, err := p.lk.tryClaimReturn(r.DeviceID)
-	if err != nil {
-		return err
-	}
-	if c == nil {
-		return errors.Wrapf(ErrBusy, "removed device %q is being returned by another process", r.RemovedID)
-	}
-	defer c.release()
-	if err := p.dropHandedOver(r); err != nil {
-		return err
-	}
-	if done, err := p.returnInactive(ctx, r); done || err != nil {
-		return err
-	}
-	dev, err := p.prepareReturn(ctx, r)
-	if err != nil {
-		return err
-	}
-	if err := p.discardDevice(ctx, r, dev); err != nil {
-		return err
-	}
-	return p.finishReturn(ctx, r)
+	return p.store.RemoveDuplicate(u.ID, r)
 }
 
 // prepareReturn makes sure r's thin device is active (left active by
 // Remove when nothing held it) and returns its device number.
-func (p *Pool) prepareReturn(ctx context.Context, r deviceRecord) (uint64, error) {
+func (p *Pool) prepareReturn(ctx context.Context, r store.Device) (uint64, error) {
 	name := thinName(p.cfg.Key, r.DeviceID)
 	if _, err := p.activateThin(ctx, r.DeviceID, r.Size); err != nil {
 		return 0, errors.Wrapf(err, "return the space of removed device %q", r.RemovedID)
@@ -169,7 +77,7 @@ func (p *Pool) prepareReturn(ctx context.Context, r deviceRecord) (uint64, error
 // which; nothing at all when nothing is mapped), the whole device when the
 // status cannot be read. It needs no lock, only the device's claim: no
 // other returner can reach the device, and nobody deletes it meanwhile.
-func (p *Pool) discardDevice(ctx context.Context, r deviceRecord, dev uint64) error {
+func (p *Pool) discardDevice(ctx context.Context, r store.Device, dev uint64) error {
 	name := thinName(p.cfg.Key, r.DeviceID)
 	if hookBeforeDiscardOpen != nil {
 		hookBeforeDiscardOpen(dm.NodePath(name))
@@ -199,9 +107,25 @@ func (p *Pool) discardDevice(ctx context.Context, r deviceRecord, dev uint64) er
 // the pauses double from 1 ms, about 2 s in all.
 const deleteBusyPause = 2 * time.Second
 
+// retryBusy runs op again while it fails with dm.ErrBusy and passing says
+// the refusal is a passing window rather than a holder, pausing from 1 ms
+// and doubling up to deleteBusyPause. It returns op's last error, or ctx's
+// when ctx ends during a pause.
+func retryBusy(ctx context.Context, op func() error, passing func() bool) error {
+	for pause := time.Millisecond; ; pause *= 2 {
+		err := op()
+		if err == nil || !errors.Is(err, dm.ErrBusy) || pause > deleteBusyPause || !passing() {
+			return err
+		}
+		if err := wait.Sleep(ctx, pause); err != nil {
+			return err
+		}
+	}
+}
+
 // finishReturn takes r's thin device down and deletes it from the pool and
 // the registry in one transaction. The caller holds the lock.
-func (p *Pool) finishReturn(ctx context.Context, r deviceRecord) error {
+func (p *Pool) finishReturn(ctx context.Context, r store.Device) error {
 	name := thinName(p.cfg.Key, r.DeviceID)
 	if info, err := p.dm.Info(name); err == nil {
 		err := p.removeDM(ctx, name, info.Dev, "", true)
@@ -214,13 +138,11 @@ func (p *Pool) finishReturn(ctx context.Context, r deviceRecord) error {
 	} else if !errors.Is(err, dm.ErrNotFound) {
 		return errors.Wrapf(err, "%s", name)
 	}
-	tx := txRecord{Op: opDelete, DeviceID: r.DeviceID, ID: r.ID}
-	var err error
-	for pause := time.Millisecond; ; pause *= 2 {
-		err = p.runTx(tx, func() error { return p.reg.removeDevice(r.ID) })
-		if err == nil || !errors.Is(err, dm.ErrBusy) || pause > deleteBusyPause {
-			break
-		}
+
+	tx := store.Tx{Op: store.OpDelete, DeviceID: r.DeviceID, ID: r.ID}
+	err := retryBusy(ctx, func() error {
+		return p.runTx(tx, func() error { return p.store.Remove(r.ID) })
+	}, func() bool {
 		// The pool still counts the thin device open although no device
 		// of this name exists: a device-mapper device being torn down
 		// (a deferred removal, finished when its last holder let go)
@@ -228,19 +150,16 @@ func (p *Pool) finishReturn(ctx context.Context, r deviceRecord) error {
 		// destruction waits for every reference to it — udev's reads
 		// of its sysfs attributes among them. It is a matter of
 		// milliseconds; the delete is tried again meanwhile.
-		if _, ierr := p.dm.Info(name); !errors.Is(ierr, dm.ErrNotFound) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Wrapf(ctx.Err(), "delete removed device %q from the pool (thin id %d still open in the pool)", r.RemovedID, r.DeviceID)
-		case <-time.After(pause):
-		}
+		_, ierr := p.dm.Info(name)
+		return errors.Is(ierr, dm.ErrNotFound)
+	})
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) { // runTx never returns it: a pause ended
+		return errors.Wrapf(err, "delete removed device %q from the pool (thin id %d still open in the pool)", r.RemovedID, r.DeviceID)
 	}
 	if err != nil {
 		return errors.Wrapf(err, "delete removed device %q from the pool", r.RemovedID)
 	}
-	p.idx.remove(r)
+
 	p.ret.mu.Lock()
 	p.ret.returned++
 	p.ret.mu.Unlock()
@@ -306,7 +225,8 @@ func (p *Pool) returnLoop(ctx context.Context, done chan struct{}) {
 	r := &p.ret
 	defer close(done)
 	for {
-		_, err := p.returnPass(ctx, false)
+		left, err := p.returnPass(ctx, false)
+		p.log.Debug("space reclaim pass", "left", left, "error", err)
 		r.mu.Lock()
 		if ctx.Err() == nil {
 			r.lastErr = err
@@ -330,19 +250,19 @@ func (p *Pool) returnLoop(ctx context.Context, done chan struct{}) {
 // (see claimReturn); without, it leaves it to that returner. It reports how
 // many are left and the first error other than ErrBusy.
 func (p *Pool) returnPass(ctx context.Context, wait bool) (int, error) {
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return 1, err
 	}
 	err := p.ensureIndex()
-	keys := p.returningKeys()
-	p.lk.unlock()
+	keys := p.store.Returning()
+	p.lk.Unlock()
 	if err != nil {
 		return 1, err
 	}
 	left := 0
 	var first error
 	for _, key := range keys {
-		err := p.returnOne(ctx, key, wait)
+		err := p.reclaimOne(ctx, key, wait)
 		if err != nil {
 			left++
 		}
@@ -358,23 +278,23 @@ func (p *Pool) returnPass(ctx context.Context, wait bool) (int, error) {
 	return left, first
 }
 
-// returnOne returns the space of the device recorded under key; a record
-// already gone (another returner finished it) is success. It claims the
-// device first (waiting for the claim with wait; ErrBusy without) and holds
-// the claim until the device is deleted, so that whoever reaches the
-// device next finds it returned or untouched. The order is always the
+// reclaimOne reclaims the space of the device recorded under key; a
+// record already gone (another returner finished it) is success. It claims
+// the device first (waiting for the claim with wait; ErrBusy without) and
+// holds the claim until the device is deleted, so that whoever reaches the
+// device next finds it reclaimed or untouched. The order is always the
 // claim, then the root lock: a holder of the lock only ever tries a claim.
-func (p *Pool) returnOne(ctx context.Context, key string, wait bool) error {
-	devID, ok := returningDevID(key)
+func (p *Pool) reclaimOne(ctx context.Context, key string, wait bool) error {
+	devID, ok := store.ReturningDevID(key)
 	if !ok {
 		return errors.Errorf("%q is not the key of a device returning space", key)
 	}
-	var c *claim
+	var c *store.Claim
 	var err error
 	if wait {
-		c, err = p.lk.claimReturn(ctx, devID)
+		c, err = p.lk.ClaimReturn(ctx, devID)
 	} else {
-		c, err = p.lk.tryClaimReturn(devID)
+		c, err = p.lk.TryClaimReturn(devID)
 	}
 	if err != nil {
 		return err
@@ -382,52 +302,63 @@ func (p *Pool) returnOne(ctx context.Context, key string, wait bool) error {
 	if c == nil {
 		return errors.Wrapf(ErrBusy, "thin device %d is being returned by another process", devID)
 	}
-	defer c.release()
-	load := func() (deviceRecord, error) {
-		if err := p.ensureIndex(); err != nil {
-			return deviceRecord{}, err
-		}
-		return p.reg.loadDevice(key)
-	}
-	if err := p.lk.lock(); err != nil {
+	defer c.Release()
+
+	if err := p.lk.Lock(); err != nil {
 		return err
 	}
-	r, err := load()
-	var dev uint64
+	defer p.lk.Unlock()
+	r, err := p.loadReturning(key)
 	if err == nil {
-		err = p.dropHandedOver(r)
+		err = p.reclaim(ctx, r)
 	}
-	if err == nil {
-		var done bool
-		if done, err = p.returnInactive(ctx, r); done && err == nil {
-			p.lk.unlock()
-			return nil
-		}
-	}
-	if err == nil {
-		dev, err = p.prepareReturn(ctx, r)
-	}
-	p.lk.unlock()
 	if errors.Is(err, ErrDeviceNotFound) {
-		return nil
+		return nil // another returner (or GC) finished it
+	}
+	return err
+}
+
+// reclaim is the space reclaim of removed device r, in five steps: drop a
+// user record a hand-over left behind, reclaim an inactive device without
+// activating it (which ends here, see remove_inactive.go), activate it,
+// discard it, take it down and delete it. The caller holds r's claim and
+// the lock; the discard, which can take long, runs without the lock, and r
+// is read again after it.
+func (p *Pool) reclaim(ctx context.Context, r store.Device) error {
+	if err := p.dropHandedOver(r); err != nil {
+		return err
+	}
+
+	if done, err := p.returnInactive(ctx, r); done || err != nil {
+		return err
+	}
+
+	dev, err := p.prepareReturn(ctx, r)
+	if err != nil {
+		return err
+	}
+
+	p.lk.Unlock()
+	err = p.discardDevice(ctx, r, dev)
+	if lerr := p.lk.Relock(); lerr != nil {
+		return lerr
 	}
 	if err != nil {
 		return err
 	}
-	if err := p.discardDevice(ctx, r, dev); err != nil {
-		return err
-	}
-	if err := p.lk.lock(); err != nil {
-		return err
-	}
-	defer p.lk.unlock()
-	if r, err = load(); err != nil {
-		if errors.Is(err, ErrDeviceNotFound) {
-			return nil
-		}
+
+	if r, err = p.loadReturning(r.ID); err != nil {
 		return err
 	}
 	return p.finishReturn(ctx, r)
+}
+
+// loadReturning catches up with the registry and reads the record of key.
+func (p *Pool) loadReturning(key string) (store.Device, error) {
+	if err := p.ensureIndex(); err != nil {
+		return store.Device{}, err
+	}
+	return p.store.Get(key)
 }
 
 // ReturnSpace returns the space of every removed device still giving it
@@ -462,8 +393,9 @@ func (p *Pool) ReturnSpace(ctx context.Context) error {
 // active); the caller holds the lock and has an index.
 func (p *Pool) returningStatus() (int, uint64) {
 	var bytes uint64
-	for key := range p.idx.returning {
-		devID, ok := returningDevID(key)
+	keys := p.store.Returning()
+	for _, key := range keys {
+		devID, ok := store.ReturningDevID(key)
 		if !ok {
 			continue
 		}
@@ -475,5 +407,5 @@ func (p *Pool) returningStatus() (int, uint64) {
 			bytes += st.MappedSectors * 512
 		}
 	}
-	return len(p.idx.returning), bytes
+	return len(keys), bytes
 }

@@ -1,48 +1,57 @@
 package thinpool
 
-import "testing"
+import (
+	"context"
+	"errors"
+	"testing"
 
-func TestReturningKeysNeverCollideWithUserIDs(t *testing.T) {
-	for _, tc := range []struct {
-		key       string
-		returning bool
-	}{
-		{returningKey(1), true},
-		{returningKey(maxDeviceID), true},
-		{"~returning-0", false},
-		{"~returning-16777216", false},
-		{"~returning-07", false},
-		{"~returning-", false},
-		{"returning-7", false},
-		{"~returning-7x", false},
-	} {
-		if got := isReturningKey(tc.key); got != tc.returning {
-			t.Errorf("isReturningKey(%q) = %v, want %v", tc.key, got, tc.returning)
-		}
-		if tc.returning && ValidateID(tc.key) == nil {
-			t.Errorf("%q is both a returning key and a valid user id", tc.key)
-		}
-		if tc.returning && !validKey(tc.key) {
-			t.Errorf("validKey(%q) = false for a returning key", tc.key)
+	"github.com/thinctl/thinctl/dm"
+)
+
+func TestRetryBusyTriesAgainOnlyWhileTheRefusalIsAPassingWindow(t *testing.T) {
+	busyThen := func(n int, calls *int) func() error {
+		return func() error {
+			if *calls++; *calls <= n {
+				return dm.ErrBusy
+			}
+			return nil
 		}
 	}
-}
-
-func TestATransactionMayNameAReturningDevice(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		id    string
-		valid bool
-	}{
-		{"a user id", "layer-1", true},
-		{"a returning key", returningKey(42), true},
-		{"no id (an orphan)", "", true},
-		{"an id with a slash", "a/b", false},
-		{"a malformed returning key", "~returning-x", false},
-	} {
-		err := txRecord{Op: opDelete, DeviceID: 42, ID: tc.id}.validate()
-		if (err == nil) != tc.valid {
-			t.Errorf("%s: validate = %v, want valid %v", tc.name, err, tc.valid)
+	always := func() bool { return true }
+	t.Run("a window that closes is waited out", func(t *testing.T) {
+		calls := 0
+		if err := retryBusy(context.Background(), busyThen(3, &calls), always); err != nil || calls != 4 {
+			t.Fatalf("retryBusy = %v after %d calls, want nil after 4", err, calls)
 		}
-	}
+	})
+	t.Run("a holder (no passing window) is not waited for", func(t *testing.T) {
+		calls := 0
+		err := retryBusy(context.Background(), busyThen(3, &calls), func() bool { return false })
+		if !errors.Is(err, dm.ErrBusy) || calls != 1 {
+			t.Fatalf("retryBusy = %v after %d calls, want dm.ErrBusy after 1", err, calls)
+		}
+	})
+	t.Run("another error ends it at once", func(t *testing.T) {
+		calls := 0
+		gone := errors.New("gone")
+		err := retryBusy(context.Background(), func() error { calls++; return gone }, always)
+		if !errors.Is(err, gone) || calls != 1 {
+			t.Fatalf("retryBusy = %v after %d calls, want gone after 1", err, calls)
+		}
+	})
+	t.Run("a window that stays open ends after about two seconds of pauses", func(t *testing.T) {
+		calls := 0
+		err := retryBusy(context.Background(), busyThen(1<<30, &calls), always)
+		if !errors.Is(err, dm.ErrBusy) || calls != 12 { // pauses of 1, 2, 4 ... 1024 ms: about 2 s
+			t.Fatalf("retryBusy = %v after %d calls, want dm.ErrBusy after 12", err, calls)
+		}
+	})
+	t.Run("its context ends it during a pause", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		calls := 0
+		err := retryBusy(ctx, func() error { calls++; cancel(); return dm.ErrBusy }, always)
+		if !errors.Is(err, context.Canceled) || calls != 1 {
+			t.Fatalf("retryBusy = %v after %d calls, want context.Canceled after 1", err, calls)
+		}
+	})
 }

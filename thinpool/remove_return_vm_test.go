@@ -136,14 +136,14 @@ func TestTheNextOpenFinishesTheSpaceReturnAProcessLeft(t *testing.T) {
 	path, _ := createActive(t, p, "gone")
 	writeAndSync(t, path, 0x3c, 8<<20, 64<<20)
 	before := allocated(t, data)
-	user, err := p.reg.loadDevice("gone")
+	user, err := p.store.Get("gone")
 	must(t, err)
 
 	reached, release := blockDiscard(t)
 	must(t, p.Remove(ctx, "gone"))
 	<-reached
 	// The crash state between the hand-over's writes: both records.
-	must(t, p.reg.saveDevice(user))
+	must(t, p.store.Put(user))
 	closed := make(chan error, 1)
 	go func() { closed <- p.Close() }()
 	time.Sleep(100 * time.Millisecond)

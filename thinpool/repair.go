@@ -101,11 +101,11 @@ func (p *Pool) Repair(ctx context.Context, opts RepairOptions) (RepairResult, er
 		return res, err
 	}
 	p.stopReturning(false)
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return res, err
 	}
-	defer p.lk.unlock()
-	defer p.idx.invalidate()
+	defer p.lk.Unlock()
+	defer p.store.Invalidate()
 	if err := p.refuseOpenDevices(); err != nil {
 		return res, err
 	}
@@ -188,7 +188,7 @@ func (p *Pool) refuseOpenDevices() error {
 		}
 		label := d.Name
 		if devID, ok := p.thinDevIDOf(d); ok {
-			if id, known := p.idx.byDevID[devID]; known {
+			if id, known := p.store.IDOf(devID); known {
 				label = id
 				if mounted, _ := fs.IsMounted(p.MountPath(id)); mounted {
 					label += " (mounted at " + p.MountPath(id) + ")"
@@ -225,8 +225,7 @@ func runTool(ctx context.Context, tool string, args ...string) (string, error) {
 // the repaired metadata) and lists the records whose thin device the pool
 // no longer has.
 func (p *Pool) reconcileAfterRepair(ctx context.Context, res *RepairResult) error {
-	p.idx.invalidate()
-	p.reg.invalidate()
+	p.store.Invalidate()
 	if err := p.ensureIndex(); err != nil {
 		return errors.Wrap(err, "finish the transactions left open")
 	}
@@ -239,7 +238,7 @@ func (p *Pool) reconcileAfterRepair(ctx context.Context, res *RepairResult) erro
 	for _, id := range ids {
 		in[id] = true
 	}
-	recs, err := p.reg.listDevices()
+	recs, err := p.store.List()
 	if err != nil {
 		return err
 	}

@@ -97,7 +97,7 @@ func (p *Pool) rebuildMetadata(ctx context.Context, old string, opts RepairOptio
 	} else {
 		cfg.MetadataDevice = final
 	}
-	if err := p.reg.savePool(cfg); err != nil {
+	if err := p.store.SaveConfig(cfg); err != nil {
 		return "", errors.Wrap(err, "switch pool.json to the repaired metadata")
 	}
 	p.cfg = cfg

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/thinctl/thinctl/errdefs"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 func TestASpareMetadataDeviceThatIsThePoolsOwnOrNotABlockDeviceIsRefused(t *testing.T) {
@@ -19,7 +20,7 @@ func TestASpareMetadataDeviceThatIsThePoolsOwnOrNotABlockDeviceIsRefused(t *test
 			t.Fatal(err)
 		}
 	}
-	p := &Pool{cfg: poolRecord{DataDevice: data, MetadataDevice: meta}}
+	p := &Pool{cfg: store.Config{DataDevice: data, MetadataDevice: meta}}
 	for spare, want := range map[string]string{
 		data:                       "one of the pool's own devices",
 		meta:                       "one of the pool's own devices",

@@ -60,10 +60,10 @@ type Status struct {
 
 // Status reports the pool's state.
 func (p *Pool) Status() (Status, error) {
-	if err := p.lk.lock(); err != nil {
+	if err := p.lk.Lock(); err != nil {
 		return Status{}, err
 	}
-	defer p.lk.unlock()
+	defer p.lk.Unlock()
 	s, err := p.statusLocked()
 	if err != nil {
 		return s, err
@@ -72,7 +72,7 @@ func (p *Pool) Status() (Status, error) {
 		return s, err
 	}
 	s.ReturningDevices, s.ReturningBytes = p.returningStatus()
-	if n, err := p.reg.deviceCount(); err == nil {
+	if n, err := p.store.Count(); err == nil {
 		s.Devices = n - s.ReturningDevices
 	}
 	p.ret.mu.Lock()

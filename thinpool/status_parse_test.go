@@ -3,6 +3,8 @@ package thinpool
 import (
 	"strings"
 	"testing"
+
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 func TestParsePoolStatus(t *testing.T) {
@@ -162,7 +164,7 @@ func FuzzParseThinDumpDeviceIDs(f *testing.F) {
 			return
 		}
 		for i, id := range ids {
-			if id > maxDeviceID {
+			if id > store.MaxDeviceID {
 				t.Fatalf("id %d beyond 24 bits", id)
 			}
 			if i > 0 && ids[i-1] >= id {

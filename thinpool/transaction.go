@@ -6,78 +6,10 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
-
-// The operations a transaction wraps.
-const (
-	opCreateThin = "create_thin"
-	opCreateSnap = "create_snap"
-	opDelete     = "delete"
-)
-
-// txRecord is the one pool message in flight: the body of a begin entry
-// in the journal, made durable before the message is sent and ended once
-// the registry matches what the message did, so a crash anywhere in
-// between leaves enough behind for Open to make registry and pool agree
-// again. (Version 1 kept it in transaction.json.)
-//
-// The kernel commits the pool's metadata after every message it accepts,
-// so a message that returned is on disk; one that did not return may or
-// may not have reached the pool. A create carries the new device's record
-// (Device), so the end entry need not be flushed: recovery asks the pool
-// whether the id exists (create_thin: EEXIST) and keeps the record, or
-// finds that the message never arrived and undoes the probe. A delete is
-// simply sent again.
-type txRecord struct {
-	Version  int    `json:"version"`
-	Op       string `json:"op"`
-	DeviceID uint32 `json:"device_id"`
-	// OriginDeviceID is the snapshot's origin (create_snap only).
-	OriginDeviceID uint32 `json:"origin_device_id,omitempty"`
-	// ID is the registry id; empty for the base device and for orphans.
-	ID      string    `json:"id,omitempty"`
-	Started time.Time `json:"started"`
-	// Device is the record a create adds when it succeeds; nil for
-	// deletes, the base device and transactions migrated from version 1.
-	Device *deviceRecord `json:"device,omitempty"`
-}
-
-func (t txRecord) validate() error {
-	switch t.Op {
-	case opCreateThin, opDelete:
-	case opCreateSnap:
-		if t.OriginDeviceID == 0 || t.OriginDeviceID > maxDeviceID {
-			return errors.Errorf("create_snap with origin_device_id %d", t.OriginDeviceID)
-		}
-	default:
-		return errors.Errorf("unknown op %q", t.Op)
-	}
-	if t.DeviceID == 0 || t.DeviceID > maxDeviceID {
-		return errors.Errorf("device_id %d outside 1..%d", t.DeviceID, maxDeviceID)
-	}
-	if t.ID != "" && !validKey(t.ID) {
-		return ValidateID(t.ID)
-	}
-	if d := t.Device; d != nil {
-		if t.Op == opDelete || d.ID != t.ID || d.DeviceID != t.DeviceID {
-			return errors.Errorf("%s of thin id %d (%q) carries the record of %q, thin id %d", t.Op, t.DeviceID, t.ID, d.ID, d.DeviceID)
-		}
-	}
-	return nil
-}
-
-// message is the pool message the transaction sends.
-func (t txRecord) message() string {
-	switch t.Op {
-	case opCreateSnap:
-		return dm.ThinCreateSnap(t.DeviceID, t.OriginDeviceID)
-	case opCreateThin:
-		return dm.ThinCreate(t.DeviceID)
-	default:
-		return dm.ThinDelete(t.DeviceID)
-	}
-}
 
 // txAction is what recovery does with a pending transaction.
 type txAction int
@@ -114,9 +46,9 @@ func (a txAction) String() string {
 
 // decideTx picks the recovery action for pending transaction t; recorded
 // is the device id of t.ID's record in the registry, 0 when it has none.
-func decideTx(t txRecord, recorded uint32) txAction {
+func decideTx(t store.Tx, recorded uint32) txAction {
 	switch {
-	case t.Op == opDelete:
+	case t.Op == store.OpDelete:
 		return txFinish
 	case t.Device != nil:
 		return txProbe
@@ -138,9 +70,9 @@ var errIDTaken = errors.New("thin device id already exists in the pool")
 // what the message did). Any failure after the message was sent is
 // recovered on the spot (and, if that fails too, on the next Open). The
 // caller holds the root lock throughout.
-func (p *Pool) runTx(t txRecord, commit func() error) error {
+func (p *Pool) runTx(t store.Tx, commit func() error) error {
 	t.Started = time.Now().UTC()
-	if err := p.reg.saveTx(t); err != nil {
+	if err := p.store.Begin(t); err != nil {
 		return err
 	}
 	failpoint.Inject(failpoint.TxAfterSave)
@@ -160,30 +92,30 @@ func (p *Pool) runTx(t txRecord, commit func() error) error {
 // before and after (on an error too); what it checked before may have
 // changed in between, except what the open transaction reserves (its
 // thin id, its registry id, its origin).
-func (p *Pool) runTxShared(t txRecord, prepare, commit func() error, arrived func()) error {
+func (p *Pool) runTxShared(t store.Tx, prepare, commit func() error, arrived func()) error {
 	t.Started = time.Now().UTC()
-	tk, err := p.reg.beginShared(t)
+	tk, err := p.store.BeginShared(t)
 	if arrived != nil {
 		arrived()
 	}
 	if err != nil {
 		return err
 	}
-	p.lk.unlock()
-	defer p.reg.releaseShared(tk) // after the end, with the lock held again
-	werr := p.reg.awaitDurable(tk)
+	p.lk.Unlock()
+	defer p.store.ReleaseShared(tk) // after the end, with the lock held again
+	werr := p.store.AwaitDurable(tk)
 	if werr == nil {
 		p.injectUnlocked(failpoint.TxAfterSave) // in flight, without the lock
 	}
-	lerr := p.lk.relock()
+	lerr := p.lk.Relock()
 	switch {
 	case lerr != nil:
 		return errors.Wrapf(lerr, "%s of thin id %d (left to recovery: its message was not sent)", t.Op, t.DeviceID)
 	case werr != nil:
-		p.reg.invalidate()
+		p.store.Invalidate()
 		return errors.Wrapf(werr, "%s of thin id %d (left to recovery: its message was not sent)", t.Op, t.DeviceID)
 	}
-	if err := p.reg.resumeShared(tk); err != nil {
+	if err := p.store.ResumeShared(tk); err != nil {
 		return err
 	}
 	return p.sendTx(t, prepare, commit)
@@ -195,7 +127,7 @@ func (p *Pool) runTxShared(t txRecord, prepare, commit func() error, arrived fun
 func (p *Pool) injectUnlocked(name string) {
 	defer func() {
 		if v := recover(); v != nil {
-			_ = p.lk.relock()
+			_ = p.lk.Relock()
 			panic(v)
 		}
 	}()
@@ -204,37 +136,36 @@ func (p *Pool) injectUnlocked(name string) {
 
 // sendTx sends the message of the transaction this hold has open (its
 // begin durable), after prepare; then commit and the end, as runTx says.
-func (p *Pool) sendTx(t txRecord, prepare, commit func() error) error {
+func (p *Pool) sendTx(t store.Tx, prepare, commit func() error) error {
 	if prepare != nil {
 		if err := prepare(); err != nil {
-			if cerr := p.reg.abortTx(); cerr != nil {
+			if cerr := p.store.Abort(); cerr != nil {
 				return errors.Wrapf(err, "and ending the transaction failed (%v); the next Open recovers it", cerr)
 			}
 			return err
 		}
 	}
-	if _, err := p.dm.Message(p.cfg.PoolName, 0, t.message()); err != nil {
+	if _, err := p.dm.Message(p.cfg.PoolName, 0, t.Message()); err != nil {
 		// The kernel refused the message: nothing happened.
-		cerr := p.reg.abortTx()
+		cerr := p.store.Abort()
 		if errors.Is(err, dm.ErrExists) && cerr == nil {
 			return errIDTaken
 		}
 		if cerr != nil {
-			return errors.Wrapf(cerr, "after thin pool %s refused %s (%v)", p.cfg.PoolName, t.message(), err)
+			return errors.Wrapf(cerr, "after thin pool %s refused %s (%v)", p.cfg.PoolName, t.Message(), err)
 		}
-		return errors.Wrapf(p.poolMessageError(err), "thin pool %s: %s", p.cfg.PoolName, t.message())
+		return errors.Wrapf(p.poolMessageError(err), "thin pool %s: %s", p.cfg.PoolName, t.Message())
 	}
-	if err := p.confirmKept(t.message()); err != nil {
+	if err := p.confirmKept(t.Message()); err != nil {
 		// The transaction stays open: recovery decides from the
 		// (repaired) metadata whether the message happened.
-		p.reg.invalidate()
-		p.idx.invalidate()
+		p.store.Invalidate()
 		return errors.Wrapf(err, "%s of thin id %d", t.Op, t.DeviceID)
 	}
 	failpoint.Inject(failpoint.TxAfterMessage)
 	if commit != nil {
 		if err := commit(); err != nil {
-			p.idx.invalidate() // drop what commit collected: read the journal again
+			p.store.Invalidate() // drop what commit collected: read the journal again
 			if rerr := p.recoverOwnTx(t.DeviceID); rerr != nil {
 				return errors.Wrapf(err, "and recovering failed (%v); the next Open retries", rerr)
 			}
@@ -242,7 +173,7 @@ func (p *Pool) sendTx(t txRecord, prepare, commit func() error) error {
 		}
 	}
 	failpoint.Inject(failpoint.TxAfterCommit)
-	return p.reg.clearTx()
+	return p.store.End()
 }
 
 // poolMessageError maps a refused message to a friendlier error when the
@@ -250,7 +181,7 @@ func (p *Pool) sendTx(t txRecord, prepare, commit func() error) error {
 func (p *Pool) poolMessageError(err error) error {
 	var he *HealthError
 	if errors.As(p.confirmKept(""), &he) {
-		return errors.Wrapf(he, "%v", err)
+		return errdefs.Wrapf(he, err, "%v", err)
 	}
 	return err
 }
@@ -258,7 +189,7 @@ func (p *Pool) poolMessageError(err error) error {
 // recoverPendingTx finishes the transactions crashed processes left
 // behind (not those in flight: their owners hold their claims).
 func (p *Pool) recoverPendingTx() error {
-	ts, err := p.reg.leftTxs()
+	ts, err := p.store.LeftTxs()
 	if err != nil || len(ts) == 0 {
 		return err
 	}
@@ -276,22 +207,22 @@ func (p *Pool) recoverPendingTx() error {
 // recoverOwnTx recovers this hold's own transaction of thin id devID
 // (its message was sent, its commit failed), if it is still open.
 func (p *Pool) recoverOwnTx(devID uint32) error {
-	if err := p.reg.ensure(); err != nil {
+	if err := p.store.Refresh(); err != nil {
 		return err
 	}
-	t := p.reg.pending[devID]
-	if t == nil {
+	t, ok := p.store.Pending(devID)
+	if !ok {
 		return nil
 	}
-	return p.recoverTx(*t)
+	return p.recoverTx(t)
 }
 
 // recoverTx finishes or undoes pending transaction t so that registry and
 // pool agree, and ends it.
-func (p *Pool) recoverTx(t txRecord) error {
+func (p *Pool) recoverTx(t store.Tx) error {
 	var recorded uint32
 	if t.ID != "" {
-		d, err := p.reg.loadDevice(t.ID)
+		d, err := p.store.Get(t.ID)
 		switch {
 		case err == nil:
 			recorded = d.DeviceID
@@ -309,14 +240,15 @@ func (p *Pool) recoverTx(t txRecord) error {
 			action = txUndo // the probe made it: delete it again
 		default:
 			return errors.Wrapf(err, "ask thin pool %s whether the interrupted %s of thin id %d happened (%s)",
-				p.cfg.PoolName, t.Op, t.DeviceID, p.reg.journalPath())
+				p.cfg.PoolName, t.Op, t.DeviceID, p.store.JournalPath())
 		}
 	}
-	p.reg.beginRecovery(t.DeviceID)
+	p.log.Debug("recover transaction", "op", t.Op, "thin_id", t.DeviceID, "id", t.ID, "action", action.String())
+	p.store.BeginRecovery(t.DeviceID)
 	switch action {
 	case txKeep:
 		if t.Device != nil {
-			if err := p.reg.saveDevice(*t.Device); err != nil {
+			if err := p.store.Put(*t.Device); err != nil {
 				return err
 			}
 		}
@@ -325,7 +257,7 @@ func (p *Pool) recoverTx(t txRecord) error {
 		switch {
 		case err == nil || errors.Is(err, dm.ErrNoData):
 			if action == txFinish && recorded == t.DeviceID {
-				if err := p.reg.removeDevice(t.ID); err != nil {
+				if err := p.store.Remove(t.ID); err != nil {
 					return err
 				}
 			}
@@ -335,17 +267,17 @@ func (p *Pool) recoverTx(t txRecord) error {
 				return err
 			}
 		default:
-			p.idx.invalidate() // the transaction stays open on disk
-			return errors.Wrapf(err, "%s the interrupted %s of thin device id %d (%s)", action, t.Op, t.DeviceID, p.reg.journalPath())
+			p.store.Invalidate() // the transaction stays open on disk
+			return errors.Wrapf(err, "%s the interrupted %s of thin device id %d (%s)", action, t.Op, t.DeviceID, p.store.JournalPath())
 		}
 	}
-	return p.reg.endTx(endRecovered, false)
+	return p.store.EndRecovery()
 }
 
 // markDeleted flags a device record as pending deletion (the index keeps
 // the set of such records: GC walks it).
 func (p *Pool) markDeleted(id string) error {
-	d, err := p.reg.loadDevice(id)
+	d, err := p.store.Get(id)
 	if err != nil {
 		return err
 	}
@@ -353,5 +285,5 @@ func (p *Pool) markDeleted(id string) error {
 		return nil
 	}
 	d.Deleted = true
-	return p.reg.saveDevice(d)
+	return p.store.Put(d)
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +26,7 @@ var dockerInspectCommand = &command{
 		"devices, the pool (size, use, transaction id against Docker's last transaction) and\n" +
 		"every disagreement between Docker's records and the pool's own metadata. It writes\n" +
 		"none of Docker's files; a pool that is down is read from its metadata file, a pool\n" +
-		"that is up through a metadata snapshot. It refuses while a process (dockerd, its\n" +
+		"that is up through a held metadata root. It refuses while a process (dockerd, its\n" +
 		"containerd) holds files of the store, naming the process. --pool names the pool of\n" +
 		"a store made with dm.thinpooldev. Exit 0 also when there are disagreements; they are\n" +
 		"listed last (and under \"disagreements\" with -o json).",
@@ -88,8 +89,16 @@ func runDockerExport(c *call) error {
 		return &hintedError{msg: errTerminal.Error() + ": stdout is one",
 			hint: "give --file FILE, or redirect stdout: thinctl docker export ... > images.tar"}
 	}
-	prog := c.progress()
 	opts := dockerdm.ExportOptions{OpenOptions: dockerdm.OpenOptions{PoolName: c.opts.dockerPool}, Containers: c.opts.containers}
+	if !toStdout {
+		if err := checkOutputFile(c.opts.file); err != nil {
+			return err
+		}
+		// The layer files go beside the archive, on its filesystem (not
+		// a tmpfs), and are bounded by its free space.
+		opts.WorkDir = filepath.Dir(c.opts.file)
+	}
+	prog := c.progress()
 	if prog != nil {
 		opts.Progress = func(done, total int, l dockerdm.LayerExport) {
 			prog(fmt.Sprintf("exporting layer %d of %d", done, total), float64(done)/float64(total))
@@ -149,7 +158,7 @@ func writeExportSummary(w io.Writer, res *dockerdm.ExportResult, file string, to
 		fmt.Fprintf(w, "  image %s is %s in the archive (its configuration names the new diff_ids)\n", short(r.From), short(r.To))
 	}
 	for _, ct := range res.Containers {
-		fmt.Fprintf(w, "  container %s exported as image %s (%s): its read-write layer, %s\n", dash(ct.Name), ct.Tag, short(ct.ImageID), humanSize(uint64(ct.Bytes)))
+		fmt.Fprintf(w, "  container %s exported as image %s (%s): its read-write layer, %s\n", escapeControls(dash(ct.Name)), escapeControls(ct.Tag), short(ct.ImageID), humanSize(uint64(ct.Bytes)))
 	}
 	return nil
 }
@@ -229,7 +238,7 @@ func writeDockerReport(w io.Writer, r *dockerdm.Report) error {
 		{Key: "Meta%", Value: usageLine(p.MetaUsed*4096, p.MetaBlocks*4096)},
 	}
 	if r.Base != nil {
-		fields = append(fields, driver.KV{Key: "Base device", Value: fmt.Sprintf("thin id %d, %s, %s", r.Base.DeviceID, humanSize(r.Base.Size), dash(p.BaseDeviceFilesystem))})
+		fields = append(fields, driver.KV{Key: "Base device", Value: fmt.Sprintf("thin id %d, %s, %s", r.Base.DeviceID, humanSize(r.Base.Size), escapeControls(dash(p.BaseDeviceFilesystem)))})
 	}
 	devs := "-"
 	if p.Compared {
@@ -248,7 +257,7 @@ func writeDockerReport(w io.Writer, r *dockerdm.Report) error {
 		tag := "<none>"
 		for _, t := range img.Tags {
 			if !strings.Contains(t, "@") {
-				tag = t
+				tag = escapeControls(t)
 				break
 			}
 		}
@@ -257,7 +266,7 @@ func writeDockerReport(w io.Writer, r *dockerdm.Report) error {
 			if i == 0 {
 				name, id = tag, short(img.ID)
 			}
-			rows = append(rows, []string{name, id, strconv.Itoa(i + 1), short(l.ChainID), thinText(l.DeviceID), sizeText(uint64(l.Size)), dash(short(l.CacheID))})
+			rows = append(rows, []string{name, id, strconv.Itoa(i + 1), short(l.ChainID), thinText(l.DeviceID), sizeText(uint64(l.Size)), escapeControls(dash(short(l.CacheID)))})
 		}
 		if len(img.LayerReports) == 0 {
 			rows = append(rows, []string{tag, short(img.ID), "-", "-", "-", "-", "-"})
@@ -269,7 +278,7 @@ func writeDockerReport(w io.Writer, r *dockerdm.Report) error {
 	fmt.Fprintln(w)
 	rows = rows[:0]
 	for _, ct := range r.Containers {
-		rows = append(rows, []string{dash(ct.Name), short(ct.ID), dash(ct.Ref), thinText(ct.InitDevice), thinText(ct.RWDevice), dash(short(ct.MountID))})
+		rows = append(rows, []string{escapeControls(dash(ct.Name)), short(ct.ID), escapeControls(dash(ct.Ref)), thinText(ct.InitDevice), thinText(ct.RWDevice), escapeControls(dash(short(ct.MountID)))})
 	}
 	if err := writeTable(w, []string{"CONTAINER", "ID", "IMAGE", "INIT_DEV_ID", "RW_DEV_ID", "MOUNT_ID"}, rows); err != nil {
 		return err
@@ -280,11 +289,11 @@ func writeDockerReport(w io.Writer, r *dockerdm.Report) error {
 	} else {
 		fmt.Fprintf(w, "%d disagreement(s):\n", len(r.Disagreements))
 		for _, d := range r.Disagreements {
-			fmt.Fprintf(w, "  %s\n", d)
+			fmt.Fprintf(w, "  %s\n", escapeControls(fmt.Sprint(d)))
 		}
 	}
 	for _, n := range r.Notes {
-		fmt.Fprintf(w, "note: %s\n", n)
+		fmt.Fprintf(w, "note: %s\n", escapeControls(n))
 	}
 	return nil
 }
@@ -327,7 +336,11 @@ func runDockerAdopt(c *call) error {
 	if c.json() {
 		return writeJSON(c.stdout(), res)
 	}
-	w := c.stdout()
+	return writeAdoptReport(c.stdout(), res)
+}
+
+// writeAdoptReport prints "docker adopt".
+func writeAdoptReport(w io.Writer, res *dockerdm.AdoptResult) error {
 	fmt.Fprintf(w, "Adopted %s into %s in place (no data copied): pool %s, base device thin id %d (%s), %d devices.\n",
 		res.DockerRoot, res.Root, res.Pool, res.BaseDeviceID, res.Filesystem, len(res.Devices))
 	if len(res.Released) > 0 {
@@ -336,13 +349,13 @@ func runDockerAdopt(c *call) error {
 	fmt.Fprintln(w)
 	var rows [][]string
 	for _, d := range res.Devices {
-		rows = append(rows, []string{d.ID, d.Kind, strconv.FormatUint(uint64(d.DeviceID), 10), dash(d.Parent), d.What})
+		rows = append(rows, []string{d.ID, d.Kind, strconv.FormatUint(uint64(d.DeviceID), 10), dash(d.Parent), escapeControls(d.What)})
 	}
 	if err := writeTable(w, []string{"ID", "KIND", "THIN_ID", "PARENT", "HOLDS"}, rows); err != nil {
 		return err
 	}
 	for _, l := range res.LeftOut {
-		fmt.Fprintf(w, "left out: %s\n", l)
+		fmt.Fprintf(w, "left out: %s\n", escapeControls(l))
 	}
 	fmt.Fprintf(w, "\nThe pool is thinctl's now (its transaction id stays %d, as Docker left it). Docker's files under %s\n"+
 		"were not changed, but they no longer describe the pool once thinctl changes it: do not start Docker\n"+

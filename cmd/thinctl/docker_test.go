@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode"
+
+	"github.com/thinctl/thinctl/dockerdm"
 )
 
 // A store as Docker lays it out, just enough for Open: the host has no
@@ -93,4 +96,36 @@ func treeOf(t *testing.T, root string) string {
 		return nil
 	})
 	return b.String()
+}
+
+func TestDockerReportsEscapeControlCharactersFromTheStore(t *testing.T) {
+	evil := "x\x1b[2J\ny\r"
+	rep := &dockerdm.Report{
+		Root: "/var/lib/docker",
+		Pool: dockerdm.PoolReport{BaseDeviceFilesystem: evil},
+		Base: &dockerdm.DeviceRecord{DeviceID: 1, Size: 1 << 30},
+		Images: []dockerdm.ImageReport{{Image: dockerdm.Image{ID: "sha256:" + strings.Repeat("a", 64), Tags: []string{evil + ":1"}},
+			LayerReports: []dockerdm.LayerReport{{Layer: dockerdm.Layer{ChainID: "sha256:" + strings.Repeat("b", 64), CacheID: evil}}}}},
+		Containers:    []dockerdm.ContainerReport{{Container: dockerdm.Container{ID: strings.Repeat("c", 64), Name: evil, Ref: evil, MountID: evil}}},
+		Disagreements: []dockerdm.Disagreement{{Kind: "missing", Detail: evil}},
+		Notes:         []string{evil},
+	}
+	var b strings.Builder
+	if err := writeDockerReport(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	res := &dockerdm.AdoptResult{Devices: []dockerdm.AdoptedDevice{{ID: "image-x", Kind: "layer", What: "image " + evil}}, LeftOut: []string{evil}}
+	var a strings.Builder
+	writeAdoptReport(&a, res)
+	for name, out := range map[string]string{"inspect": b.String(), "adopt": a.String()} {
+		for _, r := range out {
+			if r != '\n' && unicode.IsControl(r) {
+				t.Errorf("%s output carries the control character %q:\n%s", name, r, out)
+				break
+			}
+		}
+		if strings.Contains(out, "\ny") || !strings.Contains(out, `x\x1b[2J\ny\r`) {
+			t.Errorf("%s output does not show the hostile name escaped on one line:\n%s", name, out)
+		}
+	}
 }

@@ -175,6 +175,11 @@ func diagnose(c *call, err error) (int, string) {
 		return exitFailure, fmt.Sprintf("create it first: thinctl%s pool init", root)
 	case errors.Is(err, driver.ErrAlreadyInitialized):
 		return exitFailure, fmt.Sprintf("use the existing pool, or remove it first with: thinctl%s pool destroy", root)
+	case errors.Is(err, driver.ErrNoSpace) && cmdName == "import":
+		// The layer's own filesystem is what is short (a thin device's
+		// size, or the host's under overlay2): growing the pool adds
+		// nothing to it.
+		return exitFailure, "the archive's content does not fit in the new layer's filesystem (the error says how much was free): free space there, or check that the archive is what you meant to import"
 	case errors.Is(err, driver.ErrNoSpace):
 		return exitFailure, fmt.Sprintf("grow the pool: thinctl%s pool grow --data-size SIZE (and/or --metadata-size SIZE), or remove devices you no longer need", root)
 	case errors.Is(err, thinpool.ErrPoolReadOnly):

@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/driver"
 )
@@ -31,6 +33,11 @@ func runExport(c *call) error {
 	if toStdout && c.app.isTerminal(c.app.stdout) {
 		return &hintedError{msg: errTerminal.Error() + ": stdout is one",
 			hint: "give --file FILE, or redirect stdout: thinctl export " + c.id() + " > " + c.id() + ".tar"}
+	}
+	if !toStdout {
+		if err := checkOutputFile(c.opts.file); err != nil {
+			return err
+		}
 	}
 	return c.withDriver(func(d driver.Driver) error {
 		id := c.id()
@@ -81,9 +88,42 @@ func runExport(c *call) error {
 	})
 }
 
+// checkOutputFile refuses an output path (--file) that exists as anything
+// but a regular file: a symlink planted there must not redirect the
+// archive (a layer carries secrets) nor be replaced, a device or FIFO must
+// not be written to or replaced. It runs before any work; the write itself
+// (writeFileAtomically) renames over the path, which never follows a
+// symlink, so a symlink planted after this check is replaced, and what it
+// pointed at is not touched.
+func checkOutputFile(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil // absent (or unreadable: creating it will say why)
+	}
+	what := ""
+	switch {
+	case fi.Mode().IsRegular():
+		return nil
+	case fi.Mode()&os.ModeSymlink != 0:
+		target, _ := os.Readlink(path)
+		what = "a symlink to " + strconv.Quote(target)
+	default:
+		var st unix.Stat_t
+		unix.Lstat(path, &st)
+		what = "a " + driver.TypeName(st.Mode)
+	}
+	return &hintedError{msg: fmt.Sprintf("--file %s is %s: thinctl writes a new file there or replaces a regular one", path, what),
+		hint: "give another --file, or remove " + path + " if it is yours"}
+}
+
 // writeFileAtomically writes r to a temporary file beside path and renames
-// it into place, so a failed export leaves no partial archive.
+// it into place, so a failed export leaves no partial archive. The file
+// is owner-only (0600, as os.CreateTemp makes it, O_EXCL): a layer or an
+// image carries whatever secrets its files hold.
 func writeFileAtomically(path string, r io.Reader) error {
+	if err := checkOutputFile(path); err != nil {
+		return err
+	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return errors.Wrapf(err, "create %s", path)
@@ -94,9 +134,6 @@ func writeFileAtomically(path string, r io.Reader) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
 	}
 	if err == nil {
 		err = os.Rename(f.Name(), path)
@@ -189,18 +226,25 @@ func applyChecked(ctx context.Context, dd driver.DiffDriver, id, parent string, 
 // errApplyStopped ends the check's writes once ApplyDiff has returned.
 var errApplyStopped = errors.New("the layer stopped reading the archive")
 
-// checkArchive copies the tar stream r to w entry by entry, refusing what
-// a layer archive must not hold: absolute names, names or hard links that
-// climb out with "..", an entry whose content ends before its header's
-// size, and a stream that ends without tar's end-of-archive blocks (cut
-// short). It returns the number of entries.
+// checkArchive passes the tar stream r to w byte for byte while it reads
+// the entries' headers, refusing what a layer archive must not hold:
+// absolute names, names or hard links that climb out with "..", an entry
+// whose content ends before its header's size, and a stream that ends
+// without tar's end-of-archive blocks (cut short). It returns the number
+// of entries. It never expands an entry: a sparse file's holes, however
+// large, cost nothing here, and its sparse map reaches the applier intact.
 func checkArchive(w io.Writer, r io.Reader) (int, error) {
 	tail := &tailReader{r: r}
-	tr := tar.NewReader(tail)
-	tw := tar.NewWriter(w)
+	tr := tar.NewReader(io.TeeReader(tail, w))
 	n := 0
+	var prev *tar.Header
+	var prevStart int64 // the stream's offset where prev's content starts
 	for {
 		hdr, err := tr.Next()
+		if err == io.ErrUnexpectedEOF && prev != nil && tail.total-prevStart < prev.Size {
+			return n, errors.Errorf("the archive ends inside %s: its header announces %s, the stream holds %s",
+				prev.Name, humanSize(uint64(prev.Size)), humanSize(uint64(tail.total-prevStart)))
+		}
 		if err == io.EOF {
 			if !tail.endsWithZeroBlocks() {
 				if tail.total == 0 {
@@ -210,26 +254,27 @@ func checkArchive(w io.Writer, r io.Reader) (int, error) {
 			}
 			break
 		}
+		if errors.Is(err, errApplyStopped) {
+			return n, err // the layer's reason is the one to give
+		}
 		if err != nil {
 			return n, errors.Errorf("the archive is damaged after %d entries (byte %d): %v", n, tail.total, err)
+		}
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			continue // defaults for the entries after it, not an entry
 		}
 		if err := checkEntryName(hdr); err != nil {
 			return n, err
 		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return n, errors.Wrapf(err, "entry %s", hdr.Name)
-		}
-		copied, err := io.Copy(tw, tr)
-		if err == io.ErrUnexpectedEOF || (err == nil && copied < hdr.Size) {
-			return n, errors.Errorf("the archive ends inside %s: its header announces %s, the stream holds %s",
-				hdr.Name, humanSize(uint64(hdr.Size)), humanSize(uint64(copied)))
-		}
-		if err != nil {
-			return n, errors.Wrapf(err, "entry %s", hdr.Name)
-		}
 		n++
+		prev, prevStart = hdr, tail.total
 	}
-	return n, tw.Close()
+	// Pass on what follows the end-of-archive blocks (padding to the
+	// record size), so that the applier reads the stream to its end.
+	if _, err := io.Copy(w, tail); err != nil {
+		return n, err
+	}
+	return n, nil
 }
 
 // checkEntryName refuses absolute names and "..", in the name and in a

@@ -17,12 +17,14 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/filters"
+	"github.com/containerd/containerd/v2/pkg/labels"
 	"github.com/containerd/errdefs"
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/internal/revert"
 	"github.com/thinctl/thinctl/thinpool"
 	"github.com/thinctl/thinctl/units"
 )
@@ -258,6 +260,20 @@ func (sn *snapshot) info() snapshots.Info {
 		Created: sn.created, Updated: sn.updated}
 }
 
+// validateLabels applies containerd's own rule (labels.Validate: a key
+// and its value together at most 4096 bytes, ErrInvalidArgument beyond),
+// so that this snapshotter takes exactly the labels containerd's metadata
+// store takes, whoever the client is. thinpool keeps each under
+// labelPrefix and allows that prefix on top.
+func validateLabels(l map[string]string) error {
+	for k, v := range l {
+		if err := labels.Validate(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // cloneLabels copies l; never nil.
 func cloneLabels(l map[string]string) map[string]string {
 	out := make(map[string]string, len(l))
@@ -343,6 +359,9 @@ func (s *Snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpath
 		}
 		labels = cloneLabels(info.Labels)
 	}
+	if err := validateLabels(labels); err != nil {
+		return snapshots.Info{}, err
+	}
 	next := *sn
 	next.labels, next.updated = labels, now()
 	if err := s.pool.SetLabels(ctx, sn.id, next.encode()); err != nil {
@@ -427,6 +446,9 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, pare
 	if key == "" {
 		return nil, errors.Wrap(errdefs.ErrInvalidArgument, "snapshot key is empty")
 	}
+	if err := validateLabels(base.Labels); err != nil {
+		return nil, err
+	}
 	var size uint64
 	if v, ok := base.Labels[SizeLabel]; ok {
 		n, err := units.ParseSize(v)
@@ -462,28 +484,32 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, pare
 	method := map[snapshots.Kind]string{snapshots.KindActive: "Prepare", snapshots.KindView: "View"}[kind]
 	sn := &snapshot{id: id, name: key, kind: kind, parent: parent, created: t, updated: t, labels: cloneLabels(base.Labels)}
 	t0 := time.Now()
+	var undo revert.Stack
+	defer undo.Unwind()
 	if err := s.pool.Create(ctx, id, parentID, thinpool.CreateOptions{Size: size, Labels: sn.encode()}); err != nil {
 		return nil, mapErr(err, "create snapshot %q", key)
 	}
+	undo.Push(func() { _ = s.pool.Remove(context.WithoutCancel(ctx), id) })
 	s.step(method, "create", t0)
+
 	if size != 0 && s.fs == fs.XFS {
 		// xfs grows while mounted: once here, before anyone uses it.
 		if _, err := s.pool.Mount(ctx, id, thinpool.MountOptions{}); err == nil {
 			err = s.pool.Unmount(ctx, id)
 		}
 		if err != nil {
-			_ = s.pool.Remove(context.WithoutCancel(ctx), id)
 			return nil, mapErr(err, "grow snapshot %q", key)
 		}
 	}
+
 	t0 = time.Now()
 	m, err := s.mounts(ctx, sn)
 	if err != nil {
-		_ = s.pool.Remove(context.WithoutCancel(ctx), id)
 		return nil, err
 	}
 	s.step(method, "activate", t0)
 	s.byName[key] = sn
+	undo.Keep()
 	return m, nil
 }
 
@@ -507,6 +533,9 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 	}
 	if name == "" {
 		return errors.Wrap(errdefs.ErrInvalidArgument, "commit name is empty")
+	}
+	if err := validateLabels(base.Labels); err != nil {
+		return err
 	}
 	if _, ok := s.byName[name]; ok {
 		return errors.Wrapf(errdefs.ErrAlreadyExists, "snapshot %q already exists", name)

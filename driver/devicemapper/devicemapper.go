@@ -43,6 +43,7 @@ import (
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/driver"
+	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/thinpool"
 	"github.com/thinctl/thinctl/units"
@@ -64,7 +65,7 @@ func (Backend) Probe(root string) (string, error) {
 	}
 	c, err := dm.Open(dm.Options{})
 	if err != nil {
-		return "", errors.Wrapf(driver.ErrNotSupported, "device-mapper: %v", err)
+		return "", errdefs.Wrapf(driver.ErrNotSupported, err, "device-mapper: %v", err)
 	}
 	tv, err := c.ListTargetVersions()
 	c.Close()
@@ -216,7 +217,7 @@ func OptionsFromStorageOpt(m map[string]string) (thinpool.Options, error) {
 			return o, errors.Wrapf(err, "devicemapper option %s=%s", k, v)
 		}
 		if err != nil {
-			return o, errors.Wrapf(driver.ErrInvalidArgument, "devicemapper option %s=%s: %v", k, v, err)
+			return o, errdefs.Wrapf(driver.ErrInvalidArgument, err, "devicemapper option %s=%s: %v", k, v, err)
 		}
 	}
 	return o, nil
@@ -313,6 +314,8 @@ func (d *Driver) Remove(ctx context.Context, id string) error {
 const layerDir = "rootfs"
 
 // Get mounts layer id and returns the layer's directory inside the mount.
+// A layer whose directory is a symlink or not a directory is refused
+// (driver.ErrBadLayerRoot) and left mounted by nobody.
 func (d *Driver) Get(ctx context.Context, id, mountLabel string) (string, error) {
 	mp, err := d.Mount(ctx, id, driver.MountOptions{MountLabel: mountLabel})
 	if err != nil {
@@ -328,6 +331,12 @@ func (d *Driver) Get(ctx context.Context, id, mountLabel string) (string, error)
 	} else if !os.IsExist(err) {
 		d.Unmount(context.WithoutCancel(ctx), id)
 		return "", errors.Wrapf(err, "create %s", dir)
+	}
+	// What the device's filesystem holds is anyone's: a rootfs that is a
+	// symlink (or no directory) would hand its target to every reader.
+	if err := driver.CheckLayerRoot(dir); err != nil {
+		d.Unmount(context.WithoutCancel(ctx), id)
+		return "", errors.Wrapf(err, "layer %s", id)
 	}
 	return dir, nil
 }

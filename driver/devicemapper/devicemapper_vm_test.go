@@ -5,6 +5,7 @@ package devicemapper
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,5 +180,56 @@ func TestACancelledContextStopsBeforeAnythingChanges(t *testing.T) {
 	}
 	if d.Exists("never") {
 		t.Fatal("a cancelled Create made the layer")
+	}
+}
+
+func TestGetAndExportRefuseALayerWhoseRootfsIsASymlink(t *testing.T) {
+	testenv.RequireDeviceMapper(t)
+	root := t.TempDir()
+	ctx := t.Context()
+	d, err := (Backend{}).Init(ctx, root, driver.Options{StorageOpt: smallPool})
+	if err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	t.Cleanup(func() { d.Cleanup(context.Background()); tearDown(t, root) })
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("the host's secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Create(ctx, "evil", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	// Whoever wrote the device's filesystem made rootfs a symlink.
+	dd := d.(*Driver)
+	mp, err := dd.Mount(ctx, "evil", driver.MountOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(mp, layerDir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := dd.Unmount(ctx, "evil"); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := d.Get(ctx, "evil", ""); !errors.Is(err, driver.ErrBadLayerRoot) || !strings.Contains(err.Error(), "is a symlink to") {
+		t.Fatalf("Get = %q, %v; want ErrBadLayerRoot", p, err)
+	}
+	if dev, err := dd.Pool().Device("evil"); err != nil || dev.Mounted {
+		t.Errorf("after the refused Get the layer is mounted=%v (%v); want unmounted", dev.Mounted, err)
+	}
+	rc, err := driver.DiffOf(d).Diff(ctx, "evil", "")
+	if err == nil {
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		t.Fatalf("Diff of the layer worked (%d bytes); it must be refused", len(b))
+	}
+	if !errors.Is(err, driver.ErrBadLayerRoot) {
+		t.Errorf("Diff = %v, want ErrBadLayerRoot", err)
+	}
+	if _, err := driver.DiffOf(d).Changes(ctx, "evil", ""); !errors.Is(err, driver.ErrBadLayerRoot) {
+		t.Errorf("Changes = %v, want ErrBadLayerRoot", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(outside, "secret")); err != nil || string(b) != "the host's secret" {
+		t.Errorf("the outside file now holds %q (%v)", b, err)
 	}
 }

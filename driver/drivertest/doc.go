@@ -18,5 +18,19 @@
 //		})
 //	}
 //
-// The suite needs root (it sets owners and device nodes).
+// RunHostile is the second suite: it imports every archive of
+// HostileArchives (layer roots replaced by symlinks, symlinked parents
+// leading out, hard links, whiteouts and opaque markers through symlinks,
+// late directory times, 2^60-byte and sparse entries, PAX and GNU
+// oddities, every file type) into fresh layers as thinctl import does, and
+// checks after each that a sentinel directory outside (MakeSentinel,
+// Snapshot) is unchanged in every byte, mode, owner and time, that the
+// layer root is still a real directory, and that a refused import leaves
+// no layer. A backend runs it the same way:
+//
+//	func TestHostile(t *testing.T) {
+//		drivertest.RunHostile(t, newDriver)
+//	}
+//
+// Both suites need root (they set owners and make device nodes).
 package drivertest

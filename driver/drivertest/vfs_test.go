@@ -150,3 +150,17 @@ func TestSuiteOnACopyingBackendWithNaiveDiff(t *testing.T) {
 		return d
 	})
 }
+
+func TestACopyingBackendWithNaiveDiffSurvivesEveryHostileArchive(t *testing.T) {
+	drivertest.RunHostile(t, func(t *testing.T) driver.Driver {
+		home := t.TempDir()
+		for _, sub := range []string{"layers", "mnt", "parents"} {
+			if err := os.MkdirAll(filepath.Join(home, sub), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d := &copyDriver{home: home, refs: map[string]int{}}
+		t.Cleanup(func() { d.Cleanup(t.Context()) })
+		return d
+	})
+}

@@ -61,7 +61,7 @@ var Points = []Point{
 	{TxAfterCommit, "pool message: the device record is written or removed, transaction.json not removed"},
 	{SnapAfterSuspend, "snapshot: the active origin is suspended for create_snap"},
 	{SnapBeforeResume, "snapshot: create_snap is done (or failed), the origin is still suspended (its error action makes the resume fail)"},
-	{CheckAfterReserve, "check or space return: the pool's metadata snapshot is reserved (its marker file written) and not yet released"},
+	{CheckAfterReserve, "check or space return: the pool's metadata root is held (reserve_metadata_snap) (its marker file written) and not yet released"},
 	{JournalAfterWrite, "registry journal: a frame is written into the journal, not yet flushed (the begin of a transaction, its end, or a record change)"},
 	{CompactBeforeRen, "registry compaction (pool down, or a full journal): the new registry file is written and fsynced under a temporary name"},
 	{CompactAfterRen, "registry compaction: the new registry file (new epoch) is renamed into place, its directory not yet fsynced"},

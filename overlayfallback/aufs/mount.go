@@ -23,6 +23,9 @@ func (d *Driver) Get(ctx context.Context, id, mountLabel string) (string, error)
 	if err := ctx.Err(); err != nil {
 		return "", errors.Wrapf(err, "aufs: get %s", id)
 	}
+	if err := driver.CheckLayerRoot(d.diffPath(id)); err != nil {
+		return "", errors.Wrapf(err, "aufs: get %s", id)
+	}
 	target := d.mntPath(id)
 	if d.refs[id] > 0 {
 		d.refs[id]++

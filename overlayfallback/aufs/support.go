@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/driver"
+	"github.com/thinctl/thinctl/errdefs"
 )
 
 // procFilesystems is where the kernel lists the filesystem types it can mount.
@@ -81,7 +82,7 @@ func checkSupport(p supportProbe) error {
 	p.loadModule()
 	b, err = p.readFilesystems()
 	if err != nil {
-		return errors.Wrapf(driver.ErrNotSupported, "aufs: cannot read %s (%v)", procFilesystems, err)
+		return errdefs.Wrapf(driver.ErrNotSupported, err, "aufs: cannot read %s (%v)", procFilesystems, err)
 	}
 	if !hasFilesystem(b, "aufs") {
 		return errors.Wrap(driver.ErrNotSupported, "aufs: kernel has no aufs (not in /proc/filesystems)")

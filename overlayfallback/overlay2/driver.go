@@ -247,6 +247,9 @@ func (d *Driver) Get(ctx context.Context, id, mountLabel string) (string, error)
 	if err != nil {
 		return "", err
 	}
+	if err := d.checkLayerDirs(id, lower); err != nil {
+		return "", err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(lower) == 0 {
@@ -276,6 +279,31 @@ func (d *Driver) Get(ctx context.Context, id, mountLabel string) (string, error)
 	}
 	d.refs[id] = 1
 	return merged, nil
+}
+
+// checkLayerDirs refuses to hand the kernel (which follows symlinks in
+// lowerdir and upperdir) or a reader a layer directory that is not a real
+// directory: id's diff, and each lower's diff its l/ link leads to (the
+// link itself is a symlink by design, to ../<id>/diff).
+func (d *Driver) checkLayerDirs(id string, lower []string) error {
+	if err := driver.CheckLayerRoot(d.diffDir(id)); err != nil {
+		return errors.Wrapf(err, "overlay2 layer %s", id)
+	}
+	for _, l := range lower {
+		target, err := os.Readlink(filepath.Join(d.home, linkDir, l))
+		if err != nil {
+			continue // a lost link: the mount says so (New rebuilds links)
+		}
+		rest, ok := strings.CutPrefix(target, "../")
+		lid, ok2 := strings.CutSuffix(rest, "/"+diffDirName)
+		if !ok || !ok2 || validID(lid) != nil {
+			return errors.Wrapf(driver.ErrBadLayerRoot, "overlay2 layer %s: its lower link %s points at %s, not at a layer's diff directory", id, l, driver.Quote(target))
+		}
+		if err := driver.CheckLayerRoot(d.diffDir(lid)); err != nil {
+			return errors.Wrapf(err, "overlay2 layer %s, lower layer %s", id, lid)
+		}
+	}
+	return nil
 }
 
 func (d *Driver) extraOptions(mountLabel string) []string {

@@ -490,3 +490,62 @@ func TestImportingThePackageRunsNothing(t *testing.T) {
 		t.Fatalf("the test binary with the old helper variable set: %v\n%s", err, out)
 	}
 }
+
+func TestGetRefusesALayerWhoseDiffDirectoryIsASymlink(t *testing.T) {
+	d := newTestDriver(t)
+	must(t, d.Create(t.Context(), "base", "", nil))
+	outside := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(outside, "secret"), []byte("host"), 0o600))
+	diff := filepath.Join(d.home, "base", "diff")
+	must(t, os.Remove(diff))
+	must(t, os.Symlink(outside, diff))
+	p, err := d.Get(t.Context(), "base", "")
+	if !errors.Is(err, driver.ErrBadLayerRoot) || !strings.Contains(err.Error(), diff) {
+		d.Put(t.Context(), "base")
+		t.Fatalf("Get of a layer whose diff is a symlink = %q, %v; want ErrBadLayerRoot naming %s", p, err, diff)
+	}
+	if b, err := os.ReadFile(filepath.Join(outside, "secret")); err != nil || string(b) != "host" {
+		t.Errorf("the outside file holds %q (%v)", b, err)
+	}
+}
+
+func TestGetRefusesALayerWhoseLowerDiffOrLinkLeadsOutside(t *testing.T) {
+	outside := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(outside, "secret"), []byte("host"), 0o600))
+	for _, c := range []struct {
+		name  string
+		plant func(d *Driver, link string)
+		want  string
+	}{
+		{"the lower's diff is a symlink", func(d *Driver, link string) {
+			diff := filepath.Join(d.home, "base", "diff")
+			must(t, os.RemoveAll(diff))
+			must(t, os.Symlink(outside, diff))
+		}, "is a symlink to"},
+		{"the lower link points outside", func(d *Driver, link string) {
+			l := filepath.Join(d.home, "l", link)
+			must(t, os.Remove(l))
+			must(t, os.Symlink(outside, l))
+		}, "not at a layer's diff directory"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := newTestDriver(t)
+			must(t, d.Create(t.Context(), "base", "", nil))
+			must(t, d.CreateReadWrite(t.Context(), "rw", "base", nil))
+			link, err := d.readLink("base")
+			must(t, err)
+			c.plant(d, link)
+			p, err := d.Get(t.Context(), "rw", "")
+			if !errors.Is(err, driver.ErrBadLayerRoot) || !strings.Contains(err.Error(), c.want) {
+				d.Put(t.Context(), "rw")
+				t.Fatalf("Get = %q, %v; want ErrBadLayerRoot saying %q", p, err, c.want)
+			}
+			if mounted, _ := fs.IsMounted(d.mergedDir("rw")); mounted {
+				t.Error("the refused layer is mounted")
+			}
+			if b, err := os.ReadFile(filepath.Join(outside, "secret")); err != nil || string(b) != "host" {
+				t.Errorf("the outside file holds %q (%v)", b, err)
+			}
+		})
+	}
+}

@@ -160,7 +160,7 @@ func (d *Driver) repairLinks() error {
 	for _, id := range ids {
 		link, err := d.readLink(id)
 		if err != nil {
-			if !os.IsNotExist(errors.Cause(err)) {
+			if !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
 			if link, err = newLinkName(); err != nil {

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/driver"
+	"github.com/thinctl/thinctl/errdefs"
 )
 
 // Dirent is one record of getdents64 output.
@@ -178,7 +179,7 @@ func overlayInKernel() (bool, error) {
 func probe(root string) error {
 	ok, err := overlayInKernel()
 	if err != nil {
-		return errors.Wrapf(driver.ErrPrerequisitesMissing, "overlay2: %v", err)
+		return errdefs.Wrapf(driver.ErrPrerequisitesMissing, err, "overlay2: %v", err)
 	}
 	if !ok {
 		return errors.Wrap(driver.ErrNotSupported, "overlay2: the kernel has no overlay filesystem (not in /proc/filesystems; try modprobe overlay)")
@@ -186,7 +187,7 @@ func probe(root string) error {
 	at := existingAncestor(root)
 	fsName, err := backingFS(at)
 	if err != nil {
-		return errors.Wrapf(driver.ErrPrerequisitesMissing, "overlay2: %v", err)
+		return errdefs.Wrapf(driver.ErrPrerequisitesMissing, err, "overlay2: %v", err)
 	}
 	switch fsName {
 	case "overlayfs", "aufs", "ecryptfs":

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -172,6 +173,19 @@ func checkAdopt(t *testing.T, root string, rep *dockerdm.Report, bigSize int, ki
 	}
 	if len(devs) != len(want) {
 		t.Errorf("registry has %d devices, the store %d", len(devs), len(want))
+	}
+	// Image a's top layer carries its 1+manyTags tags: as many as fit in
+	// the label, and their count.
+	for _, d := range devs {
+		if d.ID != "image-thinctl_a_1" {
+			continue
+		}
+		tags := strings.Split(d.Labels[dockerdm.LabelTags], ",")
+		if tags[0] != "thinctl/a:1" || len(tags) < 20 || len(d.Labels[dockerdm.LabelTags]) > 2048 ||
+			d.Labels[dockerdm.LabelTagsTotal] != strconv.Itoa(1+manyTags) {
+			t.Errorf("image-thinctl_a_1's tag labels: %d tags in %d bytes, total %q; want a prefix of its %d tags and the count",
+				len(tags), len(d.Labels[dockerdm.LabelTags]), d.Labels[dockerdm.LabelTagsTotal], 1+manyTags)
+		}
 	}
 
 	// thinctl mounts every device; the files docker wrote are there.

@@ -4,6 +4,7 @@ package docker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -138,6 +139,10 @@ func TestDockerStoresReadBackAsDockerListedThem(t *testing.T) {
 				d.stop()
 			}
 			stopped = true
+			// Many tags on one image (its top layer shared by all): the
+			// adopted device's labels must still fit its record.
+			wantImages = append(wantImages, addTags(t, root, "thinctl/a:1", manyTags)...)
+			sort.Strings(wantImages)
 			prefix := ""
 			defer func() { teardown(t, root, prefix) }()
 
@@ -281,4 +286,46 @@ func checkAgainstThinDump(t *testing.T, root string, rep *dockerdm.Report, activ
 	if !strings.Contains(string(out), fmt.Sprintf(`transaction="%d"`, rep.Pool.TransactionID)) {
 		t.Errorf("transaction %d not in thin_dump's superblock: %.300s", rep.Pool.TransactionID, out)
 	}
+}
+
+// manyTags is how many tags addTags gives one image: with names this long
+// their list takes about 8 KiB, twice what one label value may hold.
+const manyTags = 200
+
+// manyTag is the name of the i-th of them.
+func manyTag(i int) string { return fmt.Sprintf("thinctl/a:release-%03d-of-a-rather-long-tag-name", i) }
+
+// addTags tags the image that ref names n more times in repositories.json
+// (as n docker tag commands would, without their minutes under emulation)
+// and returns the lines docker images would list for them.
+func addTags(t *testing.T, root, ref string, n int) []string {
+	t.Helper()
+	p := filepath.Join(root, "image", "devicemapper", "repositories.json")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var repos struct {
+		Repositories map[string]map[string]string
+	}
+	if err := json.Unmarshal(b, &repos); err != nil {
+		t.Fatal(err)
+	}
+	repo := ref[:strings.LastIndex(ref, ":")]
+	id := repos.Repositories[repo][ref]
+	if id == "" {
+		t.Fatalf("repositories.json has no %s", ref)
+	}
+	var lines []string
+	for i := 0; i < n; i++ {
+		repos.Repositories[repo][manyTag(i)] = id
+		lines = append(lines, manyTag(i)+" "+id)
+	}
+	if b, err = json.Marshal(repos); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return lines
 }

@@ -3,6 +3,10 @@
 # of the repository (or of the given packages) for DURATION each (default 30s),
 # one after the other, and print a summary. Exit 1 when a target failed.
 #
+# FUZZ_TARGETS (an extended regexp, default every target) picks targets by
+# name; FUZZ_MINIMIZE (a duration) bounds the minimizing of each new
+# interesting input, which counts against DURATION.
+#
 # A failing input is written by `go test` to <package>/testdata/fuzz/<Target>/;
 # commit it: plain `go test` replays it from then on, so every crash found
 # becomes a unit test.
@@ -23,7 +27,7 @@ fuzz_one() {
 	local out rc
 	out="$(mktemp)"
 	for attempt in 1 2; do
-		go test -run '^$' -fuzz "^${2}\$" -fuzztime "$dur" "$1" 2>&1 | tee "$out"
+		go test -run '^$' -fuzz "^${2}\$" -fuzztime "$dur" ${FUZZ_MINIMIZE:+-fuzzminimizetime "$FUZZ_MINIMIZE"} "$1" 2>&1 | tee "$out"
 		rc=${PIPESTATUS[0]}
 		if [ "$rc" -eq 0 ] || grep -q 'Failing input written to' "$out" ||
 			! grep -q 'context deadline exceeded' "$out" || [ "$attempt" = 2 ]; then
@@ -38,7 +42,7 @@ fuzz_one() {
 ran=0 failed=()
 start=$SECONDS
 for pkg in "${pkgs[@]}"; do
-	targets="$(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true)"
+	targets="$(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' | grep -E "${FUZZ_TARGETS:-.}" || true)"
 	for f in $targets; do
 		echo "=== fuzz $pkg $f ($dur)"
 		ran=$((ran + 1))
