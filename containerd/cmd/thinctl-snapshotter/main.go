@@ -28,6 +28,7 @@ import (
 
 	"github.com/thinctl/thinctl/containerd/snapshotter"
 	"github.com/thinctl/thinctl/thinpool"
+	"github.com/thinctl/thinctl/unixsock"
 )
 
 // version is set with -ldflags "-X main.version=...".
@@ -183,64 +184,20 @@ func lockRoot(root string) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-// listen opens the unix socket, replacing a stale socket file a killed
-// snapshotter left (after checking that nothing answers on it).
+// listen listens on --address, its owner's alone (unixsock.Listen), with
+// the flag named in what goes wrong.
 func listen(address string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(address), 0o711); err != nil {
-		return nil, fmt.Errorf("create the directory of --address %s: %v", address, err)
-	}
-	if st, err := os.Lstat(address); err == nil {
-		if st.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("--address %s exists and is not a socket: remove it or give another path", address)
-		}
-		if c, err := net.DialTimeout("unix", address, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("something already serves %s: stop it or give another --address", address)
-		}
-		if err := os.Remove(address); err != nil {
-			return nil, fmt.Errorf("remove the stale socket %s: %v", address, err)
-		}
-	}
-	// The socket is made in a directory only its owner can enter, given
-	// mode 0600 there and renamed into place, so that no other user can
-	// connect at any moment: at address it appears with its final mode. The
-	// process's umask is left alone (every goroutine shares it).
-	priv, err := os.MkdirTemp(filepath.Dir(address), ".thinctl-snapshotter-")
-	if err != nil {
-		return nil, fmt.Errorf("create a private directory beside --address %s: %v", address, err)
-	}
-	defer os.RemoveAll(priv)
-	tmp := filepath.Join(priv, "s")
-	bindPath := tmp
-	if len(bindPath) > maxSocketPath {
-		// The private directory's name made the path too long for a
-		// socket: bind through the directory's descriptor instead.
-		d, err := os.Open(priv)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %v", priv, err)
-		}
-		defer d.Close()
-		bindPath = fmt.Sprintf("/proc/self/fd/%d/s", d.Fd())
-	}
-	l, err := net.Listen("unix", bindPath)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %v", address, err)
-	}
-	l.(*net.UnixListener).SetUnlinkOnClose(false) // run removes address when it stops
-	if err := os.Chmod(tmp, 0o600); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("chmod the new socket %s: %v", tmp, err)
-	}
-	if err := os.Rename(tmp, address); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("move the new socket to %s: %v", address, err)
+	l, err := unixsock.Listen(address)
+	switch {
+	case errors.Is(err, unixsock.ErrNotSocket):
+		return nil, fmt.Errorf("--address %s exists and is not a socket: remove it or give another path", address)
+	case errors.Is(err, unixsock.ErrInUse):
+		return nil, fmt.Errorf("something already serves %s: stop it or give another --address", address)
+	case err != nil:
+		return nil, fmt.Errorf("--address: %v", err)
 	}
 	return l, nil
 }
-
-// maxSocketPath is the longest path a unix socket can be bound to
-// (sun_path holds 108 bytes with the terminating NUL).
-const maxSocketPath = 107
 
 // logRequests logs failed requests (and, at debug level, every request)
 // with the method, the time taken and the error.

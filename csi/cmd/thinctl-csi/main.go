@@ -26,6 +26,7 @@ import (
 
 	"github.com/thinctl/thinctl/csi/plugin"
 	"github.com/thinctl/thinctl/thinpool"
+	"github.com/thinctl/thinctl/unixsock"
 )
 
 // version is set with -ldflags "-X main.version=...".
@@ -170,30 +171,17 @@ func lockRoot(root string) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-// listen opens the unix socket under a 077 umask, so that it is never
-// connectable by anyone but root, not even for a moment; a stale socket
-// a killed process left is replaced once nothing answers on it.
+// listen listens on --endpoint, its owner's alone (unixsock.Listen), with
+// the flag named in what goes wrong.
 func listen(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create the directory of --endpoint %s: %v", path, err)
-	}
-	if st, err := os.Lstat(path); err == nil {
-		if st.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("--endpoint %s exists and is not a socket: remove it or give another path", path)
-		}
-		if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			conn.Close()
-			return nil, fmt.Errorf("something already serves %s: stop it or give another --endpoint", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove the stale socket %s: %v", path, err)
-		}
-	}
-	old := syscall.Umask(0o077)
-	l, err := net.Listen("unix", path)
-	syscall.Umask(old)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %v", path, err)
+	l, err := unixsock.Listen(path)
+	switch {
+	case errors.Is(err, unixsock.ErrNotSocket):
+		return nil, fmt.Errorf("--endpoint %s exists and is not a socket: remove it or give another path", path)
+	case errors.Is(err, unixsock.ErrInUse):
+		return nil, fmt.Errorf("something already serves %s: stop it or give another --endpoint", path)
+	case err != nil:
+		return nil, fmt.Errorf("--endpoint: %v", err)
 	}
 	return l, nil
 }

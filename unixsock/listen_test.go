@@ -1,6 +1,7 @@
-package main
+package unixsock
 
 import (
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -37,12 +38,12 @@ func inotifyEvents(t *testing.T, fd int, name string) []uint32 {
 	}
 }
 
-// TestTheSocketAppearsAtItsAddressOwnerOnly watches the address's
-// directory while listen runs with a umask that would make a new socket
-// connectable by anyone: the socket must appear at --address by a rename
+// TestTheSocketAppearsAtItsPathOwnerOnly watches the path's directory
+// while Listen runs with a umask that would make a new socket connectable
+// by anyone: the socket must appear at its path by a rename
 // of an already 0600 socket (IN_MOVED_TO), never be created there
 // (IN_CREATE) nor have its mode changed there afterwards (IN_ATTRIB).
-func TestTheSocketAppearsAtItsAddressOwnerOnly(t *testing.T) {
+func TestTheSocketAppearsAtItsPathOwnerOnly(t *testing.T) {
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
 	for _, c := range []struct{ name, dir string }{
@@ -56,7 +57,7 @@ func TestTheSocketAppearsAtItsAddressOwnerOnly(t *testing.T) {
 				t.Fatal(err)
 			}
 			sock := filepath.Join(c.dir, "s.sock")
-			if len(sock) > maxSocketPath {
+			if len(sock) > maxPath {
 				t.Fatalf("test path %d bytes long", len(sock))
 			}
 			fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
@@ -67,7 +68,7 @@ func TestTheSocketAppearsAtItsAddressOwnerOnly(t *testing.T) {
 			if _, err := unix.InotifyAddWatch(fd, c.dir, unix.IN_CREATE|unix.IN_ATTRIB|unix.IN_MOVED_TO); err != nil {
 				t.Fatal(err)
 			}
-			l, err := listen(sock)
+			l, err := Listen(sock)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -85,7 +86,7 @@ func TestTheSocketAppearsAtItsAddressOwnerOnly(t *testing.T) {
 				t.Errorf("the directory holds %v; want the socket alone (no private directory left)", ents)
 			}
 			if now := syscall.Umask(0); now != 0 {
-				t.Errorf("listen changed the umask to %#o", now)
+				t.Errorf("Listen changed the umask to %#o", now)
 			}
 			conn, err := net.Dial("unix", sock)
 			if err != nil {
@@ -94,4 +95,52 @@ func TestTheSocketAppearsAtItsAddressOwnerOnly(t *testing.T) {
 			conn.Close()
 		})
 	}
+}
+
+// TestListenRefusesAFileAndALiveSocketAndReplacesAStaleOne: a file at the
+// path is left as it was, a served socket is left serving, a stale one is
+// replaced; a directory Listen makes is its owner's alone.
+func TestListenRefusesAFileAndALiveSocketAndReplacesAStaleOne(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Listen(file); !errors.Is(err, ErrNotSocket) {
+		t.Fatalf("Listen on a file = %v; want ErrNotSocket", err)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "keep" {
+		t.Fatal("the file was touched")
+	}
+	sock := filepath.Join(dir, "sub", "s.sock")
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(filepath.Dir(sock)); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("the directory Listen made: %v, %v; want 0700", st.Mode(), err)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	if _, err := Listen(sock); !errors.Is(err, ErrInUse) {
+		t.Fatalf("Listen on a served socket = %v; want ErrInUse", err)
+	}
+	if c, err := net.Dial("unix", sock); err != nil {
+		t.Fatalf("the first server no longer answers: %v", err)
+	} else {
+		c.Close()
+	}
+	l.Close()
+	l, err = Listen(sock) // stale now: the socket stayed when l closed
+	if err != nil {
+		t.Fatalf("Listen on a stale socket: %v", err)
+	}
+	l.Close()
 }
