@@ -41,6 +41,7 @@ const (
 	RemoveAfterMark           = "thinpool/remove/after-mark-deleted"
 	GrowAfterFiles            = "thinpool/grow/after-files"
 	GrowAfterReload           = "thinpool/grow/after-reload"
+	ResizeAfterRecord         = "thinpool/resize/after-record"
 )
 
 // Points is every failpoint the product marks, in the order an operation
@@ -76,6 +77,7 @@ var Points = []Point{
 	{ReturnAfterPunch, "space return of an inactive removed device: the holes are punched in the pool's data file for its exclusive blocks, the thin device not yet deleted"},
 	{GrowAfterFiles, "pool grow: the backing files are larger, the loop devices and pool not"},
 	{GrowAfterReload, "pool grow: the pool table is reloaded at the new size, pool.json not saved"},
+	{ResizeAfterRecord, "device resize: the record holds the new size, an active device's table is not reloaded"},
 }
 
 // Known reports whether name is one of Points.
