@@ -11,6 +11,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/testenv"
@@ -71,6 +72,20 @@ func TestAStagedPublishedVolumeGrowsOnlineWithItsDataOnExt4AndXFS(t *testing.T) 
 			// A path beneath the root that is no mount of the volume.
 			_, err = cl.n.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: id, VolumePath: s.pathRoot})
 			wantCode(t, err, codes.NotFound)
+			// Outside the root, and through a symbolic link to the target.
+			_, err = cl.n.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: id, VolumePath: "/"})
+			wantCode(t, err, codes.NotFound)
+			link := filepath.Join(s.pathRoot, "link")
+			if err := os.Symlink(target, link); err != nil {
+				t.Fatal(err)
+			}
+			_, err = cl.n.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: id, VolumePath: link})
+			if code := status.Code(err); code != codes.NotFound && code != codes.InvalidArgument {
+				t.Fatalf("NodeExpandVolume through a symbolic link: %v", err)
+			}
+			if got := statfsBytes(t, target); got != before {
+				t.Fatalf("the refused requests grew the filesystem to %d bytes (%d before)", got, before)
+			}
 
 			must(cl.n.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: id, VolumePath: target,
 				CapacityRange: &csi.CapacityRange{RequiredBytes: want}, VolumeCapability: capOf(false)}))
