@@ -3,7 +3,10 @@
 package thinpool
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -141,21 +144,49 @@ func TestResizeRefusesShrinkingOddSizesAndMoreThanThePoolAndKeepsTheDevice(t *te
 	}
 }
 
+// kernelNode activates device id and returns its kernel node /dev/dm-N:
+// with udev running, /dev/mapper/<name> is replaced while udev handles the
+// change event a write's close raises, and can be missing for a moment.
+func kernelNode(t *testing.T, p *Pool, id string) string {
+	t.Helper()
+	_, err := p.Activate(context.Background(), id)
+	must(t, err)
+	info, err := p.dm.Info(thinName(p.cfg.Key, mustDeviceID(t, p, id)))
+	must(t, err)
+	return fmt.Sprintf("/dev/dm-%d", unix.Minor(info.Dev))
+}
+
+// expectBytes reads back n bytes of b at off from path.
+func expectBytes(t *testing.T, path string, b byte, n int, off int64) {
+	t.Helper()
+	f, err := os.Open(path)
+	must(t, err)
+	defer f.Close()
+	got := make([]byte, n)
+	if _, err := f.ReadAt(got, off); err != nil {
+		t.Fatalf("read %s at %d: %v", path, off, err)
+	}
+	if !bytes.Equal(got, bytes.Repeat([]byte{b}, n)) {
+		t.Fatalf("%s at %d does not hold %d bytes of %#x", path, off, n, b)
+	}
+}
+
 func TestARawResizeGrowsOnlyTheDeviceAndLeavesItsBytesAlone(t *testing.T) {
 	p, _ := newVMPool(t, smallOptions())
 	ctx := context.Background()
 	must(t, p.Create(ctx, "b", "", CreateOptions{}))
 	// The base filesystem's superblocks are overwritten: a resize2fs or
 	// e2fsck on activation would fail or rewrite them.
-	writeDevice(t, p, "b", 0x5a, 2<<20, 0)
+	writeAndSync(t, kernelNode(t, p, "b"), 0x5a, 2<<20, 0)
 	must(t, p.Resize(ctx, "b", 512*MiB, ResizeOptions{Raw: true}))
 	if got := thinLength(t, p, "b"); got != 512*MiB {
 		t.Fatalf("the table is %d bytes, want %d", got, 512*MiB)
 	}
 	must(t, p.Deactivate(ctx, "b"))
-	expectDevice(t, p, "b", 0x5a, 2<<20, 0)
-	writeDevice(t, p, "b", 0xa5, 1<<20, 500<<20) // beyond the old end
-	expectDevice(t, p, "b", 0xa5, 1<<20, 500<<20)
+	node := kernelNode(t, p, "b")
+	expectBytes(t, node, 0x5a, 2<<20, 0)
+	writeAndSync(t, node, 0xa5, 1<<20, 500<<20) // beyond the old end
+	expectBytes(t, node, 0xa5, 1<<20, 500<<20)
 }
 
 func TestAResizeStoppedBetweenRecordAndTableIsFinishedByTheNextActivationOrRetry(t *testing.T) {
