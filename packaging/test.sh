@@ -99,7 +99,7 @@ pages=()
 for p in "$work"/man/*.8; do pages+=("$(basename "$p").gz"); done
 expected() { # PREFIX-OF-UNITS ZSH-DIR DOC-DIR [EXTRA-DOC] [LICENSE-FILE]
 	echo "-rwxr-xr-x /usr/bin/thinctl"
-	for u in thinctl-gc@.service thinctl-gc@.timer thinctl-pool@.service; do echo "-rw-r--r-- $1/$u"; done
+	for u in thinctl-gc@.service thinctl-gc@.timer thinctl-pool@.service thinctl-watch@.service; do echo "-rw-r--r-- $1/$u"; done
 	for p in "${pages[@]}"; do echo "-rw-r--r-- /usr/share/man/man8/$p"; done
 	echo "-rw-r--r-- /usr/share/bash-completion/completions/thinctl"
 	echo "-rw-r--r-- $2/_thinctl"
@@ -172,16 +172,17 @@ installed_checks() {
 	check "$tool: thinctl version runs from the installed package" \
 		bash -c "chroot '$ch' /usr/bin/thinctl version | grep -qx 'Version: *$("$bin" version | sed -n 's/^Version: *//p')'"
 	check "$tool: the installed units pass systemd-analyze verify (root /srv/pool-a, and the default instance)" \
-		bash -c "cd / && out=\$(MANPATH='$ch/usr/share/man' systemd-analyze verify --root='$ch' '$inst' 'thinctl-gc@srv-pool\\x2da.service' 'thinctl-gc@srv-pool\\x2da.timer' thinctl-pool@var-lib-thinctl.service 2>&1); rc=\$?; echo \"\$out\"; [ \$rc -eq 0 ] && [ -z \"\$out\" ]"
+		bash -c "cd / && out=\$(MANPATH='$ch/usr/share/man' systemd-analyze verify --root='$ch' '$inst' 'thinctl-gc@srv-pool\\x2da.service' 'thinctl-gc@srv-pool\\x2da.timer' 'thinctl-watch@srv-pool\\x2da.service' thinctl-pool@var-lib-thinctl.service 2>&1); rc=\$?; echo \"\$out\"; [ \$rc -eq 0 ] && [ -z \"\$out\" ]"
 	check "$tool: the installed man pages pass mandoc -Tlint" \
 		bash -c "command -v mandoc >/dev/null || { echo 'mandoc missing'; exit 1; }; for p in '$ch'/usr/share/man/man8/*.8.gz; do zcat \"\$p\" | mandoc -Tlint -W warning || exit 1; done 2>&1 | head -20 | grep . && exit 1 || exit 0"
 	check "$tool: the installed completion scripts are what the binary prints" \
 		bash -c "cmp <('$bin' completion bash) '$ch/usr/share/bash-completion/completions/thinctl' && cmp <('$bin' completion fish) '$ch/usr/share/fish/vendor_completions.d/thinctl.fish' && cmp <('$bin' completion zsh) '$ch'/usr/share/zsh/*/_thinctl"
-	check "$tool: systemctl enable of the templates enables the default root's pool and gc timer" \
-		bash -c "chroot '$ch' systemctl enable thinctl-pool@.service thinctl-gc@.timer '$inst' 2>&1 | grep -v '^Created symlink' ;
+	check "$tool: systemctl enable of the templates enables the default root's pool, gc timer and watcher" \
+		bash -c "chroot '$ch' systemctl enable thinctl-pool@.service thinctl-gc@.timer thinctl-watch@.service '$inst' 2>&1 | grep -v '^Created symlink' ;
 			[ -L '$ch/etc/systemd/system/local-fs.target.wants/thinctl-pool@var-lib-thinctl.service' ] &&
 			[ -L '$ch/etc/systemd/system/local-fs.target.wants/$inst' ] &&
-			[ -L '$ch/etc/systemd/system/timers.target.wants/thinctl-gc@var-lib-thinctl.timer' ]"
+			[ -L '$ch/etc/systemd/system/timers.target.wants/thinctl-gc@var-lib-thinctl.timer' ] &&
+			[ -L '$ch/etc/systemd/system/multi-user.target.wants/thinctl-watch@var-lib-thinctl.service' ]"
 	check "$tool: with the instances enabled, systemd's boot transaction (local-fs.target, multi-user.target, timers.target) has no ordering cycle" \
 		bash -c "cd / && out=\$(systemd-analyze verify --man=no --root='$ch' local-fs.target multi-user.target timers.target 2>&1); echo \"\$out\"; [ -z \"\$out\" ]"
 }

@@ -45,6 +45,17 @@
 // once (error_if_no_space) and Create refuses to add devices when free
 // space falls under Options.MinFreeSpace.
 //
+// # The host filesystem and Watch
+//
+// A loop pool's metadata file is allocated on its host filesystem at Init
+// and when Grow grows it, so a full host filesystem cannot fail a metadata
+// commit; the data file stays sparse unless Preallocate allocates it, and
+// HostSpace says what the pool may still take from its host. Watch guards
+// a pool for a long-running process: it sleeps on the kernel's pool events
+// (dm.Client.WaitEvent), grows data and metadata as a pure WatchPolicy
+// decides, and reports through a *slog.Logger and a callback, never on
+// stdout or stderr.
+//
 // # Contexts and clients
 //
 // Every call that can block takes a context first: waits for udev, busy

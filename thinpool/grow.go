@@ -24,6 +24,13 @@ func (p *Pool) Grow(ctx context.Context, opts GrowOptions) error {
 		return err
 	}
 	defer p.lk.Unlock()
+	// A long-lived Pool (pool watch) may hold sizes another process has
+	// grown since: read the record again before writing it back.
+	cfg, err := p.store.LoadConfig()
+	if err != nil {
+		return err
+	}
+	p.cfg = cfg
 	if p.cfg.ExternalPool {
 		return errors.Errorf("thin pool %s is not managed by thinctl; grow it with the tool that made it", p.cfg.PoolName)
 	}
@@ -46,10 +53,12 @@ func (p *Pool) Grow(ctx context.Context, opts GrowOptions) error {
 	}
 	if p.cfg.DataFile != "" {
 		p.report("growing the data and metadata files", 0.2)
-		if err := growFile(p.dataFilePath(), opts.DataSize); err != nil {
+		if err := growFile(p.dataFilePath(), opts.DataSize, false); err != nil {
 			return err
 		}
-		if err := growFile(p.metaFilePath(), opts.MetadataSize); err != nil {
+		// Metadata is allocated whole, old part included (a pool made
+		// before init allocated it gets it here).
+		if err := growFile(p.metaFilePath(), opts.MetadataSize, true); err != nil {
 			return err
 		}
 		failpoint.Inject(failpoint.GrowAfterFiles)
@@ -73,9 +82,10 @@ func (p *Pool) Grow(ctx context.Context, opts GrowOptions) error {
 	return p.store.SaveConfig(p.cfg)
 }
 
-// growFile extends a loop file to size (0: leave it) and tells its loop
+// growFile extends a loop file to size (0: leave it), allocating all of
+// it on the host filesystem when allocate is set, and tells its loop
 // device. Smaller sizes are refused.
-func growFile(path string, size uint64) error {
+func growFile(path string, size uint64, allocate bool) error {
 	if size == 0 {
 		return nil
 	}
@@ -92,6 +102,14 @@ func growFile(path string, size uint64) error {
 			return errors.Wrapf(err, "extend %s to %s", path, formatBytes(size))
 		}
 	}
+	if allocate {
+		if err := allocateMetadata(path); err != nil {
+			// The loop device still has the old size: give the file
+			// that back rather than leave a sparse tail.
+			_ = os.Truncate(path, int64(cur))
+			return err
+		}
+	}
 	info, err := loopback.FindByBackingFile(path)
 	if err != nil {
 		return errors.Wrapf(err, "loop device of %s", path)
@@ -104,7 +122,7 @@ func growFile(path string, size uint64) error {
 // device on resume too.
 func (p *Pool) reloadPool(ctx context.Context, data, meta blockDev) error {
 	name := p.cfg.PoolName
-	t := poolTable(meta.Dev, data.Dev, data.Size, p.cfg.BlockSize, p.cfg.NoDiscard)
+	t := tunedPoolTable(meta.Dev, data.Dev, data.Size, p.cfg.BlockSize, p.cfg.NoDiscard, p.tuning)
 	if err := p.dm.LoadTable(name, []dm.Target{t}, dm.LoadOptions{}); err != nil {
 		return errors.Wrapf(err, "load the grown table %q into %s", t.Params, name)
 	}
@@ -116,4 +134,22 @@ func (p *Pool) reloadPool(ctx context.Context, data, meta blockDev) error {
 		return errors.Wrapf(err, "resume %s with the grown table", name)
 	}
 	return nil
+}
+
+// tableTuning is what pool watch changes in the pool table while it runs:
+// the low water mark (the kernel raises an event once when free data
+// blocks drop to it, again only after the next resume) and whether
+// writes that find no free block queue (queue_if_no_space, the kernel
+// waits up to its no_space_timeout, 60 s by default) instead of failing
+// at once. The zero value is the table thinctl always loads.
+type tableTuning struct {
+	lowWater uint64 // data blocks; 0: lowWaterBlocks
+	queue    bool
+}
+
+func (tu tableTuning) lowWaterOr(def uint64) uint64 {
+	if tu.lowWater == 0 {
+		return def
+	}
+	return tu.lowWater
 }

@@ -39,6 +39,9 @@ type Pool struct {
 
 	// ret runs the space return of removed devices in the background.
 	ret returner
+
+	// tuning is what Watch changed in the pool table (guarded by lk).
+	tuning tableTuning
 }
 
 // Names under the root that are the pool's, not the store's (see
@@ -220,6 +223,9 @@ func (p *Pool) initLocked(ctx context.Context, o Options) error {
 			return err
 		}
 		if err := zeroHead(p.metaFilePath()); err != nil {
+			return err
+		}
+		if err := allocateMetadata(p.metaFilePath()); err != nil {
 			return err
 		}
 		failpoint.Inject(failpoint.InitAfterFiles)

@@ -81,7 +81,16 @@ func devString(dev uint64) string {
 // poolTable is the thin-pool table for a data device of dataBytes bytes
 // (rounded down to whole blocks).
 func poolTable(metaDev, dataDev, dataBytes, blockSize uint64, noDiscard bool) dm.Target {
+	return tunedPoolTable(metaDev, dataDev, dataBytes, blockSize, noDiscard, tableTuning{})
+}
+
+// tunedPoolTable is poolTable with a watcher's low water mark and
+// out-of-space mode (see tableTuning).
+func tunedPoolTable(metaDev, dataDev, dataBytes, blockSize uint64, noDiscard bool, tu tableTuning) dm.Target {
 	features := []string{"skip_block_zeroing", "error_if_no_space"}
+	if tu.queue {
+		features = features[:1] // queue_if_no_space is the kernel's default
+	}
 	if noDiscard {
 		features = append(features, "ignore_discard")
 	}
@@ -90,7 +99,7 @@ func poolTable(metaDev, dataDev, dataBytes, blockSize uint64, noDiscard bool) dm
 		Length: roundDown(dataBytes, blockSize) / 512,
 		Type:   "thin-pool",
 		Params: fmt.Sprintf("%s %s %d %d %d %s", devString(metaDev), devString(dataDev), blockSize/512,
-			lowWaterBlocks, len(features), strings.Join(features, " ")),
+			tu.lowWaterOr(lowWaterBlocks), len(features), strings.Join(features, " ")),
 	}
 }
 

@@ -38,6 +38,8 @@ type options struct {
 	dropOpenTx  bool     // docker adopt: leave out the open transaction's device
 	skipMissing bool     // docker adopt: leave out layers and containers without devices
 
+	watch watchOptions // pool watch; --preallocate of pool init and grow
+
 	manDir  string // __man: where to write the pages
 	manDate string // __man: the pages' date
 }
@@ -68,6 +70,7 @@ func mountOptFlag(fs *flag.FlagSet, o *options) {
 func growFlags(fs *flag.FlagSet, o *options) {
 	fs.Var(sizeValue{&o.dataSize}, "data-size", "new data `SIZE` (larger than now)")
 	fs.Var(sizeValue{&o.metadataSize}, "metadata-size", "new metadata `SIZE` (larger than now)")
+	preallocateFlag(fs, o)
 }
 
 // commands is the command tree in the order --help lists it.
@@ -76,16 +79,17 @@ var commands = []*command{
 		name: "pool init",
 		synopsis: "pool init [--data-size 100G] [--metadata-size 2G] [--block-size 64K] [--base-size 10G]\n" +
 			"                  [--fs ext4|xfs] [--mkfs-arg ARG]... [--mount-opt OPT]... [--min-free-space 10%]\n" +
-			"                  [--data-dev DEV --metadata-dev DEV | --thinpool-dev NAME] [--no-discard]",
+			"                  [--data-dev DEV --metadata-dev DEV | --thinpool-dev NAME] [--no-discard] [--preallocate]",
 		summary: "create the thin pool and its base device (or the driver's home) under --root",
-		detail: "Creates the pool under <root>/devicemapper: sparse data and metadata files on loop\n" +
-			"devices (or the given block devices, or an existing thin-pool), the pool table and a\n" +
-			"base device with a filesystem that every new device snapshots. Under overlay2 or aufs\n" +
-			"it creates the driver's home directory (<root>/overlay2, <root>/aufs); the size and\n" +
-			"device flags are devicemapper-only.",
+		detail: "Creates the pool under <root>/devicemapper: a sparse data file and an allocated\n" +
+			"metadata file on loop devices (or the given block devices, or an existing thin-pool),\n" +
+			"the pool table and a base device with a filesystem that every new device snapshots.\n" +
+			"A warning says when the host filesystem cannot hold what the pool may take. Under\n" +
+			"overlay2 or aufs it creates the driver's home directory (<root>/overlay2, <root>/aufs);\n" +
+			"the size and device flags are devicemapper-only.",
 		flags: func(fs *flag.FlagSet, o *options) {
 			fs.Var(sizeValue{&o.dataSize}, "data-size", "`SIZE` of the sparse data file (default 100G)")
-			fs.Var(sizeValue{&o.metadataSize}, "metadata-size", "`SIZE` of the sparse metadata file (default 2G)")
+			fs.Var(sizeValue{&o.metadataSize}, "metadata-size", "`SIZE` of the metadata file, allocated on the host filesystem (default 2G)")
 			fs.Var(sizeValue{&o.blockSize}, "block-size", "allocation block `SIZE`: 64K to 1G in steps of 64K (default 64K)")
 			fs.Var(sizeValue{&o.baseSize}, "base-size", "`SIZE` of the base device every device starts from (default 10G)")
 			fs.Var(choiceValue{&o.fsType, []string{"ext4", "xfs"}}, "fs", "filesystem `TYPE` of the base device: ext4 or xfs (default ext4)")
@@ -96,6 +100,7 @@ var commands = []*command{
 			fs.StringVar(&o.metadataDev, "metadata-dev", "", "use block device `DEV` for metadata instead of a loop file")
 			fs.StringVar(&o.thinpoolDev, "thinpool-dev", "", "use the existing thin-pool device `NAME` (never deactivated)")
 			fs.BoolVar(&o.noDiscard, "no-discard", false, "do not discard a device's blocks when removing it")
+			preallocateFlag(fs, o)
 		},
 		validate: validatePoolInit,
 		run:      runPoolInit,
@@ -126,13 +131,34 @@ var commands = []*command{
 	},
 	{
 		name:     "pool grow",
-		synopsis: "pool grow [--data-size SIZE] [--metadata-size SIZE]",
+		synopsis: "pool grow [--data-size SIZE] [--metadata-size SIZE] [--preallocate]",
 		summary:  "grow the pool's data and/or metadata online (devicemapper)",
-		detail:   "Grows the data and/or metadata space while devices stay mounted. Give at least one size.",
+		detail: "Grows the data and/or metadata space while devices stay mounted. Give at least one size.\n" +
+			"A loop pool's metadata file is allocated whole on the host filesystem (--preallocate: the\n" +
+			"data file too); a warning says when the host filesystem cannot hold what the pool may take.",
 		dmOnly:   true,
 		flags:    growFlags,
 		validate: validatePoolGrow,
 		run:      runPoolGrow,
+	},
+	{
+		name: "pool watch",
+		synopsis: "pool watch [--autoextend-threshold 80%] [--autoextend-step 20%] [--max-data-size SIZE]\n" +
+			"                   [--max-metadata-size SIZE] [--host-reserve SIZE] [--interval 10s]\n" +
+			"                   [--thin-command CMD] [--metrics-file FILE]",
+		summary: "guard the pool: warn, grow data and metadata by policy, write metrics (runs until stopped)",
+		detail: "Sleeps on the kernel's pool events and reads the host filesystem every --interval. Warns\n" +
+			"at 80, 85, 90 and 95% use. When data or metadata use reaches --autoextend-threshold it\n" +
+			"grows that part by --autoextend-step (more when one step would stay above the threshold):\n" +
+			"loop pools grow their files, never past --max-data-size/--max-metadata-size and always\n" +
+			"leaving --host-reserve free on the host filesystem; pools on block devices or\n" +
+			"--thinpool-dev run --thin-command with DMEVENTD_THIN_POOL_DATA/METADATA set, as\n" +
+			"dmeventd does. While the pool can still grow, writes that find it full wait for the growth\n" +
+			"instead of failing. SIGTERM or Ctrl-C stops it and puts the pool table back.",
+		dmOnly:   true,
+		flags:    watchFlags,
+		validate: validatePoolWatch,
+		run:      runPoolWatch,
 	},
 	{
 		name:     "pool destroy",

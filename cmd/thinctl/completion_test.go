@@ -26,7 +26,7 @@ var completionCases = []completionCase{
 		words: []string{""}, want: firstWordsSorted()},
 	{name: "a prefix offers the matching command", words: []string{"po"}, want: []string{"pool"}},
 	{name: "a group offers its subcommands", words: []string{"pool", ""},
-		want: []string{"destroy", "down", "grow", "init", "status", "up"}},
+		want: []string{"destroy", "down", "grow", "init", "status", "up", "watch"}},
 	{name: "a subcommand prefix completes", words: []string{"pool", "in"}, want: []string{"init"}},
 	{name: "a flag prefix offers the command's matching flags", words: []string{"pool", "init", "--da"},
 		want: []string{"--data-dev", "--data-size"}},

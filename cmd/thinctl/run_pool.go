@@ -10,7 +10,7 @@ import (
 // dmInitFlags are the pool init flags that only mean something for
 // devicemapper.
 var dmInitFlags = []string{"data-size", "metadata-size", "block-size", "base-size", "fs", "mkfs-arg",
-	"mount-opt", "min-free-space", "data-dev", "metadata-dev", "thinpool-dev", "no-discard"}
+	"mount-opt", "min-free-space", "data-dev", "metadata-dev", "thinpool-dev", "no-discard", "preallocate"}
 
 func validatePoolInit(c *call) error {
 	o := c.opts
@@ -24,7 +24,7 @@ func validatePoolInit(c *call) error {
 		return usagef("--thinpool-dev excludes --data-dev and --metadata-dev")
 	}
 	if o.dataDev != "" || o.thinpoolDev != "" {
-		for _, f := range []string{"data-size", "metadata-size", "block-size"} {
+		for _, f := range []string{"data-size", "metadata-size", "block-size", "preallocate"} {
 			if c.set[f] {
 				return usagef("--%s does not apply to existing devices (--data-dev, --metadata-dev, --thinpool-dev)", f)
 			}
@@ -60,6 +60,9 @@ func runPoolInit(c *call) error {
 		return err
 	}
 	defer closeDriver(d)
+	if err := hostSpaceWarnings(c, d); err != nil {
+		return err
+	}
 	st, err := c.status(d)
 	if err != nil {
 		return err
@@ -132,6 +135,9 @@ func runPoolGrow(c *call) error {
 			return err
 		}
 		if err := g.Grow(c.ctx(), driver.GrowOptions{DataSize: c.opts.dataSize, MetadataSize: c.opts.metadataSize}); err != nil {
+			return err
+		}
+		if err := hostSpaceWarnings(c, d); err != nil {
 			return err
 		}
 		after, err := c.status(d)

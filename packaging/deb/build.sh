@@ -19,7 +19,7 @@ pkg="$stage/pkg"
 install -D -m 0755 "$bin" "$pkg/usr/bin/thinctl"
 install -d "$pkg/lib/systemd/system" "$pkg/usr/share/man/man8" "$pkg/usr/share/doc/thinctl"
 install -m 0644 "$top"/packaging/systemd/thinctl-pool@.service "$top"/packaging/systemd/thinctl-gc@.service \
-	"$top"/packaging/systemd/thinctl-gc@.timer "$pkg/lib/systemd/system/"
+	"$top"/packaging/systemd/thinctl-gc@.timer "$top"/packaging/systemd/thinctl-watch@.service "$pkg/lib/systemd/system/"
 "$bin" __man --dir "$stage/man" --date "$date" >/dev/null
 install -m 0644 "$stage"/man/*.8 "$pkg/usr/share/man/man8/"
 gzip -9n "$pkg"/usr/share/man/man8/*.8

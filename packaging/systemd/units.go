@@ -18,7 +18,7 @@ import (
 
 // Files holds the unit files by name.
 //
-//go:embed thinctl-pool@.service thinctl-gc@.service thinctl-gc@.timer
+//go:embed thinctl-pool@.service thinctl-gc@.service thinctl-gc@.timer thinctl-watch@.service
 var Files embed.FS
 
 // Unit names.
@@ -26,6 +26,8 @@ const (
 	PoolService = "thinctl-pool@.service" // pool up at boot, pool down at shutdown
 	GCService   = "thinctl-gc@.service"   // thinctl gc, started by the timer
 	GCTimer     = "thinctl-gc@.timer"     // hourly gc
+	// WatchService runs pool watch (warnings, autoextend, metrics).
+	WatchService = "thinctl-watch@.service"
 )
 
 // Directives returns the values of key in section of a unit file, in

@@ -64,10 +64,7 @@ func TestExpandReplacesTheSpecifiersTheUnitsUse(t *testing.T) {
 // TestThePoolUnitIsOrderedAsDocumented reads the ordering docs/systemd.md
 // explains back from the unit file.
 func TestThePoolUnitIsOrderedAsDocumented(t *testing.T) {
-	for _, tc := range []struct {
-		section, key string
-		want         []string
-	}{
+	expectDirectives(t, PoolService, []directive{
 		{"Unit", "DefaultDependencies", []string{"no"}},
 		{"Unit", "RequiresMountsFor", []string{"%f"}},
 		{"Unit", "After", []string{"systemd-udevd.service systemd-tmpfiles-setup-dev.service systemd-modules-load.service"}},
@@ -79,16 +76,43 @@ func TestThePoolUnitIsOrderedAsDocumented(t *testing.T) {
 		{"Service", "ExecStop", []string{"/usr/bin/thinctl --root %f pool down"}},
 		{"Install", "WantedBy", []string{"local-fs.target"}},
 		{"Install", "DefaultInstance", []string{"var-lib-thinctl"}},
-	} {
-		got, err := Directives(PoolService, tc.section, tc.key)
-		if err != nil || strings.Join(got, "|") != strings.Join(tc.want, "|") {
-			t.Errorf("[%s] %s= is %q (%v), want %q", tc.section, tc.key, got, err, tc.want)
-		}
-	}
+	})
 	if got, _ := Directives(GCService, "Service", "ExecStart"); strings.Join(got, "|") != "/usr/bin/thinctl --root %f gc" {
 		t.Errorf("%s ExecStart= is %q", GCService, got)
 	}
 	if got, _ := Directives(GCService, "Unit", "Requisite"); strings.Join(got, "|") != "thinctl-pool@%i.service" {
 		t.Errorf("%s Requisite= is %q: gc must not bring a pool up behind the operator's back", GCService, got)
+	}
+}
+
+// TestTheWatchUnitRunsPoolWatchAfterThePoolAndStopsWithIt reads back what
+// docs/systemd.md says of thinctl-watch@.service.
+func TestTheWatchUnitRunsPoolWatchAfterThePoolAndStopsWithIt(t *testing.T) {
+	expectDirectives(t, WatchService, []directive{
+		{"Unit", "Requires", []string{"thinctl-pool@%i.service"}},
+		{"Unit", "After", []string{"thinctl-pool@%i.service"}},
+		{"Unit", "PartOf", []string{"thinctl-pool@%i.service"}},
+		{"Service", "ExecStart", []string{"/usr/bin/thinctl --root %f pool watch $THINCTL_WATCH_ARGS"}},
+		{"Service", "Environment", []string{"THINCTL_WATCH_ARGS="}},
+		{"Service", "Restart", []string{"on-failure"}},
+		{"Install", "WantedBy", []string{"multi-user.target"}},
+		{"Install", "DefaultInstance", []string{"var-lib-thinctl"}},
+	})
+}
+
+// directive is a key of a unit file's section and the values it must have.
+type directive struct {
+	section, key string
+	want         []string
+}
+
+// expectDirectives reads each directive back from unit.
+func expectDirectives(t *testing.T, unit string, ds []directive) {
+	t.Helper()
+	for _, d := range ds {
+		got, err := Directives(unit, d.section, d.key)
+		if err != nil || strings.Join(got, "|") != strings.Join(d.want, "|") {
+			t.Errorf("%s [%s] %s= is %q (%v), want %q", unit, d.section, d.key, got, err, d.want)
+		}
 	}
 }

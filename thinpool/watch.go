@@ -1,0 +1,373 @@
+package thinpool
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/dm"
+)
+
+// DefaultWatchInterval is how often Watch reads the pool and its host
+// filesystem when no kernel event wakes it.
+const DefaultWatchInterval = 10 * time.Second
+
+// DefaultCommandTimeout is how long a thin command may run.
+const DefaultCommandTimeout = 5 * time.Minute
+
+// commandOutputLimit is how much of a thin command's output is logged.
+const commandOutputLimit = 4096
+
+// WatchOptions tunes Watch.
+type WatchOptions struct {
+	Policy WatchPolicy
+	// Interval is how often the pool and its host filesystem are read
+	// besides the kernel's events (0: DefaultWatchInterval).
+	Interval time.Duration
+	// ThinCommand is run (argv, the pool's device name appended) for an
+	// external pool whose data or metadata use reached the threshold,
+	// with DMEVENTD_THIN_POOL_DATA and DMEVENTD_THIN_POOL_METADATA set to
+	// the used percentages as dmeventd's thin plugin does.
+	ThinCommand []string
+	// CommandTimeout ends a thin command that runs longer (it is killed;
+	// 0: DefaultCommandTimeout), so that one that hangs cannot stop the
+	// watching.
+	CommandTimeout time.Duration
+	// MetricsFile, when set, is rewritten after every reading in the
+	// node_exporter textfile collector's format (temp file and rename).
+	MetricsFile string
+	// Logger receives what Watch does (nil: nothing is logged).
+	Logger *slog.Logger
+	// OnEvent, when set, is called for each event (after the log line);
+	// it must not block for long.
+	OnEvent func(WatchEvent)
+}
+
+// WatchEvent is one thing Watch noticed or did.
+type WatchEvent struct {
+	// Kind is "start", "warn", "grow", "held", "command", "tune", "error" or "stop".
+	Kind    string
+	Message string
+	Err     error
+	Status  Status
+	Host    HostSpace
+}
+
+// Watch guards the pool until ctx ends: it sleeps on the kernel's pool
+// events (the low water mark set from the policy's threshold, mode
+// changes, out of space) and wakes every Interval to read the host
+// filesystem too; it warns at WarnLevels, grows data and metadata by
+// Policy (loop files and block devices through Grow, external pools by
+// ThinCommand) and writes MetricsFile. While autoextend can still grow
+// the pool, the pool table queues writes that find no free block
+// (queue_if_no_space) so that they wait for the growth instead of
+// failing; at the cap or the host reserve it fails them at once again.
+// When ctx ends the pool table is put back as thinctl loads it and Watch
+// returns nil. Errors of one reading are reported (WatchEvent "error")
+// and tried again; only a pool that cannot be read at the start ends
+// Watch with an error.
+func (p *Pool) Watch(ctx context.Context, opts WatchOptions) error {
+	w := &watcher{p: p, o: opts, log: opts.Logger}
+	if w.log == nil {
+		w.log = slog.New(discardHandler{})
+	}
+	if w.o.Interval <= 0 {
+		w.o.Interval = DefaultWatchInterval
+	}
+	st, err := p.Status()
+	if err != nil {
+		return err
+	}
+	// Only loop files are grown here; block devices and pools thinctl
+	// did not make are grown by the operator's command.
+	w.external, w.byCommand = st.ExternalPool, st.ExternalPool || p.cfg.DataFile == ""
+	if err := p.Preallocate(ctx, PreallocateOptions{}); err != nil {
+		w.emit(WatchEvent{Kind: "warn", Message: "the metadata file could not be allocated; a full host filesystem can fail a metadata commit", Err: err})
+	}
+	w.emit(WatchEvent{Kind: "start", Message: "watching thin pool " + st.PoolName, Status: st})
+	defer w.restore()
+	for {
+		info, err := p.dm.Info(p.cfg.PoolName)
+		if err != nil {
+			w.emit(WatchEvent{Kind: "error", Message: "read the pool device", Err: err})
+		}
+		w.once(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		wctx, cancel := context.WithTimeout(ctx, w.o.Interval)
+		if err == nil {
+			_, err = p.dm.WaitEvent(wctx, p.cfg.PoolName, info.EventNr)
+		} else {
+			<-wctx.Done()
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			w.emit(WatchEvent{Kind: "error", Message: "wait for a pool event", Err: err})
+			sleepCtx(ctx, w.o.Interval)
+		}
+	}
+}
+
+type watcher struct {
+	p         *Pool
+	o         WatchOptions
+	log       *slog.Logger
+	external  bool // the pool table is not thinctl's: never reloaded
+	byCommand bool // grown by ThinCommand, not by Grow
+	// the warning levels last reported, so each is said once per crossing
+	dataLevel, metaLevel float64
+	grows                int
+	tuned                bool
+	lastHeld             string // the held reasons last reported
+}
+
+// once reads the pool and acts on what the policy decides.
+func (w *watcher) once(ctx context.Context) {
+	st, err := w.p.Status()
+	if err != nil {
+		w.emit(WatchEvent{Kind: "error", Message: "read the pool's status", Err: err})
+		return
+	}
+	host, err := w.p.HostSpace()
+	if err != nil {
+		w.emit(WatchEvent{Kind: "error", Message: "read the host filesystem", Err: err, Status: st})
+	}
+	d := w.o.Policy.Decide(WatchInput{Status: st, Host: host, External: w.byCommand})
+	w.warn(st, host, d)
+	if held := strings.Join(d.Held, "; "); held != w.lastHeld {
+		for _, h := range d.Held {
+			w.emit(WatchEvent{Kind: "held", Message: h, Status: st, Host: host})
+		}
+		w.lastHeld = held
+	}
+	grew := false
+	switch {
+	case d.RunCommand && len(w.o.ThinCommand) > 0:
+		w.runCommand(ctx, st)
+	case d.NewDataSize != 0 || d.NewMetadataSize != 0:
+		w.setTuning(d)
+		err := w.p.Grow(ctx, GrowOptions{DataSize: d.NewDataSize, MetadataSize: d.NewMetadataSize})
+		if err != nil {
+			w.emit(WatchEvent{Kind: "error", Message: "grow the pool", Err: err, Status: st, Host: host})
+			break
+		}
+		w.grows++
+		grew = true
+		after, _ := w.p.Status()
+		w.emit(WatchEvent{Kind: "grow", Status: after, Host: host, Message: fmt.Sprintf("grew data %s -> %s, metadata %s -> %s",
+			formatBytes(st.DataTotal), formatBytes(after.DataTotal), formatBytes(st.MetadataTotal), formatBytes(after.MetadataTotal))})
+		st = after
+	}
+	// A growth loaded the table already (its resume raises an event, and
+	// the next reading tunes it for the new size).
+	if !grew && !w.external && d.LowWaterBlocks != 0 {
+		w.setTuning(d)
+		changed, err := w.p.retune(ctx)
+		if err != nil {
+			w.emit(WatchEvent{Kind: "error", Message: "set the pool's low water mark", Err: err, Status: st})
+		} else if changed {
+			w.emit(WatchEvent{Kind: "tune", Status: st, Message: fmt.Sprintf("pool table: low water mark %d blocks, %s",
+				d.LowWaterBlocks, map[bool]string{true: "queue_if_no_space", false: "error_if_no_space"}[d.Queue])})
+		}
+	}
+	if w.o.MetricsFile != "" {
+		host, _ = w.p.HostSpace()
+		if err := writeMetrics(w.o.MetricsFile, st, metricsOf(st, host, w.grows, time.Now())); err != nil {
+			w.emit(WatchEvent{Kind: "error", Message: "write the metrics file", Err: err, Status: st})
+		}
+	}
+}
+
+// setTuning makes the next table load carry the decision's low water
+// mark and out-of-space mode.
+func (w *watcher) setTuning(d WatchDecision) {
+	if w.external || d.LowWaterBlocks == 0 {
+		return
+	}
+	if err := w.p.lk.Lock(); err != nil {
+		return
+	}
+	w.p.tuning = tableTuning{lowWater: d.LowWaterBlocks, queue: d.Queue}
+	w.p.lk.Unlock()
+	w.tuned = true
+}
+
+// warn reports each warning level once as use crosses it upwards.
+func (w *watcher) warn(st Status, host HostSpace, d WatchDecision) {
+	for _, c := range []struct {
+		what  string
+		level float64
+		last  *float64
+		pct   float64
+	}{{"data", d.DataLevel, &w.dataLevel, st.DataUsedPercent}, {"metadata", d.MetadataLevel, &w.metaLevel, st.MetadataUsedPercent}} {
+		if c.level > *c.last {
+			w.emit(WatchEvent{Kind: "warn", Status: st, Host: host,
+				Message: fmt.Sprintf("thin pool %s %s is %.1f%% full", st.PoolName, c.what, c.pct)})
+		}
+		*c.last = c.level
+	}
+}
+
+// runCommand runs the operator's thin command for an external pool.
+func (w *watcher) runCommand(ctx context.Context, st Status) {
+	argv := append(append([]string{}, w.o.ThinCommand...), st.PoolName)
+	timeout := w.o.CommandTimeout
+	if timeout <= 0 {
+		timeout = DefaultCommandTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(),
+		fmt.Sprintf("DMEVENTD_THIN_POOL_DATA=%d", int(st.DataUsedPercent)),
+		fmt.Sprintf("DMEVENTD_THIN_POOL_METADATA=%d", int(st.MetadataUsedPercent)))
+	// Its own process group, so that a timeout ends what it started too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	out := &limitedBuffer{max: commandOutputLimit}
+	cmd.Stdout, cmd.Stderr = out, out
+	err := cmd.Run()
+	if ctx.Err() == context.DeadlineExceeded {
+		err = errors.Wrapf(ctx.Err(), "killed after %v", timeout)
+	}
+	msg := fmt.Sprintf("ran %s: %s", strings.Join(argv, " "), strings.TrimSpace(out.String()))
+	if err != nil {
+		w.emit(WatchEvent{Kind: "error", Message: msg, Err: err, Status: st})
+		return
+	}
+	w.emit(WatchEvent{Kind: "command", Message: msg, Status: st})
+}
+
+// restore loads the pool table as thinctl always does (default low water
+// mark, error_if_no_space), so that writes no watcher will grow for fail
+// at once again.
+func (w *watcher) restore() {
+	if w.tuned {
+		ctx := context.Background()
+		if err := w.p.lk.Lock(); err == nil {
+			w.p.tuning = tableTuning{}
+			w.p.lk.Unlock()
+			if _, err := w.p.retune(ctx); err != nil {
+				w.emit(WatchEvent{Kind: "error", Message: "put the pool table back", Err: err})
+			}
+		}
+	}
+	w.emit(WatchEvent{Kind: "stop", Message: "stopped watching thin pool " + w.p.cfg.PoolName})
+}
+
+func (w *watcher) emit(e WatchEvent) {
+	level := slog.LevelInfo
+	switch e.Kind {
+	case "warn", "held":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	attrs := []any{"event", e.Kind}
+	if e.Status.DataTotal != 0 {
+		attrs = append(attrs, "data_pct", fmt.Sprintf("%.1f", e.Status.DataUsedPercent),
+			"metadata_pct", fmt.Sprintf("%.1f", e.Status.MetadataUsedPercent))
+	}
+	if e.Err != nil {
+		attrs = append(attrs, "err", e.Err.Error())
+	}
+	w.log.Log(context.Background(), level, e.Message, attrs...)
+	if w.o.OnEvent != nil {
+		w.o.OnEvent(e)
+	}
+}
+
+// retune reloads the pool table when its low water mark or out-of-space
+// mode differ from p.tuning (same devices, same size) and says whether it
+// did.
+func (p *Pool) retune(ctx context.Context) (bool, error) {
+	if err := p.lk.Lock(); err != nil {
+		return false, err
+	}
+	defer p.lk.Unlock()
+	if p.cfg.ExternalPool {
+		return false, nil
+	}
+	ts, err := p.dm.Table(p.cfg.PoolName, dm.TableOptions{})
+	if err != nil {
+		return false, errors.Wrapf(err, "table of %s", p.cfg.PoolName)
+	}
+	if len(ts) != 1 || ts[0].Type != "thin-pool" {
+		return false, errors.Errorf("%s is not a thin-pool device", p.cfg.PoolName)
+	}
+	if tableTuned(ts[0].Params, p.tuning) {
+		return false, nil
+	}
+	data, meta, err := p.dataAndMeta(ctx)
+	if err != nil {
+		return false, err
+	}
+	data.Size = ts[0].Length * 512 // tuning never resizes
+	return true, p.reloadPool(ctx, data, meta)
+}
+
+// tableTuned says whether a live thin-pool table's parameters carry the
+// tuning's low water mark and out-of-space mode.
+func tableTuned(params string, tu tableTuning) bool {
+	f := strings.Fields(params)
+	if len(f) < 4 {
+		return false
+	}
+	errorIfNoSpace := false
+	for _, x := range f[4:] {
+		errorIfNoSpace = errorIfNoSpace || x == "error_if_no_space"
+	}
+	return f[3] == fmt.Sprint(tu.lowWaterOr(lowWaterBlocks)) && errorIfNoSpace == !tu.queue
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// discardHandler is a slog.Handler that drops everything.
+type discardHandler struct{}
+
+func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
+func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
+func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
+func (d discardHandler) WithGroup(string) slog.Handler           { return d }
+
+// limitedBuffer keeps the first max bytes written to it and counts the
+// rest, so that a command that prints without end costs no memory.
+type limitedBuffer struct {
+	buf     bytes.Buffer
+	max     int
+	dropped int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	n := min(len(p), b.max-b.buf.Len())
+	b.buf.Write(p[:n])
+	b.dropped += len(p) - n
+	return len(p), nil
+}
+
+func (b *limitedBuffer) String() string {
+	if b.dropped == 0 {
+		return b.buf.String()
+	}
+	return fmt.Sprintf("%s... (%d more bytes)", b.buf.String(), b.dropped)
+}
