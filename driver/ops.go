@@ -138,6 +138,15 @@ type Activator interface {
 	Deactivate(ctx context.Context, id string) error
 }
 
+// Resizer grows a layer's device (devicemapper).
+type Resizer interface {
+	// Resize grows device id to size bytes (a whole number of 512-byte
+	// sectors, no smaller than now: ErrInvalidArgument otherwise) with
+	// its filesystem: online when it is mounted, else when it is next
+	// activated or mounted.
+	Resize(ctx context.Context, id string, size uint64) error
+}
+
 // MountOptions tunes Mounter.Mount.
 type MountOptions struct {
 	// Options are extra mount options for this mount; a backend that takes

@@ -322,7 +322,8 @@ func (p *Pool) activateThin(ctx context.Context, devID uint32, size uint64) (str
 				return "", errors.Wrapf(err, "resume %s", name)
 			}
 		}
-		return dm.NodePath(name), nil
+		// A Resize that stopped between its record and the table.
+		return dm.NodePath(name), p.fitTable(ctx, name, devID, size)
 	case err == nil:
 		// A device without a table (an interrupted activation): load one.
 	case errors.Is(err, dm.ErrNotFound):

@@ -78,6 +78,7 @@
 //	devices.go, mount.go      Create (and its suspended origin), activation, mounts
 //	transaction.go            a pool message in a transaction; recovery of one left open
 //	remove.go                 Remove, deferred removal, GC
+//	resize.go                 Resize of one device (record, then table), GrowFS
 //	remove_return.go          reclaiming a removed device's space: reclaim, the
 //	                          background pass, retryBusy for the pool's EBUSY windows
 //	remove_inactive.go        reclaiming an inactive device without activating it

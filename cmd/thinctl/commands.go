@@ -254,6 +254,18 @@ var commands = []*command{
 		run:      runDeactivate,
 	},
 	{
+		name:     "resize",
+		synopsis: "resize ID --size SIZE",
+		summary:  "grow device ID and its filesystem to SIZE (devicemapper)",
+		detail: "Grows device ID to SIZE (no smaller than now) with its filesystem: at once when it is\n" +
+			"mounted, else when it is next activated (ext4) or mounted (xfs).",
+		args:     []string{"ID"},
+		dmOnly:   true,
+		flags:    func(fs *flag.FlagSet, o *options) { fs.Var(sizeValue{&o.size}, "size", "new `SIZE` of the device") },
+		validate: validateResize,
+		run:      runResize,
+	},
+	{
 		name:     "remove",
 		synopsis: "remove ID [--no-wait]",
 		summary:  "delete device ID and free its space (deferred while it is busy)",

@@ -633,6 +633,11 @@ func (d *Driver) Activate(ctx context.Context, id string) (string, error) {
 	return p, err
 }
 
+// Resize grows layer id's device and its filesystem (thinpool.Pool.Resize).
+func (d *Driver) Resize(ctx context.Context, id string, size uint64) error {
+	return d.pool.Resize(ctx, id, size, thinpool.ResizeOptions{})
+}
+
 // Deactivate deactivates layer id's device; it refuses while the device is
 // mounted or open.
 func (d *Driver) Deactivate(ctx context.Context, id string) error {

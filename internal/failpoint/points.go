@@ -44,6 +44,7 @@ const (
 	RepairAfterDown           = "thinpool/repair/after-down"
 	RepairAfterRepair         = "thinpool/repair/after-repair"
 	RepairAfterSwap           = "thinpool/repair/after-swap"
+	ResizeAfterRecord         = "thinpool/resize/after-record"
 )
 
 // Points is every failpoint the product marks, in the order an operation
@@ -82,6 +83,7 @@ var Points = []Point{
 	{RepairAfterDown, "pool repair: the thin devices and the pool are deactivated, the metadata not yet checked"},
 	{RepairAfterRepair, "pool repair: thin_repair wrote the new metadata to <name>.partial (checked and fsynced), pool.json still names the old"},
 	{RepairAfterSwap, "pool repair: pool.json names the repaired metadata, still <name>.partial on disk; the pool is down"},
+	{ResizeAfterRecord, "device resize: the record holds the new size, an active device's table is not reloaded"},
 }
 
 // Known reports whether name is one of Points.

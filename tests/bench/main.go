@@ -25,6 +25,8 @@ func main() {
 		err = reportMain(os.Args[2:])
 	case "probe":
 		err = probeMain(os.Args[2:])
+	case "targets":
+		err = targetsMain(os.Args[2:])
 	default:
 		usage()
 	}
@@ -35,7 +37,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: thinctl-bench run [-quick] [flags] | thinctl-bench report -in FILE [flags]")
+	fmt.Fprintln(os.Stderr, "usage: thinctl-bench run [-quick] [flags] | thinctl-bench report -in FILE [flags] | thinctl-bench targets LOG...")
 	os.Exit(2)
 }
 

@@ -68,6 +68,11 @@ func reportMain(args []string) error {
 		} else if c != nil {
 			r.Containerd = c
 		}
+		if c, err := ReadCSIBench(string(b)); err != nil {
+			return errors.Wrap(err, in)
+		} else if c != nil {
+			r.CSI = c
+		}
 		if r.PeerBench == nil {
 			r.PeerBench = map[string]float64{}
 		}
@@ -373,6 +378,7 @@ func renderReport(r *Results, top, plots string, plotted map[string]bool) string
 	renderPeers(w, r, fig)
 	renderConcurrency(w, r, fig)
 	renderContainerd(w, r, fig)
+	renderCSI(w, r, fig)
 	renderTradeoffs(w, r, fig)
 	return b.String()
 }

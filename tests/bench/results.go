@@ -39,8 +39,10 @@ type Results struct {
 	// Containerd is the peer stage containerd_devmapper's record
 	// (containerd.go).
 	Containerd *benchwire.Ctrd `json:"containerd,omitempty"`
-	Notes      []string        `json:"notes,omitempty"`
-	Elapsed    map[string]Secs `json:"elapsed_s,omitempty"` // wall time per section
+	// CSI is the peer stage csi_lvm's record (csi.go).
+	CSI     *CSIBench       `json:"csi,omitempty"`
+	Notes   []string        `json:"notes,omitempty"`
+	Elapsed map[string]Secs `json:"elapsed_s,omitempty"` // wall time per section
 }
 
 // Secs is a duration in seconds.

@@ -3,11 +3,13 @@
 #
 #   tests/bench/run.sh                 in the throwaway VM, two boots: every measurement without
 #                                      udev, then measurement 1 again with udev (make bench); then
-#                                      the peer stages (containerd_devmapper: a third boot, no udev)
+#                                      the peer stages (containerd_devmapper, csi_lvm: a boot each, no udev)
 #   tests/bench/run.sh --native        on this host: root, device-mapper (make bench-native)
 #   tests/bench/run.sh --quick         small counts; report goes to $TMPDIR, not docs/
 #   tests/bench/run.sh --udev          one boot, with systemd-udevd and the dm rules running
 #   tests/bench/run.sh --no-udev       one boot, without udev
+#   tests/bench/run.sh --peer-only STAGE  only that peer stage (containerd_devmapper, csi_lvm): its
+#                                      BENCH and TARGET lines; docs/ is not written
 #   tests/bench/run.sh --report LOG    only rebuild docs/ from the output of earlier runs (repeat
 #                                      --report to merge runs that measured different sections;
 #                                      --peer LOG adds a peer stage's output)
@@ -27,8 +29,9 @@ main() {
 	REPORT_LOGS=()
 	PEER_LOGS=()
 	RUN_ARGS=()
+	PEER_ONLY=""
 
-	usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+	usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 	die() { echo "bench: $*" >&2; exit 1; }
 
 	while [ $# -gt 0 ]; do
@@ -40,6 +43,7 @@ main() {
 		--no-udev) BOOTS=(noudev); shift ;;
 		--report) REPORT_LOGS+=("${2:?--report needs the log of a run}"); shift 2 ;;
 		--peer) PEER_LOGS+=("${2:?--peer needs the log of a peer stage}"); shift 2 ;;
+		--peer-only) PEER_ONLY="${2:?--peer-only needs a stage}"; shift 2 ;;
 		--timeout) TIMEOUT="${2:?--timeout needs a duration}"; shift 2 ;;
 		-h | --help) usage ;;
 		--) shift; RUN_ARGS+=("$@"); break ;;
@@ -94,6 +98,16 @@ main() {
 	fi
 
 	STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+	if [ -n "$PEER_ONLY" ]; then
+		case "$PEER_ONLY" in containerd_devmapper | csi_lvm) ;; *) die "--peer-only: no peer stage $PEER_ONLY (containerd_devmapper, csi_lvm)" ;; esac
+		plog="${TMPDIR:-/tmp}/thinctl-bench-$STAMP-$PEER_ONLY.log"
+		echo "=== bench: peer stage $PEER_ONLY only, output kept in $plog ==="
+		rc=0
+		"$PEER_ONLY" "$plog" || rc=$?
+		echo "=== bench: figures of $PEER_ONLY (a partial run: docs/ not written) ==="
+		"$BIN" targets "$plog" || rc=1
+		exit "$rc"
+	fi
 	LOGS=()
 	rc=0
 	if [ "$MODE" = vm ]; then
@@ -110,7 +124,7 @@ main() {
 	# that is given a log file to write; its "BENCH name=value" lines join
 	# the report and the target summary. A stage that fails is reported and
 	# the others still run.
-	PEER_STAGES=(containerd_devmapper)
+	PEER_STAGES=(containerd_devmapper csi_lvm)
 	if [ "$QUICK" = 0 ] && [ "$partial" = 0 ]; then
 		for stage in "${PEER_STAGES[@]}"; do
 			plog="${TMPDIR:-/tmp}/thinctl-bench-$STAMP-$stage.log"
@@ -145,6 +159,34 @@ containerd_devmapper() {
 	fi
 	bin="$ROOT/bin/thinctl-ctrd-bench.test"
 	(cd containerd && CGO_ENABLED=0 go test -c -trimpath -tags vm -o "$bin" ./cmd/thinctl-snapshotter)
+	set +e
+	"$bin" "${run[@]}" 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	set -e
+	return "$rc"
+}
+
+# csi_lvm LOG: thinctl-csi against lvm2's commands (docs/csi.md): a test of
+# the csi module (its own go.mod), run by name in a guest boot of its own
+# without udev, with lvm2 from tests/bench/testdata/vm-debs and the
+# dm-snapshot module `lvcreate -s` looks for; on a native host, the test
+# binary runs here when lvm2 is installed.
+csi_lvm() {
+	local log="$1" run=(-test.run '^TestBenchCSIVsLVM$' -test.v -test.timeout 20m) bin rc
+	if [ "$MODE" = vm ]; then
+		set +e
+		tests/vm/run.sh --no-udev --pkg ./csi/cmd/thinctl-csi --run "${run[1]}" --debs "$ROOT/tests/bench/testdata/vm-debs" \
+			--module dm-snapshot --timeout 30m 2>&1 | tee "$log"
+		rc=${PIPESTATUS[0]}
+		set -e
+		return "$rc"
+	fi
+	if ! command -v lvm >/dev/null || ! command -v mkfs.ext4 >/dev/null; then
+		echo "bench: lvm2 or mkfs.ext4 not installed: no comparison of thinctl-csi with lvm2" | tee "$log"
+		return 0
+	fi
+	bin="$ROOT/bin/thinctl-csi-bench.test"
+	(cd csi && CGO_ENABLED=0 go test -c -trimpath -tags vm -o "$bin" ./cmd/thinctl-csi)
 	set +e
 	"$bin" "${run[@]}" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}

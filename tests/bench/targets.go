@@ -32,6 +32,8 @@ var targets = []Target{
 	{Name: "prepare_vs_ctrd_devmapper", Meaning: "containerd's devmapper snapshotter / thinctl-snapshotter, Prepare+Mounts through containerd's gRPC API", AtLeast: 5},
 	{Name: "remove_vs_ctrd_devmapper", Meaning: "containerd's devmapper snapshotter / thinctl-snapshotter, Remove through containerd's garbage collection", AtLeast: 3},
 	{Name: "import_vs_ctrd_devmapper", Meaning: "containerd's devmapper snapshotter / thinctl-snapshotter, `ctr images import` of 20 layers", AtLeast: 2},
+	{Name: "csi_create_vs_lvm", Meaning: "`lvcreate` of a thin LV + mkfs.ext4 + mount / thinctl-csi's CreateVolume + NodeStageVolume + NodePublishVolume through its gRPC", AtLeast: 5},
+	{Name: "csi_snapshot_vs_lvm", Meaning: "`lvcreate -s` of a mounted thin LV / thinctl-csi's CreateSnapshot of a published volume through its gRPC", AtLeast: 5},
 	{Name: "cow4k_overlay_vs_thin", Meaning: "overlay2 / thin latency of the first 4 KiB write into a big parent file"},
 	{Name: "pagecache_thin_vs_overlay", Meaning: "thin / overlay2 page-cache growth, ten layers reading one file"},
 }

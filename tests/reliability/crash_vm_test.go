@@ -180,6 +180,10 @@ func crashSteps() []crashStep {
 		crashStep{name: "activate", point: failpoint.ActivateAfterLoad, args: fixed("activate", "k2")},
 		crashStep{name: "mount", point: failpoint.ActivateAfterLoad, args: fixed("mount", "k2")},
 		crashStep{name: "mount", point: failpoint.MountAfterMount, args: fixed("mount", "k2")},
+		// The record says 96 MiB, the mounted device's table 64 MiB: the
+		// next activation (the oracles') fits the table.
+		crashStep{name: "resize of a mounted device", point: failpoint.ResizeAfterRecord, subset: true, prepare: mounted("k2"),
+			args: fixed("resize", "k2", "--size", "96M")},
 	)
 	steps = append(steps, crashStep{name: "remove of a held device", point: failpoint.RemoveAfterMark, subset: true,
 		prepare: heldVictim, afterCrash: release, args: fixed("remove", "v"), newID: "v", newData: ofV})
