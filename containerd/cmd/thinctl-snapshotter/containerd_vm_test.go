@@ -38,6 +38,7 @@ type rig struct {
 	ctrdLog    string // the running containerd's log
 	ctrdStarts int
 	ctrdEnv    []string // added to containerd's environment
+	cri        bool     // containerd's CRI plugin on (off by default)
 }
 
 // startSnapshotter starts thinctl-snapshotter (this test binary running
@@ -103,10 +104,14 @@ func (r *rig) startContainerd(bin, extra string) {
 	}
 	state := r.ctrdState
 	r.ctrdStarts++
+	disabled := `["io.containerd.grpc.v1.cri"]`
+	if r.cri {
+		disabled = "[]"
+	}
 	writeFile(r.t, cfg, fmt.Sprintf(`version = 2
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = %s
 
 [grpc]
   address = %q
@@ -121,7 +126,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   [proxy_plugins.thinctl]
     type = "snapshot"
     address = %q
-%s`, filepath.Join(state, "root"), filepath.Join(r.run, "state"), r.ctrdSock, r.snapSock, extra))
+%s`, filepath.Join(state, "root"), filepath.Join(r.run, "state"), disabled, r.ctrdSock, r.snapSock, extra))
 	logf, err := os.Create(filepath.Join(r.run, fmt.Sprintf("containerd.%d.log", r.ctrdStarts)))
 	if err != nil {
 		r.t.Fatal(err)
@@ -214,14 +219,23 @@ func newRig(t *testing.T) *rig {
 	return r
 }
 
-func TestRealContainerdThroughTheSnapshotter(t *testing.T) {
+// requireNodeBoot skips a test outside the guest boot with udev (a real
+// node runs udev; make test boots both) and returns containerd's path
+// once it and the other named tools are there.
+func requireNodeBoot(t *testing.T, tools ...string) string {
+	t.Helper()
 	testenv.RequireDeviceMapper(t)
 	if os.Getenv("THINCTL_VM_MODE") == "noudev" {
 		t.Skip("runs in the boot with udev, as on a real node (make test boots both)")
 	}
-	containerd := testenv.RequireTool(t, "containerd")
-	testenv.RequireTool(t, "ctr")
-	testenv.RequireTool(t, "mkfs.ext4")
+	for _, tool := range append([]string{"ctr", "mkfs.ext4"}, tools...) {
+		testenv.RequireTool(t, tool)
+	}
+	return testenv.RequireTool(t, "containerd")
+}
+
+func TestRealContainerdThroughTheSnapshotter(t *testing.T) {
+	containerd := requireNodeBoot(t)
 	r := newRig(t)
 	root := r.root
 	startup := r.startSnapshotter()
