@@ -6,6 +6,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io/fs"
 	"net"
@@ -39,6 +40,8 @@ type rig struct {
 	ctrdStarts int
 	ctrdEnv    []string // added to containerd's environment
 	cri        bool     // containerd's CRI plugin on (off by default)
+	snapEnv    []string // added to the snapshotter's environment
+	devPrefix  string   // what this pool's devices' /dev/mapper names start with
 }
 
 // startSnapshotter starts thinctl-snapshotter (this test binary running
@@ -52,7 +55,7 @@ func (r *rig) startSnapshotter() time.Duration {
 	}
 	r.snapLog = logf.Name()
 	cmd := exec.Command(os.Args[0], "--root", r.root, "--address", r.snapSock, "--debug")
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	cmd.Env = append(append(os.Environ(), runMainEnv+"=1"), r.snapEnv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -199,13 +202,14 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	devPrefix := "/dev/mapper/" + strings.TrimSuffix(p.Name(), "pool")
 	p.Close()
 	run, err := os.MkdirTemp("/run", "tcs")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(run) })
-	r := &rig{t: t, root: root, run: run, snapSock: filepath.Join(run, "snap.sock"), ctrdSock: filepath.Join(run, "ctrd.sock")}
+	r := &rig{t: t, root: root, run: run, snapSock: filepath.Join(run, "snap.sock"), ctrdSock: filepath.Join(run, "ctrd.sock"), devPrefix: devPrefix}
 	t.Cleanup(func() {
 		if r.snap != nil {
 			r.snap.Process.Kill()
@@ -220,13 +224,17 @@ func newRig(t *testing.T) *rig {
 }
 
 // requireNodeBoot skips a test outside the guest boot with udev (a real
-// node runs udev; make test boots both) and returns containerd's path
-// once it and the other named tools are there.
+// node runs udev; make test boots both) unless -test.run names it, and
+// returns containerd's path once it and the other named tools are there.
 func requireNodeBoot(t *testing.T, tools ...string) string {
 	t.Helper()
 	testenv.RequireDeviceMapper(t)
-	if os.Getenv("THINCTL_VM_MODE") == "noudev" {
-		t.Skip("runs in the boot with udev, as on a real node (make test boots both)")
+	named := false
+	if f := flag.Lookup("test.run"); f != nil {
+		named = strings.Contains(f.Value.String(), t.Name())
+	}
+	if os.Getenv("THINCTL_VM_MODE") == "noudev" && !named {
+		t.Skip("runs in the boot with udev, as on a real node (make test boots both); name it with --run to run it here")
 	}
 	for _, tool := range append([]string{"ctr", "mkfs.ext4"}, tools...) {
 		testenv.RequireTool(t, tool)

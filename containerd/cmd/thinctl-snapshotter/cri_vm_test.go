@@ -3,21 +3,14 @@
 package main
 
 import (
-	"context"
 	"crypto/md5"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/thinctl/thinctl/internal/testenv"
 )
 
 // criConfig is the CRI plugin's part of containerd 1.6's config: images
@@ -50,147 +43,46 @@ func criConfig(registry, sandboxImage string) string {
 // stop and removal of everything, and then containerd's collection must
 // leave only the snapshotter's root device.
 func TestAPodRunsOnThinSnapshotsThroughCRI(t *testing.T) {
-	containerd := requireNodeBoot(t, "containerd-shim-runc-v2", "runc")
-	registryBin := testenv.RequireTool(t, "docker-registry")
-	mountCgroup2(t)
-	for _, f := range []string{"/etc/hosts", "/etc/resolv.conf"} {
-		// The CRI plugin copies both into every sandbox.
-		if _, err := os.Stat(f); err != nil {
-			writeFile(t, f, "")
-		}
-	}
-
-	reg := startRegistry(t, registryBin)
-	pauseBlobs, _ := ociImage(t, pauseImage(), map[string]any{"Entrypoint": []string{"/pause"}})
-	pauseRef := reg.push(t, "thinctl/pause", "1", pauseBlobs)
-	appLayers, big := criTestImage(t)
-	appBlobs, _ := ociImage(t, appLayers, map[string]any{"Env": []string{"PATH=/bin"}, "Cmd": []string{"/bin/sh"}})
-	appRef := reg.push(t, "thinctl/app", "1", appBlobs)
-
-	r := newRig(t)
-	r.cri = true
-	r.startSnapshotter()
-	r.startContainerd(containerd, criConfig(reg.host, pauseRef))
-	base := r.records()
-
-	conn, err := grpc.NewClient("unix://"+r.ctrdSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	rt := runtime.NewRuntimeServiceClient(conn)
-	img := runtime.NewImageServiceClient(conn)
-	call := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.Background(), 3*time.Minute)
-	}
-	ctx, cancel := call()
-	defer cancel()
-	ver, err := rt.Version(ctx, &runtime.VersionRequest{})
-	if err != nil {
-		t.Fatalf("CRI Version: %v", err)
-	}
-	t.Logf("CRI: %s %s, API %s", ver.RuntimeName, ver.RuntimeVersion, ver.RuntimeApiVersion)
-
-	logDir := t.TempDir()
-	nsOpts := &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE, Pid: runtime.NamespaceMode_CONTAINER, Ipc: runtime.NamespaceMode_POD}
-	podCfg := &runtime.PodSandboxConfig{
-		Metadata:     &runtime.PodSandboxMetadata{Name: "thin", Uid: "3c1e7d2a-thinctl", Namespace: "default"},
-		LogDirectory: logDir, // no Hostname: the kubelet sets none for a pod on the host's network
-		Linux: &runtime.LinuxPodSandboxConfig{
-			CgroupParent:    "/thinctl-pods",
-			SecurityContext: &runtime.LinuxSandboxSecurityContext{NamespaceOptions: nsOpts},
-		},
-	}
+	n := newCRINode(t)
+	rt, ctx, base := n.rt, n.ctx, n.base
+	pod := n.newPod("thin")
 	var podID, ctrID string
-	// createContainer makes the kubelet's CreateContainer call for a
-	// container of the test image in the pod, running script with sh,
-	// logging to logDir/NAME.log.
-	createContainer := func(t *testing.T, name, script string) string {
-		t.Helper()
-		resp, err := rt.CreateContainer(ctx, &runtime.CreateContainerRequest{
-			PodSandboxId:  podID,
-			SandboxConfig: podCfg,
-			Config: &runtime.ContainerConfig{
-				Metadata: &runtime.ContainerMetadata{Name: name},
-				Image:    &runtime.ImageSpec{Image: appRef},
-				Command:  []string{"/bin/sh", "-c", script},
-				LogPath:  name + ".log",
-				Linux: &runtime.LinuxContainerConfig{SecurityContext: &runtime.LinuxContainerSecurityContext{
-					NamespaceOptions: nsOpts,
-				}},
-			},
-		})
-		if err != nil {
-			t.Fatalf("CreateContainer %s: %v", name, err)
-		}
-		return resp.ContainerId
-	}
-	// waitLog waits up to a minute for the CRI log of container name to
-	// hold as many complete lines as want and compares them.
-	waitLog := func(t *testing.T, name string, want ...string) {
-		t.Helper()
-		var got []string
-		for t0 := time.Now(); time.Since(t0) < 60*time.Second; time.Sleep(200 * time.Millisecond) {
-			if got = criLogLines(t, filepath.Join(logDir, name+".log")); len(got) >= len(want) {
-				break
-			}
-		}
-		if strings.Join(got, "\n") != strings.Join(want, "\n") {
-			t.Fatalf("the CRI log of %s reads %q; want %q", name, got, want)
-		}
-	}
-	step := func(name string, f func(t *testing.T)) {
-		t0 := time.Now()
-		if !t.Run(name, f) {
-			t.FailNow()
-		}
-		t.Logf("%s: %v", name, time.Since(t0).Round(time.Millisecond))
-	}
-
-	step("RunPodSandbox pulls the pause image from the registry and starts it on a thin snapshot", func(t *testing.T) {
-		resp, err := rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: podCfg, RuntimeHandler: "runc"})
-		if err != nil {
-			t.Fatalf("RunPodSandbox: %v", err)
-		}
-		podID = resp.PodSandboxId
-		st, err := rt.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: podID})
-		if err != nil || st.Status.State != runtime.PodSandboxState_SANDBOX_READY {
-			t.Fatalf("PodSandboxStatus: %v (%v)", st, err)
-		}
+	step(t, "RunPodSandbox pulls the pause image from the registry and starts it on a thin snapshot", func(t *testing.T) {
+		podID = n.runPod(t, pod)
 		// The pause image's layer and the sandbox container's own snapshot.
-		if n := r.records() - base; n != 2 {
-			t.Fatalf("%d new thin devices after RunPodSandbox; want 2 (the pause layer, the sandbox's snapshot)", n)
+		if got := n.r.records() - base; got != 2 {
+			t.Fatalf("%d new thin devices after RunPodSandbox; want 2 (the pause layer, the sandbox's snapshot)", got)
 		}
 	})
-	step("PullImage unpacks the image's four layers into thin devices", func(t *testing.T) {
-		resp, err := img.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: appRef}, SandboxConfig: podCfg})
+	step(t, "PullImage unpacks the image's four layers into thin devices", func(t *testing.T) {
+		resp, err := n.img.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: n.appRef}, SandboxConfig: pod})
 		if err != nil {
-			t.Fatalf("PullImage %s: %v", appRef, err)
+			t.Fatalf("PullImage %s: %v", n.appRef, err)
 		}
-		t.Logf("pulled %s as %s", appRef, resp.ImageRef)
-		if n := r.records() - base; n != 2+4 {
-			t.Fatalf("%d new thin devices after the pull; want 6 (two of the pod's, four layers)", n)
+		t.Logf("pulled %s as %s", n.appRef, resp.ImageRef)
+		if got := n.r.records() - base; got != 2+4 {
+			t.Fatalf("%d new thin devices after the pull; want 6 (two of the pod's, four layers)", got)
 		}
 	})
-	step("CreateContainer and StartContainer run it on a thin snapshot; its output comes back through the CRI log", func(t *testing.T) {
-		ctrID = createContainer(t, "writer", `trap 'exit 0' TERM
+	step(t, "CreateContainer and StartContainer run it on a thin snapshot; its output comes back through the CRI log", func(t *testing.T) {
+		ctrID = n.createContainer(t, podID, pod, "writer", `trap 'exit 0' TERM
 echo "written by the container" > /rootfs-file
 echo "read back: $(cat /rootfs-file)"
 echo "hello: $(cat /etc/hello)"
 while :; do sleep 1; done`)
-		if n := r.records() - base; n != 2+4+1 {
-			t.Fatalf("%d new thin devices after CreateContainer; want 7 (its own snapshot)", n)
+		if got := n.r.records() - base; got != 2+4+1 {
+			t.Fatalf("%d new thin devices after CreateContainer; want 7 (its own snapshot)", got)
 		}
 		if _, err := rt.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: ctrID}); err != nil {
 			t.Fatalf("StartContainer: %v", err)
 		}
-		waitLog(t, "writer", "read back: written by the container", "hello: hello from layer 3")
+		n.waitLog(t, pod, "writer", "read back: written by the container", "hello: hello from layer 3")
 		st, err := rt.ContainerStatus(ctx, &runtime.ContainerStatusRequest{ContainerId: ctrID})
 		if err != nil || st.Status.State != runtime.ContainerState_CONTAINER_RUNNING {
 			t.Fatalf("ContainerStatus: %v (%v)", st, err)
 		}
 	})
-	step("ExecSync sees the image as its layers make it, on a thin device", func(t *testing.T) {
+	step(t, "ExecSync sees the image as its layers make it, on a thin device", func(t *testing.T) {
 		script := `echo "file: $(cat /rootfs-file)"
 echo "gone: $(ls -A /gone)"
 echo "opq: $(ls -A /opq)"
@@ -214,7 +106,7 @@ cat /proc/self/mountinfo`
 			"links: 2",
 			"hard link: one inode",
 			"symlink: hello",
-			fmt.Sprintf("big: %x  /data/big", md5.Sum(big)),
+			fmt.Sprintf("big: %x  /data/big", md5.Sum(n.big)),
 		}
 		if len(lines) < len(want) || strings.Join(lines[:len(want)], "\n") != strings.Join(want, "\n") {
 			t.Fatalf("ExecSync printed\n%s\nwant first\n%s\nstderr: %s", resp.Stdout, strings.Join(want, "\n"), resp.Stderr)
@@ -235,42 +127,27 @@ cat /proc/self/mountinfo`
 		}
 		t.Logf("the container's root: %s", root)
 	})
-	var secondID string
-	step("a SIGKILLed snapshotter leaves the running container's root usable, and restarted it serves the next container", func(t *testing.T) {
-		r.snap.Process.Kill()
-		r.snap.Wait()
-		r.snap = nil
+	step(t, "a SIGKILLed snapshotter leaves the running container's root usable, and restarted it serves the next container", func(t *testing.T) {
+		n.killSnapshotter()
 		resp, err := rt.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: ctrID, Timeout: 60,
 			Cmd: []string{"/bin/sh", "-c", "echo 'after the kill' > /after && cat /after /rootfs-file"}})
 		if err != nil || resp.ExitCode != 0 || string(resp.Stdout) != "after the kill\nwritten by the container\n" {
 			t.Fatalf("ExecSync with the snapshotter dead: %v; exit %v, stdout %q, stderr %q", err, resp.GetExitCode(), resp.GetStdout(), resp.GetStderr())
 		}
-		r.startSnapshotter()
-		// containerd's proxy connection comes back by itself, after
-		// grpc's backoff; a kubelet retries a failed call, the test waits.
-		for t0 := time.Now(); ; time.Sleep(100 * time.Millisecond) {
-			out, err := exec.Command("ctr", "--address", r.ctrdSock, "--namespace", "k8s.io", "snapshots", "--snapshotter", "thinctl", "ls").CombinedOutput()
-			if err == nil {
-				t.Logf("containerd served by the restarted snapshotter %v after its start", time.Since(t0).Round(time.Millisecond))
-				break
-			}
-			if time.Since(t0) > 60*time.Second {
-				t.Fatalf("containerd could not reach the restarted snapshotter for 60 s: %v: %s", err, out)
-			}
+		n.restartSnapshotter(t)
+		second := n.createContainer(t, podID, pod, "second", `echo "hello: $(cat /etc/hello)"; cat /rootfs-file 2>/dev/null || echo "no /rootfs-file here"`)
+		if got := n.r.records() - base; got != 2+4+2 {
+			t.Fatalf("%d new thin devices after the second CreateContainer; want 8", got)
 		}
-		secondID = createContainer(t, "second", `echo "hello: $(cat /etc/hello)"; cat /rootfs-file 2>/dev/null || echo "no /rootfs-file here"`)
-		if n := r.records() - base; n != 2+4+2 {
-			t.Fatalf("%d new thin devices after the second CreateContainer; want 8", n)
-		}
-		if _, err := rt.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: secondID}); err != nil {
+		if _, err := rt.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: second}); err != nil {
 			t.Fatalf("StartContainer after the restart: %v", err)
 		}
-		waitLog(t, "second", "hello: hello from layer 3", "no /rootfs-file here")
-		if _, err := rt.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: secondID}); err != nil {
+		n.waitLog(t, pod, "second", "hello: hello from layer 3", "no /rootfs-file here")
+		if _, err := rt.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: second}); err != nil {
 			t.Fatalf("RemoveContainer of the exited second container: %v", err)
 		}
 	})
-	step("StopContainer ends it with SIGTERM and RemoveContainer removes it", func(t *testing.T) {
+	step(t, "StopContainer ends it with SIGTERM and RemoveContainer removes it", func(t *testing.T) {
 		if _, err := rt.StopContainer(ctx, &runtime.StopContainerRequest{ContainerId: ctrID, Timeout: 30}); err != nil {
 			t.Fatalf("StopContainer: %v", err)
 		}
@@ -282,36 +159,11 @@ cat /proc/self/mountinfo`
 			t.Fatalf("RemoveContainer: %v", err)
 		}
 	})
-	step("StopPodSandbox and RemovePodSandbox", func(t *testing.T) {
-		if _, err := rt.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
-			t.Fatalf("StopPodSandbox: %v", err)
-		}
-		if _, err := rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
-			t.Fatalf("RemovePodSandbox: %v", err)
-		}
-		if l, err := rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{}); err != nil || len(l.Items) != 0 {
-			t.Fatalf("ListPodSandbox after the removal: %v (%v)", l, err)
-		}
+	step(t, "StopPodSandbox and RemovePodSandbox", func(t *testing.T) {
+		n.stopAndRemovePod(t, podID)
 	})
-	step("RemoveImage and containerd's collection leave only the snapshotter's root device", func(t *testing.T) {
-		for _, ref := range []string{appRef, pauseRef} {
-			if _, err := img.RemoveImage(ctx, &runtime.RemoveImageRequest{Image: &runtime.ImageSpec{Image: ref}}); err != nil {
-				t.Fatalf("RemoveImage %s: %v", ref, err)
-			}
-		}
-		for t0 := time.Now(); r.records() != 1 && time.Since(t0) < 60*time.Second; time.Sleep(200 * time.Millisecond) {
-		}
-		out, _ := exec.Command("ctr", "--address", r.ctrdSock, "--namespace", "k8s.io", "snapshots", "--snapshotter", "thinctl", "ls").CombinedOutput()
-		if n := r.records(); n != 1 {
-			t.Fatalf("%d device records after removing everything; want only the root device\n%s", n, out)
-		}
-		if strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
-			t.Fatalf("containerd still lists snapshots in k8s.io:\n%s", out)
-		}
-	})
-	r.stopSnapshotter()
-	step("registry, pool metadata (thin_dump) and live devices agree at the end", func(t *testing.T) {
-		checkPoolAgrees(t, r.root, 1)
+	step(t, "RemoveImage and containerd's collection leave only the snapshotter's root device; Check and thin_dump agree", func(t *testing.T) {
+		n.removeImagesAndCheck(t)
 	})
 }
 
