@@ -36,6 +36,17 @@ import (
 // with the snapshot's other labels.
 const SizeLabel = "containerd.io/snapshot/thinctl.size"
 
+// MaxSizeLabel is containerd's generic size label (snapshots.LabelSnapshotMaxSize
+// in containerd's core/snapshots, defined there as a hint that an active
+// snapshot's filesystem be limited to that many bytes, a decimal int64).
+// A thin device is as big as its filesystem, so here it means what
+// SizeLabel means: the new snapshot's device size, which only grows. Its
+// value must be a decimal number of bytes above zero (containerd's erofs
+// snapshotter ignores other values; this one refuses them, so that a size
+// the client wanted is never silently dropped). Beside SizeLabel it must
+// give the same size.
+const MaxSizeLabel = snapshots.LabelSnapshotMaxSize
+
 // rootID is the thin device every snapshot without a parent starts from:
 // a snapshot of the pool's base device whose filesystem has no lost+found
 // (an image's root must be empty). It is made once, on first start.
@@ -274,6 +285,31 @@ func validateLabels(l map[string]string) error {
 	return nil
 }
 
+// requestedSize reads the device size a new snapshot's labels ask for
+// (SizeLabel, MaxSizeLabel), 0 when neither is there. A malformed value, or
+// two labels asking for different sizes, is ErrInvalidArgument.
+func requestedSize(l map[string]string) (uint64, error) {
+	var size uint64
+	if v, ok := l[SizeLabel]; ok {
+		n, err := units.ParseSize(v)
+		if err != nil {
+			return 0, errors.Wrapf(errdefs.ErrInvalidArgument, "label %s: %v", SizeLabel, err)
+		}
+		size = n
+	}
+	if v, ok := l[MaxSizeLabel]; ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return 0, errors.Wrapf(errdefs.ErrInvalidArgument, "label %s=%q: give the size as a decimal number of bytes above zero", MaxSizeLabel, v)
+		}
+		if size != 0 && uint64(n) != size {
+			return 0, errors.Wrapf(errdefs.ErrInvalidArgument, "labels %s=%q and %s=%q ask for different sizes: give one", SizeLabel, l[SizeLabel], MaxSizeLabel, v)
+		}
+		size = uint64(n)
+	}
+	return size, nil
+}
+
 // cloneLabels copies l; never nil.
 func cloneLabels(l map[string]string) map[string]string {
 	out := make(map[string]string, len(l))
@@ -449,13 +485,9 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, pare
 	if err := validateLabels(base.Labels); err != nil {
 		return nil, err
 	}
-	var size uint64
-	if v, ok := base.Labels[SizeLabel]; ok {
-		n, err := units.ParseSize(v)
-		if err != nil {
-			return nil, errors.Wrapf(errdefs.ErrInvalidArgument, "label %s: %v", SizeLabel, err)
-		}
-		size = n
+	size, err := requestedSize(base.Labels)
+	if err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -129,3 +129,40 @@ func TestThinpoolErrorsReachContainerdAsItsClasses(t *testing.T) {
 		}
 	})
 }
+
+func TestTheSizeLabelsAskForADeviceSizeAndBadOnesAreRefusedByName(t *testing.T) {
+	if MaxSizeLabel != "containerd.io/snapshot/max-size" {
+		t.Fatalf("containerd's generic size label is now %q; docs/containerd.md names containerd.io/snapshot/max-size", MaxSizeLabel)
+	}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		size   uint64
+		bad    string // in the error, when refused
+	}{
+		{"no label: the parent's size", map[string]string{"containerd.io/snapshot/other": "1"}, 0, ""},
+		{"thinctl.size with a unit", map[string]string{SizeLabel: "1G"}, 1 << 30, ""},
+		{"max-size in bytes", map[string]string{MaxSizeLabel: "536870912"}, 512 << 20, ""},
+		{"both, the same size", map[string]string{SizeLabel: "512M", MaxSizeLabel: "536870912"}, 512 << 20, ""},
+		{"both, different sizes", map[string]string{SizeLabel: "1G", MaxSizeLabel: "536870912"}, 0, "ask for different sizes"},
+		{"max-size with a unit", map[string]string{MaxSizeLabel: "10G"}, 0, `max-size="10G": give the size as a decimal number of bytes`},
+		{"max-size zero", map[string]string{MaxSizeLabel: "0"}, 0, "above zero"},
+		{"max-size negative", map[string]string{MaxSizeLabel: "-1"}, 0, "above zero"},
+		{"max-size past int64", map[string]string{MaxSizeLabel: "9223372036854775808"}, 0, "decimal number of bytes"},
+		{"max-size empty", map[string]string{MaxSizeLabel: ""}, 0, "decimal number of bytes"},
+		{"thinctl.size malformed", map[string]string{SizeLabel: "big"}, 0, SizeLabel},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			size, err := requestedSize(c.labels)
+			if c.bad == "" {
+				if err != nil || size != c.size {
+					t.Fatalf("requestedSize = %d, %v; want %d", size, err, c.size)
+				}
+				return
+			}
+			if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), c.bad) {
+				t.Fatalf("requestedSize = %d, %v; want ErrInvalidArgument saying %q", size, err, c.bad)
+			}
+		})
+	}
+}

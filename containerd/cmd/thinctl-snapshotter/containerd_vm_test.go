@@ -6,6 +6,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io/fs"
 	"net"
@@ -38,6 +39,9 @@ type rig struct {
 	ctrdLog    string // the running containerd's log
 	ctrdStarts int
 	ctrdEnv    []string // added to containerd's environment
+	cri        bool     // containerd's CRI plugin on (off by default)
+	snapEnv    []string // added to the snapshotter's environment
+	devPrefix  string   // what this pool's devices' /dev/mapper names start with
 }
 
 // startSnapshotter starts thinctl-snapshotter (this test binary running
@@ -51,7 +55,7 @@ func (r *rig) startSnapshotter() time.Duration {
 	}
 	r.snapLog = logf.Name()
 	cmd := exec.Command(os.Args[0], "--root", r.root, "--address", r.snapSock, "--debug")
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	cmd.Env = append(append(os.Environ(), runMainEnv+"=1"), r.snapEnv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -103,10 +107,14 @@ func (r *rig) startContainerd(bin, extra string) {
 	}
 	state := r.ctrdState
 	r.ctrdStarts++
+	disabled := `["io.containerd.grpc.v1.cri"]`
+	if r.cri {
+		disabled = "[]"
+	}
 	writeFile(r.t, cfg, fmt.Sprintf(`version = 2
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = %s
 
 [grpc]
   address = %q
@@ -121,7 +129,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   [proxy_plugins.thinctl]
     type = "snapshot"
     address = %q
-%s`, filepath.Join(state, "root"), filepath.Join(r.run, "state"), r.ctrdSock, r.snapSock, extra))
+%s`, filepath.Join(state, "root"), filepath.Join(r.run, "state"), disabled, r.ctrdSock, r.snapSock, extra))
 	logf, err := os.Create(filepath.Join(r.run, fmt.Sprintf("containerd.%d.log", r.ctrdStarts)))
 	if err != nil {
 		r.t.Fatal(err)
@@ -194,13 +202,14 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	devPrefix := "/dev/mapper/" + strings.TrimSuffix(p.Name(), "pool")
 	p.Close()
 	run, err := os.MkdirTemp("/run", "tcs")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(run) })
-	r := &rig{t: t, root: root, run: run, snapSock: filepath.Join(run, "snap.sock"), ctrdSock: filepath.Join(run, "ctrd.sock")}
+	r := &rig{t: t, root: root, run: run, snapSock: filepath.Join(run, "snap.sock"), ctrdSock: filepath.Join(run, "ctrd.sock"), devPrefix: devPrefix}
 	t.Cleanup(func() {
 		if r.snap != nil {
 			r.snap.Process.Kill()
@@ -214,14 +223,27 @@ func newRig(t *testing.T) *rig {
 	return r
 }
 
-func TestRealContainerdThroughTheSnapshotter(t *testing.T) {
+// requireNodeBoot skips a test outside the guest boot with udev (a real
+// node runs udev; make test boots both) unless -test.run names it, and
+// returns containerd's path once it and the other named tools are there.
+func requireNodeBoot(t *testing.T, tools ...string) string {
+	t.Helper()
 	testenv.RequireDeviceMapper(t)
-	if os.Getenv("THINCTL_VM_MODE") == "noudev" {
-		t.Skip("runs in the boot with udev, as on a real node (make test boots both)")
+	named := false
+	if f := flag.Lookup("test.run"); f != nil {
+		named = strings.Contains(f.Value.String(), t.Name())
 	}
-	containerd := testenv.RequireTool(t, "containerd")
-	testenv.RequireTool(t, "ctr")
-	testenv.RequireTool(t, "mkfs.ext4")
+	if os.Getenv("THINCTL_VM_MODE") == "noudev" && !named {
+		t.Skip("runs in the boot with udev, as on a real node (make test boots both); name it with --run to run it here")
+	}
+	for _, tool := range append([]string{"ctr", "mkfs.ext4"}, tools...) {
+		testenv.RequireTool(t, tool)
+	}
+	return testenv.RequireTool(t, "containerd")
+}
+
+func TestRealContainerdThroughTheSnapshotter(t *testing.T) {
+	containerd := requireNodeBoot(t)
 	r := newRig(t)
 	root := r.root
 	startup := r.startSnapshotter()

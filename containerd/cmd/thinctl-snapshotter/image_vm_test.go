@@ -65,10 +65,11 @@ func layerTar(t *testing.T, entries []entry) []byte {
 	return buf.Bytes()
 }
 
-// writeImageArchive writes an OCI image layout tar named ref (for
-// `ctr images import`) with the given layers to file and returns the
-// image's top chain id (the name of its topmost committed snapshot).
-func writeImageArchive(t *testing.T, file, ref string, layers [][]entry) string {
+// ociImage builds an image's blobs from layers (uncompressed OCI layer
+// tars) and the image config's "config" object (Entrypoint, Env...): the
+// layers, the config and last the manifest. It also returns the image's top
+// chain id (the name of its topmost committed snapshot).
+func ociImage(t *testing.T, layers [][]entry, imgConfig map[string]any) ([]blob, string) {
 	t.Helper()
 	var blobs []blob
 	var layerDescs []map[string]any
@@ -79,26 +80,40 @@ func writeImageArchive(t *testing.T, file, ref string, layers [][]entry) string 
 		layerDescs = append(layerDescs, b.descriptor())
 		diffIDs = append(diffIDs, b.digest())
 	}
-	mustJSON := func(v any) []byte {
-		b, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	config := blob{mediaType: "application/vnd.oci.image.config.v1+json", data: mustJSON(map[string]any{
-		"architecture": "amd64", "os": "linux", "config": map[string]any{},
+	config := blob{mediaType: "application/vnd.oci.image.config.v1+json", data: mustJSON(t, map[string]any{
+		"architecture": "amd64", "os": "linux", "config": imgConfig,
 		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs},
 	})}
-	manifest := blob{mediaType: "application/vnd.oci.image.manifest.v1+json", data: mustJSON(map[string]any{
+	manifest := blob{mediaType: "application/vnd.oci.image.manifest.v1+json", data: mustJSON(t, map[string]any{
 		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
 		"config": config.descriptor(), "layers": layerDescs,
 	})}
-	blobs = append(blobs, config, manifest)
-	md := manifest.descriptor()
+	chain := diffIDs[0]
+	for _, d := range diffIDs[1:] {
+		chain = fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(chain+" "+d)))
+	}
+	return append(blobs, config, manifest), chain
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// writeImageArchive writes an OCI image layout tar named ref (for
+// `ctr images import`) with the given layers to file and returns the
+// image's top chain id (the name of its topmost committed snapshot).
+func writeImageArchive(t *testing.T, file, ref string, layers [][]entry) string {
+	t.Helper()
+	blobs, chain := ociImage(t, layers, map[string]any{})
+	md := blobs[len(blobs)-1].descriptor()
 	md["platform"] = map[string]any{"architecture": "amd64", "os": "linux"}
 	md["annotations"] = map[string]any{"io.containerd.image.name": ref, "org.opencontainers.image.ref.name": "latest"}
-	index := mustJSON(map[string]any{"schemaVersion": 2, "manifests": []any{md}})
+	index := mustJSON(t, map[string]any{"schemaVersion": 2, "manifests": []any{md}})
 
 	var files []entry
 	files = append(files, entry{name: "oci-layout", typ: tar.TypeReg, mode: 0o644, data: []byte(`{"imageLayoutVersion":"1.0.0"}`)},
@@ -109,10 +124,6 @@ func writeImageArchive(t *testing.T, file, ref string, layers [][]entry) string 
 	}
 	if err := os.WriteFile(file, layerTar(t, files), 0o644); err != nil {
 		t.Fatal(err)
-	}
-	chain := diffIDs[0]
-	for _, d := range diffIDs[1:] {
-		chain = fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(chain+" "+d)))
 	}
 	return chain
 }
