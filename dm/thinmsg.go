@@ -30,8 +30,9 @@ func ThinSetTransactionID(current, next uint64) string {
 	return "set_transaction_id " + strconv.FormatUint(current, 10) + " " + strconv.FormatUint(next, 10)
 }
 
-// The metadata snapshot messages: a read-only copy of the pool's metadata
-// that userspace tools (thin_dump -m) read while the pool is live. Only one
+// The messages that reserve and release the held metadata root: a
+// read-only copy of the pool's metadata that userspace tools (thin_dump -m)
+// read while the pool is live. Only one
 // can be held; reserving a second is EINVAL.
 const (
 	ThinReserveMetadataSnap = "reserve_metadata_snap"

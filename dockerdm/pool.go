@@ -136,7 +136,7 @@ func readLivePool(ctx context.Context, c *dm.Client, v *PoolView) error {
 		return err
 	}
 	if held != "-" {
-		v.Notes = append(v.Notes, "the pool's devices were not compared: another program holds its metadata snapshot (root "+held+"); it was left alone")
+		v.Notes = append(v.Notes, "the pool's devices were not compared: another program holds its held metadata root (root "+held+"); it was left alone")
 		return nil
 	}
 	meta, err := fs.DevicePath(params[0])
@@ -147,7 +147,7 @@ func readLivePool(ctx context.Context, c *dm.Client, v *PoolView) error {
 		v.Notes = append(v.Notes, "the pool's devices were not compared: "+dm.ThinReserveMetadataSnap+": "+err.Error())
 		return nil
 	}
-	v.Source = "thin_dump of a metadata snapshot (pool active)"
+	v.Source = "thin_dump of a held metadata root (pool active)"
 	derr := dumpInto(ctx, v, "-m", meta)
 	if _, err := c.Message(v.Name, 0, dm.ThinReleaseMetadataSnap); err != nil {
 		return errors.Wrapf(err, "release the metadata snapshot of pool %s (release it with: dmsetup message %s 0 release_metadata_snap)", v.Name, v.Name)

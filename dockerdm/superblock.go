@@ -14,7 +14,7 @@ import (
 type Superblock struct {
 	// TransactionID is the pool's transaction id (set_transaction_id).
 	TransactionID uint64 `json:"transaction_id"`
-	// HeldRoot is the block of a reserved metadata snapshot, 0 for none.
+	// HeldRoot is the block of the held metadata root, 0 for none.
 	HeldRoot uint64 `json:"held_root"`
 	// DataBlockSize is in 512-byte sectors.
 	DataBlockSize uint32 `json:"data_block_size"`

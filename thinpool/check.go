@@ -224,73 +224,75 @@ func (p *Pool) deleteOrphan(ctx context.Context, devID uint32) error {
 	return err
 }
 
-// snapMarkerName is the file that says this root reserved the pool's
-// metadata snapshot: written before reserve_metadata_snap, removed after
+// heldRootMarkerName is the file that says this root reserved the pool's
+// held metadata root: written before reserve_metadata_snap, removed after
 // release_metadata_snap, so that a holder killed in between (a check
-// running thin_dump, a space return reading the snapshot) is known by the
-// next one to have left the snapshot held, and only ours is ever released.
-const snapMarkerName = "metadata-snapshot"
+// running thin_dump, a space return reading the held root) is known by the
+// next one to have left the root held, and only ours is ever released.
+// The file's name on disk predates the word and stays as it is.
+const heldRootMarkerName = "metadata-snapshot"
 
-// snapUnavailableError says why the pool's metadata snapshot could not be
-// read (another program holds it, the pool does not answer); nothing is
+// heldRootUnavailableError says why the pool's held metadata root could not
+// be read (another program holds it, the pool does not answer); nothing is
 // left held.
-type snapUnavailableError struct{ reason string }
+type heldRootUnavailableError struct{ reason string }
 
-func (e *snapUnavailableError) Error() string { return e.reason }
+func (e *heldRootUnavailableError) Error() string { return e.reason }
 
-// withMetadataSnap reserves the pool's metadata snapshot, runs fn while it
-// is held (with the pool's status as it was just before), and releases it: the one place thinctl holds the snapshot. A
-// snapshot a killed holder of this root left (the marker file says so) is
-// released first, and a note says so; one another program holds is left
-// alone (a *snapUnavailableError, as is a refused reserve). An error
-// wrapping neither means the snapshot this call reserved could not be
-// released (the marker stays, and the next call releases it) or the marker
-// could not be written; fn's own error is returned as it is.
+// withHeldRoot reserves the pool's held metadata root (reserve_metadata_snap),
+// runs fn while it is held (with the pool's status as it was just before),
+// and releases it: the one place thinctl holds one. A held root a killed
+// holder of this root left (the marker file says so) is released first, and
+// a note says so; one another program holds is left alone (a
+// *heldRootUnavailableError, as is a refused reserve). An error wrapping
+// neither means the held root this call reserved could not be released
+// (the marker stays, and the next call releases it) or the marker could
+// not be written; fn's own error is returned as it is.
 //
 // The marker is written without a flush: it has to outlive the process
 // (the page cache does), not a power cut. After a power cut that lost it,
-// a snapshot held at that moment looks like another program's and is left
+// a held root at that moment looks like another program's and is left
 // alone — never the other way round.
-func (p *Pool) withMetadataSnap(fn func(poolStatus) error) ([]string, error) {
+func (p *Pool) withHeldRoot(fn func(poolStatus) error) ([]string, error) {
 	var notes []string
-	marker := filepath.Join(p.dir, snapMarkerName)
+	marker := filepath.Join(p.dir, heldRootMarkerName)
 	st, err := p.rawStatus()
 	if err != nil {
-		return nil, &snapUnavailableError{err.Error()}
+		return nil, &heldRootUnavailableError{err.Error()}
 	}
 	_, markerErr := os.Stat(marker)
 	switch {
 	case st.HeldRoot != "-" && markerErr == nil:
 		if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinReleaseMetadataSnap); err != nil {
-			return nil, errors.Wrapf(err, "release the metadata snapshot (root %s) an interrupted holder of this root left held", st.HeldRoot)
+			return nil, errors.Wrapf(err, "release the held metadata root (root %s) an interrupted holder of this root left held", st.HeldRoot)
 		}
-		notes = append(notes, "released the metadata snapshot (root "+st.HeldRoot+") an interrupted check or space return left held")
+		notes = append(notes, "released the held metadata root (root "+st.HeldRoot+") an interrupted check or space return left held")
 	case st.HeldRoot != "-":
-		return nil, &snapUnavailableError{"another program holds the pool's metadata snapshot (root " + st.HeldRoot + "); it was left alone"}
+		return nil, &heldRootUnavailableError{"another program holds the pool's held metadata root (root " + st.HeldRoot + "); it was left alone"}
 	}
 	f, err := os.OpenFile(marker, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return notes, errors.Wrap(err, "mark the pool's metadata snapshot as this root's")
+		return notes, errors.Wrap(err, "mark the pool's held metadata root as this root's")
 	}
 	f.Close()
 	if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinReserveMetadataSnap); err != nil {
 		os.Remove(marker)
-		return notes, &snapUnavailableError{dm.ThinReserveMetadataSnap + ": " + err.Error()}
+		return notes, &heldRootUnavailableError{dm.ThinReserveMetadataSnap + ": " + err.Error()}
 	}
 	failpoint.Inject(failpoint.CheckAfterReserve)
 	fnErr := fn(st)
 	if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinReleaseMetadataSnap); err != nil {
-		return notes, errors.Wrapf(err, "release the pool's metadata snapshot; it stays held and the next check or space return releases it")
+		return notes, errors.Wrapf(err, "release the pool's held metadata root; it stays held and the next check or space return releases it")
 	}
 	os.Remove(marker)
 	return notes, fnErr
 }
 
-// poolDeviceIDs lists the thin ids in the pool's metadata through a
-// metadata snapshot and thin_dump. It returns nil and a note when that is
-// not possible (thin_dump missing, another program holds the snapshot);
-// notes also tell of a snapshot a killed holder left held, released here.
-// An error means the snapshot this call reserved could not be released.
+// poolDeviceIDs lists the thin ids in the pool's metadata through a held
+// metadata root and thin_dump. It returns nil and a note when that is not
+// possible (thin_dump missing, another program holds the root); notes also
+// tell of a held root a killed holder left, released here. An error means
+// the root this call reserved could not be released.
 func (p *Pool) poolDeviceIDs(ctx context.Context) ([]uint32, []string, error) {
 	tool, err := exec.LookPath("thin_dump")
 	if err != nil {
@@ -302,13 +304,13 @@ func (p *Pool) poolDeviceIDs(ctx context.Context) ([]uint32, []string, error) {
 	}
 	var out, stderr bytes.Buffer
 	var runErr error
-	notes, err := p.withMetadataSnap(func(poolStatus) error {
+	notes, err := p.withHeldRoot(func(poolStatus) error {
 		cmd := exec.CommandContext(ctx, tool, "-m", metaPath)
 		cmd.Stdout, cmd.Stderr = &out, &stderr
 		runErr = cmd.Run()
 		return nil
 	})
-	var unavailable *snapUnavailableError
+	var unavailable *heldRootUnavailableError
 	if errors.As(err, &unavailable) {
 		return nil, append(notes, "pool metadata was not compared: "+unavailable.reason), nil
 	}
@@ -317,7 +319,7 @@ func (p *Pool) poolDeviceIDs(ctx context.Context) ([]uint32, []string, error) {
 	}
 	if runErr != nil {
 		if cerr := ctx.Err(); cerr != nil {
-			return nil, notes, errors.Wrap(cerr, "thin_dump of the pool's metadata snapshot stopped")
+			return nil, notes, errors.Wrap(cerr, "thin_dump of the pool's held metadata root stopped")
 		}
 		return nil, append(notes, fmt.Sprintf("pool metadata was not compared: thin_dump -m %s: %v: %s", metaPath, runErr, strings.TrimSpace(stderr.String()))), nil
 	}

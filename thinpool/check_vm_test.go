@@ -15,7 +15,7 @@ import (
 	"github.com/thinctl/thinctl/internal/failpoint"
 )
 
-// heldRoot is the metadata snapshot field of the pool's status as dmsetup
+// heldRoot is the held metadata root field of the pool's status as dmsetup
 // (the oracle) prints it: "-" when none is held.
 func heldRoot(t *testing.T, pool string) string {
 	t.Helper()
@@ -30,8 +30,8 @@ func heldRoot(t *testing.T, pool string) string {
 const checkKilledEnv = "THINCTL_TEST_CHECK_KILLED_ROOT"
 
 // TestHelperCheckKilledAfterReserve is run as a separate process by
-// TestCheckReleasesTheSnapshotAKilledCheckLeft: it runs Check with a kill
-// armed right after the metadata snapshot is reserved.
+// TestCheckReleasesTheHeldMetadataRootAKilledCheckLeft: it runs Check with a kill
+// armed right after the held metadata root is reserved.
 func TestHelperCheckKilledAfterReserve(t *testing.T) {
 	root := os.Getenv(checkKilledEnv)
 	if root == "" {
@@ -44,7 +44,7 @@ func TestHelperCheckKilledAfterReserve(t *testing.T) {
 	t.Fatal("Check returned; the failpoint should have killed the process")
 }
 
-func TestCheckReleasesTheSnapshotAKilledCheckLeft(t *testing.T) {
+func TestCheckReleasesTheHeldMetadataRootAKilledCheckLeft(t *testing.T) {
 	testRequireThinDump(t)
 	p, root := newVMPool(t, smallOptions())
 	ctx := context.Background()
@@ -58,7 +58,7 @@ func TestCheckReleasesTheSnapshotAKilledCheckLeft(t *testing.T) {
 		t.Fatalf("the helper check was not killed: %v\n%s", err, out)
 	}
 	if h := heldRoot(t, p.cfg.PoolName); h == "-" {
-		t.Fatal("the killed check left no metadata snapshot held; the test proves nothing")
+		t.Fatal("the killed check left no metadata root held; the test proves nothing")
 	}
 
 	r, err := p.Check(ctx, CheckOptions{})
@@ -71,13 +71,13 @@ func TestCheckReleasesTheSnapshotAKilledCheckLeft(t *testing.T) {
 		if strings.Contains(n, "not compared") {
 			t.Fatalf("the check skipped the metadata comparison: %q", n)
 		}
-		released = released || strings.Contains(n, "released the metadata snapshot")
+		released = released || strings.Contains(n, "released the held metadata root")
 	}
 	if !released {
-		t.Fatalf("the check does not say it released the left-over snapshot: %q", r.Notes)
+		t.Fatalf("the check does not say it released the left-over metadata root: %q", r.Notes)
 	}
 	if h := heldRoot(t, p.cfg.PoolName); h != "-" {
-		t.Fatalf("metadata snapshot %s still held after the check", h)
+		t.Fatalf("held metadata root %s still held after the check", h)
 	}
 
 	// An orphan is found by the full comparison: the check really compared.
@@ -90,9 +90,9 @@ func TestCheckReleasesTheSnapshotAKilledCheckLeft(t *testing.T) {
 	}
 }
 
-// A metadata snapshot someone else reserved is left alone: the check says
-// it could not compare, and the snapshot stays held for its owner.
-func TestCheckLeavesAnotherProgramsSnapshotAlone(t *testing.T) {
+// A held metadata root someone else reserved is left alone: the check says
+// it could not compare, and the root stays held for its owner.
+func TestCheckLeavesAnotherProgramsHeldMetadataRootAlone(t *testing.T) {
 	testRequireThinDump(t)
 	p, _ := newVMPool(t, smallOptions())
 	mustDmsetup(t, "message", p.cfg.PoolName, "0", dm.ThinReserveMetadataSnap)
@@ -101,10 +101,10 @@ func TestCheckLeavesAnotherProgramsSnapshotAlone(t *testing.T) {
 	r, err := p.Check(context.Background(), CheckOptions{Repair: true})
 	must(t, err)
 	if len(r.Notes) == 0 || !strings.Contains(strings.Join(r.Notes, "\n"), "another program holds") {
-		t.Fatalf("check notes %q do not say another program holds the snapshot", r.Notes)
+		t.Fatalf("check notes %q do not say another program holds the metadata root", r.Notes)
 	}
 	if h := heldRoot(t, p.cfg.PoolName); h != held {
-		t.Fatalf("the other program's snapshot %s became %s", held, h)
+		t.Fatalf("the other program's metadata root %s became %s", held, h)
 	}
 }
 

@@ -455,11 +455,23 @@ func (p *Pool) Deactivate(ctx context.Context, id string) error {
 // withDevice runs fn under the root lock with device id's record
 // (including one pending deletion).
 func (p *Pool) withDevice(id string, fn func(d store.Device) error) error {
+	return p.withRecord(id, p.anyDevice, fn)
+}
+
+// withLiveDevice runs fn under the root lock with device id's record; a
+// device pending deletion is ErrDeviceNotFound and fn does not run.
+func (p *Pool) withLiveDevice(id string, fn func(d store.Device) error) error {
+	return p.withRecord(id, p.liveDevice, fn)
+}
+
+// withRecord takes the root lock, loads id's record with get and runs fn
+// with it.
+func (p *Pool) withRecord(id string, get func(string) (store.Device, error), fn func(d store.Device) error) error {
 	if err := p.lk.Lock(); err != nil {
 		return err
 	}
 	defer p.lk.Unlock()
-	d, err := p.anyDevice(id)
+	d, err := get(id)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@
 //	<root>/devicemapper/registry         every device record as of the last compaction
 //	<root>/devicemapper/journal          changes since then, one checksummed frame each
 //	<root>/devicemapper/lock             flock serialising writers of the root
-//	<root>/devicemapper/metadata-snapshot present while Check holds the pool's metadata root
+//	<root>/devicemapper/metadata-snapshot present while Check or a space reclaim holds the held metadata root
 //	<root>/mnt/<id>                      where Mount mounts device <id>
 //
 // docs/registry.md describes the files byte by byte (and version 1, one

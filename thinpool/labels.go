@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pkg/errors"
+	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
 // Labels: string pairs a caller keeps in a device's record, so that what
@@ -71,16 +72,10 @@ func (p *Pool) SetLabels(ctx context.Context, id string, labels map[string]strin
 	if err := validateLabels(labels); err != nil {
 		return errors.Wrapf(err, "set the labels of %q", id)
 	}
-	if err := p.lk.Lock(); err != nil {
-		return err
-	}
-	defer p.lk.Unlock()
-	d, err := p.liveDevice(id)
-	if err != nil {
-		return err
-	}
-	d.Labels = copyLabels(labels)
-	return errors.Wrapf(p.store.Put(d), "set the labels of %q", id)
+	return p.withLiveDevice(id, func(d store.Device) error {
+		d.Labels = copyLabels(labels)
+		return errors.Wrapf(p.store.Put(d), "set the labels of %q", id)
+	})
 }
 
 // DeviceLabels returns every live device's labels by id (devices pending

@@ -25,7 +25,7 @@ import (
 // and the discard unmaps blocks the delete would free anyway. The pool's
 // metadata says which data blocks the device alone maps: read through the
 // held metadata root (the read-only copy reserve_metadata_snap makes the
-// pool keep: withMetadataSnap, thinmeta), its exclusive blocks are
+// pool keep: withHeldRoot, thinmeta), its exclusive blocks are
 // the blocks the delete frees. None (an unwritten snapshot, a device whose
 // every block a snapshot still shares): the delete is all there is to do;
 // the common case of all, a device whose very tree another device has (a
@@ -146,7 +146,7 @@ func (p *Pool) planInactiveReturn(r store.Device) (inactivePlan, error) {
 	}
 	var blocks []uint64
 	var blockSectors uint32
-	_, err = p.withMetadataSnap(func(st poolStatus) error {
+	_, err = p.withHeldRoot(func(st poolStatus) error {
 		var rerr error
 		blocks, blockSectors, rerr = readExclusive(metaDev, r.DeviceID, st.DataTotal)
 		return rerr
@@ -251,7 +251,7 @@ const liveRootNodeBudget = 256
 // sharesRootLive reports whether, in the pool's last committed metadata,
 // thin device devID's tree is the very tree of another device (a snapshot
 // neither wrote to since): then deleting it frees no data block. It reads
-// the live metadata without a snapshot, which is sound for this one
+// the live metadata without a held root, which is sound for this one
 // answer only. The kernel never overwrites a block of the last committed
 // metadata before the next commit, so when the superblock reads the same
 // before and after the walk, every block read belongs to one committed

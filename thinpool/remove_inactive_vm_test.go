@@ -23,7 +23,7 @@ import (
 type dumpedMapping struct{ virt, data uint64 }
 
 // thinDumpMappings runs thin_dump -m on a live pool's metadata device (the
-// snapshot the pool holds) and returns its data block size and each
+// held metadata root the pool keeps) and returns its data block size and each
 // device's mappings, one entry per block.
 func thinDumpMappings(t *testing.T, metaPath string) (uint32, map[uint32][]dumpedMapping) {
 	t.Helper()
@@ -79,15 +79,15 @@ func thinDumpMappings(t *testing.T, metaPath string) (uint32, map[uint32][]dumpe
 	return blockSize, devs
 }
 
-// holdSnap runs fn while p holds the pool's metadata snapshot, with the
+// holdMetadataRoot runs fn while p holds the pool's held metadata root, with the
 // pool's metadata and data devices.
-func holdSnap(t *testing.T, p *Pool, fn func(metaDev, dataDev string, st poolStatus)) {
+func holdMetadataRoot(t *testing.T, p *Pool, fn func(metaDev, dataDev string, st poolStatus)) {
 	t.Helper()
 	must(t, p.lk.Lock())
 	defer p.lk.Unlock()
 	metaDev, dataDev, err := p.poolTableDevices()
 	must(t, err)
-	_, err = p.withMetadataSnap(func(st poolStatus) error {
+	_, err = p.withHeldRoot(func(st poolStatus) error {
 		fn(metaDev, dataDev, st)
 		return nil
 	})
@@ -143,14 +143,14 @@ func family(t *testing.T, p *Pool) {
 }
 
 // The metadata reader sees what thin_dump (thin-provisioning-tools, the
-// oracle) sees in the same snapshot: the same devices, each with the same
+// oracle) sees in the same held metadata root: the same devices, each with the same
 // mappings, on a pool with an origin, written snapshots, a snapshot of a
 // snapshot and an unwritten one; and the exclusive blocks it finds for a
 // device are exactly its mapped blocks no other device maps.
 func TestTheMetadataReaderSeesWhatThinDumpSees(t *testing.T) {
 	p, _ := newVMPool(t, smallOptions())
 	family(t, p)
-	holdSnap(t, p, func(metaDev, dataDev string, st poolStatus) {
+	holdMetadataRoot(t, p, func(metaDev, dataDev string, st poolStatus) {
 		metaPath, err := p.metadataDevicePath()
 		must(t, err)
 		wantBlockSize, want := thinDumpMappings(t, metaPath)
@@ -309,7 +309,7 @@ func TestTheReturnOfAnInactiveDevicePunchesOnlyItsOwnBlocks(t *testing.T) {
 }
 
 // An unwritten snapshot has no block of its own: its return creates no
-// device-mapper device, reserves no metadata snapshot (the live metadata
+// device-mapper device, reserves no held metadata root (the live metadata
 // shows its tree is its origin's), discards nothing and deletes it.
 func TestTheReturnOfAnUnwrittenSnapshotCreatesNoDevice(t *testing.T) {
 	ctx := context.Background()
@@ -330,7 +330,7 @@ func TestTheReturnOfAnUnwrittenSnapshotCreatesNoDevice(t *testing.T) {
 	if n := ops("create"); n != 0 || opened {
 		t.Errorf("the return made %d DM_DEV_CREATE calls and opened a device: %v; want none", n, opened)
 	}
-	// The live metadata shows its tree shared: no metadata snapshot is
+	// The live metadata shows its tree shared: no held metadata root is
 	// reserved; the one message is the delete.
 	if n := ops("message"); n != 1 {
 		t.Errorf("the return sent %d pool messages, want 1 (delete)", n)
@@ -350,9 +350,9 @@ func TestTheReturnOfAnUnwrittenSnapshotCreatesNoDevice(t *testing.T) {
 	}
 }
 
-// With the metadata snapshot held by another program, the return takes the
-// discard way: the space still comes back, and the snapshot stays held.
-func TestAMetadataSnapshotHeldElsewhereLeavesTheDiscardWay(t *testing.T) {
+// With the held metadata root held by another program, the return takes the
+// discard way: the space still comes back, and the root stays held.
+func TestAHeldMetadataRootHeldElsewhereLeavesTheDiscardWay(t *testing.T) {
 	ctx := context.Background()
 	p, _ := newVMPool(t, smallOptions())
 	plans := recordPlans(t)
@@ -366,13 +366,13 @@ func TestAMetadataSnapshotHeldElsewhereLeavesTheDiscardWay(t *testing.T) {
 	must(t, p.Remove(ctx, "d"))
 	must(t, p.ReturnSpace(ctx))
 	if got := plans(); len(got) != 1 || !strings.HasPrefix(got[0], planFallback+" another program holds") {
-		t.Fatalf("return plans %q, want a fallback because another program holds the snapshot", got)
+		t.Fatalf("return plans %q, want a fallback because another program holds the metadata root", got)
 	}
 	if freed := before - allocated(t, p.dataFilePath()); freed < 8<<20 {
 		t.Errorf("the data file gave back %d KiB, want 8192", freed>>10)
 	}
 	if h := heldRoot(t, p.cfg.PoolName); h != held {
-		t.Errorf("the metadata snapshot held elsewhere is now %q, want %q still", h, held)
+		t.Errorf("the metadata root held elsewhere is now %q, want %q still", h, held)
 	}
 }
 

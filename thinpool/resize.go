@@ -49,49 +49,44 @@ type ResizeOptions struct {
 // length (suspend, load, resume; the old table is put back when a step
 // fails); open files and mounts stay. See ResizeOptions.Raw and GrowFS
 // for the filesystem.
-func (p *Pool) Resize(ctx context.Context, id string, size uint64, opts ResizeOptions) (err error) {
+func (p *Pool) Resize(ctx context.Context, id string, size uint64, opts ResizeOptions) error {
 	if err := ctx.Err(); err != nil {
 		return errors.Wrapf(err, "resize %q", id)
 	}
 	if size == 0 || size%512 != 0 {
 		return errors.Wrapf(ErrInvalidSize, "resize %q to %d bytes: a size is a whole number of 512-byte sectors", id, size)
 	}
-	if err := p.lk.Lock(); err != nil {
-		return err
-	}
-	defer p.lk.Unlock()
-	d, err := p.liveDevice(id)
-	if err != nil {
-		return err
-	}
-	if size < d.Size {
-		return errors.Wrapf(ErrInvalidSize, "resize %q to %s: it has %s, and thin devices only grow", id, formatBytes(size), formatBytes(d.Size))
-	}
-	if size > d.Size {
-		if err := p.checkSpace(id, size); err != nil {
+	return p.withLiveDevice(id, func(d store.Device) error {
+		if size < d.Size {
+			return errors.Wrapf(ErrInvalidSize, "resize %q to %s: it has %s, and thin devices only grow", id, formatBytes(size), formatBytes(d.Size))
+		}
+		if size > d.Size {
+			if err := p.checkSpace(id, size); err != nil {
+				return errors.Wrapf(err, "resize %q", id)
+			}
+			d.Size = size
+			d.GrowPending = d.GrowPending || !opts.Raw
+			if err := p.store.Put(d); err != nil {
+				return errors.Wrapf(err, "resize %q: write its record", id)
+			}
+		}
+		if err := failpoint.InjectErr(failpoint.ResizeAfterRecord); err != nil {
 			return errors.Wrapf(err, "resize %q", id)
 		}
-		d.Size = size
-		d.GrowPending = d.GrowPending || !opts.Raw
-		if err := p.store.Put(d); err != nil {
-			return errors.Wrapf(err, "resize %q: write its record", id)
+
+		name := thinName(p.cfg.Key, d.DeviceID)
+		if err := p.fitTable(ctx, name, d.DeviceID, d.Size); err != nil {
+			return errors.Wrapf(err, "resize %q: its record says %s, the device keeps its old length until the next activation or resize", id, formatBytes(d.Size))
 		}
-	}
-	if err := failpoint.InjectErr(failpoint.ResizeAfterRecord); err != nil {
-		return errors.Wrapf(err, "resize %q", id)
-	}
-	name := thinName(p.cfg.Key, d.DeviceID)
-	if err := p.fitTable(ctx, name, d.DeviceID, d.Size); err != nil {
-		return errors.Wrapf(err, "resize %q: its record says %s, the device keeps its old length until the next activation or resize", id, formatBytes(d.Size))
-	}
-	if opts.Raw || !d.GrowPending {
+		if opts.Raw || !d.GrowPending {
+			return nil
+		}
+		mp := p.MountPath(id)
+		if mounted, _ := fs.IsMounted(mp); mounted {
+			return p.growFSLocked(ctx, d, mp)
+		}
 		return nil
-	}
-	mp := p.MountPath(id)
-	if mounted, _ := fs.IsMounted(mp); mounted {
-		return p.growFSLocked(ctx, d, mp)
-	}
-	return nil
+	})
 }
 
 // GrowFS grows the filesystem of active device id to fill the device:
@@ -104,18 +99,12 @@ func (p *Pool) GrowFS(ctx context.Context, id, mountpoint string) error {
 	if err := ctx.Err(); err != nil {
 		return errors.Wrapf(err, "grow the filesystem of %q", id)
 	}
-	if err := p.lk.Lock(); err != nil {
-		return err
-	}
-	defer p.lk.Unlock()
-	d, err := p.liveDevice(id)
-	if err != nil {
-		return err
-	}
-	if info, err := p.dm.Info(thinName(p.cfg.Key, d.DeviceID)); err != nil || !info.LiveTable {
-		return errors.Wrapf(ErrNotActive, "grow the filesystem of %q: it is not active", id)
-	}
-	return p.growFSLocked(ctx, d, mountpoint)
+	return p.withLiveDevice(id, func(d store.Device) error {
+		if info, err := p.dm.Info(thinName(p.cfg.Key, d.DeviceID)); err != nil || !info.LiveTable {
+			return errors.Wrapf(ErrNotActive, "grow the filesystem of %q: it is not active", id)
+		}
+		return p.growFSLocked(ctx, d, mountpoint)
+	})
 }
 
 // growFSLocked grows d's filesystem and clears its grow mark.

@@ -19,7 +19,7 @@ type poolStatus struct {
 	MetadataTotal   uint64
 	DataUsed        uint64
 	DataTotal       uint64
-	HeldRoot        string // "-" when no metadata snapshot is held
+	HeldRoot        string // "-" when no metadata root is held
 	Mode            string // "rw", "ro", "out_of_data_space"; "" when not reported
 	Discard         string // "discard_passdown", "no_discard_passdown"; "" when not reported
 	NoSpacePolicy   string // "error_if_no_space", "queue_if_no_space"; "" when not reported

@@ -224,7 +224,7 @@ func writeDockerReport(w io.Writer, r *dockerdm.Report) error {
 	block := uint64(p.DataBlockSize) * 512
 	state := "down (read from its metadata file)"
 	if p.Active {
-		state = "up (read through a metadata snapshot)"
+		state = "up (read through a held metadata root)"
 	}
 	tx := fmt.Sprintf("%d; Docker's last: %d", p.TransactionID, p.DockerTransaction)
 	if p.TransactionOpen {

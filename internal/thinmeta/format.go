@@ -65,8 +65,8 @@ type Superblock struct {
 	Version       uint32
 	Time          uint32
 	TransactionID uint64
-	// HeldRoot is the block of the metadata snapshot's superblock copy; 0
-	// when no snapshot is held.
+	// HeldRoot is the block of the held metadata root's superblock copy
+	// (reserve_metadata_snap); 0 when none is held.
 	HeldRoot          uint64
 	DataMappingRoot   uint64 // the top level of the mapping tree
 	DeviceDetailsRoot uint64
@@ -77,7 +77,7 @@ type Superblock struct {
 	NeedsCheck bool
 	// DataBlocks and DataUsed are the data space map's nr_blocks and
 	// nr_allocated; MetadataUsed the metadata space map's nr_allocated.
-	// A metadata snapshot's copy has them zeroed.
+	// The held metadata root's copy has them zeroed.
 	DataBlocks, DataUsed, MetadataUsed uint64
 }
 
@@ -113,7 +113,7 @@ const (
 
 // ParseSuperblock checks and decodes block b, read from metadata block
 // blocknr, as a thin pool superblock (the live one at block 0, or the copy
-// a metadata snapshot holds).
+// a held metadata root holds).
 func ParseSuperblock(b []byte, blocknr uint64) (Superblock, error) {
 	if len(b) != BlockSize {
 		return Superblock{}, errors.Wrapf(ErrCorrupt, "superblock at block %d: %d bytes, want %d", blocknr, len(b), BlockSize)

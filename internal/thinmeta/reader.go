@@ -58,7 +58,7 @@ func (m *Reader) read(blocknr uint64, what string) ([]byte, error) {
 }
 
 // Superblock reads and checks the superblock at blocknr (0 for the live
-// one, the held root for a metadata snapshot's copy). The first one read
+// one, the held root for the copy reserve_metadata_snap keeps). The first one read
 // bounds every later block number.
 func (m *Reader) Superblock(blocknr uint64) (Superblock, error) {
 	b, err := m.read(blocknr, "superblock")

@@ -248,7 +248,7 @@ var devIDRe = regexp.MustCompile(`<device dev_id="(\d+)"`)
 
 // checkAgainstThinDump compares the report's thin ids with thin_dump run
 // here (on the metadata file of a pool that is down; a live pool was
-// compared through its metadata snapshot by Inspect, and its transaction
+// compared through a held metadata root by Inspect, and its transaction
 // id is checked against dmsetup status).
 func checkAgainstThinDump(t *testing.T, root string, rep *dockerdm.Report, active bool) {
 	t.Helper()
@@ -266,7 +266,7 @@ func checkAgainstThinDump(t *testing.T, root string, rep *dockerdm.Report, activ
 			t.Errorf("dmsetup status %q; report's transaction %d", out, rep.Pool.TransactionID)
 		}
 		if len(f) < 7 || f[6] != "-" {
-			t.Errorf("dmsetup status %q: Inspect left a metadata snapshot held", out)
+			t.Errorf("dmsetup status %q: Inspect left a metadata root held", out)
 		}
 		return
 	}

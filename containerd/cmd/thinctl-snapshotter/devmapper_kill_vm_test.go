@@ -188,7 +188,7 @@ func TestContainerdDevmapperKilledMidImport(t *testing.T) {
 	t.Logf("REPORT devmapper's device states at the end (%s.db):\n%s", pool, devmapperMetadata(filepath.Join(dmRoot, pool+".db")))
 	t.Logf("REPORT devmapper's snapshot records at the end (metadata.db):\n%s", devmapperMetadata(filepath.Join(dmRoot, "metadata.db")))
 	// The thin devices the pool itself holds (its metadata, through a
-	// metadata snapshot: the pool is live).
+	// held metadata root: the pool is live).
 	if out, err := exec.Command("dmsetup", "message", pool, "0", "reserve_metadata_snap").CombinedOutput(); err != nil {
 		t.Logf("REPORT reserve_metadata_snap: %v %s", err, out)
 	} else {
