@@ -258,6 +258,8 @@ type HealthError struct {
 	NotKept string
 }
 
+// Error names the message the pool did not keep, if any, then each
+// problem's cause.
 func (e *HealthError) Error() string {
 	s := ""
 	if e.NotKept != "" {
