@@ -13,6 +13,7 @@ import (
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/tests/bench/lvmpeer"
 )
 
 // Measurement 6: the tools an operator would pick instead, command against
@@ -121,33 +122,6 @@ func (l *lvmPath) remove(i int) error {
 	return nil
 }
 
-// lvmConfig is lvm.conf for a guest without udev or lvmetad: lvm makes the
-// /dev nodes itself, scans only our loop device, keeps no backups or
-// archives, runs no dmeventd and no thin_check (thinctl runs none either).
-func lvmConfig(loop, dir string) string {
-	return fmt.Sprintf(`devices {
-	filter = [ "a|^%s$|", "r|.*|" ]
-	obtain_device_list_from_udev = 0
-	use_devicesfile = 0
-	hints = "none"
-}
-activation {
-	udev_sync = 0
-	udev_rules = 0
-	monitoring = 0
-}
-global {
-	thin_check_executable = ""
-	locking_dir = "%s/lock"
-	use_lvmlockd = 0
-}
-backup {
-	backup = 0
-	archive = 0
-}
-`, loop, dir)
-}
-
 // setupLVM makes the lvm peer's volume group under work; nil, nil when
 // lvm2 is not installed (the peer is skipped, the report says so).
 func (r *rig) setupLVM() (*lvmPath, error) {
@@ -173,7 +147,7 @@ func (r *rig) setupLVM() (*lvmPath, error) {
 		return nil, errors.Wrap(err, "lvm peer: attach the PV's loop device")
 	}
 	r.lvmLoop = loop.Path
-	if err := os.WriteFile(filepath.Join(dir, "lvm.conf"), []byte(lvmConfig(loop.Path, dir)), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "lvm.conf"), []byte(lvmpeer.Config(loop.Path, dir)), 0o600); err != nil {
 		return nil, err
 	}
 	l := &lvmPath{env: []string{"LVM_SYSTEM_DIR=" + dir, "LVM_SUPPRESS_FD_WARNINGS=1"}, loop: loop.Path, dm: r.dm}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/internal/testenv"
+	"github.com/thinctl/thinctl/tests/bench/lvmpeer"
 	"github.com/thinctl/thinctl/thinpool"
 )
 
@@ -28,33 +29,6 @@ const (
 	benchVolumeMiB = 64
 	benchN         = 10
 )
-
-// lvmBenchConfig is an lvm.conf for a guest without udev or lvmetad: lvm
-// makes the /dev nodes itself, scans only the one loop device, keeps no
-// backups, runs no dmeventd and no thin_check.
-func lvmBenchConfig(loop, dir string) string {
-	return fmt.Sprintf(`devices {
-	filter = [ "a|^%s$|", "r|.*|" ]
-	obtain_device_list_from_udev = 0
-	use_devicesfile = 0
-	hints = "none"
-}
-activation {
-	udev_sync = 0
-	udev_rules = 0
-	monitoring = 0
-}
-global {
-	thin_check_executable = ""
-	locking_dir = "%s/lock"
-	use_lvmlockd = 0
-}
-backup {
-	backup = 0
-	archive = 0
-}
-`, loop, dir)
-}
 
 // lvmRig is a volume group with a thin pool on a loop device, driven by
 // lvm2's processes as TopoLVM and lvm-localpv drive it.
@@ -93,7 +67,7 @@ func newLVMRig(t *testing.T) *lvmRig {
 		t.Fatalf("losetup: %v", err)
 	}
 	l := &lvmRig{t: t, loop: strings.TrimSpace(string(out)), env: []string{"LVM_SYSTEM_DIR=" + dir, "LVM_SUPPRESS_FD_WARNINGS=1"}}
-	if err := os.WriteFile(filepath.Join(dir, "lvm.conf"), []byte(lvmBenchConfig(l.loop, dir)), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "lvm.conf"), []byte(lvmpeer.Config(l.loop, dir)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
