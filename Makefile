@@ -96,6 +96,9 @@ test:
 	grep -a -E '^VM \(.*boot\+run' "$$log/docker" | sed 's/^VM/real Docker:/' | grep . || echo "real Docker: no result (exit $$dk)"; \
 	grep -a '^packaging: ' "$$log/pkg" | tail -1 | grep . || echo "packaging: no result (exit $$pkg)"; \
 	grep -a -E '^vagrant \(' "$$log/vagrant" | tail -1 | grep . || echo "vagrant: no result (exit $$vagr)"; \
+	grep -a -h -E '^VM \([a-z]+\) failed: ' "$$log/vm" "$$log/docker" "$$log/cut"; \
+	grep -a -h -E '^--- FAIL: |^FAIL'$$'\t' "$$log/host" | sed 's/^/host failed: /'; \
+	grep -a -h -E '^--- FAIL: ' "$$log/vagrant" | sed 's/^/vagrant failed: /'; \
 	rm -rf "$$log"; \
 	[ $$host -eq 0 ] && [ $$fz -eq 0 ] && [ $$vm -eq 0 ] && [ $$dk -eq 0 ] && [ $$cut -eq 0 ] && [ $$pkg -eq 0 ] && [ $$vagr -eq 0 ] && [ $$vag -eq 0 ]
 

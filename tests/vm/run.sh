@@ -588,7 +588,7 @@ TOTAL_P=0 TOTAL_F=0 TOTAL_S=0
 boot_once() {
 	local mode="$1" k="$2" state="$3" disk="$RUN/scratch-$mode.img" logf="$RUN/console-$mode.log" rc=0
 	[ "$k" -eq 1 ] || logf="$RUN/console-$mode.boot$k.log"
-	B_SUMMARY="" B_COUNTS="" B_REBOOT=0 B_ELAPSED=0 B_LOG="$logf"
+	B_SUMMARY="" B_COUNTS="" B_FAILED="" B_REBOOT=0 B_ELAPSED=0 B_LOG="$logf"
 	rm -f "$disk"
 	truncate -s 8G "$disk"
 	local accel=(-accel tcg,thread=multi -cpu max)
@@ -670,6 +670,7 @@ boot_once() {
 		summary="$(summary_line "$mode" "$KVER" "$p" "$f" "$s") (incomplete: exit $rc)"
 	fi
 	B_SUMMARY="$summary" B_COUNTS="$counts"
+	B_FAILED="$(failed_tests "$logf.clean")"
 	return "$rc"
 }
 
@@ -678,7 +679,7 @@ boot_once() {
 # at most N times. It adds one line to SUMMARIES and the counts to the totals.
 boot() {
 	local mode="$1" k=1 rc=0 final=0 state="" t0=$SECONDS
-	local p=0 f=0 s=0 bp bf bs
+	local p=0 f=0 s=0 bp bf bs failed=""
 	if [ -n "$STATE_DISK" ]; then
 		state="$STATE_DISK"
 	elif [ "$MAX_BOOTS" -gt 1 ]; then
@@ -697,6 +698,7 @@ boot() {
 			boot_once "$mode" "$k" "$state" || rc=$?
 		fi
 		[ "$rc" = 0 ] || final="$rc"
+		[ -z "$B_FAILED" ] || failed="${failed:+$failed, }$B_FAILED"
 		if [ -n "$B_COUNTS" ]; then
 			read -r bp bf bs <<<"$B_COUNTS"
 			p=$((p + bp)) f=$((f + bf)) s=$((s + bs))
@@ -717,6 +719,8 @@ boot() {
 	else
 		SUMMARIES+=("$(summary_line "$mode" "$KVER" "$p" "$f" "$s") ($k boots, boot+run $((SECONDS - t0))s)")
 	fi
+	# Name what failed: CI keeps only the end of the transcript.
+	[ -z "$failed" ] || SUMMARIES+=("VM ($mode) failed: $failed")
 	TOTAL_P=$((TOTAL_P + p)) TOTAL_F=$((TOTAL_F + f)) TOTAL_S=$((TOTAL_S + s))
 	return "$final"
 }

@@ -93,3 +93,28 @@ func TestSummaryLineHasTheShapeMakeTestPrints(t *testing.T) {
 		t.Errorf("summary_line = %q, want %q", got, want)
 	}
 }
+
+func TestFailedTestsNamesEachFailureWithItsBinary(t *testing.T) {
+	console := "=== RUN binary thinpool.test ===\n" + transcript +
+		"=== binary thinpool.test exited 1 ===\n" +
+		"=== RUN binary driver.test ===\n--- PASS: TestE (0.00s)\n" +
+		"=== RUN binary dm.test ===\n--- PASS: TestF (0.00s)\npanic: test timed out after 14m0s\n" +
+		"=== binary dm.test exited 2 ===\n"
+	tests := []struct {
+		name, log, want string
+	}{
+		{"a failing test and a silent crash are both named", console, "thinpool.test:TestB, dm.test (exit 2)"},
+		{"a clean run names nothing", "=== RUN binary driver.test ===\n--- PASS: TestE (0.00s)\n", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "log")
+			if err := os.WriteFile(f, []byte(tc.log), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if got := sh(t, `failed_tests "$1"`, f); got != tc.want {
+				t.Errorf("failed_tests = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

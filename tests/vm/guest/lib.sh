@@ -23,6 +23,18 @@ binary_failures() {
 	echo 0
 }
 
+# failed_tests LOG prints, on one line, which tests failed in a guest's
+# console transcript: "binary:TestName" for each top-level "--- FAIL", and
+# "binary (exit N)" for a binary that failed without one (a panic outside a
+# test, a -test.timeout). It prints an empty line when nothing failed.
+failed_tests() {
+	awk '
+	/^=== RUN binary / { b = $4; n = 0 }
+	/^--- FAIL: / { out = out sep b ":" $3; sep = ", "; n++ }
+	/^=== binary .* exited / { if (n == 0) { out = out sep $3 " (exit " $5 ")"; sep = ", " } }
+	END { print out }' "$1"
+}
+
 # summary_line MODE KERNEL PASSED FAILED SKIPPED prints the line run.sh and
 # make test look for.
 summary_line() {
