@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/pkg/errors"
+	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/loopback"
@@ -61,6 +62,41 @@ func (c *cliPath) create(i int) error {
 
 func (c *cliPath) remove(i int) error {
 	_, err := c.thinctl("remove", c.id(i))
+	return err
+}
+
+// procFloorPath runs the process floor (tests/bench/procfloor, the binary
+// thinctl-procfloor) once per action: the same kernel work as one thinctl
+// process (message create_snap, create, load, resume; remove, message
+// delete) in the least a Go process can be, with no registry. Its create
+// is checked like thinctl's, so both sides pay the same check.
+type procFloorPath struct {
+	rawPool
+	exe    string
+	prefix string
+	dm     *dm.Client
+}
+
+// procFloorProgram is the process floor's binary, looked up on PATH (the
+// VM script ships it beside thinctl).
+const procFloorProgram = "thinctl-procfloor"
+
+func (f *procFloorPath) name() string         { return PathProcFloor }
+func (f *procFloorPath) devName(i int) string { return f.prefix + strconv.Itoa(int(f.devID(i))) }
+
+func (f *procFloorPath) create(i int) error {
+	id := strconv.FormatUint(uint64(f.devID(i)), 10)
+	poolDev := fmt.Sprintf("%d:%d", unix.Major(f.poolDev), unix.Minor(f.poolDev))
+	dev, err := runCmd(nil, f.exe, "create", f.poolName, poolDev, strconv.FormatUint(uint64(f.originID), 10), id,
+		f.devName(i), strconv.FormatUint(f.sectors, 10))
+	if err != nil {
+		return err
+	}
+	return requireThin(f.dm, strings.TrimPrefix(dev, "/dev/mapper/"), procFloorProgram+" create printed "+dev)
+}
+
+func (f *procFloorPath) remove(i int) error {
+	_, err := runCmd(nil, f.exe, "remove", f.poolName, f.devName(i), strconv.FormatUint(uint64(f.devID(i)), 10))
 	return err
 }
 
@@ -212,6 +248,12 @@ func (r *rig) peers(n, reps int) (*OpCost, []string, error) {
 		paths = append(paths, &cliPath{exe: exe, root: filepath.Join(r.work, poolDir), dm: r.dm})
 	} else {
 		notes = append(notes, "measurement 6: no thinctl binary on PATH; its command-line path was skipped")
+	}
+	if exe, err := exec.LookPath(procFloorProgram); err == nil {
+		paths = append(paths, &procFloorPath{rawPool: withFirstID(r.raw, rawFirstID+0x400000), exe: exe,
+			prefix: namePrefix + "procfloor-", dm: r.dm})
+	} else {
+		notes = append(notes, "measurement 6: no "+procFloorProgram+" binary on PATH; the process floor was skipped")
 	}
 	l, err := r.setupLVM()
 	if err != nil {

@@ -278,6 +278,7 @@ var pathText = map[string]string{
 	PathCLI:            "`thinctl create ID --parent origin --activate`; `thinctl remove ID` (one process each)",
 	PathDmsetupCLI:     "`dmsetup message <pool> 0 \"create_snap N O\"` + `dmsetup create`; `dmsetup remove` + `dmsetup message ... delete`",
 	PathLVM:            "`lvcreate -s -kn -ay -n snapN vg/origin`; `lvremove -f vg/snapN` (lvm2)",
+	PathProcFloor:      "`thinctl-procfloor create ...`; `thinctl-procfloor remove ...` (the process floor: the same ioctls as one thinctl process, no registry)",
 }
 
 // pathTable writes the per-path create and remove costs of oc, in order.
@@ -729,10 +730,16 @@ func renderPeers(w writer, r *Results, fig map[string]float64) {
 	w("inactive like thinctl's origin; it runs with its own `LVM_SYSTEM_DIR` (udev sync and rules off, no\n")
 	w("monitoring, no backups, no thin_check: nothing leaks into /etc/lvm). Each create is checked to have made an\n")
 	w("active thin device (its table read back), each remove to have taken it away.\n\n")
-	pathTable(w, pe, []string{PathCLI, PathDmsetupCLI, PathLVM})
+	pathTable(w, pe, []string{PathCLI, PathProcFloor, PathDmsetupCLI, PathLVM})
 	w("\nlvm/thinctl: %s (create, `create_vs_lvm`) and %s (remove, `remove_vs_lvm`); dmsetup's two processes against one\n",
 		fmtX(fig["create_vs_lvm"]), fmtX(fig["remove_vs_lvm"]))
 	w("`thinctl create --activate`: %s (`cli_create_vs_dmsetup`).\n", fmtX(fig["cli_create_vs_dmsetup"]))
+	if pe.Paths[PathProcFloor] != nil {
+		w("The process floor (`tests/bench/procfloor`) is a static Go program linking only the dm package that does one\n")
+		w("thinctl process's kernel work (`create_snap` message, create, table load, resume; remove, `delete` message) with\n")
+		w("no registry, root or flag parsing: the least one process per action costs. thinctl/floor: %s (create,\n", fmtX(fig["cli_create_vs_process_floor"]))
+		w("`cli_create_vs_process_floor`) and %s (remove, `cli_remove_vs_process_floor`).\n", fmtX(fig["cli_remove_vs_process_floor"]))
+	}
 	if lib := r.OpCost; lib != nil {
 		if l, c := lib.Paths[PathLibrary], pe.Paths[PathCLI]; l != nil && c != nil {
 			w("A thinctl process costs %s more per create than the library call of measurement 1 (%s against %s): the\n",

@@ -94,9 +94,10 @@ const (
 	PathFloor          = "floor"           // bare dm ioctls, no registry
 
 	// Measurement 6, one process per action.
-	PathCLI        = "thinctl-cli" // thinctl create --activate; thinctl remove
-	PathDmsetupCLI = "dmsetup-cli" // dmsetup message + create; dmsetup remove + message
-	PathLVM        = "lvm"         // lvcreate -s -kn -ay; lvremove -f
+	PathCLI        = "thinctl-cli"   // thinctl create --activate; thinctl remove
+	PathDmsetupCLI = "dmsetup-cli"   // dmsetup message + create; dmsetup remove + message
+	PathLVM        = "lvm"           // lvcreate -s -kn -ay; lvremove -f
+	PathProcFloor  = "process-floor" // thinctl-procfloor create; thinctl-procfloor remove
 )
 
 // OpCost is measurement 1: per-device milliseconds of each phase, one value
@@ -311,6 +312,8 @@ var benchNames = []string{
 	"create_vs_lvm",
 	"remove_vs_lvm",
 	"cli_create_vs_dmsetup",
+	"cli_create_vs_process_floor",
+	"cli_remove_vs_process_floor",
 	"scale_10000_vs_100",
 	"open_10000_ms",
 	"concurrent_8_vs_1",
@@ -354,6 +357,9 @@ func BenchFigures(r *Results) []Bench {
 		v["create_vs_lvm"] = Ratio(lvm.Create(), cli.Create())
 		v["remove_vs_lvm"] = Ratio(lvm.Remove(), cli.Remove())
 		v["cli_create_vs_dmsetup"] = Ratio(dms.Create(), cli.Create())
+		pf := pe.Paths[PathProcFloor]
+		v["cli_create_vs_process_floor"] = Ratio(cli.Create(), pf.Create())
+		v["cli_remove_vs_process_floor"] = Ratio(cli.Remove(), pf.Remove())
 	}
 	if s := r.Scale; s != nil && len(s.Levels) > 0 {
 		lo, hi := s.Levels[0], s.Levels[len(s.Levels)-1]

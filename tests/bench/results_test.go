@@ -83,6 +83,7 @@ func sample() *Results {
 			PathCLI:        {CreateMs: []float64{100}, RemoveMs: []float64{80}},
 			PathDmsetupCLI: {CreateMs: []float64{250}, RemoveMs: []float64{200}},
 			PathLVM:        {CreateMs: []float64{600}, RemoveMs: []float64{560}},
+			PathProcFloor:  {CreateMs: []float64{80}, RemoveMs: []float64{50}},
 		}},
 		Concurrency: &Concurrency{Total: 48, Creators: []int{1, 4, 8}, CreateMs: []float64{4800, 2400, 1600}, RemoveMs: []float64{1, 1, 1}},
 		Scale: &Scale{Levels: []ScaleLevel{
@@ -108,6 +109,8 @@ func TestBenchFigures(t *testing.T) {
 		"BENCH create_vs_lvm=6.00",
 		"BENCH remove_vs_lvm=7.00",
 		"BENCH cli_create_vs_dmsetup=2.50",
+		"BENCH cli_create_vs_process_floor=1.25",
+		"BENCH cli_remove_vs_process_floor=1.60",
 		"BENCH scale_10000_vs_100=1.50",
 		"BENCH open_10000_ms=800.00",
 		"BENCH concurrent_8_vs_1=3.00",

@@ -60,6 +60,8 @@ main() {
 	CGO_ENABLED=0 go build -trimpath -o "$BIN" ./tests/bench
 	# Measurement 6 runs one thinctl process per action.
 	CGO_ENABLED=0 go build -trimpath -o "$ROOT/bin/thinctl" ./cmd/thinctl
+	# ... against the process floor: the same kernel work in the least a Go process can be.
+	CGO_ENABLED=0 go build -trimpath -o "$ROOT/bin/thinctl-procfloor" ./tests/bench/procfloor
 
 	# Quick runs and runs restricted with -only are for checking, not for docs/.
 	OUT_DOCS="$ROOT/docs/BENCHMARKS.md" OUT_PLOTS="$ROOT/docs/bench"
@@ -224,7 +226,7 @@ run_vm() {
 	guest_script "$script" "${args[@]}"
 	echo "=== bench: VM boot ($mode), output kept in $log ==="
 	set +e
-	tests/vm/run.sh --script "$script" --extra-bin "$BIN" --extra-bin "$ROOT/bin/thinctl" \
+	tests/vm/run.sh --script "$script" --extra-bin "$BIN" --extra-bin "$ROOT/bin/thinctl" --extra-bin "$ROOT/bin/thinctl-procfloor" \
 		--debs "$ROOT/tests/bench/testdata/vm-debs" --module dm-snapshot --timeout "$TIMEOUT" "$([ "$mode" = udev ] && echo --udev || echo --no-udev)" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	set -e

@@ -25,6 +25,8 @@ var targets = []Target{
 	{Name: "create_vs_lvm", Meaning: "`lvcreate -s -kn -ay` of a thin LV / one `thinctl create --activate` process", AtLeast: 8},
 	{Name: "remove_vs_lvm", Meaning: "`lvremove -f` / one `thinctl remove` process", AtLeast: 8},
 	{Name: "cli_create_vs_dmsetup", Meaning: "`dmsetup message` + `dmsetup create` processes / one `thinctl create --activate` process", AtLeast: 3},
+	{Name: "cli_create_vs_process_floor", Meaning: "one `thinctl create --activate` process / one process of the bench's own doing the same kernel work with no registry (message, create, load, resume)", AtMost: 1.25},
+	{Name: "cli_remove_vs_process_floor", Meaning: "one `thinctl remove` process / one process of the bench's own doing the same kernel work with no registry (remove, message delete)", AtMost: 1.25},
 	{Name: "scale_10000_vs_100", Meaning: "thinctl per-device time with 10,000 devices / with 100", AtMost: 1.5},
 	{Name: "open_10000_ms", Meaning: "thinpool.Open of a root holding 10,000 devices, in a fresh process", AtMost: 1000, Unit: " ms"},
 	{Name: "concurrent_8_vs_1", Meaning: "create+activate throughput of 8 goroutines on one Pool / of 1"},
