@@ -209,7 +209,7 @@ cri() {
 	fi
 	set +e
 	tests/vm/run.sh --no-udev --pkg ./containerd/cmd/thinctl-snapshotter --run '^TestBenchCRIPodsOnThreeSnapshotters$' \
-		--test-timeout 50m --timeout 60m --memory 3072 2>&1 | tee "$log"
+		--test-timeout 100m --timeout 110m --memory 3072 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	set -e
 	return "$rc"

@@ -35,7 +35,8 @@ while :; do sleep 1; done`
 
 // criManyPods runs criManyPodsN pods of the test image through CRI,
 // criManyRounds times, on a thinctl pool sized criManyHeadroom over what
-// they need, and returns its figures. What they need is measured first, on
+// they need, and prints its figures as BENCH lines, each round's when the
+// round is done. What they need is measured first, on
 // the benchmark's 4 GiB pool: the pool's used data space with only the
 // images (the root and base devices and the image layers: fixed) and what
 // one running writer pod adds to it (per pod, after a sync). The new
@@ -48,7 +49,7 @@ while :; do sleep 1; done`
 // began within criManyToleranceB (removed devices' blocks given back), and
 // with the snapshotter stopped thinpool's Check is clean and thin_dump
 // lists the same devices.
-func criManyPods(t *testing.T, n *criNode) []benchFig {
+func criManyPods(t *testing.T, n *criNode) {
 	t.Helper()
 	n.restartContainerdWith(t, criConfig(n.registry, n.pauseRef))
 	const block = 64 << 10
@@ -82,7 +83,8 @@ func criManyPods(t *testing.T, n *criNode) []benchFig {
 		}
 	}
 	imageDevs := n.r.records()
-	figs := []benchFig{{"cri_pods50_pool_mib", mib(size)}, {"cri_pods50_per_pod_mib", mib(perPod)}}
+	benchFig{"cri_pods50_pool_mib", mib(size)}.print()
+	benchFig{"cri_pods50_per_pod_mib", mib(perPod)}.print()
 	for round := range criManyRounds {
 		before := n.settledUsage(t, block)
 		t0 := time.Now()
@@ -135,11 +137,11 @@ func criManyPods(t *testing.T, n *criNode) []benchFig {
 		checkPoolAgrees(t, n.r.root, imageDevs)
 		n.restartSnapshotter(t)
 		r := fmt.Sprintf("cri_pods50_r%d_", round+1)
-		figs = append(figs, benchFig{r + "start_s", started.Seconds()}, benchFig{r + "remove_s", removed.Seconds()},
-			benchFig{r + "peak_used_pct", 100 * float64(peak) / float64(total)},
-			benchFig{r + "used_before_mib", mib(before)}, benchFig{r + "used_after_mib", mib(after)})
+		for _, f := range []benchFig{{r + "start_s", started.Seconds()}, {r + "remove_s", removed.Seconds()},
+			{r + "peak_used_pct", 100 * float64(peak) / float64(total)}, {r + "used_before_mib", mib(before)}, {r + "used_after_mib", mib(after)}} {
+			f.print()
+		}
 	}
-	return figs
 }
 
 // settledUsage syncs and reads the used data space of the rig's pool once
