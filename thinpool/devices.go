@@ -14,6 +14,7 @@ import (
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
+	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
 // Device is one registry entry as callers see it.
@@ -166,10 +167,10 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 
 	size := originSize
 	if opts.Size != 0 {
-		size = roundUp(opts.Size, 4*KiB)
+		size = units.RoundUp(opts.Size, 4*KiB)
 		if size < originSize {
 			return errors.Wrapf(ErrInvalidSize, "size %s of %q is smaller than its parent's %s; thin devices only grow",
-				formatBytes(opts.Size), id, formatBytes(originSize))
+				units.FormatBytes(opts.Size), id, units.FormatBytes(originSize))
 		}
 	}
 	// Only an explicit size is checked against the pool: a snapshot that
@@ -295,7 +296,7 @@ func (p *Pool) activateDevice(ctx context.Context, d store.Device) (string, erro
 	if d.GrowPending && p.cfg.Filesystem == fs.Ext4 {
 		if mounted, _ := fs.IsMounted(p.MountPath(d.ID)); !mounted {
 			if err := fs.Grow(ctx, path, "", fs.Ext4); err != nil {
-				return path, errors.Wrapf(err, "grow the filesystem of %q to %s", d.ID, formatBytes(d.Size))
+				return path, errors.Wrapf(err, "grow the filesystem of %q to %s", d.ID, units.FormatBytes(d.Size))
 			}
 			d.GrowPending = false
 			if err := p.store.Put(d); err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
 // Grow grows the data and/or metadata online: the loop file is extended,
@@ -35,20 +36,20 @@ func (p *Pool) Grow(ctx context.Context, opts GrowOptions) error {
 		return errors.Errorf("thin pool %s is not managed by thinctl; grow it with the tool that made it", p.cfg.PoolName)
 	}
 	if opts.DataSize != 0 {
-		opts.DataSize = roundDown(opts.DataSize, p.cfg.BlockSize)
+		opts.DataSize = units.RoundDown(opts.DataSize, p.cfg.BlockSize)
 		if opts.DataSize < p.cfg.DataSize {
 			return errors.Wrapf(ErrInvalidSize, "data size %s is smaller than the current %s; a thin pool cannot shrink",
-				formatBytes(opts.DataSize), formatBytes(p.cfg.DataSize))
+				units.FormatBytes(opts.DataSize), units.FormatBytes(p.cfg.DataSize))
 		}
 	}
 	if opts.MetadataSize != 0 {
-		opts.MetadataSize = roundUp(opts.MetadataSize, 4*KiB)
+		opts.MetadataSize = units.RoundUp(opts.MetadataSize, 4*KiB)
 		if err := validateMetadataSize(opts.MetadataSize); err != nil {
 			return err
 		}
 		if opts.MetadataSize < p.cfg.MetadataSize {
 			return errors.Wrapf(ErrInvalidSize, "metadata size %s is smaller than the current %s; metadata cannot shrink",
-				formatBytes(opts.MetadataSize), formatBytes(p.cfg.MetadataSize))
+				units.FormatBytes(opts.MetadataSize), units.FormatBytes(p.cfg.MetadataSize))
 		}
 	}
 	if p.cfg.DataFile != "" {
@@ -68,17 +69,17 @@ func (p *Pool) Grow(ctx context.Context, opts GrowOptions) error {
 		return err
 	}
 	if opts.DataSize > data.Size {
-		return errors.Wrapf(ErrInvalidSize, "data device %s has only %s; grow it to %s first", data.Path, formatBytes(data.Size), formatBytes(opts.DataSize))
+		return errors.Wrapf(ErrInvalidSize, "data device %s has only %s; grow it to %s first", data.Path, units.FormatBytes(data.Size), units.FormatBytes(opts.DataSize))
 	}
 	if opts.MetadataSize > meta.Size {
-		return errors.Wrapf(ErrInvalidSize, "metadata device %s has only %s; grow it to %s first", meta.Path, formatBytes(meta.Size), formatBytes(opts.MetadataSize))
+		return errors.Wrapf(ErrInvalidSize, "metadata device %s has only %s; grow it to %s first", meta.Path, units.FormatBytes(meta.Size), units.FormatBytes(opts.MetadataSize))
 	}
 	p.report("reloading the thin pool at its new size", 0.6)
 	if err := p.reloadPool(ctx, data, meta); err != nil {
 		return err
 	}
 	failpoint.Inject(failpoint.GrowAfterReload)
-	p.cfg.DataSize, p.cfg.MetadataSize = roundDown(data.Size, p.cfg.BlockSize), meta.Size
+	p.cfg.DataSize, p.cfg.MetadataSize = units.RoundDown(data.Size, p.cfg.BlockSize), meta.Size
 	return p.store.SaveConfig(p.cfg)
 }
 
@@ -95,11 +96,11 @@ func growFile(path string, size uint64, allocate bool) error {
 	}
 	cur := uint64(st.Size())
 	if size < cur {
-		return errors.Wrapf(ErrInvalidSize, "%s is %s; it cannot shrink to %s", path, formatBytes(cur), formatBytes(size))
+		return errors.Wrapf(ErrInvalidSize, "%s is %s; it cannot shrink to %s", path, units.FormatBytes(cur), units.FormatBytes(size))
 	}
 	if size > cur {
 		if err := os.Truncate(path, int64(size)); err != nil {
-			return errors.Wrapf(err, "extend %s to %s", path, formatBytes(size))
+			return errors.Wrapf(err, "extend %s to %s", path, units.FormatBytes(size))
 		}
 	}
 	if allocate {
@@ -134,22 +135,4 @@ func (p *Pool) reloadPool(ctx context.Context, data, meta blockDev) error {
 		return errors.Wrapf(err, "resume %s with the grown table", name)
 	}
 	return nil
-}
-
-// tableTuning is what pool watch changes in the pool table while it runs:
-// the low water mark (the kernel raises an event once when free data
-// blocks drop to it, again only after the next resume) and whether
-// writes that find no free block queue (queue_if_no_space, the kernel
-// waits up to its no_space_timeout, 60 s by default) instead of failing
-// at once. The zero value is the table thinctl always loads.
-type tableTuning struct {
-	lowWater uint64 // data blocks; 0: lowWaterBlocks
-	queue    bool
-}
-
-func (tu tableTuning) lowWaterOr(def uint64) uint64 {
-	if tu.lowWater == 0 {
-		return def
-	}
-	return tu.lowWater
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
 // Fix is what brings an unhealthy pool back, as a class: the CLI maps each
@@ -201,7 +202,7 @@ func healthOf(s Status, host hostShort) Health {
 	if host.need > 0 && host.free < host.need {
 		add(ProblemHostFilesystem, ErrHostFilesystemFull, FixFreeHostSpace,
 			"the filesystem holding %s has %s free but the pool's files may still grow by %s: writes past that fail and can switch the pool to read-only",
-			host.path, formatBytes(uint64(host.free)), formatBytes(uint64(host.need)))
+			host.path, units.FormatBytes(uint64(host.free)), units.FormatBytes(uint64(host.need)))
 	}
 	if s.State == "down" {
 		return h
@@ -215,7 +216,7 @@ func healthOf(s Status, host hostShort) Health {
 			"thin pool %s is %s and its metadata needs a check (the kernel aborted a metadata transaction)", s.PoolName, s.State)
 	case s.ReadOnly && s.MetadataTotal > 0 && s.MetadataTotal-s.MetadataUsed < s.MetadataTotal/100+metadataBlockSize*16:
 		add(ProblemOutOfMetaSpace, ErrLowSpace, FixGrowMetadata,
-			"thin pool %s is read-only: its metadata space is used up (%s of %s)", s.PoolName, formatBytes(s.MetadataUsed), formatBytes(s.MetadataTotal))
+			"thin pool %s is read-only: its metadata space is used up (%s of %s)", s.PoolName, units.FormatBytes(s.MetadataUsed), units.FormatBytes(s.MetadataTotal))
 	case s.ReadOnly:
 		add(ProblemPoolReadOnly, ErrPoolReadOnly, FixRepair, "thin pool %s is read-only", s.PoolName)
 	}
@@ -224,11 +225,11 @@ func healthOf(s Status, host hostShort) Health {
 	}
 	if s.OutOfDataSpace || (s.DataTotal > 0 && s.DataUsed >= s.DataTotal) {
 		add(ProblemOutOfDataSpace, ErrLowSpace, FixGrowData,
-			"thin pool %s is out of data space (%s of %s used)", s.PoolName, formatBytes(s.DataUsed), formatBytes(s.DataTotal))
+			"thin pool %s is out of data space (%s of %s used)", s.PoolName, units.FormatBytes(s.DataUsed), units.FormatBytes(s.DataTotal))
 	}
 	if !s.ReadOnly && s.MetadataTotal > 0 && s.MetadataUsed >= s.MetadataTotal {
 		add(ProblemOutOfMetaSpace, ErrLowSpace, FixGrowMetadata,
-			"thin pool %s is out of metadata space (%s of %s used)", s.PoolName, formatBytes(s.MetadataUsed), formatBytes(s.MetadataTotal))
+			"thin pool %s is out of metadata space (%s of %s used)", s.PoolName, units.FormatBytes(s.MetadataUsed), units.FormatBytes(s.MetadataTotal))
 	}
 	return h
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/pkg/errors"
+	"github.com/thinctl/thinctl/thinpool/internal/units"
 	"golang.org/x/sys/unix"
 )
 
@@ -136,7 +137,7 @@ func allocateFile(path string) error {
 	if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, st.Size); err != nil {
 		free := fsFree(path)
 		return errors.Wrapf(err, "allocate %s (%s) on the host filesystem (%s free)",
-			path, formatBytes(uint64(st.Size)), formatBytes(uint64(max(free, 0))))
+			path, units.FormatBytes(uint64(st.Size)), units.FormatBytes(uint64(max(free, 0))))
 	}
 	return errors.Wrapf(f.Sync(), "fsync %s", path)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
+	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
 // Pool is an open thin pool rooted at a state directory. Its methods are
@@ -40,8 +41,8 @@ type Pool struct {
 	// ret runs the space return of removed devices in the background.
 	ret returner
 
-	// tuning is what Watch changed in the pool table (guarded by lk).
-	tuning tableTuning
+	// tuning is what a pool watcher set in the pool table (guarded by lk).
+	tuning TableTuning
 }
 
 // Names under the root that are the pool's, not the store's (see
@@ -211,7 +212,7 @@ func (p *Pool) initLocked(ctx context.Context, o Options) error {
 		}
 	default:
 		p.cfg.DataFile, p.cfg.MetadataFile = dataFileName, metaFileName
-		p.cfg.DataSize, p.cfg.MetadataSize = roundDown(o.DataSize, o.BlockSize), roundUp(o.MetadataSize, 4*KiB)
+		p.cfg.DataSize, p.cfg.MetadataSize = units.RoundDown(o.DataSize, o.BlockSize), units.RoundUp(o.MetadataSize, 4*KiB)
 		if err := p.removeLeftoverPool(ctx); err != nil {
 			return err
 		}
@@ -318,7 +319,7 @@ func createSparse(path string, size uint64) error {
 		return errors.Wrapf(err, "chmod %s", path)
 	}
 	if err := f.Truncate(int64(size)); err != nil {
-		return errors.Wrapf(err, "size %s to %s", path, formatBytes(size))
+		return errors.Wrapf(err, "size %s to %s", path, units.FormatBytes(size))
 	}
 	return errors.Wrapf(f.Sync(), "fsync %s", path)
 }

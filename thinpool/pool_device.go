@@ -16,6 +16,7 @@ import (
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/loopback"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
+	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
 // Device-mapper names and uuids of a root. Every name carries the root's
@@ -81,14 +82,14 @@ func devString(dev uint64) string {
 // poolTable is the thin-pool table for a data device of dataBytes bytes
 // (rounded down to whole blocks).
 func poolTable(metaDev, dataDev, dataBytes, blockSize uint64, noDiscard bool) dm.Target {
-	return tunedPoolTable(metaDev, dataDev, dataBytes, blockSize, noDiscard, tableTuning{})
+	return tunedPoolTable(metaDev, dataDev, dataBytes, blockSize, noDiscard, TableTuning{})
 }
 
 // tunedPoolTable is poolTable with a watcher's low water mark and
-// out-of-space mode (see tableTuning).
-func tunedPoolTable(metaDev, dataDev, dataBytes, blockSize uint64, noDiscard bool, tu tableTuning) dm.Target {
+// out-of-space mode (see TableTuning).
+func tunedPoolTable(metaDev, dataDev, dataBytes, blockSize uint64, noDiscard bool, tu TableTuning) dm.Target {
 	features := []string{"skip_block_zeroing", "error_if_no_space"}
-	if tu.queue {
+	if tu.QueueIfNoSpace {
 		features = features[:1] // queue_if_no_space is the kernel's default
 	}
 	if noDiscard {
@@ -96,7 +97,7 @@ func tunedPoolTable(metaDev, dataDev, dataBytes, blockSize uint64, noDiscard boo
 	}
 	return dm.Target{
 		Start:  0,
-		Length: roundDown(dataBytes, blockSize) / 512,
+		Length: units.RoundDown(dataBytes, blockSize) / 512,
 		Type:   "thin-pool",
 		Params: fmt.Sprintf("%s %s %d %d %d %s", devString(metaDev), devString(dataDev), blockSize/512,
 			tu.lowWaterOr(lowWaterBlocks), len(features), strings.Join(features, " ")),

@@ -12,6 +12,7 @@ import (
 	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/internal/atomicfile"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
 const partialSuffix = ".partial"
@@ -176,7 +177,7 @@ func preallocate(path string, size uint64) error {
 	if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(size)); err != nil {
 		os.Remove(path)
 		if errors.Is(err, unix.ENOSPC) {
-			return errors.Wrapf(ErrHostFilesystemFull, "allocate %s for the repaired metadata in %s: the filesystem is full", formatBytes(size), filepath.Dir(path))
+			return errors.Wrapf(ErrHostFilesystemFull, "allocate %s for the repaired metadata in %s: the filesystem is full", units.FormatBytes(size), filepath.Dir(path))
 		}
 		return errors.Wrapf(err, "allocate %s", path)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
+	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
 // ErrNotActive is GrowFS of a device that is not active.
@@ -58,7 +59,7 @@ func (p *Pool) Resize(ctx context.Context, id string, size uint64, opts ResizeOp
 	}
 	return p.withLiveDevice(id, func(d store.Device) error {
 		if size < d.Size {
-			return errors.Wrapf(ErrInvalidSize, "resize %q to %s: it has %s, and thin devices only grow", id, formatBytes(size), formatBytes(d.Size))
+			return errors.Wrapf(ErrInvalidSize, "resize %q to %s: it has %s, and thin devices only grow", id, units.FormatBytes(size), units.FormatBytes(d.Size))
 		}
 		if size > d.Size {
 			if err := p.checkSpace(id, size); err != nil {
@@ -76,7 +77,7 @@ func (p *Pool) Resize(ctx context.Context, id string, size uint64, opts ResizeOp
 
 		name := thinName(p.cfg.Key, d.DeviceID)
 		if err := p.fitTable(ctx, name, d.DeviceID, d.Size); err != nil {
-			return errors.Wrapf(err, "resize %q: its record says %s, the device keeps its old length until the next activation or resize", id, formatBytes(d.Size))
+			return errors.Wrapf(err, "resize %q: its record says %s, the device keeps its old length until the next activation or resize", id, units.FormatBytes(d.Size))
 		}
 		if opts.Raw || !d.GrowPending {
 			return nil
@@ -111,7 +112,7 @@ func (p *Pool) GrowFS(ctx context.Context, id, mountpoint string) error {
 func (p *Pool) growFSLocked(ctx context.Context, d store.Device, mountpoint string) error {
 	dev := dm.NodePath(thinName(p.cfg.Key, d.DeviceID))
 	if err := fs.Grow(ctx, dev, mountpoint, p.cfg.Filesystem); err != nil {
-		return errors.Wrapf(err, "grow the filesystem of %q to %s", d.ID, formatBytes(d.Size))
+		return errors.Wrapf(err, "grow the filesystem of %q to %s", d.ID, units.FormatBytes(d.Size))
 	}
 	if !d.GrowPending {
 		return nil

@@ -6,6 +6,7 @@ import (
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
 // Status is the pool's state.
@@ -137,10 +138,10 @@ func fillStatus(s *Status, st poolStatus, blockSize uint64, dataFree, metaFree i
 	s.MetadataUsed, s.MetadataTotal = st.MetadataUsed*metadataBlockSize, st.MetadataTotal*metadataBlockSize
 	s.DataAvailable = capFree(s.DataTotal-s.DataUsed, dataFree)
 	s.MetadataAvailable = capFree(s.MetadataTotal-s.MetadataUsed, metaFree)
-	s.DataUsedPercent = percent(s.DataUsed, s.DataTotal)
-	s.MetadataUsedPercent = percent(s.MetadataUsed, s.MetadataTotal)
-	s.DataFreePercent = percent(s.DataAvailable, s.DataTotal)
-	s.MetadataFreePercent = percent(s.MetadataAvailable, s.MetadataTotal)
+	s.DataUsedPercent = units.Percent(s.DataUsed, s.DataTotal)
+	s.MetadataUsedPercent = units.Percent(s.MetadataUsed, s.MetadataTotal)
+	s.DataFreePercent = units.Percent(s.DataAvailable, s.DataTotal)
+	s.MetadataFreePercent = units.Percent(s.MetadataAvailable, s.MetadataTotal)
 }
 
 func capFree(n uint64, free int64) uint64 {
@@ -148,13 +149,6 @@ func capFree(n uint64, free int64) uint64 {
 		return uint64(free)
 	}
 	return n
-}
-
-func percent(a, b uint64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return float64(a) * 100 / float64(b)
 }
 
 // checkSpace refuses new devices when the pool cannot take writes or when
@@ -174,7 +168,7 @@ func (p *Pool) checkSpace(id string, size uint64) error {
 	}
 	if s.DataTotal > 0 && size > s.DataTotal {
 		return errors.Wrapf(ErrInvalidSize, "size %s of %q is larger than the thin pool's data space %s; grow the pool's data first or ask for less",
-			formatBytes(size), id, formatBytes(s.DataTotal))
+			units.FormatBytes(size), id, units.FormatBytes(s.DataTotal))
 	}
 	return nil
 }
@@ -189,11 +183,11 @@ func spaceError(s Status) error {
 	case s.OutOfDataSpace || s.DataFreePercent < s.MinFreeSpace:
 		return errors.Wrapf(ErrLowSpace, "thin pool %s has %s of data space left (%.1f%% of %s), under the %.0f%% minimum; "+
 			"grow its data or remove devices",
-			s.PoolName, formatBytes(s.DataAvailable), s.DataFreePercent, formatBytes(s.DataTotal), s.MinFreeSpace)
+			s.PoolName, units.FormatBytes(s.DataAvailable), s.DataFreePercent, units.FormatBytes(s.DataTotal), s.MinFreeSpace)
 	case s.MetadataFreePercent < s.MinFreeSpace:
 		return errors.Wrapf(ErrLowSpace, "thin pool %s has %s of metadata space left (%.1f%% of %s), under the %.0f%% minimum; "+
 			"grow its metadata",
-			s.PoolName, formatBytes(s.MetadataAvailable), s.MetadataFreePercent, formatBytes(s.MetadataTotal), s.MinFreeSpace)
+			s.PoolName, units.FormatBytes(s.MetadataAvailable), s.MetadataFreePercent, units.FormatBytes(s.MetadataTotal), s.MinFreeSpace)
 	}
 	return nil
 }
