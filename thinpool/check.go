@@ -18,6 +18,7 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
@@ -253,7 +254,7 @@ func (e *heldRootUnavailableError) Error() string { return e.reason }
 // (the page cache does), not a power cut. After a power cut that lost it,
 // a held root at that moment looks like another program's and is left
 // alone — never the other way round.
-func (p *Pool) withHeldRoot(fn func(poolStatus) error) ([]string, error) {
+func (p *Pool) withHeldRoot(fn func(dmthin.PoolStatus) error) ([]string, error) {
 	var notes []string
 	marker := filepath.Join(p.dir, heldRootMarkerName)
 	st, err := p.rawStatus()
@@ -304,7 +305,7 @@ func (p *Pool) poolDeviceIDs(ctx context.Context) ([]uint32, []string, error) {
 	}
 	var out, stderr bytes.Buffer
 	var runErr error
-	notes, err := p.withHeldRoot(func(poolStatus) error {
+	notes, err := p.withHeldRoot(func(dmthin.PoolStatus) error {
 		cmd := exec.CommandContext(ctx, tool, "-m", metaPath)
 		cmd.Stdout, cmd.Stderr = &out, &stderr
 		runErr = cmd.Run()

@@ -13,6 +13,7 @@ import (
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
@@ -338,7 +339,7 @@ func (p *Pool) activateThin(ctx context.Context, devID uint32, size uint64) (str
 	if err != nil {
 		return "", err
 	}
-	t := thinTable(poolDev, devID, size)
+	t := dmthin.ThinTarget(poolDev, devID, size)
 	if err := p.dm.LoadTable(name, []dm.Target{t}, dm.LoadOptions{}); err != nil {
 		_ = p.dm.Remove(ctx, name, dm.RemoveOptions{Retries: -1})
 		return "", errors.Wrapf(err, "load thin table %q into %s", t.Params, name)
@@ -553,7 +554,7 @@ func (p *Pool) toDeviceWith(d store.Device, active, mounted bool) Device {
 		name := thinName(p.cfg.Key, d.DeviceID)
 		out.DevicePath = dm.NodePath(name)
 		if ts, err := p.dm.Status(name, dm.StatusOptions{NoFlush: true}); err == nil && len(ts) == 1 {
-			if st, err := parseThinStatus(ts[0].Params); err == nil {
+			if st, err := dmthin.ParseThinStatus(ts[0].Params); err == nil {
 				out.Used = st.MappedSectors * 512
 			}
 		}

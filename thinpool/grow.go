@@ -9,6 +9,8 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
+	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
 	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
@@ -104,7 +106,7 @@ func growFile(path string, size uint64, allocate bool) error {
 		}
 	}
 	if allocate {
-		if err := allocateMetadata(path); err != nil {
+		if err := hostfs.AllocateMetadata(path); err != nil {
 			// The loop device still has the old size: give the file
 			// that back rather than leave a sparse tail.
 			_ = os.Truncate(path, int64(cur))
@@ -123,7 +125,8 @@ func growFile(path string, size uint64, allocate bool) error {
 // device on resume too.
 func (p *Pool) reloadPool(ctx context.Context, data, meta blockDev) error {
 	name := p.cfg.PoolName
-	t := tunedPoolTable(meta.Dev, data.Dev, data.Size, p.cfg.BlockSize, p.cfg.NoDiscard, p.tuning)
+	t := dmthin.PoolTable{MetaDev: meta.Dev, DataDev: data.Dev, DataBytes: data.Size, BlockSize: p.cfg.BlockSize, NoDiscard: p.cfg.NoDiscard,
+		LowWaterBlocks: p.tuning.LowWaterBlocks, QueueIfNoSpace: p.tuning.QueueIfNoSpace}.Target()
 	if err := p.dm.LoadTable(name, []dm.Target{t}, dm.LoadOptions{}); err != nil {
 		return errors.Wrapf(err, "load the grown table %q into %s", t.Params, name)
 	}

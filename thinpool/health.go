@@ -2,13 +2,14 @@ package thinpool
 
 import (
 	"fmt"
-	"syscall"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
+	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
 	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
@@ -153,56 +154,27 @@ func readDirect(path string) error {
 	return err
 }
 
-// hostShort is how far the filesystem under a loop pool's files falls
-// short of what the files may still grow by.
-type hostShort struct {
-	need, free int64
-	path       string
-}
-
-// hostShortfall compares the free space of the filesystem holding the
-// pool's loop files with what the sparse files may still grow by (their
-// size minus what they have allocated); zero need when the pool has no
-// loop files or the filesystem can hold it all.
-func (p *Pool) hostShortfall() hostShort {
+// hostShortfall is how far the filesystem holding the pool's loop files
+// falls short of what the sparse files may still grow by (zero Need for
+// a pool without loop files).
+func (p *Pool) hostShortfall() hostfs.Shortfall {
 	if p.cfg.DataFile == "" {
-		return hostShort{}
+		return hostfs.Shortfall{}
 	}
-	grow, path := map[uint64]int64{}, map[uint64]string{}
-	for _, f := range []string{p.dataFilePath(), p.metaFilePath()} {
-		var st syscall.Stat_t
-		if err := syscall.Stat(f, &st); err != nil {
-			continue
-		}
-		dev := uint64(st.Dev)
-		if g := st.Size - st.Blocks*512; g > 0 {
-			grow[dev] += g
-		}
-		if path[dev] == "" {
-			path[dev] = f
-		}
-	}
-	var worst hostShort
-	for dev, g := range grow {
-		free := fsFree(path[dev])
-		if free >= 0 && free < g && g-free > worst.need-worst.free {
-			worst = hostShort{need: g, free: free, path: path[dev]}
-		}
-	}
-	return worst
+	return hostfs.Short(p.dataFilePath(), p.metaFilePath())
 }
 
 // healthOf is the pure part of Health.
-func healthOf(s Status, host hostShort) Health {
+func healthOf(s Status, host hostfs.Shortfall) Health {
 	var h Health
 	add := func(kind string, class error, fix Fix, format string, args ...any) {
 		h.Problems = append(h.Problems, HealthProblem{Kind: kind, Class: class, Fix: fix, Cause: fmt.Sprintf(format, args...)})
 	}
 	// The host filesystem comes first: nothing else helps until it has room.
-	if host.need > 0 && host.free < host.need {
+	if host.Need > 0 && host.Free < host.Need {
 		add(ProblemHostFilesystem, ErrHostFilesystemFull, FixFreeHostSpace,
 			"the filesystem holding %s has %s free but the pool's files may still grow by %s: writes past that fail and can switch the pool to read-only",
-			host.path, units.FormatBytes(uint64(host.free)), units.FormatBytes(uint64(host.need)))
+			host.Path, units.FormatBytes(uint64(host.Free)), units.FormatBytes(uint64(host.Need)))
 	}
 	if s.State == "down" {
 		return h
@@ -214,7 +186,7 @@ func healthOf(s Status, host hostShort) Health {
 	case s.NeedsCheck:
 		add(ProblemPoolNeedsCheck, ErrPoolReadOnly, FixRepair,
 			"thin pool %s is %s and its metadata needs a check (the kernel aborted a metadata transaction)", s.PoolName, s.State)
-	case s.ReadOnly && s.MetadataTotal > 0 && s.MetadataTotal-s.MetadataUsed < s.MetadataTotal/100+metadataBlockSize*16:
+	case s.ReadOnly && s.MetadataTotal > 0 && s.MetadataTotal-s.MetadataUsed < s.MetadataTotal/100+dmthin.MetadataBlockSize*16:
 		add(ProblemOutOfMetaSpace, ErrLowSpace, FixGrowMetadata,
 			"thin pool %s is read-only: its metadata space is used up (%s of %s)", s.PoolName, units.FormatBytes(s.MetadataUsed), units.FormatBytes(s.MetadataTotal))
 	case s.ReadOnly:

@@ -3,6 +3,8 @@ package thinpool
 import (
 	"errors"
 	"testing"
+
+	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
 )
 
 func TestHealthNamesEachFaultWithItsClassAndFix(t *testing.T) {
@@ -10,24 +12,24 @@ func TestHealthNamesEachFaultWithItsClassAndFix(t *testing.T) {
 	cases := []struct {
 		name  string
 		s     func(Status) Status
-		host  hostShort
+		host  hostfs.Shortfall
 		kinds []string
 		class error
 		fixes []Fix
 	}{
-		{"a healthy pool", func(s Status) Status { return s }, hostShort{}, nil, nil, nil},
-		{"needs_check", func(s Status) Status { s.State, s.ReadOnly, s.NeedsCheck = "ro", true, true; return s }, hostShort{},
+		{"a healthy pool", func(s Status) Status { return s }, hostfs.Shortfall{}, nil, nil, nil},
+		{"needs_check", func(s Status) Status { s.State, s.ReadOnly, s.NeedsCheck = "ro", true, true; return s }, hostfs.Shortfall{},
 			[]string{ProblemPoolNeedsCheck}, ErrPoolReadOnly, []Fix{FixRepair}},
-		{"fail", func(s Status) Status { s.State, s.Failed, s.ReadOnly = "fail", true, true; return s }, hostShort{},
+		{"fail", func(s Status) Status { s.State, s.Failed, s.ReadOnly = "fail", true, true; return s }, hostfs.Shortfall{},
 			[]string{ProblemPoolFailed}, ErrPoolReadOnly, []Fix{FixRepair}},
-		{"read-only with metadata used up", func(s Status) Status { s.State, s.ReadOnly, s.MetadataUsed = "ro", true, s.MetadataTotal; return s }, hostShort{},
+		{"read-only with metadata used up", func(s Status) Status { s.State, s.ReadOnly, s.MetadataUsed = "ro", true, s.MetadataTotal; return s }, hostfs.Shortfall{},
 			[]string{ProblemOutOfMetaSpace}, ErrLowSpace, []Fix{FixGrowMetadata}},
-		{"read-only", func(s Status) Status { s.State, s.ReadOnly = "ro", true; return s }, hostShort{},
+		{"read-only", func(s Status) Status { s.State, s.ReadOnly = "ro", true; return s }, hostfs.Shortfall{},
 			[]string{ProblemPoolReadOnly}, ErrPoolReadOnly, []Fix{FixRepair}},
-		{"out of data space", func(s Status) Status { s.State, s.OutOfDataSpace = "out_of_data_space", true; return s }, hostShort{},
+		{"out of data space", func(s Status) Status { s.State, s.OutOfDataSpace = "out_of_data_space", true; return s }, hostfs.Shortfall{},
 			[]string{ProblemOutOfDataSpace}, ErrLowSpace, []Fix{FixGrowData}},
 		{"a short host filesystem comes first", func(s Status) Status { s.State, s.ReadOnly, s.NeedsCheck = "ro", true, true; return s },
-			hostShort{need: int64(GiB), free: int64(MiB), path: "/x/data"},
+			hostfs.Shortfall{Need: int64(GiB), Free: int64(MiB), Path: "/x/data"},
 			[]string{ProblemHostFilesystem, ProblemPoolNeedsCheck}, ErrHostFilesystemFull, []Fix{FixFreeHostSpace, FixRepair}},
 	}
 	for _, c := range cases {
@@ -69,7 +71,7 @@ func TestHealthNamesEachFaultWithItsClassAndFix(t *testing.T) {
 }
 
 func TestAShortHostFilesystemAloneDoesNotRefuseWrites(t *testing.T) {
-	h := healthOf(Status{PoolName: "p", State: "rw", DataTotal: GiB, MetadataTotal: 8 * MiB}, hostShort{need: int64(GiB), free: int64(MiB), path: "/x"})
+	h := healthOf(Status{PoolName: "p", State: "rw", DataTotal: GiB, MetadataTotal: 8 * MiB}, hostfs.Shortfall{Need: int64(GiB), Free: int64(MiB), Path: "/x"})
 	if h.OK() {
 		t.Fatal("a short host filesystem is healthy")
 	}

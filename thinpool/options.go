@@ -33,9 +33,6 @@ const (
 	MaxMetadataSize = 255 * (1 << 14) * 8 * 512
 )
 
-// lowWaterBlocks is the pool's low water mark in data blocks.
-const lowWaterBlocks = 32768
-
 // Options configures Init. Zero fields take the documented defaults.
 type Options struct {
 	DataSize     uint64  // default 100 GiB (sparse loop file)

@@ -15,6 +15,8 @@ import (
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
+	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
@@ -217,16 +219,16 @@ func (p *Pool) initLocked(ctx context.Context, o Options) error {
 			return err
 		}
 		p.report("creating sparse data and metadata files", 0.05)
-		if err := createSparse(p.dataFilePath(), p.cfg.DataSize); err != nil {
+		if err := hostfs.CreateSparse(p.dataFilePath(), p.cfg.DataSize); err != nil {
 			return err
 		}
-		if err := createSparse(p.metaFilePath(), p.cfg.MetadataSize); err != nil {
+		if err := hostfs.CreateSparse(p.metaFilePath(), p.cfg.MetadataSize); err != nil {
 			return err
 		}
 		if err := zeroHead(p.metaFilePath()); err != nil {
 			return err
 		}
-		if err := allocateMetadata(p.metaFilePath()); err != nil {
+		if err := hostfs.AllocateMetadata(p.metaFilePath()); err != nil {
 			return err
 		}
 		failpoint.Inject(failpoint.InitAfterFiles)
@@ -287,7 +289,7 @@ func (p *Pool) adoptExternalPool(name string) error {
 	if st.TransactionID != 0 || st.DataUsed != 0 {
 		return errors.Errorf("thin pool %s is not empty (transaction id %d, %d data blocks used); use a new, empty pool", name, st.TransactionID, st.DataUsed)
 	}
-	p.cfg.MetadataSize = st.MetadataTotal * metadataBlockSize
+	p.cfg.MetadataSize = st.MetadataTotal * dmthin.MetadataBlockSize
 	return nil
 }
 
@@ -307,21 +309,6 @@ func (p *Pool) removeLeftoverPool(ctx context.Context) error {
 		}
 	}
 	return p.poolDown(ctx)
-}
-
-func createSparse(path string, size uint64) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return errors.Wrapf(err, "create %s", path)
-	}
-	defer f.Close()
-	if err := f.Chmod(0o600); err != nil {
-		return errors.Wrapf(err, "chmod %s", path)
-	}
-	if err := f.Truncate(int64(size)); err != nil {
-		return errors.Wrapf(err, "size %s to %s", path, units.FormatBytes(size))
-	}
-	return errors.Wrapf(f.Sync(), "fsync %s", path)
 }
 
 // zeroHead writes 4 KiB of zeros at the start of a file or device, so the

@@ -15,8 +15,8 @@ import (
 	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
-	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
 // Device-mapper names and uuids of a root. Every name carries the root's
@@ -73,41 +73,6 @@ func parseDevIDSuffix(prefix, s string) (uint32, bool) {
 		return 0, false
 	}
 	return uint32(n), true
-}
-
-func devString(dev uint64) string {
-	return fmt.Sprintf("%d:%d", unix.Major(dev), unix.Minor(dev))
-}
-
-// poolTable is the thin-pool table for a data device of dataBytes bytes
-// (rounded down to whole blocks).
-func poolTable(metaDev, dataDev, dataBytes, blockSize uint64, noDiscard bool) dm.Target {
-	return tunedPoolTable(metaDev, dataDev, dataBytes, blockSize, noDiscard, TableTuning{})
-}
-
-// tunedPoolTable is poolTable with a watcher's low water mark and
-// out-of-space mode (see TableTuning).
-func tunedPoolTable(metaDev, dataDev, dataBytes, blockSize uint64, noDiscard bool, tu TableTuning) dm.Target {
-	features := []string{"skip_block_zeroing", "error_if_no_space"}
-	if tu.QueueIfNoSpace {
-		features = features[:1] // queue_if_no_space is the kernel's default
-	}
-	if noDiscard {
-		features = append(features, "ignore_discard")
-	}
-	return dm.Target{
-		Start:  0,
-		Length: units.RoundDown(dataBytes, blockSize) / 512,
-		Type:   "thin-pool",
-		Params: fmt.Sprintf("%s %s %d %d %d %s", devString(metaDev), devString(dataDev), blockSize/512,
-			tu.lowWaterOr(lowWaterBlocks), len(features), strings.Join(features, " ")),
-	}
-}
-
-// thinTable is the table of a thin device of size bytes in pool poolDev.
-func thinTable(poolDev uint64, devID uint32, size uint64) dm.Target {
-	return dm.Target{Start: 0, Length: size / 512, Type: "thin",
-		Params: fmt.Sprintf("%s %d", devString(poolDev), devID)}
 }
 
 // resumeThin resumes thin device name (a new table, or a suspended
@@ -247,7 +212,7 @@ func (p *Pool) poolUp(ctx context.Context) error {
 		}
 		created = true
 	}
-	t := poolTable(meta.Dev, data.Dev, data.Size, p.cfg.BlockSize, p.cfg.NoDiscard)
+	t := dmthin.PoolTable{MetaDev: meta.Dev, DataDev: data.Dev, DataBytes: data.Size, BlockSize: p.cfg.BlockSize, NoDiscard: p.cfg.NoDiscard}.Target()
 	if err := p.dm.LoadTable(name, []dm.Target{t}, dm.LoadOptions{}); err != nil {
 		if created {
 			_ = p.dm.Remove(ctx, name, dm.RemoveOptions{})
@@ -273,15 +238,15 @@ func (p *Pool) poolDev() (uint64, error) {
 }
 
 // rawStatus reads and parses the pool's status line.
-func (p *Pool) rawStatus() (poolStatus, error) {
+func (p *Pool) rawStatus() (dmthin.PoolStatus, error) {
 	ts, err := p.dm.Status(p.cfg.PoolName, dm.StatusOptions{NoFlush: true})
 	if err != nil {
-		return poolStatus{}, errors.Wrapf(err, "status of thin pool %s", p.cfg.PoolName)
+		return dmthin.PoolStatus{}, errors.Wrapf(err, "status of thin pool %s", p.cfg.PoolName)
 	}
 	if len(ts) != 1 || ts[0].Type != "thin-pool" {
-		return poolStatus{}, errors.Errorf("%s is not a thin-pool device (%d targets)", p.cfg.PoolName, len(ts))
+		return dmthin.PoolStatus{}, errors.Errorf("%s is not a thin-pool device (%d targets)", p.cfg.PoolName, len(ts))
 	}
-	return parsePoolStatus(ts[0].Params)
+	return dmthin.ParsePoolStatus(ts[0].Params)
 }
 
 // poolTransactionID returns the pool's current transaction id.

@@ -7,44 +7,9 @@ import (
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
-
-func TestPoolTable(t *testing.T) {
-	meta, data := unix.Mkdev(7, 1), unix.Mkdev(7, 0)
-	cases := []struct {
-		name       string
-		dataBytes  uint64
-		block      uint64
-		noDiscard  bool
-		wantLength uint64
-		wantParams string
-	}{
-		{"Docker's 100 GiB default with 64 KiB blocks", 100 * GiB, 64 * KiB, false, 209715200,
-			"7:1 7:0 128 32768 2 skip_block_zeroing error_if_no_space"},
-		{"a data size that is not a whole block is rounded down", GiB + 1000, 64 * KiB, false, 2097152,
-			"7:1 7:0 128 32768 2 skip_block_zeroing error_if_no_space"},
-		{"1 MiB blocks use 2048 sectors", 2 * GiB, MiB, false, 4194304,
-			"7:1 7:0 2048 32768 2 skip_block_zeroing error_if_no_space"},
-		{"no discard adds ignore_discard", GiB, 64 * KiB, true, 2097152,
-			"7:1 7:0 128 32768 3 skip_block_zeroing error_if_no_space ignore_discard"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			got := poolTable(meta, data, c.dataBytes, c.block, c.noDiscard)
-			if got.Type != "thin-pool" || got.Start != 0 || got.Length != c.wantLength || got.Params != c.wantParams {
-				t.Fatalf("poolTable = %+v, want length %d params %q", got, c.wantLength, c.wantParams)
-			}
-		})
-	}
-}
-
-func TestThinTable(t *testing.T) {
-	got := thinTable(unix.Mkdev(253, 2), 17, 10*GiB)
-	if got.Type != "thin" || got.Length != 20971520 || got.Params != "253:2 17" {
-		t.Fatalf("thinTable = %+v", got)
-	}
-}
 
 func TestNames(t *testing.T) {
 	key := "4294967295:1048575-18446744073709551615" // the longest key possible
@@ -150,7 +115,7 @@ func TestOptionsDefaultsAndLimits(t *testing.T) {
 }
 
 func TestStatusAndSpaceCheck(t *testing.T) {
-	st, err := parsePoolStatus("3 1638/16384 29491/32768 - rw discard_passdown error_if_no_space - 3072")
+	st, err := dmthin.ParsePoolStatus("3 1638/16384 29491/32768 - rw discard_passdown error_if_no_space - 3072")
 	if err != nil {
 		t.Fatal(err)
 	}

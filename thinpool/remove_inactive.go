@@ -15,6 +15,8 @@ import (
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/thinmeta"
 	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
+	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
@@ -102,7 +104,7 @@ func (p *Pool) returnInactive(ctx context.Context, r store.Device) (bool, error)
 	}
 	if len(pl.runs) > 0 {
 		p.report(fmt.Sprintf("returning the space of removed device %q (%d blocks)", r.RemovedID, pl.blocks), 0.9)
-		if err := punchRuns(pl.dataFile, pl.runs, pl.blockBytes); err != nil {
+		if err := hostfs.PunchRuns(pl.dataFile, pl.runs, pl.blockBytes); err != nil {
 			// Holes in blocks only D maps harm nobody; the discard way
 			// gives back the rest.
 			p.tellPlan(r.DeviceID, planFallback, err.Error())
@@ -146,7 +148,7 @@ func (p *Pool) planInactiveReturn(r store.Device) (inactivePlan, error) {
 	}
 	var blocks []uint64
 	var blockSectors uint32
-	_, err = p.withHeldRoot(func(st poolStatus) error {
+	_, err = p.withHeldRoot(func(st dmthin.PoolStatus) error {
 		var rerr error
 		blocks, blockSectors, rerr = readExclusive(metaDev, r.DeviceID, st.DataTotal)
 		return rerr
@@ -369,22 +371,4 @@ func (p *Pool) punchableDataFile(dataDev string) (string, error) {
 		return "", errors.Errorf("the pool's data device %s is not bound to %s from offset 0", path, file)
 	}
 	return file, nil
-}
-
-// punchRuns punches a hole in file for each run of data blocks of
-// blockBytes bytes, keeping the file's size: the filesystem frees the
-// blocks, and they read back as zeros.
-func punchRuns(file string, runs []thinmeta.Run, blockBytes uint64) error {
-	f, err := os.OpenFile(file, os.O_WRONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return errors.Wrap(err, "open the pool's data file")
-	}
-	defer f.Close()
-	for _, r := range runs {
-		off, n := r.Start*blockBytes, r.Len*blockBytes
-		if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(off), int64(n)); err != nil {
-			return errors.Wrapf(err, "punch a hole in %s at %d (%d bytes)", file, off, n)
-		}
-	}
-	return nil
 }

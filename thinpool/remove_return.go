@@ -11,6 +11,7 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/wait"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
@@ -84,7 +85,7 @@ func (p *Pool) discardDevice(ctx context.Context, r store.Device, dev uint64) er
 	}
 	length := uint64(0) // the whole device
 	if ts, err := p.dm.Status(name, dm.StatusOptions{NoFlush: true}); err == nil && len(ts) == 1 {
-		if st, err := parseThinStatus(ts[0].Params); err == nil && !st.Failed {
+		if st, err := dmthin.ParseThinStatus(ts[0].Params); err == nil && !st.Failed {
 			if !st.HasHighest {
 				return nil // nothing mapped, nothing to give back
 			}
@@ -403,7 +404,7 @@ func (p *Pool) returningStatus() (int, uint64) {
 		if err != nil || len(ts) != 1 {
 			continue
 		}
-		if st, err := parseThinStatus(ts[0].Params); err == nil {
+		if st, err := dmthin.ParseThinStatus(ts[0].Params); err == nil {
 			bytes += st.MappedSectors * 512
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/internal/atomicfile"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
 	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
@@ -51,7 +52,10 @@ func (p *Pool) rebuildMetadata(ctx context.Context, old string, opts RepairOptio
 		if fi, err := os.Stat(old); err == nil && uint64(fi.Size()) > size {
 			size = uint64(fi.Size())
 		}
-		if err := preallocate(target, size); err != nil {
+		if err := hostfs.CreateAllocated(target, size); err != nil {
+			if errors.Is(err, unix.ENOSPC) {
+				return "", errors.Wrapf(ErrHostFilesystemFull, "allocate %s for the repaired metadata in %s: the filesystem is full", units.FormatBytes(size), filepath.Dir(target))
+			}
 			return "", err
 		}
 	} else {
@@ -79,7 +83,7 @@ func (p *Pool) rebuildMetadata(ctx context.Context, old string, opts RepairOptio
 		}
 		return "", errors.Wrapf(ErrMetadataDamaged, "the metadata thin_repair wrote to %s does not pass thin_check: %s", target, out)
 	}
-	if err := syncFile(target); err != nil {
+	if err := hostfs.Sync(target); err != nil {
 		return "", err
 	}
 	failpoint.Inject(failpoint.RepairAfterRepair)
@@ -164,32 +168,4 @@ func sameFile(a, b string) (bool, bool) {
 		return false, false
 	}
 	return os.SameFile(fa, fb), true
-}
-
-// preallocate creates path with size bytes allocated (so that a full
-// host filesystem can never fail a metadata write to it).
-func preallocate(path string, size uint64) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return errors.Wrapf(err, "create %s", path)
-	}
-	defer f.Close()
-	if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(size)); err != nil {
-		os.Remove(path)
-		if errors.Is(err, unix.ENOSPC) {
-			return errors.Wrapf(ErrHostFilesystemFull, "allocate %s for the repaired metadata in %s: the filesystem is full", units.FormatBytes(size), filepath.Dir(path))
-		}
-		return errors.Wrapf(err, "allocate %s", path)
-	}
-	return errors.Wrapf(f.Sync(), "sync %s", path)
-}
-
-// syncFile flushes what a program wrote to path.
-func syncFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return errors.Wrapf(err, "open %s", path)
-	}
-	defer f.Close()
-	return errors.Wrapf(f.Sync(), "sync %s", path)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
@@ -144,7 +145,7 @@ func (p *Pool) fitTable(ctx context.Context, name string, devID uint32, size uin
 	if err != nil {
 		return err
 	}
-	t := thinTable(poolDev, devID, size)
+	t := dmthin.ThinTarget(poolDev, devID, size)
 	if err := p.dm.LoadTable(name, []dm.Target{t}, dm.LoadOptions{}); err != nil {
 		return errors.Wrapf(err, "load thin table %q into %s", t.Params, name)
 	}

@@ -2,10 +2,11 @@ package thinpool
 
 import (
 	"github.com/pkg/errors"
-	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
+	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
 	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
@@ -98,27 +99,14 @@ func (p *Pool) statusLocked() (Status, error) {
 	if err != nil {
 		return s, err
 	}
-	fillStatus(&s, st, p.cfg.BlockSize, fsFree(p.dataFilePath()), fsFree(p.metaFilePath()))
+	fillStatus(&s, st, p.cfg.BlockSize, hostfs.Free(p.dataFilePath()), hostfs.Free(p.metaFilePath()))
 	return s, nil
-}
-
-// fsFree returns the bytes free (for root) on the
-// filesystem holding path, or -1 when path is empty or unknown.
-func fsFree(path string) int64 {
-	if path == "" {
-		return -1
-	}
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(path, &sfs); err != nil {
-		return -1
-	}
-	return int64(sfs.Bfree) * sfs.Bsize
 }
 
 // fillStatus converts a parsed status line into bytes and percentages.
 // dataFree and metaFree (-1 for none) cap what is available: a sparse
 // loop file can only grow into the free space of its filesystem.
-func fillStatus(s *Status, st poolStatus, blockSize uint64, dataFree, metaFree int64) {
+func fillStatus(s *Status, st dmthin.PoolStatus, blockSize uint64, dataFree, metaFree int64) {
 	s.TransactionID = st.TransactionID
 	s.Failed = st.Failed
 	s.NeedsCheck = st.NeedsCheck
@@ -135,7 +123,7 @@ func fillStatus(s *Status, st poolStatus, blockSize uint64, dataFree, metaFree i
 	s.ReadOnly = st.Mode == "ro"
 	s.OutOfDataSpace = st.Mode == "out_of_data_space"
 	s.DataUsed, s.DataTotal = st.DataUsed*blockSize, st.DataTotal*blockSize
-	s.MetadataUsed, s.MetadataTotal = st.MetadataUsed*metadataBlockSize, st.MetadataTotal*metadataBlockSize
+	s.MetadataUsed, s.MetadataTotal = st.MetadataUsed*dmthin.MetadataBlockSize, st.MetadataTotal*dmthin.MetadataBlockSize
 	s.DataAvailable = capFree(s.DataTotal-s.DataUsed, dataFree)
 	s.MetadataAvailable = capFree(s.MetadataTotal-s.MetadataUsed, metaFree)
 	s.DataUsedPercent = units.Percent(s.DataUsed, s.DataTotal)
@@ -179,7 +167,7 @@ func spaceError(s Status) error {
 	case s.State == "down":
 		return errors.Errorf("thin pool %s is not active; bring it up first", s.PoolName)
 	case s.Failed || s.ReadOnly || s.NeedsCheck:
-		return healthOf(s, hostShort{}).refusal()
+		return healthOf(s, hostfs.Shortfall{}).refusal()
 	case s.OutOfDataSpace || s.DataFreePercent < s.MinFreeSpace:
 		return errors.Wrapf(ErrLowSpace, "thin pool %s has %s of data space left (%.1f%% of %s), under the %.0f%% minimum; "+
 			"grow its data or remove devices",

@@ -2,12 +2,11 @@ package thinpool
 
 import (
 	"context"
-	"fmt"
-	"strings"
 
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 )
 
 // TableTuning is what a pool watcher (package thinpool/watch) changes in
@@ -19,17 +18,10 @@ import (
 // always loads.
 type TableTuning struct {
 	// LowWaterBlocks is the low water mark in data blocks (0: thinctl's
-	// default of 32768).
+	// default of 32768, dmthin.DefaultLowWater).
 	LowWaterBlocks uint64
 	// QueueIfNoSpace makes writes wait for a growth instead of failing.
 	QueueIfNoSpace bool
-}
-
-func (tu TableTuning) lowWaterOr(def uint64) uint64 {
-	if tu.LowWaterBlocks == 0 {
-		return def
-	}
-	return tu.LowWaterBlocks
 }
 
 // SetTableTuning makes every later load of the pool table by this Pool
@@ -63,7 +55,7 @@ func (p *Pool) Retune(ctx context.Context) (bool, error) {
 	if len(ts) != 1 || ts[0].Type != "thin-pool" {
 		return false, errors.Errorf("%s is not a thin-pool device", p.cfg.PoolName)
 	}
-	if tableTuned(ts[0].Params, p.tuning) {
+	if dmthin.Tuned(ts[0].Params, p.tuning.LowWaterBlocks, p.tuning.QueueIfNoSpace) {
 		return false, nil
 	}
 	data, meta, err := p.dataAndMeta(ctx)
@@ -72,20 +64,6 @@ func (p *Pool) Retune(ctx context.Context) (bool, error) {
 	}
 	data.Size = ts[0].Length * 512 // tuning never resizes
 	return true, p.reloadPool(ctx, data, meta)
-}
-
-// tableTuned says whether a live thin-pool table's parameters carry the
-// tuning's low water mark and out-of-space mode.
-func tableTuned(params string, tu TableTuning) bool {
-	f := strings.Fields(params)
-	if len(f) < 4 {
-		return false
-	}
-	errorIfNoSpace := false
-	for _, x := range f[4:] {
-		errorIfNoSpace = errorIfNoSpace || x == "error_if_no_space"
-	}
-	return f[3] == fmt.Sprint(tu.lowWaterOr(lowWaterBlocks)) && errorIfNoSpace == !tu.QueueIfNoSpace
 }
 
 // EventNr returns the pool device's event counter, for WaitEvent.

@@ -3,13 +3,14 @@ package watch
 import (
 	"context"
 	"errors"
-	"github.com/thinctl/thinctl/thinpool"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/thinctl/thinctl/thinpool"
 )
 
 // commandWatcher is a watcher that only runs thin commands.

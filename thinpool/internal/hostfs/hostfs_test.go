@@ -1,9 +1,14 @@
-package thinpool
+package hostfs
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
+)
+
+const (
+	KiB = 1 << 10
+	MiB = 1 << 20
 )
 
 func TestHostSpaceCountsWhatTheSparseFilesMayStillTake(t *testing.T) {
@@ -17,23 +22,23 @@ func TestHostSpaceCountsWhatTheSparseFilesMayStillTake(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h, err := hostSpace(data, meta)
+	h, err := Stat(data, meta)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !h.MetadataSparse() || h.Needed() != 16*MiB || !h.SameFilesystem || h.Free == 0 {
 		t.Fatalf("sparse files: %+v", h)
 	}
-	if err := allocateMetadata(meta); err != nil {
+	if err := AllocateMetadata(meta); err != nil {
 		t.Fatal(err)
 	}
-	if h, _ = hostSpace(data, meta); h.MetadataSparse() || h.Needed() != 8*MiB {
+	if h, _ = Stat(data, meta); h.MetadataSparse() || h.Needed() != 8*MiB {
 		t.Fatalf("after allocating the metadata file: %+v (needed %d)", h, h.Needed())
 	}
 	if fi, _ := os.Stat(meta); fi.Size() != int64(8*MiB) {
 		t.Fatalf("allocating changed the file's size to %d", fi.Size())
 	}
-	if (HostSpace{Free: MiB, DataSize: 3 * MiB}).Short() != 2*MiB {
+	if (Space{Free: MiB, DataSize: 3 * MiB}).Short() != 2*MiB {
 		t.Fatal("Short")
 	}
 }
