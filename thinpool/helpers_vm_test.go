@@ -18,6 +18,7 @@ import (
 
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/testenv"
+	"github.com/thinctl/thinctl/thinpool/internal/thintools"
 	"github.com/thinctl/thinctl/thinpool/internal/vmtest"
 )
 
@@ -93,7 +94,7 @@ func thinDumpIDs(t *testing.T, meta string) []uint32 {
 	if err != nil {
 		t.Fatalf("thin_dump %s: %v", meta, err)
 	}
-	ids, err := parseThinDumpDeviceIDs(bytes.NewReader(out))
+	ids, err := thintools.ParseDumpDeviceIDs(bytes.NewReader(out))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/thinctl/thinctl/internal/testenv"
 	"github.com/thinctl/thinctl/internal/thinmeta"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
+	"github.com/thinctl/thinctl/thinpool/internal/poolmeta"
 )
 
 // dumpedMapping is one virtual → data block mapping of thin_dump's XML.
@@ -157,7 +158,7 @@ func TestTheMetadataReaderSeesWhatThinDumpSees(t *testing.T) {
 		wantBlockSize, want := thinDumpMappings(t, metaPath)
 		got := map[uint32][]dumpedMapping{}
 		exclusive := map[uint32][]uint64{}
-		err = readHeldMetadata(metaDev, 0, func(m *thinmeta.Reader, sb thinmeta.Superblock) error {
+		err = poolmeta.ReadHeld(metaDev, 0, func(m *thinmeta.Reader, sb thinmeta.Superblock) error {
 			if sb.DataBlockSize != wantBlockSize {
 				t.Errorf("data block size %d sectors, thin_dump says %d", sb.DataBlockSize, wantBlockSize)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/thinctl/thinctl/internal/atomicfile"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
+	"github.com/thinctl/thinctl/thinpool/internal/thintools"
 	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
@@ -35,11 +36,11 @@ func (p *Pool) removePartials() error {
 // the result and switches pool.json to it; it returns the new metadata's
 // name.
 func (p *Pool) rebuildMetadata(ctx context.Context, old string, opts RepairOptions) (string, error) {
-	repair, err := repairTool("thin_repair")
+	repair, err := thintools.Find("thin_repair")
 	if err != nil {
 		return "", err
 	}
-	check, _ := repairTool("thin_check")
+	check, _ := thintools.Find("thin_check")
 	var target, final string
 	if p.cfg.DataFile != "" {
 		if opts.SpareMetadataDevice != "" {
@@ -71,13 +72,13 @@ func (p *Pool) rebuildMetadata(ctx context.Context, old string, opts RepairOptio
 		}
 		target, final = spare, spare
 	}
-	if out, err := runTool(ctx, repair, "-i", old, "-o", target); err != nil {
+	if out, err := thintools.Run(ctx, repair, "-i", old, "-o", target); err != nil {
 		if target != final {
 			_ = os.Remove(target)
 		}
 		return "", errors.Wrapf(ErrMetadataDamaged, "thin_repair -i %s -o %s: %v: %s", old, target, err, out)
 	}
-	if out, err := runTool(ctx, check, target); err != nil {
+	if out, err := thintools.Run(ctx, check, target); err != nil {
 		if target != final {
 			_ = os.Remove(target)
 		}
