@@ -45,7 +45,7 @@ func (p *Pool) Fsck(ctx context.Context, id string) (FsckResult, error) {
 		return res, err
 	}
 	if h, err := p.healthLocked(); err == nil {
-		if herr := h.refusal(); herr != nil {
+		if herr := h.Refusal(); herr != nil {
 			return res, herr
 		}
 	}

@@ -149,7 +149,7 @@ func (p *Pool) checkSpace(id string, size uint64) error {
 		return err
 	}
 	if err := spaceError(s); err != nil {
-		if herr := healthOf(s, p.hostShortfall()).refusal(); herr != nil {
+		if herr := healthOf(s, p.hostShortfall()).Refusal(); herr != nil {
 			return herr
 		}
 		return err
@@ -167,7 +167,7 @@ func spaceError(s Status) error {
 	case s.State == "down":
 		return errors.Errorf("thin pool %s is not active; bring it up first", s.PoolName)
 	case s.Failed || s.ReadOnly || s.NeedsCheck:
-		return healthOf(s, hostfs.Shortfall{}).refusal()
+		return healthOf(s, hostfs.Shortfall{}).Refusal()
 	case s.OutOfDataSpace || s.DataFreePercent < s.MinFreeSpace:
 		return errors.Wrapf(ErrLowSpace, "thin pool %s has %s of data space left (%.1f%% of %s), under the %.0f%% minimum; "+
 			"grow its data or remove devices",
