@@ -5,14 +5,13 @@ import (
 	"os"
 	"time"
 
-	"github.com/thinctl/thinctl/internal/wait"
-
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
+	"github.com/thinctl/thinctl/thinpool/internal/devnode"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 	"github.com/thinctl/thinctl/thinpool/internal/units"
@@ -362,7 +361,7 @@ func (p *Pool) deactivateThin(ctx context.Context, devID uint32, mountPath strin
 	if errors.Is(ierr, dm.ErrNotFound) {
 		return nil
 	}
-	err := p.removeDM(ctx, name, info.Dev, mountPath, true)
+	err := devnode.Remove(ctx, p.dm, name, info.Dev, mountPath, true)
 	if err == nil || errors.Is(err, dm.ErrNotFound) {
 		return nil
 	}
@@ -370,62 +369,6 @@ func (p *Pool) deactivateThin(ctx context.Context, devID uint32, mountPath strin
 		return errors.Wrapf(ErrBusy, "%s is in use%s", name, p.holdersText(info.Dev, mountPath))
 	}
 	return errors.Wrapf(err, "deactivate %s", name)
-}
-
-// udevSettleWait bounds how long a removal waits for udev's workers to
-// let go of a device.
-const udevSettleWait = 8 * time.Second
-
-// removeDM removes a device-mapper device, waiting out transient holders.
-// A busy device is retried briefly (the dm package's default). While udev
-// runs, its workers open every device that was just closed (blkid probes)
-// and hold it for a moment after an unmount: as long as nothing but udev's
-// processes can be seen holding it, removal is retried for up to
-// udevSettleWait. A device held by any other process is reported busy at
-// once, so the caller can defer or refuse without a long wait. noNodeWait
-// is for callers that never look at the name again (a removal): they do not
-// wait for udev to drop /dev/mapper/<name>.
-func (p *Pool) removeDM(ctx context.Context, name string, dev uint64, mountPath string, noNodeWait bool) error {
-	err := p.dm.Remove(ctx, name, dm.RemoveOptions{NoNodeWait: noNodeWait})
-	if !errors.Is(err, dm.ErrBusy) || !udevRunning() {
-		return err
-	}
-	deadline := time.Now().Add(udevSettleWait)
-	for time.Now().Before(deadline) {
-		if dev != 0 {
-			if hs, herr := fs.Holders(dev, mountPath); herr == nil && heldBeyondUdev(hs) {
-				return err
-			}
-		}
-		if werr := wait.Sleep(ctx, 100*time.Millisecond); werr != nil {
-			return errors.Wrapf(err, "gave up waiting for udev to let go (%v)", werr)
-		}
-		if err = p.dm.Remove(ctx, name, dm.RemoveOptions{Retries: -1, NoNodeWait: noNodeWait}); !errors.Is(err, dm.ErrBusy) {
-			return err
-		}
-	}
-	return err
-}
-
-// udevRunning reports whether udev is running (its control socket exists).
-func udevRunning() bool {
-	_, err := os.Stat("/run/udev/control")
-	return err == nil
-}
-
-// udevCommands are the process names udev's workers and the programs its
-// rules start go by (systemd 252 names workers "(udev-worker)").
-var udevCommands = map[string]bool{"systemd-udevd": true, "(udev-worker)": true, "udevd": true,
-	"(spawn)": true, "blkid": true, "dmsetup": true}
-
-// heldBeyondUdev reports whether any holder is not one of udev's processes.
-func heldBeyondUdev(hs []fs.Holder) bool {
-	for _, h := range hs {
-		if !udevCommands[h.Command] {
-			return true
-		}
-	}
-	return false
 }
 
 // holdersText describes who holds a device, as ": held by ..." or "".

@@ -2,6 +2,7 @@ package thinpool
 
 import (
 	"github.com/thinctl/thinctl/errdefs"
+	"github.com/thinctl/thinctl/thinpool/internal/devnode"
 	"github.com/thinctl/thinctl/thinpool/internal/health"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
@@ -19,7 +20,7 @@ var (
 	ErrInvalidID       = store.ErrInvalidID
 	ErrParentNotFound  = errdefs.New("parent device not found", errdefs.ErrNotFound)
 	ErrHasChildren     = errdefs.New("device has snapshots", errdefs.ErrHasChildren)
-	ErrBusy            = errdefs.New("device is busy", errdefs.ErrBusy)
+	ErrBusy            = devnode.ErrBusy
 	ErrLowSpace        = health.ErrLowSpace
 	ErrPoolReadOnly    = health.ErrPoolReadOnly
 	ErrRegistryCorrupt = store.ErrCorrupt

@@ -15,6 +15,7 @@ import (
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
+	"github.com/thinctl/thinctl/thinpool/internal/devnode"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
@@ -567,7 +568,7 @@ func (p *Pool) deactivateAll(ctx context.Context) error {
 		if ours && known {
 			mp = p.MountPath(id)
 		}
-		err := p.removeDM(ctx, d.Name, d.Dev, mp, false)
+		err := devnode.Remove(ctx, p.dm, d.Name, d.Dev, mp, false)
 		if err == nil || errors.Is(err, dm.ErrNotFound) {
 			continue
 		}

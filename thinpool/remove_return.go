@@ -11,6 +11,7 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/wait"
+	"github.com/thinctl/thinctl/thinpool/internal/devnode"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
@@ -92,7 +93,7 @@ func (p *Pool) discardDevice(ctx context.Context, r store.Device, dev uint64) er
 			length = (st.HighestMapped + 1) * 512
 		}
 	}
-	f, err := openForDiscard(p.dir, dev)
+	f, err := devnode.OpenForDiscard(p.dir, dev)
 	if err != nil {
 		return errors.Wrapf(err, "discard the blocks of removed device %q", r.RemovedID)
 	}
@@ -129,7 +130,7 @@ func retryBusy(ctx context.Context, op func() error, passing func() bool) error 
 func (p *Pool) finishReturn(ctx context.Context, r store.Device) error {
 	name := thinName(p.cfg.Key, r.DeviceID)
 	if info, err := p.dm.Info(name); err == nil {
-		err := p.removeDM(ctx, name, info.Dev, "", true)
+		err := devnode.Remove(ctx, p.dm, name, info.Dev, "", true)
 		if errors.Is(err, dm.ErrBusy) {
 			return errors.Wrapf(ErrBusy, "removed device %q (%s) is in use%s; its space is returned once released", r.RemovedID, name, p.holdersText(info.Dev, ""))
 		}
