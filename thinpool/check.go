@@ -13,6 +13,7 @@ import (
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/poolmeta"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
@@ -194,7 +195,7 @@ func (p *Pool) Check(ctx context.Context, opts CheckOptions) (Report, error) {
 		case !known:
 			add(ProblemStaleMount, e.Name(), mp+" is mounted but no registry record refers to it; unmount it", false)
 		default:
-			if _, err := p.dm.Info(thinName(p.cfg.Key, rec.DeviceID)); err != nil {
+			if _, err := p.dm.Info(dmname.Thin(p.cfg.Key, rec.DeviceID)); err != nil {
 				add(ProblemStaleMount, e.Name(), mp+" is mounted but its device is not active", false)
 			}
 		}

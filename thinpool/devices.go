@@ -12,6 +12,7 @@ import (
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
 	"github.com/thinctl/thinctl/thinpool/internal/devnode"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 	"github.com/thinctl/thinctl/thinpool/internal/units"
@@ -50,7 +51,7 @@ func (p *Pool) DeviceName(id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return thinName(p.cfg.Key, d.DeviceID), nil
+	return dmname.Thin(p.cfg.Key, d.DeviceID), nil
 }
 
 // allocTx runs a create transaction with a freshly allocated device id,
@@ -189,7 +190,7 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 	// transaction's begin became durable), and undone on every path, even
 	// when ctx ended: a suspended origin holds every I/O to it. (err is
 	// Create's result here.)
-	originName := thinName(p.cfg.Key, originID)
+	originName := dmname.Thin(p.cfg.Key, originID)
 	var undo revert.Stack
 	defer func() {
 		if uerr := undo.Unwind(); uerr != nil {
@@ -314,7 +315,7 @@ func (p *Pool) activateDevice(ctx context.Context, d store.Device) (string, erro
 // device's "change" before it is removed and its minor reused (see
 // dm.RemoveOptions.NoNodeWait).
 func (p *Pool) activateThin(ctx context.Context, devID uint32, size uint64) (string, error) {
-	name := thinName(p.cfg.Key, devID)
+	name := dmname.Thin(p.cfg.Key, devID)
 	info, err := p.dm.Info(name)
 	switch {
 	case err == nil && info.LiveTable:
@@ -328,7 +329,7 @@ func (p *Pool) activateThin(ctx context.Context, devID uint32, size uint64) (str
 	case err == nil:
 		// A device without a table (an interrupted activation): load one.
 	case errors.Is(err, dm.ErrNotFound):
-		if _, err := p.dm.Create(name, dm.CreateOptions{UUID: thinUUID(p.cfg.Key, devID)}); err != nil {
+		if _, err := p.dm.Create(name, dm.CreateOptions{UUID: dmname.ThinUUID(p.cfg.Key, devID)}); err != nil {
 			return "", errors.Wrapf(err, "create %s", name)
 		}
 	default:
@@ -356,7 +357,7 @@ func (p *Pool) activateThin(ctx context.Context, devID uint32, size uint64) (str
 // at /dev/mapper/<name> afterwards, so it does not wait for udev to drop
 // the link (an Activate that follows waits for its own).
 func (p *Pool) deactivateThin(ctx context.Context, devID uint32, mountPath string) error {
-	name := thinName(p.cfg.Key, devID)
+	name := dmname.Thin(p.cfg.Key, devID)
 	info, ierr := p.dm.Info(name)
 	if errors.Is(ierr, dm.ErrNotFound) {
 		return nil
@@ -436,7 +437,7 @@ func (p *Pool) Device(id string) (Device, error) {
 	if err != nil {
 		return Device{}, err
 	}
-	_, ierr := p.dm.Info(thinName(p.cfg.Key, d.DeviceID))
+	_, ierr := p.dm.Info(dmname.Thin(p.cfg.Key, d.DeviceID))
 	return p.toDevice(d, ierr == nil), nil
 }
 
@@ -494,7 +495,7 @@ func (p *Pool) toDeviceWith(d store.Device, active, mounted bool) Device {
 		Initialized: d.Initialized, Deleted: d.Deleted, Created: d.Created, Active: active,
 		Labels: copyLabels(d.Labels)}
 	if active {
-		name := thinName(p.cfg.Key, d.DeviceID)
+		name := dmname.Thin(p.cfg.Key, d.DeviceID)
 		out.DevicePath = dm.NodePath(name)
 		if ts, err := p.dm.Status(name, dm.StatusOptions{NoFlush: true}); err == nil && len(ts) == 1 {
 			if st, err := dmthin.ParseThinStatus(ts[0].Params); err == nil {

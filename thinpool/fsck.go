@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
@@ -53,7 +54,7 @@ func (p *Pool) Fsck(ctx context.Context, id string) (FsckResult, error) {
 	if m, _ := fs.IsMounted(mp); m {
 		return res, errors.Wrapf(ErrBusy, "device %q is mounted at %s; unmount it first", id, mp)
 	}
-	name := thinName(p.cfg.Key, d.DeviceID)
+	name := dmname.Thin(p.cfg.Key, d.DeviceID)
 	if info, err := p.dm.Info(name); err == nil && info.OpenCount > 0 {
 		return res, errors.Wrapf(ErrBusy, "device %q is open%s", id, p.holdersText(info.Dev, mp))
 	} else if err != nil {
@@ -135,7 +136,7 @@ func (p *Pool) scanFsErrors(ctx context.Context) []string {
 		if d.Deleted || ctx.Err() != nil {
 			continue
 		}
-		name := thinName(p.cfg.Key, d.DeviceID)
+		name := dmname.Thin(p.cfg.Key, d.DeviceID)
 		_, ierr := p.dm.Info(name)
 		path, err := p.activateThin(ctx, d.DeviceID, d.Size)
 		if err != nil {

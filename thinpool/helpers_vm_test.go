@@ -18,6 +18,7 @@ import (
 
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/testenv"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 	"github.com/thinctl/thinctl/thinpool/internal/thintools"
 	"github.com/thinctl/thinctl/thinpool/internal/vmtest"
 )
@@ -189,7 +190,7 @@ func createActive(t *testing.T, p *Pool, id string) (path, name string) {
 	must(t, p.Create(ctx, id, "", CreateOptions{}))
 	path, err := p.Activate(ctx, id)
 	must(t, err)
-	return path, thinName(p.cfg.Key, mustDeviceID(t, p, id))
+	return path, dmname.Thin(p.cfg.Key, mustDeviceID(t, p, id))
 }
 
 // udevOnly skips a test outside the VM boot with udev running.

@@ -16,6 +16,7 @@ import (
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
 	"github.com/thinctl/thinctl/thinpool/internal/devnode"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
@@ -190,12 +191,12 @@ func Init(ctx context.Context, root string, opts Options) (*Pool, error) {
 }
 
 func (p *Pool) initLocked(ctx context.Context, o Options) error {
-	key, err := rootKey(p.root)
+	key, err := dmname.RootKey(p.root)
 	if err != nil {
 		return err
 	}
 	p.cfg = store.Config{
-		Version: store.Version, Key: key, PoolName: poolNameForKey(key),
+		Version: store.Version, Key: key, PoolName: dmname.Pool(key),
 		BlockSize: o.BlockSize, NoDiscard: o.NoDiscard, MinFreeSpace: o.MinFreeSpace,
 		Filesystem: o.Filesystem, MkfsArgs: o.MkfsArgs, MountOptions: o.MountOptions,
 		BaseSize: o.BaseSize, Created: time.Now().UTC(),
@@ -522,9 +523,9 @@ func (p *Pool) ourDevices() ([]dm.Device, error) {
 // thinDevIDOf returns the thin device id of a dm device of this root.
 func (p *Pool) thinDevIDOf(d dm.Device) (uint32, bool) {
 	if d.UUID != "" {
-		return parseThinUUID(p.cfg.Key, d.UUID)
+		return dmname.ParseThinUUID(p.cfg.Key, d.UUID)
 	}
-	return parseThinName(p.cfg.Key, d.Name)
+	return dmname.ParseThin(p.cfg.Key, d.Name)
 }
 
 // Down unmounts nothing: it deactivates every inactive-able device of the

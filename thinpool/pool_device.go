@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/pkg/errors"
@@ -15,65 +14,9 @@ import (
 	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
-	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
-
-// Device-mapper names and uuids of a root. Every name carries the root's
-// key so that two roots on one host never clash, and every uuid starts
-// with uuidPrefix+key+"-" so that the devices of a root can be listed.
-const (
-	namePrefix = "thinctl-"
-	uuidPrefix = "THINCTL-"
-)
-
-// rootKey derives the key of a root from the device and inode of its
-// directory, like Docker's "253:0-655790".
-func rootKey(root string) (string, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(root, &st); err != nil {
-		return "", errors.Wrapf(err, "stat %s", root)
-	}
-	return fmt.Sprintf("%d:%d-%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino), nil
-}
-
-func poolNameForKey(key string) string { return namePrefix + key + "-pool" }
-func poolUUIDForKey(key string) string { return uuidPrefix + key + "-pool" }
-
-// thinName is the dm name of thin device devID; at most 8+22+1+8 bytes.
-func thinName(key string, devID uint32) string {
-	return namePrefix + key + "-" + strconv.FormatUint(uint64(devID), 10)
-}
-
-// thinUUID is the dm uuid of thin device devID.
-func thinUUID(key string, devID uint32) string {
-	return uuidPrefix + key + "-" + strconv.FormatUint(uint64(devID), 10)
-}
-
-// parseThinUUID returns the device id encoded in a uuid of this root's
-// thin devices, or false for anything else (including the pool).
-func parseThinUUID(key, uuid string) (uint32, bool) {
-	return parseDevIDSuffix(uuidPrefix+key+"-", uuid)
-}
-
-// parseThinName is parseThinUUID for names (kernels that list no uuids).
-func parseThinName(key, name string) (uint32, bool) {
-	return parseDevIDSuffix(namePrefix+key+"-", name)
-}
-
-func parseDevIDSuffix(prefix, s string) (uint32, bool) {
-	rest, ok := strings.CutPrefix(s, prefix)
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(rest, 10, 32)
-	// Only the canonical spelling thinctl writes is ours: "0005" or "+5"
-	// may be someone else's device.
-	if err != nil || n == 0 || n > store.MaxDeviceID || strconv.FormatUint(n, 10) != rest {
-		return 0, false
-	}
-	return uint32(n), true
-}
 
 // resumeThin resumes thin device name (a new table, or a suspended
 // device). With udev running, its disk rules are skipped
@@ -207,7 +150,7 @@ func (p *Pool) poolUp(ctx context.Context) error {
 	}
 	created := false
 	if err != nil { // not found
-		if _, err := p.dm.Create(name, dm.CreateOptions{UUID: poolUUIDForKey(p.cfg.Key)}); err != nil {
+		if _, err := p.dm.Create(name, dm.CreateOptions{UUID: dmname.PoolUUID(p.cfg.Key)}); err != nil {
 			return errors.Wrapf(err, "create thin pool device %s", name)
 		}
 		created = true

@@ -5,62 +5,9 @@ import (
 	"testing"
 
 	"github.com/pkg/errors"
-	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
-	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
-
-func TestNames(t *testing.T) {
-	key := "4294967295:1048575-18446744073709551615" // the longest key possible
-	t.Run("the longest thin name fits device-mapper's 127 bytes", func(t *testing.T) {
-		if n := thinName(key, store.MaxDeviceID); len(n) > 127 {
-			t.Fatalf("%q is %d bytes", n, len(n))
-		}
-		if n := poolNameForKey(key); len(n) > 127 {
-			t.Fatalf("%q is %d bytes", n, len(n))
-		}
-	})
-	t.Run("a thin uuid parses back to its device id", func(t *testing.T) {
-		id, ok := parseThinUUID("8:1-12", thinUUID("8:1-12", 4711))
-		if !ok || id != 4711 {
-			t.Fatalf("parseThinUUID = %d, %v", id, ok)
-		}
-	})
-	t.Run("a thin name parses back to its device id", func(t *testing.T) {
-		id, ok := parseThinName("8:1-12", thinName("8:1-12", 9))
-		if !ok || id != 9 {
-			t.Fatalf("parseThinName = %d, %v", id, ok)
-		}
-	})
-	notOurs := []struct{ name, uuid string }{
-		{"the pool's uuid", poolUUIDForKey("8:1-12")},
-		{"another root's device", thinUUID("8:1-13", 9)},
-		{"a root whose key extends ours", "THINCTL-8:1-123-9"},
-		{"an LVM volume", "LVM-abcdef"},
-		{"device id 0", "THINCTL-8:1-12-0"},
-		{"a device id beyond 24 bits", "THINCTL-8:1-12-16777216"},
-	}
-	for _, c := range notOurs {
-		t.Run(c.name+" is not one of this root's thin devices", func(t *testing.T) {
-			if id, ok := parseThinUUID("8:1-12", c.uuid); ok {
-				t.Fatalf("parseThinUUID(%q) = %d, true", c.uuid, id)
-			}
-		})
-	}
-	t.Run("a root key comes from the directory's device and inode", func(t *testing.T) {
-		dir := t.TempDir()
-		key, err := rootKey(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var st unix.Stat_t
-		unix.Stat(dir, &st)
-		if !strings.HasSuffix(key, "-"+utoa(st.Ino)) || strings.Count(key, ":") != 1 {
-			t.Fatalf("rootKey = %q, inode %d", key, st.Ino)
-		}
-	})
-}
 
 func TestOptionsDefaultsAndLimits(t *testing.T) {
 	o, err := Options{}.withDefaults()

@@ -9,6 +9,7 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/thinpool/internal/devnode"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
@@ -59,7 +60,7 @@ func (p *Pool) Remove(ctx context.Context, id string) error {
 // holds is left active for that discard, so it is not taken down and
 // brought up again.
 func (p *Pool) removeLocked(ctx context.Context, d store.Device) error {
-	name := thinName(p.cfg.Key, d.DeviceID)
+	name := dmname.Thin(p.cfg.Key, d.DeviceID)
 	mp := p.MountPath(d.ID)
 	info, ierr := p.dm.Info(name)
 	if ierr != nil && !errors.Is(ierr, dm.ErrNotFound) {

@@ -15,6 +15,7 @@ import (
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/thinmeta"
 	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
 	"github.com/thinctl/thinctl/thinpool/internal/poolmeta"
@@ -89,7 +90,7 @@ func (p *Pool) tellPlan(devID uint32, plan, detail string) {
 // the caller takes the discard way. The caller holds r's claim and the
 // root lock.
 func (p *Pool) returnInactive(ctx context.Context, r store.Device) (bool, error) {
-	name := thinName(p.cfg.Key, r.DeviceID)
+	name := dmname.Thin(p.cfg.Key, r.DeviceID)
 	if _, err := p.dm.Info(name); !errors.Is(err, dm.ErrNotFound) {
 		p.tellPlan(r.DeviceID, planActive, "")
 		return false, nil

@@ -12,6 +12,7 @@ import (
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/wait"
 	"github.com/thinctl/thinctl/thinpool/internal/devnode"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
@@ -62,7 +63,7 @@ func (p *Pool) dropHandedOver(r store.Device) error {
 // prepareReturn makes sure r's thin device is active (left active by
 // Remove when nothing held it) and returns its device number.
 func (p *Pool) prepareReturn(ctx context.Context, r store.Device) (uint64, error) {
-	name := thinName(p.cfg.Key, r.DeviceID)
+	name := dmname.Thin(p.cfg.Key, r.DeviceID)
 	if _, err := p.activateThin(ctx, r.DeviceID, r.Size); err != nil {
 		return 0, errors.Wrapf(err, "return the space of removed device %q", r.RemovedID)
 	}
@@ -80,7 +81,7 @@ func (p *Pool) prepareReturn(ctx context.Context, r store.Device) (uint64, error
 // status cannot be read. It needs no lock, only the device's claim: no
 // other returner can reach the device, and nobody deletes it meanwhile.
 func (p *Pool) discardDevice(ctx context.Context, r store.Device, dev uint64) error {
-	name := thinName(p.cfg.Key, r.DeviceID)
+	name := dmname.Thin(p.cfg.Key, r.DeviceID)
 	if hookBeforeDiscardOpen != nil {
 		hookBeforeDiscardOpen(dm.NodePath(name))
 	}
@@ -128,7 +129,7 @@ func retryBusy(ctx context.Context, op func() error, passing func() bool) error 
 // finishReturn takes r's thin device down and deletes it from the pool and
 // the registry in one transaction. The caller holds the lock.
 func (p *Pool) finishReturn(ctx context.Context, r store.Device) error {
-	name := thinName(p.cfg.Key, r.DeviceID)
+	name := dmname.Thin(p.cfg.Key, r.DeviceID)
 	if info, err := p.dm.Info(name); err == nil {
 		err := devnode.Remove(ctx, p.dm, name, info.Dev, "", true)
 		if errors.Is(err, dm.ErrBusy) {
@@ -401,7 +402,7 @@ func (p *Pool) returningStatus() (int, uint64) {
 		if !ok {
 			continue
 		}
-		ts, err := p.dm.Status(thinName(p.cfg.Key, devID), dm.StatusOptions{NoFlush: true})
+		ts, err := p.dm.Status(dmname.Thin(p.cfg.Key, devID), dm.StatusOptions{NoFlush: true})
 		if err != nil || len(ts) != 1 {
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 	"github.com/thinctl/thinctl/thinpool/internal/units"
@@ -76,7 +77,7 @@ func (p *Pool) Resize(ctx context.Context, id string, size uint64, opts ResizeOp
 			return errors.Wrapf(err, "resize %q", id)
 		}
 
-		name := thinName(p.cfg.Key, d.DeviceID)
+		name := dmname.Thin(p.cfg.Key, d.DeviceID)
 		if err := p.fitTable(ctx, name, d.DeviceID, d.Size); err != nil {
 			return errors.Wrapf(err, "resize %q: its record says %s, the device keeps its old length until the next activation or resize", id, units.FormatBytes(d.Size))
 		}
@@ -102,7 +103,7 @@ func (p *Pool) GrowFS(ctx context.Context, id, mountpoint string) error {
 		return errors.Wrapf(err, "grow the filesystem of %q", id)
 	}
 	return p.withLiveDevice(id, func(d store.Device) error {
-		if info, err := p.dm.Info(thinName(p.cfg.Key, d.DeviceID)); err != nil || !info.LiveTable {
+		if info, err := p.dm.Info(dmname.Thin(p.cfg.Key, d.DeviceID)); err != nil || !info.LiveTable {
 			return errors.Wrapf(ErrNotActive, "grow the filesystem of %q: it is not active", id)
 		}
 		return p.growFSLocked(ctx, d, mountpoint)
@@ -111,7 +112,7 @@ func (p *Pool) GrowFS(ctx context.Context, id, mountpoint string) error {
 
 // growFSLocked grows d's filesystem and clears its grow mark.
 func (p *Pool) growFSLocked(ctx context.Context, d store.Device, mountpoint string) error {
-	dev := dm.NodePath(thinName(p.cfg.Key, d.DeviceID))
+	dev := dm.NodePath(dmname.Thin(p.cfg.Key, d.DeviceID))
 	if err := fs.Grow(ctx, dev, mountpoint, p.cfg.Filesystem); err != nil {
 		return errors.Wrapf(err, "grow the filesystem of %q to %s", d.ID, units.FormatBytes(d.Size))
 	}
