@@ -21,7 +21,7 @@ var ErrToolMissing = thintools.ErrMissing
 // ErrMetadataDamaged is returned by Repair when the pool's metadata fails
 // thin_check and no spare metadata device was given for an external
 // metadata device, or thin_repair could not rebuild it.
-var ErrMetadataDamaged = errdefs.New("the thin pool's metadata is damaged", errdefs.ErrCorrupt)
+var ErrMetadataDamaged = thintools.ErrDamaged
 
 // RepairOptions are Repair's options.
 type RepairOptions struct {

@@ -22,6 +22,10 @@ import (
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
+// ErrDamaged is the class of metadata thin_check finds damaged and
+// thin_repair cannot rebuild (thinpool.ErrMetadataDamaged).
+var ErrDamaged = errdefs.New("the thin pool's metadata is damaged", errdefs.ErrCorrupt)
+
 // ErrMissing is the class of a program thinctl runs that is not
 // installed (thinpool.ErrToolMissing).
 var ErrMissing = errdefs.New("a required program is not installed", errdefs.ErrNotSupported)
