@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/thinpool/internal/devnode"
 	"github.com/thinctl/thinctl/thinpool/internal/health"
 	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
 )
@@ -100,28 +101,12 @@ func (p *Pool) probeStorage() []HealthProblem {
 		if err != nil {
 			continue
 		}
-		if err := readDirect(path); errors.Is(err, unix.EIO) {
+		if err := devnode.ReadHead(path); errors.Is(err, unix.EIO) {
 			out = append(out, HealthProblem{Kind: ProblemStorageIO, Class: ErrStorageIO, Fix: FixStorage,
 				Cause: fmt.Sprintf("the pool's %s device %s returns I/O errors", d.what, path)})
 		}
 	}
 	return out
-}
-
-// readDirect reads the first 4 KiB of path with O_DIRECT.
-func readDirect(path string) error {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	buf, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-	if err != nil {
-		return err
-	}
-	defer unix.Munmap(buf)
-	_, err = unix.Pread(fd, buf, 0)
-	return err
 }
 
 // hostShortfall is how far the filesystem holding the pool's loop files

@@ -179,11 +179,11 @@ func (p *Pool) poolTableDevices() (meta, data string, err error) {
 	if len(ts) != 1 || ts[0].Type != "thin-pool" {
 		return "", "", errors.Errorf("%s is not a thin pool", p.cfg.PoolName)
 	}
-	f := strings.Fields(ts[0].Params)
-	if len(f) < 2 {
+	meta, data, ok := dmthin.PoolTableDevices(ts[0].Params)
+	if !ok {
 		return "", "", errors.Errorf("%s has a thin-pool table without its devices: %q", p.cfg.PoolName, ts[0].Params)
 	}
-	return f[0], f[1], nil
+	return meta, data, nil
 }
 
 // thinMappedBy names a device-mapper device that maps thin id devID of

@@ -1,7 +1,8 @@
 // Package devnode opens and removes the device-mapper devices of a pool
 // on hosts with and without udev: a removal waits out udev's workers (and
-// only them) while they briefly hold a device, and a device is opened for
-// a discard through a private node whose close no udev watch sees.
+// only them) while they briefly hold a device, a device is opened for a
+// discard through a private node whose close no udev watch sees, and a
+// device is probed for I/O errors past the page cache.
 package devnode
 
 import (
@@ -120,4 +121,22 @@ func openKernelNode(dev uint64) (*os.File, error) {
 		return nil, errors.Wrapf(ErrBusy, "%s is open exclusively elsewhere", path)
 	}
 	return f, err
+}
+
+// ReadHead reads the first 4 KiB of the device at path with O_DIRECT,
+// past the page cache, and returns the read's error: a device that fails
+// with unix.EIO returns I/O errors.
+func ReadHead(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	buf, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return err
+	}
+	defer unix.Munmap(buf)
+	_, err = unix.Pread(fd, buf, 0)
+	return err
 }

@@ -71,6 +71,16 @@ func lowWaterOr(n uint64) uint64 {
 	return n
 }
 
+// PoolTableDevices returns the metadata and data devices ("major:minor")
+// a live thin-pool table's parameters name; false when they name none.
+func PoolTableDevices(params string) (meta, data string, ok bool) {
+	f := strings.Fields(params)
+	if len(f) < 2 {
+		return "", "", false
+	}
+	return f[0], f[1], true
+}
+
 // ThinTarget is the table of a thin device of size bytes with thin id
 // devID in the pool device poolDev.
 func ThinTarget(poolDev uint64, devID uint32, size uint64) dm.Target {
