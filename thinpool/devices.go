@@ -11,11 +11,11 @@ import (
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
 	"github.com/thinctl/thinctl/thinpool/internal/devnode"
 	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
-	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
 // Device is one registry entry as callers see it.
@@ -168,10 +168,10 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 
 	size := originSize
 	if opts.Size != 0 {
-		size = units.RoundUp(opts.Size, 4*KiB)
+		size = bytesize.RoundUp(opts.Size, 4*KiB)
 		if size < originSize {
 			return errors.Wrapf(ErrInvalidSize, "size %s of %q is smaller than its parent's %s; thin devices only grow",
-				units.FormatBytes(opts.Size), id, units.FormatBytes(originSize))
+				bytesize.Format(opts.Size), id, bytesize.Format(originSize))
 		}
 	}
 	// Only an explicit size is checked against the pool: a snapshot that
@@ -297,7 +297,7 @@ func (p *Pool) activateDevice(ctx context.Context, d store.Device) (string, erro
 	if d.GrowPending && p.cfg.Filesystem == fs.Ext4 {
 		if mounted, _ := fs.IsMounted(p.MountPath(d.ID)); !mounted {
 			if err := fs.Grow(ctx, path, "", fs.Ext4); err != nil {
-				return path, errors.Wrapf(err, "grow the filesystem of %q to %s", d.ID, units.FormatBytes(d.Size))
+				return path, errors.Wrapf(err, "grow the filesystem of %q to %s", d.ID, bytesize.Format(d.Size))
 			}
 			d.GrowPending = false
 			if err := p.store.Put(d); err != nil {

@@ -9,9 +9,9 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
-	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
 // Grow grows the data and/or metadata online: the loop file is extended,
@@ -38,20 +38,20 @@ func (p *Pool) Grow(ctx context.Context, opts GrowOptions) error {
 		return errors.Errorf("thin pool %s is not managed by thinctl; grow it with the tool that made it", p.cfg.PoolName)
 	}
 	if opts.DataSize != 0 {
-		opts.DataSize = units.RoundDown(opts.DataSize, p.cfg.BlockSize)
+		opts.DataSize = bytesize.RoundDown(opts.DataSize, p.cfg.BlockSize)
 		if opts.DataSize < p.cfg.DataSize {
 			return errors.Wrapf(ErrInvalidSize, "data size %s is smaller than the current %s; a thin pool cannot shrink",
-				units.FormatBytes(opts.DataSize), units.FormatBytes(p.cfg.DataSize))
+				bytesize.Format(opts.DataSize), bytesize.Format(p.cfg.DataSize))
 		}
 	}
 	if opts.MetadataSize != 0 {
-		opts.MetadataSize = units.RoundUp(opts.MetadataSize, 4*KiB)
+		opts.MetadataSize = bytesize.RoundUp(opts.MetadataSize, 4*KiB)
 		if err := validateMetadataSize(opts.MetadataSize); err != nil {
 			return err
 		}
 		if opts.MetadataSize < p.cfg.MetadataSize {
 			return errors.Wrapf(ErrInvalidSize, "metadata size %s is smaller than the current %s; metadata cannot shrink",
-				units.FormatBytes(opts.MetadataSize), units.FormatBytes(p.cfg.MetadataSize))
+				bytesize.Format(opts.MetadataSize), bytesize.Format(p.cfg.MetadataSize))
 		}
 	}
 	if p.cfg.DataFile != "" {
@@ -71,17 +71,17 @@ func (p *Pool) Grow(ctx context.Context, opts GrowOptions) error {
 		return err
 	}
 	if opts.DataSize > data.Size {
-		return errors.Wrapf(ErrInvalidSize, "data device %s has only %s; grow it to %s first", data.Path, units.FormatBytes(data.Size), units.FormatBytes(opts.DataSize))
+		return errors.Wrapf(ErrInvalidSize, "data device %s has only %s; grow it to %s first", data.Path, bytesize.Format(data.Size), bytesize.Format(opts.DataSize))
 	}
 	if opts.MetadataSize > meta.Size {
-		return errors.Wrapf(ErrInvalidSize, "metadata device %s has only %s; grow it to %s first", meta.Path, units.FormatBytes(meta.Size), units.FormatBytes(opts.MetadataSize))
+		return errors.Wrapf(ErrInvalidSize, "metadata device %s has only %s; grow it to %s first", meta.Path, bytesize.Format(meta.Size), bytesize.Format(opts.MetadataSize))
 	}
 	p.report("reloading the thin pool at its new size", 0.6)
 	if err := p.reloadPool(ctx, data, meta); err != nil {
 		return err
 	}
 	failpoint.Inject(failpoint.GrowAfterReload)
-	p.cfg.DataSize, p.cfg.MetadataSize = units.RoundDown(data.Size, p.cfg.BlockSize), meta.Size
+	p.cfg.DataSize, p.cfg.MetadataSize = bytesize.RoundDown(data.Size, p.cfg.BlockSize), meta.Size
 	return p.store.SaveConfig(p.cfg)
 }
 
@@ -98,11 +98,11 @@ func growFile(path string, size uint64, allocate bool) error {
 	}
 	cur := uint64(st.Size())
 	if size < cur {
-		return errors.Wrapf(ErrInvalidSize, "%s is %s; it cannot shrink to %s", path, units.FormatBytes(cur), units.FormatBytes(size))
+		return errors.Wrapf(ErrInvalidSize, "%s is %s; it cannot shrink to %s", path, bytesize.Format(cur), bytesize.Format(size))
 	}
 	if size > cur {
 		if err := os.Truncate(path, int64(size)); err != nil {
-			return errors.Wrapf(err, "extend %s to %s", path, units.FormatBytes(size))
+			return errors.Wrapf(err, "extend %s to %s", path, bytesize.Format(size))
 		}
 	}
 	if allocate {

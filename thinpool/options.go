@@ -7,7 +7,7 @@ import (
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
-	"github.com/thinctl/thinctl/thinpool/internal/units"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
 )
 
 // Size units.
@@ -146,13 +146,13 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.ThinPoolDevice == "" && o.DataDevice == "" {
 		if o.DataSize < 16*o.BlockSize {
-			return o, errors.Wrapf(ErrInvalidSize, "data size %s is smaller than 16 blocks of %s", units.FormatBytes(o.DataSize), units.FormatBytes(o.BlockSize))
+			return o, errors.Wrapf(ErrInvalidSize, "data size %s is smaller than 16 blocks of %s", bytesize.Format(o.DataSize), bytesize.Format(o.BlockSize))
 		}
 		if err := validateMetadataSize(o.MetadataSize); err != nil {
 			return o, err
 		}
 	}
-	o.BaseSize = units.RoundUp(o.BaseSize, 4*KiB)
+	o.BaseSize = bytesize.RoundUp(o.BaseSize, 4*KiB)
 	return o, nil
 }
 
@@ -165,7 +165,7 @@ func validateBlockSize(bs uint64) error {
 
 func validateMetadataSize(n uint64) error {
 	if n < MinMetadataSize || n > MaxMetadataSize {
-		return errors.Wrapf(ErrInvalidSize, "metadata size %s: use between 2 MiB and %s", units.FormatBytes(n), units.FormatBytes(MaxMetadataSize))
+		return errors.Wrapf(ErrInvalidSize, "metadata size %s: use between 2 MiB and %s", bytesize.Format(n), bytesize.Format(MaxMetadataSize))
 	}
 	return nil
 }

@@ -15,12 +15,12 @@ import (
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
 	"github.com/thinctl/thinctl/thinpool/internal/devnode"
 	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
-	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
 // Pool is an open thin pool rooted at a state directory. Its methods are
@@ -211,12 +211,12 @@ func (p *Pool) initLocked(ctx context.Context, o Options) error {
 		if err := p.removeLeftoverPool(ctx); err != nil {
 			return err
 		}
-		if err := zeroHead(o.MetadataDevice); err != nil {
+		if err := hostfs.ZeroHead(o.MetadataDevice); err != nil {
 			return err
 		}
 	default:
 		p.cfg.DataFile, p.cfg.MetadataFile = dataFileName, metaFileName
-		p.cfg.DataSize, p.cfg.MetadataSize = units.RoundDown(o.DataSize, o.BlockSize), units.RoundUp(o.MetadataSize, 4*KiB)
+		p.cfg.DataSize, p.cfg.MetadataSize = bytesize.RoundDown(o.DataSize, o.BlockSize), bytesize.RoundUp(o.MetadataSize, 4*KiB)
 		if err := p.removeLeftoverPool(ctx); err != nil {
 			return err
 		}
@@ -227,7 +227,7 @@ func (p *Pool) initLocked(ctx context.Context, o Options) error {
 		if err := hostfs.CreateSparse(p.metaFilePath(), p.cfg.MetadataSize); err != nil {
 			return err
 		}
-		if err := zeroHead(p.metaFilePath()); err != nil {
+		if err := hostfs.ZeroHead(p.metaFilePath()); err != nil {
 			return err
 		}
 		if err := hostfs.AllocateMetadata(p.metaFilePath()); err != nil {
@@ -311,20 +311,6 @@ func (p *Pool) removeLeftoverPool(ctx context.Context) error {
 		}
 	}
 	return p.poolDown(ctx)
-}
-
-// zeroHead writes 4 KiB of zeros at the start of a file or device, so the
-// kernel formats fresh pool metadata instead of reading stale metadata.
-func zeroHead(path string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return errors.Wrapf(err, "open %s", path)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt(make([]byte, 4096), 0); err != nil {
-		return errors.Wrapf(err, "zero the first 4 KiB of %s", path)
-	}
-	return errors.Wrapf(f.Sync(), "fsync %s", path)
 }
 
 // initCleanup undoes what a failed Init made.

@@ -11,10 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
-	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/thinmeta"
-	"github.com/thinctl/thinctl/loopback"
 	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
@@ -247,20 +245,5 @@ func (p *Pool) punchableDataFile(dataDev string) (string, error) {
 		return "", errors.New("the pool's data device is not a loop file thinctl made")
 	}
 	file := p.dataFilePath()
-	path, err := fs.DevicePath(dataDev)
-	if err != nil {
-		return "", err
-	}
-	li, err := loopback.GetInfo(path)
-	if err != nil {
-		return "", errors.Wrapf(err, "the pool's data device %s", path)
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(file, &st); err != nil {
-		return "", errors.Wrapf(err, "stat %s", file)
-	}
-	if li.BackingDev != st.Dev || li.BackingInode != st.Ino || li.Offset != 0 {
-		return "", errors.Errorf("the pool's data device %s is not bound to %s from offset 0", path, file)
-	}
-	return file, nil
+	return file, hostfs.BoundWhole(dataDev, file)
 }

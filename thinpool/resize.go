@@ -10,10 +10,10 @@ import (
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
 	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
-	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
 // ErrNotActive is GrowFS of a device that is not active.
@@ -61,7 +61,7 @@ func (p *Pool) Resize(ctx context.Context, id string, size uint64, opts ResizeOp
 	}
 	return p.withLiveDevice(id, func(d store.Device) error {
 		if size < d.Size {
-			return errors.Wrapf(ErrInvalidSize, "resize %q to %s: it has %s, and thin devices only grow", id, units.FormatBytes(size), units.FormatBytes(d.Size))
+			return errors.Wrapf(ErrInvalidSize, "resize %q to %s: it has %s, and thin devices only grow", id, bytesize.Format(size), bytesize.Format(d.Size))
 		}
 		if size > d.Size {
 			if err := p.checkSpace(id, size); err != nil {
@@ -79,7 +79,7 @@ func (p *Pool) Resize(ctx context.Context, id string, size uint64, opts ResizeOp
 
 		name := dmname.Thin(p.cfg.Key, d.DeviceID)
 		if err := p.fitTable(ctx, name, d.DeviceID, d.Size); err != nil {
-			return errors.Wrapf(err, "resize %q: its record says %s, the device keeps its old length until the next activation or resize", id, units.FormatBytes(d.Size))
+			return errors.Wrapf(err, "resize %q: its record says %s, the device keeps its old length until the next activation or resize", id, bytesize.Format(d.Size))
 		}
 		if opts.Raw || !d.GrowPending {
 			return nil
@@ -114,7 +114,7 @@ func (p *Pool) GrowFS(ctx context.Context, id, mountpoint string) error {
 func (p *Pool) growFSLocked(ctx context.Context, d store.Device, mountpoint string) error {
 	dev := dm.NodePath(dmname.Thin(p.cfg.Key, d.DeviceID))
 	if err := fs.Grow(ctx, dev, mountpoint, p.cfg.Filesystem); err != nil {
-		return errors.Wrapf(err, "grow the filesystem of %q to %s", d.ID, units.FormatBytes(d.Size))
+		return errors.Wrapf(err, "grow the filesystem of %q to %s", d.ID, bytesize.Format(d.Size))
 	}
 	if !d.GrowPending {
 		return nil

@@ -5,9 +5,9 @@ import (
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
-	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
 // Status is the pool's state.
@@ -126,10 +126,10 @@ func fillStatus(s *Status, st dmthin.PoolStatus, blockSize uint64, dataFree, met
 	s.MetadataUsed, s.MetadataTotal = st.MetadataUsed*dmthin.MetadataBlockSize, st.MetadataTotal*dmthin.MetadataBlockSize
 	s.DataAvailable = capFree(s.DataTotal-s.DataUsed, dataFree)
 	s.MetadataAvailable = capFree(s.MetadataTotal-s.MetadataUsed, metaFree)
-	s.DataUsedPercent = units.Percent(s.DataUsed, s.DataTotal)
-	s.MetadataUsedPercent = units.Percent(s.MetadataUsed, s.MetadataTotal)
-	s.DataFreePercent = units.Percent(s.DataAvailable, s.DataTotal)
-	s.MetadataFreePercent = units.Percent(s.MetadataAvailable, s.MetadataTotal)
+	s.DataUsedPercent = bytesize.Percent(s.DataUsed, s.DataTotal)
+	s.MetadataUsedPercent = bytesize.Percent(s.MetadataUsed, s.MetadataTotal)
+	s.DataFreePercent = bytesize.Percent(s.DataAvailable, s.DataTotal)
+	s.MetadataFreePercent = bytesize.Percent(s.MetadataAvailable, s.MetadataTotal)
 }
 
 func capFree(n uint64, free int64) uint64 {
@@ -156,7 +156,7 @@ func (p *Pool) checkSpace(id string, size uint64) error {
 	}
 	if s.DataTotal > 0 && size > s.DataTotal {
 		return errors.Wrapf(ErrInvalidSize, "size %s of %q is larger than the thin pool's data space %s; grow the pool's data first or ask for less",
-			units.FormatBytes(size), id, units.FormatBytes(s.DataTotal))
+			bytesize.Format(size), id, bytesize.Format(s.DataTotal))
 	}
 	return nil
 }
@@ -171,11 +171,11 @@ func spaceError(s Status) error {
 	case s.OutOfDataSpace || s.DataFreePercent < s.MinFreeSpace:
 		return errors.Wrapf(ErrLowSpace, "thin pool %s has %s of data space left (%.1f%% of %s), under the %.0f%% minimum; "+
 			"grow its data or remove devices",
-			s.PoolName, units.FormatBytes(s.DataAvailable), s.DataFreePercent, units.FormatBytes(s.DataTotal), s.MinFreeSpace)
+			s.PoolName, bytesize.Format(s.DataAvailable), s.DataFreePercent, bytesize.Format(s.DataTotal), s.MinFreeSpace)
 	case s.MetadataFreePercent < s.MinFreeSpace:
 		return errors.Wrapf(ErrLowSpace, "thin pool %s has %s of metadata space left (%.1f%% of %s), under the %.0f%% minimum; "+
 			"grow its metadata",
-			s.PoolName, units.FormatBytes(s.MetadataAvailable), s.MetadataFreePercent, units.FormatBytes(s.MetadataTotal), s.MinFreeSpace)
+			s.PoolName, bytesize.Format(s.MetadataAvailable), s.MetadataFreePercent, bytesize.Format(s.MetadataTotal), s.MinFreeSpace)
 	}
 	return nil
 }

@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/thinctl/thinctl/thinpool"
-	"github.com/thinctl/thinctl/thinpool/internal/units"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
 )
 
 // WarnLevels are the used percentages at which Run warns, each once per
@@ -147,17 +147,17 @@ func (w Policy) grow(what string, used, total, unit, limit uint64, budget *int64
 		step = DefaultAutoextendStep
 	}
 	want := total
-	for i := 0; i < 64 && (want == total || units.Percent(used, want) >= w.Threshold); i++ {
+	for i := 0; i < 64 && (want == total || bytesize.Percent(used, want) >= w.Threshold); i++ {
 		want += max(uint64(float64(want)*step/100), unit)
 	}
-	want = units.RoundUp(want, unit)
+	want = bytesize.RoundUp(want, unit)
 	held := ""
 	if limit != 0 && want > limit {
-		want = units.RoundDown(limit, unit)
-		held = fmt.Sprintf("%s is capped at %s", what, units.FormatBytes(limit))
+		want = bytesize.RoundDown(limit, unit)
+		held = fmt.Sprintf("%s is capped at %s", what, bytesize.Format(limit))
 	}
 	if *budget >= 0 && want > total && want-total > uint64(*budget) {
-		want = total + units.RoundDown(uint64(*budget), unit)
+		want = total + bytesize.RoundDown(uint64(*budget), unit)
 		held = fmt.Sprintf("%s growth is held back by the host filesystem's reserve", what)
 	}
 	if want <= total {

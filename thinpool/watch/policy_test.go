@@ -8,14 +8,14 @@ import (
 	"time"
 
 	"github.com/thinctl/thinctl/thinpool"
-	"github.com/thinctl/thinctl/thinpool/internal/units"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
 )
 
 // status is a pool reading with data and metadata use in bytes.
 func status(dataUsed, dataTotal, metaUsed, metaTotal uint64) thinpool.Status {
 	return thinpool.Status{PoolName: "tp", State: "rw", BlockSize: 64 * thinpool.KiB,
 		DataUsed: dataUsed, DataTotal: dataTotal, MetadataUsed: metaUsed, MetadataTotal: metaTotal,
-		DataUsedPercent: units.Percent(dataUsed, dataTotal), MetadataUsedPercent: units.Percent(metaUsed, metaTotal)}
+		DataUsedPercent: bytesize.Percent(dataUsed, dataTotal), MetadataUsedPercent: bytesize.Percent(metaUsed, metaTotal)}
 }
 
 func roomyHost() thinpool.HostSpace {
@@ -36,7 +36,7 @@ func TestAPoolUnderTheThresholdIsNotGrownButGetsItsLowWaterMark(t *testing.T) {
 func TestDataAtTheThresholdGrowsByTheStepAndBelowTheThreshold(t *testing.T) {
 	d := Policy{Threshold: 70, Step: 20}.Decide(Input{Status: status(800*thinpool.MiB, thinpool.GiB, thinpool.MiB, 64*thinpool.MiB), Host: roomyHost()})
 	// 1 GiB * 1.2 = 1228.8 MiB leaves 800 MiB at 65%: one step is enough.
-	if want := units.RoundUp(thinpool.GiB+thinpool.GiB/5, 64*thinpool.KiB); d.NewDataSize != want || d.NewMetadataSize != 0 {
+	if want := bytesize.RoundUp(thinpool.GiB+thinpool.GiB/5, 64*thinpool.KiB); d.NewDataSize != want || d.NewMetadataSize != 0 {
 		t.Fatalf("decision %+v: want data %d", d, want)
 	}
 	// The low water mark is for the grown pool: 30% of its 19661 blocks.
@@ -44,7 +44,7 @@ func TestDataAtTheThresholdGrowsByTheStepAndBelowTheThreshold(t *testing.T) {
 		t.Fatalf("low water mark %d after growth, want 5898", d.LowWaterBlocks)
 	}
 	d = Policy{Threshold: 50, Step: 10}.Decide(Input{Status: status(1000*thinpool.MiB, thinpool.GiB, thinpool.MiB, 64*thinpool.MiB), Host: roomyHost()})
-	if pct := units.Percent(1000*thinpool.MiB, d.NewDataSize); pct >= 50 {
+	if pct := bytesize.Percent(1000*thinpool.MiB, d.NewDataSize); pct >= 50 {
 		t.Fatalf("grown to %d bytes, data is still %.1f%% used", d.NewDataSize, pct)
 	}
 }

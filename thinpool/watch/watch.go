@@ -26,7 +26,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/thinpool"
-	"github.com/thinctl/thinctl/thinpool/internal/units"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
 )
 
 // DefaultInterval is how often Run reads the pool and its host
@@ -182,7 +182,7 @@ func (w *watcher) once(ctx context.Context) {
 		grew = true
 		after, _ := w.p.Status()
 		w.emit(Event{Kind: "grow", Status: after, Host: host, Message: fmt.Sprintf("grew data %s -> %s, metadata %s -> %s",
-			units.FormatBytes(st.DataTotal), units.FormatBytes(after.DataTotal), units.FormatBytes(st.MetadataTotal), units.FormatBytes(after.MetadataTotal))})
+			bytesize.Format(st.DataTotal), bytesize.Format(after.DataTotal), bytesize.Format(st.MetadataTotal), bytesize.Format(after.MetadataTotal))})
 		st = after
 	}
 	// A growth loaded the table already (its resume raises an event, and

@@ -7,7 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
-	"github.com/thinctl/thinctl/thinpool/internal/units"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
 )
 
 // DefaultLowWater is the low water mark, in data blocks, of the pool table
@@ -42,7 +42,7 @@ func (t PoolTable) Target() dm.Target {
 	}
 	return dm.Target{
 		Start:  0,
-		Length: units.RoundDown(t.DataBytes, t.BlockSize) / 512,
+		Length: bytesize.RoundDown(t.DataBytes, t.BlockSize) / 512,
 		Type:   "thin-pool",
 		Params: fmt.Sprintf("%s %s %d %d %d %s", DevString(t.MetaDev), DevString(t.DataDev), t.BlockSize/512,
 			lowWaterOr(t.LowWaterBlocks), len(features), strings.Join(features, " ")),

@@ -64,3 +64,14 @@ func TestTableTunedReadsTheLowWaterMarkAndTheOutOfSpaceMode(t *testing.T) {
 		}
 	}
 }
+
+func TestPoolTableDevicesAreTheFirstTwoFields(t *testing.T) {
+	if meta, data, ok := PoolTableDevices("253:1 253:2 128 32768 1 skip_block_zeroing"); !ok || meta != "253:1" || data != "253:2" {
+		t.Fatalf("got %q %q %v", meta, data, ok)
+	}
+	for _, bad := range []string{"", "253:1"} {
+		if _, _, ok := PoolTableDevices(bad); ok {
+			t.Errorf("%q has devices", bad)
+		}
+	}
+}

@@ -13,9 +13,9 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/errdefs"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
 	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
-	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
 // ErrLowSpace is the class of a pool low on free data or metadata space
@@ -130,7 +130,7 @@ func Of(s Reading, host hostfs.Shortfall) Health {
 	if host.Need > 0 && host.Free < host.Need {
 		add(ProblemHostFilesystem, ErrHostFilesystemFull, FixFreeHostSpace,
 			"the filesystem holding %s has %s free but the pool's files may still grow by %s: writes past that fail and can switch the pool to read-only",
-			host.Path, units.FormatBytes(uint64(host.Free)), units.FormatBytes(uint64(host.Need)))
+			host.Path, bytesize.Format(uint64(host.Free)), bytesize.Format(uint64(host.Need)))
 	}
 	if s.State == "down" {
 		return h
@@ -144,7 +144,7 @@ func Of(s Reading, host hostfs.Shortfall) Health {
 			"thin pool %s is %s and its metadata needs a check (the kernel aborted a metadata transaction)", s.PoolName, s.State)
 	case s.ReadOnly && s.MetadataTotal > 0 && s.MetadataTotal-s.MetadataUsed < s.MetadataTotal/100+dmthin.MetadataBlockSize*16:
 		add(ProblemOutOfMetaSpace, ErrLowSpace, FixGrowMetadata,
-			"thin pool %s is read-only: its metadata space is used up (%s of %s)", s.PoolName, units.FormatBytes(s.MetadataUsed), units.FormatBytes(s.MetadataTotal))
+			"thin pool %s is read-only: its metadata space is used up (%s of %s)", s.PoolName, bytesize.Format(s.MetadataUsed), bytesize.Format(s.MetadataTotal))
 	case s.ReadOnly:
 		add(ProblemPoolReadOnly, ErrPoolReadOnly, FixRepair, "thin pool %s is read-only", s.PoolName)
 	}
@@ -153,11 +153,11 @@ func Of(s Reading, host hostfs.Shortfall) Health {
 	}
 	if s.OutOfDataSpace || (s.DataTotal > 0 && s.DataUsed >= s.DataTotal) {
 		add(ProblemOutOfDataSpace, ErrLowSpace, FixGrowData,
-			"thin pool %s is out of data space (%s of %s used)", s.PoolName, units.FormatBytes(s.DataUsed), units.FormatBytes(s.DataTotal))
+			"thin pool %s is out of data space (%s of %s used)", s.PoolName, bytesize.Format(s.DataUsed), bytesize.Format(s.DataTotal))
 	}
 	if !s.ReadOnly && s.MetadataTotal > 0 && s.MetadataUsed >= s.MetadataTotal {
 		add(ProblemOutOfMetaSpace, ErrLowSpace, FixGrowMetadata,
-			"thin pool %s is out of metadata space (%s of %s used)", s.PoolName, units.FormatBytes(s.MetadataUsed), units.FormatBytes(s.MetadataTotal))
+			"thin pool %s is out of metadata space (%s of %s used)", s.PoolName, bytesize.Format(s.MetadataUsed), bytesize.Format(s.MetadataTotal))
 	}
 	return h
 }

@@ -6,8 +6,10 @@ import (
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 
+	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/thinmeta"
-	"github.com/thinctl/thinctl/thinpool/internal/units"
+	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
 )
 
 // Allocate gives every byte of the file at path host blocks (fallocate
@@ -28,7 +30,7 @@ func Allocate(path string) error {
 	if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, st.Size); err != nil {
 		free := Free(path)
 		return errors.Wrapf(err, "allocate %s (%s) on the host filesystem (%s free)",
-			path, units.FormatBytes(uint64(st.Size)), units.FormatBytes(uint64(max(free, 0))))
+			path, bytesize.Format(uint64(st.Size)), bytesize.Format(uint64(max(free, 0))))
 	}
 	return errors.Wrapf(f.Sync(), "fsync %s", path)
 }
@@ -73,7 +75,21 @@ func CreateSparse(path string, size uint64) error {
 		return errors.Wrapf(err, "chmod %s", path)
 	}
 	if err := f.Truncate(int64(size)); err != nil {
-		return errors.Wrapf(err, "size %s to %s", path, units.FormatBytes(size))
+		return errors.Wrapf(err, "size %s to %s", path, bytesize.Format(size))
+	}
+	return errors.Wrapf(f.Sync(), "fsync %s", path)
+}
+
+// ZeroHead writes 4 KiB of zeros at the start of a file or device, so the
+// kernel formats fresh pool metadata instead of reading stale metadata.
+func ZeroHead(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return errors.Wrapf(err, "open %s", path)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(make([]byte, 4096), 0); err != nil {
+		return errors.Wrapf(err, "zero the first 4 KiB of %s", path)
 	}
 	return errors.Wrapf(f.Sync(), "fsync %s", path)
 }
@@ -102,6 +118,28 @@ func PunchRuns(file string, runs []thinmeta.Run, blockBytes uint64) error {
 		if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(off), int64(n)); err != nil {
 			return errors.Wrapf(err, "punch a hole in %s at %d (%d bytes)", file, off, n)
 		}
+	}
+	return nil
+}
+
+// BoundWhole makes sure that the loop device dataDev ("major:minor") is
+// bound to exactly file, from its first byte: then a hole punched in file
+// is a hole in the device.
+func BoundWhole(dataDev, file string) error {
+	path, err := fs.DevicePath(dataDev)
+	if err != nil {
+		return err
+	}
+	li, err := loopback.GetInfo(path)
+	if err != nil {
+		return errors.Wrapf(err, "the pool's data device %s", path)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(file, &st); err != nil {
+		return errors.Wrapf(err, "stat %s", file)
+	}
+	if li.BackingDev != st.Dev || li.BackingInode != st.Ino || li.Offset != 0 {
+		return errors.Errorf("the pool's data device %s is not bound to %s from offset 0", path, file)
 	}
 	return nil
 }

@@ -1,8 +1,9 @@
 // Package hostfs is the host filesystem under a loop pool's backing files:
 // what it has free and what the sparse data and metadata files may still
-// take from it (statfs, stat), and the calls that give those files host
-// blocks or take them back (fallocate: allocate, punch holes) and make
-// them durable. It knows nothing of pools beyond the files' paths.
+// take from it (statfs, stat), and the calls that make those files, give
+// them host blocks or take them back (fallocate: allocate, punch holes,
+// checking first that the loop device maps the whole file) and make them
+// durable. It knows nothing of pools beyond the files' paths.
 package hostfs
 
 import (

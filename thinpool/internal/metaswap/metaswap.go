@@ -19,11 +19,11 @@ import (
 
 	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/internal/atomicfile"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
 	"github.com/thinctl/thinctl/thinpool/internal/devnode"
 	"github.com/thinctl/thinctl/thinpool/internal/health"
 	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
 	"github.com/thinctl/thinctl/thinpool/internal/thintools"
-	"github.com/thinctl/thinctl/thinpool/internal/units"
 )
 
 // PartialSuffix marks a repaired metadata file pool.json may not name yet.
@@ -38,7 +38,7 @@ func NewFile(dir, base string, size uint64, now time.Time) (target, final string
 	target = final + PartialSuffix
 	if err := hostfs.CreateAllocated(target, size); err != nil {
 		if errors.Is(err, unix.ENOSPC) {
-			return "", "", errors.Wrapf(health.ErrHostFilesystemFull, "allocate %s for the repaired metadata in %s: the filesystem is full", units.FormatBytes(size), filepath.Dir(target))
+			return "", "", errors.Wrapf(health.ErrHostFilesystemFull, "allocate %s for the repaired metadata in %s: the filesystem is full", bytesize.Format(size), filepath.Dir(target))
 		}
 		return "", "", err
 	}

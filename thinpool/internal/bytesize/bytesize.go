@@ -1,7 +1,8 @@
-// Package units holds the byte arithmetic and formatting thinpool and its
-// pool watcher share: rounding sizes to a unit, percentages of a total,
-// and sizes printed in binary units for messages.
-package units
+// Package bytesize holds the byte arithmetic and formatting thinpool and
+// its pool watcher share: rounding sizes to a unit, percentages of a
+// total, and sizes printed in binary units for messages ("1.5 GiB"; the
+// root package units has the size grammar users type).
+package bytesize
 
 import "fmt"
 
@@ -19,8 +20,8 @@ func Percent(a, b uint64) float64 {
 	return float64(a) * 100 / float64(b)
 }
 
-// FormatBytes prints n in the largest binary unit that keeps one decimal.
-func FormatBytes(n uint64) string {
+// Format prints n in the largest binary unit that keeps one decimal.
+func Format(n uint64) string {
 	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
 	f := float64(n)
 	i := 0
