@@ -7,7 +7,6 @@ import (
 )
 
 const (
-	KiB = 1 << 10
 	MiB = 1 << 20
 )
 
