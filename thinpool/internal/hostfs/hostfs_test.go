@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/thinctl/thinctl/internal/thinmeta"
 )
 
 const (
@@ -39,5 +41,46 @@ func TestHostSpaceCountsWhatTheSparseFilesMayStillTake(t *testing.T) {
 	}
 	if (Space{Free: MiB, DataSize: 3 * MiB}).Short() != 2*MiB {
 		t.Fatal("Short")
+	}
+}
+
+func TestPunchedRunsReadBackAsZerosAndKeepTheFileSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data")
+	data := make([]byte, 4*MiB)
+	for i := range data {
+		data[i] = 0xa5
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Blocks of 1 MiB: punch the second and the fourth.
+	if err := PunchRuns(path, []thinmeta.Run{{Start: 1, Len: 1}, {Start: 3, Len: 1}}, MiB); err != nil {
+		t.Skipf("this filesystem cannot punch holes: %v", err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(data) {
+		t.Fatalf("size %d after punching, want %d", len(got), len(data))
+	}
+	for i, b := range got {
+		punched := (i >= MiB && i < 2*MiB) || i >= 3*MiB
+		if punched && b != 0 || !punched && b != 0xa5 {
+			t.Fatalf("byte %d is %#x after punching blocks 1 and 3", i, b)
+		}
+	}
+}
+
+func TestCreateAllocatedLeavesAnExistingFileAsItWas(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "metadata.repaired")
+	if err := os.WriteFile(path, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateAllocated(path, MiB); err == nil {
+		t.Fatal("an existing file was taken over")
+	}
+	if b, _ := os.ReadFile(path); string(b) != "keep" {
+		t.Fatalf("the existing file reads %q", b)
 	}
 }
