@@ -28,14 +28,14 @@ const (
 
 // Health problem kinds; each is also a Problem kind in Check's report.
 const (
-	ProblemPoolNeedsCheck   = health.ProblemPoolNeedsCheck
-	ProblemPoolReadOnly     = health.ProblemPoolReadOnly
-	ProblemPoolFailed       = health.ProblemPoolFailed
-	ProblemOutOfDataSpace   = health.ProblemOutOfDataSpace
-	ProblemOutOfMetaSpace   = health.ProblemOutOfMetaSpace
-	ProblemHostFilesystem   = health.ProblemHostFilesystem
-	ProblemFilesystemErrors = health.ProblemFilesystemErrors
-	ProblemStorageIO        = health.ProblemStorageIO
+	ProblemPoolNeedsCheck   = health.ProblemPoolNeedsCheck   // "pool_needs_check": the kernel set needs_check
+	ProblemPoolReadOnly     = health.ProblemPoolReadOnly     // "pool_read_only"
+	ProblemPoolFailed       = health.ProblemPoolFailed       // "pool_failed": no I/O at all
+	ProblemOutOfDataSpace   = health.ProblemOutOfDataSpace   // "out_of_data_space"
+	ProblemOutOfMetaSpace   = health.ProblemOutOfMetaSpace   // "out_of_metadata_space"
+	ProblemHostFilesystem   = health.ProblemHostFilesystem   // "host_filesystem_short": loop files may outgrow it
+	ProblemFilesystemErrors = health.ProblemFilesystemErrors // "filesystem_errors" of a device
+	ProblemStorageIO        = health.ProblemStorageIO        // "storage_io_errors" under the pool
 )
 
 // ErrStorageIO is the class of a pool whose data or metadata device
