@@ -8,8 +8,8 @@
 // metrics file for node_exporter's textfile collector.
 //
 // It is a client of thinpool.Pool: it reaches the pool only through the
-// Pool's exported methods, so a program can run it on a Pool value of its
-// own next to others using the same pool.
+// Pool's exported methods, on a Pool value of its own (thinctl pool watch
+// runs it in a process of its own).
 package watch
 
 import (
