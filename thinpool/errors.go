@@ -20,8 +20,8 @@ var (
 	ErrInvalidID       = store.ErrInvalidID
 	ErrParentNotFound  = errdefs.New("parent device not found", errdefs.ErrNotFound)
 	ErrHasChildren     = errdefs.New("device has snapshots", errdefs.ErrHasChildren)
-	ErrBusy            = devnode.ErrBusy
-	ErrLowSpace        = health.ErrLowSpace
+	ErrBusy            = devnode.ErrBusy    // errdefs.ErrBusy
+	ErrLowSpace        = health.ErrLowSpace // errdefs.ErrNoSpace
 	ErrPoolReadOnly    = health.ErrPoolReadOnly
 	ErrRegistryCorrupt = store.ErrCorrupt
 	ErrDeferred        = errdefs.New("removal deferred until the device is released", errdefs.ErrDeferred)
