@@ -17,31 +17,6 @@ import (
 	"github.com/thinctl/thinctl/thinpool/internal/vmtest"
 )
 
-// smallHostFS makes an ext4 filesystem of size bytes on a loop-mounted
-// image and returns its mount point; it is unmounted when the test ends
-// (after the cleanups registered later, the pool's among them).
-func smallHostFS(t *testing.T, size int64) string {
-	t.Helper()
-	testenv.RequireTool(t, "mkfs.ext4")
-	dir := t.TempDir()
-	img, mnt := filepath.Join(dir, "host.img"), filepath.Join(dir, "mnt")
-	must(t, os.Mkdir(mnt, 0o755))
-	must(t, os.WriteFile(img, nil, 0o600))
-	must(t, os.Truncate(img, size))
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-E", "nodiscard", img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v: %s", err, out)
-	}
-	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mount: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-d", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
-		}
-	})
-	return mnt
-}
-
 // fillFS takes every free byte of the filesystem at dir into one file and
 // returns it.
 func fillFS(t *testing.T, dir string) string {
@@ -115,7 +90,7 @@ func TestInitAllocatesTheMetadataFileAndLeavesTheDataFileSparse(t *testing.T) {
 // metadata, and what was written before reads back.
 func TestAFullHostFilesystemFailsTheWriterButNotAPoolWithAllocatedMetadata(t *testing.T) {
 	testenv.RequireDeviceMapper(t)
-	host := smallHostFS(t, 192<<20)
+	host := testenv.SmallExt4(t, 192<<20)
 	root := filepath.Join(host, "root")
 	q, err := Init(context.Background(), root, Options{DataSize: 512 * MiB, MetadataSize: 8 * MiB, BaseSize: 64 * MiB, NoMinFreeSpace: true})
 	must(t, err)
