@@ -12,6 +12,7 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/atomicfile"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
@@ -218,13 +219,13 @@ func adoptRegistry(root string, o AdoptOptions) error {
 			return errors.Wrapf(err, "create directory %s", d)
 		}
 	}
-	key, err := rootKey(root)
+	key, err := dmname.RootKey(root)
 	if err != nil {
 		return err
 	}
 	now := time.Now().UTC()
 	cfg := store.Config{
-		Version: store.Version, Key: key, PoolName: poolNameForKey(key),
+		Version: store.Version, Key: key, PoolName: dmname.Pool(key),
 		DataFile: o.DataFile, MetadataFile: o.MetadataFile,
 		DataSize: o.DataSize, MetadataSize: o.MetadataSize, BlockSize: o.BlockSize,
 		MinFreeSpace: o.MinFreeSpace, Filesystem: o.Filesystem, MountOptions: o.MountOptions,

@@ -3,22 +3,21 @@ package thinpool
 import (
 	"bytes"
 	"context"
-	"encoding/xml"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/pkg/errors"
-	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
-	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
+	"github.com/thinctl/thinctl/thinpool/internal/poolmeta"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
+	"github.com/thinctl/thinctl/thinpool/internal/thintools"
 )
 
 // Problem kinds Check reports.
@@ -196,7 +195,7 @@ func (p *Pool) Check(ctx context.Context, opts CheckOptions) (Report, error) {
 		case !known:
 			add(ProblemStaleMount, e.Name(), mp+" is mounted but no registry record refers to it; unmount it", false)
 		default:
-			if _, err := p.dm.Info(thinName(p.cfg.Key, rec.DeviceID)); err != nil {
+			if _, err := p.dm.Info(dmname.Thin(p.cfg.Key, rec.DeviceID)); err != nil {
 				add(ProblemStaleMount, e.Name(), mp+" is mounted but its device is not active", false)
 			}
 		}
@@ -232,60 +231,10 @@ func (p *Pool) deleteOrphan(ctx context.Context, devID uint32) error {
 // The file's name on disk predates the word and stays as it is.
 const heldRootMarkerName = "metadata-snapshot"
 
-// heldRootUnavailableError says why the pool's held metadata root could not
-// be read (another program holds it, the pool does not answer); nothing is
-// left held.
-type heldRootUnavailableError struct{ reason string }
-
-func (e *heldRootUnavailableError) Error() string { return e.reason }
-
-// withHeldRoot reserves the pool's held metadata root (reserve_metadata_snap),
-// runs fn while it is held (with the pool's status as it was just before),
-// and releases it: the one place thinctl holds one. A held root a killed
-// holder of this root left (the marker file says so) is released first, and
-// a note says so; one another program holds is left alone (a
-// *heldRootUnavailableError, as is a refused reserve). An error wrapping
-// neither means the held root this call reserved could not be released
-// (the marker stays, and the next call releases it) or the marker could
-// not be written; fn's own error is returned as it is.
-//
-// The marker is written without a flush: it has to outlive the process
-// (the page cache does), not a power cut. After a power cut that lost it,
-// a held root at that moment looks like another program's and is left
-// alone — never the other way round.
-func (p *Pool) withHeldRoot(fn func(poolStatus) error) ([]string, error) {
-	var notes []string
-	marker := filepath.Join(p.dir, heldRootMarkerName)
-	st, err := p.rawStatus()
-	if err != nil {
-		return nil, &heldRootUnavailableError{err.Error()}
-	}
-	_, markerErr := os.Stat(marker)
-	switch {
-	case st.HeldRoot != "-" && markerErr == nil:
-		if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinReleaseMetadataSnap); err != nil {
-			return nil, errors.Wrapf(err, "release the held metadata root (root %s) an interrupted holder of this root left held", st.HeldRoot)
-		}
-		notes = append(notes, "released the held metadata root (root "+st.HeldRoot+") an interrupted check or space return left held")
-	case st.HeldRoot != "-":
-		return nil, &heldRootUnavailableError{"another program holds the pool's held metadata root (root " + st.HeldRoot + "); it was left alone"}
-	}
-	f, err := os.OpenFile(marker, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return notes, errors.Wrap(err, "mark the pool's held metadata root as this root's")
-	}
-	f.Close()
-	if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinReserveMetadataSnap); err != nil {
-		os.Remove(marker)
-		return notes, &heldRootUnavailableError{dm.ThinReserveMetadataSnap + ": " + err.Error()}
-	}
-	failpoint.Inject(failpoint.CheckAfterReserve)
-	fnErr := fn(st)
-	if _, err := p.dm.Message(p.cfg.PoolName, 0, dm.ThinReleaseMetadataSnap); err != nil {
-		return notes, errors.Wrapf(err, "release the pool's held metadata root; it stays held and the next check or space return releases it")
-	}
-	os.Remove(marker)
-	return notes, fnErr
+// withHeldRoot holds the pool's metadata root while fn runs (see
+// poolmeta.Hold), marked by heldRootMarkerName in the pool's directory.
+func (p *Pool) withHeldRoot(fn func(dmthin.PoolStatus) error) ([]string, error) {
+	return poolmeta.Hold(p.dm, p.cfg.PoolName, filepath.Join(p.dir, heldRootMarkerName), p.rawStatus, fn)
 }
 
 // poolDeviceIDs lists the thin ids in the pool's metadata through a held
@@ -304,15 +253,15 @@ func (p *Pool) poolDeviceIDs(ctx context.Context) ([]uint32, []string, error) {
 	}
 	var out, stderr bytes.Buffer
 	var runErr error
-	notes, err := p.withHeldRoot(func(poolStatus) error {
+	notes, err := p.withHeldRoot(func(dmthin.PoolStatus) error {
 		cmd := exec.CommandContext(ctx, tool, "-m", metaPath)
 		cmd.Stdout, cmd.Stderr = &out, &stderr
 		runErr = cmd.Run()
 		return nil
 	})
-	var unavailable *heldRootUnavailableError
+	var unavailable *poolmeta.UnavailableError
 	if errors.As(err, &unavailable) {
-		return nil, append(notes, "pool metadata was not compared: "+unavailable.reason), nil
+		return nil, append(notes, "pool metadata was not compared: "+unavailable.Reason), nil
 	}
 	if err != nil {
 		return nil, notes, err
@@ -323,7 +272,7 @@ func (p *Pool) poolDeviceIDs(ctx context.Context) ([]uint32, []string, error) {
 		}
 		return nil, append(notes, fmt.Sprintf("pool metadata was not compared: thin_dump -m %s: %v: %s", metaPath, runErr, strings.TrimSpace(stderr.String()))), nil
 	}
-	ids, err := parseThinDumpDeviceIDs(&out)
+	ids, err := thintools.ParseDumpDeviceIDs(&out)
 	if err != nil {
 		return nil, append(notes, "pool metadata was not compared: "+err.Error()), nil
 	}
@@ -337,54 +286,4 @@ func (p *Pool) metadataDevicePath() (string, error) {
 		return "", err
 	}
 	return fs.DevicePath(meta)
-}
-
-// parseThinDumpDeviceIDs reads the dev_id of every <device> element of
-// thin_dump's XML output, sorted and without duplicates.
-func parseThinDumpDeviceIDs(r io.Reader) ([]uint32, error) {
-	dec := xml.NewDecoder(r)
-	seen := map[uint32]bool{}
-	ids := []uint32{}
-	sawSuperblock := false
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, errors.Wrap(err, "thin_dump output")
-		}
-		se, ok := tok.(xml.StartElement)
-		if !ok {
-			continue
-		}
-		switch se.Name.Local {
-		case "superblock":
-			sawSuperblock = true
-		case "device":
-			found := false
-			for _, a := range se.Attr {
-				if a.Name.Local != "dev_id" {
-					continue
-				}
-				var n uint64
-				if _, err := fmt.Sscanf(a.Value, "%d", &n); err != nil || n > store.MaxDeviceID || fmt.Sprint(n) != a.Value {
-					return nil, errors.Errorf("thin_dump output: dev_id %q is not a 24-bit number", a.Value)
-				}
-				found = true
-				if !seen[uint32(n)] {
-					seen[uint32(n)] = true
-					ids = append(ids, uint32(n))
-				}
-			}
-			if !found {
-				return nil, errors.New("thin_dump output: <device> without dev_id")
-			}
-		}
-	}
-	if !sawSuperblock {
-		return nil, errors.New("thin_dump output has no <superblock>")
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	return ids, nil
 }

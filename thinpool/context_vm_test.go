@@ -12,6 +12,7 @@ import (
 
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 )
 
 // dmState is "ACTIVE" or "SUSPENDED" as dmsetup (the oracle) reports name.
@@ -63,7 +64,7 @@ func TestInitStoppedByItsContextLeavesNothing(t *testing.T) {
 	if Exists(root) {
 		t.Fatal("a stopped Init left pool.json")
 	}
-	key, kerr := rootKey(root)
+	key, kerr := dmname.RootKey(root)
 	must(t, kerr)
 	if out := mustDmsetup(t, "ls"); strings.Contains(out, key) {
 		t.Fatalf("a stopped Init left device-mapper devices:\n%s", out)

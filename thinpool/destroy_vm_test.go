@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/internal/testenv"
+	"github.com/thinctl/thinctl/thinpool/internal/vmtest"
 )
 
 func TestDestroyRemovesEveryDeviceThePoolAndTheState(t *testing.T) {
@@ -78,22 +79,7 @@ func TestAnExternalThinPoolIsUsedButNeverTakenDown(t *testing.T) {
 // to loop devices with losetup (not thinctl's loopback package: to thinctl
 // they are someone else's block devices). They are detached when the test
 // ends.
-func rawDevices(t *testing.T) (data, meta, dataDev, metaDev string) {
-	t.Helper()
-	losetup := testenv.RequireTool(t, "losetup")
-	data = testenv.SparseFile(t, "data", int64(GiB))
-	meta = testenv.SparseFile(t, "meta", int64(64*MiB))
-	attach := func(f string) string {
-		out, err := exec.Command(losetup, "-f", "--show", f).CombinedOutput()
-		if err != nil {
-			t.Fatalf("losetup %s: %v %s", f, err, out)
-		}
-		dev := strings.TrimSpace(string(out))
-		t.Cleanup(func() { exec.Command(losetup, "-d", dev).Run() })
-		return dev
-	}
-	return data, meta, attach(data), attach(meta)
-}
+func rawDevices(t *testing.T) (data, meta, dataDev, metaDev string) { return vmtest.RawDevices(t) }
 
 // boundTo returns the backing file losetup reports for a loop device, ""
 // when it is not bound.

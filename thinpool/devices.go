@@ -5,14 +5,16 @@ import (
 	"os"
 	"time"
 
-	"github.com/thinctl/thinctl/internal/wait"
-
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
+	"github.com/thinctl/thinctl/thinpool/internal/devnode"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
@@ -49,7 +51,7 @@ func (p *Pool) DeviceName(id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return thinName(p.cfg.Key, d.DeviceID), nil
+	return dmname.Thin(p.cfg.Key, d.DeviceID), nil
 }
 
 // allocTx runs a create transaction with a freshly allocated device id,
@@ -166,10 +168,10 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 
 	size := originSize
 	if opts.Size != 0 {
-		size = roundUp(opts.Size, 4*KiB)
+		size = bytesize.RoundUp(opts.Size, 4*KiB)
 		if size < originSize {
 			return errors.Wrapf(ErrInvalidSize, "size %s of %q is smaller than its parent's %s; thin devices only grow",
-				formatBytes(opts.Size), id, formatBytes(originSize))
+				bytesize.Format(opts.Size), id, bytesize.Format(originSize))
 		}
 	}
 	// Only an explicit size is checked against the pool: a snapshot that
@@ -188,7 +190,7 @@ func (p *Pool) Create(ctx context.Context, id, parent string, opts CreateOptions
 	// transaction's begin became durable), and undone on every path, even
 	// when ctx ended: a suspended origin holds every I/O to it. (err is
 	// Create's result here.)
-	originName := thinName(p.cfg.Key, originID)
+	originName := dmname.Thin(p.cfg.Key, originID)
 	var undo revert.Stack
 	defer func() {
 		if uerr := undo.Unwind(); uerr != nil {
@@ -295,7 +297,7 @@ func (p *Pool) activateDevice(ctx context.Context, d store.Device) (string, erro
 	if d.GrowPending && p.cfg.Filesystem == fs.Ext4 {
 		if mounted, _ := fs.IsMounted(p.MountPath(d.ID)); !mounted {
 			if err := fs.Grow(ctx, path, "", fs.Ext4); err != nil {
-				return path, errors.Wrapf(err, "grow the filesystem of %q to %s", d.ID, formatBytes(d.Size))
+				return path, errors.Wrapf(err, "grow the filesystem of %q to %s", d.ID, bytesize.Format(d.Size))
 			}
 			d.GrowPending = false
 			if err := p.store.Put(d); err != nil {
@@ -313,7 +315,7 @@ func (p *Pool) activateDevice(ctx context.Context, d store.Device) (string, erro
 // device's "change" before it is removed and its minor reused (see
 // dm.RemoveOptions.NoNodeWait).
 func (p *Pool) activateThin(ctx context.Context, devID uint32, size uint64) (string, error) {
-	name := thinName(p.cfg.Key, devID)
+	name := dmname.Thin(p.cfg.Key, devID)
 	info, err := p.dm.Info(name)
 	switch {
 	case err == nil && info.LiveTable:
@@ -327,7 +329,7 @@ func (p *Pool) activateThin(ctx context.Context, devID uint32, size uint64) (str
 	case err == nil:
 		// A device without a table (an interrupted activation): load one.
 	case errors.Is(err, dm.ErrNotFound):
-		if _, err := p.dm.Create(name, dm.CreateOptions{UUID: thinUUID(p.cfg.Key, devID)}); err != nil {
+		if _, err := p.dm.Create(name, dm.CreateOptions{UUID: dmname.ThinUUID(p.cfg.Key, devID)}); err != nil {
 			return "", errors.Wrapf(err, "create %s", name)
 		}
 	default:
@@ -337,7 +339,7 @@ func (p *Pool) activateThin(ctx context.Context, devID uint32, size uint64) (str
 	if err != nil {
 		return "", err
 	}
-	t := thinTable(poolDev, devID, size)
+	t := dmthin.ThinTarget(poolDev, devID, size)
 	if err := p.dm.LoadTable(name, []dm.Target{t}, dm.LoadOptions{}); err != nil {
 		_ = p.dm.Remove(ctx, name, dm.RemoveOptions{Retries: -1})
 		return "", errors.Wrapf(err, "load thin table %q into %s", t.Params, name)
@@ -355,12 +357,12 @@ func (p *Pool) activateThin(ctx context.Context, devID uint32, size uint64) (str
 // at /dev/mapper/<name> afterwards, so it does not wait for udev to drop
 // the link (an Activate that follows waits for its own).
 func (p *Pool) deactivateThin(ctx context.Context, devID uint32, mountPath string) error {
-	name := thinName(p.cfg.Key, devID)
+	name := dmname.Thin(p.cfg.Key, devID)
 	info, ierr := p.dm.Info(name)
 	if errors.Is(ierr, dm.ErrNotFound) {
 		return nil
 	}
-	err := p.removeDM(ctx, name, info.Dev, mountPath, true)
+	err := devnode.Remove(ctx, p.dm, name, info.Dev, mountPath, true)
 	if err == nil || errors.Is(err, dm.ErrNotFound) {
 		return nil
 	}
@@ -368,62 +370,6 @@ func (p *Pool) deactivateThin(ctx context.Context, devID uint32, mountPath strin
 		return errors.Wrapf(ErrBusy, "%s is in use%s", name, p.holdersText(info.Dev, mountPath))
 	}
 	return errors.Wrapf(err, "deactivate %s", name)
-}
-
-// udevSettleWait bounds how long a removal waits for udev's workers to
-// let go of a device.
-const udevSettleWait = 8 * time.Second
-
-// removeDM removes a device-mapper device, waiting out transient holders.
-// A busy device is retried briefly (the dm package's default). While udev
-// runs, its workers open every device that was just closed (blkid probes)
-// and hold it for a moment after an unmount: as long as nothing but udev's
-// processes can be seen holding it, removal is retried for up to
-// udevSettleWait. A device held by any other process is reported busy at
-// once, so the caller can defer or refuse without a long wait. noNodeWait
-// is for callers that never look at the name again (a removal): they do not
-// wait for udev to drop /dev/mapper/<name>.
-func (p *Pool) removeDM(ctx context.Context, name string, dev uint64, mountPath string, noNodeWait bool) error {
-	err := p.dm.Remove(ctx, name, dm.RemoveOptions{NoNodeWait: noNodeWait})
-	if !errors.Is(err, dm.ErrBusy) || !udevRunning() {
-		return err
-	}
-	deadline := time.Now().Add(udevSettleWait)
-	for time.Now().Before(deadline) {
-		if dev != 0 {
-			if hs, herr := fs.Holders(dev, mountPath); herr == nil && heldBeyondUdev(hs) {
-				return err
-			}
-		}
-		if werr := wait.Sleep(ctx, 100*time.Millisecond); werr != nil {
-			return errors.Wrapf(err, "gave up waiting for udev to let go (%v)", werr)
-		}
-		if err = p.dm.Remove(ctx, name, dm.RemoveOptions{Retries: -1, NoNodeWait: noNodeWait}); !errors.Is(err, dm.ErrBusy) {
-			return err
-		}
-	}
-	return err
-}
-
-// udevRunning reports whether udev is running (its control socket exists).
-func udevRunning() bool {
-	_, err := os.Stat("/run/udev/control")
-	return err == nil
-}
-
-// udevCommands are the process names udev's workers and the programs its
-// rules start go by (systemd 252 names workers "(udev-worker)").
-var udevCommands = map[string]bool{"systemd-udevd": true, "(udev-worker)": true, "udevd": true,
-	"(spawn)": true, "blkid": true, "dmsetup": true}
-
-// heldBeyondUdev reports whether any holder is not one of udev's processes.
-func heldBeyondUdev(hs []fs.Holder) bool {
-	for _, h := range hs {
-		if !udevCommands[h.Command] {
-			return true
-		}
-	}
-	return false
 }
 
 // holdersText describes who holds a device, as ": held by ..." or "".
@@ -491,7 +437,7 @@ func (p *Pool) Device(id string) (Device, error) {
 	if err != nil {
 		return Device{}, err
 	}
-	_, ierr := p.dm.Info(thinName(p.cfg.Key, d.DeviceID))
+	_, ierr := p.dm.Info(dmname.Thin(p.cfg.Key, d.DeviceID))
 	return p.toDevice(d, ierr == nil), nil
 }
 
@@ -549,10 +495,10 @@ func (p *Pool) toDeviceWith(d store.Device, active, mounted bool) Device {
 		Initialized: d.Initialized, Deleted: d.Deleted, Created: d.Created, Active: active,
 		Labels: copyLabels(d.Labels)}
 	if active {
-		name := thinName(p.cfg.Key, d.DeviceID)
+		name := dmname.Thin(p.cfg.Key, d.DeviceID)
 		out.DevicePath = dm.NodePath(name)
 		if ts, err := p.dm.Status(name, dm.StatusOptions{NoFlush: true}); err == nil && len(ts) == 1 {
-			if st, err := parseThinStatus(ts[0].Params); err == nil {
+			if st, err := dmthin.ParseThinStatus(ts[0].Params); err == nil {
 				out.Used = st.MappedSectors * 512
 			}
 		}

@@ -45,16 +45,17 @@
 // once (error_if_no_space) and Create refuses to add devices when free
 // space falls under Options.MinFreeSpace.
 //
-// # The host filesystem and Watch
+// # The host filesystem and the pool watcher
 //
 // A loop pool's metadata file is allocated on its host filesystem at Init
 // and when Grow grows it, so a full host filesystem cannot fail a metadata
 // commit; the data file stays sparse unless Preallocate allocates it, and
-// HostSpace says what the pool may still take from its host. Watch guards
-// a pool for a long-running process: it sleeps on the kernel's pool events
-// (dm.Client.WaitEvent), grows data and metadata as a pure WatchPolicy
-// decides, and reports through a *slog.Logger and a callback, never on
-// stdout or stderr.
+// HostSpace says what the pool may still take from its host. Package
+// thinpool/watch guards a pool for a long-running process (watch.Run): it
+// sleeps on the kernel's pool events (Pool.EventNr, Pool.WaitEvent), grows
+// data and metadata as a pure watch.Policy decides, tunes the pool table
+// (Pool.SetTableTuning, Pool.Retune), and reports through a *slog.Logger
+// and a callback, never on stdout or stderr.
 //
 // # Contexts and clients
 //
@@ -78,14 +79,29 @@
 //	devices.go, mount.go      Create (and its suspended origin), activation, mounts
 //	transaction.go            a pool message in a transaction; recovery of one left open
 //	remove.go                 Remove, deferred removal, GC
-//	resize.go                 Resize of one device (record, then table), GrowFS
+//	resize.go, grow.go        Resize of one device (record, then table), GrowFS; Grow
 //	remove_return.go          reclaiming a removed device's space: reclaim, the
 //	                          background pass, retryBusy for the pool's EBUSY windows
 //	remove_inactive.go        reclaiming an inactive device without activating it
-//	check.go                  Check; the held metadata root (reserve_metadata_snap)
+//	check.go                  Check
+//	health.go, hostspace.go   Health and HostSpace: the readings (classified in
+//	                          internal/health, measured by internal/hostfs)
+//	repair*.go, fsck.go       Repair (the swap: internal/metaswap), Fsck
+//	tuning.go                 what a watcher asks of the pool table, pool events
+//	watch                     the pool watcher (public: watch.Run, watch.Policy)
 //	internal/store            the durable store: records, pool.json, the registry
 //	                          file and journal, compaction, the lock and its claims,
 //	                          group commit, migration, every format version
+//	internal/dmthin           thin-pool and thin table and status lines
+//	internal/dmname           the device-mapper names and uuids of a root
+//	internal/devnode          removal past udev's workers, private nodes, I/O probes
+//	internal/health           classes and fixes of an unhealthy pool
+//	internal/hostfs           the host filesystem under loop files (statfs, fallocate)
+//	internal/poolmeta         the held metadata root and reading it
+//	internal/metaswap         where repaired metadata goes and how it is swapped in
+//	internal/thintools        thin_check, thin_repair, thin_dump and its XML
+//	internal/fserrors         devices with filesystem errors
+//	internal/bytesize         byte rounding and formatting for messages
 //
 // Undo of a multi-step operation that stopped part way goes through
 // internal/revert; Options.Logger is told the background decisions.

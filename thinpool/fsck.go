@@ -2,23 +2,24 @@ package thinpool
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/pkg/errors"
-	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/fs"
-	"github.com/thinctl/thinctl/thinpool/internal/store"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
+	"github.com/thinctl/thinctl/thinpool/internal/fserrors"
 )
 
-// fsErrorsName is the file listing, one id a line, the devices whose
-// filesystem recorded errors when Repair looked; Check reports them until
-// Fsck finds the filesystem clean.
+// fsErrorsName is the file in the pool's directory that lists, one id a
+// line, the devices whose filesystem recorded errors when Repair looked;
+// Check reports them until Fsck finds the filesystem clean.
 const fsErrorsName = "filesystem-errors"
+
+// fsErrors is the pool's list of devices with filesystem errors.
+func (p *Pool) fsErrors() fserrors.List { return fserrors.List(filepath.Join(p.dir, fsErrorsName)) }
 
 // FsckResult says what Fsck did.
 type FsckResult struct {
@@ -45,7 +46,7 @@ func (p *Pool) Fsck(ctx context.Context, id string) (FsckResult, error) {
 		return res, err
 	}
 	if h, err := p.healthLocked(); err == nil {
-		if herr := h.refusal(); herr != nil {
+		if herr := h.Refusal(); herr != nil {
 			return res, herr
 		}
 	}
@@ -53,7 +54,7 @@ func (p *Pool) Fsck(ctx context.Context, id string) (FsckResult, error) {
 	if m, _ := fs.IsMounted(mp); m {
 		return res, errors.Wrapf(ErrBusy, "device %q is mounted at %s; unmount it first", id, mp)
 	}
-	name := thinName(p.cfg.Key, d.DeviceID)
+	name := dmname.Thin(p.cfg.Key, d.DeviceID)
 	if info, err := p.dm.Info(name); err == nil && info.OpenCount > 0 {
 		return res, errors.Wrapf(ErrBusy, "device %q is open%s", id, p.holdersText(info.Dev, mp))
 	} else if err != nil {
@@ -76,50 +77,9 @@ func (p *Pool) Fsck(ctx context.Context, id string) (FsckResult, error) {
 		return res, errors.Wrapf(err, "check the filesystem of %q", id)
 	}
 	if r.Clean {
-		_ = p.setFsErrors(id, false)
+		_ = p.fsErrors().Set(id, false)
 	}
 	return res, nil
-}
-
-// fsErrorIDs reads the devices Repair found with filesystem errors.
-func (p *Pool) fsErrorIDs() []string {
-	b, err := os.ReadFile(filepath.Join(p.dir, fsErrorsName))
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if l = strings.TrimSpace(l); l != "" && store.ValidateID(l) == nil {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-// setFsErrors adds id to (or removes it from) the filesystem-errors list.
-func (p *Pool) setFsErrors(id string, has bool) error {
-	set := map[string]bool{}
-	for _, x := range p.fsErrorIDs() {
-		set[x] = true
-	}
-	if set[id] == has {
-		return nil
-	}
-	if has {
-		set[id] = true
-	} else {
-		delete(set, id)
-	}
-	ids := make([]string, 0, len(set))
-	for x := range set {
-		ids = append(ids, x)
-	}
-	sort.Strings(ids)
-	path := filepath.Join(p.dir, fsErrorsName)
-	if len(ids) == 0 {
-		return os.Remove(path)
-	}
-	return os.WriteFile(path, []byte(strings.Join(ids, "\n")+"\n"), 0o600)
 }
 
 // scanFsErrors reads the superblock of every device (activating inactive
@@ -135,7 +95,7 @@ func (p *Pool) scanFsErrors(ctx context.Context) []string {
 		if d.Deleted || ctx.Err() != nil {
 			continue
 		}
-		name := thinName(p.cfg.Key, d.DeviceID)
+		name := dmname.Thin(p.cfg.Key, d.DeviceID)
 		_, ierr := p.dm.Info(name)
 		path, err := p.activateThin(ctx, d.DeviceID, d.Size)
 		if err != nil {
@@ -147,7 +107,7 @@ func (p *Pool) scanFsErrors(ctx context.Context) []string {
 		}
 		if err == nil && fe.HasErrors {
 			bad = append(bad, d.ID)
-			_ = p.setFsErrors(d.ID, true)
+			_ = p.fsErrors().Set(d.ID, true)
 		}
 	}
 	return bad
@@ -171,11 +131,7 @@ func (p *Pool) liveFsErrors() map[string]uint64 {
 		if !ok || !known {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/sys/fs/ext4", "dm-"+strconv.FormatUint(uint64(unix.Minor(d.Dev)), 10), "errors_count"))
-		if err != nil {
-			continue
-		}
-		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 {
+		if n := fserrors.LiveCount(d.Dev); n > 0 {
 			out[id] = n
 		}
 	}
@@ -195,12 +151,12 @@ func (p *Pool) addFsErrors(r *Report) {
 		r.Problems = append(r.Problems, Problem{Kind: ProblemFilesystemErrors, ID: id, Fix: FixFilesystem,
 			Detail: "the mounted filesystem counts " + strconv.FormatUint(live[id], 10) + " errors (the kernel's errors_count); unmount it"})
 	}
-	for _, id := range p.fsErrorIDs() {
+	for _, id := range p.fsErrors().IDs() {
 		if _, dup := live[id]; dup {
 			continue
 		}
 		if _, err := p.store.Get(id); err != nil {
-			_ = p.setFsErrors(id, false)
+			_ = p.fsErrors().Set(id, false)
 			continue
 		}
 		r.Problems = append(r.Problems, Problem{Kind: ProblemFilesystemErrors, ID: id, Fix: FixFilesystem,

@@ -9,6 +9,9 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
+	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
 )
 
 // Grow grows the data and/or metadata online: the loop file is extended,
@@ -35,20 +38,20 @@ func (p *Pool) Grow(ctx context.Context, opts GrowOptions) error {
 		return errors.Errorf("thin pool %s is not managed by thinctl; grow it with the tool that made it", p.cfg.PoolName)
 	}
 	if opts.DataSize != 0 {
-		opts.DataSize = roundDown(opts.DataSize, p.cfg.BlockSize)
+		opts.DataSize = bytesize.RoundDown(opts.DataSize, p.cfg.BlockSize)
 		if opts.DataSize < p.cfg.DataSize {
 			return errors.Wrapf(ErrInvalidSize, "data size %s is smaller than the current %s; a thin pool cannot shrink",
-				formatBytes(opts.DataSize), formatBytes(p.cfg.DataSize))
+				bytesize.Format(opts.DataSize), bytesize.Format(p.cfg.DataSize))
 		}
 	}
 	if opts.MetadataSize != 0 {
-		opts.MetadataSize = roundUp(opts.MetadataSize, 4*KiB)
+		opts.MetadataSize = bytesize.RoundUp(opts.MetadataSize, 4*KiB)
 		if err := validateMetadataSize(opts.MetadataSize); err != nil {
 			return err
 		}
 		if opts.MetadataSize < p.cfg.MetadataSize {
 			return errors.Wrapf(ErrInvalidSize, "metadata size %s is smaller than the current %s; metadata cannot shrink",
-				formatBytes(opts.MetadataSize), formatBytes(p.cfg.MetadataSize))
+				bytesize.Format(opts.MetadataSize), bytesize.Format(p.cfg.MetadataSize))
 		}
 	}
 	if p.cfg.DataFile != "" {
@@ -68,17 +71,17 @@ func (p *Pool) Grow(ctx context.Context, opts GrowOptions) error {
 		return err
 	}
 	if opts.DataSize > data.Size {
-		return errors.Wrapf(ErrInvalidSize, "data device %s has only %s; grow it to %s first", data.Path, formatBytes(data.Size), formatBytes(opts.DataSize))
+		return errors.Wrapf(ErrInvalidSize, "data device %s has only %s; grow it to %s first", data.Path, bytesize.Format(data.Size), bytesize.Format(opts.DataSize))
 	}
 	if opts.MetadataSize > meta.Size {
-		return errors.Wrapf(ErrInvalidSize, "metadata device %s has only %s; grow it to %s first", meta.Path, formatBytes(meta.Size), formatBytes(opts.MetadataSize))
+		return errors.Wrapf(ErrInvalidSize, "metadata device %s has only %s; grow it to %s first", meta.Path, bytesize.Format(meta.Size), bytesize.Format(opts.MetadataSize))
 	}
 	p.report("reloading the thin pool at its new size", 0.6)
 	if err := p.reloadPool(ctx, data, meta); err != nil {
 		return err
 	}
 	failpoint.Inject(failpoint.GrowAfterReload)
-	p.cfg.DataSize, p.cfg.MetadataSize = roundDown(data.Size, p.cfg.BlockSize), meta.Size
+	p.cfg.DataSize, p.cfg.MetadataSize = bytesize.RoundDown(data.Size, p.cfg.BlockSize), meta.Size
 	return p.store.SaveConfig(p.cfg)
 }
 
@@ -95,15 +98,15 @@ func growFile(path string, size uint64, allocate bool) error {
 	}
 	cur := uint64(st.Size())
 	if size < cur {
-		return errors.Wrapf(ErrInvalidSize, "%s is %s; it cannot shrink to %s", path, formatBytes(cur), formatBytes(size))
+		return errors.Wrapf(ErrInvalidSize, "%s is %s; it cannot shrink to %s", path, bytesize.Format(cur), bytesize.Format(size))
 	}
 	if size > cur {
 		if err := os.Truncate(path, int64(size)); err != nil {
-			return errors.Wrapf(err, "extend %s to %s", path, formatBytes(size))
+			return errors.Wrapf(err, "extend %s to %s", path, bytesize.Format(size))
 		}
 	}
 	if allocate {
-		if err := allocateMetadata(path); err != nil {
+		if err := hostfs.AllocateMetadata(path); err != nil {
 			// The loop device still has the old size: give the file
 			// that back rather than leave a sparse tail.
 			_ = os.Truncate(path, int64(cur))
@@ -122,7 +125,8 @@ func growFile(path string, size uint64, allocate bool) error {
 // device on resume too.
 func (p *Pool) reloadPool(ctx context.Context, data, meta blockDev) error {
 	name := p.cfg.PoolName
-	t := tunedPoolTable(meta.Dev, data.Dev, data.Size, p.cfg.BlockSize, p.cfg.NoDiscard, p.tuning)
+	t := dmthin.PoolTable{MetaDev: meta.Dev, DataDev: data.Dev, DataBytes: data.Size, BlockSize: p.cfg.BlockSize, NoDiscard: p.cfg.NoDiscard,
+		LowWaterBlocks: p.tuning.LowWaterBlocks, QueueIfNoSpace: p.tuning.QueueIfNoSpace}.Target()
 	if err := p.dm.LoadTable(name, []dm.Target{t}, dm.LoadOptions{}); err != nil {
 		return errors.Wrapf(err, "load the grown table %q into %s", t.Params, name)
 	}
@@ -134,22 +138,4 @@ func (p *Pool) reloadPool(ctx context.Context, data, meta blockDev) error {
 		return errors.Wrapf(err, "resume %s with the grown table", name)
 	}
 	return nil
-}
-
-// tableTuning is what pool watch changes in the pool table while it runs:
-// the low water mark (the kernel raises an event once when free data
-// blocks drop to it, again only after the next resume) and whether
-// writes that find no free block queue (queue_if_no_space, the kernel
-// waits up to its no_space_timeout, 60 s by default) instead of failing
-// at once. The zero value is the table thinctl always loads.
-type tableTuning struct {
-	lowWater uint64 // data blocks; 0: lowWaterBlocks
-	queue    bool
-}
-
-func (tu tableTuning) lowWaterOr(def uint64) uint64 {
-	if tu.lowWater == 0 {
-		return def
-	}
-	return tu.lowWater
 }

@@ -18,6 +18,9 @@ import (
 
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/testenv"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
+	"github.com/thinctl/thinctl/thinpool/internal/thintools"
+	"github.com/thinctl/thinctl/thinpool/internal/vmtest"
 )
 
 // smallOptions keeps the emulated guest fast: a 1 GiB sparse data file,
@@ -82,18 +85,7 @@ func tearDown(t *testing.T, root string) {
 }
 
 // thinCheck runs thin_check on a metadata file of a pool that is down.
-func thinCheck(t *testing.T, meta string) {
-	t.Helper()
-	tool, err := exec.LookPath("thin_check")
-	if err != nil {
-		t.Log("thin_check not installed; metadata not checked")
-		return
-	}
-	out, err := exec.Command(tool, meta).CombinedOutput()
-	if err != nil {
-		t.Errorf("thin_check %s: %v\n%s", meta, err, out)
-	}
-}
+func thinCheck(t *testing.T, meta string) { vmtest.ThinCheck(t, meta) }
 
 // thinDumpIDs lists the thin ids in a metadata file of a pool that is down.
 func thinDumpIDs(t *testing.T, meta string) []uint32 {
@@ -103,7 +95,7 @@ func thinDumpIDs(t *testing.T, meta string) []uint32 {
 	if err != nil {
 		t.Fatalf("thin_dump %s: %v", meta, err)
 	}
-	ids, err := parseThinDumpDeviceIDs(bytes.NewReader(out))
+	ids, err := thintools.ParseDumpDeviceIDs(bytes.NewReader(out))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,27 +103,13 @@ func thinDumpIDs(t *testing.T, meta string) []uint32 {
 }
 
 // dmsetup runs dmsetup as an independent oracle.
-func dmsetup(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	tool := testenv.RequireTool(t, "dmsetup")
-	out, err := exec.Command(tool, args...).CombinedOutput()
-	return strings.TrimSpace(string(out)), err
-}
+func dmsetup(t *testing.T, args ...string) (string, error) { return vmtest.Dmsetup(t, args...) }
 
-func mustDmsetup(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := dmsetup(t, args...)
-	if err != nil {
-		t.Fatalf("dmsetup %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return out
-}
+func mustDmsetup(t *testing.T, args ...string) string { return vmtest.MustDmsetup(t, args...) }
 
 func must(t *testing.T, err error) {
 	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
+	vmtest.Must(t, err)
 }
 
 func mustMount(t *testing.T, p *Pool, id string) string {
@@ -212,7 +190,7 @@ func createActive(t *testing.T, p *Pool, id string) (path, name string) {
 	must(t, p.Create(ctx, id, "", CreateOptions{}))
 	path, err := p.Activate(ctx, id)
 	must(t, err)
-	return path, thinName(p.cfg.Key, mustDeviceID(t, p, id))
+	return path, dmname.Thin(p.cfg.Key, mustDeviceID(t, p, id))
 }
 
 // udevOnly skips a test outside the VM boot with udev running.

@@ -3,36 +3,16 @@
 package thinpool
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/thinctl/thinctl/internal/testenv"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
-// lockedBuffer is a log destination the background goroutine and the test
-// share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func debugLogger(buf *lockedBuffer) *slog.Logger {
+func debugLogger(buf *testenv.LockedBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -40,7 +20,7 @@ func debugLogger(buf *lockedBuffer) *slog.Logger {
 // removed device's space was reclaimed and what recovery did with a
 // transaction a crash left open.
 func TestTheLoggerIsToldTheBackgroundDecisions(t *testing.T) {
-	var buf lockedBuffer
+	var buf testenv.LockedBuffer
 	o := smallOptions()
 	o.Logger = debugLogger(&buf)
 	p, root := newVMPool(t, o)
@@ -57,7 +37,7 @@ func TestTheLoggerIsToldTheBackgroundDecisions(t *testing.T) {
 	d := store.Device{Version: store.RecordVersion, ID: "never", DeviceID: 77, Size: p.cfg.BaseSize, Initialized: true}
 	must(t, p.store.Begin(store.Tx{Op: store.OpCreateSnap, DeviceID: 77, OriginDeviceID: p.cfg.BaseDeviceID, ID: "never", Device: &d}))
 	must(t, p.Close())
-	var reopened lockedBuffer
+	var reopened testenv.LockedBuffer
 	q, err := Open(ctx, root, OpenOptions{Logger: debugLogger(&reopened)})
 	must(t, err)
 	defer q.Close()

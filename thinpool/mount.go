@@ -8,6 +8,7 @@ import (
 
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
@@ -54,7 +55,7 @@ func (p *Pool) Mount(ctx context.Context, id string, opts MountOptions) (string,
 		if err := fs.Grow(ctx, dev, mp, fs.XFS); err != nil {
 			p.unmountAll(id)
 			_ = p.deactivateThin(ctx, d.DeviceID, "")
-			return "", errors.Wrapf(err, "grow the filesystem of %q to %s", id, formatBytes(d.Size))
+			return "", errors.Wrapf(err, "grow the filesystem of %q to %s", id, bytesize.Format(d.Size))
 		}
 		d.GrowPending = false
 		if err := p.store.Put(d); err != nil {

@@ -1,13 +1,13 @@
 package thinpool
 
 import (
-	"fmt"
 	"log/slog"
 
 	"github.com/pkg/errors"
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
 )
 
 // Size units.
@@ -32,9 +32,6 @@ const (
 	// ignores anything beyond 255 * 2^14 * 8 sectors, about 15.9 GiB).
 	MaxMetadataSize = 255 * (1 << 14) * 8 * 512
 )
-
-// lowWaterBlocks is the pool's low water mark in data blocks.
-const lowWaterBlocks = 32768
 
 // Options configures Init. Zero fields take the documented defaults.
 type Options struct {
@@ -149,13 +146,13 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.ThinPoolDevice == "" && o.DataDevice == "" {
 		if o.DataSize < 16*o.BlockSize {
-			return o, errors.Wrapf(ErrInvalidSize, "data size %s is smaller than 16 blocks of %s", formatBytes(o.DataSize), formatBytes(o.BlockSize))
+			return o, errors.Wrapf(ErrInvalidSize, "data size %s is smaller than 16 blocks of %s", bytesize.Format(o.DataSize), bytesize.Format(o.BlockSize))
 		}
 		if err := validateMetadataSize(o.MetadataSize); err != nil {
 			return o, err
 		}
 	}
-	o.BaseSize = roundUp(o.BaseSize, 4*KiB)
+	o.BaseSize = bytesize.RoundUp(o.BaseSize, 4*KiB)
 	return o, nil
 }
 
@@ -168,25 +165,7 @@ func validateBlockSize(bs uint64) error {
 
 func validateMetadataSize(n uint64) error {
 	if n < MinMetadataSize || n > MaxMetadataSize {
-		return errors.Wrapf(ErrInvalidSize, "metadata size %s: use between 2 MiB and %s", formatBytes(n), formatBytes(MaxMetadataSize))
+		return errors.Wrapf(ErrInvalidSize, "metadata size %s: use between 2 MiB and %s", bytesize.Format(n), bytesize.Format(MaxMetadataSize))
 	}
 	return nil
-}
-
-func roundUp(n, unit uint64) uint64   { return (n + unit - 1) / unit * unit }
-func roundDown(n, unit uint64) uint64 { return n / unit * unit }
-
-// formatBytes prints n in the largest binary unit that keeps one decimal.
-func formatBytes(n uint64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
-	f := float64(n)
-	i := 0
-	for f >= 1024 && i < len(units)-1 {
-		f /= 1024
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%d B", n)
-	}
-	return fmt.Sprintf("%.1f %s", f, units[i])
 }

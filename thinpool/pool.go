@@ -15,6 +15,11 @@ import (
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
+	"github.com/thinctl/thinctl/thinpool/internal/devnode"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
+	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
@@ -40,8 +45,8 @@ type Pool struct {
 	// ret runs the space return of removed devices in the background.
 	ret returner
 
-	// tuning is what Watch changed in the pool table (guarded by lk).
-	tuning tableTuning
+	// tuning is what a pool watcher set in the pool table (guarded by lk).
+	tuning TableTuning
 }
 
 // Names under the root that are the pool's, not the store's (see
@@ -186,12 +191,12 @@ func Init(ctx context.Context, root string, opts Options) (*Pool, error) {
 }
 
 func (p *Pool) initLocked(ctx context.Context, o Options) error {
-	key, err := rootKey(p.root)
+	key, err := dmname.RootKey(p.root)
 	if err != nil {
 		return err
 	}
 	p.cfg = store.Config{
-		Version: store.Version, Key: key, PoolName: poolNameForKey(key),
+		Version: store.Version, Key: key, PoolName: dmname.Pool(key),
 		BlockSize: o.BlockSize, NoDiscard: o.NoDiscard, MinFreeSpace: o.MinFreeSpace,
 		Filesystem: o.Filesystem, MkfsArgs: o.MkfsArgs, MountOptions: o.MountOptions,
 		BaseSize: o.BaseSize, Created: time.Now().UTC(),
@@ -206,26 +211,26 @@ func (p *Pool) initLocked(ctx context.Context, o Options) error {
 		if err := p.removeLeftoverPool(ctx); err != nil {
 			return err
 		}
-		if err := zeroHead(o.MetadataDevice); err != nil {
+		if err := hostfs.ZeroHead(o.MetadataDevice); err != nil {
 			return err
 		}
 	default:
 		p.cfg.DataFile, p.cfg.MetadataFile = dataFileName, metaFileName
-		p.cfg.DataSize, p.cfg.MetadataSize = roundDown(o.DataSize, o.BlockSize), roundUp(o.MetadataSize, 4*KiB)
+		p.cfg.DataSize, p.cfg.MetadataSize = bytesize.RoundDown(o.DataSize, o.BlockSize), bytesize.RoundUp(o.MetadataSize, 4*KiB)
 		if err := p.removeLeftoverPool(ctx); err != nil {
 			return err
 		}
 		p.report("creating sparse data and metadata files", 0.05)
-		if err := createSparse(p.dataFilePath(), p.cfg.DataSize); err != nil {
+		if err := hostfs.CreateSparse(p.dataFilePath(), p.cfg.DataSize); err != nil {
 			return err
 		}
-		if err := createSparse(p.metaFilePath(), p.cfg.MetadataSize); err != nil {
+		if err := hostfs.CreateSparse(p.metaFilePath(), p.cfg.MetadataSize); err != nil {
 			return err
 		}
-		if err := zeroHead(p.metaFilePath()); err != nil {
+		if err := hostfs.ZeroHead(p.metaFilePath()); err != nil {
 			return err
 		}
-		if err := allocateMetadata(p.metaFilePath()); err != nil {
+		if err := hostfs.AllocateMetadata(p.metaFilePath()); err != nil {
 			return err
 		}
 		failpoint.Inject(failpoint.InitAfterFiles)
@@ -286,7 +291,7 @@ func (p *Pool) adoptExternalPool(name string) error {
 	if st.TransactionID != 0 || st.DataUsed != 0 {
 		return errors.Errorf("thin pool %s is not empty (transaction id %d, %d data blocks used); use a new, empty pool", name, st.TransactionID, st.DataUsed)
 	}
-	p.cfg.MetadataSize = st.MetadataTotal * metadataBlockSize
+	p.cfg.MetadataSize = st.MetadataTotal * dmthin.MetadataBlockSize
 	return nil
 }
 
@@ -306,35 +311,6 @@ func (p *Pool) removeLeftoverPool(ctx context.Context) error {
 		}
 	}
 	return p.poolDown(ctx)
-}
-
-func createSparse(path string, size uint64) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return errors.Wrapf(err, "create %s", path)
-	}
-	defer f.Close()
-	if err := f.Chmod(0o600); err != nil {
-		return errors.Wrapf(err, "chmod %s", path)
-	}
-	if err := f.Truncate(int64(size)); err != nil {
-		return errors.Wrapf(err, "size %s to %s", path, formatBytes(size))
-	}
-	return errors.Wrapf(f.Sync(), "fsync %s", path)
-}
-
-// zeroHead writes 4 KiB of zeros at the start of a file or device, so the
-// kernel formats fresh pool metadata instead of reading stale metadata.
-func zeroHead(path string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return errors.Wrapf(err, "open %s", path)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt(make([]byte, 4096), 0); err != nil {
-		return errors.Wrapf(err, "zero the first 4 KiB of %s", path)
-	}
-	return errors.Wrapf(f.Sync(), "fsync %s", path)
 }
 
 // initCleanup undoes what a failed Init made.
@@ -533,9 +509,9 @@ func (p *Pool) ourDevices() ([]dm.Device, error) {
 // thinDevIDOf returns the thin device id of a dm device of this root.
 func (p *Pool) thinDevIDOf(d dm.Device) (uint32, bool) {
 	if d.UUID != "" {
-		return parseThinUUID(p.cfg.Key, d.UUID)
+		return dmname.ParseThinUUID(p.cfg.Key, d.UUID)
 	}
-	return parseThinName(p.cfg.Key, d.Name)
+	return dmname.ParseThin(p.cfg.Key, d.Name)
 }
 
 // Down unmounts nothing: it deactivates every inactive-able device of the
@@ -579,7 +555,7 @@ func (p *Pool) deactivateAll(ctx context.Context) error {
 		if ours && known {
 			mp = p.MountPath(id)
 		}
-		err := p.removeDM(ctx, d.Name, d.Dev, mp, false)
+		err := devnode.Remove(ctx, p.dm, d.Name, d.Dev, mp, false)
 		if err == nil || errors.Is(err, dm.ErrNotFound) {
 			continue
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/pkg/errors"
@@ -15,99 +14,9 @@ import (
 	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/loopback"
-	"github.com/thinctl/thinctl/thinpool/internal/store"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 )
-
-// Device-mapper names and uuids of a root. Every name carries the root's
-// key so that two roots on one host never clash, and every uuid starts
-// with uuidPrefix+key+"-" so that the devices of a root can be listed.
-const (
-	namePrefix = "thinctl-"
-	uuidPrefix = "THINCTL-"
-)
-
-// rootKey derives the key of a root from the device and inode of its
-// directory, like Docker's "253:0-655790".
-func rootKey(root string) (string, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(root, &st); err != nil {
-		return "", errors.Wrapf(err, "stat %s", root)
-	}
-	return fmt.Sprintf("%d:%d-%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino), nil
-}
-
-func poolNameForKey(key string) string { return namePrefix + key + "-pool" }
-func poolUUIDForKey(key string) string { return uuidPrefix + key + "-pool" }
-
-// thinName is the dm name of thin device devID; at most 8+22+1+8 bytes.
-func thinName(key string, devID uint32) string {
-	return namePrefix + key + "-" + strconv.FormatUint(uint64(devID), 10)
-}
-
-// thinUUID is the dm uuid of thin device devID.
-func thinUUID(key string, devID uint32) string {
-	return uuidPrefix + key + "-" + strconv.FormatUint(uint64(devID), 10)
-}
-
-// parseThinUUID returns the device id encoded in a uuid of this root's
-// thin devices, or false for anything else (including the pool).
-func parseThinUUID(key, uuid string) (uint32, bool) {
-	return parseDevIDSuffix(uuidPrefix+key+"-", uuid)
-}
-
-// parseThinName is parseThinUUID for names (kernels that list no uuids).
-func parseThinName(key, name string) (uint32, bool) {
-	return parseDevIDSuffix(namePrefix+key+"-", name)
-}
-
-func parseDevIDSuffix(prefix, s string) (uint32, bool) {
-	rest, ok := strings.CutPrefix(s, prefix)
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(rest, 10, 32)
-	// Only the canonical spelling thinctl writes is ours: "0005" or "+5"
-	// may be someone else's device.
-	if err != nil || n == 0 || n > store.MaxDeviceID || strconv.FormatUint(n, 10) != rest {
-		return 0, false
-	}
-	return uint32(n), true
-}
-
-func devString(dev uint64) string {
-	return fmt.Sprintf("%d:%d", unix.Major(dev), unix.Minor(dev))
-}
-
-// poolTable is the thin-pool table for a data device of dataBytes bytes
-// (rounded down to whole blocks).
-func poolTable(metaDev, dataDev, dataBytes, blockSize uint64, noDiscard bool) dm.Target {
-	return tunedPoolTable(metaDev, dataDev, dataBytes, blockSize, noDiscard, tableTuning{})
-}
-
-// tunedPoolTable is poolTable with a watcher's low water mark and
-// out-of-space mode (see tableTuning).
-func tunedPoolTable(metaDev, dataDev, dataBytes, blockSize uint64, noDiscard bool, tu tableTuning) dm.Target {
-	features := []string{"skip_block_zeroing", "error_if_no_space"}
-	if tu.queue {
-		features = features[:1] // queue_if_no_space is the kernel's default
-	}
-	if noDiscard {
-		features = append(features, "ignore_discard")
-	}
-	return dm.Target{
-		Start:  0,
-		Length: roundDown(dataBytes, blockSize) / 512,
-		Type:   "thin-pool",
-		Params: fmt.Sprintf("%s %s %d %d %d %s", devString(metaDev), devString(dataDev), blockSize/512,
-			tu.lowWaterOr(lowWaterBlocks), len(features), strings.Join(features, " ")),
-	}
-}
-
-// thinTable is the table of a thin device of size bytes in pool poolDev.
-func thinTable(poolDev uint64, devID uint32, size uint64) dm.Target {
-	return dm.Target{Start: 0, Length: size / 512, Type: "thin",
-		Params: fmt.Sprintf("%s %d", devString(poolDev), devID)}
-}
 
 // resumeThin resumes thin device name (a new table, or a suspended
 // device). With udev running, its disk rules are skipped
@@ -241,12 +150,12 @@ func (p *Pool) poolUp(ctx context.Context) error {
 	}
 	created := false
 	if err != nil { // not found
-		if _, err := p.dm.Create(name, dm.CreateOptions{UUID: poolUUIDForKey(p.cfg.Key)}); err != nil {
+		if _, err := p.dm.Create(name, dm.CreateOptions{UUID: dmname.PoolUUID(p.cfg.Key)}); err != nil {
 			return errors.Wrapf(err, "create thin pool device %s", name)
 		}
 		created = true
 	}
-	t := poolTable(meta.Dev, data.Dev, data.Size, p.cfg.BlockSize, p.cfg.NoDiscard)
+	t := dmthin.PoolTable{MetaDev: meta.Dev, DataDev: data.Dev, DataBytes: data.Size, BlockSize: p.cfg.BlockSize, NoDiscard: p.cfg.NoDiscard}.Target()
 	if err := p.dm.LoadTable(name, []dm.Target{t}, dm.LoadOptions{}); err != nil {
 		if created {
 			_ = p.dm.Remove(ctx, name, dm.RemoveOptions{})
@@ -272,15 +181,15 @@ func (p *Pool) poolDev() (uint64, error) {
 }
 
 // rawStatus reads and parses the pool's status line.
-func (p *Pool) rawStatus() (poolStatus, error) {
+func (p *Pool) rawStatus() (dmthin.PoolStatus, error) {
 	ts, err := p.dm.Status(p.cfg.PoolName, dm.StatusOptions{NoFlush: true})
 	if err != nil {
-		return poolStatus{}, errors.Wrapf(err, "status of thin pool %s", p.cfg.PoolName)
+		return dmthin.PoolStatus{}, errors.Wrapf(err, "status of thin pool %s", p.cfg.PoolName)
 	}
 	if len(ts) != 1 || ts[0].Type != "thin-pool" {
-		return poolStatus{}, errors.Errorf("%s is not a thin-pool device (%d targets)", p.cfg.PoolName, len(ts))
+		return dmthin.PoolStatus{}, errors.Errorf("%s is not a thin-pool device (%d targets)", p.cfg.PoolName, len(ts))
 	}
-	return parsePoolStatus(ts[0].Params)
+	return dmthin.ParsePoolStatus(ts[0].Params)
 }
 
 // poolTransactionID returns the pool's current transaction id.

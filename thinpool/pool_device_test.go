@@ -5,97 +5,9 @@ import (
 	"testing"
 
 	"github.com/pkg/errors"
-	"golang.org/x/sys/unix"
 
-	"github.com/thinctl/thinctl/thinpool/internal/store"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 )
-
-func TestPoolTable(t *testing.T) {
-	meta, data := unix.Mkdev(7, 1), unix.Mkdev(7, 0)
-	cases := []struct {
-		name       string
-		dataBytes  uint64
-		block      uint64
-		noDiscard  bool
-		wantLength uint64
-		wantParams string
-	}{
-		{"Docker's 100 GiB default with 64 KiB blocks", 100 * GiB, 64 * KiB, false, 209715200,
-			"7:1 7:0 128 32768 2 skip_block_zeroing error_if_no_space"},
-		{"a data size that is not a whole block is rounded down", GiB + 1000, 64 * KiB, false, 2097152,
-			"7:1 7:0 128 32768 2 skip_block_zeroing error_if_no_space"},
-		{"1 MiB blocks use 2048 sectors", 2 * GiB, MiB, false, 4194304,
-			"7:1 7:0 2048 32768 2 skip_block_zeroing error_if_no_space"},
-		{"no discard adds ignore_discard", GiB, 64 * KiB, true, 2097152,
-			"7:1 7:0 128 32768 3 skip_block_zeroing error_if_no_space ignore_discard"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			got := poolTable(meta, data, c.dataBytes, c.block, c.noDiscard)
-			if got.Type != "thin-pool" || got.Start != 0 || got.Length != c.wantLength || got.Params != c.wantParams {
-				t.Fatalf("poolTable = %+v, want length %d params %q", got, c.wantLength, c.wantParams)
-			}
-		})
-	}
-}
-
-func TestThinTable(t *testing.T) {
-	got := thinTable(unix.Mkdev(253, 2), 17, 10*GiB)
-	if got.Type != "thin" || got.Length != 20971520 || got.Params != "253:2 17" {
-		t.Fatalf("thinTable = %+v", got)
-	}
-}
-
-func TestNames(t *testing.T) {
-	key := "4294967295:1048575-18446744073709551615" // the longest key possible
-	t.Run("the longest thin name fits device-mapper's 127 bytes", func(t *testing.T) {
-		if n := thinName(key, store.MaxDeviceID); len(n) > 127 {
-			t.Fatalf("%q is %d bytes", n, len(n))
-		}
-		if n := poolNameForKey(key); len(n) > 127 {
-			t.Fatalf("%q is %d bytes", n, len(n))
-		}
-	})
-	t.Run("a thin uuid parses back to its device id", func(t *testing.T) {
-		id, ok := parseThinUUID("8:1-12", thinUUID("8:1-12", 4711))
-		if !ok || id != 4711 {
-			t.Fatalf("parseThinUUID = %d, %v", id, ok)
-		}
-	})
-	t.Run("a thin name parses back to its device id", func(t *testing.T) {
-		id, ok := parseThinName("8:1-12", thinName("8:1-12", 9))
-		if !ok || id != 9 {
-			t.Fatalf("parseThinName = %d, %v", id, ok)
-		}
-	})
-	notOurs := []struct{ name, uuid string }{
-		{"the pool's uuid", poolUUIDForKey("8:1-12")},
-		{"another root's device", thinUUID("8:1-13", 9)},
-		{"a root whose key extends ours", "THINCTL-8:1-123-9"},
-		{"an LVM volume", "LVM-abcdef"},
-		{"device id 0", "THINCTL-8:1-12-0"},
-		{"a device id beyond 24 bits", "THINCTL-8:1-12-16777216"},
-	}
-	for _, c := range notOurs {
-		t.Run(c.name+" is not one of this root's thin devices", func(t *testing.T) {
-			if id, ok := parseThinUUID("8:1-12", c.uuid); ok {
-				t.Fatalf("parseThinUUID(%q) = %d, true", c.uuid, id)
-			}
-		})
-	}
-	t.Run("a root key comes from the directory's device and inode", func(t *testing.T) {
-		dir := t.TempDir()
-		key, err := rootKey(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var st unix.Stat_t
-		unix.Stat(dir, &st)
-		if !strings.HasSuffix(key, "-"+utoa(st.Ino)) || strings.Count(key, ":") != 1 {
-			t.Fatalf("rootKey = %q, inode %d", key, st.Ino)
-		}
-	})
-}
 
 func TestOptionsDefaultsAndLimits(t *testing.T) {
 	o, err := Options{}.withDefaults()
@@ -150,7 +62,7 @@ func TestOptionsDefaultsAndLimits(t *testing.T) {
 }
 
 func TestStatusAndSpaceCheck(t *testing.T) {
-	st, err := parsePoolStatus("3 1638/16384 29491/32768 - rw discard_passdown error_if_no_space - 3072")
+	st, err := dmthin.ParsePoolStatus("3 1638/16384 29491/32768 - rw discard_passdown error_if_no_space - 3072")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,37 +109,4 @@ func TestStatusAndSpaceCheck(t *testing.T) {
 			t.Fatalf("message %q", err)
 		}
 	})
-}
-
-func TestParseThinDumpDeviceIDs(t *testing.T) {
-	cases := []struct {
-		name string
-		xml  string
-		want []uint32
-		bad  bool
-	}{
-		{"two devices are listed sorted", `<superblock uuid="" time="1" transaction="3" flags="0" version="2" data_block_size="128" nr_data_blocks="16384">
-  <device dev_id="7" mapped_blocks="3" transaction="1" creation_time="1" snap_time="1">
-    <range_mapping origin_begin="0" data_begin="0" length="3" time="1"/>
-  </device>
-  <device dev_id="1" mapped_blocks="0" transaction="0" creation_time="0" snap_time="0">
-  </device>
-</superblock>`, []uint32{1, 7}, false},
-		{"an empty pool lists nothing", `<superblock uuid="" time="0" transaction="0"></superblock>`, []uint32{}, false},
-		{"output without a superblock is refused", `<device dev_id="1"/>`, nil, true},
-		{"a non-numeric dev_id is refused", `<superblock><device dev_id="one"/></superblock>`, nil, true},
-		{"a dev_id beyond 24 bits is refused", `<superblock><device dev_id="16777216"/></superblock>`, nil, true},
-		{"truncated XML is refused", `<superblock><device dev_id="1">`, nil, true},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := parseThinDumpDeviceIDs(strings.NewReader(c.xml))
-			if (err != nil) != c.bad {
-				t.Fatalf("err = %v, want error %v", err, c.bad)
-			}
-			if !c.bad && (len(got) != len(c.want) || (len(got) > 0 && got[0] != c.want[0] || len(got) > 1 && got[1] != c.want[1])) {
-				t.Fatalf("ids %v, want %v", got, c.want)
-			}
-		})
-	}
 }

@@ -3,14 +3,13 @@ package thinpool
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/pkg/errors"
-	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/thinpool/internal/devnode"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
@@ -61,7 +60,7 @@ func (p *Pool) Remove(ctx context.Context, id string) error {
 // holds is left active for that discard, so it is not taken down and
 // brought up again.
 func (p *Pool) removeLocked(ctx context.Context, d store.Device) error {
-	name := thinName(p.cfg.Key, d.DeviceID)
+	name := dmname.Thin(p.cfg.Key, d.DeviceID)
 	mp := p.MountPath(d.ID)
 	info, ierr := p.dm.Info(name)
 	if ierr != nil && !errors.Is(ierr, dm.ErrNotFound) {
@@ -69,7 +68,7 @@ func (p *Pool) removeLocked(ctx context.Context, d store.Device) error {
 	}
 	idle := ierr == nil && info.LiveTable && !info.Suspended && info.OpenCount == 0 && !info.DeferredRemove
 	if ierr == nil && (p.cfg.NoDiscard || !idle) {
-		err := p.removeDM(ctx, name, info.Dev, mp, true)
+		err := devnode.Remove(ctx, p.dm, name, info.Dev, mp, true)
 		if errors.Is(err, dm.ErrBusy) {
 			return p.deferRemoval(ctx, d, name, info.Dev, mp)
 		}
@@ -98,47 +97,6 @@ func (p *Pool) removeLocked(ctx context.Context, d store.Device) error {
 // hookBeforeDiscardOpen, set by tests only, runs with the device's
 // /dev/mapper path just before the space return opens the device.
 var hookBeforeDiscardOpen func(mapperPath string)
-
-// openForDiscard opens block device dev for writing, exclusively (a mount
-// that raced in is noticed, EBUSY, rather than discarded under), through a
-// private node: a block special file of the same number made in dir and
-// unlinked at once. udev watches the nodes under /dev (inotify) and turns
-// every close after a write into a synthetic "change" event; handled after
-// the device is gone and its minor reused, that event named the new
-// device, and the old device's last "remove" event then deleted the new
-// device's /dev/mapper link (issue #13). A private node's close is seen by
-// nobody. Where it cannot be made or opened (no CAP_MKNOD, a nodev
-// filesystem) the kernel's node /dev/dm-<minor> is used.
-func openForDiscard(dir string, dev uint64) (*os.File, error) {
-	path := filepath.Join(dir, fmt.Sprintf(".discard-%d-%d-%d", os.Getpid(), unix.Major(dev), unix.Minor(dev)))
-	_ = os.Remove(path) // left by a crash
-	if err := unix.Mknod(path, unix.S_IFBLK|0o600, int(dev)); err == nil {
-		f, err := os.OpenFile(path, os.O_RDWR|unix.O_EXCL|unix.O_CLOEXEC, 0)
-		_ = os.Remove(path)
-		switch {
-		case err == nil:
-			return f, nil
-		case errors.Is(err, unix.EBUSY):
-			return nil, errors.Wrapf(ErrBusy, "device %d:%d is open exclusively elsewhere", unix.Major(dev), unix.Minor(dev))
-		}
-	}
-	return openKernelNode(dev)
-}
-
-// openKernelNode opens the block device dev through the node devtmpfs makes
-// for it (/dev/dm-<minor> for device-mapper), exclusively.
-func openKernelNode(dev uint64) (*os.File, error) {
-	path := fmt.Sprintf("/dev/dm-%d", unix.Minor(dev))
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK || st.Rdev != dev {
-		return nil, errors.Errorf("%s is not the block device %d:%d (is devtmpfs mounted on /dev?)", path, unix.Major(dev), unix.Minor(dev))
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|unix.O_EXCL|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.EBUSY) {
-		return nil, errors.Wrapf(ErrBusy, "%s is open exclusively elsewhere", path)
-	}
-	return f, err
-}
 
 // deferRemoval asks the kernel to remove the device on its last close and
 // marks the registry record deleted so GC and Open finish the job.

@@ -11,10 +11,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
-	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/thinmeta"
-	"github.com/thinctl/thinctl/loopback"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
+	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
+	"github.com/thinctl/thinctl/thinpool/internal/poolmeta"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
@@ -86,7 +88,7 @@ func (p *Pool) tellPlan(devID uint32, plan, detail string) {
 // the caller takes the discard way. The caller holds r's claim and the
 // root lock.
 func (p *Pool) returnInactive(ctx context.Context, r store.Device) (bool, error) {
-	name := thinName(p.cfg.Key, r.DeviceID)
+	name := dmname.Thin(p.cfg.Key, r.DeviceID)
 	if _, err := p.dm.Info(name); !errors.Is(err, dm.ErrNotFound) {
 		p.tellPlan(r.DeviceID, planActive, "")
 		return false, nil
@@ -102,7 +104,7 @@ func (p *Pool) returnInactive(ctx context.Context, r store.Device) (bool, error)
 	}
 	if len(pl.runs) > 0 {
 		p.report(fmt.Sprintf("returning the space of removed device %q (%d blocks)", r.RemovedID, pl.blocks), 0.9)
-		if err := punchRuns(pl.dataFile, pl.runs, pl.blockBytes); err != nil {
+		if err := hostfs.PunchRuns(pl.dataFile, pl.runs, pl.blockBytes); err != nil {
 			// Holes in blocks only D maps harm nobody; the discard way
 			// gives back the rest.
 			p.tellPlan(r.DeviceID, planFallback, err.Error())
@@ -135,7 +137,7 @@ func (p *Pool) planInactiveReturn(r store.Device) (inactivePlan, error) {
 	if err != nil {
 		return pl, err
 	}
-	if shared, err := sharesRootLive(metaDev, r.DeviceID); err == nil && shared {
+	if shared, err := poolmeta.SharesRootLive(metaDev, r.DeviceID); err == nil && shared {
 		return pl, nil // nothing to give back but the delete
 	}
 	if by, err := p.thinMappedBy(r.DeviceID); err != nil {
@@ -146,9 +148,9 @@ func (p *Pool) planInactiveReturn(r store.Device) (inactivePlan, error) {
 	}
 	var blocks []uint64
 	var blockSectors uint32
-	_, err = p.withHeldRoot(func(st poolStatus) error {
+	_, err = p.withHeldRoot(func(st dmthin.PoolStatus) error {
 		var rerr error
-		blocks, blockSectors, rerr = readExclusive(metaDev, r.DeviceID, st.DataTotal)
+		blocks, blockSectors, rerr = poolmeta.Exclusive(metaDev, r.DeviceID, st.DataTotal, returnNodeBudget)
 		return rerr
 	})
 	if err != nil {
@@ -175,121 +177,11 @@ func (p *Pool) poolTableDevices() (meta, data string, err error) {
 	if len(ts) != 1 || ts[0].Type != "thin-pool" {
 		return "", "", errors.Errorf("%s is not a thin pool", p.cfg.PoolName)
 	}
-	f := strings.Fields(ts[0].Params)
-	if len(f) < 2 {
+	meta, data, ok := dmthin.PoolTableDevices(ts[0].Params)
+	if !ok {
 		return "", "", errors.Errorf("%s has a thin-pool table without its devices: %q", p.cfg.PoolName, ts[0].Params)
 	}
-	return f[0], f[1], nil
-}
-
-// readExclusive reads, from the metadata root the pool holds, the data
-// blocks only thin device devID maps, and the pool's data block size in
-// sectors; dataBlocks is the size of the pool's data device in blocks.
-func readExclusive(metaDev string, devID uint32, dataBlocks uint64) ([]uint64, uint32, error) {
-	var blocks []uint64
-	var blockSectors uint32
-	err := readHeldMetadata(metaDev, returnNodeBudget, func(m *thinmeta.Reader, sb thinmeta.Superblock) error {
-		var err error
-		blocks, err = m.Exclusive(sb, devID, dataBlocks)
-		blockSectors = sb.DataBlockSize
-		return err
-	})
-	return blocks, blockSectors, err
-}
-
-// readHeldMetadata reads the superblock of the metadata root the pool
-// holds from its metadata device (metaDev, "major:minor") and runs fn with
-// a reader of at most budget btree nodes.
-func readHeldMetadata(metaDev string, budget int, fn func(*thinmeta.Reader, thinmeta.Superblock) error) error {
-	return withMetadataReader(metaDev, budget, func(m *thinmeta.Reader, path string) error {
-		live, err := m.Superblock(0)
-		if err != nil {
-			return errors.Wrapf(err, "%s", path)
-		}
-		if live.HeldRoot == 0 {
-			return errors.Errorf("%s: the superblock holds no held metadata root", path)
-		}
-		sb, err := m.Superblock(live.HeldRoot)
-		if err != nil {
-			return errors.Wrapf(err, "%s: held metadata root", path)
-		}
-		return errors.Wrapf(fn(m, sb), "%s: held metadata root", path)
-	})
-}
-
-// withMetadataReader opens the pool's metadata device (metaDev,
-// "major:minor") and runs fn with a reader of at most budget btree nodes
-// and the device's path. The device is read with O_DIRECT: the pool
-// writes it with bios from dm-bufio, past the block device's page cache,
-// which may hold older copies of the blocks.
-func withMetadataReader(metaDev string, budget int, fn func(m *thinmeta.Reader, path string) error) error {
-	path, err := fs.DevicePath(metaDev)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return errors.Wrap(err, "open the pool's metadata device")
-	}
-	defer f.Close()
-	buf, err := unix.Mmap(-1, 0, thinmeta.BlockSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-	if err != nil {
-		return errors.Wrap(err, "a page-aligned buffer for O_DIRECT reads")
-	}
-	defer unix.Munmap(buf)
-	m, err := thinmeta.NewReader(f, buf, budget)
-	if err != nil {
-		return err
-	}
-	return fn(m, path)
-}
-
-// liveRootNodeBudget bounds the nodes read from the live metadata: the top
-// level of the mapping tree only (about 250 thin devices a node).
-const liveRootNodeBudget = 256
-
-// sharesRootLive reports whether, in the pool's last committed metadata,
-// thin device devID's tree is the very tree of another device (a snapshot
-// neither wrote to since): then deleting it frees no data block. It reads
-// the live metadata without a held root, which is sound for this one
-// answer only. The kernel never overwrites a block of the last committed
-// metadata before the next commit, so when the superblock reads the same
-// before and after the walk, every block read belongs to one committed
-// state. And "shared" can only be wrong in the harmless direction: the
-// caller then punches nothing and deletes the device, so a wrong "shared"
-// could at worst leave blocks allocated in the data file, never punch a
-// block someone uses. false (or an error) sends the caller to the held
-// metadata root.
-func sharesRootLive(metaDev string, devID uint32) (bool, error) {
-	shared := false
-	err := withMetadataReader(metaDev, liveRootNodeBudget, func(m *thinmeta.Reader, path string) error {
-		sb, err := m.Superblock(0)
-		if err != nil {
-			return errors.Wrapf(err, "%s", path)
-		}
-		devs, err := m.Devices(sb)
-		if err != nil {
-			return errors.Wrapf(err, "%s", path)
-		}
-		again, err := m.Superblock(0)
-		if err != nil {
-			return errors.Wrapf(err, "%s", path)
-		}
-		if again != sb {
-			return errors.Errorf("%s: the pool committed during the read", path)
-		}
-		root, ok := devs[devID]
-		if !ok {
-			return errors.Wrapf(thinmeta.ErrNoDevice, "%s: thin id %d", path, devID)
-		}
-		for id, r := range devs {
-			if id != devID && r == root {
-				shared = true
-			}
-		}
-		return nil
-	})
-	return shared, err
+	return meta, data, nil
 }
 
 // thinMappedBy names a device-mapper device that maps thin id devID of
@@ -353,38 +245,5 @@ func (p *Pool) punchableDataFile(dataDev string) (string, error) {
 		return "", errors.New("the pool's data device is not a loop file thinctl made")
 	}
 	file := p.dataFilePath()
-	path, err := fs.DevicePath(dataDev)
-	if err != nil {
-		return "", err
-	}
-	li, err := loopback.GetInfo(path)
-	if err != nil {
-		return "", errors.Wrapf(err, "the pool's data device %s", path)
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(file, &st); err != nil {
-		return "", errors.Wrapf(err, "stat %s", file)
-	}
-	if li.BackingDev != st.Dev || li.BackingInode != st.Ino || li.Offset != 0 {
-		return "", errors.Errorf("the pool's data device %s is not bound to %s from offset 0", path, file)
-	}
-	return file, nil
-}
-
-// punchRuns punches a hole in file for each run of data blocks of
-// blockBytes bytes, keeping the file's size: the filesystem frees the
-// blocks, and they read back as zeros.
-func punchRuns(file string, runs []thinmeta.Run, blockBytes uint64) error {
-	f, err := os.OpenFile(file, os.O_WRONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return errors.Wrap(err, "open the pool's data file")
-	}
-	defer f.Close()
-	for _, r := range runs {
-		off, n := r.Start*blockBytes, r.Len*blockBytes
-		if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(off), int64(n)); err != nil {
-			return errors.Wrapf(err, "punch a hole in %s at %d (%d bytes)", file, off, n)
-		}
-	}
-	return nil
+	return file, hostfs.BoundWhole(dataDev, file)
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/testenv"
 	"github.com/thinctl/thinctl/internal/thinmeta"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
+	"github.com/thinctl/thinctl/thinpool/internal/poolmeta"
 )
 
 // dumpedMapping is one virtual → data block mapping of thin_dump's XML.
@@ -81,13 +83,13 @@ func thinDumpMappings(t *testing.T, metaPath string) (uint32, map[uint32][]dumpe
 
 // holdMetadataRoot runs fn while p holds the pool's held metadata root, with the
 // pool's metadata and data devices.
-func holdMetadataRoot(t *testing.T, p *Pool, fn func(metaDev, dataDev string, st poolStatus)) {
+func holdMetadataRoot(t *testing.T, p *Pool, fn func(metaDev, dataDev string, st dmthin.PoolStatus)) {
 	t.Helper()
 	must(t, p.lk.Lock())
 	defer p.lk.Unlock()
 	metaDev, dataDev, err := p.poolTableDevices()
 	must(t, err)
-	_, err = p.withHeldRoot(func(st poolStatus) error {
+	_, err = p.withHeldRoot(func(st dmthin.PoolStatus) error {
 		fn(metaDev, dataDev, st)
 		return nil
 	})
@@ -150,13 +152,13 @@ func family(t *testing.T, p *Pool) {
 func TestTheMetadataReaderSeesWhatThinDumpSees(t *testing.T) {
 	p, _ := newVMPool(t, smallOptions())
 	family(t, p)
-	holdMetadataRoot(t, p, func(metaDev, dataDev string, st poolStatus) {
+	holdMetadataRoot(t, p, func(metaDev, dataDev string, st dmthin.PoolStatus) {
 		metaPath, err := p.metadataDevicePath()
 		must(t, err)
 		wantBlockSize, want := thinDumpMappings(t, metaPath)
 		got := map[uint32][]dumpedMapping{}
 		exclusive := map[uint32][]uint64{}
-		err = readHeldMetadata(metaDev, 0, func(m *thinmeta.Reader, sb thinmeta.Superblock) error {
+		err = poolmeta.ReadHeld(metaDev, 0, func(m *thinmeta.Reader, sb thinmeta.Superblock) error {
 			if sb.DataBlockSize != wantBlockSize {
 				t.Errorf("data block size %d sectors, thin_dump says %d", sb.DataBlockSize, wantBlockSize)
 			}
@@ -391,7 +393,7 @@ func TestADeviceOfAnotherNameMappingTheThinIDKeepsItsBlocks(t *testing.T) {
 	poolDev, err := p.poolDev()
 	must(t, err)
 	other := fmt.Sprintf("metaret-other-%d", dID)
-	mustDmsetup(t, "create", other, "--table", fmt.Sprintf("0 %d thin %s %d", 64<<11, devString(poolDev), dID))
+	mustDmsetup(t, "create", other, "--table", fmt.Sprintf("0 %d thin %s %d", 64<<11, dmthin.DevString(poolDev), dID))
 	t.Cleanup(func() { dmsetup(t, "remove", other) })
 	must(t, p.Remove(ctx, "d"))
 	must(t, p.ReturnSpace(ctx)) // a busy device is no error: it stays counted

@@ -11,6 +11,9 @@ import (
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/wait"
+	"github.com/thinctl/thinctl/thinpool/internal/devnode"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
@@ -60,7 +63,7 @@ func (p *Pool) dropHandedOver(r store.Device) error {
 // prepareReturn makes sure r's thin device is active (left active by
 // Remove when nothing held it) and returns its device number.
 func (p *Pool) prepareReturn(ctx context.Context, r store.Device) (uint64, error) {
-	name := thinName(p.cfg.Key, r.DeviceID)
+	name := dmname.Thin(p.cfg.Key, r.DeviceID)
 	if _, err := p.activateThin(ctx, r.DeviceID, r.Size); err != nil {
 		return 0, errors.Wrapf(err, "return the space of removed device %q", r.RemovedID)
 	}
@@ -78,20 +81,20 @@ func (p *Pool) prepareReturn(ctx context.Context, r store.Device) (uint64, error
 // status cannot be read. It needs no lock, only the device's claim: no
 // other returner can reach the device, and nobody deletes it meanwhile.
 func (p *Pool) discardDevice(ctx context.Context, r store.Device, dev uint64) error {
-	name := thinName(p.cfg.Key, r.DeviceID)
+	name := dmname.Thin(p.cfg.Key, r.DeviceID)
 	if hookBeforeDiscardOpen != nil {
 		hookBeforeDiscardOpen(dm.NodePath(name))
 	}
 	length := uint64(0) // the whole device
 	if ts, err := p.dm.Status(name, dm.StatusOptions{NoFlush: true}); err == nil && len(ts) == 1 {
-		if st, err := parseThinStatus(ts[0].Params); err == nil && !st.Failed {
+		if st, err := dmthin.ParseThinStatus(ts[0].Params); err == nil && !st.Failed {
 			if !st.HasHighest {
 				return nil // nothing mapped, nothing to give back
 			}
 			length = (st.HighestMapped + 1) * 512
 		}
 	}
-	f, err := openForDiscard(p.dir, dev)
+	f, err := devnode.OpenForDiscard(p.dir, dev)
 	if err != nil {
 		return errors.Wrapf(err, "discard the blocks of removed device %q", r.RemovedID)
 	}
@@ -126,9 +129,9 @@ func retryBusy(ctx context.Context, op func() error, passing func() bool) error 
 // finishReturn takes r's thin device down and deletes it from the pool and
 // the registry in one transaction. The caller holds the lock.
 func (p *Pool) finishReturn(ctx context.Context, r store.Device) error {
-	name := thinName(p.cfg.Key, r.DeviceID)
+	name := dmname.Thin(p.cfg.Key, r.DeviceID)
 	if info, err := p.dm.Info(name); err == nil {
-		err := p.removeDM(ctx, name, info.Dev, "", true)
+		err := devnode.Remove(ctx, p.dm, name, info.Dev, "", true)
 		if errors.Is(err, dm.ErrBusy) {
 			return errors.Wrapf(ErrBusy, "removed device %q (%s) is in use%s; its space is returned once released", r.RemovedID, name, p.holdersText(info.Dev, ""))
 		}
@@ -399,11 +402,11 @@ func (p *Pool) returningStatus() (int, uint64) {
 		if !ok {
 			continue
 		}
-		ts, err := p.dm.Status(thinName(p.cfg.Key, devID), dm.StatusOptions{NoFlush: true})
+		ts, err := p.dm.Status(dmname.Thin(p.cfg.Key, devID), dm.StatusOptions{NoFlush: true})
 		if err != nil || len(ts) != 1 {
 			continue
 		}
-		if st, err := parseThinStatus(ts[0].Params); err == nil {
+		if st, err := dmthin.ParseThinStatus(ts[0].Params); err == nil {
 			bytes += st.MappedSectors * 512
 		}
 	}

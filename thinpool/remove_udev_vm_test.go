@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 )
 
 // watchLink polls path for d and reports how often it was missing or did
@@ -88,7 +89,7 @@ func TestActivateAfterADiscardingRemoveKeepsItsMapperLink(t *testing.T) {
 		must(t, p.Create(ctx, next, "", CreateOptions{}))
 		path, err := p.Activate(ctx, next)
 		must(t, err)
-		info, err := p.dm.Info(thinName(p.cfg.Key, mustDeviceID(t, p, next)))
+		info, err := p.dm.Info(dmname.Thin(p.cfg.Key, mustDeviceID(t, p, next)))
 		must(t, err)
 		misses, first, last := watchLink(path, info.Dev, 300*time.Millisecond)
 		exec.Command("udevadm", "settle").Run()
@@ -127,7 +128,7 @@ func TestRemoveDoesNotWaitForUdevButActivateDoes(t *testing.T) {
 		must(t, p.Create(ctx, id, "", CreateOptions{}))
 		path, err := p.Activate(ctx, id)
 		must(t, err)
-		info, err := p.dm.Info(thinName(p.cfg.Key, mustDeviceID(t, p, id)))
+		info, err := p.dm.Info(dmname.Thin(p.cfg.Key, mustDeviceID(t, p, id)))
 		must(t, err)
 		var st unix.Stat_t
 		if err := unix.Stat(path, &st); err != nil || st.Rdev != info.Dev {
@@ -139,7 +140,7 @@ func TestRemoveDoesNotWaitForUdevButActivateDoes(t *testing.T) {
 	activate(q, "taken-down")
 	exec.Command("udevadm", "settle").Run()
 	must(t, p.Deactivate(ctx, "inactive"))
-	takenDown := thinName(q.cfg.Key, mustDeviceID(t, q, "taken-down"))
+	takenDown := dmname.Thin(q.cfg.Key, mustDeviceID(t, q, "taken-down"))
 
 	if out, err := exec.Command("udevadm", "control", "--stop-exec-queue").CombinedOutput(); err != nil {
 		t.Fatalf("udevadm control --stop-exec-queue: %v %s", err, out)
@@ -226,7 +227,7 @@ func TestActivatedThinDevicesSkipUdevsDiskRules(t *testing.T) {
 			t.Errorf("udev property %s = %q, want %q", k, props[k], want)
 		}
 	}
-	for _, l := range []string{"/dev/disk/by-id/dm-name-" + name, "/dev/disk/by-id/dm-uuid-" + thinUUID(p.cfg.Key, mustDeviceID(t, p, "snap"))} {
+	for _, l := range []string{"/dev/disk/by-id/dm-name-" + name, "/dev/disk/by-id/dm-uuid-" + dmname.ThinUUID(p.cfg.Key, mustDeviceID(t, p, "snap"))} {
 		if _, err := os.Lstat(l); err == nil {
 			t.Errorf("%s exists: udev ran the disk rules", l)
 		}
@@ -273,7 +274,7 @@ func TestDeactivateDoesNotWaitForUdevAndTheNextActivateKeepsItsLink(t *testing.T
 	stopped = false
 	path, err := p.Activate(ctx, "dev")
 	must(t, err)
-	info, err := p.dm.Info(thinName(p.cfg.Key, mustDeviceID(t, p, "dev")))
+	info, err := p.dm.Info(dmname.Thin(p.cfg.Key, mustDeviceID(t, p, "dev")))
 	must(t, err)
 	wantLinkTo(t, path, info.Dev, "after Activate")
 	exec.Command("udevadm", "settle").Run()

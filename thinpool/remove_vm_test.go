@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 )
 
 // A process that holds a device open — a virtual machine given the block
@@ -49,7 +50,7 @@ func TestRemoveOfAHeldDeviceKeepsItsDataUntilTheHolderLetsGo(t *testing.T) {
 	holder.Stdout = &out
 	must(t, holder.Start())
 	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
-	name := thinName(p.cfg.Key, mustDeviceID(t, p, "held"))
+	name := dmname.Thin(p.cfg.Key, mustDeviceID(t, p, "held"))
 	// The holder's own descriptor, not just an open count (udev's probe
 	// after the activation opens the device too). Until bash has run,
 	// fd 3 may be Go's exec status pipe ("pipe:[…]"): only a device node

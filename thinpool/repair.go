@@ -1,12 +1,8 @@
 package thinpool
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -15,16 +11,17 @@ import (
 	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/thinpool/internal/thintools"
 )
 
 // ErrToolMissing is returned when a program thinctl runs (thin_check,
 // thin_repair, e2fsck, xfs_repair) is not installed.
-var ErrToolMissing = errdefs.New("a required program is not installed", errdefs.ErrNotSupported)
+var ErrToolMissing = thintools.ErrMissing
 
 // ErrMetadataDamaged is returned by Repair when the pool's metadata fails
 // thin_check and no spare metadata device was given for an external
 // metadata device, or thin_repair could not rebuild it.
-var ErrMetadataDamaged = errdefs.New("the thin pool's metadata is damaged", errdefs.ErrCorrupt)
+var ErrMetadataDamaged = thintools.ErrDamaged
 
 // RepairOptions are Repair's options.
 type RepairOptions struct {
@@ -58,21 +55,6 @@ type RepairResult struct {
 	Notes []string
 }
 
-// repairTool finds a thin-provisioning-tools program on PATH or in
-// /usr/sbin and /sbin (where Debian and Fedora install them).
-func repairTool(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", errors.Wrapf(ErrToolMissing, "%s is not installed (install thin-provisioning-tools)", name)
-}
-
 // Repair brings a pool that went read-only, failed or needs a check back
 // to read-write, like lvconvert --repair: it refuses while a device of the
 // pool is open (naming them), deactivates the thin devices and the pool,
@@ -96,7 +78,7 @@ func (p *Pool) Repair(ctx context.Context, opts RepairOptions) (RepairResult, er
 	if p.cfg.ExternalPool {
 		return res, errors.Wrapf(errdefs.ErrNotSupported, "thin pool %s is not managed by thinctl: repair it with the tool that manages it (lvconvert --repair for LVM)", p.cfg.PoolName)
 	}
-	check, err := repairTool("thin_check")
+	check, err := thintools.Find("thin_check")
 	if err != nil {
 		return res, err
 	}
@@ -125,12 +107,12 @@ func (p *Pool) Repair(ctx context.Context, opts RepairOptions) (RepairResult, er
 	failpoint.Inject(failpoint.RepairAfterDown)
 
 	p.report("checking the pool's metadata (thin_check)", 0.3)
-	out, cerr := runTool(ctx, check, old)
+	out, cerr := thintools.Run(ctx, check, old)
 	res.CheckOutput = out
 	if cerr == nil {
 		// Only a fresh activation is needed; the flag is cleared only
 		// because the check passed.
-		if out2, err := runTool(ctx, check, "--clear-needs-check-flag", old); err != nil {
+		if out2, err := thintools.Run(ctx, check, "--clear-needs-check-flag", old); err != nil {
 			return res, errors.Wrapf(err, "thin_check --clear-needs-check-flag %s: %s", old, out2)
 		}
 		res.ClearedNeedsCheck = true
@@ -210,15 +192,6 @@ func (p *Pool) metadataSource() string {
 		return p.metaFilePath()
 	}
 	return p.cfg.MetadataDevice
-}
-
-// runTool runs a program and returns its combined output.
-func runTool(ctx context.Context, tool string, args ...string) (string, error) {
-	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, tool, args...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return strings.TrimSpace(out.String()), err
 }
 
 // reconcileAfterRepair finishes transactions left open (recovery now reads

@@ -7,14 +7,13 @@ import (
 	"time"
 
 	"github.com/pkg/errors"
-	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/errdefs"
 	"github.com/thinctl/thinctl/internal/atomicfile"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/thinpool/internal/metaswap"
+	"github.com/thinctl/thinctl/thinpool/internal/thintools"
 )
-
-const partialSuffix = ".partial"
 
 // removePartials removes the repaired metadata files a crashed Repair
 // left that pool.json does not name (one it names is renamed into place).
@@ -22,10 +21,7 @@ func (p *Pool) removePartials() error {
 	if err := p.finishPartialMetadata(); err != nil {
 		return err
 	}
-	ms, _ := filepath.Glob(filepath.Join(p.dir, metaFileName+"*"+partialSuffix))
-	for _, m := range ms {
-		_ = os.Remove(m)
-	}
+	metaswap.RemovePartials(p.dir, metaFileName)
 	return nil
 }
 
@@ -33,24 +29,21 @@ func (p *Pool) removePartials() error {
 // the result and switches pool.json to it; it returns the new metadata's
 // name.
 func (p *Pool) rebuildMetadata(ctx context.Context, old string, opts RepairOptions) (string, error) {
-	repair, err := repairTool("thin_repair")
+	repair, err := thintools.Find("thin_repair")
 	if err != nil {
 		return "", err
 	}
-	check, _ := repairTool("thin_check")
+	check, _ := thintools.Find("thin_check")
 	var target, final string
 	if p.cfg.DataFile != "" {
 		if opts.SpareMetadataDevice != "" {
 			return "", errors.Wrapf(errdefs.ErrInvalidArgument, "thin pool %s keeps its metadata in a file: a spare metadata device does not apply (the repaired metadata goes to a new file next to the old one)", p.cfg.PoolName)
 		}
-		name := metaFileName + ".repaired-" + time.Now().UTC().Format("20060102T150405")
-		final = filepath.Join(p.dir, name)
-		target = final + partialSuffix
 		size := p.cfg.MetadataSize
 		if fi, err := os.Stat(old); err == nil && uint64(fi.Size()) > size {
 			size = uint64(fi.Size())
 		}
-		if err := preallocate(target, size); err != nil {
+		if target, final, err = metaswap.NewFile(p.dir, metaFileName, size, time.Now()); err != nil {
 			return "", err
 		}
 	} else {
@@ -61,24 +54,12 @@ func (p *Pool) rebuildMetadata(ctx context.Context, old string, opts RepairOptio
 		if err != nil {
 			return "", err
 		}
-		if err := p.validSpare(spare); err != nil {
+		if err := metaswap.ValidSpare(spare, p.cfg.DataDevice, p.cfg.MetadataDevice); err != nil {
 			return "", err
 		}
 		target, final = spare, spare
 	}
-	if out, err := runTool(ctx, repair, "-i", old, "-o", target); err != nil {
-		if target != final {
-			_ = os.Remove(target)
-		}
-		return "", errors.Wrapf(ErrMetadataDamaged, "thin_repair -i %s -o %s: %v: %s", old, target, err, out)
-	}
-	if out, err := runTool(ctx, check, target); err != nil {
-		if target != final {
-			_ = os.Remove(target)
-		}
-		return "", errors.Wrapf(ErrMetadataDamaged, "the metadata thin_repair wrote to %s does not pass thin_check: %s", target, out)
-	}
-	if err := syncFile(target); err != nil {
+	if err := metaswap.Rebuild(ctx, repair, check, old, target, target != final); err != nil {
 		return "", err
 	}
 	failpoint.Inject(failpoint.RepairAfterRepair)
@@ -115,80 +96,5 @@ func (p *Pool) finishPartialMetadata() error {
 	if p.cfg.DataFile == "" {
 		return nil
 	}
-	meta := p.metaFilePath()
-	if _, err := os.Stat(meta); !os.IsNotExist(err) {
-		return nil
-	}
-	if _, err := os.Stat(meta + partialSuffix); err != nil {
-		return nil
-	}
-	if err := os.Rename(meta+partialSuffix, meta); err != nil {
-		return errors.Wrapf(err, "finish an interrupted repair: rename %s into place", meta+partialSuffix)
-	}
-	return atomicfile.SyncDir(p.dir)
-}
-
-// validSpare refuses a spare metadata device that is not a block device
-// or is one the pool (or anything else) uses: it is opened exclusively.
-func (p *Pool) validSpare(spare string) error {
-	for _, used := range []string{p.cfg.DataDevice, p.cfg.MetadataDevice} {
-		if a, b := sameFile(spare, used); a && b {
-			return errors.Wrapf(errdefs.ErrInvalidArgument, "spare metadata device %s is one of the pool's own devices", spare)
-		}
-	}
-	fi, err := os.Stat(spare)
-	if err != nil {
-		return errors.Wrapf(errdefs.ErrInvalidArgument, "spare metadata device: %v", err)
-	}
-	if fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
-		return errors.Wrapf(errdefs.ErrInvalidArgument, "spare metadata device %s is not a block device", spare)
-	}
-	fd, err := unix.Open(spare, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return errors.Wrapf(ErrBusy, "spare metadata device %s is in use: %v", spare, err)
-	}
-	unix.Close(fd)
-	return nil
-}
-
-// sameFile reports whether a and b name the same existing file; the
-// second result is false when either cannot be read.
-func sameFile(a, b string) (bool, bool) {
-	if a == "" || b == "" {
-		return false, false
-	}
-	fa, err1 := os.Stat(a)
-	fb, err2 := os.Stat(b)
-	if err1 != nil || err2 != nil {
-		return false, false
-	}
-	return os.SameFile(fa, fb), true
-}
-
-// preallocate creates path with size bytes allocated (so that a full
-// host filesystem can never fail a metadata write to it).
-func preallocate(path string, size uint64) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return errors.Wrapf(err, "create %s", path)
-	}
-	defer f.Close()
-	if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(size)); err != nil {
-		os.Remove(path)
-		if errors.Is(err, unix.ENOSPC) {
-			return errors.Wrapf(ErrHostFilesystemFull, "allocate %s for the repaired metadata in %s: the filesystem is full", formatBytes(size), filepath.Dir(path))
-		}
-		return errors.Wrapf(err, "allocate %s", path)
-	}
-	return errors.Wrapf(f.Sync(), "sync %s", path)
-}
-
-// syncFile flushes what a program wrote to path.
-func syncFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return errors.Wrapf(err, "open %s", path)
-	}
-	defer f.Close()
-	return errors.Wrapf(f.Sync(), "sync %s", path)
+	return metaswap.FinishPartial(p.metaFilePath(), p.dir)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/testenv"
+	"github.com/thinctl/thinctl/thinpool/internal/metaswap"
 )
 
 // repairOptions keeps thin_check and thin_repair quick under emulation.
@@ -135,7 +136,7 @@ func TestARepairKilledAtEveryStepIsFinishedByTheNextOne(t *testing.T) {
 			if fileSum(t, oldMeta) != oldSum {
 				t.Fatal("the old metadata file changed")
 			}
-			partials, _ := filepath.Glob(filepath.Join(p.dir, "*"+partialSuffix))
+			partials, _ := filepath.Glob(filepath.Join(p.dir, "*"+metaswap.PartialSuffix))
 			if len(partials) != 0 {
 				t.Fatalf("half-written metadata left: %v", partials)
 			}

@@ -10,6 +10,9 @@ import (
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
 	"github.com/thinctl/thinctl/internal/revert"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
 	"github.com/thinctl/thinctl/thinpool/internal/store"
 )
 
@@ -58,7 +61,7 @@ func (p *Pool) Resize(ctx context.Context, id string, size uint64, opts ResizeOp
 	}
 	return p.withLiveDevice(id, func(d store.Device) error {
 		if size < d.Size {
-			return errors.Wrapf(ErrInvalidSize, "resize %q to %s: it has %s, and thin devices only grow", id, formatBytes(size), formatBytes(d.Size))
+			return errors.Wrapf(ErrInvalidSize, "resize %q to %s: it has %s, and thin devices only grow", id, bytesize.Format(size), bytesize.Format(d.Size))
 		}
 		if size > d.Size {
 			if err := p.checkSpace(id, size); err != nil {
@@ -74,9 +77,9 @@ func (p *Pool) Resize(ctx context.Context, id string, size uint64, opts ResizeOp
 			return errors.Wrapf(err, "resize %q", id)
 		}
 
-		name := thinName(p.cfg.Key, d.DeviceID)
+		name := dmname.Thin(p.cfg.Key, d.DeviceID)
 		if err := p.fitTable(ctx, name, d.DeviceID, d.Size); err != nil {
-			return errors.Wrapf(err, "resize %q: its record says %s, the device keeps its old length until the next activation or resize", id, formatBytes(d.Size))
+			return errors.Wrapf(err, "resize %q: its record says %s, the device keeps its old length until the next activation or resize", id, bytesize.Format(d.Size))
 		}
 		if opts.Raw || !d.GrowPending {
 			return nil
@@ -100,7 +103,7 @@ func (p *Pool) GrowFS(ctx context.Context, id, mountpoint string) error {
 		return errors.Wrapf(err, "grow the filesystem of %q", id)
 	}
 	return p.withLiveDevice(id, func(d store.Device) error {
-		if info, err := p.dm.Info(thinName(p.cfg.Key, d.DeviceID)); err != nil || !info.LiveTable {
+		if info, err := p.dm.Info(dmname.Thin(p.cfg.Key, d.DeviceID)); err != nil || !info.LiveTable {
 			return errors.Wrapf(ErrNotActive, "grow the filesystem of %q: it is not active", id)
 		}
 		return p.growFSLocked(ctx, d, mountpoint)
@@ -109,9 +112,9 @@ func (p *Pool) GrowFS(ctx context.Context, id, mountpoint string) error {
 
 // growFSLocked grows d's filesystem and clears its grow mark.
 func (p *Pool) growFSLocked(ctx context.Context, d store.Device, mountpoint string) error {
-	dev := dm.NodePath(thinName(p.cfg.Key, d.DeviceID))
+	dev := dm.NodePath(dmname.Thin(p.cfg.Key, d.DeviceID))
 	if err := fs.Grow(ctx, dev, mountpoint, p.cfg.Filesystem); err != nil {
-		return errors.Wrapf(err, "grow the filesystem of %q to %s", d.ID, formatBytes(d.Size))
+		return errors.Wrapf(err, "grow the filesystem of %q to %s", d.ID, bytesize.Format(d.Size))
 	}
 	if !d.GrowPending {
 		return nil
@@ -143,7 +146,7 @@ func (p *Pool) fitTable(ctx context.Context, name string, devID uint32, size uin
 	if err != nil {
 		return err
 	}
-	t := thinTable(poolDev, devID, size)
+	t := dmthin.ThinTarget(poolDev, devID, size)
 	if err := p.dm.LoadTable(name, []dm.Target{t}, dm.LoadOptions{}); err != nil {
 		return errors.Wrapf(err, "load thin table %q into %s", t.Params, name)
 	}

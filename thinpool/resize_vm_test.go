@@ -16,13 +16,14 @@ import (
 
 	"github.com/thinctl/thinctl/fs"
 	"github.com/thinctl/thinctl/internal/failpoint"
+	"github.com/thinctl/thinctl/thinpool/internal/dmname"
 )
 
 // thinLength is the kernel's table length of device id in bytes (0 when
 // it is not active).
 func thinLength(t *testing.T, p *Pool, id string) uint64 {
 	t.Helper()
-	out, err := dmsetup(t, "table", thinName(p.cfg.Key, mustDeviceID(t, p, id)))
+	out, err := dmsetup(t, "table", dmname.Thin(p.cfg.Key, mustDeviceID(t, p, id)))
 	if err != nil {
 		return 0
 	}
@@ -151,7 +152,7 @@ func kernelNode(t *testing.T, p *Pool, id string) string {
 	t.Helper()
 	_, err := p.Activate(context.Background(), id)
 	must(t, err)
-	info, err := p.dm.Info(thinName(p.cfg.Key, mustDeviceID(t, p, id)))
+	info, err := p.dm.Info(dmname.Thin(p.cfg.Key, mustDeviceID(t, p, id)))
 	must(t, err)
 	return fmt.Sprintf("/dev/dm-%d", unix.Minor(info.Dev))
 }

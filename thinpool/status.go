@@ -2,10 +2,12 @@ package thinpool
 
 import (
 	"github.com/pkg/errors"
-	"golang.org/x/sys/unix"
 
 	"github.com/thinctl/thinctl/dm"
 	"github.com/thinctl/thinctl/fs"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
+	"github.com/thinctl/thinctl/thinpool/internal/dmthin"
+	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
 )
 
 // Status is the pool's state.
@@ -97,27 +99,14 @@ func (p *Pool) statusLocked() (Status, error) {
 	if err != nil {
 		return s, err
 	}
-	fillStatus(&s, st, p.cfg.BlockSize, fsFree(p.dataFilePath()), fsFree(p.metaFilePath()))
+	fillStatus(&s, st, p.cfg.BlockSize, hostfs.Free(p.dataFilePath()), hostfs.Free(p.metaFilePath()))
 	return s, nil
-}
-
-// fsFree returns the bytes free (for root) on the
-// filesystem holding path, or -1 when path is empty or unknown.
-func fsFree(path string) int64 {
-	if path == "" {
-		return -1
-	}
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(path, &sfs); err != nil {
-		return -1
-	}
-	return int64(sfs.Bfree) * sfs.Bsize
 }
 
 // fillStatus converts a parsed status line into bytes and percentages.
 // dataFree and metaFree (-1 for none) cap what is available: a sparse
 // loop file can only grow into the free space of its filesystem.
-func fillStatus(s *Status, st poolStatus, blockSize uint64, dataFree, metaFree int64) {
+func fillStatus(s *Status, st dmthin.PoolStatus, blockSize uint64, dataFree, metaFree int64) {
 	s.TransactionID = st.TransactionID
 	s.Failed = st.Failed
 	s.NeedsCheck = st.NeedsCheck
@@ -134,13 +123,13 @@ func fillStatus(s *Status, st poolStatus, blockSize uint64, dataFree, metaFree i
 	s.ReadOnly = st.Mode == "ro"
 	s.OutOfDataSpace = st.Mode == "out_of_data_space"
 	s.DataUsed, s.DataTotal = st.DataUsed*blockSize, st.DataTotal*blockSize
-	s.MetadataUsed, s.MetadataTotal = st.MetadataUsed*metadataBlockSize, st.MetadataTotal*metadataBlockSize
+	s.MetadataUsed, s.MetadataTotal = st.MetadataUsed*dmthin.MetadataBlockSize, st.MetadataTotal*dmthin.MetadataBlockSize
 	s.DataAvailable = capFree(s.DataTotal-s.DataUsed, dataFree)
 	s.MetadataAvailable = capFree(s.MetadataTotal-s.MetadataUsed, metaFree)
-	s.DataUsedPercent = percent(s.DataUsed, s.DataTotal)
-	s.MetadataUsedPercent = percent(s.MetadataUsed, s.MetadataTotal)
-	s.DataFreePercent = percent(s.DataAvailable, s.DataTotal)
-	s.MetadataFreePercent = percent(s.MetadataAvailable, s.MetadataTotal)
+	s.DataUsedPercent = bytesize.Percent(s.DataUsed, s.DataTotal)
+	s.MetadataUsedPercent = bytesize.Percent(s.MetadataUsed, s.MetadataTotal)
+	s.DataFreePercent = bytesize.Percent(s.DataAvailable, s.DataTotal)
+	s.MetadataFreePercent = bytesize.Percent(s.MetadataAvailable, s.MetadataTotal)
 }
 
 func capFree(n uint64, free int64) uint64 {
@@ -148,13 +137,6 @@ func capFree(n uint64, free int64) uint64 {
 		return uint64(free)
 	}
 	return n
-}
-
-func percent(a, b uint64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return float64(a) * 100 / float64(b)
 }
 
 // checkSpace refuses new devices when the pool cannot take writes or when
@@ -167,14 +149,14 @@ func (p *Pool) checkSpace(id string, size uint64) error {
 		return err
 	}
 	if err := spaceError(s); err != nil {
-		if herr := healthOf(s, p.hostShortfall()).refusal(); herr != nil {
+		if herr := healthOf(s, p.hostShortfall()).Refusal(); herr != nil {
 			return herr
 		}
 		return err
 	}
 	if s.DataTotal > 0 && size > s.DataTotal {
 		return errors.Wrapf(ErrInvalidSize, "size %s of %q is larger than the thin pool's data space %s; grow the pool's data first or ask for less",
-			formatBytes(size), id, formatBytes(s.DataTotal))
+			bytesize.Format(size), id, bytesize.Format(s.DataTotal))
 	}
 	return nil
 }
@@ -185,15 +167,15 @@ func spaceError(s Status) error {
 	case s.State == "down":
 		return errors.Errorf("thin pool %s is not active; bring it up first", s.PoolName)
 	case s.Failed || s.ReadOnly || s.NeedsCheck:
-		return healthOf(s, hostShort{}).refusal()
+		return healthOf(s, hostfs.Shortfall{}).Refusal()
 	case s.OutOfDataSpace || s.DataFreePercent < s.MinFreeSpace:
 		return errors.Wrapf(ErrLowSpace, "thin pool %s has %s of data space left (%.1f%% of %s), under the %.0f%% minimum; "+
 			"grow its data or remove devices",
-			s.PoolName, formatBytes(s.DataAvailable), s.DataFreePercent, formatBytes(s.DataTotal), s.MinFreeSpace)
+			s.PoolName, bytesize.Format(s.DataAvailable), s.DataFreePercent, bytesize.Format(s.DataTotal), s.MinFreeSpace)
 	case s.MetadataFreePercent < s.MinFreeSpace:
 		return errors.Wrapf(ErrLowSpace, "thin pool %s has %s of metadata space left (%.1f%% of %s), under the %.0f%% minimum; "+
 			"grow its metadata",
-			s.PoolName, formatBytes(s.MetadataAvailable), s.MetadataFreePercent, formatBytes(s.MetadataTotal), s.MinFreeSpace)
+			s.PoolName, bytesize.Format(s.MetadataAvailable), s.MetadataFreePercent, bytesize.Format(s.MetadataTotal), s.MinFreeSpace)
 	}
 	return nil
 }

@@ -24,40 +24,6 @@ import (
 	"github.com/thinctl/thinctl/loopback"
 )
 
-// hostFS makes a small ext4 filesystem of size bytes in an image file,
-// mounted in the guest, and returns its mount point.
-func hostFS(t *testing.T, size int64) string {
-	t.Helper()
-	testenv.RequireTool(t, "mkfs.ext4")
-	dir := t.TempDir()
-	img, mnt := filepath.Join(dir, "host.img"), filepath.Join(dir, "host")
-	if err := os.Mkdir(mnt, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, size); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
-	}
-	li, err := loopback.Attach(context.Background(), img, loopback.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount(li.Path, mnt, "ext4", 0, ""); err != nil {
-		_ = loopback.Detach(context.Background(), li.Path)
-		t.Fatalf("mount %s: %v", li.Path, err)
-	}
-	t.Cleanup(func() {
-		_ = unix.Unmount(mnt, unix.MNT_DETACH)
-		_ = loopback.Detach(context.Background(), li.Path)
-	})
-	return mnt
-}
-
 // newOperatorAt is newOperator with the pool's root in dir. A pool a
 // failed test left broken (pool destroy refuses a read-only pool with a
 // mounted device) is torn down by force after destroy, so that the host

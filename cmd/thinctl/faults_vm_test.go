@@ -21,7 +21,7 @@ import (
 // thing a new user met: pool init promised 2 GiB on a filesystem with
 // less free, and check said "consistent" and exited 0.
 func TestACheckOfALoopPoolLargerThanItsHostFilesystemFails(t *testing.T) {
-	host := hostFS(t, 128<<20)
+	host := testenv.SmallExt4(t, 128<<20)
 	o := newOperatorAt(t, filepath.Join(host, "root"))
 	o.must("pool", "init", "--data-size", "1G", "--metadata-size", "8M", "--base-size", "32M")
 	hint := o.checkFails("host_filesystem_short")
@@ -42,7 +42,7 @@ func TestACheckOfALoopPoolLargerThanItsHostFilesystemFails(t *testing.T) {
 // repair (and what check names after it) brings back every byte.
 func TestAHostFilesystemFullUnderTheMetadataFileIsRepairedWithOneCommand(t *testing.T) {
 	testenv.RequireTool(t, "thin_check")
-	host := hostFS(t, 160<<20)
+	host := testenv.SmallExt4(t, 160<<20)
 	o := newOperatorAt(t, filepath.Join(host, "root"))
 	o.must("pool", "init", "--data-size", "96M", "--metadata-size", "8M", "--base-size", "32M", "--min-free-space", "0")
 	o.must("create", "web")
@@ -98,7 +98,7 @@ func TestAHostFilesystemFullUnderTheMetadataFileIsRepairedWithOneCommand(t *test
 // back and the device unmounted, what check names and fsck bring back
 // every byte written before.
 func TestAHostFilesystemFullUnderTheDataFileFailsTheWriterNotThePool(t *testing.T) {
-	host := hostFS(t, 160<<20)
+	host := testenv.SmallExt4(t, 160<<20)
 	o := newOperatorAt(t, filepath.Join(host, "root"))
 	o.must("pool", "init", "--data-size", "96M", "--metadata-size", "8M", "--base-size", "32M", "--min-free-space", "0")
 	o.must("create", "web")

@@ -13,6 +13,7 @@ import (
 	"github.com/thinctl/thinctl/driver"
 	dmdriver "github.com/thinctl/thinctl/driver/devicemapper"
 	"github.com/thinctl/thinctl/thinpool"
+	"github.com/thinctl/thinctl/thinpool/watch"
 )
 
 // watchOptions are pool watch's flags.
@@ -45,7 +46,7 @@ func watchFlags(fs *flag.FlagSet, o *options) {
 	fs.Var(sizeValue{&w.maxMeta}, "max-metadata-size", "never grow metadata past `SIZE` (default: the kernel's 15.9G)")
 	fs.Var(setSizeValue{&w.hostReserve, &w.hostReserveSet}, "host-reserve",
 		"leave `SIZE` free on a loop pool's host filesystem, counting what its sparse files may still take (default 5% of it)")
-	fs.DurationVar(&w.interval, "interval", thinpool.DefaultWatchInterval, "read the pool and its host filesystem every `DURATION` besides kernel events")
+	fs.DurationVar(&w.interval, "interval", watch.DefaultInterval, "read the pool and its host filesystem every `DURATION` besides kernel events")
 	fs.StringVar(&w.thinCommand, "thin-command", "", "for a pool on block devices or --thinpool-dev: run `CMD` (split at spaces, the pool's name appended) when use reaches the threshold, with DMEVENTD_THIN_POOL_DATA/METADATA set")
 	fs.StringVar(&w.metricsFile, "metrics-file", "", "write node_exporter textfile-collector gauges to `FILE` (replaced atomically)")
 }
@@ -93,8 +94,8 @@ func validatePoolWatch(c *call) error {
 
 // watchPolicy turns the flags into the library's policy; the host
 // reserve's default needs the pool's host filesystem.
-func (w watchOptions) policy(host thinpool.HostSpace) thinpool.WatchPolicy {
-	p := thinpool.WatchPolicy{Threshold: defaultWatchThreshold, Step: thinpool.DefaultAutoextendStep,
+func (w watchOptions) policy(host thinpool.HostSpace) watch.Policy {
+	p := watch.Policy{Threshold: defaultWatchThreshold, Step: watch.DefaultAutoextendStep,
 		MaxDataSize: w.maxData, MaxMetadataSize: w.maxMeta, HostReserve: w.hostReserve}
 	if w.thresholdSet {
 		p.Threshold = w.threshold
@@ -141,7 +142,7 @@ func runPoolWatch(c *call) error {
 		} else if !host.Loop && w.thinCommand == "" {
 			log.Warn(fmt.Sprintf("thin pool %s is not on loop files and no --thin-command is given: nothing can grow it, only warnings and metrics", st.PoolName))
 		}
-		return p.Watch(c.ctx(), thinpool.WatchOptions{
+		return watch.Run(c.ctx(), p, watch.Options{
 			Policy: pol, Interval: w.interval, ThinCommand: strings.Fields(w.thinCommand),
 			MetricsFile: w.metricsFile, Logger: log,
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -78,6 +79,10 @@ type Config struct {
 	// (method "Prepare", "View" or "Remove"; step "create", "activate" or
 	// "remove"), for a debug log.
 	Trace func(method, step string, took time.Duration)
+	// Logger, when set, is given to the thin pool: it is told the pool's
+	// background decisions (space reclaim, recovered transactions) at
+	// debug level. nil logs nothing.
+	Logger *slog.Logger
 }
 
 // Snapshotter serves containerd's snapshotter contract over a thinctl thin
@@ -116,7 +121,7 @@ func New(ctx context.Context, cfg Config) (*Snapshotter, error) {
 	if !thinpool.Exists(cfg.Root) {
 		return nil, errors.Wrapf(thinpool.ErrNotInitialized, "no devicemapper thin pool under %s", cfg.Root)
 	}
-	pool, err := thinpool.Open(ctx, cfg.Root, thinpool.OpenOptions{DM: cfg.DM})
+	pool, err := thinpool.Open(ctx, cfg.Root, thinpool.OpenOptions{DM: cfg.DM, Logger: cfg.Logger})
 	if err != nil {
 		return nil, errors.Wrapf(err, "open the thin pool under %s", cfg.Root)
 	}

@@ -37,6 +37,13 @@ var suitePool = thinpool.Options{DataSize: 2 * thinpool.GiB, MetadataSize: 64 * 
 // root: the suite lists root's files on failure and reads each one whole,
 // and the sparse data file would take the guest's memory.
 func newSuiteSnapshotter(ctx context.Context, root string) (*Snapshotter, func() error, error) {
+	return newSuiteSnapshotterWith(ctx, Config{Root: root})
+}
+
+// newSuiteSnapshotterWith is newSuiteSnapshotter with a Config of the
+// caller's (its Root is the pool's root).
+func newSuiteSnapshotterWith(ctx context.Context, cfg Config) (*Snapshotter, func() error, error) {
+	root := cfg.Root
 	state, err := os.MkdirTemp("", "pool-state-")
 	if err != nil {
 		return nil, nil, err
@@ -49,7 +56,7 @@ func newSuiteSnapshotter(ctx context.Context, root string) (*Snapshotter, func()
 		return nil, nil, err
 	}
 	p.Close()
-	sn, err := New(ctx, Config{Root: root})
+	sn, err := New(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}

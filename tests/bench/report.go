@@ -380,6 +380,7 @@ func renderReport(r *Results, top, plots string, plotted map[string]bool) string
 	renderConcurrency(w, r, fig)
 	renderContainerd(w, r, fig)
 	renderCSI(w, r, fig)
+	renderCRI(w, r, fig)
 	renderTradeoffs(w, r, fig)
 	return b.String()
 }

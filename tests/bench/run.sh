@@ -3,12 +3,12 @@
 #
 #   tests/bench/run.sh                 in the throwaway VM, two boots: every measurement without
 #                                      udev, then measurement 1 again with udev (make bench); then
-#                                      the peer stages (containerd_devmapper, csi_lvm: a boot each, no udev)
+#                                      the peer stages (containerd_devmapper, csi_lvm, cri: a boot each, no udev)
 #   tests/bench/run.sh --native        on this host: root, device-mapper (make bench-native)
 #   tests/bench/run.sh --quick         small counts; report goes to $TMPDIR, not docs/
 #   tests/bench/run.sh --udev          one boot, with systemd-udevd and the dm rules running
 #   tests/bench/run.sh --no-udev       one boot, without udev
-#   tests/bench/run.sh --peer-only STAGE  only that peer stage (containerd_devmapper, csi_lvm): its
+#   tests/bench/run.sh --peer-only STAGE  only that peer stage (containerd_devmapper, csi_lvm, cri): its
 #                                      BENCH and TARGET lines; docs/ is not written
 #   tests/bench/run.sh --report LOG    only rebuild docs/ from the output of earlier runs (repeat
 #                                      --report to merge runs that measured different sections;
@@ -101,7 +101,7 @@ main() {
 
 	STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 	if [ -n "$PEER_ONLY" ]; then
-		case "$PEER_ONLY" in containerd_devmapper | csi_lvm) ;; *) die "--peer-only: no peer stage $PEER_ONLY (containerd_devmapper, csi_lvm)" ;; esac
+		case "$PEER_ONLY" in containerd_devmapper | csi_lvm | cri) ;; *) die "--peer-only: no peer stage $PEER_ONLY (containerd_devmapper, csi_lvm, cri)" ;; esac
 		plog="${TMPDIR:-/tmp}/thinctl-bench-$STAMP-$PEER_ONLY.log"
 		echo "=== bench: peer stage $PEER_ONLY only, output kept in $plog ==="
 		rc=0
@@ -126,7 +126,7 @@ main() {
 	# that is given a log file to write; its "BENCH name=value" lines join
 	# the report and the target summary. A stage that fails is reported and
 	# the others still run.
-	PEER_STAGES=(containerd_devmapper csi_lvm)
+	PEER_STAGES=(containerd_devmapper csi_lvm cri)
 	if [ "$QUICK" = 0 ] && [ "$partial" = 0 ]; then
 		for stage in "${PEER_STAGES[@]}"; do
 			plog="${TMPDIR:-/tmp}/thinctl-bench-$STAMP-$stage.log"
@@ -191,6 +191,27 @@ csi_lvm() {
 	(cd csi && CGO_ENABLED=0 go test -c -trimpath -tags vm -o "$bin" ./cmd/thinctl-csi)
 	set +e
 	"$bin" "${run[@]}" 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	set -e
+	return "$rc"
+}
+
+# cri LOG: pods through containerd's CRI plugin on thinctl-snapshotter,
+# containerd's devmapper snapshotter and overlayfs, and 50 pods twice on a
+# pool with 10% headroom (docs/containerd.md, "Kubernetes node"): a test of
+# the containerd module run by name in a guest boot of its own without udev,
+# with runc and Debian's docker-registry from the module's testdata/vm-debs.
+# There is no native variant: it needs a node's containerd, runc and
+# registry set up the way the guest has them.
+cri() {
+	local log="$1" rc
+	if [ "$MODE" != vm ]; then
+		echo "bench: the CRI comparison runs only in the VM (tests/bench/run.sh without --native)" | tee "$log"
+		return 0
+	fi
+	set +e
+	tests/vm/run.sh --no-udev --pkg ./containerd/cmd/thinctl-snapshotter --run '^TestBenchCRIPodsOnThreeSnapshotters$' \
+		--test-timeout 100m --timeout 110m --memory 3072 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	set -e
 	return "$rc"

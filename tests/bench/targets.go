@@ -36,6 +36,31 @@ var targets = []Target{
 	{Name: "import_vs_ctrd_devmapper", Meaning: "containerd's devmapper snapshotter / thinctl-snapshotter, `ctr images import` of 20 layers", AtLeast: 2},
 	{Name: "csi_create_vs_lvm", Meaning: "`lvcreate` of a thin LV + mkfs.ext4 + mount / thinctl-csi's CreateVolume + NodeStageVolume + NodePublishVolume through its gRPC", AtLeast: 5},
 	{Name: "csi_snapshot_vs_lvm", Meaning: "`lvcreate -s` of a mounted thin LV / thinctl-csi's CreateSnapshot of a published volume through its gRPC", AtLeast: 5},
+	{Name: "cri_start_vs_ctrd_devmapper", Meaning: "pod start through CRI (RunPodSandbox → CreateContainer → StartContainer until running), containerd's devmapper snapshotter / thinctl-snapshotter", AtLeast: 2},
+	{Name: "cri_start_vs_overlayfs", Meaning: "pod start through CRI, thinctl-snapshotter / containerd's overlayfs snapshotter", AtMost: 1.3},
+	{Name: "pull_vs_ctrd_devmapper", Meaning: "CRI PullImage of a 10-layer image from a registry on loopback, containerd's devmapper snapshotter / thinctl-snapshotter", AtLeast: 2},
+	{Name: "pull_vs_overlayfs", Meaning: "CRI PullImage of a 10-layer image from a registry on loopback, thinctl-snapshotter / containerd's overlayfs snapshotter", AtMost: 1.5},
+	{Name: "cri_pod_start_ms_thinctl", Meaning: "pod start through CRI on thinctl-snapshotter (median)", Unit: " ms"},
+	{Name: "cri_pod_start_ms_devmapper", Meaning: "pod start through CRI on containerd's devmapper snapshotter (median)", Unit: " ms"},
+	{Name: "cri_pod_start_ms_overlayfs", Meaning: "pod start through CRI on containerd's overlayfs snapshotter (median)", Unit: " ms"},
+	{Name: "cri_create_start_ms_thinctl", Meaning: "CreateContainer + StartContainer on thinctl-snapshotter (median)", Unit: " ms"},
+	{Name: "cri_create_start_ms_devmapper", Meaning: "CreateContainer + StartContainer on containerd's devmapper snapshotter (median)", Unit: " ms"},
+	{Name: "cri_create_start_ms_overlayfs", Meaning: "CreateContainer + StartContainer on containerd's overlayfs snapshotter (median)", Unit: " ms"},
+	{Name: "cri_pull_ms_thinctl", Meaning: "PullImage of the 10-layer image on thinctl-snapshotter (median)", Unit: " ms"},
+	{Name: "cri_pull_ms_devmapper", Meaning: "PullImage of the 10-layer image on containerd's devmapper snapshotter (median)", Unit: " ms"},
+	{Name: "cri_pull_ms_overlayfs", Meaning: "PullImage of the 10-layer image on containerd's overlayfs snapshotter (median)", Unit: " ms"},
+	{Name: "cri_pods50_pool_mib", Meaning: "data size of the thinctl pool the 50 pods ran on: 10% over what they need", Unit: " MiB"},
+	{Name: "cri_pods50_per_pod_mib", Meaning: "pool data space one running pod takes (sandbox and container snapshots, 1 MiB written)", Unit: " MiB"},
+	{Name: "cri_pods50_r1_start_s", Meaning: "50 pods started through CRI, one after the other, round 1", Unit: " s"},
+	{Name: "cri_pods50_r2_start_s", Meaning: "50 pods started through CRI, one after the other, round 2", Unit: " s"},
+	{Name: "cri_pods50_r1_remove_s", Meaning: "50 pods stopped and removed, containerd's collection until only the images' devices are left, round 1", Unit: " s"},
+	{Name: "cri_pods50_r2_remove_s", Meaning: "50 pods stopped and removed, containerd's collection until only the images' devices are left, round 2", Unit: " s"},
+	{Name: "cri_pods50_r1_peak_used_pct", Meaning: "pool data space used with the 50 pods running, round 1", Unit: "%"},
+	{Name: "cri_pods50_r2_peak_used_pct", Meaning: "pool data space used with the 50 pods running, round 2", Unit: "%"},
+	{Name: "cri_pods50_r1_used_before_mib", Meaning: "pool data space used before round 1 (images only)", Unit: " MiB"},
+	{Name: "cri_pods50_r1_used_after_mib", Meaning: "pool data space used after round 1's pods were removed (asserted within 1 MiB of before)", Unit: " MiB"},
+	{Name: "cri_pods50_r2_used_before_mib", Meaning: "pool data space used before round 2 (images only)", Unit: " MiB"},
+	{Name: "cri_pods50_r2_used_after_mib", Meaning: "pool data space used after round 2's pods were removed (asserted within 1 MiB of before)", Unit: " MiB"},
 	{Name: "cow4k_overlay_vs_thin", Meaning: "overlay2 / thin latency of the first 4 KiB write into a big parent file"},
 	{Name: "pagecache_thin_vs_overlay", Meaning: "thin / overlay2 page-cache growth, ten layers reading one file"},
 }
@@ -57,13 +82,15 @@ func (t Target) unit() string {
 	return t.Unit
 }
 
-// Value formats v in the target's unit ("1.43×", "812 ms").
+// Value formats v in the target's unit ("1.43×", "812 ms", "0.94 MiB").
 func (t Target) Value(v float64) string {
 	switch {
 	case math.IsNaN(v) || math.IsInf(v, 0):
 		return "—"
 	case t.Unit == "":
 		return fmt.Sprintf("%.2f×", v)
+	case math.Abs(v) < 10 && v != math.Trunc(v):
+		return fmt.Sprintf("%.2f%s", v, t.Unit) // "0.94 MiB", not "1 MiB"
 	}
 	return fmt.Sprintf("%.0f%s", v, t.Unit)
 }

@@ -196,9 +196,15 @@ func (r *rig) records() int {
 // started by the caller and stopped when the test ends.
 func newRig(t *testing.T) *rig {
 	t.Helper()
+	return newRigWith(t, thinpool.Options{DataSize: 4 * thinpool.GiB, MetadataSize: 64 * thinpool.MiB, BaseSize: 256 * thinpool.MiB})
+}
+
+// newRigWith is newRig on a pool made with opts.
+func newRigWith(t *testing.T, opts thinpool.Options) *rig {
+	t.Helper()
 	ctx := context.Background()
 	root := t.TempDir()
-	p, err := thinpool.Init(ctx, root, thinpool.Options{DataSize: 4 * thinpool.GiB, MetadataSize: 64 * thinpool.MiB, BaseSize: 256 * thinpool.MiB})
+	p, err := thinpool.Init(ctx, root, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,10 @@ type criNode struct {
 	img        runtime.ImageServiceClient
 	ctx        context.Context
 	logDir     string
+	// config, when set, is the containerd configuration startContainerd
+	// writes instead of criConfig's (the CRI benchmark switches the CRI
+	// plugin's snapshotter with it).
+	config string
 }
 
 // podNamespaces: the pod on the host's network (no CNI), as the test's
@@ -79,7 +83,11 @@ func newCRINode(t *testing.T) *criNode {
 // new CRI client to it.
 func (n *criNode) startContainerd(t *testing.T) {
 	t.Helper()
-	n.r.startContainerd(n.containerd, criConfig(n.registry, n.pauseRef))
+	cfg := n.config
+	if cfg == "" {
+		cfg = criConfig(n.registry, n.pauseRef)
+	}
+	n.r.startContainerd(n.containerd, cfg)
 	if n.conn != nil {
 		n.conn.Close()
 	}

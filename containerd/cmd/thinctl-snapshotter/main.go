@@ -110,7 +110,7 @@ func run(args []string, stderr io.Writer, ready func()) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	t0 := time.Now()
-	cfg := snapshotter.Config{Root: c.root}
+	cfg := snapshotter.Config{Root: c.root, Logger: log}
 	if c.debug {
 		cfg.Trace = func(method, step string, took time.Duration) {
 			log.Debug("step", "method", method, "step", step, "took", took.Round(time.Microsecond))

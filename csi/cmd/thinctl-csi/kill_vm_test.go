@@ -95,7 +95,7 @@ func newPoolServer(t *testing.T) *server {
 	t.Helper()
 	testenv.RequireDeviceMapper(t)
 	testenv.RequireTool(t, "mkfs.ext4")
-	s := &server{root: t.TempDir(), pathRoot: filepath.Join(t.TempDir(), "kubelet"), log: &lockedBuffer{}}
+	s := &server{root: t.TempDir(), pathRoot: filepath.Join(t.TempDir(), "kubelet"), log: &testenv.LockedBuffer{}}
 	if err := os.MkdirAll(filepath.Join(s.pathRoot, "staging"), 0o750); err != nil {
 		t.Fatal(err)
 	}

@@ -3,13 +3,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,28 +22,10 @@ import (
 // first activation).
 var testPool = thinpool.Options{DataSize: 2 * thinpool.GiB, MetadataSize: 64 * thinpool.MiB, BaseSize: 32 * thinpool.MiB}
 
-// lockedBuffer is the server's log, written by its goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // server is a thinctl-csi serving a fresh pool.
 type server struct {
 	root, pathRoot, sock string
-	log                  *lockedBuffer
+	log                  *testenv.LockedBuffer
 }
 
 // startServer makes a pool and runs the command on it until the test
@@ -62,7 +42,7 @@ func startServerWith(t *testing.T, opts thinpool.Options) *server {
 	testenv.RequireDeviceMapper(t)
 	testenv.RequireTool(t, "mkfs.ext4")
 	ctx := context.Background()
-	s := &server{root: t.TempDir(), pathRoot: filepath.Join(t.TempDir(), "kubelet"), log: &lockedBuffer{}}
+	s := &server{root: t.TempDir(), pathRoot: filepath.Join(t.TempDir(), "kubelet"), log: &testenv.LockedBuffer{}}
 	if err := os.Mkdir(s.pathRoot, 0o750); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package thinpool
+package watch
 
 import (
 	"context"
@@ -9,20 +9,22 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/thinctl/thinctl/thinpool"
 )
 
 // commandWatcher is a watcher that only runs thin commands.
-func commandWatcher(argv []string, timeout time.Duration, events *[]WatchEvent) *watcher {
-	return &watcher{log: slog.New(discardHandler{}), o: WatchOptions{ThinCommand: argv, CommandTimeout: timeout,
-		OnEvent: func(e WatchEvent) { *events = append(*events, e) }}}
+func commandWatcher(argv []string, timeout time.Duration, events *[]Event) *watcher {
+	return &watcher{log: slog.New(discardHandler{}), o: Options{ThinCommand: argv, CommandTimeout: timeout,
+		OnEvent: func(e Event) { *events = append(*events, e) }}}
 }
 
 func TestAThinCommandThatHangsIsKilledWithWhatItStarted(t *testing.T) {
-	var events []WatchEvent
+	var events []Event
 	pidFile := filepath.Join(t.TempDir(), "child")
 	w := commandWatcher([]string{"/bin/sh", "-c", "sleep 60 & echo $! >" + pidFile + "; wait"}, 300*time.Millisecond, &events)
 	start := time.Now()
-	w.runCommand(context.Background(), status(MiB, GiB, MiB, 64*MiB))
+	w.runCommand(context.Background(), status(thinpool.MiB, thinpool.GiB, thinpool.MiB, 64*thinpool.MiB))
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("a hanging thin command held the watcher for %v", took)
 	}
@@ -42,9 +44,9 @@ func TestAThinCommandThatHangsIsKilledWithWhatItStarted(t *testing.T) {
 }
 
 func TestAThinCommandThatFloodsItsOutputCostsAFewKilobytes(t *testing.T) {
-	var events []WatchEvent
+	var events []Event
 	w := commandWatcher([]string{"/bin/sh", "-c", "head -c 50000000 /dev/zero | tr '\\0' x"}, 20*time.Second, &events)
-	w.runCommand(context.Background(), status(MiB, GiB, MiB, 64*MiB))
+	w.runCommand(context.Background(), status(thinpool.MiB, thinpool.GiB, thinpool.MiB, 64*thinpool.MiB))
 	if len(events) != 1 || events[0].Kind != "command" {
 		t.Fatalf("events %+v", events)
 	}
@@ -63,8 +65,8 @@ func TestAMetricsFileThatIsASymlinkIsReplacedNotFollowed(t *testing.T) {
 	if err := os.Symlink(outside, path); err != nil {
 		t.Fatal(err)
 	}
-	st := status(MiB, GiB, MiB, 64*MiB)
-	if err := writeMetrics(path, st, metricsOf(st, HostSpace{}, 0, time.Now())); err != nil {
+	st := status(thinpool.MiB, thinpool.GiB, thinpool.MiB, 64*thinpool.MiB)
+	if err := writeMetrics(path, st, metricsOf(st, thinpool.HostSpace{}, 0, time.Now())); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(outside); string(b) != "keep me" {

@@ -1,4 +1,9 @@
-package thinpool
+// Package dmthin is the text interface of the kernel's dm-thin targets:
+// the thin-pool and thin table lines thinctl loads, and the status lines
+// the kernel prints for them (parsed leniently: older kernels print fewer
+// fields, newer ones may add words). It knows nothing of pools, registries
+// or devices beyond those lines.
+package dmthin
 
 import (
 	"strconv"
@@ -7,13 +12,13 @@ import (
 	"github.com/pkg/errors"
 )
 
-// metadataBlockSize is the size of a thin-pool metadata block; the pool's
+// MetadataBlockSize is the size of a thin-pool metadata block; the pool's
 // status line counts metadata in these units.
-const metadataBlockSize = 4096
+const MetadataBlockSize = 4096
 
-// poolStatus is one parsed thin-pool status line. Counts are in blocks:
+// PoolStatus is one parsed thin-pool status line. Counts are in blocks:
 // 4 KiB metadata blocks and data blocks of the pool's block size.
-type poolStatus struct {
+type PoolStatus struct {
 	TransactionID   uint64
 	MetadataUsed    uint64
 	MetadataTotal   uint64
@@ -29,11 +34,11 @@ type poolStatus struct {
 	Failed          bool // the kernel printed "Fail" (or "Error")
 }
 
-// parsePoolStatus parses the Params of a thin-pool target's status.
+// ParsePoolStatus parses the Params of a thin-pool target's status.
 // Kernels before 4.x print fewer trailing fields; they are parsed when
 // present and recognised by their values, not by position.
-func parsePoolStatus(line string) (poolStatus, error) {
-	var s poolStatus
+func ParsePoolStatus(line string) (PoolStatus, error) {
+	var s PoolStatus
 	f := strings.Fields(line)
 	if len(f) == 1 && (f[0] == "Fail" || f[0] == "Error") {
 		s.Failed = true
@@ -96,17 +101,17 @@ func parseFraction(s string) (used, total uint64, err error) {
 	return used, total, nil
 }
 
-// thinStatus is one parsed thin target status line.
-type thinStatus struct {
+// ThinStatus is one parsed thin target status line.
+type ThinStatus struct {
 	MappedSectors uint64
 	HighestMapped uint64
 	HasHighest    bool // false when the kernel printed "-" (nothing mapped)
 	Failed        bool
 }
 
-// parseThinStatus parses "<mapped sectors> <highest mapped sector|->" or "Fail".
-func parseThinStatus(line string) (thinStatus, error) {
-	var s thinStatus
+// ParseThinStatus parses "<mapped sectors> <highest mapped sector|->" or "Fail".
+func ParseThinStatus(line string) (ThinStatus, error) {
+	var s ThinStatus
 	f := strings.Fields(line)
 	if len(f) == 1 && (f[0] == "Fail" || f[0] == "Error") {
 		s.Failed = true

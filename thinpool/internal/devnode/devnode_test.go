@@ -1,4 +1,4 @@
-package thinpool
+package devnode
 
 import (
 	"testing"
@@ -20,8 +20,8 @@ func TestOnlyUdevsOwnProcessesAreWaitedOutOnRemoval(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := heldBeyondUdev(c.holders); got != c.beyond {
-				t.Fatalf("heldBeyondUdev(%v) = %v, want %v", c.holders, got, c.beyond)
+			if got := HeldBeyondUdev(c.holders); got != c.beyond {
+				t.Fatalf("HeldBeyondUdev(%v) = %v, want %v", c.holders, got, c.beyond)
 			}
 		})
 	}

@@ -1,4 +1,16 @@
-package thinpool
+// Package watch guards a thin pool while it runs, as dmeventd's thin
+// plugin does for LVM: it sleeps on the pool's kernel events and wakes on
+// a timer to read the host filesystem too, warns as use crosses
+// WarnLevels, grows data and metadata as a pure Policy decides (loop files
+// and block devices through Pool.Grow, pools thinctl does not own through
+// the operator's thin command), tunes the pool table's low water mark and
+// out-of-space mode (Pool.SetTableTuning, Pool.Retune) and writes a
+// metrics file for node_exporter's textfile collector.
+//
+// It is a client of thinpool.Pool: it reaches the pool only through the
+// Pool's exported methods, on a Pool value of its own (thinctl pool watch
+// runs it in a process of its own).
+package watch
 
 import (
 	"bytes"
@@ -13,12 +25,13 @@ import (
 
 	"github.com/pkg/errors"
 
-	"github.com/thinctl/thinctl/dm"
+	"github.com/thinctl/thinctl/thinpool"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
 )
 
-// DefaultWatchInterval is how often Watch reads the pool and its host
+// DefaultInterval is how often Run reads the pool and its host
 // filesystem when no kernel event wakes it.
-const DefaultWatchInterval = 10 * time.Second
+const DefaultInterval = 10 * time.Second
 
 // DefaultCommandTimeout is how long a thin command may run.
 const DefaultCommandTimeout = 5 * time.Minute
@@ -26,11 +39,11 @@ const DefaultCommandTimeout = 5 * time.Minute
 // commandOutputLimit is how much of a thin command's output is logged.
 const commandOutputLimit = 4096
 
-// WatchOptions tunes Watch.
-type WatchOptions struct {
-	Policy WatchPolicy
+// Options tunes Run.
+type Options struct {
+	Policy Policy
 	// Interval is how often the pool and its host filesystem are read
-	// besides the kernel's events (0: DefaultWatchInterval).
+	// besides the kernel's events (0: DefaultInterval).
 	Interval time.Duration
 	// ThinCommand is run (argv, the pool's device name appended) for an
 	// external pool whose data or metadata use reached the threshold,
@@ -44,24 +57,24 @@ type WatchOptions struct {
 	// MetricsFile, when set, is rewritten after every reading in the
 	// node_exporter textfile collector's format (temp file and rename).
 	MetricsFile string
-	// Logger receives what Watch does (nil: nothing is logged).
+	// Logger receives what Run does (nil: nothing is logged).
 	Logger *slog.Logger
 	// OnEvent, when set, is called for each event (after the log line);
 	// it must not block for long.
-	OnEvent func(WatchEvent)
+	OnEvent func(Event)
 }
 
-// WatchEvent is one thing Watch noticed or did.
-type WatchEvent struct {
+// Event is one thing Run noticed or did.
+type Event struct {
 	// Kind is "start", "warn", "grow", "held", "command", "tune", "error" or "stop".
 	Kind    string
 	Message string
 	Err     error
-	Status  Status
-	Host    HostSpace
+	Status  thinpool.Status
+	Host    thinpool.HostSpace
 }
 
-// Watch guards the pool until ctx ends: it sleeps on the kernel's pool
+// Run guards the pool p until ctx ends: it sleeps on the kernel's pool
 // events (the low water mark set from the policy's threshold, mode
 // changes, out of space) and wakes every Interval to read the host
 // filesystem too; it warns at WarnLevels, grows data and metadata by
@@ -70,17 +83,17 @@ type WatchEvent struct {
 // the pool, the pool table queues writes that find no free block
 // (queue_if_no_space) so that they wait for the growth instead of
 // failing; at the cap or the host reserve it fails them at once again.
-// When ctx ends the pool table is put back as thinctl loads it and Watch
-// returns nil. Errors of one reading are reported (WatchEvent "error")
+// When ctx ends the pool table is put back as thinctl loads it and Run
+// returns nil. Errors of one reading are reported (Event "error")
 // and tried again; only a pool that cannot be read at the start ends
-// Watch with an error.
-func (p *Pool) Watch(ctx context.Context, opts WatchOptions) error {
+// Run with an error.
+func Run(ctx context.Context, p *thinpool.Pool, opts Options) error {
 	w := &watcher{p: p, o: opts, log: opts.Logger}
 	if w.log == nil {
 		w.log = slog.New(discardHandler{})
 	}
 	if w.o.Interval <= 0 {
-		w.o.Interval = DefaultWatchInterval
+		w.o.Interval = DefaultInterval
 	}
 	st, err := p.Status()
 	if err != nil {
@@ -88,16 +101,17 @@ func (p *Pool) Watch(ctx context.Context, opts WatchOptions) error {
 	}
 	// Only loop files are grown here; block devices and pools thinctl
 	// did not make are grown by the operator's command.
-	w.external, w.byCommand = st.ExternalPool, st.ExternalPool || p.cfg.DataFile == ""
-	if err := p.Preallocate(ctx, PreallocateOptions{}); err != nil {
-		w.emit(WatchEvent{Kind: "warn", Message: "the metadata file could not be allocated; a full host filesystem can fail a metadata commit", Err: err})
+	w.external, w.byCommand = st.ExternalPool, st.ExternalPool || st.DataFile == ""
+	if err := p.Preallocate(ctx, thinpool.PreallocateOptions{}); err != nil {
+		w.emit(Event{Kind: "warn", Message: "the metadata file could not be allocated; a full host filesystem can fail a metadata commit", Err: err})
 	}
-	w.emit(WatchEvent{Kind: "start", Message: "watching thin pool " + st.PoolName, Status: st})
+	w.pool = st.PoolName
+	w.emit(Event{Kind: "start", Message: "watching thin pool " + st.PoolName, Status: st})
 	defer w.restore()
 	for {
-		info, err := p.dm.Info(p.cfg.PoolName)
+		eventNr, err := p.EventNr()
 		if err != nil {
-			w.emit(WatchEvent{Kind: "error", Message: "read the pool device", Err: err})
+			w.emit(Event{Kind: "error", Message: "read the pool device", Err: err})
 		}
 		w.once(ctx)
 		if ctx.Err() != nil {
@@ -105,7 +119,7 @@ func (p *Pool) Watch(ctx context.Context, opts WatchOptions) error {
 		}
 		wctx, cancel := context.WithTimeout(ctx, w.o.Interval)
 		if err == nil {
-			_, err = p.dm.WaitEvent(wctx, p.cfg.PoolName, info.EventNr)
+			err = p.WaitEvent(wctx, eventNr)
 		} else {
 			<-wctx.Done()
 		}
@@ -114,15 +128,16 @@ func (p *Pool) Watch(ctx context.Context, opts WatchOptions) error {
 			return nil
 		}
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			w.emit(WatchEvent{Kind: "error", Message: "wait for a pool event", Err: err})
+			w.emit(Event{Kind: "error", Message: "wait for a pool event", Err: err})
 			sleepCtx(ctx, w.o.Interval)
 		}
 	}
 }
 
 type watcher struct {
-	p         *Pool
-	o         WatchOptions
+	p         *thinpool.Pool
+	pool      string // the pool's device-mapper name
+	o         Options
 	log       *slog.Logger
 	external  bool // the pool table is not thinctl's: never reloaded
 	byCommand bool // grown by ThinCommand, not by Grow
@@ -137,18 +152,18 @@ type watcher struct {
 func (w *watcher) once(ctx context.Context) {
 	st, err := w.p.Status()
 	if err != nil {
-		w.emit(WatchEvent{Kind: "error", Message: "read the pool's status", Err: err})
+		w.emit(Event{Kind: "error", Message: "read the pool's status", Err: err})
 		return
 	}
 	host, err := w.p.HostSpace()
 	if err != nil {
-		w.emit(WatchEvent{Kind: "error", Message: "read the host filesystem", Err: err, Status: st})
+		w.emit(Event{Kind: "error", Message: "read the host filesystem", Err: err, Status: st})
 	}
-	d := w.o.Policy.Decide(WatchInput{Status: st, Host: host, External: w.byCommand})
+	d := w.o.Policy.Decide(Input{Status: st, Host: host, External: w.byCommand})
 	w.warn(st, host, d)
 	if held := strings.Join(d.Held, "; "); held != w.lastHeld {
 		for _, h := range d.Held {
-			w.emit(WatchEvent{Kind: "held", Message: h, Status: st, Host: host})
+			w.emit(Event{Kind: "held", Message: h, Status: st, Host: host})
 		}
 		w.lastHeld = held
 	}
@@ -158,54 +173,52 @@ func (w *watcher) once(ctx context.Context) {
 		w.runCommand(ctx, st)
 	case d.NewDataSize != 0 || d.NewMetadataSize != 0:
 		w.setTuning(d)
-		err := w.p.Grow(ctx, GrowOptions{DataSize: d.NewDataSize, MetadataSize: d.NewMetadataSize})
+		err := w.p.Grow(ctx, thinpool.GrowOptions{DataSize: d.NewDataSize, MetadataSize: d.NewMetadataSize})
 		if err != nil {
-			w.emit(WatchEvent{Kind: "error", Message: "grow the pool", Err: err, Status: st, Host: host})
+			w.emit(Event{Kind: "error", Message: "grow the pool", Err: err, Status: st, Host: host})
 			break
 		}
 		w.grows++
 		grew = true
 		after, _ := w.p.Status()
-		w.emit(WatchEvent{Kind: "grow", Status: after, Host: host, Message: fmt.Sprintf("grew data %s -> %s, metadata %s -> %s",
-			formatBytes(st.DataTotal), formatBytes(after.DataTotal), formatBytes(st.MetadataTotal), formatBytes(after.MetadataTotal))})
+		w.emit(Event{Kind: "grow", Status: after, Host: host, Message: fmt.Sprintf("grew data %s -> %s, metadata %s -> %s",
+			bytesize.Format(st.DataTotal), bytesize.Format(after.DataTotal), bytesize.Format(st.MetadataTotal), bytesize.Format(after.MetadataTotal))})
 		st = after
 	}
 	// A growth loaded the table already (its resume raises an event, and
 	// the next reading tunes it for the new size).
 	if !grew && !w.external && d.LowWaterBlocks != 0 {
 		w.setTuning(d)
-		changed, err := w.p.retune(ctx)
+		changed, err := w.p.Retune(ctx)
 		if err != nil {
-			w.emit(WatchEvent{Kind: "error", Message: "set the pool's low water mark", Err: err, Status: st})
+			w.emit(Event{Kind: "error", Message: "set the pool's low water mark", Err: err, Status: st})
 		} else if changed {
-			w.emit(WatchEvent{Kind: "tune", Status: st, Message: fmt.Sprintf("pool table: low water mark %d blocks, %s",
+			w.emit(Event{Kind: "tune", Status: st, Message: fmt.Sprintf("pool table: low water mark %d blocks, %s",
 				d.LowWaterBlocks, map[bool]string{true: "queue_if_no_space", false: "error_if_no_space"}[d.Queue])})
 		}
 	}
 	if w.o.MetricsFile != "" {
 		host, _ = w.p.HostSpace()
 		if err := writeMetrics(w.o.MetricsFile, st, metricsOf(st, host, w.grows, time.Now())); err != nil {
-			w.emit(WatchEvent{Kind: "error", Message: "write the metrics file", Err: err, Status: st})
+			w.emit(Event{Kind: "error", Message: "write the metrics file", Err: err, Status: st})
 		}
 	}
 }
 
 // setTuning makes the next table load carry the decision's low water
 // mark and out-of-space mode.
-func (w *watcher) setTuning(d WatchDecision) {
+func (w *watcher) setTuning(d Decision) {
 	if w.external || d.LowWaterBlocks == 0 {
 		return
 	}
-	if err := w.p.lk.Lock(); err != nil {
+	if err := w.p.SetTableTuning(thinpool.TableTuning{LowWaterBlocks: d.LowWaterBlocks, QueueIfNoSpace: d.Queue}); err != nil {
 		return
 	}
-	w.p.tuning = tableTuning{lowWater: d.LowWaterBlocks, queue: d.Queue}
-	w.p.lk.Unlock()
 	w.tuned = true
 }
 
 // warn reports each warning level once as use crosses it upwards.
-func (w *watcher) warn(st Status, host HostSpace, d WatchDecision) {
+func (w *watcher) warn(st thinpool.Status, host thinpool.HostSpace, d Decision) {
 	for _, c := range []struct {
 		what  string
 		level float64
@@ -213,7 +226,7 @@ func (w *watcher) warn(st Status, host HostSpace, d WatchDecision) {
 		pct   float64
 	}{{"data", d.DataLevel, &w.dataLevel, st.DataUsedPercent}, {"metadata", d.MetadataLevel, &w.metaLevel, st.MetadataUsedPercent}} {
 		if c.level > *c.last {
-			w.emit(WatchEvent{Kind: "warn", Status: st, Host: host,
+			w.emit(Event{Kind: "warn", Status: st, Host: host,
 				Message: fmt.Sprintf("thin pool %s %s is %.1f%% full", st.PoolName, c.what, c.pct)})
 		}
 		*c.last = c.level
@@ -221,7 +234,7 @@ func (w *watcher) warn(st Status, host HostSpace, d WatchDecision) {
 }
 
 // runCommand runs the operator's thin command for an external pool.
-func (w *watcher) runCommand(ctx context.Context, st Status) {
+func (w *watcher) runCommand(ctx context.Context, st thinpool.Status) {
 	argv := append(append([]string{}, w.o.ThinCommand...), st.PoolName)
 	timeout := w.o.CommandTimeout
 	if timeout <= 0 {
@@ -245,10 +258,10 @@ func (w *watcher) runCommand(ctx context.Context, st Status) {
 	}
 	msg := fmt.Sprintf("ran %s: %s", strings.Join(argv, " "), strings.TrimSpace(out.String()))
 	if err != nil {
-		w.emit(WatchEvent{Kind: "error", Message: msg, Err: err, Status: st})
+		w.emit(Event{Kind: "error", Message: msg, Err: err, Status: st})
 		return
 	}
-	w.emit(WatchEvent{Kind: "command", Message: msg, Status: st})
+	w.emit(Event{Kind: "command", Message: msg, Status: st})
 }
 
 // restore loads the pool table as thinctl always does (default low water
@@ -257,18 +270,16 @@ func (w *watcher) runCommand(ctx context.Context, st Status) {
 func (w *watcher) restore() {
 	if w.tuned {
 		ctx := context.Background()
-		if err := w.p.lk.Lock(); err == nil {
-			w.p.tuning = tableTuning{}
-			w.p.lk.Unlock()
-			if _, err := w.p.retune(ctx); err != nil {
-				w.emit(WatchEvent{Kind: "error", Message: "put the pool table back", Err: err})
+		if err := w.p.SetTableTuning(thinpool.TableTuning{}); err == nil {
+			if _, err := w.p.Retune(ctx); err != nil {
+				w.emit(Event{Kind: "error", Message: "put the pool table back", Err: err})
 			}
 		}
 	}
-	w.emit(WatchEvent{Kind: "stop", Message: "stopped watching thin pool " + w.p.cfg.PoolName})
+	w.emit(Event{Kind: "stop", Message: "stopped watching thin pool " + w.pool})
 }
 
-func (w *watcher) emit(e WatchEvent) {
+func (w *watcher) emit(e Event) {
 	level := slog.LevelInfo
 	switch e.Kind {
 	case "warn", "held":
@@ -288,49 +299,6 @@ func (w *watcher) emit(e WatchEvent) {
 	if w.o.OnEvent != nil {
 		w.o.OnEvent(e)
 	}
-}
-
-// retune reloads the pool table when its low water mark or out-of-space
-// mode differ from p.tuning (same devices, same size) and says whether it
-// did.
-func (p *Pool) retune(ctx context.Context) (bool, error) {
-	if err := p.lk.Lock(); err != nil {
-		return false, err
-	}
-	defer p.lk.Unlock()
-	if p.cfg.ExternalPool {
-		return false, nil
-	}
-	ts, err := p.dm.Table(p.cfg.PoolName, dm.TableOptions{})
-	if err != nil {
-		return false, errors.Wrapf(err, "table of %s", p.cfg.PoolName)
-	}
-	if len(ts) != 1 || ts[0].Type != "thin-pool" {
-		return false, errors.Errorf("%s is not a thin-pool device", p.cfg.PoolName)
-	}
-	if tableTuned(ts[0].Params, p.tuning) {
-		return false, nil
-	}
-	data, meta, err := p.dataAndMeta(ctx)
-	if err != nil {
-		return false, err
-	}
-	data.Size = ts[0].Length * 512 // tuning never resizes
-	return true, p.reloadPool(ctx, data, meta)
-}
-
-// tableTuned says whether a live thin-pool table's parameters carry the
-// tuning's low water mark and out-of-space mode.
-func tableTuned(params string, tu tableTuning) bool {
-	f := strings.Fields(params)
-	if len(f) < 4 {
-		return false
-	}
-	errorIfNoSpace := false
-	for _, x := range f[4:] {
-		errorIfNoSpace = errorIfNoSpace || x == "error_if_no_space"
-	}
-	return f[3] == fmt.Sprint(tu.lowWaterOr(lowWaterBlocks)) && errorIfNoSpace == !tu.queue
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

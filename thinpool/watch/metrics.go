@@ -1,4 +1,4 @@
-package thinpool
+package watch
 
 import (
 	"fmt"
@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/pkg/errors"
+
+	"github.com/thinctl/thinctl/thinpool"
 )
 
 // metric is one gauge or counter of the metrics file.
@@ -17,8 +19,8 @@ type metric struct {
 	value            float64
 }
 
-// metricsOf is what Watch writes for node_exporter's textfile collector.
-func metricsOf(st Status, host HostSpace, grows int, now time.Time) []metric {
+// metricsOf is what Run writes for node_exporter's textfile collector.
+func metricsOf(st thinpool.Status, host thinpool.HostSpace, grows int, now time.Time) []metric {
 	b := func(v bool) float64 {
 		if v {
 			return 1
@@ -65,7 +67,7 @@ func escapeLabel(s string) string {
 // writeMetrics replaces path with the metrics atomically: a temp file in
 // the same directory, fsynced, renamed over it, so the collector never
 // reads half a file.
-func writeMetrics(path string, st Status, ms []metric) error {
+func writeMetrics(path string, st thinpool.Status, ms []metric) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {

@@ -1,38 +1,45 @@
-package thinpool
+package health
 
 import (
 	"errors"
 	"testing"
+
+	"github.com/thinctl/thinctl/thinpool/internal/hostfs"
+)
+
+const (
+	MiB = 1 << 20
+	GiB = 1 << 30
 )
 
 func TestHealthNamesEachFaultWithItsClassAndFix(t *testing.T) {
-	rw := Status{PoolName: "p", State: "rw", DataTotal: 100 * MiB, DataUsed: 10 * MiB, MetadataTotal: 8 * MiB, MetadataUsed: MiB}
+	rw := Reading{PoolName: "p", State: "rw", DataTotal: 100 * MiB, DataUsed: 10 * MiB, MetadataTotal: 8 * MiB, MetadataUsed: MiB}
 	cases := []struct {
 		name  string
-		s     func(Status) Status
-		host  hostShort
+		s     func(Reading) Reading
+		host  hostfs.Shortfall
 		kinds []string
 		class error
 		fixes []Fix
 	}{
-		{"a healthy pool", func(s Status) Status { return s }, hostShort{}, nil, nil, nil},
-		{"needs_check", func(s Status) Status { s.State, s.ReadOnly, s.NeedsCheck = "ro", true, true; return s }, hostShort{},
+		{"a healthy pool", func(s Reading) Reading { return s }, hostfs.Shortfall{}, nil, nil, nil},
+		{"needs_check", func(s Reading) Reading { s.State, s.ReadOnly, s.NeedsCheck = "ro", true, true; return s }, hostfs.Shortfall{},
 			[]string{ProblemPoolNeedsCheck}, ErrPoolReadOnly, []Fix{FixRepair}},
-		{"fail", func(s Status) Status { s.State, s.Failed, s.ReadOnly = "fail", true, true; return s }, hostShort{},
+		{"fail", func(s Reading) Reading { s.State, s.Failed, s.ReadOnly = "fail", true, true; return s }, hostfs.Shortfall{},
 			[]string{ProblemPoolFailed}, ErrPoolReadOnly, []Fix{FixRepair}},
-		{"read-only with metadata used up", func(s Status) Status { s.State, s.ReadOnly, s.MetadataUsed = "ro", true, s.MetadataTotal; return s }, hostShort{},
+		{"read-only with metadata used up", func(s Reading) Reading { s.State, s.ReadOnly, s.MetadataUsed = "ro", true, s.MetadataTotal; return s }, hostfs.Shortfall{},
 			[]string{ProblemOutOfMetaSpace}, ErrLowSpace, []Fix{FixGrowMetadata}},
-		{"read-only", func(s Status) Status { s.State, s.ReadOnly = "ro", true; return s }, hostShort{},
+		{"read-only", func(s Reading) Reading { s.State, s.ReadOnly = "ro", true; return s }, hostfs.Shortfall{},
 			[]string{ProblemPoolReadOnly}, ErrPoolReadOnly, []Fix{FixRepair}},
-		{"out of data space", func(s Status) Status { s.State, s.OutOfDataSpace = "out_of_data_space", true; return s }, hostShort{},
+		{"out of data space", func(s Reading) Reading { s.State, s.OutOfDataSpace = "out_of_data_space", true; return s }, hostfs.Shortfall{},
 			[]string{ProblemOutOfDataSpace}, ErrLowSpace, []Fix{FixGrowData}},
-		{"a short host filesystem comes first", func(s Status) Status { s.State, s.ReadOnly, s.NeedsCheck = "ro", true, true; return s },
-			hostShort{need: int64(GiB), free: int64(MiB), path: "/x/data"},
+		{"a short host filesystem comes first", func(s Reading) Reading { s.State, s.ReadOnly, s.NeedsCheck = "ro", true, true; return s },
+			hostfs.Shortfall{Need: int64(GiB), Free: int64(MiB), Path: "/x/data"},
 			[]string{ProblemHostFilesystem, ProblemPoolNeedsCheck}, ErrHostFilesystemFull, []Fix{FixFreeHostSpace, FixRepair}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h := healthOf(c.s(rw), c.host)
+			h := Of(c.s(rw), c.host)
 			var kinds []string
 			for _, hp := range h.Problems {
 				kinds = append(kinds, hp.Kind)
@@ -54,7 +61,7 @@ func TestHealthNamesEachFaultWithItsClassAndFix(t *testing.T) {
 			if !errors.Is(h.Err(), c.class) {
 				t.Fatalf("Err() = %v, want class %v", h.Err(), c.class)
 			}
-			he := &HealthError{Problems: h.Problems}
+			he := &Error{Problems: h.Problems}
 			fixes := he.Fixes()
 			if len(fixes) != len(c.fixes) {
 				t.Fatalf("fixes %v, want %v", fixes, c.fixes)
@@ -69,21 +76,21 @@ func TestHealthNamesEachFaultWithItsClassAndFix(t *testing.T) {
 }
 
 func TestAShortHostFilesystemAloneDoesNotRefuseWrites(t *testing.T) {
-	h := healthOf(Status{PoolName: "p", State: "rw", DataTotal: GiB, MetadataTotal: 8 * MiB}, hostShort{need: int64(GiB), free: int64(MiB), path: "/x"})
+	h := Of(Reading{PoolName: "p", State: "rw", DataTotal: GiB, MetadataTotal: 8 * MiB}, hostfs.Shortfall{Need: int64(GiB), Free: int64(MiB), Path: "/x"})
 	if h.OK() {
 		t.Fatal("a short host filesystem is healthy")
 	}
-	if err := h.refusal(); err != nil {
+	if err := h.Refusal(); err != nil {
 		t.Fatalf("refusal: %v", err)
 	}
 }
 
 func TestAMessageThePoolDidNotKeepMatchesBothClasses(t *testing.T) {
-	err := error(&HealthError{Problems: []HealthProblem{{Kind: ProblemPoolNeedsCheck, Class: ErrPoolReadOnly, Fix: FixRepair, Cause: "c"}}, NotKept: "create_thin 5"})
+	err := error(&Error{Problems: []Problem{{Kind: ProblemPoolNeedsCheck, Class: ErrPoolReadOnly, Fix: FixRepair, Cause: "c"}}, NotKept: "create_thin 5"})
 	if !errors.Is(err, ErrPoolNotKept) || !errors.Is(err, ErrPoolReadOnly) {
 		t.Fatalf("%v does not match ErrPoolNotKept and ErrPoolReadOnly", err)
 	}
-	refused := error(&HealthError{Problems: []HealthProblem{{Kind: ProblemPoolNeedsCheck, Class: ErrPoolReadOnly, Fix: FixRepair, Cause: "c"}}})
+	refused := error(&Error{Problems: []Problem{{Kind: ProblemPoolNeedsCheck, Class: ErrPoolReadOnly, Fix: FixRepair, Cause: "c"}}})
 	if errors.Is(refused, ErrPoolNotKept) {
 		t.Fatal("a refusal before any message matches ErrPoolNotKept")
 	}

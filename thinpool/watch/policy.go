@@ -1,8 +1,13 @@
-package thinpool
+package watch
 
-import "fmt"
+import (
+	"fmt"
 
-// WarnLevels are the used percentages at which Watch warns, each once per
+	"github.com/thinctl/thinctl/thinpool"
+	"github.com/thinctl/thinctl/thinpool/internal/bytesize"
+)
+
+// WarnLevels are the used percentages at which Run warns, each once per
 // crossing upwards (as dmeventd's thin plugin does).
 var WarnLevels = []float64{80, 85, 90, 95}
 
@@ -11,9 +16,9 @@ const (
 	DefaultAutoextendStep = 20.0 // percent of the current size
 )
 
-// WatchPolicy says when and how far Watch grows a pool. It is pure: Decide
+// Policy says when and how far Run grows a pool. It is pure: Decide
 // reads a status and the host filesystem and returns what to do.
-type WatchPolicy struct {
+type Policy struct {
 	// Threshold is the used percentage of data or of metadata at or
 	// above which that part grows. 0, or 100 and above, turns autoextend
 	// off (as LVM's thin_pool_autoextend_threshold = 100 does); warnings
@@ -25,7 +30,7 @@ type WatchPolicy struct {
 	Step float64
 	// MaxDataSize and MaxMetadataSize cap growth in bytes (0: no cap of
 	// their own; loop pools stay bound by HostReserve, metadata by
-	// MaxMetadataSize).
+	// thinpool.MaxMetadataSize).
 	MaxDataSize, MaxMetadataSize uint64
 	// HostReserve is the space a loop pool's growth leaves free on its
 	// host filesystem, counting what the pool's sparse files may still
@@ -35,22 +40,22 @@ type WatchPolicy struct {
 }
 
 // Autoextend says whether the policy grows pools at all.
-func (w WatchPolicy) Autoextend() bool { return w.Threshold > 0 && w.Threshold < 100 }
+func (w Policy) Autoextend() bool { return w.Threshold > 0 && w.Threshold < 100 }
 
-// WatchInput is what Decide looks at.
-type WatchInput struct {
-	Status Status
+// Input is what Decide looks at.
+type Input struct {
+	Status thinpool.Status
 	// Host is the loop pool's host filesystem (Loop false for block
 	// devices and external pools).
-	Host HostSpace
+	Host thinpool.HostSpace
 	// External is set for pools thinctl does not own: they are grown by
 	// a command of the operator's (Decision.RunCommand).
 	External bool
 }
 
-// WatchDecision is what Decide asks for. A zero NewDataSize or
+// Decision is what Decide asks for. A zero NewDataSize or
 // NewMetadataSize means leave that part as it is.
-type WatchDecision struct {
+type Decision struct {
 	NewDataSize, NewMetadataSize uint64
 	// RunCommand asks for the operator's thin command (external pools
 	// above the threshold).
@@ -72,9 +77,9 @@ type WatchDecision struct {
 }
 
 // Decide returns what to do for one reading of a pool.
-func (w WatchPolicy) Decide(in WatchInput) WatchDecision {
+func (w Policy) Decide(in Input) Decision {
 	s := in.Status
-	d := WatchDecision{DataLevel: warnLevel(s.DataUsedPercent), MetadataLevel: warnLevel(s.MetadataUsedPercent)}
+	d := Decision{DataLevel: warnLevel(s.DataUsedPercent), MetadataLevel: warnLevel(s.MetadataUsedPercent)}
 	if !w.Autoextend() || s.State == "down" || s.Failed || s.ReadOnly || s.NeedsCheck {
 		return d
 	}
@@ -95,8 +100,8 @@ func (w WatchPolicy) Decide(in WatchInput) WatchDecision {
 		// Metadata first: it is allocated whole and a pool out of it
 		// fails, while one out of data only fails writes.
 		var held string
-		d.NewMetadataSize, held = w.grow("metadata", s.MetadataUsed, s.MetadataTotal, 4*KiB,
-			min(w.capOr(w.MaxMetadataSize, MaxMetadataSize), MaxMetadataSize), &budget)
+		d.NewMetadataSize, held = w.grow("metadata", s.MetadataUsed, s.MetadataTotal, 4*thinpool.KiB,
+			min(w.capOr(w.MaxMetadataSize, thinpool.MaxMetadataSize), thinpool.MaxMetadataSize), &budget)
 		if held != "" {
 			d.Held = append(d.Held, held)
 		}
@@ -104,7 +109,7 @@ func (w WatchPolicy) Decide(in WatchInput) WatchDecision {
 	dataCap := w.capOr(w.MaxDataSize, 0)
 	if dataHigh {
 		var held string
-		d.NewDataSize, held = w.grow("data", s.DataUsed, s.DataTotal, max(s.BlockSize, 64*KiB), dataCap, &budget)
+		d.NewDataSize, held = w.grow("data", s.DataUsed, s.DataTotal, max(s.BlockSize, 64*thinpool.KiB), dataCap, &budget)
 		if held != "" {
 			d.Held = append(d.Held, held)
 		}
@@ -119,14 +124,14 @@ func (w WatchPolicy) Decide(in WatchInput) WatchDecision {
 // lowWater is the low water mark, in blocks, that makes the kernel raise
 // an event when data use of a pool of total bytes reaches the threshold
 // (0 when the size is unknown).
-func (w WatchPolicy) lowWater(total, blockSize uint64) uint64 {
+func (w Policy) lowWater(total, blockSize uint64) uint64 {
 	if blockSize == 0 || total == 0 {
 		return 0
 	}
 	return max(1, uint64(float64(total/blockSize)*(100-w.Threshold)/100+0.5))
 }
 
-func (w WatchPolicy) capOr(c, def uint64) uint64 {
+func (w Policy) capOr(c, def uint64) uint64 {
 	if c == 0 {
 		return def
 	}
@@ -136,23 +141,23 @@ func (w WatchPolicy) capOr(c, def uint64) uint64 {
 // grow returns the new size of a part that reached the threshold (0 when
 // it cannot grow) and why it grows less than asked ("" when it does
 // not). budget (-1: none) is the host space left, and is spent.
-func (w WatchPolicy) grow(what string, used, total, unit, limit uint64, budget *int64) (uint64, string) {
+func (w Policy) grow(what string, used, total, unit, limit uint64, budget *int64) (uint64, string) {
 	step := w.Step
 	if step <= 0 {
 		step = DefaultAutoextendStep
 	}
 	want := total
-	for i := 0; i < 64 && (want == total || percent(used, want) >= w.Threshold); i++ {
+	for i := 0; i < 64 && (want == total || bytesize.Percent(used, want) >= w.Threshold); i++ {
 		want += max(uint64(float64(want)*step/100), unit)
 	}
-	want = roundUp(want, unit)
+	want = bytesize.RoundUp(want, unit)
 	held := ""
 	if limit != 0 && want > limit {
-		want = roundDown(limit, unit)
-		held = fmt.Sprintf("%s is capped at %s", what, formatBytes(limit))
+		want = bytesize.RoundDown(limit, unit)
+		held = fmt.Sprintf("%s is capped at %s", what, bytesize.Format(limit))
 	}
 	if *budget >= 0 && want > total && want-total > uint64(*budget) {
-		want = total + roundDown(uint64(*budget), unit)
+		want = total + bytesize.RoundDown(uint64(*budget), unit)
 		held = fmt.Sprintf("%s growth is held back by the host filesystem's reserve", what)
 	}
 	if want <= total {
