@@ -15,7 +15,7 @@ import (
 
 // commandWatcher is a watcher that only runs thin commands.
 func commandWatcher(argv []string, timeout time.Duration, events *[]Event) *watcher {
-	return &watcher{log: slog.New(discardHandler{}), o: Options{ThinCommand: argv, CommandTimeout: timeout,
+	return &watcher{log: slog.New(slog.DiscardHandler), o: Options{ThinCommand: argv, CommandTimeout: timeout,
 		OnEvent: func(e Event) { *events = append(*events, e) }}}
 }
 

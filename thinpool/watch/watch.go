@@ -90,7 +90,7 @@ type Event struct {
 func Run(ctx context.Context, p *thinpool.Pool, opts Options) error {
 	w := &watcher{p: p, o: opts, log: opts.Logger}
 	if w.log == nil {
-		w.log = slog.New(discardHandler{})
+		w.log = slog.New(slog.DiscardHandler)
 	}
 	if w.o.Interval <= 0 {
 		w.o.Interval = DefaultInterval
@@ -309,14 +309,6 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	}
 }
-
-// discardHandler is a slog.Handler that drops everything.
-type discardHandler struct{}
-
-func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
-func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
-func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
-func (d discardHandler) WithGroup(string) slog.Handler           { return d }
 
 // limitedBuffer keeps the first max bytes written to it and counts the
 // rest, so that a command that prints without end costs no memory.
