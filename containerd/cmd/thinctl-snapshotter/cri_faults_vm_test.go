@@ -68,9 +68,7 @@ func TestAPodGoesOnAfterEachKillOnItsPath(t *testing.T) {
 			t.Fatalf("StartContainer: %v", err)
 		}
 		n.waitLog(t, pod, "app", "hello: hello from layer 3", "gone: y")
-		if _, err := n.rt.RemoveContainer(n.ctx, &runtime.RemoveContainerRequest{ContainerId: id}); err != nil {
-			t.Fatalf("RemoveContainer: %v", err)
-		}
+		n.stopAndRemoveContainer(t, id)
 	})
 	step(t, "containerd SIGKILLed during StartContainer; restarted, the container is stopped and removed and a new one runs", func(t *testing.T) {
 		id := n.createContainer(t, podID, pod, "started", `trap 'exit 0' TERM; echo up; while :; do sleep 1; done`)
@@ -89,31 +87,13 @@ func TestAPodGoesOnAfterEachKillOnItsPath(t *testing.T) {
 			t.Fatalf("ContainerStatus after containerd's restart: %v", err)
 		}
 		t.Logf("after containerd's restart the container is %v", st.Status.State)
-		// The kubelet stops and removes again until it converges: right
-		// after its restart containerd may still be reconnecting to the
-		// shim the killed containerd started ("ttrpc: closed"), which is
-		// containerd's business, not the snapshotter's.
-		for try := 1; try <= 10; try++ {
-			if _, err = n.rt.StopContainer(n.ctx, &runtime.StopContainerRequest{ContainerId: id, Timeout: 10}); err == nil {
-				_, err = n.rt.RemoveContainer(n.ctx, &runtime.RemoveContainerRequest{ContainerId: id})
-			}
-			if err == nil {
-				break
-			}
-			t.Logf("stop and remove after containerd's restart, try %d: %v", try, err)
-			time.Sleep(time.Second)
-		}
-		if err != nil {
-			t.Fatalf("the container could not be stopped and removed after containerd's restart: %v", err)
-		}
+		n.stopAndRemoveContainer(t, id)
 		again := n.createContainer(t, podID, pod, "started-again", `echo up again`)
 		if _, err := n.rt.StartContainer(n.ctx, &runtime.StartContainerRequest{ContainerId: again}); err != nil {
 			t.Fatalf("StartContainer of a new container: %v", err)
 		}
 		n.waitLog(t, pod, "started-again", "up again")
-		if _, err := n.rt.RemoveContainer(n.ctx, &runtime.RemoveContainerRequest{ContainerId: again}); err != nil {
-			t.Fatalf("RemoveContainer: %v", err)
-		}
+		n.stopAndRemoveContainer(t, again)
 	})
 	step(t, "the pod removed, then a new pod runs a container", func(t *testing.T) {
 		n.stopAndRemovePod(t, podID)
@@ -129,4 +109,25 @@ func TestAPodGoesOnAfterEachKillOnItsPath(t *testing.T) {
 	step(t, "RemoveImage and containerd's collection leave only the snapshotter's root device; Check and thin_dump agree", func(t *testing.T) {
 		n.removeImagesAndCheck(t)
 	})
+}
+
+// stopAndRemoveContainer stops and removes container id again until it
+// converges, as the kubelet does: containerd can answer "ttrpc: closed"
+// while its shim goes away under it (a container that has just exited, or
+// a shim a killed containerd started that the restarted one is still
+// reconnecting to), which is containerd's business, not the snapshotter's.
+func (n *criNode) stopAndRemoveContainer(t *testing.T, id string) {
+	t.Helper()
+	var err error
+	for try := 1; try <= 10; try++ {
+		if _, err = n.rt.StopContainer(n.ctx, &runtime.StopContainerRequest{ContainerId: id, Timeout: 10}); err == nil {
+			_, err = n.rt.RemoveContainer(n.ctx, &runtime.RemoveContainerRequest{ContainerId: id})
+		}
+		if err == nil {
+			return
+		}
+		t.Logf("stop and remove container %s, try %d: %v", id, try, err)
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("container %s could not be stopped and removed in 10 tries: %v", id, err)
 }
